@@ -1,0 +1,49 @@
+# Freshet — local development. `make demo` runs it, `make test` tests it; both set
+# themselves up (virtualenv, pip, npm) on a fresh machine.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FS_DIR := infra/emulators/firestore
+export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/infra
+
+.PHONY: setup test lint demo emulators bench site serve-site clean
+
+setup: $(STAMP) $(FS_DIR)/node_modules/.installed
+
+$(STAMP): requirements.txt requirements-nodeps.txt functions/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+$(FS_DIR)/node_modules/.installed: $(FS_DIR)/package.json $(FS_DIR)/package-lock.json
+	cd $(FS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+
+demo: setup
+	$(BIN)/python -m freshet_local.demo
+
+emulators: setup
+	$(BIN)/python -m freshet_local.emulators
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+site: setup
+	$(BIN)/freshet site build
+
+clean:
+	rm -rf $(VENV) $(FS_DIR)/node_modules site/public test-artifacts .pytest_cache
+
+-include infra/deploy.mk

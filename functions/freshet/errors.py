@@ -1,0 +1,40 @@
+"""Error classes shared by every layer.
+
+The class of an error decides what happens next: a ValidationError is the caller's
+fault (HTTP 400, CLI exit 2), a PermanentError ends a run without retry, anything
+else raised by a sync is transient and retried.
+"""
+
+
+class FreshetError(Exception):
+    """Base class for errors Freshet raises on purpose."""
+
+
+class ValidationError(FreshetError, ValueError):
+    """Bad input. `field` names what was wrong, e.g. "schedule.cron"."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotFound(FreshetError, LookupError):
+    """A job, run or dataset that does not exist."""
+
+    def __init__(self, what: str, ident: str):
+        super().__init__(f"{what} {ident!r} not found")
+        self.what = what
+        self.ident = ident
+
+
+class Conflict(FreshetError):
+    """The request is valid but clashes with the current state."""
+
+
+class PermanentError(FreshetError):
+    """Raised by a sync when retrying cannot help (bad params, 404 upstream, ...)."""
+
+
+class Disabled(FreshetError):
+    """A kill switch turned this action or job kind off."""

@@ -1,0 +1,196 @@
+import threading
+from datetime import timedelta
+
+import pytest
+
+from freshet import registry
+from freshet.errors import PermanentError
+from freshet.runner import handle_one
+from freshet.store import Store
+from freshet.tick import tick_once
+from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
+
+
+class Calls:
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.behaviour = lambda ctx: {k: 5 for k in ctx.produces}
+
+    def __call__(self, ctx):
+        with self.lock:
+            self.count += 1
+        self.gate.wait(10)
+        return self.behaviour(ctx)
+
+
+@pytest.fixture
+def calls():
+    c = Calls()
+    registry.sync("test_counted")(c)
+    yield c
+    registry.unregister("test_counted")
+
+
+def queued_run(store, settings, job_id="a", **kw):
+    add_job(store, job_id, kind="test_counted", produces=("ds.a",), next_run_at=T0, **kw)
+    queue = RecordingQueue(settings)
+    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
+    return run_id, queue
+
+
+def test_success_records_the_run_the_job_and_the_dataset(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings)
+    store.update_job("a", {"last_error": "old failure"})
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings,
+                         clock=lambda: T0 + 2 * MIN)
+    assert (outcome.status, outcome.state) == (200, "succeeded")
+    run = store.run(run_id)
+    assert run.status == "succeeded" and run.records == {"ds.a": 5}
+    assert run.started_at == T0 + MIN and run.finished_at == T0 + 2 * MIN
+    assert run.lease_expires_at is None
+    job = store.job("a")
+    assert job.last_run_status == "succeeded" and job.last_error is None
+    ds = store.get_dataset("ds.a")
+    assert ds.last_success_at == T0 + 2 * MIN and ds.last_record_count == 5
+
+
+def test_duplicate_delivery_of_a_finished_run_is_a_noop(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings)
+    handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    again = handle_one(store, queue, run_id, 1, now=T0 + 2 * MIN, settings=settings)
+    assert (again.status, again.state) == (200, "noop") and calls.count == 1
+
+
+def test_the_same_task_delivered_twice_at_once_runs_the_sync_once(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings)
+    calls.gate.clear()
+    outcomes = []
+
+    def deliver():
+        outcomes.append(handle_one(Store(db), queue, run_id, 1, now=T0 + MIN,
+                                   settings=settings).state)
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    threads[0].join(0.5)
+    calls.gate.set()
+    for t in threads:
+        t.join()
+    assert calls.count == 1
+    assert sorted(outcomes) == ["noop", "succeeded"]
+
+
+def test_max_retries_n_gives_n_plus_one_attempts_then_fails_with_last_error(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings, max_retries=2)
+
+    def fail(ctx):
+        raise ConnectionError(f"upstream down on attempt {ctx.attempt}")
+
+    calls.behaviour = fail
+    answers = [handle_one(store, queue, run_id, attempt, now=T0 + attempt * MIN,
+                          settings=settings).status for attempt in (1, 2, 3)]
+    assert answers == [503, 503, 200]
+    assert calls.count == 3
+    run = store.run(run_id)
+    assert run.status == "failed" and run.attempt_number == 3
+    assert [a["error"] for a in run.attempts] == [
+        f"ConnectionError: upstream down on attempt {n}" for n in (1, 2, 3)]
+    assert store.job("a").last_error == "ConnectionError: upstream down on attempt 3"
+    ds = store.get_dataset("ds.a")
+    assert ds.consecutive_failures == 1 and ds.last_success_at is None
+    late = handle_one(store, queue, run_id, 4, now=T0 + 9 * MIN, settings=settings)
+    assert (late.status, calls.count) == (200, 3)
+
+
+def test_permanent_error_is_not_retried(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings, max_retries=5)
+
+    def bad(ctx):
+        raise PermanentError("params.url is missing")
+
+    calls.behaviour = bad
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    assert (outcome.status, outcome.state) == (200, "failed")
+    assert store.run(run_id).status == "failed"
+    assert store.job("a").last_error == "PermanentError: params.url is missing"
+
+
+def test_unknown_kind_fails_permanently(db):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "ghost", kind="no_such_kind", next_run_at=T0)
+    queue = RecordingQueue(settings)
+    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    assert outcome.state == "failed" and "no sync is registered" in store.run(run_id).error
+
+
+def test_second_run_of_a_job_waits_while_the_first_is_running(db, calls):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "a", kind="test_counted", produces=("ds.a",), cron="* * * * *",
+            next_run_at=T0)
+    queue = RecordingQueue(settings)
+    first = tick_once(store, queue, now=T0, settings=settings).created[0]
+    second = tick_once(store, queue, now=T0 + MIN, settings=settings).created[0]
+    calls.gate.clear()
+    runner = threading.Thread(target=handle_one, args=(Store(db), queue, first, 1),
+                              kwargs={"now": T0 + MIN, "settings": settings})
+    runner.start()
+    for _ in range(100):
+        if store.run(first).status == "running":
+            break
+        threading.Event().wait(0.05)
+    outcome = handle_one(store, queue, second, 1, now=T0 + MIN, settings=settings)
+    calls.gate.set()
+    runner.join()
+    assert outcome.state == "deferred"
+    assert store.run(second).status == "queued" and store.run(second).dispatches == 1
+    assert queue.sent[-1].schedule_time == T0 + MIN + timedelta(seconds=30)
+    assert calls.count == 1
+
+
+def test_job_that_allows_overlap_runs_concurrently(db, calls):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "a", kind="test_counted", produces=("ds.a",), cron="* * * * *",
+            next_run_at=T0, allow_overlap=True)
+    queue = RecordingQueue(settings)
+    first = tick_once(store, queue, now=T0, settings=settings).created[0]
+    second = tick_once(store, queue, now=T0 + MIN, settings=settings).created[0]
+    calls.gate.clear()
+    runner = threading.Thread(target=handle_one, args=(Store(db), queue, first, 1),
+                              kwargs={"now": T0 + MIN, "settings": settings})
+    runner.start()
+    while store.run(first).status != "running":
+        threading.Event().wait(0.05)
+    calls.gate.set()
+    outcome = handle_one(store, queue, second, 1, now=T0 + MIN, settings=settings)
+    runner.join()
+    assert outcome.state == "succeeded" and calls.count == 2
+
+
+def test_kind_switched_off_fails_the_run_without_running_it(db, calls):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings)
+    store.set_control({"disabled_kinds": ["test_counted"], "reason": "vendor outage"})
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    assert outcome.state == "failed" and calls.count == 0
+    assert "vendor outage" in store.run(run_id).error
+    assert store.get_dataset("ds.a") is None
+
+
+def test_one_time_job_completes_after_its_run(db, calls):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "once", kind="test_counted", schedule={"run_at": T0}, next_run_at=T0)
+    queue = RecordingQueue(settings)
+    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
+    handle_one(store, queue, run_id, 1, now=T0, settings=settings, clock=lambda: T0 + MIN)
+    job = store.job("once")
+    assert job.status == "completed" and job.completed_at == T0 + MIN

@@ -1,0 +1,93 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from freshet.errors import ValidationError
+from freshet.models import Job, Run, new_job
+from freshet.runs import manual_run_id, scheduled_run_id
+from freshet.settings import load_settings
+from freshet.tasks import task_id
+from freshet.tasks_request import parse_delivery
+
+GOOD = {"id": "ads-sync", "kind": "noop", "schedule": {"cron": "0 * * * *", "timezone": "UTC"}}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"kind": ""}, "kind"),
+        ({"kind": "   "}, "kind"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"max_retries": True}, "max_retries"),
+        ({"schedule": {"cron": "99 * * * *"}}, "schedule.cron"),
+        ({"schedule": {"cron": "* * * * *", "timezone": "Nowhere/City"}}, "schedule.timezone"),
+        ({"schedule": {"run_at": "2026-12-01T09:00:00"}}, "schedule.run_at"),
+        ({"schedule": {"cron": "* * * * *", "every": 5}}, "schedule.every"),
+        ({"id": "Has Spaces"}, "id"),
+        ({"id": "a/b"}, "id"),
+        ({"stuck_threshold_minutes": 0}, "stuck_threshold_minutes"),
+        ({"produces": ["ok", "Bad Key"]}, "produces[1]"),
+        ({"produces": ["a", "a"]}, "produces"),
+        ({"params": ["not", "a", "dict"]}, "params"),
+    ],
+)
+def test_invalid_job_definitions_are_refused_naming_the_field(change, field):
+    with pytest.raises(ValidationError) as caught:
+        new_job(**{**GOOD, **change})
+    assert caught.value.field == field
+
+
+def test_job_round_trips_through_its_document():
+    job = new_job(**GOOD, produces=["ads.performance"], params={"url": "https://x"})
+    job.next_run_at = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    again = Job.from_doc(job.to_doc())
+    assert again == job
+
+
+def test_run_round_trips_and_ignores_unknown_fields():
+    run = Run(id="r", job_id="j", kind="noop", scheduled_for=datetime(2026, 1, 1, tzinfo=UTC))
+    assert Run.from_doc({**run.to_doc(), "future_field": 1}) == run
+
+
+def test_run_ids_are_deterministic():
+    slot = datetime(2026, 11, 28, 12, 30, tzinfo=UTC)
+    assert scheduled_run_id("j", slot) == "j__20261128T123000Z"
+    now = datetime(2026, 11, 28, 12, 30, 59, tzinfo=UTC)
+    assert manual_run_id("j", now, None) == manual_run_id("j", now.replace(second=1), None)
+    assert manual_run_id("j", now, "k1") == manual_run_id("j", now.replace(hour=3), "k1")
+    assert manual_run_id("j", now, "k1") != manual_run_id("j", now, "k2")
+
+
+def test_task_names_are_hashed_and_unique_per_dispatch():
+    a, b = task_id("j__20261128T123000Z", 1), task_id("j__20261128T123000Z", 1, dispatch=1)
+    assert a != b and len(a.split("-")[0]) == 16
+    assert all(c.isalnum() or c in "-_" for c in a)
+
+
+def test_delivery_attempt_is_body_attempt_plus_retry_count():
+    assert parse_delivery({"X-CloudTasks-TaskRetryCount": "2"}, {"run_id": "r"}) == ("r", 3)
+    assert parse_delivery({}, {"run_id": "r", "attempt": 2}) == ("r", 2)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "field"),
+    [
+        ({}, {}, "run_id"),
+        ({}, {"run_id": 5}, "run_id"),
+        ({}, {"run_id": "r", "attempt": 0}, "attempt"),
+        ({"X-CloudTasks-TaskRetryCount": "x"}, {"run_id": "r"}, "X-CloudTasks-TaskRetryCount"),
+    ],
+)
+def test_bad_deliveries_name_the_field(headers, body, field):
+    with pytest.raises(ValidationError) as caught:
+        parse_delivery(headers, body)
+    assert caught.value.field == field
+
+
+def test_settings_fail_loudly_on_bad_values():
+    with pytest.raises(ValidationError, match="FRESHET_LOOKAHEAD_S"):
+        load_settings({"FRESHET_LOOKAHEAD_S": "soon"})
+    with pytest.raises(ValidationError, match="FRESHET_AUTH"):
+        load_settings({"FRESHET_AUTH": "none"})
+    assert load_settings({"FRESHET_LOOKAHEAD_S": "30"}).lookahead_s == 30

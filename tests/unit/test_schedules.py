@@ -1,0 +1,105 @@
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from freshet.errors import ValidationError
+from freshet.schedules import describe, latest_due, make_schedule, next_after
+
+NY = ZoneInfo("America/New_York")
+LONDON = ZoneInfo("Europe/London")
+
+
+def slots(schedule, start, end):
+    found, cursor = [], start
+    while (cursor := next_after(schedule, cursor)) is not None and cursor < end:
+        found.append(cursor)
+    return found
+
+
+def test_daily_0230_runs_once_on_spring_forward_day():
+    schedule = make_schedule(cron="30 2 * * *", timezone="America/New_York")
+    start = datetime(2026, 3, 8, 0, 0, tzinfo=NY)
+    day = slots(schedule, start, datetime(2026, 3, 9, 0, 0, tzinfo=NY))
+    assert len(day) == 1
+    assert day[0].astimezone(NY).hour == 3  # 02:30 does not exist that day
+
+
+def test_daily_0130_runs_once_on_fall_back_day():
+    schedule = make_schedule(cron="30 1 * * *", timezone="America/New_York")
+    start = datetime(2026, 11, 1, 0, 0, tzinfo=NY)
+    day = slots(schedule, start, start + timedelta(hours=25))  # that day has 25 hours
+    assert len(day) == 1
+    assert day[0] == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # the first 01:30, EDT
+
+
+def test_daily_0230_in_london_runs_once_a_day_across_both_changes():
+    schedule = make_schedule(cron="30 2 * * *", timezone="Europe/London")
+    for day in (datetime(2026, 3, 29, tzinfo=LONDON), datetime(2026, 10, 25, tzinfo=LONDON)):
+        assert len(slots(schedule, day, day + timedelta(days=1))) == 1
+
+
+def test_hourly_job_keeps_utc_spacing_through_fall_back():
+    schedule = make_schedule(cron="0 * * * *", timezone="America/New_York")
+    start = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)
+    found = slots(schedule, start, start + timedelta(hours=4))
+    assert [b - a for a, b in zip(found, found[1:], strict=False)] == [timedelta(hours=1)] * 3
+
+
+def test_next_after_is_strictly_after():
+    schedule = make_schedule(cron="*/15 * * * *")
+    at = datetime(2026, 11, 28, 12, 15, tzinfo=UTC)
+    assert next_after(schedule, at) == at + timedelta(minutes=15)
+    assert next_after(schedule, at - timedelta(microseconds=1)) == at
+
+
+def test_one_time_schedule_has_one_slot():
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    schedule = make_schedule(run_at="2026-11-28T12:00:00Z")
+    assert next_after(schedule, at - timedelta(minutes=1)) == at
+    assert next_after(schedule, at) is None
+
+
+def test_job_three_days_behind_runs_the_latest_missed_slot_only():
+    schedule = make_schedule(cron="*/5 * * * *")
+    now = datetime(2026, 11, 28, 12, 7, 30, tzinfo=UTC)
+    latest = datetime(2026, 11, 28, 12, 5, tzinfo=UTC)
+    assert latest_due(schedule, now - timedelta(days=3), now) == latest
+
+
+def test_monthly_job_far_behind_runs_latest_slot():
+    schedule = make_schedule(cron="0 0 1 * *")
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    latest = datetime(2026, 11, 1, tzinfo=UTC)
+    assert latest_due(schedule, datetime(2026, 6, 1, tzinfo=UTC), now) == latest
+
+
+def test_slot_within_lookahead_is_kept():
+    schedule = make_schedule(cron="* * * * *")
+    now = datetime(2026, 11, 28, 12, 0, 30, tzinfo=UTC)
+    ahead = datetime(2026, 11, 28, 12, 1, tzinfo=UTC)
+    assert latest_due(schedule, ahead, now) == ahead
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"cron": "61 * * * *"}, "schedule.cron"),
+        ({"cron": "not a cron"}, "schedule.cron"),
+        ({"cron": ""}, "schedule.cron"),
+        ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, "schedule.timezone"),
+        ({"run_at": "2026-11-28T12:00:00"}, "schedule.run_at"),
+        ({"run_at": "tomorrow"}, "schedule.run_at"),
+        ({}, "schedule"),
+        ({"cron": "* * * * *", "run_at": "2026-11-28T12:00:00Z"}, "schedule"),
+    ],
+)
+def test_bad_schedules_are_refused_naming_the_field(kwargs, field):
+    with pytest.raises(ValidationError) as caught:
+        make_schedule(**kwargs)
+    assert caught.value.field == field
+
+
+def test_describe_says_the_schedule_in_words_with_its_timezone():
+    text = describe(make_schedule(cron="0 9 * * 1-5", timezone="Europe/London"))
+    assert "09:00" in text and "Europe/London" in text
