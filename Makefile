@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 FS_DIR := infra/emulators/firestore
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/infra
 
-.PHONY: setup test lint demo emulators bench site serve-site clean
+.PHONY: setup test lint demo emulators bench site deploy-config clean
 
 setup: $(STAMP) $(FS_DIR)/node_modules/.installed
 
@@ -42,6 +42,9 @@ bench: setup
 
 site: setup
 	$(BIN)/freshet site build
+
+deploy-config: setup  ## regenerate infra/deploy.mk after editing infra/pipeline.yaml
+	$(BIN)/python -m freshet_local.deploy
 
 clean:
 	rm -rf $(VENV) $(FS_DIR)/node_modules site/public test-artifacts .pytest_cache

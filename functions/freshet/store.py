@@ -26,6 +26,7 @@ JOBS, RUNS, DATASETS, SETTINGS = "jobs", "runs", "datasets", "settings"
 CONTROL_DOC = "control"  # settings/control: kill switches
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
+APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 
 _client_lock = threading.Lock()
 _client: firestore.Client | None = None
@@ -250,6 +251,13 @@ class Store:
                  .order_by("completed_at")
                  .limit(limit))
         return [Job.from_doc(d) for d in self._stream(query)]
+
+    def applied_doc(self) -> dict:
+        return self._get(SETTINGS, APPLIED_DOC) or {}
+
+    def put_applied_doc(self, doc: dict) -> None:
+        self._ref(SETTINGS, APPLIED_DOC).set(doc)
+        self.stats.commits += 1
 
     def heartbeats(self) -> dict:
         """settings/heartbeat: when tick, recovery and publish last ran, and what they did."""

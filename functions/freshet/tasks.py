@@ -83,7 +83,7 @@ class TaskQueue:
         if self.settings.invoker_email:
             request.oidc_token = tasks_v2.OidcToken(
                 service_account_email=self.settings.invoker_email,
-                audience=self.settings.audience or self.settings.run_task_url,
+                audience=self.settings.run_task_url,  # run_task checks its own URL
             )
         task = tasks_v2.Task(
             name=f"{self.queue_path()}/tasks/{task_id(run_id, attempt, dispatch)}",

@@ -1,42 +1,16 @@
 """Helpers for control-loop tests: a recording task queue and job factories."""
 
-import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from freshet.models import Job, new_job
 from freshet.settings import Settings, load_settings
 from freshet.store import Store
-from freshet.tasks import TaskQueue
+from freshet_local.recording_queue import RecordingQueue
+
+__all__ = ["MIN", "T0", "RecordingQueue", "add_job", "loop_settings"]
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
-
-
-@dataclass
-class Enqueued:
-    run_id: str
-    attempt: int
-    dispatch: int
-    schedule_time: datetime | None
-
-
-class RecordingQueue(TaskQueue):
-    """Freshet's own adapter with the Google call replaced by a record (and, on
-    demand, a failure): the loop's logic is under test here, not Cloud Tasks."""
-
-    def __init__(self, settings: Settings, *, fail: bool = False):
-        super().__init__(settings, client=object())
-        self.sent: list[Enqueued] = []
-        self.fail = fail
-        self._lock = threading.Lock()
-
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None):
-        if self.fail:
-            raise ConnectionError("task queue unavailable")
-        with self._lock:
-            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time))
-        return run_id
 
 
 def loop_settings(**overrides) -> Settings:

@@ -1,0 +1,157 @@
+"""The control loop's costs and speed.
+
+    python bench/bench_loop.py
+
+tick_job_reads_20k_200due   documents one tick reads with 20,000 jobs, 200 due (target ≈ 200)
+tick_time_ratio_20k_vs_2k   that tick's median time over the same tick with 2,000 jobs (≤ 1.3)
+commits_per_run             Firestore commits per successful run, tick + run_task (≤ 4)
+e2e_runs_per_s              no-op runs a second through the whole local stack
+dispatch_lag_p50_s / _p95_s actual start minus the slot, jobs due within the lookahead
+"""
+
+import time
+from datetime import timedelta
+
+import common  # noqa: F401  (import paths)
+
+ROUNDS = 5
+
+
+def _job_docs(count: int, due: int, now):
+    from freshet.models import new_job
+
+    for i in range(count):
+        job = new_job(id=f"job{i:05d}", kind="noop", schedule={"cron": "*/5 * * * *"},
+                      produces=[f"ds.j{i % 500}"])
+        job.next_run_at = now - timedelta(minutes=1) if i < due else now + timedelta(days=1)
+        yield job.id, job.to_doc()
+
+
+def tick_cost(db, total: int, due: int = 200) -> tuple[float, int]:
+    """(median seconds, reads) of a tick that finds `due` of `total` jobs due."""
+    from freshet.settings import load_settings
+    from freshet.store import Store
+    from freshet.tick import tick_once
+    from freshet.timeutil import utcnow
+    from freshet_local.recording_queue import RecordingQueue
+
+    store, settings = Store(db), load_settings({}, auth_mode="local")
+    now = utcnow()
+    store.put_many("jobs", _job_docs(total, due, now))
+    times, reads = [], 0
+    for _ in range(ROUNDS):
+        store.put_many("jobs", _job_docs(due, due, now))  # make the same 200 due again
+        store.stats.reset()
+        started = time.perf_counter()
+        result = tick_once(store, RecordingQueue(settings), now=now, settings=settings)
+        times.append(time.perf_counter() - started)
+        reads = store.stats.reads
+        assert len(result.created) + result.lost_race == due, result.to_dict()
+        now += timedelta(minutes=5)  # a new slot each round, so new runs
+    return common.median(times), reads
+
+
+def commits_per_run(db, jobs: int = 50) -> float:
+    from freshet.runner import handle_one
+    from freshet.settings import load_settings
+    from freshet.store import Store
+    from freshet.tick import tick_once
+    from freshet.timeutil import utcnow
+    from freshet_local.recording_queue import RecordingQueue
+
+    store, settings = Store(db), load_settings({}, auth_mode="local")
+    now = utcnow()
+    store.put_many("jobs", _job_docs(jobs, jobs, now))
+    store.stats.reset()
+    queue = RecordingQueue(settings)
+    created = tick_once(store, queue, now=now, settings=settings).created
+    for run_id in created:
+        assert handle_one(store, queue, run_id, 1, now=now, settings=settings).state == "succeeded"
+    return store.stats.commits / len(created)
+
+
+def through_the_stack(db, firestore_emu, tasks_emu, runs: int = 100,
+                      lookahead_jobs: int = 40) -> dict:
+    """Runs through gcloud-tasks-emulator and run_task served by functions-framework."""
+    from freshet.settings import load_settings
+    from freshet.store import Store
+    from freshet.tasks import QueueSpec, TaskQueue
+    from freshet.tick import tick_once
+    from freshet.timeutil import utcnow
+    from freshet_local.functions_host import serve
+
+    env = {**firestore_emu.env(), "FRESHET_AUTH": "local", "FRESHET_QUEUE": "bench-runs",
+           "FRESHET_TASKS_EMULATOR_HOST": tasks_emu.address, "FRESHET_REGION": "europe-west1"}
+    served = serve("run_task", env=env)
+    try:
+        settings = load_settings(env, run_task_url=served.url, lookahead_s=60)
+        queue = TaskQueue(settings)
+        queue.create_or_update_queue(QueueSpec("bench-runs"))
+        store = Store(db)
+        now = utcnow()
+        store.put_many("jobs", _job_docs(runs, runs, now))
+        started = time.perf_counter()
+        created = tick_once(store, queue, now=now, settings=settings).created
+        _wait_terminal(store, created)
+        rate = len(created) / (time.perf_counter() - started)
+
+        db_jobs = [(f"lag{i:03d}", i) for i in range(lookahead_jobs)]
+        now = utcnow()
+        for job_id, i in db_jobs:
+            from freshet.models import new_job
+
+            job = new_job(id=job_id, kind="noop", schedule={"cron": "* * * * *"})
+            job.next_run_at = now + timedelta(seconds=5 + i % 40)
+            store.put_job(job)
+        created = tick_once(store, queue, now=now, settings=settings).created
+        done = _wait_terminal(store, created)
+        lags = [(r.started_at - r.scheduled_for).total_seconds() for r in done]
+        return {"e2e_runs_per_s": round(rate, 1),
+                "dispatch_lag_p50_s": round(common.percentile(lags, 0.5), 3),
+                "dispatch_lag_p95_s": round(common.percentile(lags, 0.95), 3)}
+    finally:
+        served.stop()
+
+
+def _wait_terminal(store, run_ids, timeout: float = 300.0):
+    deadline = time.monotonic() + timeout
+    pending, done = set(run_ids), []
+    while pending and time.monotonic() < deadline:
+        for run_id in list(pending):
+            run = store.run(run_id)
+            if run.terminal:
+                pending.discard(run_id)
+                done.append(run)
+        time.sleep(0.2)
+    if pending:
+        raise RuntimeError(f"{len(pending)} runs did not finish in {timeout} s")
+    return done
+
+
+def run() -> dict:
+    emu, db = common.firestore()
+    tasks_emu = common.tasks()
+    try:
+        t20k, reads = tick_cost(db, 20_000)
+        emu.wipe()
+        t2k, _ = tick_cost(db, 2_000)
+        emu.wipe()
+        commits = commits_per_run(db)
+        emu.wipe()
+        stack = through_the_stack(db, emu, tasks_emu)
+    finally:
+        tasks_emu.stop()
+        emu.stop()
+    return {
+        "tick_job_reads_20k_200due": reads,
+        "tick_s_20k_200due": round(t20k, 3),
+        "tick_s_2k_200due": round(t2k, 3),
+        "tick_time_ratio_20k_vs_2k": round(t20k / t2k, 2),
+        "commits_per_run": round(commits, 2),
+        **stack,
+    }
+
+
+if __name__ == "__main__":
+    for name, value in run().items():
+        print(f"{name:32} {value}")

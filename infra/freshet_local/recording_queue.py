@@ -1,0 +1,36 @@
+"""A TaskQueue that records instead of calling Cloud Tasks, for tests and benchmarks
+that exercise the loop's logic rather than the queue (the end-to-end tests and
+benchmarks use gcloud-tasks-emulator)."""
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from freshet.settings import Settings
+from freshet.tasks import TaskQueue
+
+
+@dataclass
+class Enqueued:
+    run_id: str
+    attempt: int
+    dispatch: int
+    schedule_time: datetime | None
+
+
+class RecordingQueue(TaskQueue):
+    """Freshet's own adapter with the Google call replaced by a record (and, on
+    demand, a failure, as when Cloud Tasks is unreachable)."""
+
+    def __init__(self, settings: Settings, *, fail: bool = False):
+        super().__init__(settings, client=object())
+        self.sent: list[Enqueued] = []
+        self.fail = fail
+        self._record_lock = threading.Lock()
+
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None):
+        if self.fail:
+            raise ConnectionError("task queue unavailable")
+        with self._record_lock:
+            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time))
+        return run_id

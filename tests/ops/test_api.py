@@ -1,0 +1,348 @@
+"""The management API end to end: Flask around freshet.api, the Firestore emulator,
+real RS256 tokens, and every response checked against openapi.yaml."""
+
+import json
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import flask
+import jsonschema
+import pytest
+import yaml
+
+from freshet import api as api_module
+from freshet.auth import CertCache
+from freshet.bookkeeping import record_success
+from freshet.catalog import Catalog, DatasetSpec
+from freshet.control import Control
+from freshet.settings import Settings
+from freshet.store import Store
+from tests.loop.helpers import RecordingQueue
+from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
+
+SPEC = yaml.safe_load((Path(api_module.__file__).parent / "openapi.yaml").read_text())
+SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE)
+JOB = {"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *",
+                                                    "timezone": "Europe/London"},
+       "produces": ["sales.orders"], "max_retries": 2}
+
+
+@pytest.fixture(scope="module")
+def signing():
+    key = SigningKey("api-key")
+    server = CertServer([key])
+    yield key, CertCache(server.url)
+    server.close()
+
+
+class Api:
+    """Calls the api through Flask's test client; checks each answer against the spec."""
+
+    def __init__(self, db, signing, monkeypatch):
+        monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", OPERATOR)
+        self.key, certs = signing
+        self.store = Store(db)
+        self.queue = RecordingQueue(SETTINGS)
+        self.now = T0
+        deps = api_module.Deps(store=self.store, task_queue=self.queue, settings=SETTINGS,
+                               certs=certs, clock=lambda: self.now)
+        app = flask.Flask("freshet-api-test")
+        app.add_url_rule("/", "api", lambda: api_module.handle(flask.request, deps),
+                         methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+        app.add_url_rule("/<path:path>", "api_path",
+                         lambda path: api_module.handle(flask.request, deps),
+                         methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+        self.app = app
+        self.token = self.key.token(email=OPERATOR)
+
+    def raw(self, method: str, path: str, *, token: str | None = "default", **kwargs):
+        headers = kwargs.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {self.token if token == 'default' else token}"
+        client = self.app.test_client()
+        return client.open(path, method=method, headers=headers, **kwargs)
+
+    def call(self, method: str, template: str, params: dict | None = None, **kwargs):
+        path = template.format(**(params or {}))
+        response = self.raw(method, path, **kwargs)
+        body = response.get_json()
+        check_against_spec(method, template, response.status_code, body)
+        return response.status_code, body
+
+
+def check_against_spec(method: str, template: str, status: int, body) -> None:
+    operation = SPEC["paths"][template][method.lower()]
+    assert str(status) in operation["responses"], (method, template, status, body)
+    response = operation["responses"][str(status)]
+    if "$ref" in response:
+        response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    schema = response["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**schema, "components": SPEC["components"]},
+                        cls=jsonschema.Draft202012Validator)
+
+
+@pytest.fixture()
+def api(db, signing, monkeypatch):
+    return Api(db, signing, monkeypatch)
+
+
+def test_spec_and_implementation_list_the_same_routes():
+    in_spec = {(m.upper(), p) for p, ops in SPEC["paths"].items() for m in ops
+               if m in ("get", "post", "put", "delete", "patch")}
+    implemented = {(r.method, r.pattern) for r in api_module.ROUTES}
+    assert in_spec == implemented
+
+
+def test_every_route_in_the_spec_answers(api):
+    api.call("POST", "/jobs", json=JOB)
+    params = {"job_id": "orders", "run_id": "none", "key": "sales.orders"}
+    for template, ops in SPEC["paths"].items():
+        for method in ops:
+            if method in ("get", "post", "put"):
+                status, _ = api.call(method.upper(), template, params,
+                                     json={} if method != "get" else None)
+                assert status < 500 and status not in (405,), (method, template)
+
+
+def test_create_list_show_pause_resume_archive_a_job(api):
+    status, body = api.call("POST", "/jobs", json=JOB)
+    assert status == 201 and body["job"]["status"] == "active"
+    assert body["job"]["next_run_at"] == "2026-11-28T12:15:00Z"
+    assert api.call("GET", "/jobs")[1]["jobs"][0]["id"] == "orders"
+    status, body = api.call("GET", "/jobs/{job_id}", {"job_id": "orders"})
+    assert body["job"]["schedule"]["cron"] == "*/15 * * * *" and body["recent_runs"] == []
+    assert api.call("POST", "/jobs/{job_id}/pause", {"job_id": "orders"})[1]["job"][
+        "status"] == "paused"
+    assert api.call("GET", "/jobs", query_string={"status": "paused"})[1]["jobs"]
+    api.now = T0 + timedelta(hours=1, minutes=1)
+    status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "orders"})
+    assert body["job"]["status"] == "active"
+    assert body["job"]["next_run_at"] == "2026-11-28T13:15:00Z"  # from now, not the past
+    status, body = api.call("POST", "/jobs/{job_id}/archive", {"job_id": "orders"})
+    assert body["job"]["status"] == "archived" and body["job"]["archived_at"]
+    assert api.store.job("orders").status == "archived"
+
+
+def test_secret_params_are_masked(api):
+    api.call("POST", "/jobs", json={**JOB, "params": {"token": "s3cret", "page": 2},
+                                    "secret_params": ["token"]})
+    job = api.call("GET", "/jobs/{job_id}", {"job_id": "orders"})[1]["job"]
+    assert job["params"] == {"token": "***", "page": 2}
+
+
+def test_run_now_creates_one_run_and_a_repeat_with_the_key_returns_it(api):
+    api.call("POST", "/jobs", json=JOB)
+    status, first = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"},
+                             json={"idempotency_key": "deploy-42"})
+    assert status == 201 and first["created"] is True
+    assert first["run"]["trigger_source"] == "api" and first["run"]["status"] == "queued"
+    status, again = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"},
+                             json={"idempotency_key": "deploy-42"})
+    assert status == 200 and again["created"] is False
+    assert again["run"]["id"] == first["run"]["id"]
+    assert [e.run_id for e in api.queue.sent] == [first["run"]["id"]]
+    runs = api.call("GET", "/runs", query_string={"job_id": "orders"})[1]["runs"]
+    assert [r["id"] for r in runs] == [first["run"]["id"]]
+    run = api.call("GET", "/runs/{run_id}", {"run_id": first["run"]["id"]})[1]["run"]
+    assert run["idempotency_key"] == "deploy-42"
+
+
+def test_run_now_without_a_key_dedupes_within_the_minute(api):
+    api.call("POST", "/jobs", json=JOB)
+    a = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})[1]
+    b = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})[1]
+    assert a["run"]["id"] == b["run"]["id"] and not b["created"]
+
+
+def test_twenty_concurrent_run_requests_with_one_key_make_one_run(api, db):
+    api.call("POST", "/jobs", json=JOB)
+    statuses, barrier = [], threading.Barrier(20)
+
+    def one():
+        barrier.wait()
+        response = api.raw("POST", "/jobs/orders/run", json={"idempotency_key": "k-20"})
+        statuses.append((response.status_code, response.get_json()["run"]["id"]))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(statuses) == 20
+    assert sorted(s for s, _ in statuses) == [200] * 19 + [201]
+    assert len({run_id for _, run_id in statuses}) == 1
+    assert len(list(db.collection("runs").stream())) == 1
+    assert len(api.queue.sent) == 1
+
+
+def test_kill_switch_turns_manual_runs_off_with_403(api):
+    api.call("POST", "/jobs", json=JOB)
+    api.call("PUT", "/control", json={"manual_actions_enabled": False, "reason": "outage"})
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})
+    assert status == 403 and "kill switch" in body["error"]["message"]
+    assert "outage" in body["error"]["message"] and body["error"]["field"] == "control"
+    assert api.queue.sent == []
+
+
+def test_an_archived_job_cannot_run_409(api):
+    api.call("POST", "/jobs", json=JOB)
+    api.call("POST", "/jobs/{job_id}/archive", {"job_id": "orders"})
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})
+    assert status == 409 and "archived" in body["error"]["message"]
+
+
+def test_control_round_trip_and_invalid_control_changes_nothing(api):
+    status, body = api.call("PUT", "/control", json={"disabled_kinds": ["http_fetch"],
+                                                     "paused_all": False})
+    assert status == 200 and body["control"]["disabled_kinds"] == ["http_fetch"]
+    assert api.call("GET", "/control")[1]["control"]["disabled_kinds"] == ["http_fetch"]
+    assert api.store.control()["updated_by"] == OPERATOR
+    status, body = api.call("PUT", "/control", json={"paused_all": "yes"})
+    assert status == 400 and body["error"]["field"] == "paused_all"
+    status, body = api.call("PUT", "/control", json={"colour": "red"})
+    assert status == 400 and body["error"]["field"] == "colour"
+    assert Control.from_doc(api.store.control()).disabled_kinds == {"http_fetch"}
+
+
+def test_datasets_and_status_show_freshness(api):
+    api.store.put_catalog_doc(Catalog(datasets={
+        "sales.orders": DatasetSpec("sales.orders", title="Orders"),
+        "finance.rates": DatasetSpec("finance.rates")}).to_doc())
+    record_success(api.store, "sales.orders", "r1", T0 - timedelta(hours=1), records=10)
+    status, body = api.call("GET", "/datasets")
+    states = {d["key"]: d["state"] for d in body["datasets"]}
+    assert states == {"sales.orders": "fresh", "finance.rates": "unknown"}
+    status, body = api.call("GET", "/datasets/{key}", {"key": "sales.orders"})
+    assert body["dataset"]["title"] == "Orders" and body["dataset"]["age_s"] == 3600
+    api.now = T0 + timedelta(hours=30)
+    assert api.call("GET", "/datasets/{key}", {"key": "sales.orders"})[1]["dataset"][
+        "state"] == "warn"
+    status, body = api.call("GET", "/status")
+    assert body["datasets"]["warn"] == 1 and body["worst"] == "warn"
+    assert api.call("GET", "/datasets/{key}", {"key": "no.such"})[0] == 404
+
+
+def test_malformed_json_is_400_naming_the_body(api):
+    status, body = api.call("POST", "/jobs", data="{not json", content_type="application/json")
+    assert status == 400 and body["error"]["field"] == "body"
+    status, body = api.call("POST", "/jobs", json=["a", "list"])
+    assert status == 400 and body["error"]["field"] == "body"
+
+
+def test_wrong_types_are_400_naming_the_field(api):
+    for change, field in (({"max_retries": "three"}, "max_retries"),
+                          ({"id": 42}, "id"), ({"produces": "sales.orders"}, "produces"),
+                          ({"schedule": "hourly"}, "schedule"),
+                          ({"colour": "red"}, "colour")):
+        status, body = api.call("POST", "/jobs", json={**JOB, **change})
+        assert (status, body["error"]["field"]) == (400, field), body
+        assert field.split(".")[0] in body["error"]["message"] or body["error"]["field"]
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"},
+                            json={"idempotency_key": 7})
+    assert (status, body["error"]["field"]) == (400, "idempotency_key")
+    status, body = api.call("GET", "/runs", query_string={"limit": "many"})
+    assert (status, body["error"]["field"]) == (400, "limit")
+    assert api.store.list_jobs() == []
+
+
+def test_invalid_cron_is_400_naming_schedule_cron(api):
+    status, body = api.call("POST", "/jobs", json={**JOB, "schedule": {"cron": "61 * * * *"}})
+    assert status == 400 and body["error"]["field"] == "schedule.cron"
+    assert "61 * * * *" in body["error"]["message"]
+    assert api.store.list_jobs() == []
+
+
+def test_unknown_kind_and_duplicate_ids_are_refused(api):
+    status, body = api.call("POST", "/jobs", json={**JOB, "kind": "teleport"})
+    assert (status, body["error"]["field"]) == (400, "kind")
+    api.call("POST", "/jobs", json=JOB)
+    assert api.call("POST", "/jobs", json=JOB)[0] == 409
+
+
+def test_unknown_job_is_404(api):
+    for method, template in (("GET", "/jobs/{job_id}"), ("POST", "/jobs/{job_id}/pause"),
+                             ("POST", "/jobs/{job_id}/run")):
+        status, body = api.call(method, template, {"job_id": "ghost"})
+        assert status == 404 and body["error"]["field"] == "job_id"
+        assert "ghost" in body["error"]["message"]
+    assert api.call("GET", "/runs/{run_id}", {"run_id": "ghost__x"})[0] == 404
+
+
+def test_oversize_body_is_413(api):
+    big = {"id": "orders", "kind": "noop", "schedule": {"cron": "* * * * *"},
+           "description": "x" * (api_module.MAX_BODY_BYTES + 10)}
+    status, body = api.call("POST", "/jobs", json=big)
+    assert status == 413 and body["error"]["field"] == "body"
+    assert api.store.list_jobs() == []
+
+
+def test_unknown_route_is_404_and_wrong_method_is_405(api):
+    response = api.raw("GET", "/nowhere")
+    assert response.status_code == 404 and response.get_json()["error"]["field"] == "path"
+    response = api.raw("DELETE", "/jobs/orders")
+    assert response.status_code == 405 and response.get_json()["error"]["field"] == "method"
+    assert response.headers["Allow"] == "GET"
+    assert api.raw("GET", "/api/jobs").status_code == 200  # reached under /api too
+
+
+@pytest.mark.parametrize("make_token, status", [
+    (lambda key: None, 401),
+    (lambda key: key.token(email=OPERATOR, expires_in=-120), 401),
+    (lambda key: key.token(email=OPERATOR, audience="https://other.example/api"), 401),
+    (lambda key: key.token(email="stranger@example.com"), 403),
+    (lambda key: SigningKey("api-key").token(email=OPERATOR), 401),
+])
+def test_bad_tokens_are_refused_and_change_nothing(api, make_token, status):
+    token = make_token(api.key)
+    response = api.raw("POST", "/jobs", token=token, json=JOB)
+    body = response.get_json()
+    assert response.status_code == status and body["error"]["field"] == "Authorization"
+    check_against_spec("POST", "/jobs", response.status_code, body)
+    assert api.store.list_jobs() == []
+
+
+def test_a_bug_answers_500_without_a_traceback(api, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.store, "list_jobs", broken)
+    response = api.raw("GET", "/jobs")
+    text = response.get_data(as_text=True)
+    assert response.status_code == 500 and "secret internals" not in text
+    assert "Traceback" not in text and json.loads(text)["error"]["message"]
+
+
+@pytest.fixture()
+def entry_point(db, monkeypatch):
+    """functions/main.py's `api`, served by functions-framework as in the cloud."""
+    from functions_framework import create_app
+
+    from freshet import settings as settings_module
+    from freshet import store as store_module
+
+    def reset():
+        settings_module.settings.cache_clear()
+        store_module.reset_default_client()
+        api_module._deps = None
+
+    reset()
+    yield lambda: create_app(target="api", source=str(Path(api_module.__file__).parents[1]
+                                                      / "main.py")).test_client()
+    reset()
+
+
+def test_the_deployed_entry_point_refuses_a_caller_without_a_token(entry_point, monkeypatch):
+    monkeypatch.setenv("FRESHET_AUTH", "oidc")
+    response = entry_point().get("/jobs")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["field"] == "Authorization"
+
+
+def test_the_deployed_entry_point_serves_the_api_in_explicit_local_mode(entry_point,
+                                                                        monkeypatch):
+    monkeypatch.setenv("FRESHET_AUTH", "local")
+    client = entry_point()
+    assert client.post("/jobs", json=JOB).status_code == 201
+    assert client.get("/jobs").get_json()["jobs"][0]["id"] == "orders"
+    assert client.post("/jobs/ghost/run").status_code == 404

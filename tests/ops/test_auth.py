@@ -1,0 +1,106 @@
+"""OIDC verification with real RS256 tokens signed by a test key, whose certificate a
+local server publishes the way Google's certs endpoint does."""
+
+import flask
+import pytest
+
+from freshet.auth import AuthError, CertCache, authenticate
+from freshet.settings import Settings
+from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, CertServer, SigningKey
+
+APP = flask.Flask(__name__)
+SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    good, rogue = SigningKey("test-key-1"), SigningKey("test-key-1")
+    server = CertServer([good])
+    yield good, rogue, server
+    server.close()
+
+
+@pytest.fixture()
+def certs(keys):
+    return CertCache(keys[2].url)
+
+
+def call(token: str | None, certs, settings=SETTINGS, path="/jobs",
+         base_url="https://europe-west1-demo-freshet.cloudfunctions.net/api", header=None):
+    headers = {} if token is None else {"Authorization": header or f"Bearer {token}"}
+    with APP.test_request_context(path, base_url=base_url, headers=headers):
+        return authenticate(flask.request, settings, certs=certs)
+
+
+def status_of(*args, **kwargs) -> tuple[int, str]:
+    with pytest.raises(AuthError) as caught:
+        call(*args, **kwargs)
+    return caught.value.status, caught.value.message
+
+
+def test_the_invokers_token_is_accepted(keys, certs):
+    assert call(keys[0].token(), certs) == INVOKER
+
+
+def test_an_allowed_operator_is_accepted(keys, certs, monkeypatch):
+    monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", f"someone@example.com, {OPERATOR}")
+    assert call(keys[0].token(email=OPERATOR), certs) == OPERATOR
+
+
+def test_a_missing_token_is_401(certs):
+    assert status_of(None, certs) == (401, "missing Authorization header "
+                                           "(expected 'Bearer <OIDC token>')")
+
+
+def test_a_malformed_header_is_401(keys, certs):
+    assert status_of("x", certs, header="Basic dXNlcjpwdw==")[0] == 401
+    assert status_of("x", certs, header="Bearer not-a-jwt")[0] == 401
+
+
+def test_an_expired_token_is_401(keys, certs):
+    assert status_of(keys[0].token(expires_in=-60), certs) == (401, "token expired")
+
+
+def test_a_token_for_another_audience_is_401(keys, certs):
+    token = keys[0].token(audience="https://elsewhere.example.com/api")
+    assert status_of(token, certs) == (401, "token audience does not match this function")
+
+
+def test_a_token_signed_by_another_key_is_401(keys, certs):
+    assert status_of(keys[1].token(), certs) == (401, "token signature is invalid")
+
+
+def test_a_token_from_another_issuer_is_401(keys, certs):
+    token = keys[0].token(issuer="https://evil.example.com")
+    assert status_of(token, certs) == (401, "token issuer is not Google")
+
+
+def test_a_valid_token_of_a_caller_not_allowed_is_403(keys, certs):
+    status, message = status_of(keys[0].token(email="intruder@example.com"), certs)
+    assert status == 403 and "intruder@example.com" in message
+
+
+def test_an_unverified_email_is_403(keys, certs):
+    assert status_of(keys[0].token(email_verified=False), certs)[0] == 403
+
+
+def test_without_a_configured_audience_the_request_url_is_the_audience(keys, certs):
+    settings = Settings(auth_mode="oidc", invoker_email=INVOKER)
+    url = "https://europe-west1-demo-freshet.cloudfunctions.net/scheduler_tick"
+    assert call(keys[0].token(audience=url), certs, settings, path="/scheduler_tick",
+                base_url="https://europe-west1-demo-freshet.cloudfunctions.net") == INVOKER
+    assert status_of(keys[0].token(audience=url), certs, settings, path="/run_task",
+                     base_url="https://europe-west1-demo-freshet.cloudfunctions.net")[0] == 401
+
+
+def test_certificates_are_fetched_once_and_cached(keys):
+    cache = CertCache(keys[2].url)
+    before = keys[2].hits
+    for _ in range(3):
+        call(keys[0].token(), cache)
+    assert keys[2].hits - before == 1
+
+
+def test_local_mode_accepts_anyone_only_when_chosen_explicitly(certs):
+    assert call(None, certs, Settings(auth_mode="local")) == "local"
+    assert status_of(None, certs, Settings(auth_mode="oidc"))[0] == 401

@@ -1,0 +1,109 @@
+"""The `freshet` CLI: readable tables, a plan before apply, and user errors as one line
+on stderr with exit code 2 - never a traceback."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from freshet.cli import main
+from freshet.store import Store
+from tests.ops.helpers import PIPELINE, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("freshet: error: ") and "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture()
+def pipeline(tmp_path, db, tasks_emulator):
+    text = PIPELINE.replace("name: freshet-runs", f"name: q-{uuid.uuid4().hex[:10]}")
+    return write_config(tmp_path, text)
+
+
+def test_missing_config_file(capsys, tmp_path):
+    code, _, err = run(capsys, "apply", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert one_line_error(err).endswith("nope.yaml: config: file not found")
+
+
+def test_bad_config_names_file_line_and_field(capsys, tmp_path):
+    path = write_config(tmp_path, PIPELINE.replace('"0 6 * * *"', '"0 25 * * *"'))
+    code, _, err = run(capsys, "apply", "--dry-run", "--config", str(path))
+    assert code == 2
+    assert f"{path}:14: jobs[1].schedule.cron: invalid cron expression" in one_line_error(err)
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run(capsys, "jobs", "frobnicate")
+    assert code == 2 and "invalid choice" in one_line_error(err)
+
+
+def test_unknown_job(capsys, db):
+    for argv in (("jobs", "show", "ghost"), ("jobs", "pause", "ghost"), ("jobs", "run", "ghost")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and one_line_error(err) == "freshet: error: job 'ghost' not found"
+
+
+def test_unreachable_firestore(capsys, monkeypatch):
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:9")
+    code, _, err = run(capsys, "jobs", "list")
+    assert code == 2
+    assert "cannot reach the Firestore emulator at 127.0.0.1:9" in one_line_error(err)
+
+
+def test_a_real_process_prints_no_traceback(tmp_path):
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9",
+           "PYTHONPATH": f"{ROOT / 'functions'}:{ROOT / 'infra'}"}
+    result = subprocess.run([sys.executable, "-m", "freshet.cli", "status"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    one_line_error(result.stderr)
+
+
+def test_apply_shows_the_plan_dry_run_changes_nothing_then_apply_does(capsys, pipeline, db):
+    code, out, _ = run(capsys, "apply", "--dry-run", "--config", str(pipeline))
+    assert code == 0 and "+ job orders: create" in out and "Dry run" in out
+    assert Store(db).list_jobs() == []
+    code, out, err = run(capsys, "apply", "--config", str(pipeline))
+    assert code == 0 and "Applied" in out and "[1/" in err  # progress on stderr
+    assert {j.id for j in Store(db).list_jobs()} == {"orders", "rates"}
+    code, out, _ = run(capsys, "apply", "--config", str(pipeline))
+    assert code == 0 and out.startswith("No changes")
+
+
+def test_jobs_runs_datasets_and_status_read_well(capsys, pipeline):
+    assert run(capsys, "apply", "--config", str(pipeline))[0] == 0
+    code, out, _ = run(capsys, "jobs", "list")
+    header, rule, *rows = out.splitlines()
+    assert header.split()[:3] == ["JOB", "KIND", "STATUS"] and set(rule) <= {"-", " "}
+    assert rows[0].split()[:3] == ["orders", "noop", "active"] and rows[-1] == "2 job(s)"
+    code, out, _ = run(capsys, "jobs", "pause", "orders")
+    assert out.strip() == "job orders: paused"
+    assert run(capsys, "jobs", "resume", "orders")[1].strip() == "job orders: active"
+    code, out, _ = run(capsys, "jobs", "run", "orders", "--key", "cli-1")
+    assert code == 0 and "queued" in out
+    code, out, _ = run(capsys, "jobs", "run", "orders", "--key", "cli-1")
+    assert "already requested" in out
+    code, out, _ = run(capsys, "runs", "list", "--job", "orders")
+    assert out.splitlines()[0].split()[:2] == ["RUN", "STATUS"] and "manual" in out
+    code, out, _ = run(capsys, "jobs", "show", "orders")
+    assert "kind:" in out and "noop" in out
+    code, out, _ = run(capsys, "datasets")
+    assert "sales.revenue" in out and "UNKNOWN" in out
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and out.startswith("Overall: UNKNOWN") and "2 active" in out

@@ -1,0 +1,76 @@
+"""The Cloud Scheduler requests apply builds (no emulator exists: the typed objects)."""
+
+import json
+from datetime import timedelta
+
+from google.cloud import scheduler_v1
+
+from freshet.config import load_config
+from freshet.scheduler_jobs import (
+    MANAGED_MARK,
+    SchedulerDiff,
+    build_jobs,
+    diff_jobs,
+    requests_for,
+)
+from tests.ops.helpers import ROOT
+
+BASE = "https://europe-west1-demo-freshet.cloudfunctions.net"
+INVOKER = "freshet-invoker@demo-freshet.iam.gserviceaccount.com"
+PARENT = "projects/demo-freshet/locations/europe-west1"
+
+
+def config():
+    return load_config(ROOT / "infra/pipeline.yaml", env={})
+
+
+def test_each_control_schedule_becomes_a_complete_signed_http_job():
+    jobs = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    assert [j.name for j in jobs] == [f"{PARENT}/jobs/freshet-tick",
+                                      f"{PARENT}/jobs/freshet-recover",
+                                      f"{PARENT}/jobs/freshet-publish"]
+    tick = jobs[0]
+    assert isinstance(tick, scheduler_v1.Job)
+    assert (tick.schedule, tick.time_zone) == ("* * * * *", "UTC")
+    target = tick.http_target
+    assert target.uri == f"{BASE}/scheduler_tick"
+    assert target.http_method == scheduler_v1.HttpMethod.POST
+    assert target.headers["Content-Type"] == "application/json"
+    assert json.loads(target.body) == {"schedule": "freshet-tick", "target": "scheduler_tick"}
+    assert target.oidc_token == scheduler_v1.OidcToken(service_account_email=INVOKER,
+                                                       audience=f"{BASE}/scheduler_tick")
+    assert tick.attempt_deadline == timedelta(minutes=1)
+    assert MANAGED_MARK in tick.description
+    assert jobs[1].schedule == "*/5 * * * *"
+    assert jobs[2].http_target.uri == f"{BASE}/publish_status"
+
+
+def test_local_base_url_and_no_invoker_give_unsigned_local_calls():
+    jobs = build_jobs(config(), base_url="http://127.0.0.1:8080/", invoker_email="")
+    assert jobs[0].http_target.uri == "http://127.0.0.1:8080/scheduler_tick"
+    assert "oidc_token" not in jobs[0].http_target
+
+
+def test_requests_create_missing_update_changed_and_delete_only_managed_jobs():
+    wanted = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    changed = scheduler_v1.Job(wanted[1])
+    changed.schedule = "*/10 * * * *"
+    changed.state = scheduler_v1.Job.State.ENABLED  # Cloud Scheduler's own state: ignored
+    retired = scheduler_v1.Job(name=f"{PARENT}/jobs/freshet-old",
+                               description=f"old {MANAGED_MARK}")
+    foreign = scheduler_v1.Job(name=f"{PARENT}/jobs/someone-elses", description="hand made")
+    current = {j.name: j for j in (changed, wanted[2], retired, foreign)}
+    diff = diff_jobs(wanted, current)
+    reqs = requests_for(diff, PARENT)
+    assert reqs[0] == scheduler_v1.CreateJobRequest(parent=PARENT, job=wanted[0])
+    assert isinstance(reqs[1], scheduler_v1.UpdateJobRequest)
+    assert reqs[1].job == wanted[1]
+    assert list(reqs[1].update_mask.paths) == ["schedule"]
+    assert reqs[2] == scheduler_v1.DeleteJobRequest(name=f"{PARENT}/jobs/freshet-old")
+    assert len(reqs) == 3
+
+
+def test_matching_jobs_need_no_request():
+    wanted = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    diff = diff_jobs(wanted, {j.name: scheduler_v1.Job(j) for j in wanted})
+    assert diff.empty and requests_for(diff, PARENT) == [] and SchedulerDiff().empty
