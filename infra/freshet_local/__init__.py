@@ -1,0 +1,1 @@
+"""Local development helpers for Freshet: emulators, a local scheduler and the functions host."""
