@@ -1,0 +1,140 @@
+"""Status page at scale: 5,000 datasets, 1,000 jobs, 20,000 recent runs in the emulator.
+
+    python bench/bench_status.py        # prints and returns the figures
+
+page_build_s_5k     model + render of every file (page, json, feed, badges); target < 2 s
+page_html_bytes_5k  size of index.html; target < 2 MB
+page_build_reads_5k Firestore document reads of one publish's read pass (store.stats.reads)
+"""
+
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for sub in ("functions", "infra"):
+    if str(ROOT / sub) not in sys.path:
+        sys.path.insert(0, str(ROOT / sub))
+os.environ.setdefault("FRESHET_SITE_SRC", str(ROOT / "site"))
+
+from freshet.catalog import Catalog, Consumer, DatasetSpec  # noqa: E402
+from freshet.freshness import Requirement  # noqa: E402
+from freshet.models import Dataset, Run, new_job  # noqa: E402
+from freshet.settings import Settings  # noqa: E402
+from freshet.status.changes import Memory, detect_changes, remember  # noqa: E402
+from freshet.status.model import build_model  # noqa: E402
+from freshet.status.publish import RECENT_RUNS, publish_once  # noqa: E402
+from freshet.status.render import render_site  # noqa: E402
+from freshet.status.sinks import LocalSink  # noqa: E402
+from freshet.store import Store  # noqa: E402
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+DATASETS, JOBS, RUNS, CONSUMERS = 5000, 1000, 20000, 200
+
+
+def _data(rng: random.Random):
+    keys = [f"source{i % 50:02d}.table_{i:05d}" for i in range(DATASETS)]
+    specs = {k: DatasetSpec(k, f"Table {i}", upstream=(keys[i - 1],) if i % 5 else ())
+             for i, k in enumerate(keys)}
+    consumers = tuple(
+        Consumer(f"consumer-{c}", f"Dashboard {c}", requires=tuple(
+            Requirement(keys[(c * 25 + j) % DATASETS], 24 * H, 26 * H) for j in range(25)))
+        for c in range(CONSUMERS))
+    days = [(NOW.date() - timedelta(days=d)).isoformat() for d in range(90)]
+    datasets = []
+    for k in keys:
+        age = timedelta(minutes=rng.choice([30, 90, 600, 1500, 1700, 3000]))
+        failing = rng.random() < 0.05
+        datasets.append(Dataset(
+            k, last_started_at=NOW - age - H, last_success_at=NOW - age,
+            last_failure_at=NOW - H / 2 if failing else None,
+            last_error="HTTP 503 from upstream" if failing else None,
+            consecutive_failures=2 if failing else 0,
+            daily={d: {"ok": rng.randint(0, 3), "fail": int(rng.random() < .05)} for d in days}))
+    jobs = []
+    for j in range(JOBS):
+        job = new_job(id=f"job-{j:04d}", kind="noop",
+                      schedule={"cron": f"{j % 60} */{1 + j % 6} * * *", "timezone": "UTC"},
+                      params={"table": keys[j], "token": f"secret-{j:06d}"},
+                      secret_params=["token"], produces=keys[j * 5:(j + 1) * 5])
+        job.last_run_status = "failed" if j % 40 == 0 else "succeeded"
+        job.last_run_at, job.next_run_at = NOW - H, NOW + H
+        job.last_error = "HTTP 503 from upstream" if j % 40 == 0 else None
+        jobs.append(job)
+    runs = [Run(id=f"run-{r:05d}", job_id=f"job-{r % JOBS:04d}", kind="noop",
+                scheduled_for=NOW - r * timedelta(seconds=30),
+                created_at=NOW - r * timedelta(seconds=30),
+                started_at=NOW - r * timedelta(seconds=30),
+                finished_at=NOW - r * timedelta(seconds=30) + timedelta(seconds=20),
+                status="failed" if r % 50 == 0 else "succeeded", stuck=r % 500 == 0)
+            for r in range(RUNS)]
+    return Catalog(datasets=specs, consumers=consumers), datasets, jobs, runs
+
+
+def _emulator():
+    from freshet_local import emulators
+
+    return (emulators.firestore_from_env(project="demo-freshet")
+            or emulators.start_firestore(project="demo-freshet"))
+
+
+def run() -> dict:
+    from google.cloud import firestore
+
+    emu = _emulator()
+    os.environ.update(emu.env())
+    emu.wipe()
+    db = firestore.Client(project=emu.project)
+    store = Store(db)
+    catalog, datasets, jobs, runs = _data(random.Random(5))
+    store.put_catalog_doc(catalog.to_doc())
+    store.put_many("datasets", ((d.key, d.to_doc()) for d in datasets))
+    store.put_many("jobs", ((j.id, j.to_doc()) for j in jobs))
+    store.put_many("runs", ((r.id, r.to_doc()) for r in runs))
+    settings = Settings()
+
+    with tempfile.TemporaryDirectory() as folder:
+        publish_once(store, LocalSink(folder), now=NOW - 5 * timedelta(minutes=1),
+                     settings=settings)  # the memory a steady-state publish starts from
+        store.stats.reset()
+        started = time.perf_counter()
+        result = publish_once(store, LocalSink(folder), now=NOW, settings=settings)
+        publish_s = time.perf_counter() - started
+        reads = store.stats.reads
+        html_bytes = (Path(folder) / "index.html").stat().st_size
+        json_bytes = (Path(folder) / "status.json").stat().st_size
+
+    # model + render alone, on what that read pass returned (best of 3)
+    latest = sorted(runs, key=lambda r: r.created_at, reverse=True)[:RECENT_RUNS]
+    build_s = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        model = build_model(jobs=jobs, datasets=datasets, runs=latest, catalog=catalog,
+                            control=Control(), now=NOW, settings=settings)
+        memory = remember(model, Memory(exists=True), [])
+        files = render_site(model, memory.events + detect_changes(model, memory))
+        build_s = min(build_s, time.perf_counter() - started)
+    db.close()
+    figures = {
+        "page_build_s_5k": round(build_s, 3),
+        "page_html_bytes_5k": html_bytes,
+        "page_build_reads_5k": reads,
+        "page_publish_s_5k": round(publish_s, 3),  # reads + build + local writes + memory
+        "page_json_bytes_5k": json_bytes,
+        "page_files_5k": len(files),
+        "page_files_written_steady_5k": result.files_written,
+    }
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+from freshet.control import Control  # noqa: E402
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,516 @@
+"""The status model: a pure function of stored documents, the catalog and one `now`.
+
+Everything the page, status.json, the badges and the feed show is decided here;
+the renderers only format it. Nothing here reads the clock or talks to Firestore.
+
+Dataset states are freshet.freshness's (`fresh warn error failing running unknown`)
+plus `at_risk`: the dataset's own sync is fine, but an upstream it is built from
+(directly or transitively) is stale (`warn error failing unknown` or itself at risk).
+
+The 90-day bar (`DatasetStatus.history`) has one letter per UTC day, oldest first,
+from `Dataset.daily` (sync outcomes kept by bookkeeping):
+  `o` ok       at least one sync succeeded and none failed;
+  `p` partial  syncs both succeeded and failed that day;
+  `f` failed   every sync that day failed;
+  `-` none     no sync finished that day.
+"""
+
+import functools
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from freshet.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec
+from freshet.control import Control
+from freshet.freshness import Freshness, Requirement, evaluate
+from freshet.models import Dataset, Job, Run
+from freshet.schedules import describe
+from freshet.settings import Settings
+from freshet.timeutil import human_duration
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+HISTORY_DAYS = 90
+SECRET_MASK = "[secret]"
+REDACTED = "[redacted]"
+# Secret values shorter than this are not scrubbed from error texts (too many false hits).
+MIN_SECRET_LEN = 4
+
+# Worst first. `at_risk` sits below `warn`: the data itself is on time.
+SEVERITY = {"error": 6, "failing": 5, "warn": 4, "at_risk": 3, "unknown": 2, "running": 1,
+            "fresh": 0}
+STALE_STATES = frozenset({"warn", "error", "failing", "unknown", "at_risk"})
+LABELS = {
+    "fresh": "Fresh", "running": "Refreshing", "warn": "Warning", "at_risk": "At risk",
+    "unknown": "Unknown", "failing": "Failing", "error": "Error",
+}
+# How bad a state is for notifications: a change of level is a state change worth a message.
+LEVELS = {"fresh": "ok", "running": "ok", "warn": "warn", "at_risk": "warn", "unknown": "warn",
+          "failing": "error", "error": "error"}
+OVERALL_TEXT = {
+    "ok": "All data is fresh",
+    "warn": "Some data needs attention",
+    "error": "Some data cannot be trusted",
+}
+DAY_CODES = {"o": "ok", "p": "partial", "f": "failed", "-": "no sync"}
+
+
+def badge_path(kind: str, ident: str) -> str:
+    """`badges/dataset/<key>.svg`; ids unsafe in a path or URL get a slug and a hash."""
+    if not _SAFE_NAME.fullmatch(ident) or ".." in ident:
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "-", ident).strip("-")[:40] or "x"
+        ident = f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+    return f"badges/{kind}/{ident}.svg"
+
+
+def worst(states: Iterable[str]) -> str:
+    return max(states, key=SEVERITY.__getitem__, default="fresh")
+
+
+@dataclass(frozen=True)
+class DatasetStatus:
+    key: str
+    title: str
+    owner: str
+    description: str
+    declared: bool  # in the catalog (False: only found in Firestore)
+    state: str
+    own_state: str  # freshness of its own syncs, before upstream risk
+    reason: str
+    age: timedelta | None
+    requirement: Requirement
+    last_started_at: datetime | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+    last_record_count: int | None
+    upstream: tuple[str, ...]
+    at_risk_from: tuple[str, ...]  # stale upstreams (transitively) behind an at-risk state
+    consumers: tuple[str, ...]
+    history_start: str  # ISO date of the bar's first day
+    history: str  # one DAY_CODES letter per day
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.state]
+
+    @property
+    def sla(self) -> str:
+        warn, error = self.requirement.warn_after, self.requirement.error_after
+        return f"needs < {human_duration(error)} (warn at {human_duration(warn)})"
+
+
+@dataclass(frozen=True)
+class ConsumerDataset:
+    key: str
+    state: str
+    reason: str
+    age: timedelta | None
+    requirement: Requirement
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    id: str
+    title: str
+    kind: str
+    url: str
+    state: str
+    detail: str  # "data is 27 h old (needs < 26 h); the last sync failed: ..."
+    datasets: tuple[ConsumerDataset, ...]
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.state]
+
+    @property
+    def message(self) -> str:
+        """The banner: "Ad Performance — data is 27 h old (needs < 26 h); ..."."""
+        return f"{self.title} — {self.detail}"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    id: str
+    kind: str
+    description: str
+    status: str  # active | paused | archived | completed
+    health: str  # ok | failed | running | never | paused | archived | completed | disabled
+    schedule: str  # in words, with the timezone
+    timezone: str
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_run_status: str | None
+    last_run_id: str | None
+    last_error: str | None
+    attempt: int | None  # the last run's attempt, when it is among the recent runs
+    max_attempts: int
+    stuck_recoveries: int  # recent runs that recovery marked as stuck
+    produces: tuple[str, ...]
+    params: tuple[tuple[str, str], ...]  # (name, shown value); secrets masked
+    kind_enabled: bool
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    id: str
+    job_id: str
+    kind: str
+    status: str
+    trigger_source: str
+    attempt_number: int
+    max_attempts: int
+    scheduled_for: datetime | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    stuck: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StatusModel:
+    built_at: datetime
+    state: str  # ok | warn | error
+    headline: str
+    stale_after_s: int
+    site_url: str
+    control: Control
+    consumers: tuple[ConsumerStatus, ...]
+    datasets: tuple[DatasetStatus, ...]  # worst first, then by key
+    jobs: tuple[JobStatus, ...]  # needing attention first, then by id
+    runs: tuple[RunStatus, ...]  # newest first
+    dataset_counts: dict[str, int]
+    job_counts: dict[str, int]
+
+    def dataset(self, key: str) -> DatasetStatus:
+        return next(d for d in self.datasets if d.key == key)
+
+    def consumer(self, consumer_id: str) -> ConsumerStatus:
+        return next(c for c in self.consumers if c.id == consumer_id)
+
+    def job(self, job_id: str) -> JobStatus:
+        return next(j for j in self.jobs if j.id == job_id)
+
+
+def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], catalog: Catalog,
+                control: Control, now: datetime, settings: Settings) -> StatusModel:
+    secrets = _secrets_by_job(jobs)
+    dataset_secrets = _secrets_by_dataset(jobs, secrets)
+    docs = {d.key: d for d in datasets}
+    keys = sorted(set(docs) | set(catalog.datasets)
+                  | {r.dataset for c in catalog.consumers for r in c.requires})
+    reqs = requirements_index(catalog, keys)
+    own = {k: evaluate(docs.get(k), reqs[k], now) for k in keys}
+    stale_up = _stale_upstreams(catalog, {k: f.state for k, f in own.items()})
+    consumers_of = _consumers_of(catalog)
+    statuses = [
+        _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
+                        consumers_of.get(k, ()), now, dataset_secrets.get(k, ()))
+        for k in keys
+    ]
+    statuses.sort(key=lambda d: (-SEVERITY[d.state], d.key))
+    by_key = {d.key: d for d in statuses}
+    consumers = tuple(_consumer_status(c, docs, by_key, stale_up, now, dataset_secrets)
+                      for c in catalog.consumers)
+    run_statuses = sorted((_run_status(r, secrets.get(r.job_id, ())) for r in runs),
+                          key=_run_order, reverse=True)
+    job_statuses = _job_statuses(jobs, runs, control, secrets)
+    level = _overall_level(consumers, statuses)
+    return StatusModel(
+        built_at=now, state=level, headline=OVERALL_TEXT[level],
+        stale_after_s=settings.page_stale_after_s, site_url=settings.site_url, control=control,
+        consumers=consumers, datasets=tuple(statuses), jobs=job_statuses,
+        runs=tuple(run_statuses),
+        dataset_counts=dict(Counter(d.state for d in statuses)),
+        job_counts=dict(Counter(j.health for j in job_statuses)),
+    )
+
+
+# -- datasets -------------------------------------------------------------------
+
+
+def _stale_upstreams(catalog: Catalog, states: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """For each dataset, the upstreams (transitively) that are stale. Cycle-safe."""
+    memo: dict[str, frozenset[str]] = {}
+
+    def visit(key: str, path: frozenset[str]) -> frozenset[str]:
+        if key in memo:
+            return memo[key]
+        spec = catalog.datasets.get(key)
+        found: set[str] = set()
+        for up in spec.upstream if spec else ():
+            if up in path:
+                continue  # a cycle: check_catalog refuses them, but never loop here
+            behind = visit(up, path | {up})
+            if behind or states.get(up, "unknown") in STALE_STATES:
+                found.add(up)  # stale itself, or at risk from further up
+            found |= behind
+        memo[key] = frozenset(found)
+        return memo[key]
+
+    return {k: tuple(sorted(v)) for k in states if (v := visit(k, frozenset({k})))}
+
+
+def requirements_index(catalog: Catalog, keys: Iterable[str]) -> dict[str, Requirement]:
+    """`catalog.requirement_for` for every key at once: O(requirements + keys), not a product."""
+    by_key: dict[str, list[Requirement]] = {}
+    for c in catalog.consumers:
+        for r in c.requires:
+            by_key.setdefault(r.dataset, []).append(r)
+    index = {}
+    for key in keys:
+        found = by_key.get(key)
+        if found:
+            index[key] = Requirement(key, min(r.warn_after for r in found),
+                                     min(r.error_after for r in found))
+        else:
+            index[key] = Requirement(key, *DEFAULT_REQUIREMENT)
+    return index
+
+
+def _consumers_of(catalog: Catalog) -> dict[str, tuple[str, ...]]:
+    found: dict[str, list[str]] = {}
+    for c in catalog.consumers:
+        for r in c.requires:
+            found.setdefault(r.dataset, []).append(c.id)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def _with_risk(state: str, stale_upstreams: tuple[str, ...]) -> str:
+    return worst((state, "at_risk")) if stale_upstreams else state
+
+
+def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requirement,
+                    own: Freshness,
+                    stale_up: tuple[str, ...], consumers: tuple[str, ...], now: datetime,
+                    secrets: tuple[str, ...]) -> DatasetStatus:
+    spec = catalog.datasets.get(key) or DatasetSpec(key=key)
+    doc = doc or Dataset(key=key)
+    state = _with_risk(own.state, stale_up)
+    reason = own.reason
+    if stale_up:
+        reason = f"{reason}; upstream stale: {', '.join(stale_up)}"
+    start, history = day_history(doc.daily, now)
+    return DatasetStatus(
+        key=key, title=spec.title or key, owner=spec.owner, description=spec.description,
+        declared=key in catalog.datasets, state=state, own_state=own.state,
+        reason=redact(reason, secrets), age=own.age, requirement=req,
+        last_started_at=doc.last_started_at, last_success_at=doc.last_success_at,
+        last_failure_at=doc.last_failure_at, last_error=redact(doc.last_error, secrets),
+        consecutive_failures=doc.consecutive_failures, last_record_count=doc.last_record_count,
+        upstream=spec.upstream, at_risk_from=stale_up, consumers=consumers,
+        history_start=start, history=history,
+    )
+
+
+def day_history(daily: dict[str, dict[str, int]], now: datetime,
+                days: int = HISTORY_DAYS) -> tuple[str, str]:
+    """(first day, one DAY_CODES letter per UTC day up to today)."""
+    start, index = _day_index(now.date(), days)
+    letters = ["-"] * days
+    for day, counts in daily.items():  # at most ~90 entries: bookkeeping prunes older days
+        i = index.get(day)
+        if i is not None and counts:
+            ok, fail = counts.get("ok", 0), counts.get("fail", 0)
+            letters[i] = "p" if ok and fail else "o" if ok else "f" if fail else "-"
+    return start, "".join(letters)
+
+
+@functools.lru_cache(maxsize=4)
+def _day_index(today: date, days: int) -> tuple[str, dict[str, int]]:
+    first = today - timedelta(days=days - 1)
+    return first.isoformat(), {(first + timedelta(days=i)).isoformat(): i for i in range(days)}
+
+
+# -- consumers ------------------------------------------------------------------
+
+
+def _consumer_status(consumer, docs: dict[str, Dataset], by_key: dict[str, DatasetStatus],
+                     stale_up: dict[str, tuple[str, ...]], now: datetime,
+                     dataset_secrets: dict[str, tuple[str, ...]]) -> ConsumerStatus:
+    """Judged against this consumer's own requirement, not the strictest one."""
+    items = []
+    for req in consumer.requires:
+        own = evaluate(docs.get(req.dataset), req, now)
+        ups = stale_up.get(req.dataset, ())
+        items.append(ConsumerDataset(
+            key=req.dataset, state=_with_risk(own.state, ups),
+            reason=redact(own.reason, dataset_secrets.get(req.dataset, ())),
+            age=own.age, requirement=req,
+        ))
+    state = worst(i.state for i in items)
+    return ConsumerStatus(
+        id=consumer.id, title=consumer.title, kind=consumer.kind, url=consumer.url, state=state,
+        detail=_banner_text(items, docs, by_key, dataset_secrets), datasets=tuple(items),
+    )
+
+
+def _banner_text(items: list[ConsumerDataset], docs: dict[str, Dataset],
+                 by_key: dict[str, DatasetStatus],
+                 dataset_secrets: dict[str, tuple[str, ...]]) -> str:
+    if not items:
+        return "requires no datasets"
+    bad = sorted((i for i in items if i.state != "fresh"), key=lambda i: -SEVERITY[i.state])
+    if not bad:
+        oldest = max((i.age for i in items if i.age is not None), default=None)
+        tightest = min(i.requirement.error_after for i in items)
+        if len(items) == 1:
+            return (f"data is fresh ({human_duration(oldest)} old, "
+                    f"needs < {human_duration(tightest)})")
+        return (f"all {len(items)} datasets are fresh (oldest {human_duration(oldest)}, "
+                f"needs < {human_duration(tightest)})")
+    first = bad[0]
+    subject = "data" if len(items) == 1 else by_key[first.key].title
+    text = _item_text(first, subject, docs.get(first.key), by_key[first.key],
+                      dataset_secrets.get(first.key, ()))
+    if len(bad) > 1:
+        others = ", ".join(f"{by_key[i.key].title} ({LABELS[i.state].lower()})" for i in bad[1:4])
+        more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
+        text += f". Also: {others}{more}"
+    return text
+
+
+def _item_text(item: ConsumerDataset, subject: str, doc: Dataset | None,
+               status: DatasetStatus, secrets: tuple[str, ...]) -> str:
+    needs = f"needs < {human_duration(item.requirement.error_after)}"
+    age = f"{human_duration(item.age)} old" if item.age is not None else None
+    if item.state == "unknown":
+        text = f"{subject} has never been synced"
+    elif item.state == "running" and age is None:
+        text = f"{subject} is being synced for the first time"
+    elif item.state == "running":
+        text = f"{subject} is {age} ({needs}); a refresh is in progress"
+    elif item.state == "failing" and age is None:
+        text = f"{subject} has never synced successfully"
+    elif item.state == "at_risk":
+        text = (f"{subject} is {age} ({needs}), but it is built from stale upstream data: "
+                f"{', '.join(status.at_risk_from)}")
+    else:
+        text = f"{subject} is {age} ({needs})"
+    return text + _failure_note(doc, secrets)
+
+
+def _failure_note(doc: Dataset | None, secrets: tuple[str, ...]) -> str:
+    if doc is None or not doc.failing:
+        return ""
+    count = doc.consecutive_failures
+    syncs = "the last sync" if count <= 1 else f"the last {count} syncs"
+    error = f": {shorten(redact(doc.last_error, secrets), 300)}" if doc.last_error else ""
+    return f"; {syncs} failed{error}"
+
+
+def _overall_level(consumers: tuple[ConsumerStatus, ...], datasets: list[DatasetStatus]) -> str:
+    """Consumers decide when there are any (that is who reads the page); else all datasets."""
+    states = [c.state for c in consumers] if consumers else [d.state for d in datasets]
+    return LEVELS[worst(states)]
+
+
+# -- jobs and runs --------------------------------------------------------------
+
+
+def _secrets_by_job(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
+    found = {}
+    for job in jobs:
+        values = [_as_text(job.params[n]) for n in job.secret_params if n in job.params]
+        found[job.id] = tuple(v for v in values if len(v) >= MIN_SECRET_LEN)
+    return found
+
+
+def _secrets_by_dataset(jobs: list[Job],
+                        secrets: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    found: dict[str, set[str]] = {}
+    for job in jobs:
+        for key in job.produces:
+            found.setdefault(key, set()).update(secrets.get(job.id, ()))
+    return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in found.items()}
+
+
+def redact(text: str | None, secrets: Iterable[str]) -> str | None:
+    """Errors often quote a URL or a request: never let a secret param's value through."""
+    if text is None:
+        return None
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def shorten(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)
+
+
+def _shown_params(job: Job) -> tuple[tuple[str, str], ...]:
+    secret = set(job.secret_params)
+    return tuple(
+        (name, SECRET_MASK if name in secret else shorten(_as_text(value), 200))
+        for name, value in sorted(job.params.items())
+    )
+
+
+def _run_is_stuck(run: Run) -> bool:
+    return run.stuck or any(a.get("outcome") == "stuck" for a in run.attempts)
+
+
+def _job_health(job: Job, control: Control) -> str:
+    if job.status != "active":
+        return job.status
+    if not control.kind_enabled(job.kind):
+        return "disabled"
+    if job.last_run_status is None:
+        return "never"
+    if job.last_run_status == "failed":
+        return "failed"
+    if job.last_run_status == "succeeded":
+        return "ok"
+    return "running"
+
+
+JOB_HEALTH_ORDER = {"failed": 0, "disabled": 1, "running": 2, "never": 3, "ok": 4, "paused": 5,
+                    "completed": 6, "archived": 7}
+
+
+def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
+                  secrets: dict[str, tuple[str, ...]]) -> tuple[JobStatus, ...]:
+    runs_by_id = {r.id: r for r in runs}
+    stuck = Counter(r.job_id for r in runs if _run_is_stuck(r))
+    statuses = []
+    for job in jobs:
+        last = runs_by_id.get(job.last_run_id) if job.last_run_id else None
+        statuses.append(JobStatus(
+            id=job.id, kind=job.kind, description=job.description, status=job.status,
+            health=_job_health(job, control), schedule=describe(job.schedule),
+            timezone=job.schedule.timezone if job.schedule.recurring else "UTC",
+            next_run_at=job.next_run_at, last_run_at=job.last_run_at,
+            last_run_status=job.last_run_status, last_run_id=job.last_run_id,
+            last_error=redact(job.last_error, secrets.get(job.id, ())),
+            attempt=last.attempt_number if last else None, max_attempts=job.max_attempts,
+            stuck_recoveries=stuck.get(job.id, 0), produces=tuple(job.produces),
+            params=_shown_params(job), kind_enabled=control.kind_enabled(job.kind),
+        ))
+    statuses.sort(key=lambda j: (JOB_HEALTH_ORDER.get(j.health, 9), -j.stuck_recoveries, j.id))
+    return tuple(statuses)
+
+
+def _run_status(run: Run, secrets: tuple[str, ...]) -> RunStatus:
+    return RunStatus(
+        id=run.id, job_id=run.job_id, kind=run.kind, status=run.status,
+        trigger_source=run.trigger_source, attempt_number=run.attempt_number,
+        max_attempts=run.max_attempts, scheduled_for=run.scheduled_for,
+        created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
+        duration_s=run.duration_s, stuck=_run_is_stuck(run), error=redact(run.error, secrets),
+    )
+
+
+def _run_order(run: RunStatus):
+    when = run.created_at or run.scheduled_for or run.started_at
+    return (when.timestamp() if when else 0.0, run.id)

@@ -1,0 +1,272 @@
+"""Renderings of a StatusModel: index.html, status.json, feed.xml and SVG badges.
+
+Jinja2 with autoescape on for every template (HTML, Atom and SVG alike): job names,
+params and error texts are untrusted. Templates live in site/templates/, the page's CSS
+and script in site/static/ and are inlined so the page has no external assets.
+The page stays compact at scale: the worst datasets and jobs get full rows, the rest a
+one-line entry in a collapsed list, and only the newest runs are shown.
+"""
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import jinja2
+
+from freshet.status.changes import Event
+from freshet.status.model import (
+    DAY_CODES,
+    LABELS,
+    DatasetStatus,
+    StatusModel,
+    badge_path,
+    shorten,
+)
+from freshet.timeutil import human_duration, isoformat
+
+SCHEMA_VERSION = 1
+DETAILED_DATASETS = 150
+DETAILED_JOBS = 150
+RUNS_ON_PAGE = 50
+RUNS_IN_JSON = 200
+EVENTS_ON_PAGE = 10
+NEEDS_ON_BANNER = 8
+ERROR_ON_PAGE = 400
+
+BADGE_COLOURS = {
+    "fresh": "#137333", "running": "#0b57d0", "warn": "#8a5a00", "at_risk": "#a34400",
+    "unknown": "#5f6368", "failing": "#b3261e", "error": "#8c1d18",
+}
+BADGE_WORDS = {
+    "fresh": "fresh", "running": "refreshing", "warn": "late", "at_risk": "at risk",
+    "unknown": "unknown", "failing": "failing", "error": "stale",
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    data: bytes
+    content_type: str
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()[:16]
+
+
+def site_source() -> Path:
+    """site/ (templates, static, schema): FRESHET_SITE_SRC, else beside functions/ or above."""
+    return _site_source(os.environ.get("FRESHET_SITE_SRC") or None)
+
+
+@functools.cache
+def _site_source(configured: str | None) -> Path:
+    if configured:
+        return Path(configured)
+    here = Path(__file__).resolve()
+    for base in (here.parents[2], here.parents[3]):  # functions/site, then <repo>/site
+        if (base / "site" / "templates").is_dir():
+            return base / "site"
+    raise FileNotFoundError("site/templates not found; set FRESHET_SITE_SRC")
+
+
+@functools.cache
+def _env(source: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(source / "templates"),
+        autoescape=True,  # everything: HTML, Atom and SVG
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
+                       num=lambda n: f"{n:,}")
+    env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES)
+    return env
+
+
+@functools.cache
+def _static(source: Path, name: str) -> str:
+    return (source / "static" / name).read_text(encoding="utf-8")
+
+
+def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
+    """Every file of the site, by path."""
+    files = {
+        "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8"),
+        "status.json": Output(
+            json.dumps(status_json(model, events), ensure_ascii=False,
+                       separators=(",", ":")).encode(),
+            "application/json"),
+        "status.schema.json": Output(
+            (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
+        "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml"),
+    }
+    files.update(render_badges(model))
+    return files
+
+
+def render_index(model: StatusModel, events: list[Event]) -> str:
+    source = site_source()
+    detailed = model.datasets[:DETAILED_DATASETS]
+    rest = model.datasets[DETAILED_DATASETS:]
+    return _env(source).get_template("index.html.j2").render(
+        m=model, now=model.built_at, built_iso=isoformat(model.built_at),
+        detailed_datasets=detailed, other_datasets=rest,
+        other_dataset_counts=_counts(d.state for d in rest),
+        detailed_jobs=model.jobs[:DETAILED_JOBS], other_jobs=model.jobs[DETAILED_JOBS:],
+        runs=model.runs[:RUNS_ON_PAGE], events=events[:EVENTS_ON_PAGE],
+        css=_static(source, "status.css"), js=_static(source, "status.js"),
+        error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER,
+        stale_words=human_duration(timedelta(seconds=model.stale_after_s)),
+        state_order=("error", "failing", "warn", "at_risk", "unknown", "running", "fresh"),
+    )
+
+
+def render_feed(model: StatusModel, events: list[Event]) -> str:
+    return _env(site_source()).get_template("feed.xml.j2").render(
+        m=model, events=events, built_iso=isoformat(model.built_at),
+        updated=events[0].at if events else isoformat(model.built_at),
+    )
+
+
+def render_badge(label: str, state: str, template: jinja2.Template | None = None) -> str:
+    message = BADGE_WORDS[state]
+    label = shorten(label, 40)
+    label_w, message_w = _text_width(label) + 12, _text_width(message) + 12
+    template = template or _env(site_source()).get_template("badge.svg.j2")
+    return template.render(
+        label=label, message=message, colour=BADGE_COLOURS[state],
+        label_w=label_w, message_w=message_w, width=label_w + message_w,
+    )
+
+
+def render_badges(model: StatusModel) -> dict[str, Output]:
+    template = _env(site_source()).get_template("badge.svg.j2")
+    out = {}
+    for d in model.datasets:
+        out[badge_path("dataset", d.key)] = Output(
+            render_badge(d.title, d.state, template).encode(), "image/svg+xml")
+    for c in model.consumers:
+        out[badge_path("consumer", c.id)] = Output(
+            render_badge(c.title, c.state, template).encode(), "image/svg+xml")
+    return out
+
+
+def _text_width(text: str) -> int:
+    """Verdana 11px averages about 7px a character; wide letters count more."""
+    return sum(9 if ch in "MWmw@%" else 4 if ch in "ilj.,:;|!'" else 7 for ch in text)
+
+
+# -- status.json ----------------------------------------------------------------
+
+
+def _secs(delta: timedelta | None) -> float | None:
+    return None if delta is None else round(delta.total_seconds(), 3)
+
+
+def _dataset_json(d: DatasetStatus) -> dict:
+    return {
+        "key": d.key, "title": d.title, "owner": d.owner, "description": d.description,
+        "declared": d.declared, "state": d.state, "label": d.label, "own_state": d.own_state,
+        "reason": d.reason, "age_s": _secs(d.age),
+        "warn_after_s": _secs(d.requirement.warn_after),
+        "error_after_s": _secs(d.requirement.error_after),
+        "last_started_at": isoformat(d.last_started_at),
+        "last_success_at": isoformat(d.last_success_at),
+        "last_failure_at": isoformat(d.last_failure_at),
+        "last_error": d.last_error, "consecutive_failures": d.consecutive_failures,
+        "last_record_count": d.last_record_count, "upstream": list(d.upstream),
+        "at_risk_from": list(d.at_risk_from), "consumers": list(d.consumers),
+        "history": {"start": d.history_start, "days": d.history},
+        "badge": badge_path("dataset", d.key),
+    }
+
+
+def status_json(model: StatusModel, events: list[Event]) -> dict:
+    """The documented shape (docs/status-json.md, site/status.schema.json)."""
+    c = model.control
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": isoformat(model.built_at),
+        "stale_after_s": model.stale_after_s,
+        "site_url": model.site_url,
+        "overall": {"state": model.state, "headline": model.headline},
+        "control": {"paused_all": c.paused_all, "disabled_kinds": sorted(c.disabled_kinds),
+                    "manual_actions_enabled": c.manual_actions_enabled, "reason": c.reason},
+        "counts": {"datasets": model.dataset_counts, "jobs": model.job_counts},
+        "consumers": [{
+            "id": x.id, "title": x.title, "kind": x.kind, "url": x.url, "state": x.state,
+            "label": x.label, "message": x.message, "badge": badge_path("consumer", x.id),
+            "datasets": [{
+                "key": i.key, "state": i.state, "reason": i.reason, "age_s": _secs(i.age),
+                "warn_after_s": _secs(i.requirement.warn_after),
+                "error_after_s": _secs(i.requirement.error_after),
+            } for i in x.datasets],
+        } for x in model.consumers],
+        "datasets": [_dataset_json(d) for d in model.datasets],
+        "jobs": [{
+            "id": j.id, "kind": j.kind, "description": j.description, "status": j.status,
+            "health": j.health, "schedule": j.schedule, "timezone": j.timezone,
+            "next_run_at": isoformat(j.next_run_at), "last_run_at": isoformat(j.last_run_at),
+            "last_run_status": j.last_run_status, "last_run_id": j.last_run_id,
+            "last_error": j.last_error, "attempt": j.attempt, "max_attempts": j.max_attempts,
+            "stuck_recoveries": j.stuck_recoveries, "produces": list(j.produces),
+            "params": dict(j.params), "kind_enabled": j.kind_enabled,
+        } for j in model.jobs],
+        "runs": [{
+            "id": r.id, "job_id": r.job_id, "kind": r.kind, "status": r.status,
+            "trigger_source": r.trigger_source, "attempt_number": r.attempt_number,
+            "max_attempts": r.max_attempts, "scheduled_for": isoformat(r.scheduled_for),
+            "started_at": isoformat(r.started_at), "finished_at": isoformat(r.finished_at),
+            "duration_s": r.duration_s, "stuck": r.stuck, "error": r.error,
+        } for r in model.runs[:RUNS_IN_JSON]],
+        "events": [e.to_doc() for e in events],
+    }
+
+
+# -- template helpers -----------------------------------------------------------
+
+
+def _counts(states) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for s in states:
+        found[s] = found.get(s, 0) + 1
+    return found
+
+
+def _when(value: datetime | None) -> str:
+    return "—" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+
+
+def _age(value: timedelta | None) -> str:
+    return "—" if value is None else human_duration(value)
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return human_duration(timedelta(seconds=seconds))
+
+
+_BAR_CLASSES = {"o": "b-ok", "p": "b-partial", "f": "b-fail", "-": "b-none"}
+
+
+def _bar(history: str) -> dict:
+    """Run-length paths, one per colour, and a text label: small at any number of rows."""
+    paths: dict[str, list[str]] = {}
+    i = 0
+    while i < len(history):
+        j = i
+        while j < len(history) and history[j] == history[i]:
+            j += 1
+        paths.setdefault(_BAR_CLASSES[history[i]], []).append(f"M{i} 0h{j - i}v1H{i}z")
+        i = j
+    counts = {DAY_CODES[c]: history.count(c) for c in "opf-" if c in history}
+    label = f"Last {len(history)} days: " + ", ".join(f"{n} {w}" for w, n in counts.items())
+    return {"paths": {k: "".join(v) for k, v in paths.items()}, "label": label}

@@ -1,0 +1,110 @@
+"""Where the site's files go: a local folder or a Cloud Storage bucket.
+
+Both take `write(path, data, content_type)` with a relative, slash-separated path.
+The bucket sink is the only code here that talks to Cloud Storage; its client is
+created on first use (STORAGE_EMULATOR_HOST points it at a local emulator).
+"""
+
+import os
+import posixpath
+import tempfile
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from freshet.errors import ValidationError
+from freshet.settings import Settings
+
+# Short for the page and the feed (readers should see a rebuild soon), longer for badges.
+CACHE_CONTROL = {"image/svg+xml": "public, max-age=300"}
+DEFAULT_CACHE_CONTROL = "public, max-age=60"
+
+
+class Sink(Protocol):
+    def write(self, path: str, data: bytes, content_type: str) -> None: ...
+
+
+def clean_path(path: str) -> str:
+    """A relative path inside the site; refuses anything that could climb out of it."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
+        raise ValidationError("path", f"must be a relative path inside the site, got {path!r}")
+    normal = posixpath.normpath(path)
+    if normal.startswith("..") or normal == "." or "\x00" in normal:
+        raise ValidationError("path", f"must stay inside the site, got {path!r}")
+    return normal
+
+
+class LocalSink:
+    """Files in a folder; each write is atomic (a reader never sees half a page)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def write(self, path: str, data: bytes, content_type: str) -> None:
+        target = self.folder / clean_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __repr__(self) -> str:
+        return f"LocalSink({str(self.folder)!r})"
+
+
+class BucketSink:
+    """Objects in a Cloud Storage bucket, under an optional prefix."""
+
+    def __init__(self, bucket: str, prefix: str = "", client=None):
+        if not bucket:
+            raise ValidationError("bucket", "must not be empty")
+        self.bucket_name = bucket
+        self.prefix = prefix.strip("/")
+        self._client = client
+        self._bucket = None
+        self._lock = threading.Lock()
+
+    def _get_bucket(self):
+        with self._lock:
+            if self._bucket is None:
+                if self._client is None:
+                    from google.cloud import storage
+
+                    self._client = storage.Client()
+                self._bucket = self._client.bucket(self.bucket_name)
+            return self._bucket
+
+    def object_name(self, path: str) -> str:
+        path = clean_path(path)
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def write(self, path: str, data: bytes, content_type: str) -> None:
+        blob = self._get_bucket().blob(self.object_name(path))
+        blob.cache_control = CACHE_CONTROL.get(content_type, DEFAULT_CACHE_CONTROL)
+        blob.upload_from_string(data, content_type=content_type)
+
+    def __repr__(self) -> str:
+        return f"BucketSink({self.bucket_name!r}, prefix={self.prefix!r})"
+
+
+def parse_bucket(value: str) -> tuple[str, str]:
+    """'my-bucket', 'gs://my-bucket' or 'gs://my-bucket/status' -> (bucket, prefix)."""
+    text = value.strip()
+    if text.startswith("gs://"):
+        text = text[len("gs://"):]
+    bucket, _, prefix = text.partition("/")
+    if not bucket:
+        raise ValidationError("FRESHET_SITE_BUCKET", f"not a bucket name: {value!r}")
+    return bucket, prefix
+
+
+def sink_from_settings(settings: Settings) -> Sink:
+    """The bucket when FRESHET_SITE_BUCKET is set, else the folder FRESHET_SITE_DIR."""
+    if settings.site_bucket:
+        return BucketSink(*parse_bucket(settings.site_bucket))
+    return LocalSink(settings.site_dir)

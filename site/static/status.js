@@ -1,0 +1,59 @@
+// Runs in the reader's browser: the page is static, so only here can we tell that it
+// has not been rebuilt for too long (the control plane may be down).
+(function () {
+  "use strict";
+  var root = document.documentElement;
+  var built = Date.parse(root.getAttribute("data-built"));
+  var staleAfterMs = Number(root.getAttribute("data-stale-after")) * 1000;
+
+  function human(ms) {
+    var s = Math.round(Math.abs(ms) / 1000);
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min";
+    if (s < 72 * 3600) {
+      var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+      return h >= 10 || m === 0 ? h + " h" : h + " h " + m + " min";
+    }
+    return Math.floor(s / 86400) + " d";
+  }
+
+  function tick() {
+    var now = Date.now();
+    var times = document.querySelectorAll("time[data-rel]");
+    for (var i = 0; i < times.length; i++) {
+      var at = Date.parse(times[i].getAttribute("datetime"));
+      if (isNaN(at)) continue;
+      var diff = now - at;
+      times[i].textContent = diff >= 0 ? human(diff) + " ago" : "in " + human(diff);
+    }
+    var banner = document.getElementById("page-stale");
+    var stale = now - built > staleAfterMs;
+    if (banner) {
+      banner.hidden = !stale;
+      document.getElementById("page-stale-age").textContent = human(now - built);
+    }
+    root.classList.toggle("page-stale-on", stale);
+  }
+
+  // Day-by-day labels for the 90-day bars, on hover.
+  var tip = null;
+  function showTip(event) {
+    var bar = event.target.closest(".bar");
+    if (!bar) { if (tip) tip.hidden = true; return; }
+    var days = bar.getAttribute("data-h");
+    var box = bar.getBoundingClientRect();
+    var i = Math.min(days.length - 1, Math.max(0, Math.floor((event.clientX - box.left) / box.width * days.length)));
+    var day = new Date(Date.parse(bar.getAttribute("data-start") + "T00:00:00Z") + i * 86400000);
+    var words = { o: "ok", p: "partial: some syncs failed", f: "failed", "-": "no sync" };
+    if (!tip) { tip = document.createElement("div"); tip.className = "bar-tip"; document.body.appendChild(tip); }
+    tip.hidden = false;
+    tip.textContent = day.toISOString().slice(0, 10) + ": " + words[days.charAt(i)];
+    tip.style.left = (event.clientX + 12) + "px";
+    tip.style.top = (event.clientY + 12) + "px";
+  }
+
+  tick();
+  setInterval(tick, 30000);
+  document.addEventListener("visibilitychange", tick);
+  document.addEventListener("mousemove", showTip);
+})();

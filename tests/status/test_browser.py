@@ -1,0 +1,112 @@
+"""The built page in headless Chromium (Debian's package): banners, states, stale warning."""
+
+import functools
+import threading
+from datetime import timedelta
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from freshet.settings import Settings
+from freshet.status.publish import publish_once
+from freshet.status.sinks import LocalSink
+from freshet.store import Store
+
+from .builders import NOW, SECRET
+from .seed import seed_pipeline
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason="needs Debian's chromium: apt-get install -y chromium"),
+]
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def site(db, tmp_path):
+    """The seeded pipeline published to a folder, served by a local static server."""
+    store = Store(db)
+    seed_pipeline(store)
+    publish_once(store, LocalSink(tmp_path), now=NOW, settings=Settings(page_stale_after_s=900))
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS, headless=True,
+            viewport={"width": 1280, "height": 900})
+        yield context
+        context.close()
+
+
+def test_page_shows_banners_and_states_of_the_seeded_pipeline(site, browser):
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.clock.install(time=(NOW + timedelta(minutes=2)).timestamp())
+    page.goto(site)
+    assert page.title() == "Some data cannot be trusted · Freshet status"
+    banners = page.locator("#consumers .banner")
+    assert banners.count() == 3
+    first = banners.nth(0).inner_text()
+    assert "Ad Performance — data is 27 h old (needs < 26 h); the last 3 syncs failed:" in first
+    assert "<script>alert(1)</script>" in first  # shown as text, never run
+    assert "Error" in first
+    assert "built from stale upstream data: meta.ads" in banners.nth(1).inner_text()
+    assert "At risk" in banners.nth(1).inner_text()
+    assert "Fresh" in banners.nth(2).inner_text()
+    assert page.locator("#d-meta\\.ads .chip").inner_text() == "Error"
+    assert page.locator("#d-ads\\.daily .chip").inner_text() == "At risk"
+    assert page.locator("#j-meta_sync .chip").inner_text() == "failed"
+    assert "1 stuck recovery" in page.locator("#j-meta_sync").inner_text()
+    assert page.locator("#page-stale").is_hidden()
+    assert SECRET not in page.content()
+    assert dialogs == []  # the hostile alert(1) payloads never ran
+    for landmark in ("header", "nav", "main", "footer"):
+        assert page.locator(landmark).count() == 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
+
+
+def test_page_warns_when_it_has_not_been_rebuilt_in_time(site, browser):
+    page = browser.new_page()
+    page.clock.install(time=(NOW + timedelta(minutes=5)).timestamp())
+    page.goto(site)
+    assert page.locator("#page-stale").is_hidden()
+    page.clock.fast_forward("02:00:00")  # two hours without a rebuild
+    warning = page.locator("#page-stale")
+    warning.wait_for(state="visible")
+    assert "This page is out of date" in warning.inner_text()
+    assert "2 h 5 min ago" in warning.inner_text()
+    assert warning.get_attribute("role") == "alert"
+
+
+def test_page_is_readable_on_a_phone(site, browser):
+    page = browser.new_page()
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.clock.install(time=(NOW + timedelta(minutes=2)).timestamp())
+    page.goto(site)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status-page-phone.png"), full_page=True)

@@ -1,0 +1,223 @@
+"""The pure status model: states at every boundary, at-risk upstreams, banners, bars, secrets."""
+
+from datetime import timedelta
+
+import pytest
+
+from freshet.control import Control
+from freshet.models import Dataset
+from freshet.status.model import day_history
+
+from .builders import (
+    MIN,
+    NOW,
+    SECRET,
+    H,
+    catalog,
+    consumer,
+    job,
+    model,
+    requirement,
+    run,
+    synced,
+)
+
+
+def one(dataset: Dataset, warn_h=24, error_h=26):
+    cat = catalog({dataset.key: ()}, [consumer("c", "Ad Performance",
+                                               requirement(dataset.key, warn_h, error_h))])
+    return model(datasets=[dataset], cat=cat)
+
+
+@pytest.mark.parametrize(("age", "state"), [
+    (24 * H - MIN, "fresh"),
+    (24 * H, "warn"),
+    (24 * H + MIN, "warn"),
+    (26 * H - MIN, "warn"),
+    (26 * H, "error"),
+    (26 * H + MIN, "error"),
+])
+def test_state_changes_exactly_at_warn_after_and_error_after(age, state):
+    m = one(synced("meta.ads", age))
+    assert m.dataset("meta.ads").state == state
+    assert m.consumer("c").state == state
+
+
+def test_a_refresh_in_progress_past_warn_after_is_running():
+    ds = synced("meta.ads", 25 * H)
+    ds.last_started_at = NOW - MIN
+    assert one(ds).dataset("meta.ads").state == "running"
+
+
+def test_a_refresh_in_progress_past_error_after_is_still_an_error():
+    ds = synced("meta.ads", 26 * H + MIN)
+    ds.last_started_at = NOW - MIN
+    assert one(ds).dataset("meta.ads").state == "error"
+
+
+def test_first_sync_in_progress_is_running_and_never_synced_is_unknown():
+    started = Dataset(key="meta.ads", last_started_at=NOW - MIN)
+    assert one(started).dataset("meta.ads").state == "running"
+    assert one(Dataset(key="meta.ads")).dataset("meta.ads").state == "unknown"
+
+
+def test_newest_failure_within_sla_is_failing_and_the_banner_quotes_the_error():
+    ds = synced("meta.ads", 3 * H, last_failure_at=NOW - H, last_error="HTTP 500 from Meta",
+                consecutive_failures=2)
+    m = one(ds)
+    assert m.dataset("meta.ads").state == "failing"
+    assert m.consumer("c").message == (
+        "Ad Performance — data is 3 h old (needs < 26 h); "
+        "the last 2 syncs failed: HTTP 500 from Meta")
+
+
+def test_banner_reads_like_the_issue_example():
+    ds = synced("meta.ads", 27 * H, last_failure_at=NOW - H, last_error="token expired",
+                consecutive_failures=1)
+    assert one(ds).consumer("c").message == (
+        "Ad Performance — data is 27 h old (needs < 26 h); the last sync failed: token expired")
+
+
+def test_fresh_banner_says_how_old_and_what_is_needed():
+    assert one(synced("meta.ads", 2 * H)).consumer("c").message == (
+        "Ad Performance — data is fresh (2 h old, needs < 26 h)")
+
+
+def test_downstream_of_a_stale_upstream_is_at_risk_even_though_its_sync_succeeded():
+    cat = catalog({"raw": (), "clean": ("raw",), "report": ("clean",)},
+                  [consumer("weekly", "Weekly report", requirement("report", 24, 48))])
+    m = model(cat=cat, datasets=[synced("raw", 50 * H), synced("clean", H),
+                                 synced("report", H)])
+    assert m.dataset("raw").state == "error"
+    assert m.dataset("clean").state == "at_risk"
+    assert m.dataset("clean").own_state == "fresh"
+    assert m.dataset("report").state == "at_risk"  # transitively, through clean
+    assert m.dataset("report").at_risk_from == ("clean", "raw")
+    banner = m.consumer("weekly")
+    assert banner.state == "at_risk"
+    assert "built from stale upstream data: clean, raw" in banner.message
+
+
+@pytest.mark.parametrize("upstream", [
+    synced("raw", 25 * H),  # warn
+    Dataset(key="raw"),  # unknown: never synced
+    synced("raw", H, last_failure_at=NOW - MIN, last_error="x", consecutive_failures=1),
+])
+def test_any_stale_upstream_state_puts_downstream_at_risk(upstream):
+    m = model(cat=catalog({"raw": (), "clean": ("raw",)}),
+              datasets=[upstream, synced("clean", H)])
+    assert m.dataset("clean").state == "at_risk"
+
+
+def test_fresh_or_running_upstream_leaves_downstream_fresh():
+    refreshing = synced("raw", 25 * H)
+    refreshing.last_started_at = NOW - MIN
+    for upstream in (synced("raw", H), refreshing):
+        m = model(cat=catalog({"raw": (), "clean": ("raw",)}),
+                  datasets=[upstream, synced("clean", H)])
+        assert m.dataset("clean").state == "fresh"
+
+
+def test_a_worse_own_state_is_not_hidden_by_at_risk():
+    m = model(cat=catalog({"raw": (), "clean": ("raw",)}),
+              datasets=[synced("raw", 50 * H), synced("clean", 50 * H)])
+    assert m.dataset("clean").state == "error"
+    assert m.dataset("clean").at_risk_from == ("raw",)
+
+
+def test_an_upstream_cycle_does_not_hang():
+    m = model(cat=catalog({"a": ("b",), "b": ("a",)}),
+              datasets=[synced("a", H), synced("b", 30 * H)])
+    assert m.dataset("a").state == "at_risk"
+
+
+def test_each_consumer_is_judged_by_its_own_requirement():
+    cat = catalog({"meta.ads": ()}, [consumer("strict", "Strict", requirement("meta.ads", 1, 2)),
+                                     consumer("lax", "Lax", requirement("meta.ads", 24, 48))])
+    m = model(cat=cat, datasets=[synced("meta.ads", 3 * H)])
+    assert m.consumer("strict").state == "error"
+    assert m.consumer("lax").state == "fresh"
+    assert m.dataset("meta.ads").state == "error"  # the dataset row uses the strictest
+
+
+def test_banner_names_the_worst_dataset_and_lists_the_others():
+    cat = catalog({"a": (), "b": (), "c": ()},
+                  [consumer("p", "Page", requirement("a"), requirement("b"), requirement("c"))])
+    m = model(cat=cat, datasets=[synced("a", 30 * H), synced("b", 25 * H), synced("c", H)])
+    assert m.consumer("p").state == "error"
+    assert m.consumer("p").message == "Page — A is 30 h old (needs < 26 h). Also: B (warning)"
+
+
+def test_datasets_missing_from_the_catalog_are_shown_with_the_default_requirement():
+    m = model(datasets=[synced("orphan.table", 30 * H)])
+    d = m.dataset("orphan.table")
+    assert not d.declared
+    assert d.state == "warn"  # default: warn after 24 h, error after 48 h
+    assert d.requirement.error_after == timedelta(hours=48)
+
+
+def test_required_but_never_written_datasets_are_unknown():
+    cat = catalog({}, [consumer("p", "Page", requirement("ghost"))])
+    m = model(cat=cat)
+    assert m.dataset("ghost").state == "unknown"
+    assert m.consumer("p").message == "Page — data has never been synced"
+
+
+def test_overall_follows_the_consumers_and_datasets_are_worst_first():
+    cat = catalog({"a": (), "b": ()}, [consumer("p", "Page", requirement("a"))])
+    m = model(cat=cat, datasets=[synced("a", H), synced("b", 60 * H)])
+    assert m.state == "ok"  # b is bad, but no consumer needs it
+    assert [d.key for d in m.datasets] == ["b", "a"]
+    assert model(datasets=[synced("b", 60 * H)]).state == "error"
+    assert model(datasets=[synced("b", 30 * H)]).state == "warn"
+
+
+def test_day_history_has_one_letter_per_day_with_documented_meaning():
+    daily = {"2026-11-28": {"ok": 2, "fail": 0}, "2026-11-27": {"ok": 1, "fail": 1},
+             "2026-11-26": {"ok": 0, "fail": 3}, "2026-08-01": {"ok": 5}}
+    start, days = day_history(daily, NOW)
+    assert len(days) == 90
+    assert start == "2026-08-31"
+    assert days.endswith("-fpo")
+    assert set(days[:-3]) == {"-"}  # 2026-08-01 is older than 90 days
+
+
+def test_jobs_show_schedule_in_words_attempts_and_stuck_recoveries():
+    j = job(last_run_id="r1", last_run_status="failed", last_error="boom",
+            next_run_at=NOW + H, last_run_at=NOW - H)
+    runs = [run("r1", status="failed", attempt_number=2, max_attempts=4, error="boom"),
+            run("r2", status="failed", stuck=True, ago=2 * H),
+            run("r3", ago=3 * H, attempts=[{"number": 1, "outcome": "stuck"}])]
+    m = model(jobs=[j], runs=runs)
+    js = m.job("meta_sync")
+    assert js.health == "failed"
+    assert js.schedule == "At 06:00 every day (Europe/London)"
+    assert js.timezone == "Europe/London"
+    assert (js.attempt, js.max_attempts) == (2, 4)
+    assert js.stuck_recoveries == 2
+    assert [r.id for r in m.runs] == ["r1", "r2", "r3"]
+    assert m.runs[0].duration_s == 42.0
+
+
+@pytest.mark.parametrize(("fields", "control", "health"), [
+    ({"status": "paused"}, Control(), "paused"),
+    ({"status": "archived"}, Control(), "archived"),
+    ({"status": "completed"}, Control(), "completed"),
+    ({}, Control(disabled_kinds=frozenset({"noop"})), "disabled"),
+    ({}, Control(), "never"),
+    ({"last_run_status": "running"}, Control(), "running"),
+    ({"last_run_status": "succeeded"}, Control(), "ok"),
+])
+def test_job_health(fields, control, health):
+    assert model(jobs=[job(**fields)], control=control).job("meta_sync").health == health
+
+
+def test_secret_param_values_never_reach_the_model():
+    j = job(last_error=f"401 for https://api/x?token={SECRET}", last_run_status="failed")
+    ds = synced("meta.ads", H, last_failure_at=NOW - MIN, last_error=f"bad {SECRET}",
+                consecutive_failures=1)
+    cat = catalog({"meta.ads": ()}, [consumer("c", "C", requirement("meta.ads"))])
+    m = model(jobs=[j], datasets=[ds], runs=[run("r1", status="failed", error=SECRET)], cat=cat)
+    assert SECRET not in repr(m)
+    assert dict(m.job("meta_sync").params) == {"account": "acme", "token": "[secret]"}
+    assert "[redacted]" in m.consumer("c").message

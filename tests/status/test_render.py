@@ -1,0 +1,111 @@
+"""Renderings: hostile text is escaped everywhere, secrets appear nowhere, json meets its schema."""
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+
+from freshet.status.changes import Memory, detect_changes, remember
+from freshet.status.model import badge_path
+from freshet.status.render import render_site
+
+from .builders import (
+    HOSTILE,
+    MIN,
+    NOW,
+    SECRET,
+    H,
+    catalog,
+    consumer,
+    job,
+    model,
+    requirement,
+    synced,
+)
+from .builders import run as make_run
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "site" / "status.schema.json").read_text())
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+def hostile_site():
+    key = "meta.ads"
+    j = job(job_id="evil", description=HOSTILE, last_run_status="failed",
+            last_error=f"{HOSTILE} {SECRET}", last_run_id="r1", params={
+                "q": HOSTILE, "token": SECRET, HOSTILE[:20]: 1})
+    ds = synced(key, 30 * H, last_failure_at=NOW - MIN, last_error=HOSTILE,
+                consecutive_failures=3)
+    cat = catalog({key: ()}, [consumer("ads", HOSTILE, requirement(key))])
+    runs = [make_run("r1", "evil", status="failed", error=HOSTILE, stuck=True)]
+    before = model(jobs=[job(job_id="evil")], datasets=[synced(key, H)], cat=cat)
+    after = model(jobs=[j], datasets=[ds], runs=runs, cat=cat)
+    memory = remember(before, Memory(exists=True), [])
+    events = detect_changes(after, memory)
+    assert {e.kind for e in events} == {"dataset_stale", "job_failed", "run_stuck"}
+    return after, render_site(after, remember(after, memory, events).events)
+
+
+def test_hostile_names_params_and_errors_are_escaped_in_the_page():
+    _, files = hostile_site()
+    html = files["index.html"].data.decode()
+    assert "<script>alert" not in html
+    assert "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # only the page's own
+
+
+def test_hostile_text_is_escaped_in_the_feed_and_it_stays_valid_atom():
+    _, files = hostile_site()
+    feed = ET.fromstring(files["feed.xml"].data)
+    entries = feed.findall(f"{ATOM}entry")
+    assert len(entries) == 3
+    summaries = [e.find(f"{ATOM}summary").text for e in entries]
+    assert any(HOSTILE in s for s in summaries)  # the text survives, as text
+    assert b"<script>" not in files["feed.xml"].data
+
+
+def test_hostile_titles_are_escaped_in_badges_which_stay_valid_svg():
+    _, files = hostile_site()
+    svg = files[badge_path("consumer", "ads")].data
+    assert b"<script>" not in svg and b"<img" not in svg
+    root = ET.fromstring(svg)
+    assert root.find("{http://www.w3.org/2000/svg}title").text.startswith("<script>")
+
+
+def test_secret_params_appear_in_no_file():
+    _, files = hostile_site()
+    for path, out in files.items():
+        assert SECRET.encode() not in out.data, path
+    assert b"[secret]" in files["index.html"].data
+
+
+def test_status_json_meets_its_schema():
+    m, files = hostile_site()
+    doc = json.loads(files["status.json"].data)
+    jsonschema.validate(doc, SCHEMA, format_checker=jsonschema.FormatChecker())
+    assert doc["overall"] == {"state": "error", "headline": "Some data cannot be trusted"}
+    assert doc["datasets"][0]["history"]["days"][-1] in "opf-"
+
+
+def test_the_page_is_self_contained():
+    _, files = hostile_site()
+    html = files["index.html"].data.decode()
+    for external in ('src="http', "src='http", 'href="http', "@import", "url(http"):
+        assert external not in html
+
+
+def test_the_page_collapses_long_lists_and_caps_runs():
+    datasets = [synced(f"ds.{i:04d}", H) for i in range(400)]
+    runs = [make_run(f"r{i}", ago=i * MIN) for i in range(300)]
+    html = render_site(model(datasets=datasets, runs=runs), [])["index.html"].data.decode()
+    assert "250 more datasets" in html
+    assert html.count('<span class="chip rs-') == 50
+
+
+def test_badges_exist_per_dataset_and_consumer_with_a_text_label():
+    cat = catalog({"a": ()}, [consumer("team/../x", "Team", requirement("a"))])
+    files = render_site(model(cat=cat, datasets=[synced("a", H)]), [])
+    assert b"aria-label=\"A: fresh\"" in files["badges/dataset/a.svg"].data
+    consumer_badges = [p for p in files if p.startswith("badges/consumer/")]
+    assert len(consumer_badges) == 1 and ".." not in consumer_badges[0]
