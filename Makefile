@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FS_DIR := infra/emulators/firestore
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/infra
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup test lint demo emulators bench site deploy-config clean
 

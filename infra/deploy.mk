@@ -10,6 +10,9 @@ deploy-firestore:
 	firebase --config infra/firebase.firestore.json deploy --only firestore:indexes,firestore:rules --project=demo-freshet --non-interactive
 
 deploy-functions:
+	rm -rf functions/site
+	mkdir -p functions/site
+	cp -R site/templates site/static site/status.schema.json functions/site
 	gcloud functions deploy scheduler_tick --gen2 --runtime=python311 --region=europe-west1 --project=demo-freshet --source=functions --entry-point=scheduler_tick --trigger-http --no-allow-unauthenticated --service-account=freshet-runtime@demo-freshet.iam.gserviceaccount.com '--set-env-vars=^|^GOOGLE_CLOUD_PROJECT=demo-freshet|FRESHET_REGION=europe-west1|FRESHET_QUEUE=freshet-runs|FRESHET_RUN_TASK_URL=https://europe-west1-demo-freshet.cloudfunctions.net/run_task|FRESHET_INVOKER_EMAIL=freshet-invoker@demo-freshet.iam.gserviceaccount.com|FRESHET_AUDIENCE=https://europe-west1-demo-freshet.cloudfunctions.net/scheduler_tick|FRESHET_AUTH=oidc' --quiet
 	gcloud functions add-invoker-policy-binding scheduler_tick --region=europe-west1 --project=demo-freshet --member=serviceAccount:freshet-invoker@demo-freshet.iam.gserviceaccount.com
 	gcloud functions deploy run_task --gen2 --runtime=python311 --region=europe-west1 --project=demo-freshet --source=functions --entry-point=run_task --trigger-http --no-allow-unauthenticated --service-account=freshet-runtime@demo-freshet.iam.gserviceaccount.com '--set-env-vars=^|^GOOGLE_CLOUD_PROJECT=demo-freshet|FRESHET_REGION=europe-west1|FRESHET_QUEUE=freshet-runs|FRESHET_RUN_TASK_URL=https://europe-west1-demo-freshet.cloudfunctions.net/run_task|FRESHET_INVOKER_EMAIL=freshet-invoker@demo-freshet.iam.gserviceaccount.com|FRESHET_AUDIENCE=https://europe-west1-demo-freshet.cloudfunctions.net/run_task|FRESHET_AUTH=oidc' --quiet

@@ -67,7 +67,11 @@ def invokers(config: PipelineConfig, entry_point: str) -> list[str]:
 
 def commands(config: PipelineConfig, config_path: str = CONFIG) -> dict[str, list[list[str]]]:
     """Each make target's commands, as argv lists."""
-    functions = []
+    # publish_status renders with site/'s templates: ship them inside the source folder.
+    site_copy = f"{config.functions.source}/site"
+    functions = [["rm", "-rf", site_copy], ["mkdir", "-p", site_copy],
+                 ["cp", "-R", "site/templates", "site/static", "site/status.schema.json",
+                  site_copy]]
     for entry_point in ENTRY_POINTS:
         functions.append(deploy_function(config, entry_point))
         functions += [["gcloud", "functions", "add-invoker-policy-binding", entry_point,

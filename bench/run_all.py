@@ -1,0 +1,60 @@
+"""`make bench`: every benchmark, one table, and bench/results.json.
+
+Each bench/bench_*.py module exposes run() -> dict of figures. Figures are medians
+of repeated rounds where a benchmark repeats; compare ratios measured in one run,
+as these machines are noisy.
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402,F401  (import paths)
+
+TARGETS = {
+    "tick_job_reads_20k_200due": "≈ 200",
+    "tick_time_ratio_20k_vs_2k": "≤ 1.3",
+    "commits_per_run": "≤ 4",
+    "page_build_s_5k": "< 2 s",
+    "page_html_bytes_5k": "< 2 MB",
+    "recovery_sweep_reads_10k_100stuck": "≈ 100",
+    "soak_duplicated": "0",
+    "soak_lost": "0",
+}
+
+
+def main(names: list[str]) -> int:
+    modules = names or sorted(p.stem for p in HERE.glob("bench_*.py"))
+    results: dict[str, object] = {}
+    for name in modules:
+        started = time.perf_counter()
+        print(f"running {name} ...", flush=True)
+        figures = importlib.import_module(name).run()
+        results.update(figures)
+        print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    print()
+    print(f"{'figure':40} {'value':>14}  target")
+    print(f"{'-' * 40} {'-' * 14}  ------")
+    for key, value in results.items():
+        print(f"{key:40} {value!s:>14}  {TARGETS.get(key, '')}")
+    out = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count()},
+        "results": results,
+    }
+    (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten to {HERE / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
