@@ -217,18 +217,6 @@ class Store:
             return "exists"
         return "claimed"
 
-    def runs_with_status(self, status: str, *, lease_before: datetime | None = None,
-                         enqueued_before: datetime | None = None,
-                         limit: int = 500) -> list[Run]:
-        query = self.db.collection(RUNS).where(filter=FieldFilter("status", "==", status))
-        if lease_before is not None:
-            query = (query.where(filter=FieldFilter("lease_expires_at", "<=", lease_before))
-                     .order_by("lease_expires_at"))
-        if enqueued_before is not None:
-            query = (query.where(filter=FieldFilter("enqueued_at", "<=", enqueued_before))
-                     .order_by("enqueued_at"))
-        return [Run.from_doc(d) for d in self._stream(query.limit(limit))]
-
     def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
         query = self.db.collection(RUNS)
         if job_id is not None:

@@ -93,9 +93,6 @@ QUERY_CALLS = {
     "due_jobs_versioned": [lambda s: s.due_jobs_versioned(T, 10)],
     "expired_runs": [lambda s: s.expired_runs(T)],
     "completed_jobs_before": [lambda s: s.completed_jobs_before(T)],
-    "runs_with_status": [lambda s: s.runs_with_status("running", lease_before=T),
-                         lambda s: s.runs_with_status("queued", enqueued_before=T),
-                         lambda s: s.runs_with_status("queued")],
     "recent_runs": [lambda s: s.recent_runs(), lambda s: s.recent_runs(job_id="j")],
 }
 

@@ -221,3 +221,23 @@ def test_secret_param_values_never_reach_the_model():
     assert SECRET not in repr(m)
     assert dict(m.job("meta_sync").params) == {"account": "acme", "token": "[secret]"}
     assert "[redacted]" in m.consumer("c").message
+
+
+def test_loop_health_boundaries():
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.status.loop_health import loop_health
+
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    minute = timedelta(minutes=1)
+    fresh = {"tick": {"at": now - 3 * minute + minute / 60}, "recover": {"at": now - minute}}
+    assert loop_health(fresh, now).ok
+    late = {"tick": {"at": now - 3 * minute - minute / 60}}
+    assert not loop_health(late, now).ok
+    assert "last ticked 3 min ago" in loop_health(late, now).message
+    assert "never ticked" in loop_health({}, now).message
+    overdue = {"tick": {"at": now}, "recover": {"at": now, "not_ticking": ["a", "b"]}}
+    result = loop_health(overdue, now)
+    assert not result.ok and "2 job(s) are overdue: a, b" in result.message
+    slow_sweep = {"tick": {"at": now}, "recover": {"at": now - 12 * minute}}
+    assert "recovery last ran 12 min ago" in loop_health(slow_sweep, now).message

@@ -29,6 +29,7 @@ from freshet.freshness import Freshness, Requirement, evaluate
 from freshet.models import Dataset, Job, Run
 from freshet.schedules import describe
 from freshet.settings import Settings
+from freshet.status.loop_health import LoopHealth, loop_health
 from freshet.timeutil import human_duration
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
@@ -186,6 +187,7 @@ class StatusModel:
     runs: tuple[RunStatus, ...]  # newest first
     dataset_counts: dict[str, int]
     job_counts: dict[str, int]
+    loop: LoopHealth | None = None
 
     def dataset(self, key: str) -> DatasetStatus:
         return next(d for d in self.datasets if d.key == key)
@@ -198,7 +200,8 @@ class StatusModel:
 
 
 def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], catalog: Catalog,
-                control: Control, now: datetime, settings: Settings) -> StatusModel:
+                control: Control, now: datetime, settings: Settings,
+                heartbeats: dict | None = None) -> StatusModel:
     secrets = _secrets_by_job(jobs)
     dataset_secrets = _secrets_by_dataset(jobs, secrets)
     docs = {d.key: d for d in datasets}
@@ -228,6 +231,7 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
         runs=tuple(run_statuses),
         dataset_counts=dict(Counter(d.state for d in statuses)),
         job_counts=dict(Counter(j.health for j in job_statuses)),
+        loop=None if heartbeats is None else loop_health(heartbeats, now),
     )
 
 

@@ -73,7 +73,8 @@ def read_model(store: Store, *, now: datetime, settings: Settings) -> tuple[Stat
     control = Control.from_doc(store.control())
     memory_doc = store.status_state()
     model = build_model(jobs=jobs, datasets=datasets, runs=runs, catalog=catalog,
-                        control=control, now=now, settings=settings)
+                        control=control, now=now, settings=settings,
+                        heartbeats=store.heartbeats())
     return model, memory_doc
 
 

@@ -198,6 +198,11 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
         "control": {"paused_all": c.paused_all, "disabled_kinds": sorted(c.disabled_kinds),
                     "manual_actions_enabled": c.manual_actions_enabled, "reason": c.reason},
         "counts": {"datasets": model.dataset_counts, "jobs": model.job_counts},
+        "control_loop": None if model.loop is None else {
+            "ok": model.loop.ok, "message": model.loop.message,
+            "last_tick_at": isoformat(model.loop.last_tick_at),
+            "last_sweep_at": isoformat(model.loop.last_sweep_at),
+            "overdue_jobs": list(model.loop.overdue_jobs)},
         "consumers": [{
             "id": x.id, "title": x.title, "kind": x.kind, "url": x.url, "state": x.state,
             "label": x.label, "message": x.message, "badge": badge_path("consumer", x.id),
