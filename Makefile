@@ -33,7 +33,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 demo: setup
-	$(BIN)/python -m freshet_local.demo
+	$(BIN)/freshet demo
 
 emulators: setup
 	$(BIN)/python -m freshet_local.emulators

@@ -260,14 +260,14 @@ def cmd_site_build(args) -> int:
 
 def cmd_demo(args) -> int:
     try:
-        from freshet_local.demo import main as demo_main
+        from freshet_local.demo import cli as demo_cli
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("freshet_local"):
             raise UserError("the local demo is not available here (freshet_local.demo "
                             "is missing; run from the project's work tree)") from None
         raise
-    result = demo_main()
-    return result if isinstance(result, int) else 0
+    rest = list(args.demo_args)
+    return demo_cli(rest[1:] if rest[:1] == ["--"] else rest)
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -323,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     ssub.add_parser("build", help="render and publish the status page now").set_defaults(
         fn=cmd_site_build)
 
-    sub.add_parser("demo", help="run the local demo").set_defaults(fn=cmd_demo)
+    demo = sub.add_parser("demo", help="run the local demo (options: freshet demo --help)",
+                          add_help=False)
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(fn=cmd_demo)
     return parser
 
 
@@ -334,7 +337,10 @@ def _default_config() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["demo"]:  # the demo parses its own options (freshet demo --help)
+            argv = ["demo", "--", *argv[1:]]
         args = build_parser().parse_args(argv)
         return args.fn(args)
     except SystemExit as exc:  # --help

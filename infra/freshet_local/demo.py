@@ -7,6 +7,7 @@ page, and stops everything it started on Ctrl-C.
 """
 
 import argparse
+import errno
 import functools
 import http.server
 import os
@@ -186,5 +187,24 @@ Try, in another terminal:
 Ctrl-C stops everything.""")
 
 
+def cli(argv=None) -> int:
+    """main() with the errors a user can cause as one line each, not a traceback."""
+    from freshet.errors import ValidationError
+    from freshet_local.emulators import EmulatorError
+
+    try:
+        return main(argv)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"freshet demo: a port is already in use ({exc.strerror}); is another demo "
+                  "running? Stop it, or choose other ports (freshet demo --help).",
+                  file=sys.stderr)
+            return 2
+        raise
+    except (EmulatorError, ValidationError) as exc:
+        print(f"freshet demo: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -107,13 +107,17 @@ class _Process:
     def wait_ready(self, timeout: float) -> str:
         """Returns the ``host:port`` the child announced, or raises with its stderr."""
         if not self._ready.wait(timeout) or self._ready_address is None:
+            # stdout closed: the child is exiting; let it finish saying why
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(1)
             alive = self.popen.poll() is None
+            stderr = self.stderr_text()
             self.stop()
             reason = f"did not report READY within {timeout:.0f}s" if alive else (
                 f"exited with code {self.popen.returncode}")
             raise EmulatorError(
                 f"{self.name} {reason}.\ncommand: {' '.join(map(str, self.popen.args))}\n"
-                f"stderr:\n{self.stderr_text()}")
+                f"stderr:\n{stderr}")
         return self._ready_address
 
     def alive(self) -> bool:

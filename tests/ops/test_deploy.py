@@ -3,6 +3,7 @@ infra/deploy.mk is what the config generates, and make -n shows the commands."""
 
 import inspect
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -174,8 +175,11 @@ def test_each_function_is_deployed_private_gen2_with_its_own_account_and_region(
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_n_deploy_shows_the_exact_commands():
-    out = subprocess.run(["make", "-n", "-f", deploy.OUTPUT, "deploy"], capture_output=True,
-                         text=True, check=True, cwd=ROOT).stdout.splitlines()
+    # Run as a top-level make even when the suite itself runs under `make test`.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-f", deploy.OUTPUT, "deploy"],
+                         capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=env).stdout.splitlines()
     config = load_config(ROOT / deploy.CONFIG, env={})
     expected = [deploy._make_line(a)[1:].replace("$$", "$")
                 for target in deploy.TARGETS for a in deploy.commands(config)[target]]

@@ -241,3 +241,23 @@ def test_loop_health_boundaries():
     assert not result.ok and "2 job(s) are overdue: a, b" in result.message
     slow_sweep = {"tick": {"at": now}, "recover": {"at": now - 12 * minute}}
     assert "recovery last ran 12 min ago" in loop_health(slow_sweep, now).message
+
+
+def test_banner_of_never_synced_dataset_at_risk_never_says_none():
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.catalog import Catalog, Consumer, DatasetSpec
+    from freshet.control import Control
+    from freshet.freshness import Requirement
+    from freshet.settings import Settings
+    from freshet.status.model import build_model
+
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    catalog = Catalog(
+        datasets={"up": DatasetSpec("up"), "down": DatasetSpec("down", upstream=("up",))},
+        consumers=(Consumer("page", "Page", requires=(
+            Requirement("down", timedelta(minutes=5), timedelta(minutes=15)),)),))
+    model = build_model(jobs=[], datasets=[], runs=[], catalog=catalog, control=Control(),
+                        now=now, settings=Settings())
+    message = model.consumer("page").message
+    assert "None" not in message

@@ -392,8 +392,11 @@ def _item_text(item: ConsumerDataset, subject: str, doc: Dataset | None,
     elif item.state == "failing" and age is None:
         text = f"{subject} has never synced successfully"
     elif item.state == "at_risk":
-        text = (f"{subject} is {age} ({needs}), but it is built from stale upstream data: "
+        said = f"is {age}" if age is not None else "has not been synced yet"
+        text = (f"{subject} {said} ({needs}), but it is built from stale upstream data: "
                 f"{', '.join(status.at_risk_from)}")
+    elif age is None:
+        text = f"{subject} has never synced successfully ({needs})"
     else:
         text = f"{subject} is {age} ({needs})"
     return text + _failure_note(doc, secrets)
