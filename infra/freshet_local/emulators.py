@@ -193,16 +193,12 @@ def ensure_node_deps() -> None:
             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
 
 
-class FirestoreEmulator:
-    """A running Firestore emulator (owned, or reused from the environment)."""
+class _Emulator:
+    """What both emulator handles share: an address and, if we started it, a process."""
 
-    def __init__(self, host: str, port: int, project: str,
-                 process: _Process | None = None, unpatched: bool = False) -> None:
-        self.host = host
-        self.port = port
-        self.project = project
-        self.unpatched = unpatched
-        self._process = process
+    host: str
+    port: int
+    _process: _Process | None
 
     @property
     def address(self) -> str:
@@ -215,6 +211,29 @@ class FirestoreEmulator:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def stop(self) -> None:
+        """Stops the emulator if we started it; a reused one is left alone."""
+        if self._process is not None:
+            self._process.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class FirestoreEmulator(_Emulator):
+    """A running Firestore emulator (owned, or reused from the environment)."""
+
+    def __init__(self, host: str, port: int, project: str,
+                 process: _Process | None = None, unpatched: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.project = project
+        self.unpatched = unpatched
+        self._process = process
 
     def env(self) -> dict[str, str]:
         return {FIRESTORE_ENV: self.address, "GOOGLE_CLOUD_PROJECT": self.project}
@@ -237,17 +256,6 @@ class FirestoreEmulator:
                 return resp.status == 200
         except (urllib.error.URLError, http.client.HTTPException, OSError):
             return False
-
-    def stop(self) -> None:
-        """Stops the emulator if we started it; a reused one is left alone."""
-        if self._process is not None:
-            self._process.stop()
-
-    def __enter__(self) -> FirestoreEmulator:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         kind = "unpatched" if self.unpatched else "patched"
@@ -333,7 +341,7 @@ finally:
 """
 
 
-class TasksEmulator:
+class TasksEmulator(_Emulator):
     """A running Cloud Tasks emulator (owned, or reused from the environment)."""
 
     def __init__(self, host: str, port: int, process: _Process | None = None,
@@ -344,18 +352,6 @@ class TasksEmulator:
         self.queues = queues
         self._process = process
 
-    @property
-    def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def owned(self) -> bool:
-        return self._process is not None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     def env(self) -> dict[str, str]:
         return {TASKS_ENV: self.address}
 
@@ -364,16 +360,6 @@ class TasksEmulator:
 
     def stderr_text(self) -> str:
         return self._process.stderr_text() if self._process else ""
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
-
-    def __enter__(self) -> TasksEmulator:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<TasksEmulator {self.address} owned={self.owned}>"
