@@ -122,6 +122,7 @@ def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings
         produces=list(run.produces), deadline=now + lease,
         heartbeat=_Heartbeat(store, run.id, run.attempt_number, lease),
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
+        snapshot=_snapshot_writer(settings, job.id),
     )
     try:
         return as_result(handler(ctx)), None, False
@@ -131,6 +132,20 @@ def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings
         log.warning("run %s attempt %s failed: %s\n%s", run.id, run.attempt_number, exc,
                     traceback.format_exc())
         return None, _describe(exc), False
+
+
+def _snapshot_writer(settings: Settings, job_id: str):
+    """ctx.snapshot(name, data, content_type): kept under <job id>/ in the snapshot sink."""
+    from freshet.status.sinks import BucketSink, LocalSink, parse_bucket
+
+    def write(name: str, data: bytes, content_type: str) -> None:
+        if settings.snapshot_bucket:
+            sink = BucketSink(*parse_bucket(settings.snapshot_bucket, "FRESHET_SNAPSHOT_BUCKET"))
+        else:
+            sink = LocalSink(settings.snapshot_dir)
+        sink.write(f"{job_id}/{name}", data, content_type)
+
+    return write
 
 
 def _describe(exc: BaseException) -> str:

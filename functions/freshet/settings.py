@@ -37,6 +37,9 @@ class Settings:
     completed_retention_days: int = 7
     not_ticking_after_s: int = 600
     queued_grace_s: int = 600
+    # Where syncs keep what they fetched (http_fetch snapshots): a bucket, else a folder.
+    snapshot_bucket: str | None = None
+    snapshot_dir: str = ".freshet/snapshots"
     site_dir: str = "site/public"
     site_bucket: str | None = None
     site_url: str = "http://127.0.0.1:5000/"
@@ -61,6 +64,8 @@ _ENV = {
     "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
     "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
     "queued_grace_s": "FRESHET_QUEUED_GRACE_S",
+    "snapshot_bucket": "FRESHET_SNAPSHOT_BUCKET",
+    "snapshot_dir": "FRESHET_SNAPSHOT_DIR",
     "site_dir": "FRESHET_SITE_DIR",
     "site_bucket": "FRESHET_SITE_BUCKET",
     "site_url": "FRESHET_SITE_URL",

@@ -92,14 +92,14 @@ class BucketSink:
         return f"BucketSink({self.bucket_name!r}, prefix={self.prefix!r})"
 
 
-def parse_bucket(value: str) -> tuple[str, str]:
+def parse_bucket(value: str, field: str = "FRESHET_SITE_BUCKET") -> tuple[str, str]:
     """'my-bucket', 'gs://my-bucket' or 'gs://my-bucket/status' -> (bucket, prefix)."""
     text = value.strip()
     if text.startswith("gs://"):
         text = text[len("gs://"):]
     bucket, _, prefix = text.partition("/")
     if not bucket:
-        raise ValidationError("FRESHET_SITE_BUCKET", f"not a bucket name: {value!r}")
+        raise ValidationError(field, f"not a bucket name: {value!r}")
     return bucket, prefix
 
 
