@@ -29,6 +29,7 @@ from freshet.freshness import STATES, evaluate, worst
 from freshet.models import JOB_STATUSES, Dataset, Job, Run, check_dataset_key, check_id, new_job
 from freshet.registry import known_kinds
 from freshet.schedules import describe
+from freshet.secrets import SECRET_MASK
 from freshet.settings import Settings
 from freshet.settings import settings as process_settings
 from freshet.store import Store
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 500
-SECRET_MASK = "***"
 
 
 class HttpError(Exception):

@@ -5,6 +5,7 @@ enforce the invariants, whatever order events arrive in:
   - a failure never touches `last_success_at`;
   - `last_success_at` never moves backwards (two runs finishing out of order);
   - a start never marks anything successful;
+  - a run's finish clears the running mark it set, whatever the clocks say;
   - `consecutive_failures` counts failures newer than the last success, and resets
     on a success newer than the last failure.
 The `record_*` functions run them in a Firestore transaction; the control loop calls
@@ -39,12 +40,21 @@ def _with_day(dataset: Dataset, at: datetime, outcome: str) -> dict:
 def apply_start(dataset: Dataset, run_id: str, at: datetime) -> Dataset:
     if not _newer(at, dataset.last_started_at):
         return dataset
-    return replace(dataset, last_started_at=at, last_started_run_id=run_id, updated_at=at)
+    return replace(dataset, last_started_at=at, last_started_run_id=run_id,
+                   running_run_id=run_id, updated_at=at)
+
+
+def _finished(dataset: Dataset, run_id: str) -> Dataset:
+    """The run is over: if it was the one marked running, nothing is running now."""
+    if dataset.running_run_id != run_id:
+        return dataset
+    return replace(dataset, running_run_id=None)
 
 
 def apply_success(dataset: Dataset, run_id: str, at: datetime,
                   records: int | None = None) -> Dataset:
     daily = _with_day(dataset, at, "ok")
+    dataset = _finished(dataset, run_id)
     if not _newer(at, dataset.last_success_at):
         return replace(dataset, daily=daily)  # an older success arriving late
     newest_outcome = _newer(at, dataset.last_failure_at)
@@ -63,6 +73,7 @@ def apply_success(dataset: Dataset, run_id: str, at: datetime,
 
 def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str) -> Dataset:
     daily = _with_day(dataset, at, "fail")
+    dataset = _finished(dataset, run_id)
     if dataset.last_success_at is not None and at < dataset.last_success_at:
         return replace(dataset, daily=daily)  # superseded by a newer success
     newest = _newer(at, dataset.last_failure_at)

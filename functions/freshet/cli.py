@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from freshet.errors import FreshetError
+from freshet.text import one_line, printable
 
 DEFAULT_CONFIG = "infra/pipeline.yaml"
 EXIT_USER_ERROR = 2
@@ -29,11 +30,11 @@ class UserError(Exception):
 
 
 def say(message: str = "") -> None:
-    print(message, flush=True)
+    print(printable(message), flush=True)
 
 
 def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message), file=sys.stderr, flush=True)
 
 
 # -- output helpers ----------------------------------------------------------------------
@@ -41,7 +42,7 @@ def progress(message: str) -> None:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int = 48) -> str:
     """Left-aligned columns, cells cut at `width` characters, a rule under the header."""
     def cell(value: object) -> str:
-        text = "-" if value is None or value == "" else str(value).replace("\n", " ")
+        text = "-" if value is None or value == "" else one_line(str(value))
         return text if len(text) <= width else text[: width - 1] + "…"
 
     cells = [[cell(v) for v in row] for row in rows]
@@ -352,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = describe_error(exc)
         if os.environ.get("FRESHET_DEBUG"):
             traceback.print_exc()
-        print(f"freshet: error: {message}", file=sys.stderr)
+        print(f"freshet: error: {printable(message)}", file=sys.stderr)
         return code
 
 

@@ -242,6 +242,9 @@ class Dataset:
     consecutive_failures: int = 0
     last_run_id: str | None = None
     last_started_run_id: str | None = None
+    # The run syncing right now, cleared when that run finishes whatever its
+    # timestamps say (clocks of different instances disagree).
+    running_run_id: str | None = None
     last_success_run_id: str | None = None
     last_failure_run_id: str | None = None
     last_record_count: int | None = None
@@ -253,11 +256,8 @@ class Dataset:
 
     @property
     def running(self) -> bool:
-        """A start newer than every finish: a sync is in progress right now."""
-        if self.last_started_at is None:
-            return False
-        finishes = [t for t in (self.last_success_at, self.last_failure_at) if t is not None]
-        return not finishes or self.last_started_at > max(finishes)
+        """A sync of this dataset is in progress right now."""
+        return self.running_run_id is not None
 
     @property
     def failing(self) -> bool:

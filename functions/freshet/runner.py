@@ -18,6 +18,7 @@ from freshet.control import Control
 from freshet.errors import PermanentError
 from freshet.models import Dataset, Job, Run
 from freshet.registry import SyncContext, SyncResult, as_result, handler_for
+from freshet.secrets import redact, secret_values
 from freshet.settings import Settings
 from freshet.store import Store, Tx
 from freshet.tasks import TaskQueue
@@ -78,8 +79,9 @@ def _claim(tx: Tx, run_id: str, attempt: int, now: datetime, settings: Settings,
         return _Claim(Outcome(200, "noop", f"run already {run.status}"))
     if run.status == "running":
         return _Claim(Outcome(200, "noop", "run already running"))
-    if attempt < run.attempt_number:
-        return _Claim(Outcome(200, "noop", f"stale attempt {attempt} < {run.attempt_number}"))
+    if attempt < run.attempt_number or (run.status == "retrying"
+                                        and attempt == run.attempt_number):
+        return _Claim(Outcome(200, "noop", f"attempt {attempt} already ran"))
     job = tx.get_job(run.job_id)
     if job is None:
         return _Claim(Outcome(200, "noop", f"job {run.job_id!r} no longer exists"))
@@ -92,7 +94,7 @@ def _claim(tx: Tx, run_id: str, attempt: int, now: datetime, settings: Settings,
     ):
         # Wait for the other run: a new task (a new name) later, not a burnt attempt.
         run = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + _grace(settings),
-                                next_attempt=False)
+                                next_attempt=run.status == "retrying")
         tx.set_run(run)
         return _Claim(run=run, defer=True)
     attempt = max(attempt, run.attempt_number)
@@ -124,14 +126,15 @@ def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
         snapshot=_snapshot_writer(settings, job.id),
     )
+    secrets = secret_values(job)  # errors are stored, shown and logged: never with these
     try:
         return as_result(handler(ctx)), None, False
     except PermanentError as exc:
-        return None, _describe(exc), True
+        return None, redact(_describe(exc), secrets), True
     except Exception as exc:  # transient by definition: retried while attempts remain
-        log.warning("run %s attempt %s failed: %s\n%s", run.id, run.attempt_number, exc,
-                    traceback.format_exc())
-        return None, _describe(exc), False
+        log.warning("run %s attempt %s failed: %s", run.id, run.attempt_number,
+                    redact(traceback.format_exc(), secrets))
+        return None, redact(_describe(exc), secrets), False
 
 
 def _snapshot_writer(settings: Settings, job_id: str):

@@ -128,7 +128,7 @@ def test_secret_params_are_masked(api):
     api.call("POST", "/jobs", json={**JOB, "params": {"token": "s3cret", "page": 2},
                                     "secret_params": ["token"]})
     job = api.call("GET", "/jobs/{job_id}", {"job_id": "orders"})[1]["job"]
-    assert job["params"] == {"token": "***", "page": 2}
+    assert job["params"] == {"token": "[secret]", "page": 2}
 
 
 def test_run_now_creates_one_run_and_a_repeat_with_the_key_returns_it(api):

@@ -45,18 +45,18 @@ def test_state_changes_exactly_at_warn_after_and_error_after(age, state):
 
 def test_a_refresh_in_progress_past_warn_after_is_running():
     ds = synced("meta.ads", 25 * H)
-    ds.last_started_at = NOW - MIN
+    ds.last_started_at, ds.running_run_id = NOW - MIN, "r2"
     assert one(ds).dataset("meta.ads").state == "running"
 
 
 def test_a_refresh_in_progress_past_error_after_is_still_an_error():
     ds = synced("meta.ads", 26 * H + MIN)
-    ds.last_started_at = NOW - MIN
+    ds.last_started_at, ds.running_run_id = NOW - MIN, "r2"
     assert one(ds).dataset("meta.ads").state == "error"
 
 
 def test_first_sync_in_progress_is_running_and_never_synced_is_unknown():
-    started = Dataset(key="meta.ads", last_started_at=NOW - MIN)
+    started = Dataset(key="meta.ads", last_started_at=NOW - MIN, running_run_id="r1")
     assert one(started).dataset("meta.ads").state == "running"
     assert one(Dataset(key="meta.ads")).dataset("meta.ads").state == "unknown"
 
@@ -111,7 +111,7 @@ def test_any_stale_upstream_state_puts_downstream_at_risk(upstream):
 
 def test_fresh_or_running_upstream_leaves_downstream_fresh():
     refreshing = synced("raw", 25 * H)
-    refreshing.last_started_at = NOW - MIN
+    refreshing.last_started_at, refreshing.running_run_id = NOW - MIN, "r2"
     for upstream in (synced("raw", H), refreshing):
         m = model(cat=catalog({"raw": (), "clean": ("raw",)}),
                   datasets=[upstream, synced("clean", H)])

@@ -62,3 +62,20 @@ def test_daily_history_counts_outcomes_and_keeps_90_days():
     assert len(ds.daily) == 90
     last = (T0 + timedelta(days=99)).date().isoformat()
     assert ds.daily[last] == {"ok": 1, "fail": 1}
+
+
+def test_a_finish_stamped_before_its_start_still_ends_the_run():
+    """Instances' clocks disagree: attempt 1 started on a fast one, the retry finished
+    on a slow one. The dataset must not say a sync is running afterwards."""
+    ds = apply_start(Dataset(key="d"), "r1", T0 + M)
+    ds = apply_success(ds, "r1", T0)
+    assert not ds.running and ds.last_success_at == T0
+
+
+def test_an_older_run_finishing_leaves_the_newer_run_running():
+    ds = apply_start(Dataset(key="d"), "r1", T0)
+    ds = apply_start(ds, "r2", T0 + M)
+    ds = apply_success(ds, "r1", T0 + 2 * M)
+    assert ds.running and ds.running_run_id == "r2"
+    ds = apply_failure(ds, "r2", T0 + 3 * M, "boom")
+    assert not ds.running

@@ -41,7 +41,7 @@ def test_never_synced_is_unknown():
 
 
 def test_first_sync_in_progress_is_running():
-    ds = Dataset(key="x", last_started_at=NOW - MINUTE)
+    ds = Dataset(key="x", last_started_at=NOW - MINUTE, running_run_id="r1")
     assert evaluate(ds, REQ, NOW).state == "running"
 
 
@@ -71,13 +71,13 @@ def test_stale_and_failing_is_error_and_names_the_failure():
 
 def test_refresh_in_progress_past_warn_is_running():
     ds = succeeded(timedelta(hours=25))
-    ds.last_started_at = NOW - MINUTE
+    ds.last_started_at, ds.running_run_id = NOW - MINUTE, "r2"
     assert evaluate(ds, REQ, NOW).state == "running"
 
 
 def test_refresh_in_progress_within_warn_stays_fresh():
     ds = succeeded(timedelta(hours=1))
-    ds.last_started_at = NOW - MINUTE
+    ds.last_started_at, ds.running_run_id = NOW - MINUTE, "r2"
     assert evaluate(ds, REQ, NOW).state == "fresh"
 
 

@@ -66,8 +66,9 @@ def test_task_names_are_hashed_and_unique_per_dispatch():
 
 
 def test_delivery_attempt_is_body_attempt_plus_retry_count():
-    assert parse_delivery({"X-CloudTasks-TaskRetryCount": "2"}, {"run_id": "r"}) == ("r", 3)
-    assert parse_delivery({}, {"run_id": "r", "attempt": 2}) == ("r", 2)
+    run = "j__20261128T120000Z"
+    assert parse_delivery({"X-CloudTasks-TaskRetryCount": "2"}, {"run_id": run}) == (run, 3)
+    assert parse_delivery({}, {"run_id": run, "attempt": 2}) == (run, 2)
 
 
 @pytest.mark.parametrize(
@@ -75,8 +76,11 @@ def test_delivery_attempt_is_body_attempt_plus_retry_count():
     [
         ({}, {}, "run_id"),
         ({}, {"run_id": 5}, "run_id"),
-        ({}, {"run_id": "r", "attempt": 0}, "attempt"),
-        ({"X-CloudTasks-TaskRetryCount": "x"}, {"run_id": "r"}, "X-CloudTasks-TaskRetryCount"),
+        ({}, {"run_id": "a/b"}, "run_id"),
+        ({}, {"run_id": ".."}, "run_id"),
+        ({}, {"run_id": "j__x" * 200}, "run_id"),
+        ({}, {"run_id": "j__1", "attempt": 0}, "attempt"),
+        ({"X-CloudTasks-TaskRetryCount": "x"}, {"run_id": "j__1"}, "X-CloudTasks-TaskRetryCount"),
     ],
 )
 def test_bad_deliveries_name_the_field(headers, body, field):

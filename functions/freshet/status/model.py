@@ -28,16 +28,14 @@ from freshet.control import Control
 from freshet.freshness import Freshness, Requirement, evaluate
 from freshet.models import Dataset, Job, Run
 from freshet.schedules import describe
+from freshet.secrets import SECRET_MASK, redact, secret_values
 from freshet.settings import Settings
 from freshet.status.loop_health import LoopHealth, loop_health
 from freshet.timeutil import human_duration
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 HISTORY_DAYS = 90
-SECRET_MASK = "[secret]"
-REDACTED = "[redacted]"
 # Secret values shorter than this are not scrubbed from error texts (too many false hits).
-MIN_SECRET_LEN = 4
 
 # Worst first. `at_risk` sits below `warn`: the data itself is on time.
 SEVERITY = {"error": 6, "failing": 5, "warn": 4, "at_risk": 3, "unknown": 2, "running": 1,
@@ -421,11 +419,7 @@ def _overall_level(consumers: tuple[ConsumerStatus, ...], datasets: list[Dataset
 
 
 def _secrets_by_job(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
-    found = {}
-    for job in jobs:
-        values = [_as_text(job.params[n]) for n in job.secret_params if n in job.params]
-        found[job.id] = tuple(v for v in values if len(v) >= MIN_SECRET_LEN)
-    return found
+    return {job.id: secret_values(job) for job in jobs}
 
 
 def _secrets_by_dataset(jobs: list[Job],
@@ -435,15 +429,6 @@ def _secrets_by_dataset(jobs: list[Job],
         for key in job.produces:
             found.setdefault(key, set()).update(secrets.get(job.id, ()))
     return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in found.items()}
-
-
-def redact(text: str | None, secrets: Iterable[str]) -> str | None:
-    """Errors often quote a URL or a request: never let a secret param's value through."""
-    if text is None:
-        return None
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
 
 
 def shorten(text: str | None, limit: int) -> str | None:

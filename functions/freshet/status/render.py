@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from freshet.status.changes import Event
 from freshet.status.model import (
@@ -26,6 +27,7 @@ from freshet.status.model import (
     badge_path,
     shorten,
 )
+from freshet.text import printable
 from freshet.timeutil import human_duration, isoformat
 
 SCHEMA_VERSION = 1
@@ -73,6 +75,13 @@ def _site_source(configured: str | None) -> Path:
     raise FileNotFoundError("site/templates not found; set FRESHET_SITE_SRC")
 
 
+def _printable(value: object) -> object:
+    """Every value a template prints: control characters are not allowed in XML."""
+    if isinstance(value, markupsafe.Markup):
+        return markupsafe.Markup(printable(str(value)))
+    return printable(value) if isinstance(value, str) else value
+
+
 @functools.cache
 def _env(source: Path) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -81,6 +90,7 @@ def _env(source: Path) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_printable,
     )
     env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
                        num=lambda n: f"{n:,}")

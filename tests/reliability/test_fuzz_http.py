@@ -1,0 +1,137 @@
+"""Property-based fuzzing of every HTTP entry point, as functions-framework serves them
+(FRESHET_AUTH=local: the fuzzer is an authenticated caller, the worst case).
+
+For any method, path, query, headers and body: no 5xx, no traceback in the answer,
+an error is JSON naming what was wrong, and a rejected request changes nothing in
+Firestore (every collection is compared before and after)."""
+
+import json
+import urllib.parse
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from freshet import api as api_module
+from freshet import settings as settings_module
+from freshet import store as store_module
+from freshet.models import new_job
+from freshet.store import Store
+from freshet.timeutil import utcnow
+from tests.reliability.harness import dump
+
+ROOT = Path(__file__).resolve().parents[2]
+ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+HOSTILE = st.sampled_from([
+    "", ".", "..", "__x__", "a/b", "%2F", "<script>alert(1)</script>", "' OR 1=1 --",
+    "\x00", "\u202e", "{{7*7}}", "${jndi:ldap://x}", "a" * 2000, "-1", "1e999", "null",
+    "true", "[]", "{}", "orders", "sales.orders", "orders__20261128T120000Z",
+])
+TEXT = st.one_of(HOSTILE, st.text(max_size=40))
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
+    max_leaves=12)
+
+
+@pytest.fixture
+def clients(db, tasks_emulator, monkeypatch, tmp_path):
+    from functions_framework import create_app
+
+    monkeypatch.setenv("FRESHET_AUTH", "local")
+    monkeypatch.setenv("FRESHET_SITE_DIR", str(tmp_path / "public"))
+    monkeypatch.setenv("FRESHET_TASKS_EMULATOR_HOST", tasks_emulator.address)
+    monkeypatch.setenv("FRESHET_QUEUE", "fuzz-no-such-queue")  # nothing is ever delivered
+
+    def reset():
+        settings_module.settings.cache_clear()
+        store_module.reset_default_client()
+        api_module._deps = None
+
+    reset()
+    store = Store(db)
+    job = new_job(id="orders", kind="noop", schedule={"cron": "0 3 * * *"},
+                  produces=["sales.orders"], params={"token": "tok_secret"},
+                  secret_params=["token"])
+    job.next_run_at = utcnow() + timedelta(days=1)  # nothing due: ticks change only heartbeats
+    store.put_job(job)
+    apps = {t: create_app(target=t, source=str(ROOT / "functions" / "main.py")).test_client()
+            for t in ENTRY_POINTS}
+    yield apps, db
+    reset()
+
+
+def request_strategy(target: str):
+    api_paths = st.sampled_from([
+        "/jobs", "/jobs/{}", "/jobs/{}/run", "/jobs/{}/pause", "/jobs/{}/resume",
+        "/jobs/{}/archive", "/runs", "/runs/{}", "/datasets", "/datasets/{}", "/status",
+        "/control", "/{}", "/jobs/{}/{}"])
+    path = st.builds(lambda template, a, b: template.format(
+        urllib.parse.quote(a, safe=""), urllib.parse.quote(b, safe="")), api_paths, TEXT, TEXT)
+    delivery = st.fixed_dictionaries({"run_id": TEXT, "attempt": st.integers(-2, 60) | JSON})
+    body = st.one_of(st.none(), JSON.map(json.dumps), st.binary(max_size=64),
+                     delivery.map(json.dumps), delivery.map(json.dumps),
+                     st.fixed_dictionaries({}, optional={
+                         "id": TEXT, "kind": TEXT, "schedule": JSON, "params": JSON,
+                         "produces": JSON, "max_retries": JSON, "secret_params": JSON,
+                         "disabled_kinds": JSON, "paused_all": JSON, "full": JSON,
+                         "idempotency_key": JSON}).map(json.dumps))
+    return st.fixed_dictionaries({
+        "target": st.just(target),
+        "method": st.sampled_from(["POST", "GET"] * 3 + ["PUT", "DELETE", "PATCH"]),
+        "path": path,
+        "query": st.dictionaries(TEXT, TEXT, max_size=3),
+        "retry": TEXT.map(lambda t: t.replace("\r", " ").replace("\n", " ")),  # HTTP cannot
+        "body": body,
+    })
+
+
+def state(db) -> dict:
+    """Everything in Firestore, minus the heartbeat an accepted tick/sweep writes."""
+    found = dump(db)
+    found["settings"] = [(i, d) for i, d in found["settings"] if i != "heartbeat"]
+    return found
+
+
+@pytest.mark.parametrize("target", ENTRY_POINTS)
+def test_no_request_gets_a_5xx_a_traceback_or_changes_state_when_rejected(clients, target):
+    fuzz_one_entry_point(clients, target)
+
+
+def fuzz_one_entry_point(clients, target):
+    @FUZZ
+    @given(req=request_strategy(target))
+    def check(req):
+        send(clients, req)
+
+    check()
+
+
+def send(clients, req):
+    apps, db = clients
+    before = state(db)
+    client = apps[req["target"]]
+    path = req["path"] if req["target"] == "api" else "/"
+    response = client.open(
+        path, method=req["method"], query_string=req["query"], data=req["body"],
+        headers={"Content-Type": "application/json",
+                 "X-CloudTasks-TaskRetryCount": req["retry"].encode("utf-8", "replace")
+                 .decode("latin-1")})
+    text = response.get_data(as_text=True)
+    event(f"{req['target']} {response.status_code}")
+    assert response.status_code < 500, (response.status_code, text[:500])
+    assert "Traceback" not in text and 'File "' not in text
+    if response.status_code >= 400:
+        assert json.loads(text)["error"]["message"]
+        assert state(db) == before, "a rejected request changed Firestore"
+
+
+def test_run_task_rejects_a_run_id_that_is_not_a_document_id(clients):
+    apps, _ = clients
+    response = apps["run_task"].post("/", json={"run_id": "a/b", "attempt": 1})
+    assert response.status_code == 400

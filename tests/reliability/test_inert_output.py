@@ -1,0 +1,104 @@
+"""Hostile names, params and errors render inert: whatever text a sync's error, a job's
+description or params, or a consumer's title holds, the page gains no element or
+handler it would not have with plain text, the feed and badges stay well-formed XML,
+status.json stays JSON, and the CLI writes no terminal control sequences."""
+
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+from html.parser import HTMLParser
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from freshet.cli import main
+from freshet.status.changes import Memory, detect_changes, remember
+from freshet.status.render import render_site
+from freshet.store import Store
+from tests.status.builders import MIN, NOW, H, catalog, consumer, job, model, requirement, synced
+from tests.status.builders import run as make_run
+
+FUZZ = settings(max_examples=50, deadline=None, derandomize=True)
+PAYLOADS = st.sampled_from([
+    '<script>alert(1)</script>', '"><img src=x onerror=alert(1)>', "'><svg onload=alert(1)>",
+    "]]></summary><script>x</script>", "</title><script>x</script>", "javascript:alert(1)",
+    "{{7*7}}{% raw %}", "&amp;&lt;&#x3C;", "\u202egnp.exe", "\x1b[31mred\x1b[0m\x07",
+])
+HOSTILE = st.one_of(PAYLOADS, st.text(min_size=1, max_size=60),
+                    st.lists(PAYLOADS, min_size=2, max_size=3).map("".join))
+# XML 1.0 cannot carry control characters at all: the renderer replaces them.
+XML_TEXT = st.one_of(PAYLOADS.filter(lambda p: "\x1b" not in p),
+                     st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1,
+                             max_size=60))
+KEY = "meta.ads"
+
+
+def site(text: str) -> dict:
+    evil = job(job_id="evil", description=text, last_run_status="failed", last_error=text,
+               last_run_id="r1", params={"q": text, "token": "tok_secret"})
+    ds = synced(KEY, 30 * H, last_failure_at=NOW - MIN, last_error=text, consecutive_failures=2)
+    cat = catalog({KEY: ()}, [consumer("ads", text, requirement(KEY))])
+    runs = [make_run("r1", "evil", status="failed", error=text, stuck=True)]
+    before = model(jobs=[job(job_id="evil")], datasets=[synced(KEY, H)], cat=cat)
+    after = model(jobs=[evil], datasets=[ds], runs=runs, cat=cat)
+    memory = remember(before, Memory(exists=True), [])
+    events = detect_changes(after, memory)
+    return render_site(after, remember(after, memory, events).events)
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: Counter = Counter()
+        self.handlers: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags[tag] += 1
+        self.handlers |= {f"{tag}[{name}]" for name, _ in attrs if name.startswith("on")}
+
+
+def elements(html: bytes) -> Elements:
+    parser = Elements()
+    parser.feed(html.decode())
+    return parser
+
+
+BASELINE = elements(site("plain words")["index.html"].data)
+
+
+@FUZZ
+@given(text=HOSTILE)
+def test_hostile_text_adds_no_element_or_handler_to_the_page(text):
+    page = elements(site(text)["index.html"].data)
+    assert set(page.tags) <= set(BASELINE.tags), set(page.tags) - set(BASELINE.tags)
+    assert page.tags["script"] == BASELINE.tags["script"]
+    assert page.handlers <= BASELINE.handlers
+
+
+@FUZZ
+@given(text=XML_TEXT)
+def test_hostile_text_keeps_the_feed_badges_and_json_well_formed(text):
+    files = site(text)
+    ET.fromstring(files["feed.xml"].data)
+    for path, out in files.items():
+        if path.endswith(".svg"):
+            svg = ET.fromstring(out.data)
+            assert not [e for e in svg.iter() if e.tag.endswith("script")]
+    json.loads(files["status.json"].data)
+
+
+def test_control_characters_in_an_error_keep_the_feed_well_formed():
+    ET.fromstring(site("\x1b[31mdisk full\x1b[0m\x07")["feed.xml"].data)
+
+
+def test_the_cli_writes_no_terminal_control_sequences(db, capsys):
+    store = Store(db)
+    text = "\x1b]0;pwned\x07\x1b[2Jupstream said no"
+    store.put_job(job(job_id="evil", description=text, last_run_status="failed",
+                      last_error=text, last_run_id="r1"))
+    store.put_many("runs", [("r1", make_run("r1", "evil", status="failed", error=text).to_doc())])
+    assert main(["jobs", "list"]) == 0
+    assert main(["jobs", "show", "evil"]) == 0
+    out = capsys.readouterr().out
+    assert "upstream said no" in out
+    assert "\x1b" not in out and "\x07" not in out
