@@ -56,8 +56,11 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
     control = Control.from_doc(store.control())
     claim = store.transact(lambda tx: _claim(tx, run_id, attempt, now, settings, control))
     if claim.defer:
-        queue.enqueue(run_id, claim.run.attempt_number, dispatch=claim.run.dispatches,
-                      schedule_time=now + OVERLAP_RETRY_DELAY)
+        try:
+            queue.enqueue(run_id, claim.run.attempt_number, dispatch=claim.run.dispatches,
+                          schedule_time=now + OVERLAP_RETRY_DELAY)
+        except Exception:  # the run is queued with a lease: recovery sends it
+            log.exception("enqueue failed for deferred run %s; recovery will send it", run_id)
         return Outcome(200, "deferred", "another run of this job is running; retried later")
     if claim.outcome is not None:
         return claim.outcome
