@@ -1,5 +1,7 @@
 """`make bench`: every benchmark, one table, and bench/results.json.
 
+    python bench/run_all.py [bench_loop ...]   # only these; the others' figures are kept
+
 Each bench/bench_*.py module exposes run() -> dict of figures. Figures are medians
 of repeated rounds where a benchmark repeats; compare ratios measured in one run,
 as these machines are noisy.
@@ -34,6 +36,9 @@ TARGETS = {
 def main(names: list[str]) -> int:
     modules = names or sorted(p.stem for p in HERE.glob("bench_*.py"))
     results: dict[str, object] = {}
+    saved = HERE / "results.json"
+    if names and saved.exists():  # rerunning some: keep the others' last figures
+        results.update(json.loads(saved.read_text())["results"])
     for name in modules:
         started = time.perf_counter()
         print(f"running {name} ...", flush=True)
@@ -51,8 +56,8 @@ def main(names: list[str]) -> int:
                     "cpus": os.cpu_count()},
         "results": results,
     }
-    (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nwritten to {HERE / 'results.json'}")
+    saved.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"\nwritten to {saved}")
     return 0
 
 
