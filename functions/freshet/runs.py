@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from freshet.errors import ValidationError
 from freshet.models import Job, Run
 from freshet.settings import Settings
+from freshet.tasks import task_id
 
 MAX_KEY_CHARS = 200
 MAX_ATTEMPT_ERROR = 2000
@@ -47,6 +48,7 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: str, now: datetime
         id=run_id, job_id=job.id, kind=job.kind, scheduled_for=slot, trigger_source=source,
         status="queued", attempt_number=1, max_attempts=job.max_attempts,
         produces=list(job.produces), idempotency_key=idempotency_key, created_at=now,
+        task_name=task_id(run_id, 1),
         enqueued_at=now,
         lease_expires_at=max(slot, now) + timedelta(seconds=settings.queued_grace_s),
     )
@@ -94,9 +96,10 @@ def retrying(run: Run, now: datetime, error: str, wait: timedelta, *,
 
 def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool) -> Run:
     """Recovery sends a new task: for the same attempt (it never arrived) or the next one."""
+    attempt = run.attempt_number + (1 if next_attempt else 0)
     return replace(run, status="queued", enqueued_at=now, lease_expires_at=now + wait,
-                   attempt_number=run.attempt_number + (1 if next_attempt else 0),
-                   dispatches=run.dispatches + 1)
+                   attempt_number=attempt, dispatches=run.dispatches + 1,
+                   task_name=task_id(run.id, attempt, run.dispatches + 1))
 
 
 def attempts_left(run: Run) -> bool:

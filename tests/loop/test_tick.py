@@ -140,3 +140,12 @@ def test_completed_one_time_job_is_archived_after_retention(db):
     assert tick_once(store, queue, now=T0 + timedelta(days=7), settings=settings).archived == [
         "done"]
     assert store.job("done").status == "archived"
+
+
+def test_the_run_records_the_name_of_its_task(db):
+    from freshet.tasks import task_id
+
+    store, settings = Store(db), loop_settings()
+    add_job(store, "a", next_run_at=T0)
+    tick_once(store, RecordingQueue(settings), now=T0, settings=settings)
+    assert store.run("a__20261128T120000Z").task_name == task_id("a__20261128T120000Z", 1)
