@@ -10,10 +10,14 @@ dispatch_lag_p50_s / _p95_s actual start minus the slot, jobs due within the loo
 """
 
 import os
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
-import common  # noqa: F401  (import paths)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when
+# imported as bench.<module> (the tests do)
+import common  # noqa: E402  (import paths, emulators)
 
 ROUNDS = 7
 
@@ -168,15 +172,10 @@ def _wait_terminal(store, run_ids, timeout: float = 300.0):
 
 def run() -> dict:
     figures = tick_costs()
-    emu, db = common.firestore()
-    tasks_emu = common.tasks()
-    try:
+    with common.firestore() as (emu, db), common.tasks() as tasks_emu:
         figures["commits_per_run"] = round(commits_per_run(db), 2)
         emu.wipe()
         figures.update(through_the_stack(db, emu, tasks_emu))
-    finally:
-        tasks_emu.stop()
-        emu.stop()
     return figures
 
 

@@ -14,17 +14,14 @@ recovery_sweep_s_10k_100stuck      its wall time against the emulator
 recovery_sweep_recovered           runs it retried or failed (must be 100)
 """
 
-import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "functions", ROOT / "infra"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when
+# imported as bench.<module> (the tests do)
+import common  # noqa: E402  (import paths, emulators)
 
 from freshet.models import Run, new_job  # noqa: E402
 from freshet.recovery import sweep_once  # noqa: E402
@@ -70,21 +67,8 @@ def _runs():
 
 
 def run() -> dict:
-    from google.cloud import firestore
-
-    from freshet_local import emulators
-
-    emu = emulators.firestore_from_env()
-    owned = emu is None
-    if owned:
-        emu = emulators.start_firestore()
-    try:
-        emu.wipe()
-        with mock.patch.dict(os.environ, emu.env()):
-            return _measure(firestore.Client(project=emu.project))
-    finally:
-        if owned:
-            emu.stop()
+    with common.firestore() as (_emu, db):
+        return _measure(db)
 
 
 def _measure(db) -> dict:

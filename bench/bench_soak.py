@@ -31,7 +31,6 @@ dataset, attempts aside: must be 0), soak_wall_s.
 """
 
 import logging
-import os
 import random
 import sys
 import threading
@@ -40,12 +39,10 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from unittest import mock
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "functions", ROOT / "infra", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when
+# imported as bench.<module> (the tests do)
+import common  # noqa: E402  (import paths, emulators)
 
 from freshet import registry  # noqa: E402
 from freshet.models import Run, new_job  # noqa: E402
@@ -272,21 +269,8 @@ def soak(db, *, jobs: int = 500, minutes: int = 10, fail_rate: float = 0.10,
 
 
 def run(jobs: int = 500, minutes: int = 10) -> dict:
-    from google.cloud import firestore
-
-    from freshet_local import emulators
-
-    emu = emulators.firestore_from_env()
-    owned = emu is None
-    if owned:
-        emu = emulators.start_firestore()
-    try:
-        emu.wipe()
-        with mock.patch.dict(os.environ, emu.env()):
-            return soak(firestore.Client(project=emu.project), jobs=jobs, minutes=minutes)
-    finally:
-        if owned:
-            emu.stop()
+    with common.firestore() as (_emu, db):
+        return soak(db, jobs=jobs, minutes=minutes)
 
 
 if __name__ == "__main__":

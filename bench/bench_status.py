@@ -16,10 +16,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for sub in ("functions", "infra"):
-    if str(ROOT / sub) not in sys.path:
-        sys.path.insert(0, str(ROOT / sub))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, also when
+# imported as bench.<module> (the tests do)
+import common  # noqa: E402  (import paths, emulators)
+from common import ROOT  # noqa: E402
+
 os.environ.setdefault("FRESHET_SITE_SRC", str(ROOT / "site"))
 
 from freshet.catalog import Catalog, Consumer, DatasetSpec  # noqa: E402
@@ -77,20 +78,12 @@ def _data(rng: random.Random):
     return Catalog(datasets=specs, consumers=consumers), datasets, jobs, runs
 
 
-def _emulator():
-    from freshet_local import emulators
-
-    return (emulators.firestore_from_env(project="demo-freshet")
-            or emulators.start_firestore(project="demo-freshet"))
-
-
 def run() -> dict:
-    from google.cloud import firestore
+    with common.firestore() as (_emu, db):
+        return _measure(db)
 
-    emu = _emulator()
-    os.environ.update(emu.env())
-    emu.wipe()
-    db = firestore.Client(project=emu.project)
+
+def _measure(db) -> dict:
     store = Store(db)
     catalog, datasets, jobs, runs = _data(random.Random(5))
     store.put_catalog_doc(catalog.to_doc())
@@ -120,7 +113,6 @@ def run() -> dict:
         memory = remember(model, Memory(exists=True), [])
         files = render_site(model, memory.events + detect_changes(model, memory))
         build_s = min(build_s, time.perf_counter() - started)
-    db.close()
     figures = {
         "page_build_s_5k": round(build_s, 3),
         "page_html_bytes_5k": html_bytes,

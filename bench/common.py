@@ -1,37 +1,50 @@
 """What every benchmark shares: import paths and an emulator (reused or started)."""
 
+import contextlib
 import os
 import statistics
 import sys
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
-for sub in ("functions", "infra"):
-    if str(ROOT / sub) not in sys.path:
-        sys.path.insert(0, str(ROOT / sub))
+for path in (ROOT / "functions", ROOT / "infra", ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 PROJECT = "demo-freshet"
 
 
+@contextlib.contextmanager
 def firestore():
-    """(emulator handle, client): $FIRESTORE_EMULATOR_HOST if it answers, else a new one."""
+    """(emulator, client) on an emptied database: $FIRESTORE_EMULATOR_HOST if it answers,
+    else an emulator started for the benchmark and stopped after it."""
     from google.cloud import firestore as fs
 
     from freshet_local import emulators
 
     emu = emulators.firestore_from_env(project=PROJECT) or emulators.start_firestore(
         project=PROJECT)
-    os.environ.update(emu.env())
-    emu.wipe()
-    return emu, fs.Client(project=emu.project)
+    try:
+        emu.wipe()
+        with mock.patch.dict(os.environ, emu.env()):
+            client = fs.Client(project=emu.project)
+            yield emu, client
+            client.close()
+    finally:
+        emu.stop()  # a no-op for a reused emulator
 
 
+@contextlib.contextmanager
 def tasks():
     from freshet_local import emulators
 
     emu = emulators.tasks_from_env() or emulators.start_tasks()
-    os.environ.update(emu.env())
-    return emu
+    try:
+        with mock.patch.dict(os.environ, emu.env()):
+            yield emu
+    finally:
+        emu.stop()
 
 
 def median(values) -> float:

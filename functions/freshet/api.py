@@ -10,7 +10,6 @@ whose message names the field; a rejected request changes nothing; no traceback
 ever leaves the process (a bug answers 500 and the log has the details).
 """
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -20,11 +19,11 @@ from datetime import datetime
 import flask
 
 from freshet import operations
-from freshet.auth import AuthError, CertCache, authenticate
+from freshet.auth import CertCache, authenticate
 from freshet.catalog import Catalog
 from freshet.config import JOB_KEYS
 from freshet.control import Control, parse_control
-from freshet.errors import Conflict, Disabled, NotFound, ValidationError
+from freshet.errors import NotFound, ValidationError
 from freshet.freshness import STATES, evaluate, worst
 from freshet.models import JOB_STATUSES, Dataset, Job, Run, check_dataset_key, check_id, new_job
 from freshet.registry import known_kinds
@@ -35,19 +34,11 @@ from freshet.settings import settings as process_settings
 from freshet.store import Store
 from freshet.tasks import TaskQueue
 from freshet.timeutil import isoformat, utcnow
+from freshet.web import HttpError, error_for, json_body, json_response
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 64 * 1024
 MAX_LIMIT = 500
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, field: str | None, message: str,
-                 headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
-        self.headers = headers or {}
 
 
 @dataclass
@@ -108,22 +99,9 @@ def handle(request: flask.Request, deps: Deps) -> flask.Response:
         route, params = _match(request)
         caller = authenticate(request, deps.settings, certs=deps.certs)
         status, body = route.handler(Call(request, deps, deps.clock(), caller, params))
-        return _json(status, body)
-    except HttpError as exc:
-        return _error(exc.status, exc.field, exc.message, exc.headers)
-    except AuthError as exc:
-        return _error(exc.status, "Authorization", exc.message)
-    except ValidationError as exc:
-        return _error(400, exc.field, exc.message)
-    except NotFound as exc:
-        return _error(404, {"job": "job_id", "run": "run_id"}.get(exc.what, exc.what), str(exc))
-    except Disabled as exc:
-        return _error(403, "control", str(exc))
-    except Conflict as exc:
-        return _error(409, "status", str(exc))
-    except Exception:
-        log.exception("api %s %s failed", request.method, request.path)
-        return _error(500, None, "internal error; see the function's logs")
+        return json_response(status, body)
+    except Exception as exc:
+        return error_for(exc, f"api {request.method} {request.path}")
 
 
 def _path(request: flask.Request) -> str:
@@ -148,41 +126,7 @@ def _match(request: flask.Request) -> tuple[Route, dict[str, str]]:
     raise HttpError(404, "path", f"no such route: {path}")
 
 
-def _json(status: int, body: dict, headers: dict | None = None) -> flask.Response:
-    response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
-    response.headers.update(headers or {})
-    return response
-
-
-def _error(status: int, field_name: str | None, message: str,
-           headers: dict | None = None) -> flask.Response:
-    return _json(status, {"error": {"field": field_name, "message": message}}, headers)
-
-
 # -- input -----------------------------------------------------------------------------
-
-def json_body(request: flask.Request, allowed: tuple[str, ...] | None = None) -> dict:
-    """The request's JSON object (empty body: {}); 413 past MAX_BODY_BYTES."""
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise HttpError(413, "body", f"body is larger than {MAX_BODY_BYTES} bytes")
-    raw = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise HttpError(413, "body", f"body is larger than {MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError("body", f"is not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise ValidationError("body", "must be a JSON object")
-    if allowed is not None:
-        for key in body:
-            if key not in allowed:
-                raise ValidationError(key, "unknown field")
-    return body
-
 
 def query(call: Call, allowed: tuple[str, ...]) -> dict[str, str]:
     args = call.request.args

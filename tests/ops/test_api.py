@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from freshet import api as api_module
+from freshet import web
 from freshet.auth import CertCache
 from freshet.bookkeeping import record_success
 from freshet.catalog import Catalog, DatasetSpec
@@ -271,7 +272,7 @@ def test_unknown_job_is_404(api):
 
 def test_oversize_body_is_413(api):
     big = {"id": "orders", "kind": "noop", "schedule": {"cron": "* * * * *"},
-           "description": "x" * (api_module.MAX_BODY_BYTES + 10)}
+           "description": "x" * (web.MAX_BODY_BYTES + 10)}
     status, body = api.call("POST", "/jobs", json=big)
     assert status == 413 and body["error"]["field"] == "body"
     assert api.store.list_jobs() == []
