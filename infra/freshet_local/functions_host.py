@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"
 ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
@@ -91,7 +89,3 @@ def stop_all() -> None:
 
 
 atexit.register(stop_all)
-
-
-def post(served: ServedFunction, body: dict | None = None, **kw) -> requests.Response:
-    return requests.post(served.url, json=body or {}, timeout=kw.pop("timeout", 60), **kw)

@@ -82,9 +82,3 @@ class LocalScheduler(threading.Thread):
                 return
             if attempt == 1:
                 time.sleep(5)
-
-
-def next_fire(job: scheduler_v1.Job, after: datetime) -> datetime:
-    zone = ZoneInfo(job.time_zone or "UTC")
-    return next(iter(CronSim(job.schedule, after.astimezone(zone)))).astimezone(UTC)
-
