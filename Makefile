@@ -1,17 +1,17 @@
 # Freshet — local development. `make demo` runs it, `make test` tests it; both set
-# themselves up (virtualenv, pip, npm) on a fresh machine.
+# themselves up (virtualenv, pip, npm) on a fresh machine; the Firestore emulator needs Java.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-FS_DIR := infra/emulators/firestore
+NODE   := infra/node_modules/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/infra
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: setup test lint demo emulators bench site deploy-config clean
 
-setup: $(STAMP) $(FS_DIR)/node_modules/.installed
+setup: $(STAMP) $(NODE)
 
 $(STAMP): requirements.txt requirements-nodeps.txt functions/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,10 @@ $(STAMP): requirements.txt requirements-nodeps.txt functions/requirements.txt py
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(FS_DIR)/node_modules/.installed: $(FS_DIR)/package.json $(FS_DIR)/package-lock.json
-	cd $(FS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+# firebase-tools, pinned: runs Google's Firestore emulator locally (Java 11+) and deploys
+# Firestore indexes and rules.
+$(NODE): infra/package.json infra/package-lock.json
+	cd infra && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 test: setup
@@ -48,6 +50,6 @@ deploy-config: setup  ## regenerate infra/deploy.mk after editing infra/pipeline
 	$(BIN)/python -m freshet_local.deploy
 
 clean:
-	rm -rf $(VENV) $(FS_DIR)/node_modules site/public test-artifacts .pytest_cache
+	rm -rf $(VENV) infra/node_modules .freshet/emulators site/public test-artifacts .pytest_cache
 
 -include infra/deploy.mk

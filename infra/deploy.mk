@@ -7,7 +7,7 @@
 deploy: deploy-firestore deploy-functions deploy-apply deploy-publish
 
 deploy-firestore:
-	npx --yes firebase-tools@15.34.2 --config infra/firebase.firestore.json deploy --only firestore:indexes,firestore:rules --project=demo-freshet --non-interactive
+	infra/node_modules/.bin/firebase --config infra/firebase.firestore.json deploy --only firestore:indexes,firestore:rules --project=demo-freshet --non-interactive
 
 deploy-functions:
 	rm -rf functions/site

@@ -22,9 +22,15 @@ PROJECT = "demo-freshet"
 
 @pytest.fixture(scope="session")
 def firestore_emulator():
-    """$FIRESTORE_EMULATOR_HOST if it answers, else a patched emulator for the session."""
-    emu = emulators.firestore_from_env(project=PROJECT) or emulators.start_firestore(
-        project=PROJECT)
+    """$FIRESTORE_EMULATOR_HOST if it answers, else Google's emulator for the session.
+
+    Without Java (or without the emulator, offline) the session stops with one line
+    that says what to install, instead of an error per test."""
+    try:
+        emu = emulators.firestore_from_env(project=PROJECT) or emulators.start_firestore(
+            project=PROJECT)
+    except emulators.EmulatorError as exc:
+        pytest.exit(f"cannot start the Firestore emulator: {exc}", returncode=3)
     with pytest.MonkeyPatch.context() as mp:
         for key, value in emu.env().items():
             mp.setenv(key, value)

@@ -73,6 +73,9 @@ class Job:
     last_run_id: str | None = None
     last_run_status: str | None = None
     last_error: str | None = None
+    # The run holding the job while it runs (no overlap): the claim reads this one
+    # document instead of querying runs, and the finish clears it.
+    running_run_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None

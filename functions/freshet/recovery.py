@@ -104,7 +104,10 @@ def _recover(tx: Tx, run_id: str, now: datetime, settings: Settings) -> _Verdict
     for dataset in datasets:
         tx.set_dataset(bookkeeping.apply_failure(dataset, run.id, now, error))
     if job is not None:
-        tx.update_job(job.id, {"last_error": error, "updated_at": now})
+        fields = {"last_error": error, "updated_at": now}
+        if job.running_run_id == run.id:
+            fields["running_run_id"] = None
+        tx.update_job(job.id, fields)
     again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
                               next_attempt=True)
     tx.set_run(again)

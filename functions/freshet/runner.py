@@ -91,21 +91,26 @@ def _claim(tx: Tx, run_id: str, attempt: int, now: datetime, settings: Settings,
     if not control.kind_enabled(run.kind):
         tx.set_run(runs.failed(run, now, _disabled_message(run.kind, control)))
         return _Claim(Outcome(200, "failed", "kind disabled by a kill switch"))
-    if not job.allow_overlap and any(
-        other.id != run.id and (other.lease_expires_at or now) > now
-        for other in tx.running_runs(job.id)
-    ):
-        # Wait for the other run: a new task (a new name) later, not a burnt attempt.
-        run = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + _grace(settings),
-                                next_attempt=run.status == "retrying")
-        tx.set_run(run)
-        return _Claim(run=run, defer=True)
+    holder = job.running_run_id
+    if not job.allow_overlap and holder not in (None, run.id):
+        # The job document names the run holding it: one document read, no query, so
+        # claims of other jobs never lock each other out.
+        other = tx.get_run(holder)
+        if other is not None and other.status == "running" and (
+                other.lease_expires_at or now) > now:
+            # Wait for the other run: a new task (a new name) later, not a burnt attempt.
+            run = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + _grace(settings),
+                                    next_attempt=run.status == "retrying")
+            tx.set_run(run)
+            return _Claim(run=run, defer=True)
     attempt = max(attempt, run.attempt_number)
     run = runs.started(run, attempt, now, runs.stuck_threshold(job, settings))
     datasets = [tx.get_dataset(k) or Dataset(key=k) for k in run.produces]
     tx.set_run(run)
     for dataset in datasets:
         tx.set_dataset(bookkeeping.apply_start(dataset, run.id, now))
+    if not job.allow_overlap:
+        tx.update_job(job.id, {"running_run_id": run.id})
     return _Claim(run=run, job=job)
 
 
@@ -198,6 +203,8 @@ def _finish(tx: Tx, claimed: Run, result: SyncResult | None, error: str | None,
         return _succeed(tx, run, job, datasets, result, now)
     if not permanent and runs.attempts_left(run):
         tx.set_run(runs.retrying(run, now, error, _grace(settings)))
+        if job is not None and job.running_run_id == run.id:
+            tx.update_job(job.id, {"running_run_id": None})
         return Outcome(503, "retrying", f"attempt {run.attempt_number} failed: {error}")
     return fail_run(tx, run, job, datasets, error, now)
 
@@ -233,6 +240,8 @@ def _job_fields(job: Job, run: Run, status: str, error: str | None, now: datetim
     fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
               "last_error": error[: runs.MAX_ATTEMPT_ERROR] if error else None,
               "updated_at": now}
+    if job.running_run_id == run.id:
+        fields["running_run_id"] = None
     if not job.schedule.recurring and job.status == "active":
         fields.update(status="completed", completed_at=now)
     return fields

@@ -82,14 +82,6 @@ class Tx:
         doc = self._get(DATASETS, key)
         return None if doc is None else Dataset.from_doc(doc)
 
-    def running_runs(self, job_id: str) -> list[Run]:
-        query = (self._store.db.collection(RUNS)
-                 .where(filter=FieldFilter("job_id", "==", job_id))
-                 .where(filter=FieldFilter("status", "==", "running")))
-        runs = [Run.from_doc(s.to_dict()) for s in self._t.get(query)]
-        self._store.stats.reads += max(1, len(runs))
-        return runs
-
     def set_job(self, job: Job) -> None:
         self._t.set(self._store._ref(JOBS, job.id), job.to_doc())
 
@@ -146,6 +138,12 @@ class Store:
     def get_job(self, job_id: str) -> Job | None:
         doc = self._get(JOBS, job_id)
         return None if doc is None else Job.from_doc(doc)
+
+    def get_job_versioned(self, job_id: str) -> tuple[Job, datetime] | None:
+        """The job and its update time, for a compare-and-set."""
+        snap = self._ref(JOBS, job_id).get()
+        self.stats.reads += 1
+        return (Job.from_doc(snap.to_dict()), snap.update_time) if snap.exists else None
 
     def job(self, job_id: str) -> Job:
         job = self.get_job(job_id)
@@ -273,6 +271,15 @@ class Store:
         except gexc.AlreadyExists:
             raise Conflict(f"job {job.id!r} already exists") from None
         self.stats.commits += 1
+
+    def create_run(self, run: Run) -> bool:
+        """Create the run document; False if one with its id exists (the dedup)."""
+        self.stats.commits += 1
+        try:
+            self._ref(RUNS, run.id).create(run.to_doc())
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return False
+        return True
 
     def put_job(self, job: Job) -> None:
         self._ref(JOBS, job.id).set(job.to_doc())

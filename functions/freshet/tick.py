@@ -22,6 +22,8 @@ from freshet.tasks import TaskQueue
 
 log = logging.getLogger(__name__)
 
+CLAIM_TRIES = 3  # a claim lost to run_task's write of the job document is tried again
+
 
 @dataclass
 class TickResult:
@@ -62,14 +64,31 @@ def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settin
 
 def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
               settings: Settings, control: Control, result: TickResult) -> None:
+    for _ in range(CLAIM_TRIES):
+        outcome = _claim_job(store, queue, job, version, now, settings, control, result)
+        if outcome != "lost":
+            return
+        # The job changed since the query: another tick (next_run_at moved: it won),
+        # or run_task recording a run (next_run_at unchanged: claim again).
+        fresh = store.get_job_versioned(job.id)
+        if fresh is None or fresh[0].status != "active" or \
+                fresh[0].next_run_at != job.next_run_at:
+            break
+        job, version = fresh
+    result.lost_race += 1
+
+
+def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
+               settings: Settings, control: Control, result: TickResult) -> str:
     if not control.kind_enabled(job.kind):
         # Advance past the slot without a run, or a switched-off kind would fill
         # every tick's batch; when switched back on, the job runs at its next slot.
         fields = {"next_run_at": next_after(job.schedule, now), "updated_at": now,
                   "last_run_status": "skipped"}
-        if store.claim_slot(job.id, version, fields, None) == "claimed":
+        outcome = store.claim_slot(job.id, version, fields, None)
+        if outcome == "claimed":
             result.skipped_disabled.append(job.id)
-        return
+        return outcome
     slot = latest_due(job.schedule, job.next_run_at, now)
     run = new_run(job, scheduled_run_id(job.id, slot), slot, source="schedule", now=now,
                   settings=settings)
@@ -78,15 +97,16 @@ def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: 
     if outcome == "exists":
         # The slot has its run already (next_run_at was moved back by hand): advance only.
         store.claim_slot(job.id, version, fields, None)
+        return "exists"
     if outcome != "claimed":
-        result.lost_race += 1
-        return
+        return outcome
     result.created.append(run.id)
     try:
         queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None)
     except Exception:  # the run stays queued with a lease: recovery enqueues it again
         log.exception("enqueue failed for run %s; recovery will retry", run.id)
         result.enqueue_failed.append(run.id)
+    return outcome
 
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,

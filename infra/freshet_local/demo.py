@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     SITE_DIR.mkdir(parents=True, exist_ok=True)
     started = []
     try:
-        _say("Starting the Firestore emulator (patched @firestore-emulator/server) ...")
+        _say("Starting the Firestore emulator (Google's, through firebase-tools) ...")
         fs = emulators.start_firestore(port=args.firestore_port)
         started.append(fs)
         config = _load(args.config)

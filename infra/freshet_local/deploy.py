@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "infra/pipeline.yaml"
 OUTPUT = "infra/deploy.mk"
 FIREBASE_CONFIG = "infra/firebase.firestore.json"
-FIREBASE_TOOLS = "firebase-tools@15.34.2"  # pinned; npx fetches it on first use
+FIREBASE = "infra/node_modules/.bin/firebase"  # pinned in infra/package.json
 TARGETS = ("deploy-firestore", "deploy-functions", "deploy-apply", "deploy-publish")
 
 
@@ -83,7 +83,7 @@ def commands(config: PipelineConfig, config_path: str = CONFIG) -> dict[str, lis
                 f"--project={config.project}"]
                for s in config.control_schedules if s.target == "publish_status"]
     return {
-        "deploy-firestore": [["npx", "--yes", FIREBASE_TOOLS, "--config", FIREBASE_CONFIG,
+        "deploy-firestore": [[FIREBASE, "--config", FIREBASE_CONFIG,
                               "deploy", "--only",
                               "firestore:indexes,firestore:rules",
                               f"--project={config.project}", "--non-interactive"]],

@@ -1,4 +1,10 @@
-"""Local emulators for Freshet: Firestore (our patched Node emulator) and Cloud Tasks.
+"""Local emulators for Freshet: Firestore (Google's official emulator) and Cloud Tasks.
+
+Firestore is Google's Cloud Firestore emulator, run by firebase-tools (pinned in
+infra/package.json, the same version deploy uses). The emulator is the Cloud SDK
+component ``cloud-firestore-emulator`` when it is installed (Debian package
+``google-cloud-cli-firestore-emulator``); otherwise firebase-tools downloads the
+same emulator on first use. Either way it needs Java 11 or newer.
 
 Used by the test suite, the Makefile (``make emulators``) and the local demo::
 
@@ -6,9 +12,9 @@ Used by the test suite, the Makefile (``make emulators``) and the local demo::
         os.environ.update(fs.env())
         ...
 
-Every emulator runs in its own process group, which is killed on ``stop()`` and at
-interpreter exit; the Firestore launcher also exits when our end of its stdin
-closes, so even a SIGKILLed parent leaves no orphan behind.
+Every emulator runs under a supervisor in its own process group, which is killed on
+``stop()`` and at interpreter exit; the supervisor also takes its emulator down when
+our end of its stdin closes, so even a SIGKILLed parent leaves no orphan behind.
 
 ``python -m freshet_local.emulators [--firestore-port N] [--tasks-port N]`` starts
 both and runs until Ctrl-C / SIGTERM.
@@ -20,7 +26,9 @@ import argparse
 import atexit
 import contextlib
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,14 +38,24 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIRESTORE_DIR = REPO_ROOT / "infra" / "emulators" / "firestore"
-LAUNCHER = FIRESTORE_DIR / "launcher.js"
+INFRA_DIR = REPO_ROOT / "infra"
+FIREBASE_BIN = INFRA_DIR / "node_modules" / ".bin" / "firebase"
+RULES = INFRA_DIR / "firestore.rules"
+LAUNCHER_DIR = REPO_ROOT / ".freshet" / "emulators" / "firestore"
+SDK_JAR = Path("platform/cloud-firestore-emulator/cloud-firestore-emulator.jar")
+SDK_ROOTS = ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk",
+             "/opt/google-cloud-sdk", os.path.expanduser("~/google-cloud-sdk"))
+EMULATOR_MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+JAR_ENV = "FIRESTORE_EMULATOR_BINARY_PATH"  # firebase-tools runs this jar instead of its own
+MIN_JAVA = 11  # what the pinned firebase-tools accepts (15.x and later want 21)
 DEFAULT_PROJECT = "demo-freshet"
 DEFAULT_TIMEOUT = 30.0
+FIRESTORE_TIMEOUT = 90.0  # a first run may download the emulator
 
 FIRESTORE_ENV = "FIRESTORE_EMULATOR_HOST"
 TASKS_ENV = "FRESHET_TASKS_EMULATOR_HOST"
@@ -172,25 +190,7 @@ def _reachable(address: str, timeout: float = 1.0) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# Firestore
-
-
-def ensure_node_deps() -> None:
-    """Installs the Firestore emulator's npm dependencies if node_modules is missing."""
-    if (FIRESTORE_DIR / "node_modules" / "@firestore-emulator" / "server").is_dir():
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise EmulatorError(
-            "npm was not found on PATH; install Node.js 20+ (with npm) to run the "
-            f"Firestore emulator, then run `npm ci` in {FIRESTORE_DIR}")
-    lock = FIRESTORE_DIR / "package-lock.json"
-    cmd = [npm, "ci" if lock.exists() else "install", "--no-audit", "--no-fund"]
-    proc = subprocess.run(cmd, cwd=FIRESTORE_DIR, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise EmulatorError(
-            f"`{' '.join(cmd[1:])}` failed in {FIRESTORE_DIR} (exit {proc.returncode}):\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+# Firestore: Google's official emulator, run by firebase-tools
 
 
 class _Emulator:
@@ -224,27 +224,126 @@ class _Emulator:
         self.stop()
 
 
+def sdk_jar() -> Path | None:
+    """The Cloud SDK component's jar (google-cloud-cli-firestore-emulator), if installed."""
+    roots = []
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        roots.append(Path(os.path.realpath(gcloud)).parents[1])
+    roots += [Path(p) for p in SDK_ROOTS]
+    for root in roots:
+        if (root / SDK_JAR).is_file():
+            return root / SDK_JAR
+    if gcloud:  # an SDK somewhere unusual: ask it (slower, so last)
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+            if out and (Path(out) / SDK_JAR).is_file():
+                return Path(out) / SDK_JAR
+    return None
+
+
+def java_major(java: str) -> int | None:
+    """The major version `java -version` reports (17 for "17.0.15"), None if unreadable."""
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+def check_java() -> str:
+    """The java executable, or EmulatorError in one line saying what to install."""
+    java = shutil.which("java")
+    if java is None:
+        raise EmulatorError(
+            f"the Firestore emulator needs Java {MIN_JAVA}+ and none was found on PATH: "
+            "install it (Debian/Ubuntu: apt-get install openjdk-17-jre-headless "
+            "google-cloud-cli-firestore-emulator)")
+    major = java_major(java)
+    if major is not None and major < MIN_JAVA:
+        raise EmulatorError(
+            f"the Firestore emulator needs Java {MIN_JAVA}+, but {java} is Java {major}: "
+            "install a newer JDK (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
+    return java
+
+
+def emulator_jar() -> Path | None:
+    """What FIRESTORE_EMULATOR_BINARY_PATH should name: None lets firebase-tools download.
+
+    firebase-tools runs `java -jar PATH`, but the SDK's jar has no Main-Class (the SDK
+    starts it with `-cp`). So we point firebase-tools at a jar holding only a manifest
+    whose Main-Class is the emulator's and whose Class-Path is the SDK's jar: the Java
+    process firebase-tools starts then runs the installed cloud-firestore-emulator.jar.
+    """
+    given = os.environ.get(JAR_ENV)
+    if given:
+        return Path(given)
+    jar = sdk_jar()
+    if jar is None:
+        return None
+    manifest = ("Manifest-Version: 1.0\r\n"
+                f"Main-Class: {EMULATOR_MAIN_CLASS}\r\n"
+                f"Class-Path: {jar.resolve().as_uri()}\r\n\r\n")
+    launcher = LAUNCHER_DIR / "cloud-firestore-emulator.jar"
+    current = None
+    with contextlib.suppress(OSError, zipfile.BadZipFile, KeyError), \
+            zipfile.ZipFile(launcher) as z:
+        current = z.read("META-INF/MANIFEST.MF").decode()
+    if current != manifest:
+        LAUNCHER_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = launcher.with_suffix(f".{os.getpid()}.tmp")
+        with zipfile.ZipFile(tmp, "w") as z:
+            z.writestr("META-INF/MANIFEST.MF", manifest)
+        os.replace(tmp, launcher)
+    return launcher
+
+
+def ensure_firebase_tools() -> Path:
+    """firebase-tools as pinned in infra/package-lock.json, installed by `npm ci` if missing."""
+    if FIREBASE_BIN.exists():
+        return FIREBASE_BIN
+    npm = shutil.which("npm")
+    if npm is None:
+        raise EmulatorError(
+            "npm was not found on PATH: install Node.js 20+ (with npm); the Firestore "
+            f"emulator runs through firebase-tools (npm ci in {INFRA_DIR})")
+    cmd = [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+    proc = subprocess.run(cmd, cwd=INFRA_DIR, capture_output=True, text=True)
+    if proc.returncode != 0 or not FIREBASE_BIN.exists():
+        raise EmulatorError(
+            f"`npm ci` failed in {INFRA_DIR} (exit {proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return FIREBASE_BIN
+
+
 class FirestoreEmulator(_Emulator):
     """A running Firestore emulator (owned, or reused from the environment)."""
 
     def __init__(self, host: str, port: int, project: str,
-                 process: _Process | None = None, unpatched: bool = False) -> None:
+                 process: _Process | None = None, java_pid: int | None = None,
+                 jar: str | None = None) -> None:
         self.host = host
         self.port = port
         self.project = project
-        self.unpatched = unpatched
         self._process = process
+        self.java_pid = java_pid  # the emulator itself (firebase-tools is its parent)
+        self.jar = jar
 
     def env(self) -> dict[str, str]:
         return {FIRESTORE_ENV: self.address, "GOOGLE_CLOUD_PROJECT": self.project}
 
     def wipe(self, database: str = "(default)") -> None:
-        """Deletes every document of the project's database (the official emulator's endpoint)."""
+        """Deletes every document of the project's database (the emulator's endpoint)."""
         url = (f"http://{self.address}/emulator/v1/projects/{self.project}"
                f"/databases/{database}/documents")
         req = urllib.request.Request(url, method="DELETE")
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=30) as resp:
                 resp.read()
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             raise EmulatorError(
@@ -257,28 +356,167 @@ class FirestoreEmulator(_Emulator):
         except (urllib.error.URLError, http.client.HTTPException, OSError):
             return False
 
+    def pause(self) -> None:
+        """SIGSTOP the emulator's Java process (an outage that loses nothing)."""
+        os.kill(self._java(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._java(), signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL the Java process, as a crash would, then stop what is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._java(), signal.SIGKILL)
+        self.stop()
+
+    def _java(self) -> int:
+        if self.java_pid is None:
+            raise EmulatorError("this emulator was not started here; its process is unknown")
+        return self.java_pid
+
     def __repr__(self) -> str:
-        kind = "unpatched" if self.unpatched else "patched"
-        return (f"<FirestoreEmulator {kind} {self.address} project={self.project} "
-                f"owned={self.owned}>")
+        return (f"<FirestoreEmulator {self.address} project={self.project} "
+                f"java_pid={self.java_pid} owned={self.owned}>")
+
+
+# Runs firebase-tools, says READY once the emulator answers, and takes the emulator down
+# when its stdin closes (our process died) or on SIGTERM. firebase-tools starts Java in
+# a process group of its own, so a plain group kill would leave it running.
+_FIRESTORE_SUPERVISOR = r"""
+import json, os, signal, subprocess, sys, time, urllib.request
+
+firebase, config, project, host, port, timeout = sys.argv[1:7]
+port, timeout = int(port), float(timeout)
+shown = f"[{host}]" if ":" in host else host
+child = subprocess.Popen(
+    [firebase, "emulators:start", "--only", "firestore", "--project", project,
+     "--config", config],
+    cwd=os.path.dirname(config), stdin=subprocess.DEVNULL, stdout=sys.stderr,
+    stderr=sys.stderr)
+
+def descendants(root):
+    kids = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for kid in kids.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
+
+def java_pid():
+    for pid in descendants(child.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if args and os.path.basename(args[0]) == b"java":
+            return pid
+    return None
+
+def shutdown(*_):
+    tree = descendants(child.pid)
+    if child.poll() is None:
+        child.send_signal(signal.SIGINT)  # firebase-tools stops its emulators cleanly
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, shutdown)
+signal.signal(signal.SIGINT, shutdown)
+deadline = time.monotonic() + timeout
+while True:
+    if child.poll() is not None:
+        sys.exit(f"firebase-tools exited with code {child.returncode}")
+    if time.monotonic() > deadline:
+        print(f"the Firestore emulator did not answer within {timeout:.0f}s", file=sys.stderr)
+        shutdown()
+    try:
+        with urllib.request.urlopen(f"http://{shown}:{port}/", timeout=1) as r:
+            if r.status == 200:
+                break
+    except OSError:
+        time.sleep(0.1)
+print(f"READY {shown}:{port} {java_pid() or 0}", flush=True)
+try:
+    sys.stdin.read()  # returns when our parent closes the pipe (or dies)
+finally:
+    shutdown()
+"""
+
+
+def _emulator_config(folder: Path, host: str, port: int) -> Path:
+    """A firebase.json for one emulator: its own ports throughout (several may run at once)."""
+    hub, logging_port, websocket = (_free_port(host) for _ in range(3))
+    config = {
+        "firestore": {"rules": str(RULES)},
+        "emulators": {
+            "firestore": {"host": host, "port": port, "websocketPort": websocket},
+            "hub": {"host": host, "port": hub},
+            "logging": {"host": host, "port": logging_port},
+            "ui": {"enabled": False},
+            "singleProjectMode": True,
+        },
+    }
+    path = folder / "firebase.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def start_firestore(*, host: str = "127.0.0.1", port: int | None = None,
-                    project: str = DEFAULT_PROJECT, unpatched: bool = False,
-                    timeout: float = DEFAULT_TIMEOUT) -> FirestoreEmulator:
-    """Starts the Firestore emulator and waits until it listens (port None: a free one)."""
-    node = shutil.which("node")
-    if node is None:
-        raise EmulatorError("node was not found on PATH; the Firestore emulator needs Node.js 20+")
-    ensure_node_deps()
-    cmd = [node, str(LAUNCHER), "--host", host, "--port", str(port or 0)]
-    if unpatched:
-        cmd.append("--unpatched")
-    name = "firestore-emulator" + ("-unpatched" if unpatched else "")
-    proc = _Process(name, cmd, cwd=FIRESTORE_DIR)
-    address = proc.wait_ready(timeout)
+                    project: str = DEFAULT_PROJECT,
+                    timeout: float = FIRESTORE_TIMEOUT) -> FirestoreEmulator:
+    """Starts Google's Firestore emulator through firebase-tools; waits until it answers.
+
+    The jar is the Cloud SDK component's when installed, else firebase-tools downloads
+    its own (the same emulator) on first use. `port=None` picks a free port.
+    """
+    check_java()
+    firebase = ensure_firebase_tools()
+    jar = emulator_jar()
+    port = port or _free_port(host)
+    folder = Path(tempfile.mkdtemp(prefix="freshet-firestore-"))
+    config = _emulator_config(folder, host, port)
+    env = {**os.environ, "NO_UPDATE_NOTIFIER": "1", "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "1"}
+    env.pop(JAR_ENV, None)
+    if jar is not None:
+        env[JAR_ENV] = str(jar)
+    cmd = [sys.executable, "-c", _FIRESTORE_SUPERVISOR, str(firebase), str(config), project,
+           host, str(port), str(timeout)]
+    proc = _Process("firestore-emulator", cmd, cwd=folder, env=env)
+    try:
+        ready = proc.wait_ready(timeout + 15)
+    except EmulatorError as exc:
+        hint = "" if jar is not None else (
+            "\nNo Cloud SDK Firestore emulator was found, so firebase-tools tried to download "
+            "its own; offline, install google-cloud-cli-firestore-emulator instead.")
+        raise EmulatorError(f"{exc}{hint}") from None
+    address, _, java_pid = ready.partition(" ")
     bound_host, bound_port = _split_address(address)
-    return FirestoreEmulator(bound_host, bound_port, project, proc, unpatched=unpatched)
+    return FirestoreEmulator(bound_host, bound_port, project, proc,
+                             java_pid=int(java_pid) or None if java_pid else None,
+                             jar=str(sdk_jar() if jar is not None else "firebase-tools"))
 
 
 def firestore_from_env(*, project: str | None = None) -> FirestoreEmulator | None:
@@ -433,7 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         firestore = start_firestore(host=args.host, port=args.firestore_port, project=args.project)
         tasks = start_tasks(host=args.host, port=args.tasks_port, max_retries=args.max_retries,
                             queues=args.queue)
-        print(f"Firestore emulator: {firestore.address} (project {firestore.project})")
+        print(f"Firestore emulator: {firestore.address} (project {firestore.project}; "
+              f"Java pid {firestore.java_pid} running {firestore.jar})")
         print(f"Cloud Tasks emulator: {tasks.address}")
         print("# export these in your shell:")
         for key, value in {**firestore.env(), **tasks.env()}.items():

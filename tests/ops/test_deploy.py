@@ -104,9 +104,11 @@ def test_every_query_method_of_the_store_is_exercised_here():
                       if any(m in inspect.getsource(fn) for m in markers)}
     # _stream and _due_query are the recorded building blocks themselves
     assert source_methods - {"_stream", "_due_query"} <= set(QUERY_CALLS), source_methods
+    # No query inside a transaction: the emulator (and Firestore) lock what a query
+    # scans, so a query in the claim made every claim wait on every other one.
     tx_methods = {name for name, fn in inspect.getmembers(Tx, inspect.isfunction)
                   if "self._t.get(query" in inspect.getsource(fn)}
-    assert tx_methods == {"running_runs"}
+    assert tx_methods == set()
 
 
 def test_indexes_cover_every_query_the_store_makes():
@@ -115,11 +117,9 @@ def test_indexes_cover_every_query_the_store_makes():
     for calls in QUERY_CALLS.values():
         for call in calls:
             call(store)
-    Tx(store, RecordingTransaction(store)).running_runs("j")
     shapes = {shape(q) for q in store.queries}
     needing = {s for s in shapes if len(s[1]) + len(s[2]) >= 2}
     assert ("jobs", frozenset({"status"}), (("next_run_at", "ASCENDING"),)) in needing
-    assert ("runs", frozenset({"job_id", "status"}), ()) in needing
     missing = [s for s in needing if not covered(s, indexes)]
     assert not missing, f"queries without a composite index: {missing}"
 
