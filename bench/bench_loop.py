@@ -23,7 +23,7 @@ ROUNDS = 7
 
 
 def _job_docs(count: int, due: int, now, cron: str = "*/5 * * * *"):
-    from freshet.models import new_job
+    from freshet.core.models import new_job
 
     for i in range(count):
         job = new_job(id=f"job{i:05d}", kind="noop", schedule={"cron": cron},
@@ -38,9 +38,9 @@ class _TickBench:
     def __init__(self, total: int, due: int = 200):
         from google.cloud import firestore
 
-        from freshet.settings import load_settings
-        from freshet.store import Store
-        from freshet.timeutil import utcnow
+        from freshet.core.settings import load_settings
+        from freshet.core.timeutil import utcnow
+        from freshet.gcp.store import Store
         from freshet_local import emulators
 
         self.emu = emulators.start_firestore()
@@ -57,7 +57,7 @@ class _TickBench:
         self.store.put_many("jobs", _job_docs(total, due, self.now))
 
     def round(self) -> tuple[float, int]:
-        from freshet.tick import tick_once
+        from freshet.loop.tick import tick_once
         from freshet_local.recording_queue import RecordingQueue
 
         self.store.put_many("jobs", _job_docs(self.due, self.due, self.now))
@@ -91,11 +91,11 @@ def tick_costs(rounds: int = ROUNDS) -> dict:
 
 
 def commits_per_run(db, jobs: int = 50) -> float:
-    from freshet.runner import handle_one
-    from freshet.settings import load_settings
-    from freshet.store import Store
-    from freshet.tick import tick_once
-    from freshet.timeutil import utcnow
+    from freshet.core.settings import load_settings
+    from freshet.core.timeutil import utcnow
+    from freshet.gcp.store import Store
+    from freshet.loop.run import handle_one
+    from freshet.loop.tick import tick_once
     from freshet_local.recording_queue import RecordingQueue
 
     store, settings = Store(db), load_settings({}, auth_mode="local")
@@ -112,11 +112,11 @@ def commits_per_run(db, jobs: int = 50) -> float:
 def through_the_stack(db, firestore_emu, tasks_emu, runs: int = 100,
                       lookahead_jobs: int = 40) -> dict:
     """Runs through gcloud-tasks-emulator and run_task served by functions-framework."""
-    from freshet.settings import load_settings
-    from freshet.store import Store
-    from freshet.tasks import QueueSpec, TaskQueue
-    from freshet.tick import tick_once
-    from freshet.timeutil import utcnow
+    from freshet.core.settings import load_settings
+    from freshet.core.timeutil import utcnow
+    from freshet.gcp.store import Store
+    from freshet.gcp.tasks import QueueSpec, TaskQueue
+    from freshet.loop.tick import tick_once
     from freshet_local.functions_host import serve
 
     env = {**firestore_emu.env(), "FRESHET_AUTH": "local", "FRESHET_QUEUE": "bench-runs",
@@ -138,7 +138,7 @@ def through_the_stack(db, firestore_emu, tasks_emu, runs: int = 100,
         db_jobs = [(f"lag{i:03d}", i) for i in range(lookahead_jobs)]
         now = utcnow()
         for job_id, i in db_jobs:
-            from freshet.models import new_job
+            from freshet.core.models import new_job
 
             job = new_job(id=job_id, kind="noop", schedule={"cron": "* * * * *"})
             job.next_run_at = now + timedelta(seconds=5 + i % 40)

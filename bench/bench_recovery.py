@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, als
 # imported as bench.<module> (the tests do)
 import common  # noqa: E402  (import paths, emulators)
 
-from freshet.models import Run, new_job  # noqa: E402
-from freshet.recovery import sweep_once  # noqa: E402
-from freshet.settings import load_settings  # noqa: E402
-from freshet.store import Store  # noqa: E402
-from freshet.tasks import TaskQueue  # noqa: E402
+from freshet.core.models import Run, new_job  # noqa: E402
+from freshet.core.settings import load_settings  # noqa: E402
+from freshet.gcp.store import Store  # noqa: E402
+from freshet.gcp.tasks import TaskQueue  # noqa: E402
+from freshet.loop.recover import sweep_once  # noqa: E402
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUNNING, STUCK, JOBS = 10_000, 100, 1_000

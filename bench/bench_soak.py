@@ -44,14 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, als
 # imported as bench.<module> (the tests do)
 import common  # noqa: E402  (import paths, emulators)
 
-from freshet import registry  # noqa: E402
-from freshet.models import Run, new_job  # noqa: E402
-from freshet.recovery import sweep_once  # noqa: E402
-from freshet.runner import handle_one  # noqa: E402
-from freshet.settings import Settings, load_settings  # noqa: E402
-from freshet.store import RUNS, Store  # noqa: E402
-from freshet.tasks import TaskQueue  # noqa: E402
-from freshet.tick import tick_once  # noqa: E402
+from freshet.core.models import Run, new_job  # noqa: E402
+from freshet.core.settings import Settings, load_settings  # noqa: E402
+from freshet.gcp.store import RUNS, Store  # noqa: E402
+from freshet.gcp.tasks import TaskQueue  # noqa: E402
+from freshet.loop import registry  # noqa: E402
+from freshet.loop.recover import sweep_once  # noqa: E402
+from freshet.loop.run import handle_one  # noqa: E402
+from freshet.loop.tick import tick_once  # noqa: E402
 from freshet_local import demo_syncs  # noqa: E402
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

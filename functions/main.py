@@ -3,15 +3,15 @@ maps errors to status codes; everything else lives in the `freshet` package."""
 
 import functions_framework
 
-from freshet import plugins
-from freshet.recovery import sweep_once
-from freshet.runner import handle_one
-from freshet.settings import settings
-from freshet.store import Store
-from freshet.tasks import TaskQueue
-from freshet.tick import tick_once
-from freshet.timeutil import isoformat, utcnow
-from freshet.web import control_entry, json_body, json_response
+from freshet.core.settings import settings
+from freshet.core.timeutil import isoformat, utcnow
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import TaskQueue
+from freshet.loop import plugins
+from freshet.loop.recover import sweep_once
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
+from freshet.ops.web import control_entry, json_body, json_response
 
 plugins.import_sync_modules(plugins.env_modules())
 
@@ -38,7 +38,7 @@ def scheduler_tick(request):
 @functions_framework.http
 @control_entry
 def run_task(request):
-    from freshet.tasks_request import parse_delivery
+    from freshet.loop.delivery import parse_delivery
 
     run_id, attempt = parse_delivery(request.headers, json_body(request))
     outcome = handle_one(Store(), _task_queue(), run_id, attempt, now=utcnow(),
@@ -66,6 +66,6 @@ def publish_status(request):
 
 @functions_framework.http
 def api(request):
-    from freshet.api import api as handle
+    from freshet.ops.api import api as handle
 
     return handle(request)

@@ -108,7 +108,7 @@ def main(argv=None) -> int:
 
 
 def _load(path):
-    from freshet.config import load_config
+    from freshet.ops.config import load_config
 
     return load_config(path)
 
@@ -131,11 +131,11 @@ def _function_env(fs, tasks, config, ports, site_port: int) -> dict[str, str]:
 
 
 def _apply(config) -> None:
-    from freshet.apply import apply, plan
-    from freshet.operations import pause_job
-    from freshet.settings import load_settings
-    from freshet.store import Store
-    from freshet.tasks import TaskQueue
+    from freshet.core.settings import load_settings
+    from freshet.gcp.store import Store
+    from freshet.gcp.tasks import TaskQueue
+    from freshet.ops.apply import apply, plan
+    from freshet.ops.operations import pause_job
 
     now = datetime.now(UTC)
     store, queue = Store(), TaskQueue(load_settings())
@@ -149,7 +149,7 @@ def _apply(config) -> None:
 
 
 def _scheduler(config, ports):
-    from freshet.scheduler_jobs import build_job
+    from freshet.gcp.scheduler import build_job
     from freshet_local.local_scheduler import LocalScheduler
 
     jobs = [build_job(config, spec, base_url=f"http://127.0.0.1:{ports[spec.target]}",
@@ -189,7 +189,7 @@ Ctrl-C stops everything.""")
 
 def cli(argv=None) -> int:
     """main() with the errors a user can cause as one line each, not a traceback."""
-    from freshet.errors import ValidationError
+    from freshet.core.errors import ValidationError
     from freshet_local.emulators import EmulatorError
 
     try:

@@ -7,8 +7,8 @@ deployment never does.
 import random
 import time
 
-from freshet.errors import PermanentError
-from freshet.registry import SyncContext, SyncResult, sync
+from freshet.core.errors import PermanentError
+from freshet.loop.registry import SyncContext, SyncResult, sync
 
 
 class UpstreamUnavailable(Exception):

@@ -1,7 +1,7 @@
 """A local stand-in for Cloud Scheduler (there is no emulator).
 
 It fires the very `scheduler_v1.Job` objects that deploy gives Cloud Scheduler (built
-by freshet.scheduler_jobs from the pipeline config) on their cron, in their time
+by freshet.gcp.scheduler from the pipeline config) on their cron, in their time
 zone, with the same URI, method, headers and body. Cloud Scheduler retries a failed
 call; so does this loop, once, like a job with retry_count=1.
 """

@@ -6,8 +6,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-from freshet.settings import Settings
-from freshet.tasks import TaskQueue
+from freshet.core.settings import Settings
+from freshet.gcp.tasks import TaskQueue
 
 
 @dataclass

@@ -5,15 +5,15 @@ import random
 import threading
 from datetime import UTC, datetime, timedelta
 
-from freshet.bookkeeping import (
+from freshet.core.bookkeeping import (
     check_is_fresh,
     get_freshness,
     record_failure,
     record_start,
     record_success,
 )
-from freshet.freshness import Requirement
-from freshet.store import Store
+from freshet.core.freshness import Requirement
+from freshet.gcp.store import Store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from freshet.models import Job, new_job
-from freshet.settings import Settings, load_settings
-from freshet.store import Store
+from freshet.core.models import Job, new_job
+from freshet.core.settings import Settings, load_settings
+from freshet.gcp.store import Store
 from freshet_local.recording_queue import RecordingQueue
 
 __all__ = ["MIN", "T0", "RecordingQueue", "add_job", "loop_settings"]

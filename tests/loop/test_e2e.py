@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 
-from freshet.catalog import Catalog
-from freshet.freshness import evaluate
-from freshet.settings import load_settings
-from freshet.store import Store
-from freshet.tasks import QueueSpec, TaskQueue
-from freshet.tick import tick_once
-from freshet.timeutil import utcnow
+from freshet.core.catalog import Catalog
+from freshet.core.freshness import evaluate
+from freshet.core.settings import load_settings
+from freshet.core.timeutil import utcnow
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import QueueSpec, TaskQueue
+from freshet.loop.tick import tick_once
 from freshet_local.functions_host import serve
 from tests.loop.helpers import add_job
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from freshet.errors import PermanentError
-from freshet.registry import SyncContext, handler_for
+from freshet.core.errors import PermanentError
+from freshet.loop.registry import SyncContext, handler_for
 from tests.loop.helpers import T0
 
 ORDERS_CSV = b"order_id,amount\no-1,10\no-2,20\no-3,30\n"
@@ -109,9 +109,9 @@ def test_unreachable_upstream_is_transient():
 
 
 def test_run_task_keeps_the_snapshot_in_the_snapshot_folder(db, upstream, tmp_path):
-    from freshet.runner import handle_one
-    from freshet.store import Store
-    from freshet.tick import tick_once
+    from freshet.gcp.store import Store
+    from freshet.loop.run import handle_one
+    from freshet.loop.tick import tick_once
     from tests.loop.helpers import RecordingQueue, add_job, loop_settings
 
     store, settings = Store(db), loop_settings(snapshot_dir=str(tmp_path))

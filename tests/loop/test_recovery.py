@@ -2,11 +2,11 @@ from datetime import timedelta
 
 import pytest
 
-from freshet import registry
-from freshet.recovery import sweep_once
-from freshet.runner import handle_one
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.gcp.store import Store
+from freshet.loop import registry
+from freshet.loop.recover import sweep_once
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 
 
@@ -21,12 +21,12 @@ def crash_then_succeed():
 
 def start_and_abandon(store, settings, job_id="a", **kw):
     """Claim attempt 1 the way run_task does, then 'crash' before finishing."""
-    from freshet import runner
+    from freshet.loop import run as runner
 
     add_job(store, job_id, kind="test_ok", produces=("ds.a",), next_run_at=T0, **kw)
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
-    from freshet.control import Control
+    from freshet.core.control import Control
 
     store.transact(lambda tx: runner._claim(tx, run_id, 1, T0, settings, Control()))
     return run_id, queue

@@ -3,11 +3,11 @@ from datetime import timedelta
 
 import pytest
 
-from freshet import registry
-from freshet.errors import PermanentError
-from freshet.runner import handle_one
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.core.errors import PermanentError
+from freshet.gcp.store import Store
+from freshet.loop import registry
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 
 

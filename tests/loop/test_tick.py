@@ -3,8 +3,8 @@ from datetime import timedelta
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.gcp.store import Store
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 
 
@@ -143,7 +143,7 @@ def test_completed_one_time_job_is_archived_after_retention(db):
 
 
 def test_the_run_records_the_name_of_its_task(db):
-    from freshet.tasks import task_id
+    from freshet.gcp.tasks import task_id
 
     store, settings = Store(db), loop_settings()
     add_job(store, "a", next_run_at=T0)

@@ -1,4 +1,4 @@
-"""The management API end to end: Flask around freshet.api, the Firestore emulator,
+"""The management API end to end: Flask around freshet.ops.api, the Firestore emulator,
 real RS256 tokens, and every response checked against openapi.yaml."""
 
 import json
@@ -11,14 +11,14 @@ import jsonschema
 import pytest
 import yaml
 
-from freshet import api as api_module
-from freshet import web
-from freshet.auth import CertCache
-from freshet.bookkeeping import record_success
-from freshet.catalog import Catalog, DatasetSpec
-from freshet.control import Control
-from freshet.settings import Settings
-from freshet.store import Store
+from freshet.core.bookkeeping import record_success
+from freshet.core.catalog import Catalog, DatasetSpec
+from freshet.core.control import Control
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store
+from freshet.ops import api as api_module
+from freshet.ops import web
+from freshet.ops.auth import CertCache
 from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
 
@@ -319,8 +319,8 @@ def entry_point(db, monkeypatch):
     """functions/main.py's `api`, served by functions-framework as in the cloud."""
     from functions_framework import create_app
 
-    from freshet import settings as settings_module
-    from freshet import store as store_module
+    from freshet.core import settings as settings_module
+    from freshet.gcp import store as store_module
 
     def reset():
         settings_module.settings.cache_clear()
@@ -328,7 +328,7 @@ def entry_point(db, monkeypatch):
         api_module._deps = None
 
     reset()
-    yield lambda: create_app(target="api", source=str(Path(api_module.__file__).parents[1]
+    yield lambda: create_app(target="api", source=str(Path(api_module.__file__).parents[2]
                                                       / "main.py")).test_client()
     reset()
 

@@ -7,15 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from freshet.apply import apply, current_queues, plan
-from freshet.catalog import Catalog
-from freshet.config import parse_config
-from freshet.control import Control
-from freshet.operations import pause_job
-from freshet.schedules import next_after
-from freshet.settings import load_settings
-from freshet.store import Store
-from freshet.tasks import TaskQueue
+from freshet.core.catalog import Catalog
+from freshet.core.control import Control
+from freshet.core.schedules import next_after
+from freshet.core.settings import load_settings
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import TaskQueue
+from freshet.ops.apply import apply, current_queues, plan
+from freshet.ops.config import parse_config
+from freshet.ops.operations import pause_job
 from tests.ops.helpers import PIPELINE, T0
 
 
@@ -113,8 +113,8 @@ def test_a_job_removed_from_the_file_is_archived_not_deleted(env):
 
 def test_jobs_not_declared_by_any_apply_are_left_alone(env):
     store, queue, text, _ = env
-    from freshet.models import new_job
-    from freshet.operations import create_job
+    from freshet.core.models import new_job
+    from freshet.ops.operations import create_job
 
     create_job(store, new_job(id="adhoc", kind="noop", schedule={"cron": "0 * * * *"}), now=T0)
     apply(config_of(text), store=store, task_queue=queue, now=T0)

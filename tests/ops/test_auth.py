@@ -4,8 +4,8 @@ local server publishes the way Google's certs endpoint does."""
 import flask
 import pytest
 
-from freshet.auth import AuthError, CertCache, authenticate
-from freshet.settings import Settings
+from freshet.core.settings import Settings
+from freshet.ops.auth import AuthError, CertCache, authenticate
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, CertServer, SigningKey
 
 APP = flask.Flask(__name__)

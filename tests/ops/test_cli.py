@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from freshet.cli import main
-from freshet.store import Store
+from freshet.gcp.store import Store
+from freshet.ops.cli import main
 from tests.ops.helpers import PIPELINE, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +69,7 @@ def test_unreachable_firestore(capsys, monkeypatch):
 def test_a_real_process_prints_no_traceback(tmp_path):
     env = {**os.environ, "FIRESTORE_EMULATOR_HOST": "127.0.0.1:9",
            "PYTHONPATH": f"{ROOT / 'functions'}:{ROOT / 'infra'}"}
-    result = subprocess.run([sys.executable, "-m", "freshet.cli", "status"], env=env,
+    result = subprocess.run([sys.executable, "-m", "freshet.ops.cli", "status"], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     one_line_error(result.stderr)

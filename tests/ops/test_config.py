@@ -2,8 +2,8 @@
 
 import pytest
 
-from freshet.config import ConfigError, load_config, parse_config
-from freshet.errors import ValidationError
+from freshet.core.errors import ValidationError
+from freshet.ops.config import ConfigError, load_config, parse_config
 from tests.ops.helpers import PIPELINE, ROOT, write_config
 
 
@@ -144,7 +144,7 @@ def test_custom_kinds_come_from_modules_named_in_the_file_or_the_environment(tmp
     text = PIPELINE.replace("kind: noop\n    schedule: {cron: \"0 6", "kind: demo_custom\n"
                             "    schedule: {cron: \"0 6")
     plugin = tmp_path / "ops_test_plugin.py"
-    plugin.write_text("from freshet.registry import sync\n\n"
+    plugin.write_text("from freshet.loop.registry import sync\n\n"
                       "@sync('demo_custom')\ndef run(ctx):\n    return None\n")
     import sys
     sys.path.insert(0, str(tmp_path))
@@ -156,5 +156,5 @@ def test_custom_kinds_come_from_modules_named_in_the_file_or_the_environment(tmp
         assert err.field == "sync_modules[0]" and "no_such_module_x" in str(err)
     finally:
         sys.path.remove(str(tmp_path))
-        from freshet.registry import unregister
+        from freshet.loop.registry import unregister
         unregister("demo_custom")

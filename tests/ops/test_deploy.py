@@ -15,9 +15,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.types import StructuredQuery
 
-from freshet import store as store_module
-from freshet.config import load_config
-from freshet.store import Store, Tx
+from freshet.gcp import store as store_module
+from freshet.gcp.store import Store, Tx
+from freshet.ops.config import load_config
 from freshet_local import deploy
 from tests.ops.helpers import ROOT
 

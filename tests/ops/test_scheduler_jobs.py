@@ -5,14 +5,14 @@ from datetime import timedelta
 
 from google.cloud import scheduler_v1
 
-from freshet.config import load_config
-from freshet.scheduler_jobs import (
+from freshet.gcp.scheduler import (
     MANAGED_MARK,
     SchedulerDiff,
     build_jobs,
     diff_jobs,
     requests_for,
 )
+from freshet.ops.config import load_config
 from tests.ops.helpers import ROOT
 
 BASE = "https://europe-west1-demo-freshet.cloudfunctions.net"

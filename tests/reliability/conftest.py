@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from freshet.settings import load_settings
+from freshet.core.settings import load_settings
 from freshet_local.functions_host import serve
 
 ROOT = Path(__file__).resolve().parents[2]

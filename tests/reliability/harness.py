@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 
 import requests
 
-from freshet.recovery import sweep_once
-from freshet.runner import handle_one
-from freshet.settings import Settings
-from freshet.store import DATASETS, JOBS, RUNS, SETTINGS, Store
-from freshet.tasks_request import RETRY_COUNT_HEADER
+from freshet.core.settings import Settings
+from freshet.gcp.store import DATASETS, JOBS, RUNS, SETTINGS, Store
+from freshet.loop.delivery import RETRY_COUNT_HEADER
+from freshet.loop.recover import sweep_once
+from freshet.loop.run import handle_one
 from tests.loop.helpers import RecordingQueue
 
 # deliver(run_id, attempt, retry_count, now) -> HTTP status (0: the connection broke)

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from freshet.models import Dataset, Job, Run
-from freshet.store import DATASETS, JOBS, RUNS
+from freshet.core.models import Dataset, Job, Run
+from freshet.gcp.store import DATASETS, JOBS, RUNS
 
 
 @dataclass

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from freshet.errors import PermanentError
-from freshet.registry import SyncContext, sync
+from freshet.core.errors import PermanentError
+from freshet.loop.registry import SyncContext, sync
 
 HOOKS: dict[str, Callable[[SyncContext], None]] = {}
 

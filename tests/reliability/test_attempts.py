@@ -10,11 +10,11 @@ attempt's entry in the history (its error is lost), and the extra run does not c
 against max_retries."""
 
 
-from freshet import runner
-from freshet.control import Control
-from freshet.runner import handle_one
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.core.control import Control
+from freshet.gcp.store import Store
+from freshet.loop import run as runner
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, add_job
 from tests.reliability import syncs
 from tests.reliability.harness import CloudTasks

@@ -7,10 +7,10 @@ run, recovery never takes over a healthy run, and every dataset agrees with its 
 
 from datetime import timedelta
 
-from freshet.recovery import sweep_once
-from freshet.settings import load_settings
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.core.settings import load_settings
+from freshet.gcp.store import Store
+from freshet.loop.recover import sweep_once
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, add_job
 from tests.reliability import syncs
 from tests.reliability.harness import CloudTasks, concurrently, in_process, settle

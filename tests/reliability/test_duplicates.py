@@ -9,11 +9,11 @@ from datetime import timedelta
 import pytest
 import requests
 
-from freshet.settings import load_settings
-from freshet.store import Store
-from freshet.tasks import QueueSpec, TaskQueue
-from freshet.tick import tick_once
-from freshet.timeutil import utcnow
+from freshet.core.settings import load_settings
+from freshet.core.timeutil import utcnow
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import QueueSpec, TaskQueue
+from freshet.loop.tick import tick_once
 from freshet_local.functions_host import serve
 from tests.loop.helpers import add_job
 from tests.reliability import syncs

@@ -23,9 +23,9 @@ import threading
 import pytest
 from google.cloud import firestore
 
-from freshet.runner import handle_one
-from freshet.store import Store
-from freshet.tick import tick_once
+from freshet.gcp.store import Store
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
 from freshet_local.emulators import start_firestore
 from freshet_local.functions_host import free_port
 from tests.loop.helpers import T0, add_job

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshet.config import ConfigError, parse_config
+from freshet.ops.config import ConfigError, parse_config
 
 PIPELINE = Path(__file__).resolve().parents[2] / "infra" / "pipeline.yaml"
 BASE = yaml.safe_load(PIPELINE.read_text())

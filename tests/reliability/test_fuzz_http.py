@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from freshet import api as api_module
-from freshet import settings as settings_module
-from freshet import store as store_module
-from freshet.models import new_job
-from freshet.store import Store
-from freshet.timeutil import utcnow
+from freshet.core import settings as settings_module
+from freshet.core.models import new_job
+from freshet.core.timeutil import utcnow
+from freshet.gcp import store as store_module
+from freshet.gcp.store import Store
+from freshet.ops import api as api_module
 from tests.reliability.harness import dump
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from html.parser import HTMLParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freshet.cli import main
+from freshet.gcp.store import Store
+from freshet.ops.cli import main
 from freshet.status.changes import Memory, detect_changes, remember
 from freshet.status.render import render_site
-from freshet.store import Store
 from tests.status.builders import MIN, NOW, H, catalog, consumer, job, model, requirement, synced
 from tests.status.builders import run as make_run
 

@@ -8,10 +8,10 @@ so the test controls time; recovery runs in-process with `now` past the lease.""
 import threading
 from datetime import timedelta
 
-from freshet.runner import handle_one
-from freshet.store import Store
-from freshet.tick import tick_once
-from freshet.timeutil import utcnow
+from freshet.core.timeutil import utcnow
+from freshet.gcp.store import Store
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
 from tests.loop.helpers import MIN, T0, add_job
 from tests.reliability import syncs
 from tests.reliability.harness import CloudTasks, in_process, over_http, settle

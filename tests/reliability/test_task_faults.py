@@ -4,12 +4,12 @@ lease, nothing is lost, and recovery sends them once the queue is back."""
 import time
 from datetime import timedelta
 
-from freshet.recovery import sweep_once
-from freshet.settings import load_settings
-from freshet.store import Store
-from freshet.tasks import TaskQueue
-from freshet.tick import tick_once
-from freshet.timeutil import utcnow
+from freshet.core.settings import load_settings
+from freshet.core.timeutil import utcnow
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import TaskQueue
+from freshet.loop.recover import sweep_once
+from freshet.loop.tick import tick_once
 from freshet_local.emulators import start_tasks
 from freshet_local.functions_host import free_port
 from tests.loop.helpers import add_job

@@ -2,11 +2,11 @@
 
 from datetime import UTC, datetime, timedelta
 
-from freshet.catalog import Catalog, Consumer, DatasetSpec
-from freshet.control import Control
-from freshet.freshness import Requirement
-from freshet.models import Dataset, Job, Run, new_job
-from freshet.settings import Settings
+from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+from freshet.core.control import Control
+from freshet.core.freshness import Requirement
+from freshet.core.models import Dataset, Job, Run, new_job
+from freshet.core.settings import Settings
 from freshet.status.model import StatusModel, build_model
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -2,9 +2,9 @@
 
 from datetime import datetime, timedelta
 
-from freshet.catalog import Catalog, Consumer, DatasetSpec
-from freshet.models import Dataset
-from freshet.store import Store
+from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+from freshet.core.models import Dataset
+from freshet.gcp.store import Store
 
 from .builders import HOSTILE, MIN, NOW, SECRET, H, job, requirement, run
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from freshet.settings import Settings
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store
 from freshet.status.publish import publish_once
 from freshet.status.sinks import LocalSink
-from freshet.store import Store
 
 from .builders import NOW, SECRET
 from .seed import seed_pipeline

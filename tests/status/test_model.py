@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from freshet.control import Control
-from freshet.models import Dataset
+from freshet.core.control import Control
+from freshet.core.models import Dataset
 from freshet.status.model import day_history
 
 from .builders import (
@@ -246,10 +246,10 @@ def test_loop_health_boundaries():
 def test_banner_of_never_synced_dataset_at_risk_never_says_none():
     from datetime import UTC, datetime, timedelta
 
-    from freshet.catalog import Catalog, Consumer, DatasetSpec
-    from freshet.control import Control
-    from freshet.freshness import Requirement
-    from freshet.settings import Settings
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+    from freshet.core.control import Control
+    from freshet.core.freshness import Requirement
+    from freshet.core.settings import Settings
     from freshet.status.model import build_model
 
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)

@@ -5,12 +5,12 @@ import json
 import flask
 import pytest
 
-from freshet import settings as settings_module
-from freshet.models import Dataset
-from freshet.settings import Settings
+from freshet.core import settings as settings_module
+from freshet.core.models import Dataset
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store
 from freshet.status.publish import RECENT_RUNS, publish_once, publish_status
 from freshet.status.sinks import LocalSink
-from freshet.store import Store
 
 from .builders import MIN, NOW, SECRET, H
 from .seed import seed_pipeline

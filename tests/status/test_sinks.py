@@ -6,8 +6,8 @@ import threading
 import pytest
 import requests
 
-from freshet.errors import ValidationError
-from freshet.settings import Settings
+from freshet.core.errors import ValidationError
+from freshet.core.settings import Settings
 from freshet.status.sinks import BucketSink, LocalSink, parse_bucket, sink_from_settings
 
 BUCKET = "freshet-status-test"

@@ -3,8 +3,8 @@ against the emulator in tests/integration)."""
 
 from datetime import UTC, datetime, timedelta
 
-from freshet.bookkeeping import apply_failure, apply_start, apply_success
-from freshet.models import Dataset
+from freshet.core.bookkeeping import apply_failure, apply_start, apply_success
+from freshet.core.models import Dataset
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from freshet.freshness import Requirement, evaluate, make_requirement, worst
-from freshet.models import Dataset
+from freshet.core.freshness import Requirement, evaluate, make_requirement, worst
+from freshet.core.models import Dataset
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REQ = Requirement("ads.performance", timedelta(hours=24), timedelta(hours=26))

@@ -2,12 +2,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from freshet.errors import ValidationError
-from freshet.models import Job, Run, new_job
-from freshet.runs import manual_run_id, scheduled_run_id
-from freshet.settings import load_settings
-from freshet.tasks import task_id
-from freshet.tasks_request import parse_delivery
+from freshet.core.errors import ValidationError
+from freshet.core.models import Job, Run, new_job
+from freshet.core.runs import manual_run_id, scheduled_run_id
+from freshet.core.settings import load_settings
+from freshet.gcp.tasks import task_id
+from freshet.loop.delivery import parse_delivery
 
 GOOD = {"id": "ads-sync", "kind": "noop", "schedule": {"cron": "0 * * * *", "timezone": "UTC"}}
 

@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from freshet.errors import ValidationError
-from freshet.schedules import describe, latest_due, make_schedule, next_after
+from freshet.core.errors import ValidationError
+from freshet.core.schedules import describe, latest_due, make_schedule, next_after
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")

@@ -4,7 +4,7 @@ recover_stuck_runs write each time they run. Pure: a document and `now` in."""
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from freshet.timeutil import human_duration, to_utc
+from freshet.core.timeutil import human_duration, to_utc
 
 # Cloud Scheduler ticks every minute and sweeps every 5: allow one missed call each.
 TICK_LATE_AFTER = timedelta(minutes=3)

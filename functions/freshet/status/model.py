@@ -3,7 +3,7 @@
 Everything the page, status.json, the badges and the feed show is decided here;
 the renderers only format it. Nothing here reads the clock or talks to Firestore.
 
-Dataset states are freshet.freshness's (`fresh warn error failing running unknown`)
+Dataset states are freshet.core.freshness's (`fresh warn error failing running unknown`)
 plus `at_risk`: the dataset's own sync is fine, but an upstream it is built from
 (directly or transitively) is stale (`warn error failing unknown` or itself at risk).
 
@@ -23,15 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from freshet.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec
-from freshet.control import Control
-from freshet.freshness import Freshness, Requirement, evaluate
-from freshet.models import Dataset, Job, Run
-from freshet.schedules import describe
-from freshet.secrets import SECRET_MASK, redact, secret_values
-from freshet.settings import Settings
+from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec
+from freshet.core.control import Control
+from freshet.core.freshness import Freshness, Requirement, evaluate
+from freshet.core.models import Dataset, Job, Run
+from freshet.core.schedules import describe
+from freshet.core.secrets import SECRET_MASK, redact, secret_values
+from freshet.core.settings import Settings
+from freshet.core.timeutil import human_duration
 from freshet.status.loop_health import LoopHealth, loop_health
-from freshet.timeutil import human_duration
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 HISTORY_DAYS = 90

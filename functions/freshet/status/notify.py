@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from freshet.settings import Settings
+from freshet.core.settings import Settings
+from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.status.changes import Event
 from freshet.status.model import StatusModel
-from freshet.timeutil import isoformat, parse_datetime
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,14 @@ from datetime import datetime
 
 import flask
 
-from freshet.catalog import Catalog
-from freshet.control import Control
-from freshet.errors import ValidationError
-from freshet.settings import Settings
-from freshet.settings import settings as process_settings
+from freshet.core.catalog import Catalog
+from freshet.core.control import Control
+from freshet.core.errors import ValidationError
+from freshet.core.settings import Settings
+from freshet.core.settings import settings as process_settings
+from freshet.core.timeutil import isoformat, utcnow
+from freshet.gcp.store import Store
+from freshet.ops.web import control_entry, json_response
 from freshet.status.changes import Memory, detect_changes, remember
 from freshet.status.model import StatusModel, build_model
 from freshet.status.notify import (
@@ -31,9 +34,6 @@ from freshet.status.notify import (
 )
 from freshet.status.render import render_site
 from freshet.status.sinks import Sink, sink_from_settings
-from freshet.store import Store
-from freshet.timeutil import isoformat, utcnow
-from freshet.web import control_entry, json_response
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _parse(request: flask.Request) -> bool:
     return full
 
 
-@control_entry  # authenticates (freshet.auth.authenticate), maps errors to status codes
+@control_entry  # authenticates (freshet.ops.auth.authenticate), maps errors to status codes
 def publish_status(request: flask.Request) -> flask.Response:
     """The HTTP entry: every 5 minutes from Cloud Scheduler, and from the Makefile/CLI."""
     full = _parse(request)

@@ -18,6 +18,8 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from freshet.core.text import printable
+from freshet.core.timeutil import human_duration, isoformat
 from freshet.status.changes import Event
 from freshet.status.model import (
     DAY_CODES,
@@ -27,8 +29,6 @@ from freshet.status.model import (
     badge_path,
     shorten,
 )
-from freshet.text import printable
-from freshet.timeutil import human_duration, isoformat
 
 SCHEMA_VERSION = 1
 DETAILED_DATASETS = 150

@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import Protocol
 
-from freshet.errors import ValidationError
-from freshet.settings import Settings
+from freshet.core.errors import ValidationError
+from freshet.core.settings import Settings
 
 # Short for the page and the feed (readers should see a rebuild soon), longer for badges.
 CACHE_CONTROL = {"image/svg+xml": "public, max-age=300"}

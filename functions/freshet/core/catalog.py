@@ -1,0 +1,133 @@
+"""The catalog: declared datasets (with their upstreams) and the consumers that need them.
+
+It is declared in the pipeline config (infra/pipeline.yaml), validated there, and
+stored by `apply` in Firestore (settings/catalog) so that publish_status reads it
+with the rest of the state in one pass.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from freshet.core.errors import ValidationError
+from freshet.core.freshness import Requirement
+from freshet.core.timeutil import format_duration, parse_duration
+
+CONSUMER_KINDS = ("page", "report", "team", "service")
+# Used for a dataset no consumer requires: still shown, judged against this.
+DEFAULT_REQUIREMENT = (timedelta(hours=24), timedelta(hours=48))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    key: str
+    title: str = ""
+    description: str = ""
+    owner: str = ""
+    upstream: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Consumer:
+    id: str
+    title: str
+    kind: str = "page"
+    url: str = ""
+    requires: tuple[Requirement, ...] = ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    datasets: dict[str, DatasetSpec] = field(default_factory=dict)
+    consumers: tuple[Consumer, ...] = ()
+
+    def requirement_for(self, key: str) -> Requirement:
+        """The strictest requirement any consumer puts on `key` (or the default)."""
+        found = [r for c in self.consumers for r in c.requires if r.dataset == key]
+        if not found:
+            return Requirement(key, *DEFAULT_REQUIREMENT)
+        return Requirement(key, min(r.warn_after for r in found),
+                           min(r.error_after for r in found))
+
+    def to_doc(self) -> dict:
+        return {
+            "datasets": [
+                {"key": d.key, "title": d.title, "description": d.description,
+                 "owner": d.owner, "upstream": list(d.upstream)}
+                for d in self.datasets.values()
+            ],
+            "consumers": [
+                {"id": c.id, "title": c.title, "kind": c.kind, "url": c.url,
+                 "requires": [{"dataset": r.dataset,
+                               "warn_after": format_duration(r.warn_after),
+                               "error_after": format_duration(r.error_after)}
+                              for r in c.requires]}
+                for c in self.consumers
+            ],
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "Catalog":
+        doc = doc or {}
+        datasets = {
+            d["key"]: DatasetSpec(
+                key=d["key"], title=d.get("title", ""), description=d.get("description", ""),
+                owner=d.get("owner", ""), upstream=tuple(d.get("upstream") or ()),
+            )
+            for d in doc.get("datasets") or []
+        }
+        consumers = tuple(
+            Consumer(
+                id=c["id"], title=c.get("title") or c["id"], kind=c.get("kind", "page"),
+                url=c.get("url", ""),
+                requires=tuple(
+                    Requirement(
+                        r["dataset"],
+                        parse_duration(r["warn_after"], "warn_after"),
+                        parse_duration(r["error_after"], "error_after"),
+                    )
+                    for r in c.get("requires") or []
+                ),
+            )
+            for c in doc.get("consumers") or []
+        )
+        return cls(datasets=datasets, consumers=consumers)
+
+
+def upstream_cycle(datasets: dict[str, DatasetSpec]) -> list[str] | None:
+    """A cycle in the upstream graph, as a path [a, b, a], or None."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(key: str, path: list[str]) -> list[str] | None:
+        if state.get(key) == 1:
+            return path[path.index(key):] + [key]
+        if state.get(key) == 2 or key not in datasets:
+            return None
+        state[key] = 1
+        for up in datasets[key].upstream:
+            cycle = visit(up, path + [key])
+            if cycle:
+                return cycle
+        state[key] = 2
+        return None
+
+    for key in datasets:
+        cycle = visit(key, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def check_catalog(catalog: Catalog) -> None:
+    """Cross-references: requirements and upstreams must name declared datasets."""
+    for c in catalog.consumers:
+        for i, r in enumerate(c.requires):
+            if r.dataset not in catalog.datasets:
+                raise ValidationError(f"consumers.{c.id}.requires[{i}].dataset",
+                                      f"unknown dataset {r.dataset!r}")
+    for d in catalog.datasets.values():
+        for up in d.upstream:
+            if up not in catalog.datasets:
+                raise ValidationError(f"datasets.{d.key}.upstream", f"unknown dataset {up!r}")
+    cycle = upstream_cycle(catalog.datasets)
+    if cycle:
+        raise ValidationError("datasets.upstream", "cycle: " + " -> ".join(cycle))

@@ -1,0 +1,65 @@
+"""Kill switches (the seed's feature gating), stored in settings/control.
+
+    {"disabled_kinds": ["http_fetch"], "manual_actions_enabled": false,
+     "paused_all": false, "reason": "upstream API outage", "updated_by": "..."}
+
+Read once per tick / request; no deploy is needed to flip one.
+"""
+
+from dataclasses import dataclass, field
+
+from freshet.core.errors import ValidationError
+
+
+@dataclass(frozen=True)
+class Control:
+    disabled_kinds: frozenset[str] = field(default_factory=frozenset)
+    manual_actions_enabled: bool = True
+    paused_all: bool = False
+    reason: str = ""
+
+    def kind_enabled(self, kind: str) -> bool:
+        return not self.paused_all and kind not in self.disabled_kinds
+
+    def to_doc(self) -> dict:
+        return {
+            "disabled_kinds": sorted(self.disabled_kinds),
+            "manual_actions_enabled": self.manual_actions_enabled,
+            "paused_all": self.paused_all,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "Control":
+        doc = doc or {}
+        return cls(
+            disabled_kinds=frozenset(doc.get("disabled_kinds") or ()),
+            manual_actions_enabled=bool(doc.get("manual_actions_enabled", True)),
+            paused_all=bool(doc.get("paused_all", False)),
+            reason=str(doc.get("reason") or ""),
+        )
+
+
+def parse_control(data: object, field_prefix: str = "") -> Control:
+    """Validate a kill-switch document from the API or the config."""
+    if not isinstance(data, dict):
+        raise ValidationError(field_prefix or "body", "must be an object")
+    allowed = {"disabled_kinds", "manual_actions_enabled", "paused_all", "reason"}
+    for key in data:
+        if key not in allowed:
+            raise ValidationError(f"{field_prefix}{key}", "unknown field")
+    kinds = data.get("disabled_kinds", [])
+    if not isinstance(kinds, list) or not all(isinstance(k, str) and k for k in kinds):
+        raise ValidationError(f"{field_prefix}disabled_kinds", "must be a list of job kinds")
+    for name in ("manual_actions_enabled", "paused_all"):
+        if name in data and not isinstance(data[name], bool):
+            raise ValidationError(f"{field_prefix}{name}", "must be true or false")
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ValidationError(f"{field_prefix}reason", "must be a string of at most 500 characters")
+    return Control(
+        disabled_kinds=frozenset(kinds),
+        manual_actions_enabled=data.get("manual_actions_enabled", True),
+        paused_all=data.get("paused_all", False),
+        reason=reason,
+    )

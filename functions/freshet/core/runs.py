@@ -1,0 +1,106 @@
+"""Run identity and the pure transitions of a run's state machine.
+
+    queued -> running -> succeeded | failed
+                 \\-> retrying -> running ...     (transient failure, attempts remain)
+
+Every run that is not finished has `lease_expires_at`: the moment by which
+something must have happened to it (its task arrived, its heartbeat renewed, its
+retry arrived). Recovery queries that one field; a finished run has none.
+"""
+
+import hashlib
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from freshet.core.errors import ValidationError
+from freshet.core.models import Job, Run
+from freshet.core.settings import Settings
+from freshet.gcp.tasks import task_id
+
+MAX_KEY_CHARS = 200
+MAX_ATTEMPT_ERROR = 2000
+
+
+def scheduled_run_id(job_id: str, slot: datetime) -> str:
+    """One run per job and slot: creating this document is the dedup."""
+    return f"{job_id}__{slot:%Y%m%dT%H%M%S}Z"
+
+
+def manual_run_id(job_id: str, now: datetime, idempotency_key: str | None) -> str:
+    """Same key -> same run; no key -> one run per job per minute (double clicks)."""
+    if idempotency_key is None:
+        return f"{job_id}__m{now:%Y%m%dT%H%M}Z"
+    if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_KEY_CHARS:
+        raise ValidationError("idempotency_key",
+                              f"must be a string of 1-{MAX_KEY_CHARS} characters")
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+    return f"{job_id}__k{digest}"
+
+
+def stuck_threshold(job: Job | None, settings: Settings) -> timedelta:
+    minutes = job.stuck_threshold_minutes if job and job.stuck_threshold_minutes else None
+    return timedelta(minutes=minutes or settings.default_stuck_minutes)
+
+
+def new_run(job: Job, run_id: str, slot: datetime, *, source: str, now: datetime,
+            settings: Settings, idempotency_key: str | None = None) -> Run:
+    return Run(
+        id=run_id, job_id=job.id, kind=job.kind, scheduled_for=slot, trigger_source=source,
+        status="queued", attempt_number=1, max_attempts=job.max_attempts,
+        produces=list(job.produces), idempotency_key=idempotency_key, created_at=now,
+        task_name=task_id(run_id, 1),
+        enqueued_at=now,
+        lease_expires_at=max(slot, now) + timedelta(seconds=settings.queued_grace_s),
+    )
+
+
+def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
+    history = [a for a in run.attempts if a.get("number") != attempt]
+    history.append({"number": attempt, "started_at": now, "finished_at": None,
+                    "outcome": None, "error": None})
+    return replace(run, status="running", attempt_number=attempt, started_at=now,
+                   heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
+                   attempts=history)
+
+
+def _close_attempt(run: Run, now: datetime, outcome: str, error: str | None) -> list[dict]:
+    history = [dict(a) for a in run.attempts]
+    for entry in history:
+        if entry.get("number") == run.attempt_number and entry.get("outcome") is None:
+            entry.update(finished_at=now, outcome=outcome,
+                         error=None if error is None else error[:MAX_ATTEMPT_ERROR])
+    return history
+
+
+def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
+    history = _close_attempt(run, now, "succeeded", None)
+    return replace(run, status="succeeded", finished_at=now, lease_expires_at=None,
+                   error=None, records=records, attempts=history)
+
+
+def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:
+    outcome = "stuck" if stuck else "failed"
+    return replace(run, status="failed", finished_at=now, lease_expires_at=None,
+                   error=error[:MAX_ATTEMPT_ERROR], stuck=run.stuck or stuck,
+                   attempts=_close_attempt(run, now, outcome, error))
+
+
+def retrying(run: Run, now: datetime, error: str, wait: timedelta, *,
+             stuck: bool = False) -> Run:
+    """A transient failure with attempts left: the next attempt must arrive within `wait`."""
+    outcome = "stuck" if stuck else "retrying"
+    return replace(run, status="retrying", lease_expires_at=now + wait,
+                   error=error[:MAX_ATTEMPT_ERROR], stuck=run.stuck or stuck,
+                   attempts=_close_attempt(run, now, outcome, error))
+
+
+def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool) -> Run:
+    """Recovery sends a new task: for the same attempt (it never arrived) or the next one."""
+    attempt = run.attempt_number + (1 if next_attempt else 0)
+    return replace(run, status="queued", enqueued_at=now, lease_expires_at=now + wait,
+                   attempt_number=attempt, dispatches=run.dispatches + 1,
+                   task_name=task_id(run.id, attempt, run.dispatches + 1))
+
+
+def attempts_left(run: Run) -> bool:
+    return run.attempt_number < run.max_attempts

@@ -1,0 +1,110 @@
+"""Configuration, read once per process into a frozen object that fails loudly.
+
+Every knob comes from an environment variable (Cloud Functions sets them at deploy;
+the local demo and tests set them for their processes).
+"""
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from freshet.core.errors import ValidationError
+
+AUTH_MODES = ("oidc", "local")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str = "demo-freshet"
+    region: str = "europe-west1"
+    queue: str = "freshet-runs"
+    # Where Cloud Tasks delivers runs (the run_task function's URL).
+    run_task_url: str = "http://127.0.0.1:8081/run_task"
+    # Set locally: talk to gcloud-tasks-emulator instead of Cloud Tasks.
+    tasks_emulator_host: str | None = None
+    # The service account Cloud Tasks and Cloud Scheduler sign OIDC tokens as.
+    invoker_email: str | None = None
+    # "oidc" verifies Google-signed tokens; "local" accepts any caller and must be
+    # chosen explicitly (FRESHET_AUTH=local), never as a fallback.
+    auth_mode: str = "oidc"
+    # Audience expected in OIDC tokens; defaults to the called function's URL.
+    audience: str | None = None
+    lookahead_s: int = 60
+    tick_budget_s: float = 50.0
+    tick_batch: int = 500
+    default_stuck_minutes: int = 30
+    completed_retention_days: int = 7
+    not_ticking_after_s: int = 600
+    queued_grace_s: int = 600
+    # Where syncs keep what they fetched (http_fetch snapshots): a bucket, else a folder.
+    snapshot_bucket: str | None = None
+    snapshot_dir: str = ".freshet/snapshots"
+    site_dir: str = "site/public"
+    site_bucket: str | None = None
+    site_url: str = "http://127.0.0.1:5000/"
+    webhook_url: str | None = None
+    page_stale_after_s: int = 900
+    config_path: str | None = None
+
+
+_ENV = {
+    "project": "GOOGLE_CLOUD_PROJECT",
+    "region": "FRESHET_REGION",
+    "queue": "FRESHET_QUEUE",
+    "run_task_url": "FRESHET_RUN_TASK_URL",
+    "tasks_emulator_host": "FRESHET_TASKS_EMULATOR_HOST",
+    "invoker_email": "FRESHET_INVOKER_EMAIL",
+    "auth_mode": "FRESHET_AUTH",
+    "audience": "FRESHET_AUDIENCE",
+    "lookahead_s": "FRESHET_LOOKAHEAD_S",
+    "tick_budget_s": "FRESHET_TICK_BUDGET_S",
+    "tick_batch": "FRESHET_TICK_BATCH",
+    "default_stuck_minutes": "FRESHET_DEFAULT_STUCK_MINUTES",
+    "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
+    "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
+    "queued_grace_s": "FRESHET_QUEUED_GRACE_S",
+    "snapshot_bucket": "FRESHET_SNAPSHOT_BUCKET",
+    "snapshot_dir": "FRESHET_SNAPSHOT_DIR",
+    "site_dir": "FRESHET_SITE_DIR",
+    "site_bucket": "FRESHET_SITE_BUCKET",
+    "site_url": "FRESHET_SITE_URL",
+    "webhook_url": "FRESHET_WEBHOOK_URL",
+    "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
+    "config_path": "FRESHET_CONFIG",
+}
+
+
+def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
+    values: dict = {}
+    defaults = Settings()
+    for name, var in _ENV.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        values[name] = _convert(name, var, raw, getattr(defaults, name))
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.auth_mode not in AUTH_MODES:
+        raise ValidationError("FRESHET_AUTH", f"must be one of {', '.join(AUTH_MODES)}")
+    return settings
+
+
+def _convert(name: str, var: str, raw: str, default):
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int | float):
+        try:
+            value = type(default)(raw)
+        except ValueError:
+            raise ValidationError(var, f"must be a number, got {raw!r}") from None
+        if value < 0:
+            raise ValidationError(var, "must not be negative")
+        return value
+    return raw
+
+
+@functools.cache
+def settings() -> Settings:
+    """The process's settings, read on first use."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""One thin adapter per Google service; nothing else imports google.cloud."""

@@ -1,0 +1,52 @@
+"""Run a job now (the seed's queue_one_time_job, with the dedup its review asked for).
+
+A repeated request with the same idempotency key, or for the same job within the
+same minute when no key is given, returns the run the first request created. The
+run's id is derived from the key, so `create()` of its document is the dedup: no
+transaction, and no lock for concurrent requests to wait on.
+"""
+
+import logging
+from datetime import datetime
+
+from freshet.core.control import Control
+from freshet.core.errors import Conflict, Disabled, NotFound
+from freshet.core.models import Run
+from freshet.core.runs import manual_run_id, new_run
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import TaskQueue
+
+log = logging.getLogger(__name__)
+
+
+def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
+            settings: Settings, idempotency_key: str | None = None, source: str = "api",
+            control: Control | None = None) -> tuple[Run, bool]:
+    """Returns (the run, whether this call created it). Raises NotFound, Conflict, Disabled."""
+    run_id = manual_run_id(job_id, now, idempotency_key)
+    control = control or Control.from_doc(store.control())
+    if not control.manual_actions_enabled:
+        raise Disabled("manual actions are switched off by a kill switch"
+                       + (f" ({control.reason})" if control.reason else ""))
+    existing = store.get_run(run_id)
+    if existing is not None:
+        return existing, False
+    job = store.get_job(job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    if job.status == "archived":
+        raise Conflict(f"job {job_id!r} is archived; restore it before running it")
+    if not control.kind_enabled(job.kind):
+        raise Disabled(f"kind {job.kind!r} is switched off by a kill switch")
+    run = new_run(job, run_id, now, source=source, now=now, settings=settings,
+                  idempotency_key=idempotency_key)
+    # No transaction: creating the run document is the dedup, so concurrent requests
+    # never wait on each other's locks; the losers read the winner's run.
+    if not store.create_run(run):
+        return store.run(run_id), False
+    try:
+        queue.enqueue(run.id, 1)
+    except Exception:  # the run is queued with a lease: recovery sends it
+        log.exception("enqueue failed for run %s; recovery will send it", run.id)
+    return run, True

@@ -1,0 +1,81 @@
+"""Sync handlers, registered by job kind.
+
+    @sync("noop")
+    def noop(ctx: SyncContext) -> SyncResult:
+        return SyncResult(records={"my.dataset": 0})
+
+A handler gets a SyncContext and returns a SyncResult (records written per dataset).
+Raising PermanentError ends the run without retry; any other exception is transient.
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from freshet.core.errors import PermanentError
+
+__all__ = ["PermanentError", "SyncContext", "SyncResult", "sync", "handler_for", "known_kinds"]
+
+
+@dataclass
+class SyncResult:
+    records: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class SyncContext:
+    job_id: str
+    run_id: str
+    attempt: int
+    params: dict
+    produces: list[str]
+    deadline: datetime
+    heartbeat: Callable[[], None]
+    logger: logging.Logger
+    # Where a sync may keep what it fetched (http_fetch snapshots); set by run_task.
+    snapshot: Callable[[str, bytes, str], None] | None = None
+
+
+Handler = Callable[[SyncContext], SyncResult | dict | None]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def sync(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        if kind in _HANDLERS and _HANDLERS[kind] is not fn:
+            raise ValueError(f"a sync for kind {kind!r} is already registered")
+        _HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+def unregister(kind: str) -> None:
+    _HANDLERS.pop(kind, None)
+
+
+def handler_for(kind: str) -> Handler | None:
+    _load_builtins()
+    return _HANDLERS.get(kind)
+
+
+def known_kinds() -> list[str]:
+    _load_builtins()
+    return sorted(_HANDLERS)
+
+
+def _load_builtins() -> None:
+    import freshet.loop.syncs  # noqa: F401  (registers the built-in kinds on import)
+
+
+def as_result(value: SyncResult | dict | None) -> SyncResult:
+    """Handlers may return a SyncResult, a {dataset: records} dict, or nothing."""
+    if value is None:
+        return SyncResult()
+    if isinstance(value, SyncResult):
+        return value
+    if isinstance(value, dict):
+        return SyncResult(records={str(k): int(v) for k, v in value.items()})
+    raise TypeError(f"a sync must return SyncResult, dict or None, not {type(value).__name__}")

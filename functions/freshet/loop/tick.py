@@ -1,0 +1,118 @@
+"""scheduler_tick's step: turn due job slots into runs, exactly once each.
+
+For each due job, one transaction compares-and-sets `next_run_at`, creates the run
+document (its id is the job + slot, so creating it is the dedup) and advances the
+schedule. The Cloud Task is created after the commit, never inside the transaction
+(a transaction may run more than once). If task creation fails the run stays queued
+with a lease; recovery sends it again. Nothing is lost.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from freshet.core.control import Control
+from freshet.core.models import Job
+from freshet.core.runs import new_run, scheduled_run_id
+from freshet.core.schedules import latest_due, next_after
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import TaskQueue
+
+log = logging.getLogger(__name__)
+
+CLAIM_TRIES = 3  # a claim lost to run_task's write of the job document is tried again
+
+
+@dataclass
+class TickResult:
+    due: int = 0
+    created: list[str] = field(default_factory=list)
+    lost_race: int = 0
+    skipped_disabled: list[str] = field(default_factory=list)
+    enqueue_failed: list[str] = field(default_factory=list)
+    archived: list[str] = field(default_factory=list)
+    deferred: int = 0  # left for the next tick: the time budget ran out
+
+    def to_dict(self) -> dict:
+        return {
+            "due": self.due, "created": len(self.created), "lost_race": self.lost_race,
+            "skipped_disabled": len(self.skipped_disabled),
+            "enqueue_failed": len(self.enqueue_failed), "archived": len(self.archived),
+            "deferred": self.deferred, "runs": self.created[:50],
+        }
+
+
+def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settings,
+              budget_s: float | None = None) -> TickResult:
+    started = time.monotonic()
+    budget = settings.tick_budget_s if budget_s is None else budget_s
+    result = TickResult()
+    control = Control.from_doc(store.control())
+    until = now + timedelta(seconds=settings.lookahead_s)
+    due = store.due_jobs_versioned(until, settings.tick_batch)
+    result.due = len(due)
+    for index, (job, version) in enumerate(due):
+        if time.monotonic() - started > budget:
+            result.deferred = len(due) - index
+            break
+        _tick_job(store, queue, job, version, now, settings, control, result)
+    _archive_completed(store, now, settings, result)
+    return result
+
+
+def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
+              settings: Settings, control: Control, result: TickResult) -> None:
+    for _ in range(CLAIM_TRIES):
+        outcome = _claim_job(store, queue, job, version, now, settings, control, result)
+        if outcome != "lost":
+            return
+        # The job changed since the query: another tick (next_run_at moved: it won),
+        # or run_task recording a run (next_run_at unchanged: claim again).
+        fresh = store.get_job_versioned(job.id)
+        if fresh is None or fresh[0].status != "active" or \
+                fresh[0].next_run_at != job.next_run_at:
+            break
+        job, version = fresh
+    result.lost_race += 1
+
+
+def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
+               settings: Settings, control: Control, result: TickResult) -> str:
+    if not control.kind_enabled(job.kind):
+        # Advance past the slot without a run, or a switched-off kind would fill
+        # every tick's batch; when switched back on, the job runs at its next slot.
+        fields = {"next_run_at": next_after(job.schedule, now), "updated_at": now,
+                  "last_run_status": "skipped"}
+        outcome = store.claim_slot(job.id, version, fields, None)
+        if outcome == "claimed":
+            result.skipped_disabled.append(job.id)
+        return outcome
+    slot = latest_due(job.schedule, job.next_run_at, now)
+    run = new_run(job, scheduled_run_id(job.id, slot), slot, source="schedule", now=now,
+                  settings=settings)
+    fields = {"next_run_at": next_after(job.schedule, max(slot, now)), "updated_at": now}
+    outcome = store.claim_slot(job.id, version, fields, run)
+    if outcome == "exists":
+        # The slot has its run already (next_run_at was moved back by hand): advance only.
+        store.claim_slot(job.id, version, fields, None)
+        return "exists"
+    if outcome != "claimed":
+        return outcome
+    result.created.append(run.id)
+    try:
+        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None)
+    except Exception:  # the run stays queued with a lease: recovery enqueues it again
+        log.exception("enqueue failed for run %s; recovery will retry", run.id)
+        result.enqueue_failed.append(run.id)
+    return outcome
+
+
+def _archive_completed(store: Store, now: datetime, settings: Settings,
+                       result: TickResult) -> None:
+    """The seed's auto-archive: finished one-time jobs leave the active lists."""
+    cutoff = now - timedelta(days=settings.completed_retention_days)
+    for job in store.completed_jobs_before(cutoff):
+        store.update_job(job.id, {"status": "archived", "archived_at": now, "updated_at": now})
+        result.archived.append(job.id)

@@ -1,0 +1,249 @@
+"""Make the world match the pipeline config: plan (the diff), then apply it.
+
+    plan(config, store=..., task_queue=..., now=...)  -> Plan      reads only
+    apply(plan_or_config, store=..., task_queue=..., now=...)       writes
+
+Applying is idempotent: a second plan after an apply is empty. Jobs are upserted
+without losing runtime state; a job the file no longer declares is archived, never
+deleted. Only jobs an earlier apply declared are archived that way (the ids are kept
+in settings/applied), so jobs made through the api are not swept away.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.cloud import tasks_v2
+
+from freshet.core.control import Control
+from freshet.core.models import Job
+from freshet.core.timeutil import isoformat
+from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
+from freshet.gcp.store import Store
+from freshet.gcp.tasks import QueueSpec, TaskQueue
+from freshet.ops.config import PipelineConfig
+from freshet.ops.operations import archive_job, job_changes, upsert_job
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class JobChange:
+    job_id: str
+    action: str  # create | update | archive
+    changes: dict[str, tuple] = field(default_factory=dict)
+    job: Job | None = None  # the declared job (create / update)
+
+
+@dataclass
+class QueueChange:
+    spec: QueueSpec
+    action: str  # create | update
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    config: PipelineConfig
+    jobs: list[JobChange] = field(default_factory=list)
+    catalog_changes: list[str] = field(default_factory=list)
+    control_changes: dict[str, tuple] = field(default_factory=dict)
+    queues: list[QueueChange] = field(default_factory=list)
+    scheduler: SchedulerDiff | None = None  # None: Cloud Scheduler not managed here
+    applied_ids: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.jobs or self.catalog_changes or self.control_changes or self.queues
+                    or (self.scheduler is not None and not self.scheduler.empty))
+
+    def count(self) -> int:
+        sched = self.scheduler
+        return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
+                + len(self.queues)
+                + (0 if sched is None
+                   else len(sched.create) + len(sched.update) + len(sched.delete)))
+
+    def lines(self) -> list[str]:
+        """The plan as a terminal reads it: one line per change, '+' '~' '-' marks."""
+        if self.empty:
+            return ["No changes: Firestore, Cloud Tasks and Cloud Scheduler match "
+                    f"{self.config.path}."]
+        out = [f"Plan for {self.config.project} ({self.config.region}) "
+               f"from {self.config.path}:"]
+        marks = {"create": "+", "update": "~", "archive": "-"}
+        for change in self.jobs:
+            detail = ", ".join(f"{k}: {_short(old)} -> {_short(new)}"
+                               for k, (old, new) in change.changes.items())
+            out.append(f"  {marks[change.action]} job {change.job_id}: {change.action}"
+                       + (f" ({detail})" if detail else ""))
+        out += [f"  ~ catalog: {c}" for c in self.catalog_changes]
+        for name, (old, new) in self.control_changes.items():
+            out.append(f"  ~ kill switch {name}: {_short(old)} -> {_short(new)}")
+        for q in self.queues:
+            extra = f" ({', '.join(q.changes)})" if q.changes else ""
+            out.append(f"  {marks[q.action]} queue {q.spec.name}: {q.action}{extra}")
+        if self.scheduler is not None:
+            out += [f"  + scheduler job {_leaf(j.name)}: create" for j in self.scheduler.create]
+            out += [f"  ~ scheduler job {_leaf(j.name)}: update ({', '.join(c)})"
+                    for j, c in self.scheduler.update]
+            out += [f"  - scheduler job {_leaf(n)}: delete" for n in self.scheduler.delete]
+        out.append(f"{self.count()} change(s).")
+        return out
+
+
+def _leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def _short(value: object, limit: int = 60) -> str:
+    text = isoformat(value) if isinstance(value, datetime) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- plan ------------------------------------------------------------------------------
+
+def applied_ids(store: Store) -> frozenset[str]:
+    return frozenset(store.applied_doc().get("job_ids") or [])
+
+
+def plan_jobs(declared: tuple[Job, ...], current: dict[str, Job],
+              previously_applied: frozenset[str]) -> list[JobChange]:
+    """Pure: the job changes that make `current` match `declared`."""
+    changes = []
+    for job in declared:
+        existing = current.get(job.id)
+        if existing is None:
+            changes.append(JobChange(job.id, "create", job=job))
+            continue
+        diff = job_changes(existing, job)
+        if diff:
+            changes.append(JobChange(job.id, "update", diff, job=job))
+    names = {j.id for j in declared}
+    for job_id in sorted(previously_applied - names):
+        existing = current.get(job_id)
+        if existing is not None and existing.status != "archived":
+            changes.append(JobChange(job_id, "archive", {"status": (existing.status,
+                                                                    "archived")}))
+    return changes
+
+
+def plan_catalog(declared: dict, stored: dict) -> list[str]:
+    """Pure: what differs between the declared and the stored catalog documents."""
+    out = []
+    for section, key in (("datasets", "key"), ("consumers", "id")):
+        want = {d[key]: d for d in declared.get(section) or []}
+        have = {d.get(key): d for d in stored.get(section) or []}
+        noun = section[:-1]
+        out += [f"{noun} {k} added" for k in want if k not in have]
+        out += [f"{noun} {k} changed" for k in want if k in have and have[k] != want[k]]
+        out += [f"{noun} {k} removed" for k in have if k not in want]
+    if not out and declared != stored:
+        out.append("order or layout changed")
+    return out
+
+
+def plan_control(declared: Control | None, stored: dict) -> dict[str, tuple]:
+    if declared is None:
+        return {}
+    current = Control.from_doc(stored).to_doc()
+    wanted = declared.to_doc()
+    return {k: (current.get(k), v) for k, v in wanted.items() if current.get(k) != v}
+
+
+def current_queues(task_queue: TaskQueue) -> dict[str, tasks_v2.Queue]:
+    """The location's queues by short name. Listing rather than get_queue: the local
+    gcloud-tasks-emulator answers UNKNOWN, not NOT_FOUND, for a queue it lacks."""
+    found = task_queue.client.list_queues(parent=task_queue.location_path())
+    return {q.name.rsplit("/", 1)[-1]: q for q in found}
+
+
+def plan_queue(task_queue: TaskQueue, spec: QueueSpec,
+               existing: dict[str, tasks_v2.Queue]) -> QueueChange | None:
+    current = existing.get(spec.name)
+    if current is None:
+        return QueueChange(spec, "create")
+    wanted = task_queue.build_queue(spec)
+    changed = [name for name in ("rate_limits", "retry_config")
+               if getattr(current, name) != getattr(wanted, name)]
+    return QueueChange(spec, "update", changed) if changed else None
+
+
+def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
+         scheduler_admin: SchedulerAdmin | None = None, now: datetime) -> Plan:
+    """Read the current state and diff it against the config. Changes nothing."""
+    del now  # the plan is a pure diff; kept for symmetry with apply
+    current = {j.id: j for j in store.list_jobs()}
+    previously = applied_ids(store)
+    result = Plan(config=config, applied_ids=previously)
+    result.jobs = plan_jobs(config.jobs, current, previously)
+    result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
+    result.control_changes = plan_control(config.control, store.control())
+    existing = current_queues(task_queue)
+    result.queues = [c for c in (plan_queue(task_queue, s, existing) for s in config.queues)
+                     if c]
+    if scheduler_admin is not None:
+        result.scheduler = scheduler_admin.diff(build_jobs(config))
+    return result
+
+
+# -- apply -----------------------------------------------------------------------------
+
+def _ensure_queue(task_queue: TaskQueue, change: QueueChange) -> str:
+    if change.action == "create":  # known missing: create_or_update_queue's get would
+        task_queue.client.create_queue(parent=task_queue.location_path(),  # trip the
+                                       queue=task_queue.build_queue(change.spec))  # emulator
+        return "created"
+    return task_queue.create_or_update_queue(change.spec)
+
+
+@dataclass
+class ApplyResult:
+    jobs: dict[str, str] = field(default_factory=dict)  # job id -> what happened
+    catalog_written: bool = False
+    control_written: bool = False
+    queues: dict[str, str] = field(default_factory=dict)
+    scheduler_requests: int = 0
+
+
+def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: TaskQueue,
+          scheduler_admin: SchedulerAdmin | None = None, now: datetime,
+          progress: Progress | None = None) -> ApplyResult:
+    """Carry out a plan (computing it first when given a config)."""
+    todo = plan_or_config
+    if isinstance(todo, PipelineConfig):
+        todo = plan(todo, store=store, task_queue=task_queue,
+                    scheduler_admin=scheduler_admin, now=now)
+    say = progress or (lambda _msg: None)
+    config, result, step, total = todo.config, ApplyResult(), 0, max(todo.count(), 1)
+
+    def tell(message: str) -> None:
+        nonlocal step
+        step += 1
+        say(f"[{step}/{total}] {message}")
+
+    for change in todo.jobs:
+        if change.action == "archive":
+            archive_job(store, change.job_id, now=now)
+            result.jobs[change.job_id] = "archived"
+        else:
+            result.jobs[change.job_id], _ = upsert_job(store, change.job, now=now)
+        tell(f"job {change.job_id}: {result.jobs[change.job_id]}")
+    if todo.catalog_changes:
+        store.put_catalog_doc(config.catalog.to_doc())
+        result.catalog_written = True
+        tell("catalog written")
+    if todo.control_changes:
+        store.set_control(config.control.to_doc())
+        result.control_written = True
+        tell("kill switches written")
+    for q in todo.queues:
+        result.queues[q.spec.name] = _ensure_queue(task_queue, q)
+        tell(f"queue {q.spec.name}: {result.queues[q.spec.name]}")
+    if todo.scheduler is not None and scheduler_admin is not None:
+        result.scheduler_requests = scheduler_admin.execute(todo.scheduler)
+        tell(f"Cloud Scheduler: {result.scheduler_requests} request(s)")
+    declared = sorted(config.job_ids)
+    if set(declared) != todo.applied_ids:
+        store.put_applied_doc({"job_ids": declared, "config": config.path, "applied_at": now})
+    return result

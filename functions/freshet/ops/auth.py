@@ -1,0 +1,162 @@
+"""Who is calling: verify the Google-signed OIDC token every function receives.
+
+In the cloud every function is private: Cloud Scheduler and Cloud Tasks call with
+tokens of the invoker service account, operators call the api with their own. IAM
+already checks them at the edge; each function verifies again (defence in depth):
+signature (Google's certificates, fetched and cached), expiry, issuer, audience
+(settings.audience, else the URL the request was made to), and the caller's email,
+which must be verified and allowed (the invoker, plus FRESHET_ALLOWED_CALLERS).
+
+Local mode (FRESHET_AUTH=local) accepts every caller; it is only ever chosen by that
+explicit setting, never as a fallback when verification fails.
+"""
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+
+import flask
+import google.auth.exceptions
+import google.auth.transport.requests
+from google.auth import jwt
+
+from freshet.core.settings import Settings
+from freshet.core.settings import settings as process_settings
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+CERTS_URL_ENV = "FRESHET_OIDC_CERTS_URL"  # tests and the local demo serve their own
+ALLOWED_CALLERS_ENV = "FRESHET_ALLOWED_CALLERS"
+ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+CLOCK_SKEW_S = 10
+_MAX_AGE_RE = re.compile(r"max-age=(\d+)")
+
+
+class AuthError(Exception):
+    """401: no valid token. 403: a valid token of a caller who is not allowed."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class CertCache:
+    """Google's signing certificates, kept for as long as their Cache-Control says."""
+
+    def __init__(self, url: str, default_ttl_s: float = 3600.0):
+        self.url = url
+        self.default_ttl_s = default_ttl_s
+        self._certs: dict[str, str] | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self._session = google.auth.transport.requests.Request()
+
+    def certs(self) -> dict[str, str]:
+        with self._lock:
+            if self._certs is None or time.monotonic() >= self._expires:
+                self._certs, ttl = self._fetch()
+                self._expires = time.monotonic() + ttl
+            return self._certs
+
+    def _fetch(self) -> tuple[dict[str, str], float]:
+        try:
+            response = self._session(self.url, method="GET")
+        except google.auth.exceptions.TransportError as exc:
+            raise AuthError(401, f"cannot fetch the token signing certificates: {exc}") from None
+        if response.status != 200:
+            raise AuthError(401, f"cannot fetch the token signing certificates "
+                                 f"(HTTP {response.status})")
+        match = _MAX_AGE_RE.search(response.headers.get("cache-control", ""))
+        ttl = float(match.group(1)) if match else self.default_ttl_s
+        return json.loads(response.data), ttl
+
+
+_caches: dict[str, CertCache] = {}
+_caches_lock = threading.Lock()
+
+
+def cert_cache(url: str | None = None) -> CertCache:
+    """One cache per certificates URL per process."""
+    url = url or os.environ.get(CERTS_URL_ENV) or GOOGLE_CERTS_URL
+    with _caches_lock:
+        if url not in _caches:
+            _caches[url] = CertCache(url)
+        return _caches[url]
+
+
+def allowed_callers(settings: Settings, env: Mapping[str, str] = os.environ) -> frozenset[str]:
+    listed = {e.strip().lower() for e in env.get(ALLOWED_CALLERS_ENV, "").split(",")
+              if e.strip()}
+    if settings.invoker_email:
+        listed.add(settings.invoker_email.lower())
+    return frozenset(listed)
+
+
+def expected_audiences(request: flask.Request, settings: Settings) -> list[str]:
+    if settings.audience:
+        return [settings.audience]
+    # Behind Google's front end the function sees http; the caller used https.
+    scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host)
+    path = request.path.rstrip("/")
+    return [f"{scheme}://{host}{path}", f"{scheme}://{host}"]
+
+
+def bearer_token(request: flask.Request) -> str:
+    header = request.headers.get("Authorization")
+    if not header:
+        raise AuthError(401, "missing Authorization header (expected 'Bearer <OIDC token>')")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or token.count(".") != 2:
+        raise AuthError(401, "malformed Authorization header (expected 'Bearer <OIDC token>')")
+    return token
+
+
+def verify(token: str, *, audiences: list[str], certs: dict[str, str]) -> dict:
+    """The token's claims, once signature, expiry, audience and issuer check out."""
+    try:
+        claims = jwt.decode(token, certs=certs, audience=audiences,
+                            clock_skew_in_seconds=CLOCK_SKEW_S)
+    except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
+        raise AuthError(401, _reason(str(exc))) from None
+    if claims.get("iss") not in ISSUERS:
+        raise AuthError(401, "token issuer is not Google")
+    return claims
+
+
+def _reason(detail: str) -> str:
+    lowered = detail.lower()
+    for needle, reason in (("expired", "token expired"),
+                           ("audience", "token audience does not match this function"),
+                           ("signature", "token signature is invalid"),
+                           ("certificate for key id", "token signed by an unknown key"),
+                           ("too early", "token is not valid yet")):
+        if needle in lowered:
+            return reason
+    return "token is malformed"
+
+
+def authenticate(request: flask.Request, settings: Settings | None = None, *,
+                 certs: CertCache | None = None,
+                 allowed: Iterable[str] | None = None) -> str:
+    """The caller's email ('local' in local mode). Raises AuthError(401 | 403)."""
+    settings = settings or process_settings()
+    if settings.auth_mode == "local":
+        return "local"
+    token = bearer_token(request)
+    claims = verify(token, audiences=expected_audiences(request, settings),
+                    certs=(certs or cert_cache()).certs())
+    email = str(claims.get("email") or "").lower()
+    if not email:
+        raise AuthError(403, "token carries no email claim")
+    if claims.get("email_verified") is not True:
+        raise AuthError(403, f"caller {email} has no verified email")
+    permitted = (frozenset(e.lower() for e in allowed) if allowed is not None
+                 else allowed_callers(settings))
+    if email not in permitted:
+        raise AuthError(403, f"caller {email} is not allowed to call this function")
+    return email

@@ -1,0 +1,386 @@
+"""The `freshet` command: operate a pipeline from a terminal.
+
+    freshet jobs list|show|run|pause|resume|archive     freshet runs list
+    freshet datasets      freshet status                freshet apply [--dry-run]
+    freshet site build    freshet demo
+
+It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
+A user error is one line on stderr and exit code 2; nothing prints a traceback
+(FRESHET_DEBUG=1 shows one for a bug).
+"""
+
+import argparse
+import os
+import socket
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from freshet.core.errors import FreshetError
+from freshet.core.text import one_line, printable
+
+DEFAULT_CONFIG = "infra/pipeline.yaml"
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+def say(message: str = "") -> None:
+    print(printable(message), flush=True)
+
+
+def progress(message: str) -> None:
+    print(printable(message), file=sys.stderr, flush=True)
+
+
+# -- output helpers ----------------------------------------------------------------------
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int = 48) -> str:
+    """Left-aligned columns, cells cut at `width` characters, a rule under the header."""
+    def cell(value: object) -> str:
+        text = "-" if value is None or value == "" else one_line(str(value))
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    sizes = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(sizes[i]) for i, h in enumerate(headers)).rstrip(),
+             "  ".join("-" * s for s in sizes)]
+    lines += ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def when(value: datetime | None, now: datetime) -> str:
+    from freshet.core.timeutil import human_duration
+
+    if value is None:
+        return "-"
+    delta = value - now
+    return f"in {human_duration(delta)}" if delta.total_seconds() > 0 else \
+        f"{human_duration(-delta)} ago"
+
+
+# -- wiring ------------------------------------------------------------------------------
+
+def _settings(**overrides):
+    from freshet.core.settings import load_settings
+
+    return load_settings(**overrides)
+
+
+def _check_reachable(host_port: str, what: str, env_var: str) -> None:
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=2):
+            return
+    except (OSError, ValueError):
+        raise UserError(f"cannot reach the {what} at {host_port} ({env_var}); "
+                        "is it running? (make emulators)") from None
+
+
+def open_store(project: str):
+    """A Store on the emulator (checked reachable first) or on Cloud Firestore."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import firestore
+
+    from freshet.gcp.store import Store
+
+    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if emulator:
+        _check_reachable(emulator, "Firestore emulator", "FIRESTORE_EMULATOR_HOST")
+    try:
+        return Store(firestore.Client(project=project))
+    except DefaultCredentialsError:
+        raise UserError("no Google Cloud credentials: run `gcloud auth application-default "
+                        "login`, or set FIRESTORE_EMULATOR_HOST for the emulator") from None
+
+
+def open_queue(settings):
+    from freshet.gcp.tasks import TaskQueue
+
+    if settings.tasks_emulator_host:
+        _check_reachable(settings.tasks_emulator_host, "Cloud Tasks emulator",
+                         "FRESHET_TASKS_EMULATOR_HOST")
+    return TaskQueue(settings)
+
+
+def _now() -> datetime:
+    from freshet.core.timeutil import utcnow
+
+    return utcnow()
+
+
+# -- commands ----------------------------------------------------------------------------
+
+def cmd_jobs_list(args) -> int:
+    from freshet.core.schedules import describe
+
+    settings, now = _settings(), _now()
+    jobs = sorted(open_store(settings.project).list_jobs(args.status), key=lambda j: j.id)
+    rows = [(j.id, j.kind, j.status, describe(j.schedule), when(j.next_run_at, now),
+             when(j.last_run_at, now), j.last_run_status, j.last_error) for j in jobs]
+    say(table(("JOB", "KIND", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "LAST", "ERROR"),
+              rows, width=40))
+    say(f"{len(jobs)} job(s)")
+    return 0
+
+
+def cmd_jobs_show(args) -> int:
+    from freshet.ops.api import job_json
+
+    settings, now = _settings(), _now()
+    store = open_store(settings.project)
+    job = store.job(args.job_id)
+    doc = job_json(job)
+    for key in ("id", "kind", "status", "description", "produces", "max_retries",
+                "stuck_threshold_minutes", "params", "last_run_status", "last_error"):
+        say(f"{key + ':':26}{doc[key] if doc[key] not in (None, '', []) else '-'}")
+    say(f"{'schedule:':26}{doc['schedule']['description']}")
+    say(f"{'next run:':26}{when(job.next_run_at, now)}")
+    say(f"{'last run:':26}{when(job.last_run_at, now)}")
+    _print_runs(store.recent_runs(job_id=job.id, limit=args.limit), now)
+    return 0
+
+
+def _print_runs(runs, now: datetime) -> None:
+    rows = [(r.id, r.status, r.trigger_source, r.attempt_number, when(r.scheduled_for, now),
+             None if r.duration_s is None else f"{r.duration_s:.1f} s", r.error) for r in runs]
+    say(table(("RUN", "STATUS", "SOURCE", "ATTEMPT", "FOR", "TOOK", "ERROR"), rows))
+
+
+def cmd_jobs_run(args) -> int:
+    from freshet.loop.manual import run_now
+
+    settings, now = _settings(), _now()
+    store = open_store(settings.project)
+    run, created = run_now(store, open_queue(settings), args.job_id, now=now,
+                           settings=settings, idempotency_key=args.key, source="manual")
+    verb = "queued" if created else "already requested"
+    say(f"run {run.id} {verb} (status {run.status})")
+    return 0
+
+
+def _job_action(name: str) -> Callable:
+    def command(args) -> int:
+        from freshet.ops import operations
+
+        settings = _settings()
+        job = getattr(operations, f"{name}_job")(open_store(settings.project), args.job_id,
+                                                 now=_now())
+        say(f"job {job.id}: {job.status}")
+        return 0
+
+    return command
+
+
+def cmd_runs_list(args) -> int:
+    settings, now = _settings(), _now()
+    runs = open_store(settings.project).recent_runs(job_id=args.job, limit=args.limit)
+    _print_runs(runs, now)
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from freshet.ops.api import all_datasets
+
+    settings, now = _settings(), _now()
+    rows = all_datasets(open_store(settings.project), now)
+    say(table(("DATASET", "STATE", "LAST SUCCESS", "FAILURES", "REASON"),
+              [(d["key"], d["state"].upper(), d["last_success_at"], d["consecutive_failures"],
+                d["reason"]) for d in rows], width=70))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from freshet.ops.api import status_summary
+
+    settings, now = _settings(), _now()
+    summary = status_summary(open_store(settings.project), settings, now)
+    say(f"Overall: {summary['worst'].upper()}   (at {summary['now']})")
+    say("Jobs:     " + (", ".join(f"{n} {s}" for s, n in summary["jobs"].items() if n)
+                        or "none"))
+    say("Datasets: " + (", ".join(f"{n} {s}" for s, n in summary["datasets"].items() if n)
+                        or "none"))
+    if summary["late_jobs"]:
+        say("Late (is the scheduler ticking?): " + ", ".join(summary["late_jobs"]))
+    control = summary["control"]
+    switches = []
+    if control["paused_all"]:
+        switches.append("ALL JOBS PAUSED")
+    if not control["manual_actions_enabled"]:
+        switches.append("manual actions off")
+    if control["disabled_kinds"]:
+        switches.append("kinds off: " + ", ".join(control["disabled_kinds"]))
+    say("Kill switches: " + ("; ".join(switches) if switches else "none")
+        + (f" ({control['reason']})" if control["reason"] else ""))
+    return 0
+
+
+def cmd_apply(args) -> int:
+    from freshet.gcp.scheduler import SchedulerAdmin
+    from freshet.ops.apply import apply, plan
+    from freshet.ops.config import load_config
+
+    config = load_config(args.config)
+    settings = _settings(project=config.project, region=config.region, queue=config.queue)
+    store, queue = open_store(config.project), open_queue(settings)
+    local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+    admin = None if (args.skip_scheduler or local) else SchedulerAdmin.for_config(config)
+    now = _now()
+    todo = plan(config, store=store, task_queue=queue, scheduler_admin=admin, now=now)
+    for line in todo.lines():
+        say(line)
+    if admin is None:
+        say("Cloud Scheduler: not managed here (local mode: the local scheduler loop fires "
+            "the config's schedules)." if local else "Cloud Scheduler: skipped.")
+    if args.dry_run:
+        say("Dry run: nothing was changed.")
+        return 0
+    if todo.empty:
+        return 0
+    apply(todo, store=store, task_queue=queue, scheduler_admin=admin, now=now,
+          progress=progress)
+    say(f"Applied {todo.count()} change(s).")
+    return 0
+
+
+def cmd_site_build(args) -> int:
+    from freshet.status.publish import publish_once
+    from freshet.status.sinks import sink_from_settings
+
+    settings = _settings()
+    store = open_store(settings.project)
+    progress("publishing the status page…")
+    result = publish_once(store, sink_from_settings(settings), now=_now(), settings=settings)
+    say(f"status page published: {result}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    try:
+        from freshet_local.demo import cli as demo_cli
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("freshet_local"):
+            raise UserError("the local demo is not available here (freshet_local.demo "
+                            "is missing; run from the project's work tree)") from None
+        raise
+    rest = list(args.demo_args)
+    return demo_cli(rest[1:] if rest[:1] == ["--"] else rest)
+
+
+# -- parsing -----------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="freshet", description="Operate a Freshet pipeline.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    jobs = sub.add_parser("jobs", help="list, show, run, pause, resume or archive jobs")
+    jsub = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = jsub.add_parser("list", help="all jobs")
+    p.add_argument("--status", choices=("active", "paused", "archived", "completed"))
+    p.set_defaults(fn=cmd_jobs_list)
+    p = jsub.add_parser("show", help="one job and its recent runs")
+    p.add_argument("job_id")
+    p.add_argument("--limit", type=int, default=10)
+    p.set_defaults(fn=cmd_jobs_show)
+    p = jsub.add_parser("run", help="run a job now")
+    p.add_argument("job_id")
+    p.add_argument("--key", help="idempotency key: the same key never runs twice")
+    p.set_defaults(fn=cmd_jobs_run)
+    for name in ("pause", "resume", "archive"):
+        p = jsub.add_parser(name, help=f"{name} a job")
+        p.add_argument("job_id")
+        p.set_defaults(fn=_job_action(name))
+
+    runs = sub.add_parser("runs", help="recent runs")
+    rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = rsub.add_parser("list", help="recent runs, newest first")
+    p.add_argument("--job", help="only this job's runs")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(fn=cmd_runs_list)
+
+    sub.add_parser("datasets", help="datasets and how fresh they are").set_defaults(
+        fn=cmd_datasets)
+    sub.add_parser("status", help="overall status").set_defaults(fn=cmd_status)
+
+    p = sub.add_parser("apply", help="make Firestore, Cloud Tasks and Cloud Scheduler "
+                                     "match the pipeline config")
+    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--skip-scheduler", action="store_true",
+                   help="leave Cloud Scheduler alone")
+    p.set_defaults(fn=cmd_apply)
+
+    site = sub.add_parser("site", help="the status page")
+    ssub = site.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ssub.add_parser("build", help="render and publish the status page now").set_defaults(
+        fn=cmd_site_build)
+
+    demo = sub.add_parser("demo", help="run the local demo (options: freshet demo --help)",
+                          add_help=False)
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def _default_config() -> str:
+    """infra/pipeline.yaml of the work tree this package lives in, else of the cwd."""
+    tree = Path(__file__).resolve().parents[3] / DEFAULT_CONFIG
+    return str(tree) if tree.exists() else DEFAULT_CONFIG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["demo"]:  # the demo parses its own options (freshet demo --help)
+            argv = ["demo", "--", *argv[1:]]
+        args = build_parser().parse_args(argv)
+        return args.fn(args)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        print("freshet: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, never a traceback
+        message, code = describe_error(exc)
+        if os.environ.get("FRESHET_DEBUG"):
+            traceback.print_exc()
+        print(f"freshet: error: {printable(message)}", file=sys.stderr)
+        return code
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    from freshet.ops.config import ConfigError
+
+    if isinstance(exc, UserError | ConfigError | FreshetError):
+        return _one_line(str(exc)), EXIT_USER_ERROR
+    if isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
+        return "cannot reach Google Cloud (Firestore or Cloud Tasks): " + _one_line(
+            str(exc)), EXIT_USER_ERROR
+    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated
+                  | auth_exc.GoogleAuthError):
+        return "not allowed by Google Cloud: " + _one_line(str(exc)), EXIT_USER_ERROR
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return "Google Cloud refused the request: " + _one_line(str(exc)), EXIT_USER_ERROR
+    return (f"internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
+            "rerun with FRESHET_DEBUG=1 for details"), 1
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

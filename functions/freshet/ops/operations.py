@@ -1,0 +1,135 @@
+"""Job operations shared by the api, the CLI and apply: create, upsert, pause, resume,
+archive. Each reads and writes in one Store transaction, with `now` passed in.
+
+Runtime state (next_run_at, last_run_*, last_error) belongs to the control loop: an
+upsert changes only what a definition declares (SPEC_FIELDS) and recomputes
+next_run_at only when the schedule changed (the seed's ensure_recurring_job).
+"""
+
+from dataclasses import replace
+from datetime import datetime
+
+from freshet.core.errors import Conflict, NotFound
+from freshet.core.models import Job
+from freshet.core.schedules import next_after
+from freshet.gcp.store import Store, Tx
+
+SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
+               "stuck_threshold_minutes", "produces", "allow_overlap", "description")
+
+
+def _value(job: Job, name: str):
+    value = getattr(job, name)
+    return value.to_dict() if name == "schedule" else value
+
+
+def job_changes(current: Job, desired: Job) -> dict[str, tuple]:
+    """Pure: {field: (old, new)} for the declared fields that differ.
+
+    A recurring job that was archived and is declared again comes back active; a
+    paused job stays paused (pausing is an operator's decision, not the file's).
+    """
+    changes = {name: (_value(current, name), _value(desired, name))
+               for name in SPEC_FIELDS if _value(current, name) != _value(desired, name)}
+    if current.status == "archived" and desired.schedule.recurring:
+        changes["status"] = ("archived", "active")
+    return changes
+
+
+def _merged(current: Job, desired: Job, changes: dict, now: datetime) -> Job:
+    updated = replace(current, **{name: getattr(desired, name) for name in SPEC_FIELDS},
+                      updated_at=now)
+    if "status" in changes:
+        updated = replace(updated, status="active", archived_at=None)
+    if "schedule" in changes or "status" in changes:
+        updated = replace(updated, next_run_at=next_after(desired.schedule, now))
+    return updated
+
+
+def _fresh(job: Job, now: datetime) -> Job:
+    return replace(job, next_run_at=next_after(job.schedule, now), created_at=now,
+                   updated_at=now, archived_at=None, completed_at=None)
+
+
+def upsert_job(store: Store, job: Job, *, now: datetime) -> tuple[str, dict[str, tuple]]:
+    """Create the job or bring its definition up to date, keeping its runtime state.
+
+    Returns ('created' | 'updated' | 'unchanged', the changes)."""
+
+    def body(tx: Tx) -> tuple[str, dict]:
+        current = tx.get_job(job.id)
+        if current is None:
+            tx.set_job(_fresh(job, now))
+            return "created", {}
+        changes = job_changes(current, job)
+        if not changes:
+            return "unchanged", {}
+        tx.set_job(_merged(current, job, changes, now))
+        return "updated", changes
+
+    return store.transact(body)
+
+
+def create_job(store: Store, job: Job, *, now: datetime) -> Job:
+    """A new job; Conflict if the id is taken (archived jobs keep their id)."""
+
+    def body(tx: Tx) -> Job:
+        if tx.get_job(job.id) is not None:
+            raise Conflict(f"job {job.id!r} already exists")
+        created = _fresh(job, now)
+        tx.set_job(created)
+        return created
+
+    return store.transact(body)
+
+
+def _change_status(store: Store, job_id: str, change) -> Job:
+    def body(tx: Tx) -> Job:
+        job = tx.get_job(job_id)
+        if job is None:
+            raise NotFound("job", job_id)
+        updated = change(job)
+        if updated is not job:
+            tx.set_job(updated)
+        return updated
+
+    return store.transact(body)
+
+
+def pause_job(store: Store, job_id: str, *, now: datetime) -> Job:
+    """Stop scheduling the job (already paused: no change)."""
+
+    def change(job: Job) -> Job:
+        if job.status == "paused":
+            return job
+        if job.status != "active":
+            raise Conflict(f"job {job_id!r} is {job.status}; only an active job can be paused")
+        return replace(job, status="paused", updated_at=now)
+
+    return _change_status(store, job_id, change)
+
+
+def resume_job(store: Store, job_id: str, *, now: datetime) -> Job:
+    """Schedule the job again from `now` on: missed slots while paused are skipped."""
+
+    def change(job: Job) -> Job:
+        if job.status == "active":
+            return job
+        if job.status != "paused":
+            raise Conflict(f"job {job_id!r} is {job.status}; only a paused job can be resumed")
+        return replace(job, status="active", next_run_at=next_after(job.schedule, now),
+                       updated_at=now)
+
+    return _change_status(store, job_id, change)
+
+
+def archive_job(store: Store, job_id: str, *, now: datetime) -> Job:
+    """Retire the job; its document and runs stay (never deleted)."""
+
+    def change(job: Job) -> Job:
+        if job.status == "archived":
+            return job
+        return replace(job, status="archived", archived_at=now, next_run_at=None,
+                       updated_at=now)
+
+    return _change_status(store, job_id, change)

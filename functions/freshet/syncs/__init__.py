@@ -1,3 +1,0 @@
-"""Built-in sync kinds. Importing this package registers them."""
-
-from freshet.syncs import http_fetch, noop  # noqa: F401
