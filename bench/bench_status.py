@@ -27,12 +27,12 @@ from freshet.core.catalog import Catalog, Consumer, DatasetSpec  # noqa: E402
 from freshet.core.freshness import Requirement  # noqa: E402
 from freshet.core.models import Dataset, Run, new_job  # noqa: E402
 from freshet.core.settings import Settings  # noqa: E402
+from freshet.gcp.storage import LocalSink  # noqa: E402
 from freshet.gcp.store import Store  # noqa: E402
 from freshet.status.changes import Memory, detect_changes, remember  # noqa: E402
 from freshet.status.model import build_model  # noqa: E402
 from freshet.status.publish import RECENT_RUNS, publish_once  # noqa: E402
 from freshet.status.render import render_site  # noqa: E402
-from freshet.status.sinks import LocalSink  # noqa: E402
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -152,7 +152,7 @@ def _scheduler(config, ports):
     from freshet.gcp.scheduler import build_job
     from freshet_local.local_scheduler import LocalScheduler
 
-    jobs = [build_job(config, spec, base_url=f"http://127.0.0.1:{ports[spec.target]}",
+    jobs = [build_job(config.project, config.region, spec, base_url=f"http://127.0.0.1:{ports[spec.target]}",
                       invoker_email=None) for spec in config.control_schedules]
 
     def on_call(name: str, status) -> None:

@@ -15,7 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from freshet.ops.config import ENTRY_POINTS, PipelineConfig, load_config
+from freshet.core.specs import ENTRY_POINTS
+from freshet.ops.config import PipelineConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "infra/pipeline.yaml"

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from freshet.core.specs import ENTRY_POINTS  # noqa: F401  (the demo serves each of them)
+
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "functions" / "main.py"
-ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,19 +1,19 @@
-"""Dataset bookkeeping (the seed's DatasetFreshnessService) against the emulator:
+"""Dataset bookkeeping against the emulator:
 the invariants hold in transactions, whatever order or concurrency events arrive in."""
 
 import random
 import threading
 from datetime import UTC, datetime, timedelta
 
-from freshet.core.bookkeeping import (
+from freshet.core.freshness import Requirement
+from freshet.gcp.store import Store
+from freshet.loop.datasets import (
     check_is_fresh,
     get_freshness,
     record_failure,
     record_start,
     record_success,
 )
-from freshet.core.freshness import Requirement
-from freshet.gcp.store import Store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 import yaml
 
-from freshet.core.bookkeeping import record_success
 from freshet.core.catalog import Catalog, DatasetSpec
 from freshet.core.control import Control
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
+from freshet.loop.datasets import record_success
 from freshet.ops import api as api_module
 from freshet.ops import web
 from freshet.ops.auth import CertCache

@@ -8,10 +8,10 @@ from google.cloud import scheduler_v1
 from freshet.gcp.scheduler import (
     MANAGED_MARK,
     SchedulerDiff,
-    build_jobs,
     diff_jobs,
     requests_for,
 )
+from freshet.ops.apply import control_jobs
 from freshet.ops.config import load_config
 from tests.ops.helpers import ROOT
 
@@ -25,7 +25,7 @@ def config():
 
 
 def test_each_control_schedule_becomes_a_complete_signed_http_job():
-    jobs = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    jobs = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
     assert [j.name for j in jobs] == [f"{PARENT}/jobs/freshet-tick",
                                       f"{PARENT}/jobs/freshet-recover",
                                       f"{PARENT}/jobs/freshet-publish"]
@@ -46,13 +46,13 @@ def test_each_control_schedule_becomes_a_complete_signed_http_job():
 
 
 def test_local_base_url_and_no_invoker_give_unsigned_local_calls():
-    jobs = build_jobs(config(), base_url="http://127.0.0.1:8080/", invoker_email="")
+    jobs = control_jobs(config(), base_url="http://127.0.0.1:8080/", invoker_email="")
     assert jobs[0].http_target.uri == "http://127.0.0.1:8080/scheduler_tick"
     assert "oidc_token" not in jobs[0].http_target
 
 
 def test_requests_create_missing_update_changed_and_delete_only_managed_jobs():
-    wanted = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    wanted = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
     changed = scheduler_v1.Job(wanted[1])
     changed.schedule = "*/10 * * * *"
     changed.state = scheduler_v1.Job.State.ENABLED  # Cloud Scheduler's own state: ignored
@@ -71,6 +71,6 @@ def test_requests_create_missing_update_changed_and_delete_only_managed_jobs():
 
 
 def test_matching_jobs_need_no_request():
-    wanted = build_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    wanted = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
     diff = diff_jobs(wanted, {j.name: scheduler_v1.Job(j) for j in wanted})
     assert diff.empty and requests_for(diff, PARENT) == [] and SchedulerDiff().empty

@@ -20,13 +20,13 @@ from freshet.core import settings as settings_module
 from freshet.core.errors import PermanentError
 from freshet.core.settings import load_settings
 from freshet.gcp import store as store_module
+from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import Store
 from freshet.loop import registry
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
 from freshet.ops import api as api_module
 from freshet.status.publish import publish_once
-from freshet.status.sinks import LocalSink
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, CertServer, SigningKey
 from tests.reliability.harness import dump

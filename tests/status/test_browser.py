@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from freshet.core.settings import Settings
+from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import Store
 from freshet.status.publish import publish_once
-from freshet.status.sinks import LocalSink
 
 from .builders import NOW, SECRET
 from .seed import seed_pipeline

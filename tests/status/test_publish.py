@@ -8,9 +8,9 @@ import pytest
 from freshet.core import settings as settings_module
 from freshet.core.models import Dataset
 from freshet.core.settings import Settings
+from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import Store
 from freshet.status.publish import RECENT_RUNS, publish_once, publish_status
-from freshet.status.sinks import LocalSink
 
 from .builders import MIN, NOW, SECRET, H
 from .seed import seed_pipeline

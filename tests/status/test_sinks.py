@@ -8,7 +8,7 @@ import requests
 
 from freshet.core.errors import ValidationError
 from freshet.core.settings import Settings
-from freshet.status.sinks import BucketSink, LocalSink, parse_bucket, sink_from_settings
+from freshet.gcp.storage import BucketSink, LocalSink, parse_bucket, sink_from_settings
 
 BUCKET = "freshet-status-test"
 

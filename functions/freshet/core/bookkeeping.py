@@ -8,17 +8,14 @@ enforce the invariants, whatever order events arrive in:
   - a run's finish clears the running mark it set, whatever the clocks say;
   - `consecutive_failures` counts failures newer than the last success, and resets
     on a success newer than the last failure.
-The `record_*` functions run them in a Firestore transaction; the control loop calls
-`apply_*` inside its own transactions so a run's outcome and its datasets commit
-together.
+The control loop calls them inside its own transactions, so a run's outcome and its
+datasets commit together; freshet.loop.datasets runs one on its own.
 """
 
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from freshet.core.freshness import Freshness, Requirement, evaluate
-from freshet.core.models import Dataset, check_dataset_key
-from freshet.gcp.store import Store, Tx
+from freshet.core.models import Dataset
 
 HISTORY_DAYS = 90
 MAX_ERROR_CHARS = 2000
@@ -87,36 +84,3 @@ def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str) -> Da
         daily=daily,
         updated_at=at,
     )
-
-
-def _record(store: Store, key: str, change) -> Dataset:
-    check_dataset_key(key)
-
-    def body(tx: Tx) -> Dataset:
-        updated = change(tx.get_dataset(key) or Dataset(key=key))
-        tx.set_dataset(updated)
-        return updated
-
-    return store.transact(body)
-
-
-def record_start(store: Store, key: str, run_id: str, at: datetime) -> Dataset:
-    return _record(store, key, lambda d: apply_start(d, run_id, at))
-
-
-def record_success(store: Store, key: str, run_id: str, at: datetime,
-                   records: int | None = None) -> Dataset:
-    return _record(store, key, lambda d: apply_success(d, run_id, at, records))
-
-
-def record_failure(store: Store, key: str, run_id: str, at: datetime, error: str) -> Dataset:
-    return _record(store, key, lambda d: apply_failure(d, run_id, at, error))
-
-
-def get_freshness(store: Store, requirement: Requirement, now: datetime) -> Freshness:
-    return evaluate(store.get_dataset(requirement.dataset), requirement, now)
-
-
-def check_is_fresh(store: Store, requirement: Requirement, now: datetime) -> bool:
-    """True when a consumer can use the dataset: fresh, or being refreshed within SLA."""
-    return get_freshness(store, requirement, now).state == "fresh"

@@ -15,10 +15,17 @@ from datetime import datetime, timedelta
 from freshet.core.errors import ValidationError
 from freshet.core.models import Job, Run
 from freshet.core.settings import Settings
-from freshet.gcp.tasks import task_id
 
 MAX_KEY_CHARS = 200
 MAX_ATTEMPT_ERROR = 2000
+
+
+def task_id(run_id: str, attempt: int, dispatch: int = 0) -> str:
+    """`<hash>-<readable run id>-a<attempt>-d<dispatch>`: unique per dispatch of an attempt."""
+    key = f"{run_id}|{attempt}|{dispatch}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
+    return f"{digest}-{readable}-a{attempt}-d{dispatch}"
 
 
 def scheduled_run_id(job_id: str, slot: datetime) -> str:

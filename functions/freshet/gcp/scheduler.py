@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from google.cloud import scheduler_v1
 from google.protobuf import duration_pb2, field_mask_pb2
 
-from freshet.ops.config import ControlSchedule, PipelineConfig
+from freshet.core.specs import ControlSchedule
 
 MANAGED_MARK = "[managed by freshet]"
 # The fields Freshet sets; everything else on a Job is Cloud Scheduler's own state.
@@ -27,7 +27,7 @@ def location_path(project: str, region: str) -> str:
     return f"projects/{project}/locations/{region}"
 
 
-def build_job(config: PipelineConfig, spec: ControlSchedule, *, base_url: str,
+def build_job(project: str, region: str, spec: ControlSchedule, *, base_url: str,
               invoker_email: str | None) -> scheduler_v1.Job:
     uri = f"{base_url.rstrip('/')}/{spec.target}"
     target = scheduler_v1.HttpTarget(
@@ -43,7 +43,7 @@ def build_job(config: PipelineConfig, spec: ControlSchedule, *, base_url: str,
     deadline.FromTimedelta(spec.deadline)
     description = f"{spec.description} {MANAGED_MARK}".strip()
     return scheduler_v1.Job(
-        name=f"{location_path(config.project, config.region)}/jobs/{spec.name}",
+        name=f"{location_path(project, region)}/jobs/{spec.name}",
         description=description,
         schedule=spec.cron,
         time_zone=spec.timezone,
@@ -52,13 +52,11 @@ def build_job(config: PipelineConfig, spec: ControlSchedule, *, base_url: str,
     )
 
 
-def build_jobs(config: PipelineConfig, *, base_url: str | None = None,
-               invoker_email: str | None = None) -> list[scheduler_v1.Job]:
-    """One Cloud Scheduler job per control schedule (defaults: the config's functions)."""
-    base_url = base_url or config.functions.base_url
-    invoker = config.functions.invoker_email if invoker_email is None else invoker_email
-    return [build_job(config, s, base_url=base_url, invoker_email=invoker)
-            for s in config.control_schedules]
+def build_jobs(project: str, region: str, specs: tuple[ControlSchedule, ...], *,
+               base_url: str, invoker_email: str | None) -> list[scheduler_v1.Job]:
+    """One Cloud Scheduler job per control schedule."""
+    return [build_job(project, region, s, base_url=base_url, invoker_email=invoker_email)
+            for s in specs]
 
 
 def changed_fields(current: scheduler_v1.Job, wanted: scheduler_v1.Job) -> list[str]:
@@ -114,10 +112,6 @@ class SchedulerAdmin:
         self.parent = location_path(project, region)
         self._client = client
         self._lock = threading.Lock()
-
-    @classmethod
-    def for_config(cls, config: PipelineConfig) -> "SchedulerAdmin":
-        return cls(config.project, config.region)
 
     @property
     def client(self) -> scheduler_v1.CloudSchedulerClient:

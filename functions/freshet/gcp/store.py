@@ -7,7 +7,9 @@ Reads and commits are counted so benchmarks can report what an operation costs.
 """
 
 import os
+import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -109,15 +111,21 @@ class Store:
     # -- transactions ---------------------------------------------------------
 
     def transact(self, fn: Callable[[Tx], T], max_attempts: int = 10) -> T:
-        transaction = self.db.transaction(max_attempts=max_attempts)
-
-        @firestore.transactional
-        def body(t):
-            return fn(Tx(self, t))
-
-        result = body(transaction)
-        self.stats.commits += 1
-        return result
+        """Run `fn` in a transaction. The client retries a commit that lost a conflict;
+        a read that lost one (ABORTED, "lock timeout" / "too much contention") is
+        retried here the same way, with a fresh transaction after a short backoff."""
+        for attempt in range(1, max_attempts + 1):
+            transaction = self.db.transaction(max_attempts=max_attempts)
+            try:
+                result = firestore.transactional(lambda t: fn(Tx(self, t)))(transaction)
+            except gexc.Aborted:
+                if attempt == max_attempts:
+                    raise
+                time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+                continue
+            self.stats.commits += 1
+            return result
+        raise AssertionError("unreachable")
 
     # -- plain reads ----------------------------------------------------------
 

@@ -7,40 +7,19 @@ exactly-once rests on the run document, not on the task name.
 """
 
 import contextlib
-import hashlib
 import json
 import threading
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from freshet.core.runs import task_id
 from freshet.core.settings import Settings
+from freshet.core.specs import QueueSpec
 
 RUN_TASK_CONTENT_TYPE = "application/json"
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """A queue's retry and rate-limit configuration, as declared in the pipeline config."""
-
-    name: str
-    max_attempts: int = 100  # Freshet decides when to stop (max_retries); this is a ceiling
-    min_backoff_s: float = 10.0
-    max_backoff_s: float = 600.0
-    max_doublings: int = 5
-    max_dispatches_per_second: float = 50.0
-    max_concurrent_dispatches: int = 100
-
-
-def task_id(run_id: str, attempt: int, dispatch: int = 0) -> str:
-    """`<hash>-<readable run id>-a<attempt>-d<dispatch>`: unique per dispatch of an attempt."""
-    key = f"{run_id}|{attempt}|{dispatch}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
-    return f"{digest}-{readable}-a{attempt}-d{dispatch}"
 
 
 def _duration(seconds: float) -> duration_pb2.Duration:

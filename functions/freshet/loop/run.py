@@ -147,7 +147,7 @@ def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings
 
 def _snapshot_writer(settings: Settings, job_id: str):
     """ctx.snapshot(name, data, content_type): kept under <job id>/ in the snapshot sink."""
-    from freshet.status.sinks import BucketSink, LocalSink, parse_bucket
+    from freshet.gcp.storage import BucketSink, LocalSink, parse_bucket
 
     def write(name: str, data: bytes, content_type: str) -> None:
         if settings.snapshot_bucket:

@@ -101,6 +101,16 @@ def _short(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def control_jobs(config: PipelineConfig, *, base_url: str | None = None,
+                 invoker_email: str | None = None) -> list:
+    """The config's control schedules as Cloud Scheduler jobs (default: the deployed
+    functions' URLs, called as the invoker account)."""
+    fn = config.functions
+    return build_jobs(config.project, config.region, config.control_schedules,
+                      base_url=base_url or fn.base_url,
+                      invoker_email=fn.invoker_email if invoker_email is None else invoker_email)
+
+
 # -- plan ------------------------------------------------------------------------------
 
 def applied_ids(store: Store) -> frozenset[str]:
@@ -183,7 +193,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result.queues = [c for c in (plan_queue(task_queue, s, existing) for s in config.queues)
                      if c]
     if scheduler_admin is not None:
-        result.scheduler = scheduler_admin.diff(build_jobs(config))
+        result.scheduler = scheduler_admin.diff(control_jobs(config))
     return result
 
 

@@ -11,27 +11,20 @@ Local mode (FRESHET_AUTH=local) accepts every caller; it is only ever chosen by 
 explicit setting, never as a fallback when verification fails.
 """
 
-import json
 import os
-import re
-import threading
-import time
 from collections.abc import Iterable, Mapping
 
 import flask
 import google.auth.exceptions
-import google.auth.transport.requests
 from google.auth import jwt
 
 from freshet.core.settings import Settings
 from freshet.core.settings import settings as process_settings
+from freshet.gcp.certs import CertCache, CertsError, cert_cache
 
-GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-CERTS_URL_ENV = "FRESHET_OIDC_CERTS_URL"  # tests and the local demo serve their own
 ALLOWED_CALLERS_ENV = "FRESHET_ALLOWED_CALLERS"
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 CLOCK_SKEW_S = 10
-_MAX_AGE_RE = re.compile(r"max-age=(\d+)")
 
 
 class AuthError(Exception):
@@ -41,50 +34,6 @@ class AuthError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class CertCache:
-    """Google's signing certificates, kept for as long as their Cache-Control says."""
-
-    def __init__(self, url: str, default_ttl_s: float = 3600.0):
-        self.url = url
-        self.default_ttl_s = default_ttl_s
-        self._certs: dict[str, str] | None = None
-        self._expires = 0.0
-        self._lock = threading.Lock()
-        self._session = google.auth.transport.requests.Request()
-
-    def certs(self) -> dict[str, str]:
-        with self._lock:
-            if self._certs is None or time.monotonic() >= self._expires:
-                self._certs, ttl = self._fetch()
-                self._expires = time.monotonic() + ttl
-            return self._certs
-
-    def _fetch(self) -> tuple[dict[str, str], float]:
-        try:
-            response = self._session(self.url, method="GET")
-        except google.auth.exceptions.TransportError as exc:
-            raise AuthError(401, f"cannot fetch the token signing certificates: {exc}") from None
-        if response.status != 200:
-            raise AuthError(401, f"cannot fetch the token signing certificates "
-                                 f"(HTTP {response.status})")
-        match = _MAX_AGE_RE.search(response.headers.get("cache-control", ""))
-        ttl = float(match.group(1)) if match else self.default_ttl_s
-        return json.loads(response.data), ttl
-
-
-_caches: dict[str, CertCache] = {}
-_caches_lock = threading.Lock()
-
-
-def cert_cache(url: str | None = None) -> CertCache:
-    """One cache per certificates URL per process."""
-    url = url or os.environ.get(CERTS_URL_ENV) or GOOGLE_CERTS_URL
-    with _caches_lock:
-        if url not in _caches:
-            _caches[url] = CertCache(url)
-        return _caches[url]
 
 
 def allowed_callers(settings: Settings, env: Mapping[str, str] = os.environ) -> frozenset[str]:
@@ -148,8 +97,11 @@ def authenticate(request: flask.Request, settings: Settings | None = None, *,
     if settings.auth_mode == "local":
         return "local"
     token = bearer_token(request)
-    claims = verify(token, audiences=expected_audiences(request, settings),
-                    certs=(certs or cert_cache()).certs())
+    try:
+        keys = (certs or cert_cache()).certs()
+    except CertsError as exc:
+        raise AuthError(401, str(exc)) from None
+    claims = verify(token, audiences=expected_audiences(request, settings), certs=keys)
     email = str(claims.get("email") or "").lower()
     if not email:
         raise AuthError(403, "token carries no email claim")

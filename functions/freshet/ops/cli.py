@@ -129,7 +129,7 @@ def cmd_jobs_list(args) -> int:
 
 
 def cmd_jobs_show(args) -> int:
-    from freshet.ops.api import job_json
+    from freshet.ops.views import job_json
 
     settings, now = _settings(), _now()
     store = open_store(settings.project)
@@ -184,7 +184,7 @@ def cmd_runs_list(args) -> int:
 
 
 def cmd_datasets(args) -> int:
-    from freshet.ops.api import all_datasets
+    from freshet.ops.views import all_datasets
 
     settings, now = _settings(), _now()
     rows = all_datasets(open_store(settings.project), now)
@@ -195,7 +195,7 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from freshet.ops.api import status_summary
+    from freshet.ops.views import status_summary
 
     settings, now = _settings(), _now()
     summary = status_summary(open_store(settings.project), settings, now)
@@ -228,7 +228,8 @@ def cmd_apply(args) -> int:
     settings = _settings(project=config.project, region=config.region, queue=config.queue)
     store, queue = open_store(config.project), open_queue(settings)
     local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
-    admin = None if (args.skip_scheduler or local) else SchedulerAdmin.for_config(config)
+    managed = not (args.skip_scheduler or local)
+    admin = SchedulerAdmin(config.project, config.region) if managed else None
     now = _now()
     todo = plan(config, store=store, task_queue=queue, scheduler_admin=admin, now=now)
     for line in todo.lines():
@@ -248,8 +249,8 @@ def cmd_apply(args) -> int:
 
 
 def cmd_site_build(args) -> int:
+    from freshet.gcp.storage import sink_from_settings
     from freshet.status.publish import publish_once
-    from freshet.status.sinks import sink_from_settings
 
     settings = _settings()
     store = open_store(settings.project)

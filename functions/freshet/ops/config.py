@@ -32,13 +32,16 @@ from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
 from freshet.core.models import Job, check_dataset_key, check_id, new_job
 from freshet.core.schedules import make_schedule
+from freshet.core.specs import (
+    DEFAULT_CONTROL_SCHEDULES,
+    SCHEDULE_TARGETS,
+    ControlSchedule,
+    QueueSpec,
+)
 from freshet.core.timeutil import parse_duration
-from freshet.gcp.tasks import QueueSpec
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
 
-ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
-SCHEDULE_TARGETS = ("scheduler_tick", "recover_stuck_runs", "publish_status")
 HTTP_METHODS = ("POST", "GET", "PUT")
 
 Path = tuple[str | int, ...]
@@ -56,29 +59,6 @@ class ConfigError(ValidationError):
 
     def __str__(self) -> str:
         return self.args[0]
-
-
-@dataclass(frozen=True)
-class ControlSchedule:
-    """A Cloud Scheduler job that calls one control function on a cron."""
-
-    name: str
-    cron: str
-    target: str
-    timezone: str = "UTC"
-    method: str = "POST"
-    deadline: timedelta = timedelta(minutes=3)
-    description: str = ""
-
-
-DEFAULT_CONTROL_SCHEDULES = (
-    ControlSchedule("freshet-tick", "* * * * *", "scheduler_tick",
-                    deadline=timedelta(minutes=1), description="Start the runs that are due"),
-    ControlSchedule("freshet-recover", "*/5 * * * *", "recover_stuck_runs",
-                    description="Fail and retry runs whose lease expired"),
-    ControlSchedule("freshet-publish", "*/5 * * * *", "publish_status",
-                    description="Publish the status page"),
-)
 
 
 @dataclass(frozen=True)

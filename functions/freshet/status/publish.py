@@ -21,6 +21,7 @@ from freshet.core.errors import ValidationError
 from freshet.core.settings import Settings
 from freshet.core.settings import settings as process_settings
 from freshet.core.timeutil import isoformat, utcnow
+from freshet.gcp.storage import Sink, sink_from_settings
 from freshet.gcp.store import Store
 from freshet.ops.web import control_entry, json_response
 from freshet.status.changes import Memory, detect_changes, remember
@@ -33,7 +34,6 @@ from freshet.status.notify import (
     queue,
 )
 from freshet.status.render import render_site
-from freshet.status.sinks import Sink, sink_from_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""Where the site's files go: a local folder or a Cloud Storage bucket.
+"""The one module that talks to Cloud Storage: the status site and sync snapshots go to
+a bucket, or locally to a folder that stands in for one.
 
-Both take `write(path, data, content_type)` with a relative, slash-separated path.
-The bucket sink is the only code here that talks to Cloud Storage; its client is
-created on first use (STORAGE_EMULATOR_HOST points it at a local emulator).
+Both sinks take `write(path, data, content_type)` with a relative, slash-separated
+path. The bucket's client is created on first use (STORAGE_EMULATOR_HOST points it at
+a local emulator).
 """
 
 import os

@@ -1,0 +1,92 @@
+"""What the API answers and the CLI prints: jobs, runs, datasets and the overall status
+as JSON-ready dicts. Pure functions of documents and `now`, plus two reads that
+gather what `GET /datasets` and `GET /status` show."""
+
+from datetime import datetime
+
+from freshet.core.catalog import Catalog
+from freshet.core.control import Control
+from freshet.core.freshness import STATES, evaluate, worst
+from freshet.core.models import JOB_STATUSES, Dataset, Job, Run
+from freshet.core.schedules import describe
+from freshet.core.secrets import SECRET_MASK
+from freshet.core.settings import Settings
+from freshet.core.timeutil import isoformat
+from freshet.gcp.store import Store
+
+
+def job_json(job: Job) -> dict:
+    params = {k: (SECRET_MASK if k in job.secret_params else v) for k, v in job.params.items()}
+    sched = job.schedule
+    return {
+        "id": job.id, "kind": job.kind, "status": job.status, "description": job.description,
+        "schedule": {"cron": sched.cron, "timezone": sched.timezone if sched.recurring else None,
+                     "run_at": isoformat(sched.run_at), "description": describe(sched)},
+        "params": params, "secret_params": list(job.secret_params),
+        "max_retries": job.max_retries, "stuck_threshold_minutes": job.stuck_threshold_minutes,
+        "produces": list(job.produces), "allow_overlap": job.allow_overlap,
+        "trigger_source": job.trigger_source,
+        **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
+        "last_run_id": job.last_run_id, "last_run_status": job.last_run_status,
+        "last_error": job.last_error,
+    }
+
+
+def run_json(run: Run) -> dict:
+    return {
+        "id": run.id, "job_id": run.job_id, "kind": run.kind, "status": run.status,
+        "trigger_source": run.trigger_source, "attempt_number": run.attempt_number,
+        "max_attempts": run.max_attempts, "produces": list(run.produces),
+        "task_name": run.task_name, "idempotency_key": run.idempotency_key,
+        "stuck": run.stuck, "error": run.error, "records": dict(run.records),
+        "duration_s": run.duration_s,
+        **{name: isoformat(getattr(run, name)) for name in Run._TIMES},
+        "attempts": [{k: (isoformat(v) if isinstance(v, datetime) else v)
+                      for k, v in a.items()} for a in run.attempts],
+    }
+
+
+def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datetime) -> dict:
+    spec = catalog.datasets.get(key)
+    requirement = catalog.requirement_for(key)
+    fresh = evaluate(dataset, requirement, now)
+    d = dataset or Dataset(key=key)
+    return {
+        "key": key, "declared": spec is not None,
+        "title": spec.title if spec else "", "owner": spec.owner if spec else "",
+        "upstream": list(spec.upstream) if spec else [],
+        "consumers": [c.id for c in catalog.consumers
+                      if any(r.dataset == key for r in c.requires)],
+        "state": fresh.state, "reason": fresh.reason,
+        "age_s": None if fresh.age is None else int(fresh.age.total_seconds()),
+        "warn_after_s": int(requirement.warn_after.total_seconds()),
+        "error_after_s": int(requirement.error_after.total_seconds()),
+        "last_started_at": isoformat(d.last_started_at),
+        "last_success_at": isoformat(d.last_success_at),
+        "last_failure_at": isoformat(d.last_failure_at),
+        "last_error": d.last_error, "consecutive_failures": d.consecutive_failures,
+        "last_run_id": d.last_run_id, "last_record_count": d.last_record_count,
+    }
+
+
+def all_datasets(store: Store, now: datetime) -> list[dict]:
+    catalog = Catalog.from_doc(store.catalog_doc())
+    stored = {d.key: d for d in store.list_datasets()}
+    keys = list(catalog.datasets) + sorted(k for k in stored if k not in catalog.datasets)
+    return [dataset_json(k, stored.get(k), catalog, now) for k in keys]
+
+
+def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
+    """Counts, the worst dataset state, late jobs and the kill switches (api and CLI)."""
+    jobs = store.list_jobs()
+    datasets = all_datasets(store, now)
+    late = sorted(j.id for j in jobs if j.status == "active" and j.next_run_at is not None
+                  and (now - j.next_run_at).total_seconds() > settings.not_ticking_after_s)
+    return {
+        "now": isoformat(now),
+        "jobs": {s: sum(j.status == s for j in jobs) for s in JOB_STATUSES},
+        "datasets": {s: sum(d["state"] == s for d in datasets) for s in STATES},
+        "worst": worst(d["state"] for d in datasets),
+        "late_jobs": late,
+        "control": Control.from_doc(store.control()).to_doc(),
+    }
