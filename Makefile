@@ -29,10 +29,12 @@ $(NODE): infra/package.json infra/package-lock.json
 
 test: setup
 	$(BIN)/ruff check .
+	cd functions && ../$(BIN)/lint-imports ../pyproject.toml
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
+	cd functions && ../$(BIN)/lint-imports ../pyproject.toml
 
 demo: setup
 	$(BIN)/freshet demo

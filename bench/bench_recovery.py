@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/common.py, als
 # imported as bench.<module> (the tests do)
 import common  # noqa: E402  (import paths, emulators)
 
-from freshet.core.models import Run, new_job  # noqa: E402
+from freshet.core.models import Attempt, Run, new_job  # noqa: E402
 from freshet.core.settings import load_settings  # noqa: E402
 from freshet.gcp.store import Store  # noqa: E402
 from freshet.gcp.tasks import TaskQueue  # noqa: E402
@@ -61,8 +61,7 @@ def _runs():
                   scheduled_for=started, status="running", produces=[f"bench.ds{i % JOBS:04d}"],
                   created_at=started, enqueued_at=started, started_at=started,
                   heartbeat_at=started, lease_expires_at=started + timedelta(minutes=30),
-                  attempts=[{"number": 1, "started_at": started, "finished_at": None,
-                             "outcome": None, "error": None}])
+                  attempts=[Attempt(number=1, started_at=started)])
         yield run.id, run.to_doc()
 
 

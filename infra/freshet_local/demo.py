@@ -132,13 +132,14 @@ def _function_env(fs, tasks, config, ports, site_port: int) -> dict[str, str]:
 
 def _apply(config) -> None:
     from freshet.core.settings import load_settings
-    from freshet.gcp.store import Store
+    from freshet.gcp.store import Store, firestore_client
     from freshet.gcp.tasks import TaskQueue
     from freshet.ops.apply import apply, plan
     from freshet.ops.operations import pause_job
 
     now = datetime.now(UTC)
-    store, queue = Store(), TaskQueue(load_settings())
+    settings = load_settings()
+    store, queue = Store(firestore_client(settings.project)), TaskQueue(settings)
     todo = plan(config, store=store, task_queue=queue, now=now)
     _say(f"Applying {Path(config.path).relative_to(ROOT)}:")
     for line in todo.lines():

@@ -28,7 +28,7 @@ def start_and_abandon(store, settings, job_id="a", **kw):
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
     from freshet.core.control import Control
 
-    store.transact(lambda tx: runner._claim(tx, run_id, 1, T0, settings, Control()))
+    store.transact(lambda tx: runner._claim(tx, run_id, 1, Control(), T0, settings))
     return run_id, queue
 
 
@@ -39,7 +39,7 @@ def test_crash_mid_run_is_recovered_and_retried(db, crash_then_succeed):
     assert result.stuck_retried == [run_id]
     run = store.run(run_id)
     assert run.status == "queued" and run.attempt_number == 2 and run.stuck
-    assert run.attempts[0]["outcome"] == "stuck"
+    assert run.attempts[0].outcome == "stuck"
     assert queue.sent[-1].attempt == 2
     ds = store.get_dataset("ds.a")
     assert ds.last_failure_at == T0 + 31 * MIN and "stuck" in ds.last_error

@@ -101,7 +101,7 @@ def test_max_retries_n_gives_n_plus_one_attempts_then_fails_with_last_error(db, 
     assert calls.count == 3
     run = store.run(run_id)
     assert run.status == "failed" and run.attempt_number == 3
-    assert [a["error"] for a in run.attempts] == [
+    assert [a.error for a in run.attempts] == [
         f"ConnectionError: upstream down on attempt {n}" for n in (1, 2, 3)]
     assert store.job("a").last_error == "ConnectionError: upstream down on attempt 3"
     ds = store.get_dataset("ds.a")

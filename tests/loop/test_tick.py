@@ -3,8 +3,11 @@ from datetime import timedelta
 
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from freshet.core.control import Control
+from freshet.core.models import LastRun
 from freshet.gcp.store import Store
 from freshet.loop.tick import tick_once
+from freshet.status.model import JobHealth, job_health
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 
 
@@ -99,6 +102,17 @@ def test_kind_switched_off_is_skipped_and_advanced(db):
     assert result.skipped_disabled == ["k"] and result.created == []
     assert store.job("k").next_run_at == T0 + 5 * MIN
     assert runs_of(db, "k") == []
+
+
+def test_a_job_skipped_by_a_kill_switch_shows_as_skipped_not_running(db):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "k", next_run_at=T0)
+    store.set_control({"disabled_kinds": ["noop"]})
+    tick_once(store, RecordingQueue(settings), now=T0 + MIN, settings=settings)
+    store.set_control({"disabled_kinds": []})  # switched back on before its next slot
+    job = store.job("k")
+    assert job.last_run_status == LastRun.SKIPPED
+    assert job_health(job, Control()) == JobHealth.SKIPPED
 
 
 def test_failed_task_creation_leaves_the_run_queued_with_a_lease(db):

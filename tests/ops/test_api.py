@@ -14,11 +14,13 @@ import yaml
 from freshet.core.catalog import Catalog, DatasetSpec
 from freshet.core.control import Control
 from freshet.core.settings import Settings
+from freshet.gcp.certs import CertCache
 from freshet.gcp.store import Store
 from freshet.loop.datasets import record_success
 from freshet.ops import api as api_module
-from freshet.ops import web
-from freshet.ops.auth import CertCache
+from freshet.ops import entries, web
+from freshet.ops.deps import Deps, reset_process_deps
+from freshet.ops.web import serve
 from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
 
@@ -46,13 +48,13 @@ class Api:
         self.store = Store(db)
         self.queue = RecordingQueue(SETTINGS)
         self.now = T0
-        deps = api_module.Deps(store=self.store, task_queue=self.queue, settings=SETTINGS,
-                               certs=certs, clock=lambda: self.now)
+        deps = Deps(store=self.store, task_queue=self.queue, settings=SETTINGS,
+                    certs=certs, clock=lambda: self.now)
         app = flask.Flask("freshet-api-test")
-        app.add_url_rule("/", "api", lambda: api_module.handle(flask.request, deps),
+        app.add_url_rule("/", "api", lambda: serve(flask.request, entries.api, deps),
                          methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
         app.add_url_rule("/<path:path>", "api_path",
-                         lambda path: api_module.handle(flask.request, deps),
+                         lambda path: serve(flask.request, entries.api, deps),
                          methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
         self.app = app
         self.token = self.key.token(email=OPERATOR)
@@ -319,18 +321,10 @@ def entry_point(db, monkeypatch):
     """functions/main.py's `api`, served by functions-framework as in the cloud."""
     from functions_framework import create_app
 
-    from freshet.core import settings as settings_module
-    from freshet.gcp import store as store_module
-
-    def reset():
-        settings_module.settings.cache_clear()
-        store_module.reset_default_client()
-        api_module._deps = None
-
-    reset()
+    reset_process_deps()
     yield lambda: create_app(target="api", source=str(Path(api_module.__file__).parents[2]
                                                       / "main.py")).test_client()
-    reset()
+    reset_process_deps()
 
 
 def test_the_deployed_entry_point_refuses_a_caller_without_a_token(entry_point, monkeypatch):

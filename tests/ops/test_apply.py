@@ -13,7 +13,7 @@ from freshet.core.schedules import next_after
 from freshet.core.settings import load_settings
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
-from freshet.ops.apply import apply, current_queues, plan
+from freshet.ops.apply import apply, plan
 from freshet.ops.config import parse_config
 from freshet.ops.operations import pause_job
 from tests.ops.helpers import PIPELINE, T0
@@ -40,7 +40,7 @@ def test_first_plan_lists_everything_and_changes_nothing(env):
     assert todo.catalog_changes and [q.action for q in todo.queues] == ["create"]
     assert "  + job orders: create" in todo.lines()
     assert store.list_jobs() == [] and store.catalog_doc() == {}
-    assert queue_name not in current_queues(queue)
+    assert queue_name not in queue.queues()
 
 
 def test_apply_twice_then_the_second_plan_is_empty(env):
@@ -67,7 +67,7 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
     assert Catalog.from_doc(store.catalog_doc()).datasets["sales.revenue"].upstream == (
         "sales.orders", "finance.rates")
     assert Control.from_doc(store.control()).manual_actions_enabled is False
-    created = current_queues(queue)[queue_name]
+    created = queue.queues()[queue_name]
     assert created.rate_limits.max_dispatches_per_second == 50
     assert created.retry_config.min_backoff.seconds == 5
 

@@ -110,15 +110,15 @@ def _events(world: World):
     running = set()
     for run in world.runs.values():
         for key in run.produces:
-            starts[key] += [a["started_at"] for a in run.attempts if a.get("started_at")]
+            starts[key] += [a.started_at for a in run.attempts if a.started_at]
             if not run.terminal and run.attempts:
                 running.add(key)  # running, or retrying: a refresh is in progress
             if run.status == "succeeded":
                 successes[key].append((run.finished_at, run.id))
             if run.status == "failed":
                 failures[key].append(run.finished_at)
-            failures[key] += [a["finished_at"] for a in run.attempts
-                              if a.get("outcome") == "stuck" and a.get("finished_at")]
+            failures[key] += [a.finished_at for a in run.attempts
+                              if a.outcome == "stuck" and a.finished_at]
     return starts, successes, failures, running
 
 

@@ -3,7 +3,7 @@
 After a transient failure the run is `retrying` and keeps the failed attempt's number
 until the next attempt starts. Two deliveries then start that same attempt number a
 second time: a duplicate (or late) delivery of the failed attempt's task, and the
-retry itself when the overlap rule defers it (runner._claim re-dispatches it with
+retry itself when the overlap rule defers it (the claim re-dispatches it with
 `next_attempt=False`, so the new task carries the old number). Each time the sync
 runs again under an attempt number that has already run, `runs.started` replaces that
 attempt's entry in the history (its error is lost), and the extra run does not count
@@ -44,9 +44,9 @@ def test_a_retry_deferred_by_the_overlap_rule_keeps_its_attempt_number(
     store, queue, run_id, log = failed_once(db, settings, tmp_path)
     # Another run of the same job starts (and is still running) before the retry arrives.
     (other,) = tick_once(store, queue, now=T0 + MIN, settings=settings).created
-    store.transact(lambda tx: runner._claim(tx, other, 1, T0 + MIN, settings, Control()))
+    store.transact(lambda tx: runner._claim(tx, other, 1, Control(), T0 + MIN, settings))
     queue.sent.clear()
     deferred = handle_one(store, queue, run_id, 2, now=T0 + MIN, settings=settings)
     assert deferred.state == "deferred"
     assert [t.attempt for t in queue.sent] == [2]
-    assert store.run(run_id).attempts[0]["outcome"] == "retrying"
+    assert store.run(run_id).attempts[0].outcome == "retrying"

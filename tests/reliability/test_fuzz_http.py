@@ -14,12 +14,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from freshet.core import settings as settings_module
 from freshet.core.models import new_job
 from freshet.core.timeutil import utcnow
-from freshet.gcp import store as store_module
 from freshet.gcp.store import Store
-from freshet.ops import api as api_module
+from freshet.ops.deps import reset_process_deps
 from tests.reliability.harness import dump
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,9 +47,7 @@ def clients(db, tasks_emulator, monkeypatch, tmp_path):
     monkeypatch.setenv("FRESHET_QUEUE", "fuzz-no-such-queue")  # nothing is ever delivered
 
     def reset():
-        settings_module.settings.cache_clear()
-        store_module.reset_default_client()
-        api_module._deps = None
+        reset_process_deps()
 
     reset()
     store = Store(db)

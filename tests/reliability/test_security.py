@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from freshet.core import settings as settings_module
 from freshet.core.errors import PermanentError
 from freshet.core.settings import load_settings
-from freshet.gcp import store as store_module
 from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import Store
 from freshet.loop import registry
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
-from freshet.ops import api as api_module
+from freshet.ops.deps import reset_process_deps
 from freshet.status.publish import publish_once
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, CertServer, SigningKey
@@ -52,9 +50,7 @@ ENDPOINTS = [
 
 
 def reset():
-    settings_module.settings.cache_clear()
-    store_module.reset_default_client()
-    api_module._deps = None
+    reset_process_deps()
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_a_sync_that_raises_is_retried_until_it_succeeds(db, settings, tmp_path)
     settle(store, queue, settings, in_process(store, queue, settings), T0)
     run = store.run(run_id)
     assert (run.status, run.attempt_number) == ("succeeded", 3)
-    assert [a["outcome"] for a in run.attempts] == ["retrying", "retrying", "succeeded"]
+    assert [a.outcome for a in run.attempts] == ["retrying", "retrying", "succeeded"]
     check(db, slots={"raise": [T0]}, executions=syncs.executions(log))
 
 
@@ -107,7 +107,7 @@ def test_a_sync_that_kills_its_process_is_recovered_and_runs_again(
     settle(store, queue, settings, deliver, now)
     run = store.run(run_id)
     assert (run.status, run.attempt_number) == ("succeeded", 2)
-    assert run.attempts[0]["outcome"] == "stuck"
+    assert run.attempts[0].outcome == "stuck"
     assert syncs.executions(log) == [(run_id, 1), (run_id, 2)]
     check(db, slots={"exit": [now]}, executions=syncs.executions(log))
 
@@ -126,7 +126,7 @@ def test_a_sync_that_hangs_past_the_request_timeout_is_killed_recovered_and_retr
     settle(store, queue, settings, deliver, now + timedelta(seconds=5))
     run = store.run(run_id)
     assert (run.status, run.attempt_number, run.stuck) == ("succeeded", 2, True)
-    assert "stuck" in run.attempts[0]["error"]
+    assert "stuck" in run.attempts[0].error
     check(db, slots={"hangs": [now]}, executions=syncs.executions(log))
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from freshet.core.control import Control
-from freshet.core.models import Dataset
+from freshet.core.models import Attempt, AttemptOutcome, Dataset
 from freshet.status.model import day_history
 
 from .builders import (
@@ -187,7 +187,7 @@ def test_jobs_show_schedule_in_words_attempts_and_stuck_recoveries():
             next_run_at=NOW + H, last_run_at=NOW - H)
     runs = [run("r1", status="failed", attempt_number=2, max_attempts=4, error="boom"),
             run("r2", status="failed", stuck=True, ago=2 * H),
-            run("r3", ago=3 * H, attempts=[{"number": 1, "outcome": "stuck"}])]
+            run("r3", ago=3 * H, attempts=[Attempt(number=1, outcome=AttemptOutcome.STUCK)])]
     m = model(jobs=[j], runs=runs)
     js = m.job("meta_sync")
     assert js.health == "failed"
@@ -205,8 +205,12 @@ def test_jobs_show_schedule_in_words_attempts_and_stuck_recoveries():
     ({"status": "completed"}, Control(), "completed"),
     ({}, Control(disabled_kinds=frozenset({"noop"})), "disabled"),
     ({}, Control(), "never"),
-    ({"last_run_status": "running"}, Control(), "running"),
+    ({"running_run_id": "meta_sync__m20261128T1200Z"}, Control(), "running"),
     ({"last_run_status": "succeeded"}, Control(), "ok"),
+    ({"last_run_status": "failed"}, Control(), "failed"),
+    # The tick records a slot passed while the kind was switched off as skipped; the page
+    # used to show such a job as running until its next run.
+    ({"last_run_status": "skipped"}, Control(), "skipped"),
 ])
 def test_job_health(fields, control, health):
     assert model(jobs=[job(**fields)], control=control).job("meta_sync").health == health

@@ -5,12 +5,14 @@ import json
 import flask
 import pytest
 
-from freshet.core import settings as settings_module
 from freshet.core.models import Dataset
 from freshet.core.settings import Settings
 from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import Store
-from freshet.status.publish import RECENT_RUNS, publish_once, publish_status
+from freshet.ops import entries
+from freshet.ops.deps import reset_process_deps
+from freshet.ops.web import serve
+from freshet.status.publish import RECENT_RUNS, publish_once
 
 from .builders import MIN, NOW, SECRET, H
 from .seed import seed_pipeline
@@ -122,16 +124,16 @@ def test_unchanged_badges_are_not_rewritten_unless_asked(db, tmp_path):
 def local_env(monkeypatch, tmp_path):
     monkeypatch.setenv("FRESHET_AUTH", "local")
     monkeypatch.setenv("FRESHET_SITE_DIR", str(tmp_path / "public"))
-    settings_module.settings.cache_clear()
+    reset_process_deps()
     yield tmp_path / "public"
-    settings_module.settings.cache_clear()
+    reset_process_deps()
 
 
 def call(query: str = "", body: str | None = None):
     app = flask.Flask(__name__)
     with app.test_request_context(f"/publish_status{query}", method="POST", data=body,
                                   content_type="application/json" if body else None):
-        return publish_status(flask.request)
+        return serve(flask.request, entries.publish_status)
 
 
 def test_http_entry_publishes_and_answers_a_summary(db, local_env):
@@ -156,9 +158,9 @@ def test_http_entry_refuses_bad_options_naming_the_field(local_env, query, body,
 
 def test_http_entry_requires_authentication(monkeypatch):
     monkeypatch.setenv("FRESHET_AUTH", "oidc")
-    settings_module.settings.cache_clear()
+    reset_process_deps()
     try:
         assert call().status_code == 401
     finally:
-        settings_module.settings.cache_clear()
+        reset_process_deps()
 

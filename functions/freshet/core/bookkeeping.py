@@ -1,4 +1,4 @@
-"""Dataset freshness bookkeeping (the seed's DatasetFreshnessService).
+"""Dataset freshness bookkeeping: what each start, success and failure does to a dataset.
 
 `apply_*` are pure: a dataset document and an event in, the new document out. They
 enforce the invariants, whatever order events arrive in:
@@ -16,9 +16,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from freshet.core.models import Dataset
+from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 HISTORY_DAYS = 90
-MAX_ERROR_CHARS = 2000
 
 
 def _newer(candidate: datetime, current: datetime | None) -> bool:
@@ -79,7 +79,7 @@ def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str) -> Da
         last_failure_at=at if newest else dataset.last_failure_at,
         last_failure_run_id=run_id if newest else dataset.last_failure_run_id,
         last_run_id=run_id if newest else dataset.last_run_id,
-        last_error=(error or "failed")[:MAX_ERROR_CHARS] if newest else dataset.last_error,
+        last_error=shorten(error or "failed", MAX_ERROR_CHARS) if newest else dataset.last_error,
         consecutive_failures=dataset.consecutive_failures + 1,
         daily=daily,
         updated_at=at,

@@ -1,4 +1,5 @@
-"""Kill switches (the seed's feature gating), stored in settings/control.
+"""Kill switches: turn a job kind, every job, or the manual actions off without a deploy.
+Stored in settings/control.
 
     {"disabled_kinds": ["http_fetch"], "manual_actions_enabled": false,
      "paused_all": false, "reason": "upstream API outage", "updated_by": "..."}

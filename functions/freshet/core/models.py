@@ -7,16 +7,63 @@ timestamps and always come back as UTC-aware datetimes.
 import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
 from freshet.core.timeutil import to_utc
 
-JOB_STATUSES = ("active", "paused", "archived", "completed")
-TRIGGER_SOURCES = ("schedule", "manual", "api", "retry", "recovery")
-RUN_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
-TERMINAL_RUN_STATUSES = ("succeeded", "failed")
+
+class JobStatus(StrEnum):
+    """A finished one-time job becomes completed, then archived after a retention period."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
+    COMPLETED = "completed"
+
+
+class RunStatus(StrEnum):
+    """queued -> running -> succeeded | failed, with retrying between attempts."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+class LastRun(StrEnum):
+    """A job's `last_run_status`: how its latest slot ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the slot passed while a kill switch had the job's kind off
+
+
+class AttemptOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RETRYING = "retrying"  # failed, and another attempt follows
+    STUCK = "stuck"  # recovery took it over: no heartbeat before its lease ran out
+
+
+class TriggerSource(StrEnum):
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    API = "api"
+    RETRY = "retry"
+    RECOVERY = "recovery"
+
+
+JOB_STATUSES = tuple(JobStatus)
+TRIGGER_SOURCES = tuple(TriggerSource)
+RUN_STATUSES = tuple(RunStatus)
 DEFAULT_MAX_RETRIES = 3
 MAX_MAX_RETRIES = 50
 
@@ -61,8 +108,8 @@ class Job:
     schedule: Schedule
     params: dict = field(default_factory=dict)
     secret_params: list[str] = field(default_factory=list)
-    status: str = "active"
-    trigger_source: str = "schedule"
+    status: JobStatus = JobStatus.ACTIVE
+    trigger_source: TriggerSource = TriggerSource.SCHEDULE
     max_retries: int = DEFAULT_MAX_RETRIES
     stuck_threshold_minutes: int | None = None
     produces: list[str] = field(default_factory=list)
@@ -71,7 +118,7 @@ class Job:
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
     last_run_id: str | None = None
-    last_run_status: str | None = None
+    last_run_status: LastRun | None = None
     last_error: str | None = None
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
@@ -100,6 +147,10 @@ class Job:
         if isinstance(sched.get("run_at"), datetime):
             sched["run_at"] = to_utc(sched["run_at"])
         data["schedule"] = Schedule.from_dict(sched)
+        data["status"] = JobStatus(data.get("status", JobStatus.ACTIVE))
+        data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))
+        if data.get("last_run_status") is not None:
+            data["last_run_status"] = LastRun(data["last_run_status"])
         return cls(**data)
 
 
@@ -156,6 +207,7 @@ def new_job(
         raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}")
     if trigger_source not in TRIGGER_SOURCES:
         raise ValidationError("trigger_source", f"must be one of {', '.join(TRIGGER_SOURCES)}")
+    status, trigger_source = JobStatus(status), TriggerSource(trigger_source)
     return Job(
         id=check_id(id, "id"), kind=kind, schedule=schedule, params=params,
         secret_params=secret_params, max_retries=max_retries,
@@ -173,15 +225,22 @@ def _string_list(value: object, field_name: str) -> list[str]:
     return list(value)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Attempt:
-    """One attempt of a run, kept in the run's history."""
+    """One attempt of a run, kept in the run's history (`Run.attempts`)."""
 
     number: int
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    outcome: str | None = None  # succeeded | failed | retrying | stuck
+    outcome: AttemptOutcome | None = None  # None while it runs
     error: str | None = None
+
+    @classmethod
+    def from_doc(cls, data: dict) -> "Attempt":
+        data = _datetimes_to_utc(_known(cls, dict(data)), ("started_at", "finished_at"))
+        if data.get("outcome") is not None:
+            data["outcome"] = AttemptOutcome(data["outcome"])
+        return cls(**data)
 
 
 @dataclass
@@ -190,8 +249,8 @@ class Run:
     job_id: str
     kind: str
     scheduled_for: datetime
-    trigger_source: str = "schedule"
-    status: str = "queued"
+    trigger_source: TriggerSource = TriggerSource.SCHEDULE
+    status: RunStatus = RunStatus.QUEUED
     attempt_number: int = 1
     max_attempts: int = DEFAULT_MAX_RETRIES + 1
     produces: list[str] = field(default_factory=list)
@@ -207,14 +266,14 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     records: dict[str, int] = field(default_factory=dict)
-    attempts: list[dict] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
 
     _TIMES = ("scheduled_for", "created_at", "enqueued_at", "started_at", "heartbeat_at",
               "lease_expires_at", "finished_at")
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL_RUN_STATUSES
+        return self.status.terminal
 
     @property
     def duration_s(self) -> float | None:
@@ -228,10 +287,9 @@ class Run:
     @classmethod
     def from_doc(cls, data: dict) -> "Run":
         data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
-        data["attempts"] = [
-            _datetimes_to_utc(dict(a), ("started_at", "finished_at"))
-            for a in data.get("attempts") or []
-        ]
+        data["attempts"] = [Attempt.from_doc(a) for a in data.get("attempts") or []]
+        data["status"] = RunStatus(data.get("status", RunStatus.QUEUED))
+        data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))
         return cls(**data)
 
 

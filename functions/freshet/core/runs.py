@@ -11,13 +11,22 @@ retry arrived). Recovery queries that one field; a finished run has none.
 import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from freshet.core.errors import ValidationError
-from freshet.core.models import Job, Run
+from freshet.core.models import Attempt, AttemptOutcome, Job, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
+from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 MAX_KEY_CHARS = 200
-MAX_ATTEMPT_ERROR = 2000
+
+
+class SlotClaim(StrEnum):
+    """How the tick's compare-and-set of a job's slot went."""
+
+    CLAIMED = "claimed"  # the job advanced and the slot's run was created, atomically
+    LOST = "lost"  # the job changed since it was read: another writer came first
+    EXISTS = "exists"  # the slot's run was there already (next_run_at moved back by hand)
 
 
 def task_id(run_id: str, attempt: int, dispatch: int = 0) -> str:
@@ -49,62 +58,65 @@ def stuck_threshold(job: Job | None, settings: Settings) -> timedelta:
     return timedelta(minutes=minutes or settings.default_stuck_minutes)
 
 
-def new_run(job: Job, run_id: str, slot: datetime, *, source: str, now: datetime,
+def queued_grace(settings: Settings) -> timedelta:
+    """A task should arrive within this (the queue's max backoff included); past it,
+    recovery sends the attempt itself."""
+    return timedelta(seconds=settings.queued_grace_s)
+
+
+def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now: datetime,
             settings: Settings, idempotency_key: str | None = None) -> Run:
     return Run(
-        id=run_id, job_id=job.id, kind=job.kind, scheduled_for=slot, trigger_source=source,
-        status="queued", attempt_number=1, max_attempts=job.max_attempts,
-        produces=list(job.produces), idempotency_key=idempotency_key, created_at=now,
-        task_name=task_id(run_id, 1),
-        enqueued_at=now,
-        lease_expires_at=max(slot, now) + timedelta(seconds=settings.queued_grace_s),
+        id=run_id, job_id=job.id, kind=job.kind, scheduled_for=slot,
+        trigger_source=TriggerSource(source), status=RunStatus.QUEUED, attempt_number=1,
+        max_attempts=job.max_attempts, produces=list(job.produces),
+        idempotency_key=idempotency_key, created_at=now, task_name=task_id(run_id, 1),
+        enqueued_at=now, lease_expires_at=max(slot, now) + queued_grace(settings),
     )
 
 
 def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
-    history = [a for a in run.attempts if a.get("number") != attempt]
-    history.append({"number": attempt, "started_at": now, "finished_at": None,
-                    "outcome": None, "error": None})
-    return replace(run, status="running", attempt_number=attempt, started_at=now,
+    history = [a for a in run.attempts if a.number != attempt]
+    history.append(Attempt(number=attempt, started_at=now))
+    return replace(run, status=RunStatus.RUNNING, attempt_number=attempt, started_at=now,
                    heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
                    attempts=history)
 
 
-def _close_attempt(run: Run, now: datetime, outcome: str, error: str | None) -> list[dict]:
-    history = [dict(a) for a in run.attempts]
-    for entry in history:
-        if entry.get("number") == run.attempt_number and entry.get("outcome") is None:
-            entry.update(finished_at=now, outcome=outcome,
-                         error=None if error is None else error[:MAX_ATTEMPT_ERROR])
-    return history
+def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,
+                   error: str | None) -> list[Attempt]:
+    return [replace(a, finished_at=now, outcome=outcome, error=shorten(error, MAX_ERROR_CHARS))
+            if a.number == run.attempt_number and a.outcome is None else a
+            for a in run.attempts]
 
 
 def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
-    history = _close_attempt(run, now, "succeeded", None)
-    return replace(run, status="succeeded", finished_at=now, lease_expires_at=None,
+    history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
+    return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
                    error=None, records=records, attempts=history)
 
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:
-    outcome = "stuck" if stuck else "failed"
-    return replace(run, status="failed", finished_at=now, lease_expires_at=None,
-                   error=error[:MAX_ATTEMPT_ERROR], stuck=run.stuck or stuck,
+    outcome = AttemptOutcome.STUCK if stuck else AttemptOutcome.FAILED
+    return replace(run, status=RunStatus.FAILED, finished_at=now, lease_expires_at=None,
+                   error=shorten(error, MAX_ERROR_CHARS), stuck=run.stuck or stuck,
                    attempts=_close_attempt(run, now, outcome, error))
 
 
 def retrying(run: Run, now: datetime, error: str, wait: timedelta, *,
              stuck: bool = False) -> Run:
     """A transient failure with attempts left: the next attempt must arrive within `wait`."""
-    outcome = "stuck" if stuck else "retrying"
-    return replace(run, status="retrying", lease_expires_at=now + wait,
-                   error=error[:MAX_ATTEMPT_ERROR], stuck=run.stuck or stuck,
+    outcome = AttemptOutcome.STUCK if stuck else AttemptOutcome.RETRYING
+    return replace(run, status=RunStatus.RETRYING, lease_expires_at=now + wait,
+                   error=shorten(error, MAX_ERROR_CHARS), stuck=run.stuck or stuck,
                    attempts=_close_attempt(run, now, outcome, error))
 
 
 def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool) -> Run:
-    """Recovery sends a new task: for the same attempt (it never arrived) or the next one."""
+    """A new task: for the same attempt (it never arrived, or it waits for an overlapping
+    run) or the next one."""
     attempt = run.attempt_number + (1 if next_attempt else 0)
-    return replace(run, status="queued", enqueued_at=now, lease_expires_at=now + wait,
+    return replace(run, status=RunStatus.QUEUED, enqueued_at=now, lease_expires_at=now + wait,
                    attempt_number=attempt, dispatches=run.dispatches + 1,
                    task_name=task_id(run.id, attempt, run.dispatches + 1))
 

@@ -1,10 +1,10 @@
-"""Configuration, read once per process into a frozen object that fails loudly.
+"""Configuration, read once per process (freshet.ops.deps) into a frozen object that
+fails loudly.
 
 Every knob comes from an environment variable (Cloud Functions sets them at deploy;
 the local demo and tests set them for their processes).
 """
 
-import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,8 +103,3 @@ def _convert(name: str, var: str, raw: str, default):
         return value
     return raw
 
-
-@functools.cache
-def settings() -> Settings:
-    """The process's settings, read on first use."""
-    return load_settings()

@@ -19,3 +19,15 @@ def printable(text: str) -> str:
 def one_line(text: str) -> str:
     """printable, and every tab or line break a space: for a table cell."""
     return _LINE_BREAKS.sub(" ", printable(text))
+
+
+# What Freshet keeps of an error text (runs, attempts, jobs, datasets): enough to act
+# on, and a bound on every document that stores one.
+MAX_ERROR_CHARS = 2000
+
+
+def shorten(text: str | None, limit: int) -> str | None:
+    """At most `limit` characters, '…' marking a cut (None stays None)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"

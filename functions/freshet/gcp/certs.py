@@ -8,6 +8,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Mapping
 
 import google.auth.exceptions
 import google.auth.transport.requests
@@ -52,16 +53,8 @@ class CertCache:
         return json.loads(response.data), ttl
 
 
-_caches: dict[str, CertCache] = {}
-_caches_lock = threading.Lock()
-
-
-def cert_cache(url: str | None = None) -> CertCache:
-    """One cache per certificates URL per process."""
-    url = url or os.environ.get(CERTS_URL_ENV) or GOOGLE_CERTS_URL
-    with _caches_lock:
-        if url not in _caches:
-            _caches[url] = CertCache(url)
-        return _caches[url]
+def certs_url(env: Mapping[str, str] = os.environ) -> str:
+    """Google's certificates, unless the environment names a stand-in."""
+    return env.get(CERTS_URL_ENV) or GOOGLE_CERTS_URL
 
 

@@ -6,9 +6,7 @@ it on contention, so `fn` must have no side effect beyond the `tx` calls it make
 Reads and commits are counted so benchmarks can report what an operation costs.
 """
 
-import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,7 +18,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.errors import Conflict, NotFound
+from freshet.core.lifecycle import Decision
 from freshet.core.models import Dataset, Job, Run
+from freshet.core.runs import SlotClaim
 
 T = TypeVar("T")
 
@@ -30,25 +30,10 @@ CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 
-_client_lock = threading.Lock()
-_client: firestore.Client | None = None
-
-
-def default_client() -> firestore.Client:
-    """One client per process, created on first use (cold starts stay cheap)."""
-    global _client
-    with _client_lock:
-        if _client is None:
-            project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
-            _client = firestore.Client(project=project)
-        return _client
-
-
-def reset_default_client() -> None:
-    """For tests that point the process at another emulator."""
-    global _client
-    with _client_lock:
-        _client = None
+def firestore_client(project: str | None) -> firestore.Client:
+    """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
+    connects on first use, so creating one at a cold start costs nothing."""
+    return firestore.Client(project=project)
 
 
 @dataclass
@@ -99,10 +84,23 @@ class Tx:
     def set_dataset(self, dataset: Dataset) -> None:
         self._t.set(self._store._ref(DATASETS, dataset.key), dataset.to_doc())
 
+    def write(self, decision: Decision, job_id: str) -> None:
+        """Carry out a lifecycle decision: read the datasets it changes (reads come
+        first in a transaction), then write the run, the job's fields and the datasets."""
+        change, run = decision.datasets, decision.run
+        keys = run.produces if change is not None and run is not None else []
+        datasets = [self.get_dataset(k) or Dataset(key=k) for k in keys]
+        if run is not None:
+            self.set_run(run)
+        if decision.job_fields:
+            self.update_job(job_id, decision.job_fields)
+        for dataset in datasets:
+            self.set_dataset(change.apply(dataset))
+
 
 class Store:
-    def __init__(self, db: firestore.Client | None = None):
-        self.db = db or default_client()
+    def __init__(self, db: firestore.Client):
+        self.db = db
         self.stats = Stats()
 
     def _ref(self, collection: str, doc_id: str):
@@ -202,12 +200,11 @@ class Store:
         return found
 
     def claim_slot(self, job_id: str, version: datetime, job_fields: dict[str, Any],
-                   run: Run | None) -> str:
+                   run: Run | None) -> SlotClaim:
         """Compare-and-set a job (unchanged since `version`) and create its run, atomically.
 
         One batched commit, no transaction: the update's precondition is the compare,
-        the run's create() is the dedup. Returns 'claimed', 'lost' (the job changed:
-        another tick won) or 'exists' (the run was there already).
+        the run's create() is the dedup.
         """
         batch = self.db.batch()
         batch.update(self._ref(JOBS, job_id), job_fields,
@@ -218,10 +215,10 @@ class Store:
         try:
             batch.commit()
         except (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound):
-            return "lost"
+            return SlotClaim.LOST
         except (gexc.AlreadyExists, gexc.Conflict):
-            return "exists"
-        return "claimed"
+            return SlotClaim.EXISTS
+        return SlotClaim.CLAIMED
 
     def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
         query = self.db.collection(RUNS)

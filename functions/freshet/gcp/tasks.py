@@ -100,26 +100,33 @@ class TaskQueue:
             ),
         )
 
-    def get_queue(self, name: str) -> tasks_v2.Queue | None:
-        # Listing, not get_queue: gcloud-tasks-emulator answers a get of a missing
-        # queue with UNKNOWN instead of NOT_FOUND.
-        wanted = self.queue_path(name)
-        for queue in self.client.list_queues(parent=self.location_path()):
-            if queue.name == wanted:
-                return queue
-        return None
+    def queues(self) -> dict[str, tasks_v2.Queue]:
+        """The location's queues by short name. Listing rather than get_queue:
+        gcloud-tasks-emulator answers UNKNOWN, not NOT_FOUND, for a queue it lacks."""
+        found = self.client.list_queues(parent=self.location_path())
+        return {q.name.rsplit("/", 1)[-1]: q for q in found}
+
+    def queue_changes(self, spec: QueueSpec, current: tasks_v2.Queue) -> list[str]:
+        """The configured parts of `current` that differ from `spec`."""
+        wanted = self.build_queue(spec)
+        return [name for name in ("rate_limits", "retry_config")
+                if getattr(current, name) != getattr(wanted, name)]
+
+    def create_queue(self, spec: QueueSpec) -> None:
+        self.client.create_queue(parent=self.location_path(), queue=self.build_queue(spec))
+
+    def update_queue(self, spec: QueueSpec) -> None:
+        self.client.update_queue(queue=self.build_queue(spec))
 
     def create_or_update_queue(self, spec: QueueSpec) -> str:
         """Returns 'created', 'updated' or 'unchanged'."""
-        wanted = self.build_queue(spec)
-        current = self.get_queue(spec.name)
+        current = self.queues().get(spec.name)
         if current is None:
-            self.client.create_queue(parent=self.location_path(), queue=wanted)
+            self.create_queue(spec)
             return "created"
-        if (current.rate_limits == wanted.rate_limits
-                and current.retry_config == wanted.retry_config):
+        if not self.queue_changes(spec, current):
             return "unchanged"
-        self.client.update_queue(queue=wanted)
+        self.update_queue(spec)
         return "updated"
 
 

@@ -1,4 +1,4 @@
-"""Run a job now (the seed's queue_one_time_job, with the dedup its review asked for).
+"""Run a job now, once however often it is asked.
 
 A repeated request with the same idempotency key, or for the same job within the
 same minute when no key is given, returns the run the first request created. The
@@ -11,7 +11,7 @@ from datetime import datetime
 
 from freshet.core.control import Control
 from freshet.core.errors import Conflict, Disabled, NotFound
-from freshet.core.models import Run
+from freshet.core.models import JobStatus, Run
 from freshet.core.runs import manual_run_id, new_run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
@@ -35,7 +35,7 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
     job = store.get_job(job_id)
     if job is None:
         raise NotFound("job", job_id)
-    if job.status == "archived":
+    if job.status == JobStatus.ARCHIVED:
         raise Conflict(f"job {job_id!r} is archived; restore it before running it")
     if not control.kind_enabled(job.kind):
         raise Disabled(f"kind {job.kind!r} is switched off by a kill switch")

@@ -12,13 +12,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import assert_never
 
-from freshet.core import bookkeeping, runs
-from freshet.core.models import Dataset, Run
+from freshet.core.lifecycle import Decision, RecoveryVerdict, decide_recovery
+from freshet.core.models import RunStatus
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
-from freshet.loop.run import fail_run
+from freshet.loop.run import send
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,6 @@ class SweepResult:
         }
 
 
-@dataclass
-class _Verdict:
-    kind: str  # stuck_retried | stuck_failed | redispatched
-    run: Run
-
-
 def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settings,
                budget_s: float | None = None, limit: int = 500) -> SweepResult:
     started = time.monotonic()
@@ -59,9 +54,8 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        verdict = store.transact(lambda tx, run_id=run.id: _recover(tx, run_id, now, settings))
-        if verdict is not None:
-            _act(queue, verdict, result)
+        decision = store.transact(lambda tx, r=run: _recover(tx, r.id, r.job_id, now, settings))
+        _act(queue, run.id, decision, result)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
     if result.not_ticking:
@@ -71,44 +65,29 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     return result
 
 
-def _act(queue: TaskQueue, verdict: _Verdict, result: SweepResult) -> None:
-    run = verdict.run
-    getattr(result, verdict.kind).append(run.id)
-    if verdict.kind == "stuck_failed":
-        return
-    try:
-        queue.enqueue(run.id, run.attempt_number, dispatch=run.dispatches)
-    except Exception:  # the lease was renewed: the next sweep tries again
-        log.exception("enqueue failed for run %s", run.id)
-        result.enqueue_failed.append(run.id)
+def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
+         result: SweepResult) -> None:
+    match decision.verdict:
+        case RecoveryVerdict.SETTLED:
+            return
+        case RecoveryVerdict.REDISPATCHED:
+            result.redispatched.append(run_id)
+        case RecoveryVerdict.STUCK_RETRIED:
+            result.stuck_retried.append(run_id)
+        case RecoveryVerdict.STUCK_FAILED:
+            result.stuck_failed.append(run_id)
+        case _:
+            assert_never(decision.verdict)
+    # A failed enqueue leaves the lease renewed: the next sweep tries again.
+    if not send(queue, run_id, decision.send, "recovered run"):
+        result.enqueue_failed.append(run_id)
 
 
-def _recover(tx: Tx, run_id: str, now: datetime, settings: Settings) -> _Verdict | None:
+def _recover(tx: Tx, run_id: str, job_id: str, now: datetime,
+             settings: Settings) -> Decision[RecoveryVerdict]:
     run = tx.get_run(run_id)
-    if run is None or run.terminal or run.lease_expires_at is None or run.lease_expires_at > now:
-        return None  # handled meanwhile
-    grace = timedelta(seconds=settings.queued_grace_s)
-    if run.status in ("queued", "retrying"):
-        again = runs.redispatched(run, now, grace, next_attempt=run.status == "retrying")
-        tx.set_run(again)
-        return _Verdict("redispatched", again)
-    job = tx.get_job(run.job_id)
-    datasets = [tx.get_dataset(k) or Dataset(key=k) for k in run.produces]
-    threshold = runs.stuck_threshold(job, settings)
-    error = (f"stuck: no heartbeat for {int(threshold.total_seconds() // 60)} min "
-             f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); attempt "
-             f"{run.attempt_number} of {run.max_attempts} abandoned")
-    if not runs.attempts_left(run):
-        fail_run(tx, run, job, datasets, error, now, stuck=True)
-        return _Verdict("stuck_failed", run)
-    for dataset in datasets:
-        tx.set_dataset(bookkeeping.apply_failure(dataset, run.id, now, error))
-    if job is not None:
-        fields = {"last_error": error, "updated_at": now}
-        if job.running_run_id == run.id:
-            fields["running_run_id"] = None
-        tx.update_job(job.id, fields)
-    again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
-                              next_attempt=True)
-    tx.set_run(again)
-    return _Verdict("stuck_retried", again)
+    # The job is needed for a running run only (its stuck threshold, its hold).
+    job = tx.get_job(job_id) if run is not None and run.status == RunStatus.RUNNING else None
+    decision = decide_recovery(run, job, now, settings)
+    tx.write(decision, job_id)
+    return decision

@@ -11,10 +11,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import assert_never
 
 from freshet.core.control import Control
-from freshet.core.models import Job
-from freshet.core.runs import new_run, scheduled_run_id
+from freshet.core.models import Job, JobStatus, LastRun, TriggerSource
+from freshet.core.runs import SlotClaim, new_run, scheduled_run_id
 from freshet.core.schedules import latest_due, next_after
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
@@ -65,13 +66,17 @@ def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settin
 def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
               settings: Settings, control: Control, result: TickResult) -> None:
     for _ in range(CLAIM_TRIES):
-        outcome = _claim_job(store, queue, job, version, now, settings, control, result)
-        if outcome != "lost":
-            return
+        match _claim_job(store, queue, job, version, now, settings, control, result):
+            case SlotClaim.CLAIMED | SlotClaim.EXISTS:
+                return
+            case SlotClaim.LOST:
+                pass
+            case other:
+                assert_never(other)
         # The job changed since the query: another tick (next_run_at moved: it won),
         # or run_task recording a run (next_run_at unchanged: claim again).
         fresh = store.get_job_versioned(job.id)
-        if fresh is None or fresh[0].status != "active" or \
+        if fresh is None or fresh[0].status != JobStatus.ACTIVE or \
                 fresh[0].next_run_at != job.next_run_at:
             break
         job, version = fresh
@@ -79,26 +84,25 @@ def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: 
 
 
 def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
-               settings: Settings, control: Control, result: TickResult) -> str:
+               settings: Settings, control: Control, result: TickResult) -> SlotClaim:
     if not control.kind_enabled(job.kind):
         # Advance past the slot without a run, or a switched-off kind would fill
         # every tick's batch; when switched back on, the job runs at its next slot.
         fields = {"next_run_at": next_after(job.schedule, now), "updated_at": now,
-                  "last_run_status": "skipped"}
+                  "last_run_status": LastRun.SKIPPED}
         outcome = store.claim_slot(job.id, version, fields, None)
-        if outcome == "claimed":
+        if outcome == SlotClaim.CLAIMED:
             result.skipped_disabled.append(job.id)
         return outcome
     slot = latest_due(job.schedule, job.next_run_at, now)
-    run = new_run(job, scheduled_run_id(job.id, slot), slot, source="schedule", now=now,
-                  settings=settings)
+    run = new_run(job, scheduled_run_id(job.id, slot), slot, source=TriggerSource.SCHEDULE,
+                  now=now, settings=settings)
     fields = {"next_run_at": next_after(job.schedule, max(slot, now)), "updated_at": now}
     outcome = store.claim_slot(job.id, version, fields, run)
-    if outcome == "exists":
-        # The slot has its run already (next_run_at was moved back by hand): advance only.
+    if outcome == SlotClaim.EXISTS:  # advance only
         store.claim_slot(job.id, version, fields, None)
-        return "exists"
-    if outcome != "claimed":
+        return outcome
+    if outcome == SlotClaim.LOST:
         return outcome
     result.created.append(run.id)
     try:
@@ -111,8 +115,9 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,
                        result: TickResult) -> None:
-    """The seed's auto-archive: finished one-time jobs leave the active lists."""
+    """Finished one-time jobs leave the active lists once their retention period ends."""
     cutoff = now - timedelta(days=settings.completed_retention_days)
     for job in store.completed_jobs_before(cutoff):
-        store.update_job(job.id, {"status": "archived", "archived_at": now, "updated_at": now})
+        store.update_job(job.id, {"status": JobStatus.ARCHIVED, "archived_at": now,
+                                  "updated_at": now})
         result.archived.append(job.id)

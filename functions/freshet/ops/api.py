@@ -10,31 +10,21 @@ whose message names the field; a rejected request changes nothing; no traceback
 ever leaves the process (a bug answers 500 and the log has the details).
 """
 
-import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, replace
 
-import flask
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+from werkzeug.routing import Map, Rule
 
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import NotFound, ValidationError
-from freshet.core.models import (
-    JOB_STATUSES,
-    check_dataset_key,
-    check_id,
-    new_job,
-)
-from freshet.core.settings import Settings
-from freshet.core.settings import settings as process_settings
-from freshet.core.timeutil import isoformat, utcnow
-from freshet.gcp.store import Store
-from freshet.gcp.tasks import TaskQueue
+from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
+from freshet.core.timeutil import isoformat
 from freshet.loop.registry import known_kinds
 from freshet.ops import operations
-from freshet.ops.auth import CertCache, authenticate
 from freshet.ops.config import JOB_KEYS
 from freshet.ops.views import (
     all_datasets,
@@ -43,96 +33,36 @@ from freshet.ops.views import (
     run_json,
     status_summary,
 )
-from freshet.ops.web import HttpError, error_for, json_body, json_response
-
-log = logging.getLogger(__name__)
+from freshet.ops.web import Answer, Call, HttpError, json_body
 
 MAX_LIMIT = 500
 
 
-@dataclass
-class Deps:
-    """What a request needs; the process builds one, tests build their own."""
-
-    store: Store
-    task_queue: TaskQueue
-    settings: Settings
-    certs: CertCache | None = None
-    clock: Callable[[], datetime] = field(default=utcnow)
-
-
-_deps: Deps | None = None
-
-
-def default_deps() -> Deps:
-    global _deps
-    if _deps is None:
-        cfg = process_settings()
-        _deps = Deps(store=Store(), task_queue=TaskQueue(cfg), settings=cfg)
-    return _deps
-
-
-def api(request: flask.Request) -> flask.Response:
-    """The Cloud Functions entry point (functions/main.py calls this)."""
-    return handle(request, default_deps())
-
-
-# -- routing -----------------------------------------------------------------------------
+# -- routing ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Route:
     method: str
     pattern: str  # OpenAPI style: /jobs/{job_id}
-    handler: Callable
-
-    @property
-    def regex(self) -> re.Pattern:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "$")
+    handler: Callable[[Call], Answer]
 
 
-@dataclass
-class Call:
-    request: flask.Request
-    deps: Deps
-    now: datetime
-    caller: str
-    params: dict[str, str]
-
-    @property
-    def store(self) -> Store:
-        return self.deps.store
-
-
-def handle(request: flask.Request, deps: Deps) -> flask.Response:
-    try:
-        route, params = _match(request)
-        caller = authenticate(request, deps.settings, certs=deps.certs)
-        status, body = route.handler(Call(request, deps, deps.clock(), caller, params))
-        return json_response(status, body)
-    except Exception as exc:
-        return error_for(exc, f"api {request.method} {request.path}")
-
-
-def _path(request: flask.Request) -> str:
-    path = request.path.rstrip("/") or "/"
+def route(call: Call) -> Answer:
+    """The API's step (after authentication): match the route, call its handler."""
+    path = call.request.path.rstrip("/") or "/"
     # Reached as https://REGION-PROJECT.cloudfunctions.net/api/jobs the path may keep /api.
     if path == "/api" or path.startswith("/api/"):
         path = path[4:] or "/"
-    return path
-
-
-def _match(request: flask.Request) -> tuple[Route, dict[str, str]]:
-    path, allowed = _path(request), []
-    for route in ROUTES:
-        found = route.regex.match(path)
-        if found:
-            if route.method == request.method:
-                return route, found.groupdict()
-            allowed.append(route.method)
-    if allowed:
-        raise HttpError(405, "method", f"method {request.method} is not allowed on {path} "
-                        f"(allowed: {', '.join(allowed)})", {"Allow": ", ".join(allowed)})
-    raise HttpError(404, "path", f"no such route: {path}")
+    try:
+        handler, params = _ROUTING.match(path, call.request.method)
+    except MethodNotAllowed as exc:
+        allowed = [m for m in exc.valid_methods or () if m in _METHODS]
+        raise HttpError(405, "method", f"method {call.request.method} is not allowed on "
+                        f"{path} (allowed: {', '.join(allowed)})",
+                        {"Allow": ", ".join(allowed)}) from None
+    except NoRoute:
+        raise HttpError(404, "path", f"no such route: {path}") from None
+    return handler(replace(call, params=params))
 
 
 # -- input -----------------------------------------------------------------------------
@@ -262,7 +192,7 @@ def put_control(call: Call):
     return 200, {"control": control.to_doc()}
 
 
-ROUTES = (
+ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("GET", "/jobs", list_jobs),
     Route("POST", "/jobs", create_job),
     Route("GET", "/jobs/{job_id}", get_job),
@@ -278,3 +208,7 @@ ROUTES = (
     Route("GET", "/control", get_control),
     Route("PUT", "/control", put_control),
 )
+_METHODS = {r.method for r in ROUTES}
+_ROUTING = Map([Rule(re.sub(r"\{(\w+)\}", r"<\1>", r.pattern), methods=[r.method],
+                     endpoint=r.handler) for r in ROUTES],
+               strict_slashes=False).bind("api")

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from google.cloud import tasks_v2
-
 from freshet.core.control import Control
-from freshet.core.models import Job
+from freshet.core.models import Job, JobStatus
+from freshet.core.text import shorten
 from freshet.core.timeutil import isoformat
 from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
 from freshet.gcp.store import Store
@@ -97,8 +96,7 @@ def _leaf(name: str) -> str:
 
 
 def _short(value: object, limit: int = 60) -> str:
-    text = isoformat(value) if isinstance(value, datetime) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(isoformat(value) if isinstance(value, datetime) else repr(value), limit)
 
 
 def control_jobs(config: PipelineConfig, *, base_url: str | None = None,
@@ -132,7 +130,7 @@ def plan_jobs(declared: tuple[Job, ...], current: dict[str, Job],
     names = {j.id for j in declared}
     for job_id in sorted(previously_applied - names):
         existing = current.get(job_id)
-        if existing is not None and existing.status != "archived":
+        if existing is not None and existing.status != JobStatus.ARCHIVED:
             changes.append(JobChange(job_id, "archive", {"status": (existing.status,
                                                                     "archived")}))
     return changes
@@ -161,21 +159,11 @@ def plan_control(declared: Control | None, stored: dict) -> dict[str, tuple]:
     return {k: (current.get(k), v) for k, v in wanted.items() if current.get(k) != v}
 
 
-def current_queues(task_queue: TaskQueue) -> dict[str, tasks_v2.Queue]:
-    """The location's queues by short name. Listing rather than get_queue: the local
-    gcloud-tasks-emulator answers UNKNOWN, not NOT_FOUND, for a queue it lacks."""
-    found = task_queue.client.list_queues(parent=task_queue.location_path())
-    return {q.name.rsplit("/", 1)[-1]: q for q in found}
-
-
-def plan_queue(task_queue: TaskQueue, spec: QueueSpec,
-               existing: dict[str, tasks_v2.Queue]) -> QueueChange | None:
+def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueChange | None:
     current = existing.get(spec.name)
     if current is None:
         return QueueChange(spec, "create")
-    wanted = task_queue.build_queue(spec)
-    changed = [name for name in ("rate_limits", "retry_config")
-               if getattr(current, name) != getattr(wanted, name)]
+    changed = task_queue.queue_changes(spec, current)
     return QueueChange(spec, "update", changed) if changed else None
 
 
@@ -189,7 +177,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result.jobs = plan_jobs(config.jobs, current, previously)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
     result.control_changes = plan_control(config.control, store.control())
-    existing = current_queues(task_queue)
+    existing = task_queue.queues()
     result.queues = [c for c in (plan_queue(task_queue, s, existing) for s in config.queues)
                      if c]
     if scheduler_admin is not None:
@@ -200,11 +188,11 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
 # -- apply -----------------------------------------------------------------------------
 
 def _ensure_queue(task_queue: TaskQueue, change: QueueChange) -> str:
-    if change.action == "create":  # known missing: create_or_update_queue's get would
-        task_queue.client.create_queue(parent=task_queue.location_path(),  # trip the
-                                       queue=task_queue.build_queue(change.spec))  # emulator
+    if change.action == "create":
+        task_queue.create_queue(change.spec)
         return "created"
-    return task_queue.create_or_update_queue(change.spec)
+    task_queue.update_queue(change.spec)
+    return "updated"
 
 
 @dataclass

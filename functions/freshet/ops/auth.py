@@ -19,8 +19,7 @@ import google.auth.exceptions
 from google.auth import jwt
 
 from freshet.core.settings import Settings
-from freshet.core.settings import settings as process_settings
-from freshet.gcp.certs import CertCache, CertsError, cert_cache
+from freshet.gcp.certs import CertCache, CertsError
 
 ALLOWED_CALLERS_ENV = "FRESHET_ALLOWED_CALLERS"
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
@@ -89,16 +88,14 @@ def _reason(detail: str) -> str:
     return "token is malformed"
 
 
-def authenticate(request: flask.Request, settings: Settings | None = None, *,
-                 certs: CertCache | None = None,
+def authenticate(request: flask.Request, settings: Settings, *, certs: CertCache,
                  allowed: Iterable[str] | None = None) -> str:
     """The caller's email ('local' in local mode). Raises AuthError(401 | 403)."""
-    settings = settings or process_settings()
     if settings.auth_mode == "local":
         return "local"
     token = bearer_token(request)
     try:
-        keys = (certs or cert_cache()).certs()
+        keys = certs.certs()
     except CertsError as exc:
         raise AuthError(401, str(exc)) from None
     claims = verify(token, audiences=expected_audiences(request, settings), certs=keys)

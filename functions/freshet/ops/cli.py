@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from freshet.core.errors import FreshetError
-from freshet.core.text import one_line, printable
+from freshet.core.text import one_line, printable, shorten
 
 DEFAULT_CONFIG = "infra/pipeline.yaml"
 EXIT_USER_ERROR = 2
@@ -42,8 +42,7 @@ def progress(message: str) -> None:
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int = 48) -> str:
     """Left-aligned columns, cells cut at `width` characters, a rule under the header."""
     def cell(value: object) -> str:
-        text = "-" if value is None or value == "" else one_line(str(value))
-        return text if len(text) <= width else text[: width - 1] + "…"
+        return "-" if value is None or value == "" else shorten(one_line(str(value)), width)
 
     cells = [[cell(v) for v in row] for row in rows]
     sizes = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
@@ -84,15 +83,14 @@ def _check_reachable(host_port: str, what: str, env_var: str) -> None:
 def open_store(project: str):
     """A Store on the emulator (checked reachable first) or on Cloud Firestore."""
     from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import firestore
 
-    from freshet.gcp.store import Store
+    from freshet.gcp.store import Store, firestore_client
 
     emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
     if emulator:
         _check_reachable(emulator, "Firestore emulator", "FIRESTORE_EMULATOR_HOST")
     try:
-        return Store(firestore.Client(project=project))
+        return Store(firestore_client(project))
     except DefaultCredentialsError:
         raise UserError("no Google Cloud credentials: run `gcloud auth application-default "
                         "login`, or set FIRESTORE_EMULATOR_HOST for the emulator") from None
@@ -379,8 +377,7 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
 
 
 def _one_line(text: str, limit: int = 400) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return shorten(" ".join(text.split()), limit)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,14 @@ archive. Each reads and writes in one Store transaction, with `now` passed in.
 
 Runtime state (next_run_at, last_run_*, last_error) belongs to the control loop: an
 upsert changes only what a definition declares (SPEC_FIELDS) and recomputes
-next_run_at only when the schedule changed (the seed's ensure_recurring_job).
+next_run_at only when the schedule changed, so re-applying a config never shifts a job.
 """
 
 from dataclasses import replace
 from datetime import datetime
 
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.models import Job
+from freshet.core.models import Job, JobStatus
 from freshet.core.schedules import next_after
 from freshet.gcp.store import Store, Tx
 
@@ -31,8 +31,8 @@ def job_changes(current: Job, desired: Job) -> dict[str, tuple]:
     """
     changes = {name: (_value(current, name), _value(desired, name))
                for name in SPEC_FIELDS if _value(current, name) != _value(desired, name)}
-    if current.status == "archived" and desired.schedule.recurring:
-        changes["status"] = ("archived", "active")
+    if current.status == JobStatus.ARCHIVED and desired.schedule.recurring:
+        changes["status"] = (JobStatus.ARCHIVED, JobStatus.ACTIVE)
     return changes
 
 
@@ -40,7 +40,7 @@ def _merged(current: Job, desired: Job, changes: dict, now: datetime) -> Job:
     updated = replace(current, **{name: getattr(desired, name) for name in SPEC_FIELDS},
                       updated_at=now)
     if "status" in changes:
-        updated = replace(updated, status="active", archived_at=None)
+        updated = replace(updated, status=JobStatus.ACTIVE, archived_at=None)
     if "schedule" in changes or "status" in changes:
         updated = replace(updated, next_run_at=next_after(desired.schedule, now))
     return updated
@@ -100,11 +100,11 @@ def pause_job(store: Store, job_id: str, *, now: datetime) -> Job:
     """Stop scheduling the job (already paused: no change)."""
 
     def change(job: Job) -> Job:
-        if job.status == "paused":
+        if job.status == JobStatus.PAUSED:
             return job
-        if job.status != "active":
+        if job.status != JobStatus.ACTIVE:
             raise Conflict(f"job {job_id!r} is {job.status}; only an active job can be paused")
-        return replace(job, status="paused", updated_at=now)
+        return replace(job, status=JobStatus.PAUSED, updated_at=now)
 
     return _change_status(store, job_id, change)
 
@@ -113,12 +113,12 @@ def resume_job(store: Store, job_id: str, *, now: datetime) -> Job:
     """Schedule the job again from `now` on: missed slots while paused are skipped."""
 
     def change(job: Job) -> Job:
-        if job.status == "active":
+        if job.status == JobStatus.ACTIVE:
             return job
-        if job.status != "paused":
+        if job.status != JobStatus.PAUSED:
             raise Conflict(f"job {job_id!r} is {job.status}; only a paused job can be resumed")
-        return replace(job, status="active", next_run_at=next_after(job.schedule, now),
-                       updated_at=now)
+        return replace(job, status=JobStatus.ACTIVE,
+                       next_run_at=next_after(job.schedule, now), updated_at=now)
 
     return _change_status(store, job_id, change)
 
@@ -127,9 +127,9 @@ def archive_job(store: Store, job_id: str, *, now: datetime) -> Job:
     """Retire the job; its document and runs stay (never deleted)."""
 
     def change(job: Job) -> Job:
-        if job.status == "archived":
+        if job.status == JobStatus.ARCHIVED:
             return job
-        return replace(job, status="archived", archived_at=now, next_run_at=None,
+        return replace(job, status=JobStatus.ARCHIVED, archived_at=now, next_run_at=None,
                        updated_at=now)
 
     return _change_status(store, job_id, change)

@@ -7,7 +7,7 @@ from datetime import datetime
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.freshness import STATES, evaluate, worst
-from freshet.core.models import JOB_STATUSES, Dataset, Job, Run
+from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
@@ -41,8 +41,9 @@ def run_json(run: Run) -> dict:
         "stuck": run.stuck, "error": run.error, "records": dict(run.records),
         "duration_s": run.duration_s,
         **{name: isoformat(getattr(run, name)) for name in Run._TIMES},
-        "attempts": [{k: (isoformat(v) if isinstance(v, datetime) else v)
-                      for k, v in a.items()} for a in run.attempts],
+        "attempts": [{"number": a.number, "started_at": isoformat(a.started_at),
+                      "finished_at": isoformat(a.finished_at), "outcome": a.outcome,
+                      "error": a.error} for a in run.attempts],
     }
 
 
@@ -80,7 +81,8 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
     """Counts, the worst dataset state, late jobs and the kill switches (api and CLI)."""
     jobs = store.list_jobs()
     datasets = all_datasets(store, now)
-    late = sorted(j.id for j in jobs if j.status == "active" and j.next_run_at is not None
+    late = sorted(j.id for j in jobs
+                  if j.status == JobStatus.ACTIVE and j.next_run_at is not None
                   and (now - j.next_run_at).total_seconds() > settings.not_ticking_after_s)
     return {
         "now": isoformat(now),

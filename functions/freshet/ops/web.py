@@ -5,14 +5,17 @@ here decides anything about jobs or runs. Every error answer is
 `{"error": {"field": ..., "message": ...}}` and never carries a traceback.
 """
 
-import functools
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import flask
 
 from freshet.core.errors import Conflict, Disabled, NotFound, ValidationError
+from freshet.ops.auth import AuthError, authenticate
+from freshet.ops.deps import Deps, process_deps
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,6 @@ def error_response(status: int, field: str | None, message: str,
 
 def error_for(exc: Exception, what: str) -> flask.Response:
     """The answer to an exception raised while handling `what` (for the log)."""
-    from freshet.ops.auth import AuthError
-
     if isinstance(exc, HttpError):
         return error_response(exc.status, exc.field, exc.message, exc.headers)
     if isinstance(exc, AuthError):
@@ -62,24 +63,39 @@ def error_for(exc: Exception, what: str) -> flask.Response:
     return error_response(500, None, "internal error; see the function's logs")
 
 
-def control_entry(fn: Callable[[flask.Request], flask.Response]):
-    """Wrap an entry point: authenticate the caller, then map errors to status codes.
+@dataclass
+class Call:
+    """One authenticated request, with the clock read once and what the route matched."""
+
+    request: flask.Request
+    deps: Deps
+    now: datetime
+    caller: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def store(self):
+        return self.deps.store
+
+
+Answer = tuple[int, dict]
+Step = Callable[[Call], Answer]
+
+
+def serve(request: flask.Request, step: Step, deps: Deps | None = None) -> flask.Response:
+    """Every entry point: authenticate the caller first, read the clock once, call the
+    step, and map its errors to status codes.
 
     A bug answers 500 with no detail (the log has it): Cloud Scheduler and Cloud
     Tasks retry 5xx, and no traceback ever leaves the process.
     """
-
-    @functools.wraps(fn)
-    def wrapper(request: flask.Request) -> flask.Response:
-        from freshet.ops.auth import authenticate
-
-        try:
-            authenticate(request)
-            return fn(request)
-        except Exception as exc:
-            return error_for(exc, fn.__name__)
-
-    return wrapper
+    try:
+        deps = deps or process_deps()
+        caller = authenticate(request, deps.settings, certs=deps.certs)
+        status, body = step(Call(request, deps, deps.clock(), caller))
+        return json_response(status, body)
+    except Exception as exc:
+        return error_for(exc, getattr(step, "__name__", "entry point"))
 
 
 def json_body(request: flask.Request, allowed: tuple[str, ...] | None = None) -> dict:

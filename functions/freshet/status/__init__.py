@@ -1,3 +1,3 @@
-"""The status page: a pure model (model), its renderings (render), where they are written
-(sinks), what changed since the last publish (changes), webhooks (notify), and the
-publish step that ties them together (publish)."""
+"""The status page: a pure model (model), its renderings (render), what changed since the
+last publish (changes), webhooks (notify), and the publish step that ties them together
+(publish); the files go to Cloud Storage or a folder through freshet.gcp.storage."""

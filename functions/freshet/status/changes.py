@@ -21,8 +21,9 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from freshet.core.text import shorten
 from freshet.core.timeutil import isoformat, to_utc
-from freshet.status.model import LABELS, LEVELS, StatusModel, badge_path, shorten
+from freshet.status.model import LABELS, LEVELS, StatusModel, badge_path
 
 MAX_EVENTS = 100
 MAX_STUCK_REMEMBERED = 500

@@ -22,25 +22,34 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import assert_never
 
+from freshet.core.bookkeeping import HISTORY_DAYS
 from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec
 from freshet.core.control import Control
-from freshet.core.freshness import Freshness, Requirement, evaluate
-from freshet.core.models import Dataset, Job, Run
+from freshet.core.freshness import (
+    SEVERITY,
+    STALE_STATES,
+    Freshness,
+    Requirement,
+    State,
+    evaluate,
+    failure_note,
+    worst,
+)
+from freshet.core.models import AttemptOutcome, Dataset, Job, LastRun, Run
+from freshet.core.models import JobStatus as Lifecycle
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK, redact, secret_values
 from freshet.core.settings import Settings
+from freshet.core.text import shorten
 from freshet.core.timeutil import human_duration
 from freshet.status.loop_health import LoopHealth, loop_health
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
-HISTORY_DAYS = 90
 # Secret values shorter than this are not scrubbed from error texts (too many false hits).
 
-# Worst first. `at_risk` sits below `warn`: the data itself is on time.
-SEVERITY = {"error": 6, "failing": 5, "warn": 4, "at_risk": 3, "unknown": 2, "running": 1,
-            "fresh": 0}
-STALE_STATES = frozenset({"warn", "error", "failing", "unknown", "at_risk"})
 LABELS = {
     "fresh": "Fresh", "running": "Refreshing", "warn": "Warning", "at_risk": "At risk",
     "unknown": "Unknown", "failing": "Failing", "error": "Error",
@@ -56,16 +65,29 @@ OVERALL_TEXT = {
 DAY_CODES = {"o": "ok", "p": "partial", "f": "failed", "-": "no sync"}
 
 
+class JobHealth(StrEnum):
+    """A job at a glance, in the order the page lists them (needing attention first)."""
+
+    FAILED = "failed"  # its latest run failed
+    DISABLED = "disabled"  # a kill switch has its kind off
+    SKIPPED = "skipped"  # its latest slot passed unrun while its kind was switched off
+    RUNNING = "running"  # its first run is in progress
+    NEVER = "never"  # it has not run yet
+    OK = "ok"  # its latest run succeeded
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ARCHIVED = "archived"
+
+
+JOB_HEALTH_ORDER = {health: rank for rank, health in enumerate(JobHealth)}
+
+
 def badge_path(kind: str, ident: str) -> str:
     """`badges/dataset/<key>.svg`; ids unsafe in a path or URL get a slug and a hash."""
     if not _SAFE_NAME.fullmatch(ident) or ".." in ident:
         slug = re.sub(r"[^A-Za-z0-9_-]+", "-", ident).strip("-")[:40] or "x"
         ident = f"{slug}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
     return f"badges/{kind}/{ident}.svg"
-
-
-def worst(states: Iterable[str]) -> str:
-    return max(states, key=SEVERITY.__getitem__, default="fresh")
 
 
 @dataclass(frozen=True)
@@ -137,7 +159,7 @@ class JobStatus:
     kind: str
     description: str
     status: str  # active | paused | archived | completed
-    health: str  # ok | failed | running | never | paused | archived | completed | disabled
+    health: JobHealth
     schedule: str  # in words, with the timezone
     timezone: str
     next_run_at: datetime | None
@@ -284,7 +306,7 @@ def _consumers_of(catalog: Catalog) -> dict[str, tuple[str, ...]]:
 
 
 def _with_risk(state: str, stale_upstreams: tuple[str, ...]) -> str:
-    return worst((state, "at_risk")) if stale_upstreams else state
+    return worst((state, State.AT_RISK)) if stale_upstreams else state
 
 
 def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requirement,
@@ -401,12 +423,8 @@ def _item_text(item: ConsumerDataset, subject: str, doc: Dataset | None,
 
 
 def _failure_note(doc: Dataset | None, secrets: tuple[str, ...]) -> str:
-    if doc is None or not doc.failing:
-        return ""
-    count = doc.consecutive_failures
-    syncs = "the last sync" if count <= 1 else f"the last {count} syncs"
-    error = f": {shorten(redact(doc.last_error, secrets), 300)}" if doc.last_error else ""
-    return f"; {syncs} failed{error}"
+    error = shorten(redact(doc.last_error, secrets), 300) if doc and doc.last_error else None
+    return failure_note(doc, error)
 
 
 def _overall_level(consumers: tuple[ConsumerStatus, ...], datasets: list[DatasetStatus]) -> str:
@@ -431,12 +449,6 @@ def _secrets_by_dataset(jobs: list[Job],
     return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in found.items()}
 
 
-def shorten(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[: limit - 1] + "…"
-
-
 def _as_text(value: object) -> str:
     return value if isinstance(value, str) else repr(value)
 
@@ -450,25 +462,34 @@ def _shown_params(job: Job) -> tuple[tuple[str, str], ...]:
 
 
 def _run_is_stuck(run: Run) -> bool:
-    return run.stuck or any(a.get("outcome") == "stuck" for a in run.attempts)
+    return run.stuck or any(a.outcome == AttemptOutcome.STUCK for a in run.attempts)
 
 
-def _job_health(job: Job, control: Control) -> str:
-    if job.status != "active":
-        return job.status
+def job_health(job: Job, control: Control) -> JobHealth:
+    match job.status:
+        case Lifecycle.ACTIVE:
+            pass
+        case Lifecycle.PAUSED:
+            return JobHealth.PAUSED
+        case Lifecycle.COMPLETED:
+            return JobHealth.COMPLETED
+        case Lifecycle.ARCHIVED:
+            return JobHealth.ARCHIVED
+        case _:
+            assert_never(job.status)
     if not control.kind_enabled(job.kind):
-        return "disabled"
-    if job.last_run_status is None:
-        return "never"
-    if job.last_run_status == "failed":
-        return "failed"
-    if job.last_run_status == "succeeded":
-        return "ok"
-    return "running"
-
-
-JOB_HEALTH_ORDER = {"failed": 0, "disabled": 1, "running": 2, "never": 3, "ok": 4, "paused": 5,
-                    "completed": 6, "archived": 7}
+        return JobHealth.DISABLED
+    match job.last_run_status:
+        case None:
+            return JobHealth.RUNNING if job.running_run_id else JobHealth.NEVER
+        case LastRun.SUCCEEDED:
+            return JobHealth.OK
+        case LastRun.FAILED:
+            return JobHealth.FAILED
+        case LastRun.SKIPPED:
+            return JobHealth.SKIPPED
+        case _:
+            assert_never(job.last_run_status)
 
 
 def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
@@ -480,7 +501,7 @@ def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
         last = runs_by_id.get(job.last_run_id) if job.last_run_id else None
         statuses.append(JobStatus(
             id=job.id, kind=job.kind, description=job.description, status=job.status,
-            health=_job_health(job, control), schedule=describe(job.schedule),
+            health=job_health(job, control), schedule=describe(job.schedule),
             timezone=job.schedule.timezone if job.schedule.recurring else "UTC",
             next_run_at=job.next_run_at, last_run_at=job.last_run_at,
             last_run_status=job.last_run_status, last_run_id=job.last_run_id,
@@ -489,7 +510,7 @@ def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
             stuck_recoveries=stuck.get(job.id, 0), produces=tuple(job.produces),
             params=_shown_params(job), kind_enabled=control.kind_enabled(job.kind),
         ))
-    statuses.sort(key=lambda j: (JOB_HEALTH_ORDER.get(j.health, 9), -j.stuck_recoveries, j.id))
+    statuses.sort(key=lambda j: (JOB_HEALTH_ORDER[j.health], -j.stuck_recoveries, j.id))
     return tuple(statuses)
 
 

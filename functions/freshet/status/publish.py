@@ -13,17 +13,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-import flask
-
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
-from freshet.core.errors import ValidationError
 from freshet.core.settings import Settings
-from freshet.core.settings import settings as process_settings
-from freshet.core.timeutil import isoformat, utcnow
-from freshet.gcp.storage import Sink, sink_from_settings
+from freshet.core.timeutil import isoformat
+from freshet.gcp.storage import Sink
 from freshet.gcp.store import Store
-from freshet.ops.web import control_entry, json_response
 from freshet.status.changes import Memory, detect_changes, remember
 from freshet.status.model import StatusModel, build_model
 from freshet.status.notify import (
@@ -110,40 +105,3 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         badges_unchanged=unchanged, changes=len(events), notifications_sent=delivery.sent,
         notifications_pending=len(delivery.pending), reads=store.stats.reads - reads_before,
     )
-
-
-SCHEDULER_KEYS = ("schedule", "target")
-
-
-def _parse(request: flask.Request) -> bool:
-    """Options: `full` (rewrite every badge), in the query string or a JSON body."""
-    body = request.get_json(silent=True) if request.content_length else None
-    if request.content_length and body is None:
-        raise ValidationError("body", "must be a JSON object")
-    if body is not None and not isinstance(body, dict):
-        raise ValidationError("body", "must be a JSON object")
-    options = {**request.args.to_dict(), **(body or {})}
-    for key in SCHEDULER_KEYS:  # what Cloud Scheduler's job body says about itself
-        options.pop(key, None)
-    unknown = set(options) - {"full"}
-    if unknown:
-        raise ValidationError(sorted(unknown)[0], "unknown option (known: full)")
-    full = options.get("full", False)
-    if isinstance(full, str):
-        if full.lower() not in ("1", "true", "0", "false", ""):
-            raise ValidationError("full", "must be true or false")
-        full = full.lower() in ("1", "true")
-    if not isinstance(full, bool):
-        raise ValidationError("full", "must be true or false")
-    return full
-
-
-@control_entry  # authenticates (freshet.ops.auth.authenticate), maps errors to status codes
-def publish_status(request: flask.Request) -> flask.Response:
-    """The HTTP entry: every 5 minutes from Cloud Scheduler, and from the Makefile/CLI."""
-    full = _parse(request)
-    settings = process_settings()
-    result = publish_once(Store(), sink_from_settings(settings), now=utcnow(),
-                          settings=settings, full=full)
-    log.info("published status: %s", result.to_json())
-    return json_response(200, result.to_json())

@@ -1,0 +1,240 @@
+"""The rules of a run's life, as pure decisions: the documents a step has read, the
+attempt, the kill switches and one `now` in; what to write out.
+
+    decide_claim      run_task, before the sync: start it, or not, and why
+    decide_finish     run_task, after the sync: succeeded, retrying or failed
+    decide_recovery   recover_stuck_runs: a run whose lease ran out
+
+A step's transaction reads the documents, calls one of these, and writes what the
+decision holds (`run`, `job_fields`, `datasets`); what must happen after the commit
+(a task to send) is in `send`. tests/unit/test_lifecycle.py covers every rule without
+an emulator.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from freshet.core import bookkeeping, runs
+from freshet.core.control import Control
+from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus
+from freshet.core.settings import Settings
+from freshet.core.text import MAX_ERROR_CHARS, shorten
+
+# A run that waits for another run of its job is sent again this much later.
+OVERLAP_RETRY_DELAY = timedelta(seconds=30)
+
+
+class ClaimVerdict(StrEnum):
+    START = "start"  # this delivery runs the attempt
+    DUPLICATE = "duplicate"  # the run is running or finished: a repeated delivery
+    STALE = "stale"  # the attempt already ran, or it lies beyond the run's allowance
+    ORPHAN = "orphan"  # no such run, or its job is gone
+    DISABLED = "disabled"  # a kill switch has the kind off: the run fails unrun
+    DEFER = "defer"  # another run of the job holds it: a new task later
+
+
+class FinishVerdict(StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"  # a transient failure with attempts left
+    FAILED = "failed"  # a permanent failure, or the last attempt
+    TAKEN_OVER = "taken_over"  # recovery declared the attempt stuck meanwhile
+
+
+class RecoveryVerdict(StrEnum):
+    REDISPATCHED = "redispatched"  # queued or retrying, its task never arrived: send again
+    STUCK_RETRIED = "stuck_retried"  # running without heartbeat: the next attempt is sent
+    STUCK_FAILED = "stuck_failed"  # the same on the last attempt: the run fails as stuck
+    SETTLED = "settled"  # finished or renewed since the sweep's query: nothing to do
+
+
+class DatasetEvent(StrEnum):
+    START = "start"
+    SUCCESS = "success"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class DatasetChange:
+    """What a decision does to each dataset the run produces (core.bookkeeping's rules)."""
+
+    event: DatasetEvent
+    run_id: str
+    at: datetime
+    error: str | None = None
+    records: Mapping[str, int] = field(default_factory=dict)
+
+    def apply(self, dataset: Dataset) -> Dataset:
+        match self.event:
+            case DatasetEvent.START:
+                return bookkeeping.apply_start(dataset, self.run_id, self.at)
+            case DatasetEvent.SUCCESS:
+                return bookkeeping.apply_success(dataset, self.run_id, self.at,
+                                                 self.records.get(dataset.key))
+            case DatasetEvent.FAILURE:
+                return bookkeeping.apply_failure(dataset, self.run_id, self.at,
+                                                 self.error or "failed")
+
+
+@dataclass(frozen=True)
+class Send:
+    """A task to create once the decision has committed."""
+
+    attempt: int
+    dispatch: int
+    at: datetime | None = None  # schedule_time; None: now
+
+
+V = TypeVar("V", ClaimVerdict, FinishVerdict, RecoveryVerdict)
+
+
+@dataclass(frozen=True)
+class Decision(Generic[V]):
+    verdict: V
+    detail: str
+    run: Run | None = None  # the run document to write
+    job_fields: dict | None = None  # fields to update on the job document
+    datasets: DatasetChange | None = None  # applied to each of run.produces
+    send: Send | None = None
+
+
+# -- claim ---------------------------------------------------------------------
+
+
+def holder_to_check(run: Run | None, job: Job | None) -> str | None:
+    """The other run a claim must read: the one the job document says is holding it."""
+    if run is None or job is None or job.allow_overlap:
+        return None
+    return job.running_run_id if job.running_run_id not in (None, run.id) else None
+
+
+def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: int,
+                 control: Control, now: datetime, settings: Settings
+                 ) -> Decision[ClaimVerdict]:
+    """May this delivery of `attempt` run the sync? `holder`: holder_to_check's run."""
+    if run is None:
+        return Decision(ClaimVerdict.ORPHAN, "unknown run")
+    if run.terminal or run.status == RunStatus.RUNNING:
+        return Decision(ClaimVerdict.DUPLICATE, f"run already {run.status}")
+    if attempt < run.attempt_number or (run.status == RunStatus.RETRYING
+                                        and attempt == run.attempt_number):
+        return Decision(ClaimVerdict.STALE, f"attempt {attempt} already ran")
+    if attempt > run.max_attempts:
+        return Decision(ClaimVerdict.STALE, f"attempt {attempt} is beyond the run's "
+                                            f"{run.max_attempts} attempt(s)")
+    if job is None:
+        return Decision(ClaimVerdict.ORPHAN, f"job {run.job_id!r} no longer exists")
+    if not control.kind_enabled(run.kind):
+        why = f" ({control.reason})" if control.reason else ""
+        error = f"kind {run.kind!r} is switched off by a kill switch{why}; the sync did not run"
+        return Decision(ClaimVerdict.DISABLED, "kind disabled by a kill switch",
+                        run=runs.failed(run, now, error))
+    if _held_by_another(job, holder, now):
+        # Wait for the other run: a new task (a new name) later, not a burnt attempt.
+        later = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + runs.queued_grace(settings),
+                                  next_attempt=run.status == RunStatus.RETRYING)
+        return Decision(ClaimVerdict.DEFER,
+                        "another run of this job is running; retried later", run=later,
+                        send=Send(later.attempt_number, later.dispatches,
+                                  now + OVERLAP_RETRY_DELAY))
+    begun = runs.started(run, max(attempt, run.attempt_number), now,
+                         runs.stuck_threshold(job, settings))
+    return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
+                    job_fields=None if job.allow_overlap else {"running_run_id": run.id},
+                    datasets=DatasetChange(DatasetEvent.START, run.id, now))
+
+
+def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:
+    return (not job.allow_overlap and holder is not None and holder.id == job.running_run_id
+            and holder.status == RunStatus.RUNNING
+            and (holder.lease_expires_at or now) > now)
+
+
+# -- finish --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What the sync did: records per dataset, or an error and whether it is permanent."""
+
+    records: Mapping[str, int] | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
+                  outcome: SyncOutcome, now: datetime, settings: Settings
+                  ) -> Decision[FinishVerdict]:
+    """The run as it is now (re-read), the attempt this process ran, and how it went."""
+    if run is None or run.status != RunStatus.RUNNING or run.attempt_number != claimed_attempt:
+        return Decision(FinishVerdict.TAKEN_OVER, "attempt was taken over by recovery")
+    if outcome.error is None:
+        records = {k: int(v) for k, v in (outcome.records or {}).items()}
+        return Decision(FinishVerdict.SUCCEEDED, f"attempt {run.attempt_number} succeeded",
+                        run=runs.succeeded(run, now, records),
+                        job_fields=_last_run(job, run, LastRun.SUCCEEDED, None, now),
+                        datasets=DatasetChange(DatasetEvent.SUCCESS, run.id, now,
+                                               records=records))
+    if not outcome.permanent and runs.attempts_left(run):
+        return Decision(FinishVerdict.RETRYING,
+                        f"attempt {run.attempt_number} failed: {outcome.error}",
+                        run=runs.retrying(run, now, outcome.error, runs.queued_grace(settings)),
+                        job_fields=_released(job, run))
+    return _failed(run, job, outcome.error, now, FinishVerdict.FAILED)
+
+
+def _failed(run: Run, job: Job | None, error: str, now: datetime, verdict: V, *,
+            stuck: bool = False) -> Decision[V]:
+    return Decision(verdict, f"run failed after {run.attempt_number} attempt(s): {error}",
+                    run=runs.failed(run, now, error, stuck=stuck),
+                    job_fields=_last_run(job, run, LastRun.FAILED, error, now),
+                    datasets=DatasetChange(DatasetEvent.FAILURE, run.id, now, error=error))
+
+
+def _released(job: Job | None, run: Run) -> dict | None:
+    """The job's hold, cleared when this run lets go of it."""
+    return {"running_run_id": None} if job is not None and job.running_run_id == run.id \
+        else None
+
+
+def _last_run(job: Job | None, run: Run, status: LastRun, error: str | None,
+              now: datetime) -> dict | None:
+    if job is None:
+        return None
+    fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
+              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now,
+              **(_released(job, run) or {})}
+    if not job.schedule.recurring and job.status == "active":
+        fields.update(status="completed", completed_at=now)
+    return fields
+
+
+# -- recovery ------------------------------------------------------------------
+
+
+def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: Settings
+                    ) -> Decision[RecoveryVerdict]:
+    """A run the sweep found with its lease run out, as it is now (re-read)."""
+    if run is None or run.terminal or run.lease_expires_at is None or \
+            run.lease_expires_at > now:
+        return Decision(RecoveryVerdict.SETTLED, "handled meanwhile")
+    grace = runs.queued_grace(settings)
+    if run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
+        again = runs.redispatched(run, now, grace, next_attempt=run.status == RunStatus.RETRYING)
+        return Decision(RecoveryVerdict.REDISPATCHED, "its task never arrived; sent again",
+                        run=again, send=Send(again.attempt_number, again.dispatches))
+    threshold = runs.stuck_threshold(job, settings)
+    error = (f"stuck: no heartbeat for {int(threshold.total_seconds() // 60)} min "
+             f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); attempt "
+             f"{run.attempt_number} of {run.max_attempts} abandoned")
+    if not runs.attempts_left(run):
+        return _failed(run, job, error, now, RecoveryVerdict.STUCK_FAILED, stuck=True)
+    again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
+                              next_attempt=True)
+    job_fields = None if job is None else {"last_error": error, "updated_at": now,
+                                           **(_released(job, run) or {})}
+    return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again, job_fields=job_fields,
+                    datasets=DatasetChange(DatasetEvent.FAILURE, run.id, now, error=error),
+                    send=Send(again.attempt_number, again.dispatches))

@@ -1,0 +1,50 @@
+"""The process's dependencies: settings, the Firestore store, the task queue, the token
+certificates and the clock. Built once, on first use, and shared by every entry point;
+tests build their own `Deps` and pass it in."""
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from freshet.core.settings import Settings, load_settings
+from freshet.core.timeutil import utcnow
+from freshet.gcp.certs import CertCache, certs_url
+from freshet.gcp.store import Store, firestore_client
+from freshet.gcp.tasks import TaskQueue
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    store: Store
+    task_queue: TaskQueue
+    certs: CertCache
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Deps":
+        settings = load_settings(env)
+        return cls(settings=settings, store=Store(firestore_client(settings.project)),
+                   task_queue=TaskQueue(settings), certs=CertCache(certs_url(env)))
+
+
+_lock = threading.Lock()
+_process: Deps | None = None
+
+
+def process_deps() -> Deps:
+    """This process's dependencies (cold starts stay cheap: clients connect lazily)."""
+    global _process
+    with _lock:
+        if _process is None:
+            _process = Deps.from_env()
+        return _process
+
+
+def reset_process_deps() -> None:
+    """For tests that change the environment between requests."""
+    global _process
+    with _lock:
+        _process = None

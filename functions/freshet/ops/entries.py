@@ -1,0 +1,72 @@
+"""What each HTTP entry point does once the caller is authenticated: parse the request,
+call one step of the loop (or publish, or the API), and say what happened as JSON.
+
+functions/main.py wires each of these to a Cloud Function through freshet.ops.web.serve.
+"""
+
+from freshet.core.errors import ValidationError
+from freshet.core.timeutil import isoformat
+from freshet.gcp.storage import sink_from_settings
+from freshet.loop.delivery import parse_delivery
+from freshet.loop.recover import sweep_once
+from freshet.loop.run import handle_one
+from freshet.loop.tick import tick_once
+from freshet.ops import api as api_routes
+from freshet.ops.web import Answer, Call, json_body
+from freshet.status.publish import publish_once
+
+SCHEDULER_KEYS = ("schedule", "target")  # what a Cloud Scheduler job's body says of itself
+
+
+def scheduler_tick(call: Call) -> Answer:
+    return _loop_step(call, "tick", tick_once)
+
+
+def run_task(call: Call) -> Answer:
+    deps = call.deps
+    run_id, attempt = parse_delivery(call.request.headers, json_body(call.request))
+    outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
+                         settings=deps.settings, clock=deps.clock)
+    return outcome.status, {"run_id": run_id, "attempt": attempt, **outcome.to_dict()}
+
+
+def recover_stuck_runs(call: Call) -> Answer:
+    return _loop_step(call, "recover", sweep_once)
+
+
+def publish_status(call: Call) -> Answer:
+    """Every 5 minutes from Cloud Scheduler; `full` (query or body) rewrites every badge."""
+    deps = call.deps
+    full = _full_option(call)
+    result = publish_once(deps.store, sink_from_settings(deps.settings), now=call.now,
+                          settings=deps.settings, full=full)
+    return 200, result.to_json()
+
+
+def api(call: Call) -> Answer:
+    return api_routes.route(call)
+
+
+def _loop_step(call: Call, heartbeat: str, step) -> Answer:
+    """A step of the loop, then its heartbeat (the page shows whether the loop is alive)."""
+    deps = call.deps
+    result = step(deps.store, deps.task_queue, now=call.now, settings=deps.settings)
+    deps.store.put_heartbeat(heartbeat, {"at": call.now, **result.to_dict()})
+    return 200, {"now": isoformat(call.now), **result.to_dict()}
+
+
+def _full_option(call: Call) -> bool:
+    options = {**call.request.args.to_dict(), **json_body(call.request)}
+    for key in SCHEDULER_KEYS:
+        options.pop(key, None)
+    unknown = set(options) - {"full"}
+    if unknown:
+        raise ValidationError(sorted(unknown)[0], "unknown option (known: full)")
+    full = options.get("full", False)
+    if isinstance(full, str):
+        if full.lower() not in ("1", "true", "0", "false", ""):
+            raise ValidationError("full", "must be true or false")
+        full = full.lower() in ("1", "true")
+    if not isinstance(full, bool):
+        raise ValidationError("full", "must be true or false")
+    return full

@@ -1,0 +1,261 @@
+"""The rules of a run's life as tables: claim, finish and recovery, with no emulator."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from freshet.core import runs
+from freshet.core.control import Control
+from freshet.core.lifecycle import (
+    OVERLAP_RETRY_DELAY,
+    ClaimVerdict,
+    DatasetEvent,
+    FinishVerdict,
+    RecoveryVerdict,
+    SyncOutcome,
+    decide_claim,
+    decide_finish,
+    decide_recovery,
+    holder_to_check,
+)
+from freshet.core.models import AttemptOutcome, Dataset, JobStatus, LastRun, RunStatus, new_job
+from freshet.core.settings import load_settings
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+SETTINGS = load_settings({}, queued_grace_s=600, default_stuck_minutes=30)
+
+
+def job(**kw):
+    j = new_job(id="orders", kind="noop", schedule={"cron": "0 * * * *"},
+                produces=["sales.orders"], max_retries=kw.pop("max_retries", 2),
+                allow_overlap=kw.pop("allow_overlap", False))
+    return replace(j, **kw)
+
+
+def queued(j=None, run_id="orders__20261128T120000Z"):
+    j = j or job()
+    return runs.new_run(j, run_id, T0, source="schedule", now=T0, settings=SETTINGS)
+
+
+def running(attempt=1, at=T0, **kw):
+    return replace(runs.started(queued(), attempt, at, 30 * MIN), **kw)
+
+
+def retrying(attempt=1):
+    return runs.retrying(running(attempt), T0 + MIN, "HTTP 503", 10 * MIN)
+
+
+# -- claim ------------------------------------------------------------------------------
+
+CLAIMS = [
+    # (case, run, attempt, control, expected verdict)
+    ("unknown run", None, 1, Control(), ClaimVerdict.ORPHAN),
+    ("duplicate delivery of a finished run",
+     runs.succeeded(running(), T0 + MIN, {}), 1, Control(), ClaimVerdict.DUPLICATE),
+    ("duplicate delivery of a failed run",
+     runs.failed(running(), T0 + MIN, "boom"), 1, Control(), ClaimVerdict.DUPLICATE),
+    ("duplicate delivery while it runs", running(), 1, Control(), ClaimVerdict.DUPLICATE),
+    ("stale: an older attempt arrives late", replace(queued(), attempt_number=2), 1, Control(),
+     ClaimVerdict.STALE),
+    ("stale: the failed attempt delivered again", retrying(1), 1, Control(),
+     ClaimVerdict.STALE),
+    ("beyond the allowance (3 attempts)", queued(), 99, Control(), ClaimVerdict.STALE),
+    ("the last allowed attempt", retrying(2), 3, Control(), ClaimVerdict.START),
+    ("kill switch: kind off", queued(), 1, Control(disabled_kinds=frozenset({"noop"})),
+     ClaimVerdict.DISABLED),
+    ("kill switch: everything paused", queued(), 1, Control(paused_all=True),
+     ClaimVerdict.DISABLED),
+    ("a queued run starts", queued(), 1, Control(), ClaimVerdict.START),
+    ("the retry starts", retrying(1), 2, Control(), ClaimVerdict.START),
+]
+
+
+@pytest.mark.parametrize("case,run,attempt,control,verdict", CLAIMS, ids=[c[0] for c in CLAIMS])
+def test_claim_table(case, run, attempt, control, verdict):
+    decision = decide_claim(run, job(), None, attempt, control, T0 + 2 * MIN, SETTINGS)
+    assert decision.verdict == verdict, decision.detail
+    if verdict in (ClaimVerdict.DUPLICATE, ClaimVerdict.STALE, ClaimVerdict.ORPHAN):
+        assert decision.run is None and decision.job_fields is None and decision.send is None
+
+
+def test_a_claim_of_a_run_whose_job_is_gone_writes_nothing():
+    decision = decide_claim(queued(), None, None, 1, Control(), T0, SETTINGS)
+    assert decision.verdict == ClaimVerdict.ORPHAN and decision.run is None
+
+
+def test_starting_takes_the_job_marks_the_datasets_and_sets_the_lease():
+    j = job(stuck_threshold_minutes=20)
+    decision = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
+    assert decision.run.status == RunStatus.RUNNING
+    assert decision.run.lease_expires_at == T0 + 20 * MIN
+    assert decision.job_fields == {"running_run_id": queued().id}
+    assert decision.datasets.event == DatasetEvent.START
+    assert decision.datasets.apply(Dataset("sales.orders")).running_run_id == queued().id
+
+
+def test_a_delivery_with_retries_counted_runs_that_attempt():
+    decision = decide_claim(queued(), job(), None, 2, Control(), T0, SETTINGS)
+    assert decision.run.attempt_number == 2
+
+
+def test_the_kill_switch_fails_the_run_without_running_it():
+    decision = decide_claim(queued(), job(), None, 1,
+                            Control(disabled_kinds=frozenset({"noop"}), reason="outage"),
+                            T0, SETTINGS)
+    assert decision.run.status == RunStatus.FAILED and "outage" in decision.run.error
+    assert decision.datasets is None and decision.job_fields is None
+
+
+def holder(status=RunStatus.RUNNING, lease=T0 + 10 * MIN):
+    other = runs.started(queued(run_id="orders__20261128T110000Z"), 1, T0 - 20 * MIN, 30 * MIN)
+    return replace(other, status=status, lease_expires_at=lease)
+
+
+@pytest.mark.parametrize("case,held_by,allow,verdict", [
+    ("the holder runs with a live lease", holder(), False, ClaimVerdict.DEFER),
+    ("the holder's lease ran out (recovery's turn)", holder(lease=T0 - MIN), False,
+     ClaimVerdict.START),
+    ("the holder finished", holder(status=RunStatus.SUCCEEDED, lease=None), False,
+     ClaimVerdict.START),
+    ("the job allows overlap", holder(), True, ClaimVerdict.START),
+    ("nobody holds the job", None, False, ClaimVerdict.START),
+])
+def test_overlap_table(case, held_by, allow, verdict):
+    j = job(allow_overlap=allow, running_run_id=held_by.id if held_by else None)
+    run = queued(j)
+    assert holder_to_check(run, j) == (None if allow or held_by is None else held_by.id)
+    decision = decide_claim(run, j, held_by, 1, Control(), T0, SETTINGS)
+    assert decision.verdict == verdict
+    if verdict == ClaimVerdict.DEFER:
+        # a new task later, under the same attempt: no attempt is burnt waiting
+        assert decision.run.status == RunStatus.QUEUED and decision.run.attempt_number == 1
+        assert decision.send.at == T0 + OVERLAP_RETRY_DELAY
+        assert decision.send.dispatch == decision.run.dispatches == 1
+
+
+def test_a_deferred_retry_keeps_its_attempt_number():
+    j = job(running_run_id=holder().id)
+    decision = decide_claim(retrying(1), j, holder(), 2, Control(), T0 + 2 * MIN, SETTINGS)
+    assert decision.verdict == ClaimVerdict.DEFER
+    assert decision.run.attempt_number == 2 and decision.send.attempt == 2
+
+
+# -- finish -----------------------------------------------------------------------------
+
+FINISHES = [
+    # (case, attempt of the run, max_retries, outcome, expected verdict, HTTP-level note)
+    ("success", 1, 2, SyncOutcome(records={"sales.orders": 5}), FinishVerdict.SUCCEEDED),
+    ("transient, attempts left", 1, 2, SyncOutcome(error="HTTP 503"), FinishVerdict.RETRYING),
+    ("transient on the last attempt", 3, 2, SyncOutcome(error="HTTP 503"),
+     FinishVerdict.FAILED),
+    ("permanent on the first attempt", 1, 2, SyncOutcome(error="HTTP 404", permanent=True),
+     FinishVerdict.FAILED),
+    ("transient with no retries", 1, 0, SyncOutcome(error="HTTP 503"), FinishVerdict.FAILED),
+]
+
+
+@pytest.mark.parametrize("case,attempt,retries,outcome,verdict", FINISHES,
+                         ids=[f[0] for f in FINISHES])
+def test_finish_table(case, attempt, retries, outcome, verdict):
+    j = job(max_retries=retries, running_run_id=queued().id)
+    run = runs.started(queued(j), attempt, T0, 30 * MIN)
+    decision = decide_finish(run, attempt, j, outcome, T0 + MIN, SETTINGS)
+    assert decision.verdict == verdict
+    assert decision.job_fields["running_run_id"] is None  # the job's hold is released
+    match verdict:
+        case FinishVerdict.SUCCEEDED:
+            assert decision.run.status == RunStatus.SUCCEEDED
+            assert decision.job_fields["last_run_status"] == LastRun.SUCCEEDED
+            assert decision.job_fields["last_error"] is None
+            assert decision.datasets.event == DatasetEvent.SUCCESS
+            assert decision.datasets.records == {"sales.orders": 5}
+        case FinishVerdict.RETRYING:
+            assert decision.run.status == RunStatus.RETRYING
+            assert decision.run.attempts[-1].outcome == AttemptOutcome.RETRYING
+            assert decision.datasets is None  # a retry is not yet a failure of the data
+            assert decision.run.lease_expires_at == T0 + MIN + 10 * MIN
+        case FinishVerdict.FAILED:
+            assert decision.run.status == RunStatus.FAILED
+            assert decision.job_fields["last_run_status"] == LastRun.FAILED
+            assert decision.job_fields["last_error"] == outcome.error
+            assert decision.datasets.event == DatasetEvent.FAILURE
+
+
+def test_a_finish_after_recovery_took_the_attempt_over_changes_nothing():
+    run = runs.started(queued(), 1, T0, 30 * MIN)
+    taken = runs.redispatched(runs.retrying(run, T0 + 31 * MIN, "stuck", 10 * MIN, stuck=True),
+                              T0 + 31 * MIN, 10 * MIN, next_attempt=True)
+    decision = decide_finish(taken, 1, job(), SyncOutcome(records={}), T0 + 40 * MIN, SETTINGS)
+    assert decision.verdict == FinishVerdict.TAKEN_OVER
+    assert decision.run is None and decision.job_fields is None and decision.datasets is None
+
+
+def test_a_one_time_job_completes_with_its_run():
+    j = replace(job(), schedule=replace(job().schedule, cron=None, run_at=T0))
+    run = runs.started(queued(j), 1, T0, 30 * MIN)
+    decision = decide_finish(run, 1, j, SyncOutcome(records={}), T0 + MIN, SETTINGS)
+    assert decision.job_fields["status"] == JobStatus.COMPLETED
+
+
+def test_errors_are_capped_where_they_are_kept():
+    run = runs.started(queued(), 3, T0, 30 * MIN)  # the last attempt: the run fails
+    decision = decide_finish(run, 3, job(), SyncOutcome(error="x" * 50_000), T0 + MIN,
+                             SETTINGS)
+    assert len(decision.run.error) <= 2000 and len(decision.job_fields["last_error"]) <= 2000
+    assert len(decision.run.attempts[-1].error) <= 2000
+
+
+# -- recovery ---------------------------------------------------------------------------
+
+NOW = T0 + 45 * MIN
+
+RECOVERIES = [
+    # (case, run, expected verdict)
+    ("queued, its task never arrived", replace(queued(), lease_expires_at=NOW - MIN),
+     RecoveryVerdict.REDISPATCHED),
+    ("retrying, its retry never arrived", replace(retrying(1), lease_expires_at=NOW - MIN),
+     RecoveryVerdict.REDISPATCHED),
+    ("running past its lease, attempts left", running(1), RecoveryVerdict.STUCK_RETRIED),
+    ("running past its lease, last attempt", running(3), RecoveryVerdict.STUCK_FAILED),
+    ("renewed since the sweep's query", running(1, at=NOW - MIN), RecoveryVerdict.SETTLED),
+    ("finished since the sweep's query", runs.succeeded(running(1), NOW - MIN, {}),
+     RecoveryVerdict.SETTLED),
+    ("gone", None, RecoveryVerdict.SETTLED),
+]
+
+
+@pytest.mark.parametrize("case,run,verdict", RECOVERIES, ids=[r[0] for r in RECOVERIES])
+def test_recovery_table(case, run, verdict):
+    j = job(running_run_id=run.id if run else None)
+    decision = decide_recovery(run, j, NOW, SETTINGS)
+    assert decision.verdict == verdict
+    match verdict:
+        case RecoveryVerdict.REDISPATCHED:
+            next_attempt = run.status == RunStatus.RETRYING
+            assert decision.run.status == RunStatus.QUEUED
+            assert decision.run.attempt_number == run.attempt_number + next_attempt
+            assert decision.send.attempt == decision.run.attempt_number
+            assert decision.run.lease_expires_at == NOW + 10 * MIN
+            assert decision.datasets is None and decision.job_fields is None
+        case RecoveryVerdict.STUCK_RETRIED:
+            assert decision.run.status == RunStatus.QUEUED and decision.run.stuck
+            assert decision.run.attempt_number == 2 and decision.send.attempt == 2
+            assert decision.run.attempts[-1].outcome == AttemptOutcome.STUCK
+            assert decision.datasets.event == DatasetEvent.FAILURE
+            assert decision.job_fields["running_run_id"] is None
+            assert "no heartbeat for 30 min" in decision.job_fields["last_error"]
+        case RecoveryVerdict.STUCK_FAILED:
+            assert decision.run.status == RunStatus.FAILED and decision.run.stuck
+            assert decision.send is None
+            assert decision.job_fields["last_run_status"] == LastRun.FAILED
+        case RecoveryVerdict.SETTLED:
+            assert decision.run is None and decision.send is None
+
+
+@pytest.mark.parametrize("minutes,stuck", [(29, False), (30, True), (31, True)])
+def test_the_stuck_threshold_boundary(minutes, stuck):
+    run = running(1)  # started at T0 with a 30-minute lease
+    decision = decide_recovery(run, job(), T0 + minutes * MIN, SETTINGS)
+    assert (decision.verdict == RecoveryVerdict.STUCK_RETRIED) is stuck
