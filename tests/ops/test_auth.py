@@ -1,11 +1,13 @@
 """OIDC verification with real RS256 tokens signed by a test key, whose certificate a
 local server publishes the way Google's certs endpoint does."""
 
+from dataclasses import replace
+
 import flask
 import pytest
 
 from freshet.core.settings import Settings
-from freshet.ops.auth import AuthError, CertCache, authenticate
+from freshet.ops.auth import STRIPPED_SIGNATURE, AuthError, CertCache, authenticate
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, CertServer, SigningKey
 
 APP = flask.Flask(__name__)
@@ -84,13 +86,83 @@ def test_an_unverified_email_is_403(keys, certs):
     assert status_of(keys[0].token(email_verified=False), certs)[0] == 403
 
 
-def test_without_a_configured_audience_the_request_url_is_the_audience(keys, certs):
+def test_without_a_configured_audience_every_call_is_refused_whatever_the_headers_say(
+        keys, certs):
+    """The audience comes from configuration only: a caller cannot steer it with
+    X-Forwarded-Host/-Proto to make a token minted for another service count."""
     settings = Settings(auth_mode="oidc", invoker_email=INVOKER)
-    url = "https://europe-west1-demo-freshet.cloudfunctions.net/scheduler_tick"
-    assert call(keys[0].token(audience=url), certs, settings, path="/scheduler_tick",
-                base_url="https://europe-west1-demo-freshet.cloudfunctions.net") == INVOKER
-    assert status_of(keys[0].token(audience=url), certs, settings, path="/run_task",
-                     base_url="https://europe-west1-demo-freshet.cloudfunctions.net")[0] == 401
+    other = "https://elsewhere.example.com/api"
+    with APP.test_request_context(
+            "/api", base_url="https://europe-west1-demo-freshet.cloudfunctions.net",
+            headers={"Authorization": f"Bearer {keys[0].token(audience=other)}",
+                     "X-Forwarded-Host": "elsewhere.example.com",
+                     "X-Forwarded-Proto": "https"}), pytest.raises(AuthError) as caught:
+        authenticate(flask.request, settings, certs=certs)
+    assert caught.value.status == 500 and "FRESHET_AUDIENCE" in caught.value.message
+
+
+def test_forwarded_headers_never_change_the_audience(keys, certs):
+    token = keys[0].token(audience="https://elsewhere.example.com/api")
+    with APP.test_request_context(
+            "/api", headers={"Authorization": f"Bearer {token}",
+                             "X-Forwarded-Host": "elsewhere.example.com",
+                             "X-Forwarded-Proto": "https"}), pytest.raises(AuthError) as caught:
+        authenticate(flask.request, SETTINGS, certs=certs)
+    assert (caught.value.status, caught.value.message) == (
+        401, "token audience does not match this function")
+
+
+def strip(token: str) -> str:
+    """What Cloud Run's front end forwards: the signature replaced by a literal."""
+    return token.rsplit(".", 1)[0] + "." + STRIPPED_SIGNATURE
+
+
+BEHIND_CLOUD_RUN = replace(SETTINGS, k_service="api")
+
+
+def test_behind_cloud_run_a_stripped_token_is_accepted_on_its_claims(keys):
+    no_certs = CertCache("http://127.0.0.1:9/unreachable")  # never fetched
+    assert call(strip(keys[0].token()), no_certs, BEHIND_CLOUD_RUN) == INVOKER
+
+
+@pytest.mark.parametrize("claims, status, message", [
+    ({"expires_in": -60}, 401, "token expired"),
+    ({"audience": "https://elsewhere.example.com/api"}, 401,
+     "token audience does not match this function"),
+    ({"issuer": "https://evil.example.com"}, 401, "token issuer is not Google"),
+    ({"email": "intruder@example.com"}, 403,
+     "caller intruder@example.com is not allowed to call this function"),
+    ({"email_verified": False}, 403, f"caller {INVOKER} has no verified email"),
+])
+def test_behind_cloud_run_a_stripped_tokens_claims_are_still_checked(keys, claims, status,
+                                                                     message):
+    no_certs = CertCache("http://127.0.0.1:9/unreachable")
+    assert status_of(strip(keys[0].token(**claims)), no_certs, BEHIND_CLOUD_RUN) == (
+        status, message)
+
+
+def test_a_stripped_token_outside_cloud_run_is_refused_as_forged(keys, certs):
+    """Without K_SERVICE nothing verified the token before us: a removed signature is
+    what a forger would send."""
+    forged = strip(keys[1].token())  # any key, even none: the signature is gone
+    status, message = status_of(forged, certs)
+    assert status == 401 and "signature was removed" in message
+
+
+def test_behind_cloud_run_a_token_with_its_signature_is_still_verified(keys, certs):
+    assert call(keys[0].token(), certs, BEHIND_CLOUD_RUN) == INVOKER
+    assert status_of(keys[1].token(), certs, BEHIND_CLOUD_RUN) == (
+        401, "token signature is invalid")
+
+
+def test_the_serverless_authorization_header_is_the_identity_iam_checked(keys, certs):
+    """With X-Serverless-Authorization, Cloud Run checks that header and forwards
+    Authorization untouched: Authorization then proves nothing."""
+    forged = strip(keys[1].token(email="intruder@example.com"))
+    with APP.test_request_context("/jobs", headers={
+            "X-Serverless-Authorization": f"Bearer {strip(keys[0].token())}",
+            "Authorization": f"Bearer {forged}"}):
+        assert authenticate(flask.request, BEHIND_CLOUD_RUN, certs=certs) == INVOKER
 
 
 def test_certificates_are_fetched_once_and_cached(keys):

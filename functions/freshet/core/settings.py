@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from freshet.core.errors import ValidationError
 
 AUTH_MODES = ("oidc", "local")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,16 @@ class Settings:
     # "oidc" verifies Google-signed tokens; "local" accepts any caller and must be
     # chosen explicitly (FRESHET_AUTH=local), never as a fallback.
     auth_mode: str = "oidc"
-    # Audience expected in OIDC tokens; defaults to the called function's URL.
+    # Audience expected in OIDC tokens: this function's URL, as deploy sets it. Never
+    # derived from the request (a caller could steer it).
     audience: str | None = None
+    # Set by Cloud Run (K_SERVICE): the function sits behind Google's front end, which
+    # verified the caller's token and replaced its signature (see freshet.ops.auth).
+    k_service: str | None = None
+    # How long Cloud Tasks waits for run_task before retrying (Task.dispatch_deadline).
+    dispatch_deadline_s: int = 600
+    # "json": one JSON object per line on stdout, as Cloud Logging reads them.
+    log_format: str = "text"
     lookahead_s: int = 60
     tick_budget_s: float = 50.0
     tick_batch: int = 500
@@ -57,6 +66,9 @@ _ENV = {
     "invoker_email": "FRESHET_INVOKER_EMAIL",
     "auth_mode": "FRESHET_AUTH",
     "audience": "FRESHET_AUDIENCE",
+    "k_service": "K_SERVICE",
+    "dispatch_deadline_s": "FRESHET_DISPATCH_DEADLINE_S",
+    "log_format": "FRESHET_LOG_FORMAT",
     "lookahead_s": "FRESHET_LOOKAHEAD_S",
     "tick_budget_s": "FRESHET_TICK_BUDGET_S",
     "tick_batch": "FRESHET_TICK_BATCH",
@@ -87,6 +99,11 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
     settings = Settings(**values)
     if settings.auth_mode not in AUTH_MODES:
         raise ValidationError("FRESHET_AUTH", f"must be one of {', '.join(AUTH_MODES)}")
+    if settings.log_format not in LOG_FORMATS:
+        raise ValidationError("FRESHET_LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}")
+    if not 15 <= settings.dispatch_deadline_s <= 1800:
+        raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
+                              "must be between 15 and 1800 (Cloud Tasks' limits)")
     return settings
 
 
