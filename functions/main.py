@@ -6,8 +6,10 @@ import functions_framework
 
 from freshet.loop import plugins
 from freshet.ops import entries
+from freshet.ops.logs import setup_logging
 from freshet.ops.web import serve
 
+setup_logging()  # JSON lines for Cloud Logging, before anything logs
 plugins.import_sync_modules(plugins.env_modules())
 
 

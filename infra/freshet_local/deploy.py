@@ -1,18 +1,38 @@
-"""Generate the exact deploy commands from the pipeline config into infra/deploy.mk.
+"""Generate every deploy command from the pipeline config into infra/deploy.mk.
 
-    python -m freshet_local.deploy            # (re)write infra/deploy.mk
-    python -m freshet_local.deploy --check    # exit 1 if infra/deploy.mk is out of date
+    python -m freshet_local.deploy                  # (re)write infra/deploy.mk (make deploy-config)
+    python -m freshet_local.deploy --check          # exit 1 if infra/deploy.mk is out of date
+    python -m freshet_local.deploy preflight --project=P   # what `make deploy` checks first
+    python -m freshet_local.deploy digest NAME --project=P # a function's source+flags digest
+    python -m freshet_local.deploy retry -- CMD...  # CMD again while IAM has not caught up
 
 The Makefile includes the fragment, so `make -n deploy` shows every command and
-nothing needs editing by hand: change infra/pipeline.yaml, regenerate, commit.
-Order: Firestore indexes and rules, the five functions (2nd gen, private, their own
-service account) and who may invoke them, `freshet apply` (queues, jobs, catalog,
-kill switches, Cloud Scheduler jobs), then one publish of the status page.
+nothing needs editing by hand. `make deploy PROJECT=my-project` deploys into that
+project: the fragment names it `$(PROJECT)` wherever the config derives a name from
+it (service accounts, URLs, buckets).
+
+Order, and the make prerequisites that keep it under `make -j`: preflight -> APIs ->
+service accounts -> roles | Firestore database, indexes, rules | buckets | queues ->
+the five functions (each with its invokers) -> `freshet apply` (queues, jobs, catalog,
+kill switches, Cloud Scheduler jobs) -> a first publish. Every step that creates
+something first checks whether it exists, so a second `make deploy` changes nothing
+and says so.
+
+`function_env` is the one place a function's environment is decided: deploy.mk's
+--set-env-vars and the cloud-shaped local run (freshet_local.cloud_local) both use it.
 """
 
 import argparse
+import hashlib
+import json
+import os
+import re
 import shlex
+import subprocess
 import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from freshet.core.specs import ENTRY_POINTS
@@ -23,7 +43,93 @@ CONFIG = "infra/pipeline.yaml"
 OUTPUT = "infra/deploy.mk"
 FIREBASE_CONFIG = "infra/firebase.firestore.json"
 FIREBASE = "infra/node_modules/.bin/firebase"  # pinned in infra/package.json
-TARGETS = ("deploy-firestore", "deploy-functions", "deploy-apply", "deploy-publish")
+PYTHON = ".venv/bin/python"
+FRESHET = ".venv/bin/freshet"
+# A valid project id that never occurs otherwise: rendered as $(PROJECT) in deploy.mk.
+MARKER = "freshet-project-marker"
+PLACEHOLDERS = ("your-project-id",)
+DIGEST_LABEL = "freshet-digest"
+FIRESTORE_DATABASE = "(default)"
+
+APIS = (
+    "cloudfunctions.googleapis.com", "run.googleapis.com", "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com", "cloudtasks.googleapis.com",
+    "cloudscheduler.googleapis.com", "firestore.googleapis.com",
+    "firebaserules.googleapis.com", "storage.googleapis.com", "iam.googleapis.com",
+    "logging.googleapis.com", "cloudresourcemanager.googleapis.com",
+)
+RUNTIME_PROJECT_ROLES = ("roles/datastore.user",)  # Firestore grants no narrower scope
+BUILD_PROJECT_ROLES = ("roles/cloudbuild.builds.builder",)
+BUCKET_WRITER_ROLE = "roles/storage.objectUser"
+VIEWER_ROLE = "roles/storage.objectViewer"
+ENQUEUER_ROLE = "roles/cloudtasks.enqueuer"
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+SOURCE_IGNORED = ("__pycache__", ".pytest_cache", ".gcloudignore")
+
+
+# -- commands ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a make recipe. `mode` says how `run` and `check` combine:
+
+    run        run it (through `retry` when `retry`: IAM needs a moment to know a new
+               service account)
+    ensure     run it only when `check` fails (the thing is missing), else say it exists
+    remove     run it only when `check` succeeds (the thing is there), else say so
+    remove-if  the same, where `check` finds the thing by printing something
+    deploy     a function deploy, skipped when `check` prints the digest `digest` prints
+    say        only print `what`
+    """
+
+    mode: str = "run"
+    run: tuple[str, ...] = ()
+    check: tuple[str, ...] = ()
+    what: str = ""
+    retry: bool = False
+    digest: tuple[str, ...] = ()
+
+    def commands(self) -> list[tuple[str, ...]]:
+        """Every Google CLI command this step may run (what the parse test runs), without
+        an `env VAR=value` in front."""
+        found = []
+        run = self.run + ((f"--update-labels={DIGEST_LABEL}={'0' * 40}",)
+                          if self.mode == "deploy" else ())
+        for argv in (self.check, run):
+            tools = [i for i, a in enumerate(argv) if a in ("gcloud", FIREBASE)]
+            if tools and all(a == "env" or "=" in a for a in argv[:tools[0]]):
+                found.append(argv[tools[0]:])
+        return found
+
+
+def _q(argv: Iterable[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def render_step(step: Step) -> str:
+    """The step as shell text (before make's escaping)."""
+    run, check = _q(step.run), _q(step.check)
+    if step.retry:
+        run = f"{PYTHON} -m freshet_local.deploy retry -- {run}"
+    if step.mode == "say":
+        return "@echo " + shlex.quote(step.what)
+    if step.mode == "ensure":
+        return (f"if {check} >/dev/null 2>&1; then "
+                f"echo {shlex.quote('  exists: ' + step.what)}; else {run}; fi")
+    if step.mode in ("remove", "remove-if"):
+        found = (f'[ -n "$({check} 2>/dev/null)" ]' if step.mode == "remove-if"
+                 else f"{check} >/dev/null 2>&1")
+        return f"if {found}; then {run}; else echo {shlex.quote('  absent: ' + step.what)}; fi"
+    if step.mode == "deploy":
+        digest = _q(step.digest)
+        return (f'if [ "$({check} 2>/dev/null)" = "$({digest})" ]; then '
+                f"echo {shlex.quote('  unchanged: ' + step.what)}; else "
+                f"{run} --update-labels={DIGEST_LABEL}=$({digest}); fi")
+    return run
+
+
+def _say(text: str) -> Step:
+    return Step("say", what=text)
 
 
 def _member(email: str) -> str:
@@ -31,8 +137,17 @@ def _member(email: str) -> str:
     return f"{kind}:{email}"
 
 
+def _own_account(email: str, project: str) -> bool:
+    return email.endswith(f"@{project}.iam.gserviceaccount.com")
+
+
+# -- the functions' environment (deploy and the cloud-shaped local run) --------------
+
 def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, str]]:
-    fn = config.functions
+    """Every variable a function needs, as deploy sets it: none is left to set by hand
+    (--set-env-vars replaces them all on each deploy)."""
+    fn, site = config.functions, config.site
+    tick_timeout = fn.limits_for("scheduler_tick").timeout_s
     env = [
         ("GOOGLE_CLOUD_PROJECT", config.project),
         ("FRESHET_REGION", config.region),
@@ -41,6 +156,13 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
         ("FRESHET_INVOKER_EMAIL", fn.invoker_email),
         ("FRESHET_AUDIENCE", fn.url(entry_point)),
         ("FRESHET_AUTH", "oidc"),
+        ("FRESHET_DISPATCH_DEADLINE_S", f"{config.run_queue.dispatch_deadline_s:g}"),
+        # The tick stops starting work well before its own timeout.
+        ("FRESHET_TICK_BUDGET_S", str(max(5, min(50, tick_timeout - 10)))),
+        ("FRESHET_SITE_BUCKET", site.bucket),
+        ("FRESHET_SNAPSHOT_BUCKET", site.snapshot_bucket),
+        ("FRESHET_SITE_URL", site.url),
+        ("FRESHET_LOG_FORMAT", "json"),
     ]
     if entry_point == "api" and fn.allowed_callers:
         env.append(("FRESHET_ALLOWED_CALLERS", ",".join(fn.allowed_callers)))
@@ -49,96 +171,506 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
     return env + list(fn.env)
 
 
-def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
-    fn = config.functions
-    # '^|^' makes '|' gcloud's separator, so values may contain commas.
-    env = "^|^" + "|".join(f"{k}={v}" for k, v in function_env(config, entry_point))
-    return ["gcloud", "functions", "deploy", entry_point, "--gen2",
-            f"--runtime={fn.runtime}", f"--region={config.region}",
-            f"--project={config.project}", f"--source={fn.source}",
-            f"--entry-point={entry_point}", "--trigger-http", "--no-allow-unauthenticated",
-            f"--service-account={fn.service_account}", f"--set-env-vars={env}", "--quiet"]
-
-
 def invokers(config: PipelineConfig, entry_point: str) -> list[str]:
+    """Who deploy lets call the function (roles/run.invoker): the invoker account, and
+    on the api the operators too."""
     members = [config.functions.invoker_email]
     if entry_point == "api":
         members += list(config.functions.allowed_callers)
     return members
 
 
-def commands(config: PipelineConfig, config_path: str = CONFIG) -> dict[str, list[list[str]]]:
-    """Each make target's commands, as argv lists."""
+# -- targets -----------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    name: str
+    deps: tuple[str, ...] = ()
+    steps: list[Step] = field(default_factory=list)
+    doc: str = ""
+    purge: list[Step] = field(default_factory=list)  # only with PURGE=1
+
+    def all_steps(self) -> list[Step]:
+        return self.steps + self.purge
+
+
+def _loc(config: PipelineConfig) -> list[str]:
+    return [f"--project={config.project}"]
+
+
+def preflight_target(config: PipelineConfig, config_path: str) -> Target:
+    return Target("deploy-check", ("setup",), [Step(run=(
+        PYTHON, "-m", "freshet_local.deploy", "preflight", f"--project={config.project}",
+        f"--config={config_path}"))], "refuse placeholder ids; check gcloud, credentials")
+
+
+def apis_target(config: PipelineConfig) -> Target:
+    return Target("deploy-apis", ("deploy-check",), [
+        _say(f"== Enabling the APIs Freshet uses in {config.project}"),
+        Step(run=("gcloud", "services", "enable", *APIS, *_loc(config)))])
+
+
+def accounts_target(config: PipelineConfig) -> Target:
+    fn, project = config.functions, config.project
+    accounts = (("runtime: what the functions run as", fn.service_account),
+                ("invoker: Cloud Scheduler and Cloud Tasks call the functions as it",
+                 fn.invoker_email),
+                ("build: Cloud Build builds the functions as it", fn.build_service_account))
+    steps = [_say("== Service accounts")]
+    for description, email in dict.fromkeys(accounts):
+        if not _own_account(email, project):
+            continue  # another project's account: used as given, never created here
+        steps.append(Step(
+            "ensure",
+            check=("gcloud", "iam", "service-accounts", "describe", email, *_loc(config)),
+            run=("gcloud", "iam", "service-accounts", "create", email.split("@")[0],
+                 f"--display-name=Freshet {description.split(':')[0]}",
+                 f"--description=Freshet {description}", *_loc(config)),
+            what=email))
+    return Target("deploy-accounts", ("deploy-apis",), steps)
+
+
+def iam_target(config: PipelineConfig) -> Target:
+    fn = config.functions
+    project_binding = ("gcloud", "projects", "add-iam-policy-binding", config.project)
+    steps = [_say("== Roles, each at the narrowest scope Google offers for it")]
+    for email, roles in ((fn.service_account, RUNTIME_PROJECT_ROLES),
+                         (fn.build_service_account, BUILD_PROJECT_ROLES)):
+        steps += [Step(run=(*project_binding, f"--member={_member(email)}", f"--role={role}",
+                            "--condition=None", "--format=none"), retry=True)
+                  for role in roles]
+    # Creating a task that carries an OIDC token of the invoker is acting as it.
+    steps.append(Step(run=(
+        "gcloud", "iam", "service-accounts", "add-iam-policy-binding", fn.invoker_email,
+        f"--member={_member(fn.service_account)}", f"--role={ACT_AS_ROLE}",
+        *_loc(config), "--format=none"), retry=True))
+    return Target("deploy-iam", ("deploy-accounts",), steps)
+
+
+def firestore_target(config: PipelineConfig) -> Target:
+    database = f"--database={FIRESTORE_DATABASE}"
+    return Target("deploy-firestore", ("deploy-apis",), [
+        _say(f"== Firestore database in {config.firestore_location} "
+                 "(permanent), indexes and rules"),
+        Step("ensure",
+             check=("gcloud", "firestore", "databases", "describe", database, *_loc(config)),
+             run=("gcloud", "firestore", "databases", "create", database,
+                  f"--location={config.firestore_location}", "--type=firestore-native",
+                  "--delete-protection", *_loc(config)),
+             what=f"Firestore database {FIRESTORE_DATABASE}"),
+        Step(run=("env", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}", FIREBASE,
+                  "--config", FIREBASE_CONFIG, "deploy", "--only",
+                  "firestore:indexes,firestore:rules", f"--project={config.project}",
+                  "--non-interactive")),
+    ])
+
+
+def buckets_target(config: PipelineConfig) -> Target:
+    site, fn = config.site, config.functions
+    steps = [_say("== Buckets: the status page and the snapshots")]
+    for bucket, public in ((site.bucket, site.public), (site.snapshot_bucket, False)):
+        url = f"gs://{bucket}"
+        pap = "--no-public-access-prevention" if public else "--public-access-prevention"
+        steps.append(Step(
+            "ensure", check=("gcloud", "storage", "buckets", "describe", url, *_loc(config)),
+            run=("gcloud", "storage", "buckets", "create", url, f"--location={config.region}",
+                 "--uniform-bucket-level-access", pap, *_loc(config)),
+            what=url))
+        # Declared every time: turning `public` off shuts the page again.
+        steps.append(Step(run=("gcloud", "storage", "buckets", "update", url, pap,
+                               *_loc(config))))
+        steps.append(Step(run=_bucket_binding(url, _member(fn.service_account),
+                                              BUCKET_WRITER_ROLE, config), retry=True))
+    site_url = f"gs://{site.bucket}"
+    members = list(site.viewers) + (["allUsers"] if site.public else [])
+    steps += [Step(run=_bucket_binding(site_url, m, VIEWER_ROLE, config)) for m in members]
+    return Target("deploy-buckets", ("deploy-accounts",), steps)
+
+
+def _bucket_binding(url: str, member: str, role: str, config: PipelineConfig) -> tuple:
+    return ("gcloud", "storage", "buckets", "add-iam-policy-binding", url,
+            f"--member={member}", f"--role={role}", *_loc(config), "--format=none")
+
+
+def queues_target(config: PipelineConfig) -> Target:
+    steps = [_say("== Cloud Tasks queues (freshet apply keeps their settings)")]
+    where = [f"--location={config.region}", *_loc(config)]
+    for q in config.queues:
+        steps.append(Step(
+            "ensure", check=("gcloud", "tasks", "queues", "describe", q.name, *where),
+            run=("gcloud", "tasks", "queues", "create", q.name, *where,
+                 f"--max-attempts={q.max_attempts}", f"--min-backoff={q.min_backoff_s:g}s",
+                 f"--max-backoff={q.max_backoff_s:g}s", f"--max-doublings={q.max_doublings}",
+                 f"--max-dispatches-per-second={q.max_dispatches_per_second:g}",
+                 f"--max-concurrent-dispatches={q.max_concurrent_dispatches}"),
+            what=f"queue {q.name}"))
+        steps.append(Step(run=(
+            "gcloud", "tasks", "queues", "add-iam-policy-binding", q.name, *where,
+            f"--member={_member(config.functions.service_account)}",
+            f"--role={ENQUEUER_ROLE}", "--format=none"), retry=True))
+    return Target("deploy-queues", ("deploy-accounts",), steps)
+
+
+def source_target(config: PipelineConfig) -> Target:
     # publish_status renders with site/'s templates: ship them inside the source folder.
     site_copy = f"{config.functions.source}/site"
-    functions = [["rm", "-rf", site_copy], ["mkdir", "-p", site_copy],
-                 ["cp", "-R", "site/templates", "site/static", "site/status.schema.json",
-                  site_copy]]
-    for entry_point in ENTRY_POINTS:
-        functions.append(deploy_function(config, entry_point))
-        functions += [["gcloud", "functions", "add-invoker-policy-binding", entry_point,
-                       f"--region={config.region}", f"--project={config.project}",
-                       f"--member={_member(email)}"]
-                      for email in invokers(config, entry_point)]
-    publish = [["gcloud", "scheduler", "jobs", "run", s.name, f"--location={config.region}",
-                f"--project={config.project}"]
-               for s in config.control_schedules if s.target == "publish_status"]
-    return {
-        "deploy-firestore": [[FIREBASE, "--config", FIREBASE_CONFIG,
-                              "deploy", "--only",
-                              "firestore:indexes,firestore:rules",
-                              f"--project={config.project}", "--non-interactive"]],
-        "deploy-functions": functions,
-        # The emulator variables must not send a cloud deploy's apply to the emulators.
-        "deploy-apply": [["env", "-u", "FIRESTORE_EMULATOR_HOST", "-u",
-                          "FRESHET_TASKS_EMULATOR_HOST", "freshet", "apply",
-                          f"--config={config_path}"]],
-        "deploy-publish": publish[:1],
-    }
+    return Target("deploy-source", ("deploy-check",), [
+        Step(run=("rm", "-rf", site_copy)), Step(run=("mkdir", "-p", site_copy)),
+        Step(run=("cp", "-R", "site/templates", "site/static", "site/status.schema.json",
+                  site_copy))])
 
 
-def _make_line(argv: list[str]) -> str:
-    return "\t" + " ".join(shlex.quote(a) for a in argv).replace("$", "$$")
+def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
+    fn = config.functions
+    limits = fn.limits_for(entry_point)
+    # '^|^' makes '|' gcloud's separator, so values may contain commas.
+    env = "^|^" + "|".join(f"{k}={v}" for k, v in function_env(config, entry_point))
+    argv = ["gcloud", "functions", "deploy", entry_point, "--gen2",
+            f"--runtime={fn.runtime}", f"--region={config.region}",
+            f"--project={config.project}", f"--source={fn.source}",
+            f"--entry-point={entry_point}", "--trigger-http", "--no-allow-unauthenticated",
+            f"--service-account={fn.service_account}",
+            f"--build-service-account=projects/{config.project}/serviceAccounts/"
+            f"{fn.build_service_account}",
+            f"--timeout={limits.timeout_s}s", f"--memory={limits.memory}"]
+    if limits.cpu:
+        argv.append(f"--cpu={limits.cpu}")
+    argv += [f"--max-instances={limits.max_instances}",
+             f"--concurrency={limits.concurrency}", f"--set-env-vars={env}", "--quiet"]
+    return argv
 
 
-def render(config: PipelineConfig, config_path: str = CONFIG) -> str:
+def function_target(config: PipelineConfig, entry_point: str) -> Target:
+    where = [f"--region={config.region}", f"--project={config.project}"]
+    describe = ("gcloud", "functions", "describe", entry_point, "--gen2", *where,
+                f"--format=value(labels.{DIGEST_LABEL})")
+    digest = (PYTHON, "-m", "freshet_local.deploy", "digest", entry_point,
+              f"--project={config.project}")
+    steps = [_say(f"== Function {entry_point}"),
+             Step("deploy", run=tuple(deploy_function(config, entry_point)), check=describe,
+                  digest=digest, what=f"function {entry_point}")]
+    steps += [Step(run=("gcloud", "functions", "add-invoker-policy-binding", entry_point,
+                        *where, f"--member={_member(email)}", "--format=none"), retry=True)
+              for email in invokers(config, entry_point)]
+    return Target(f"deploy-function-{entry_point}",
+                  ("deploy-source", "deploy-iam", "deploy-firestore", "deploy-buckets",
+                   "deploy-queues"), steps)
+
+
+def apply_target(config: PipelineConfig, config_path: str) -> Target:
+    # The emulator variables must not send a cloud deploy's apply to the emulators.
+    return Target("deploy-apply", ("deploy-functions",), [
+        _say("== freshet apply: queues, jobs, catalog, kill switches, Cloud Scheduler"),
+        Step(run=("env", "-u", "FIRESTORE_EMULATOR_HOST", "-u", "FRESHET_TASKS_EMULATOR_HOST",
+                  "-u", "STORAGE_EMULATOR_HOST", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}",
+                  FRESHET, "apply", f"--config={config_path}",
+                  f"--project={config.project}"))])
+
+
+def publish_target(config: PipelineConfig, config_path: str) -> Target:
+    publish = [s.name for s in config.control_schedules if s.target == "publish_status"]
+    steps = [_say("== A first publish of the status page")]
+    steps += [Step(run=("gcloud", "scheduler", "jobs", "run", name,
+                        f"--location={config.region}", *_loc(config))) for name in publish[:1]]
+    viewers = ("anyone" if config.site.public
+               else ", ".join(config.site.viewers) or "project members with storage access")
+    steps += [_say(f"Status page: {config.site.url} (readers: {viewers})"),
+              _say(f"API: {config.functions.url('api')} (see README: Calling the API)"),
+              _say(f"Check it: {FRESHET} doctor --config={config_path} "
+                   f"--project={config.project}")]
+    return Target("deploy-publish", ("deploy-apply",), steps)
+
+
+def deploy_targets(config: PipelineConfig, config_path: str = CONFIG) -> list[Target]:
+    functions = [function_target(config, ep) for ep in ENTRY_POINTS]
+    return [
+        Target("deploy", ("deploy-publish",), doc="everything, in order"),
+        preflight_target(config, config_path), apis_target(config), accounts_target(config),
+        iam_target(config), firestore_target(config), buckets_target(config),
+        queues_target(config), source_target(config), *functions,
+        Target("deploy-functions", tuple(t.name for t in functions)),
+        apply_target(config, config_path), publish_target(config, config_path),
+    ]
+
+
+# -- undeploy ----------------------------------------------------------------------------
+
+def undeploy_target(config: PipelineConfig) -> Target:
+    """Removes what deploy created. Keeps the Firestore data, the buckets and the queues
+    unless PURGE=1 (a deleted queue's name stays reserved for 7 days)."""
+    fn, where = config.functions, [f"--location={config.region}", *_loc(config)]
+    region = [f"--region={config.region}", *_loc(config)]
+    steps = [_say(f"== Removing Freshet from {config.project}")]
+    for s in config.control_schedules:
+        steps.append(_remove(("gcloud", "scheduler", "jobs", "describe", s.name, *where),
+                             ("gcloud", "scheduler", "jobs", "delete", s.name, *where,
+                              "--quiet"), f"scheduler job {s.name}"))
+    for ep in ENTRY_POINTS:
+        steps.append(_remove(("gcloud", "functions", "describe", ep, "--gen2", *region),
+                             ("gcloud", "functions", "delete", ep, "--gen2", *region,
+                              "--quiet"), f"function {ep}"))
+    for q in config.queues:  # pending deliveries would only fail: drop them
+        steps.append(_remove(("gcloud", "tasks", "queues", "describe", q.name, *where),
+                             ("gcloud", "tasks", "queues", "purge", q.name, *where,
+                              "--quiet"), f"tasks of queue {q.name}"))
+    for email, roles in ((fn.service_account, RUNTIME_PROJECT_ROLES),
+                         (fn.build_service_account, BUILD_PROJECT_ROLES)):
+        for role in roles:
+            steps.append(Step(
+                "remove-if",
+                check=("gcloud", "projects", "get-iam-policy", config.project,
+                       "--flatten=bindings[].members", f"--filter=bindings.role={role} AND "
+                       f"bindings.members={_member(email)}", "--format=value(bindings.role)"),
+                run=("gcloud", "projects", "remove-iam-policy-binding", config.project,
+                     f"--member={_member(email)}", f"--role={role}", "--condition=None",
+                     "--format=none"), what=f"{role} of {email}"))
+    for email in dict.fromkeys((fn.service_account, fn.invoker_email,
+                                fn.build_service_account)):
+        if _own_account(email, config.project):
+            steps.append(_remove(
+                ("gcloud", "iam", "service-accounts", "describe", email, *_loc(config)),
+                ("gcloud", "iam", "service-accounts", "delete", email, *_loc(config),
+                 "--quiet"), f"service account {email}"))
+    purge = [_say("== PURGE=1: deleting the queues, the buckets and the Firestore database")]
+    for q in config.queues:
+        purge.append(_remove(("gcloud", "tasks", "queues", "describe", q.name, *where),
+                             ("gcloud", "tasks", "queues", "delete", q.name, *where,
+                              "--quiet"), f"queue {q.name}"))
+    for bucket in (config.site.bucket, config.site.snapshot_bucket):
+        url = f"gs://{bucket}"
+        purge.append(_remove(("gcloud", "storage", "buckets", "describe", url, *_loc(config)),
+                             ("gcloud", "storage", "rm", "--recursive", url, *_loc(config)),
+                             url))
+    database = f"--database={FIRESTORE_DATABASE}"
+    describe = ("gcloud", "firestore", "databases", "describe", database, *_loc(config))
+    purge.append(_remove(describe, ("gcloud", "firestore", "databases", "update", database,
+                                    "--no-delete-protection", *_loc(config)),
+                         "delete protection"))
+    purge.append(_remove(describe, ("gcloud", "firestore", "databases", "delete", database,
+                                    *_loc(config), "--quiet"),
+                         f"Firestore database {FIRESTORE_DATABASE}"))
+    return Target("undeploy", ("undeploy-check",), steps,
+                  "remove functions, jobs, accounts; PURGE=1 also data and buckets", purge)
+
+
+def undeploy_check_target(config: PipelineConfig) -> Target:
+    return Target("undeploy-check", ("setup",), [Step(run=(
+        PYTHON, "-m", "freshet_local.deploy", "preflight", "--undeploy",
+        f"--project={config.project}"))])
+
+
+def _remove(check: tuple, remove: tuple, what: str) -> Step:
+    return Step("remove", run=remove, check=check, what=what)
+
+
+# -- the make fragment -------------------------------------------------------------------
+
+def _make_text(shell: str) -> str:
+    """Shell text as a recipe line: `$` doubled for make, the project made $(PROJECT)."""
+    return "\t" + shell.replace("$", "$$").replace(MARKER, "$(PROJECT)")
+
+
+def all_targets(config: PipelineConfig, config_path: str = CONFIG) -> list[Target]:
+    return [*deploy_targets(config, config_path), undeploy_target(config),
+            undeploy_check_target(config)]
+
+
+def render(config: PipelineConfig, config_path: str = CONFIG,
+           default_project: str | None = None) -> str:
+    """deploy.mk's text. Rendered from a config loaded with project=MARKER (see
+    load_for_render), the commands name $(PROJECT), which defaults to the file's own."""
+    targets = all_targets(config, config_path)
     lines = [
         f"# Generated by `python -m freshet_local.deploy` from {config_path}: do not edit.",
-        "# After changing the config, regenerate it and commit both files.",
-        f"# Project {config.project}, region {config.region}.",
+        "# After changing the config, run `make deploy-config` and commit both files.",
+        f"# Region {config.region}; Firestore in {config.firestore_location}.",
+        "# `make deploy PROJECT=my-project` overrides the project the config names.",
         "",
-        ".PHONY: deploy " + " ".join(TARGETS),
+        f"PROJECT ?= {default_project or config.project}",
         "",
-        "deploy: " + " ".join(TARGETS),
+        ".PHONY: " + " ".join(t.name for t in targets),
     ]
-    for target, argvs in commands(config, config_path).items():
-        lines += ["", f"{target}:"]
-        lines += [_make_line(a) for a in argvs] or ["\t@true"]
+    for target in targets:
+        lines += ["", f"{target.name}:" + "".join(f" {d}" for d in target.deps)]
+        lines += [_make_text(render_step(step)) for step in target.steps]
+        if target.purge:
+            lines += ["ifeq ($(PURGE),1)"]
+            lines += [_make_text(render_step(step)) for step in target.purge]
+            lines += ["endif"]
     return "\n".join(lines) + "\n"
 
 
+def load_for_render(config_path: str | os.PathLike = CONFIG) -> tuple[PipelineConfig, str]:
+    """The config as deploy.mk needs it: with MARKER as the project (rendered
+    $(PROJECT)), and the file's own project id (the default)."""
+    own = load_config(config_path, env={})
+    return load_config(config_path, env={}, project=MARKER), own.project
+
+
+def render_file(config_path: str = CONFIG) -> str:
+    config, default = load_for_render(config_path)
+    return render(config, config_path, default)
+
+
+def firebase_json(config: PipelineConfig) -> str:
+    """infra/firebase.firestore.json: firebase-tools would create a missing database in
+    `location` (its own default is nam5, permanently), and deploys rules and indexes."""
+    return json.dumps({"firestore": {
+        "database": FIRESTORE_DATABASE, "location": config.firestore_location,
+        "rules": "firestore.rules", "indexes": "firestore.indexes.json"}}, indent=2) + "\n"
+
+
+# -- preflight, digest, retry ------------------------------------------------------------
+
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+
+
+def project_refusal(project: str) -> str | None:
+    """Why deploy refuses this project id, in one line; None when it may go ahead."""
+    fix = "set yours with `make deploy PROJECT=my-project` or `project:` in infra/pipeline.yaml"
+    if project in PLACEHOLDERS or project == MARKER:
+        return f"project {project!r} is the placeholder the config ships with: {fix}"
+    if project.startswith("demo-"):
+        return (f"project {project!r} starts with 'demo-', a prefix Google reserves for "
+                f"emulator-only projects: {fix}")
+    if not PROJECT_RE.match(project):
+        return f"project {project!r} is not a Google Cloud project id: {fix}"
+    return None
+
+
+def preflight(project: str, config_path: str, *, undeploy: bool = False) -> list[str]:
+    """The problems that would make the first command fail, each with its fix."""
+    refusal = project_refusal(project)
+    if refusal:
+        return [refusal]
+    problems = []
+    if not undeploy:
+        problems += [f"{name} is out of date with {config_path}: run `make deploy-config`"
+                     for name in stale(config_path)]
+    account = _gcloud_account()
+    if account is None:
+        problems.append("gcloud is not installed: https://cloud.google.com/sdk/docs/install")
+    elif not account:
+        problems.append("gcloud has no active account: run `gcloud auth login`")
+    if not undeploy and not _has_adc():
+        problems.append("no Application Default Credentials (freshet apply and firebase "
+                        "use them): run `gcloud auth application-default login`")
+    return problems
+
+
+def _gcloud_account() -> str | None:
+    try:
+        out = subprocess.run(["gcloud", "config", "get-value", "account"], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def _has_adc() -> bool:
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        return False
+    return True
+
+
+def source_files(source: Path) -> list[Path]:
+    return sorted(p for p in source.rglob("*") if p.is_file()
+                  and not any(part in SOURCE_IGNORED or part.endswith(".pyc")
+                              for part in p.relative_to(source).parts))
+
+
+def digest(config: PipelineConfig, entry_point: str, root: Path = ROOT) -> str:
+    """What a deploy of the function would upload and set, hashed: the same digest
+    means redeploying changes nothing."""
+    h = hashlib.sha256(json.dumps(deploy_function(config, entry_point)).encode())
+    source = root / config.functions.source
+    for path in source_files(source):
+        h.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:40]
+
+
+RETRY_WHEN = ("does not exist", "not found", "NOT_FOUND", "is not a valid service account")
+
+
+def retry(argv: list[str], *, attempts: int = 7, wait_s: float = 10.0) -> int:
+    """Run argv; while it fails because IAM does not know a new account yet, again."""
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        sys.stdout.write(proc.stdout)
+        if proc.returncode == 0 or attempt == attempts or not any(
+                needle in proc.stderr for needle in RETRY_WHEN):
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        print(f"  (IAM has not caught up yet; trying again in {wait_s:.0f} s)", flush=True)
+        time.sleep(wait_s)
+    return 1
+
+
+# -- command line ------------------------------------------------------------------------
+
+def generated(config_path: str = CONFIG, output: str = OUTPUT) -> dict[str, str]:
+    """The files generated from the config, by path relative to the work tree."""
+    config, default = load_for_render(config_path)
+    return {output: render(config, config_path, default),
+            FIREBASE_CONFIG: firebase_json(config)}
+
+
+def write(config_path: str = CONFIG, output: str = OUTPUT) -> list[Path]:
+    paths = []
+    for name, text in generated(config_path, output).items():
+        (ROOT / name).write_text(text)
+        paths.append(ROOT / name)
+    return paths
+
+
+def stale(config_path: str = CONFIG, output: str = OUTPUT) -> list[str]:
+    return [name for name, text in generated(config_path, output).items()
+            if not (ROOT / name).exists() or (ROOT / name).read_text() != text]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["retry"]:
+        rest = argv[1:]
+        return retry(rest[1:] if rest[:1] == ["--"] else rest)
     parser = argparse.ArgumentParser(prog="python -m freshet_local.deploy")
+    parser.add_argument("action", nargs="?", default="write",
+                        choices=("write", "preflight", "digest"))
+    parser.add_argument("function", nargs="?")
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--output", default=OUTPUT)
+    parser.add_argument("--project")
+    parser.add_argument("--undeploy", action="store_true")
     parser.add_argument("--check", action="store_true",
-                        help="fail if the output file is not what the config generates")
+                        help="fail if the output files are not what the config generates")
     args = parser.parse_args(argv)
     try:
-        text = render(load_config(args.config), args.config)
+        if args.action == "preflight":
+            problems = preflight(args.project or "", args.config, undeploy=args.undeploy)
+            for problem in problems:
+                print(f"deploy: {problem}", file=sys.stderr)
+            return 2 if problems else 0
+        if args.action == "digest":
+            config = load_config(args.config, env={}, project=args.project)
+            print(digest(config, args.function))
+            return 0
+        if args.check:
+            for name in stale(args.config, args.output):
+                print(f"deploy: {name} is out of date; run `make deploy-config`",
+                      file=sys.stderr)
+                return 1
+            return 0
+        for path in write(args.config, args.output):
+            print(f"wrote {path.relative_to(ROOT)}")
+        return 0
     except ValueError as exc:
         print(f"deploy: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.output)
-    if args.check:
-        if not out.exists() or out.read_text() != text:
-            print(f"deploy: {args.output} is out of date; run python -m freshet_local.deploy",
-                  file=sys.stderr)
-            return 1
-        return 0
-    out.write_text(text)
-    print(f"wrote {args.output}")
-    return 0
 
 
 if __name__ == "__main__":

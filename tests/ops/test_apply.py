@@ -128,3 +128,32 @@ def test_a_paused_job_stays_paused_across_applies(env):
     apply(config_of(text.replace("max_retries: 2", "max_retries: 4")), store=store,
           task_queue=queue, now=T0)
     assert store.job("orders").status == "paused" and store.job("rates").max_retries == 4
+
+
+def test_what_cloud_tasks_adds_to_a_queue_on_its_own_is_no_change():
+    """max_burst_size is output-only and max_retry_duration has a server default: a read
+    queue carries both, and neither may make the second apply find changes."""
+    from google.cloud import tasks_v2
+
+    from freshet.gcp.tasks import changed_queue_fields
+
+    queue = TaskQueue(load_settings(project="demo-freshet", region="europe-west1"))
+    spec = config_of(PIPELINE).queues[0]
+    wanted = queue.build_queue(spec)
+    echoed = tasks_v2.Queue(wanted)
+    echoed.rate_limits.max_burst_size = 100
+    echoed.retry_config.max_retry_duration = timedelta(0)
+    echoed.state = tasks_v2.Queue.State.RUNNING
+    assert changed_queue_fields(echoed, wanted) == []
+    echoed.rate_limits.max_concurrent_dispatches = 7
+    echoed.retry_config.min_backoff = timedelta(seconds=1)
+    assert changed_queue_fields(echoed, wanted) == ["rate_limits.max_concurrent_dispatches",
+                                                    "retry_config.min_backoff"]
+
+
+def test_each_task_carries_the_dispatch_deadline_run_tasks_timeout_covers():
+    settings = load_settings(project="demo-freshet", dispatch_deadline_s=900,
+                             invoker_email="freshet-invoker@demo-freshet.iam.gserviceaccount.com")
+    task = TaskQueue(settings).build_task("orders__20261128T120000Z", 1)
+    assert task.dispatch_deadline == timedelta(minutes=15)
+    assert task.http_request.oidc_token.audience == settings.run_task_url

@@ -107,3 +107,20 @@ def test_jobs_runs_datasets_and_status_read_well(capsys, pipeline):
     assert "sales.revenue" in out and "UNKNOWN" in out
     code, out, _ = run(capsys, "status")
     assert code == 0 and out.startswith("Overall: UNKNOWN") and "2 active" in out
+
+
+def test_runs_show_prints_the_run_its_attempts_and_its_logs_explorer_link(capsys, pipeline):
+    assert run(capsys, "apply", "--config", str(pipeline))[0] == 0
+    out = run(capsys, "jobs", "run", "orders", "--key", "show-1")[1]
+    run_id = out.split()[1]
+    code, out, err = run(capsys, "runs", "show", run_id)
+    assert code == 0 and err == ""
+    lines = dict(line.split(":", 1) for line in out.splitlines() if ":" in line
+                 and not line.startswith(" "))
+    assert lines["run"].strip() == run_id and lines["job"].strip() == "orders"
+    assert lines["status"].strip() == "queued" and lines["attempt"].strip() == "1 of 4"
+    logs = out.splitlines()[-1]
+    assert logs.startswith("logs:") and "https://console.cloud.google.com/logs/query;" \
+        "query=labels.run_id%3D%22" in logs and logs.endswith("?project=demo-freshet")
+    code, _, err = run(capsys, "runs", "show", "orders__nope")
+    assert code == 2 and "run 'orders__nope' not found" in one_line_error(err)

@@ -20,7 +20,9 @@ def error_for(tmp_path, text: str) -> ConfigError:
 
 def test_the_projects_own_pipeline_file_is_valid():
     config = load_config(ROOT / "infra/pipeline.yaml", env={})
-    assert config.project == "demo-freshet" and config.region == "europe-west1"
+    # An obvious placeholder that `make deploy` refuses (freshet_local.deploy).
+    assert config.project == "your-project-id" and config.region == "europe-west1"
+    assert config.firestore_location == "europe-west1"
     assert {j.kind for j in config.jobs} == {"http_fetch", "noop"}
     assert [s.target for s in config.control_schedules] == [
         "scheduler_tick", "recover_stuck_runs", "publish_status"]
@@ -158,3 +160,117 @@ def test_custom_kinds_come_from_modules_named_in_the_file_or_the_environment(tmp
         sys.path.remove(str(tmp_path))
         from freshet.loop.registry import unregister
         unregister("demo_custom")
+
+
+# -- deploy settings: functions, site, Firestore location, the project override ----------
+
+def test_function_limits_come_from_each_entry_then_defaults_then_freshets_own(tmp_path):
+    text = PIPELINE.replace("region: europe-west1\n", """region: europe-west1
+functions:
+  defaults: {memory: 1Gi, max_instances: 4}
+  run_task: {timeout: 20m, memory: 2Gi, cpu: 1, concurrency: 4}
+""")
+    fn = load_config(write_config(tmp_path, text), env={}).functions
+    run_task, api, tick = (fn.limits_for(n) for n in ("run_task", "api", "scheduler_tick"))
+    assert (run_task.timeout_s, run_task.memory, run_task.cpu, run_task.concurrency,
+            run_task.max_instances) == (1200, "2Gi", "1", 4, 4)
+    assert (api.timeout_s, api.memory, api.max_instances, api.concurrency) == (60, "1Gi", 4, 1)
+    assert tick.timeout_s == 120  # Freshet's default: covers the tick's 1m attempt deadline
+
+
+@pytest.mark.parametrize("section, field, needle", [
+    ("  run_task: {timeout: 2h}", "functions.run_task.timeout", "2h"),
+    ("  api: {memory: lots}", "functions.api.memory", "lots"),
+    ("  api: {memory: 64Mi}", "functions.api.memory", "64Mi"),
+    ("  api: {concurrency: 8}", "functions.api.concurrency", "concurrency: 8"),
+    ("  api: {max_instances: 0}", "functions.api.max_instances", "max_instances: 0"),
+    ("  api: {colour: red}", "functions.api.colour", "colour"),
+])
+def test_bad_function_limits_are_named_with_their_line(tmp_path, section, field, needle):
+    text = PIPELINE.replace("region: europe-west1\n",
+                            f"region: europe-west1\nfunctions:\n{section}\n")
+    err = error_for(tmp_path, text)
+    assert err.field == field, str(err)
+    assert err.line == line_of(text, needle), str(err)
+
+
+def test_concurrency_above_one_needs_a_whole_cpu(tmp_path):
+    text = PIPELINE.replace("region: europe-west1\n", "region: europe-west1\nfunctions:\n"
+                            "  api: {concurrency: 8}\n")
+    assert "at least one CPU" in str(error_for(tmp_path, text))
+
+
+def test_a_stuck_threshold_beyond_cloud_tasks_30_minutes_is_refused(tmp_path):
+    text = PIPELINE.replace("    max_retries: 2\n",
+                            "    max_retries: 2\n    stuck_threshold_minutes: 31\n")
+    err = error_for(tmp_path, text)
+    assert err.field == "jobs[1].stuck_threshold_minutes"
+    assert err.line == line_of(text, "stuck_threshold_minutes: 31")
+    assert "31 minutes cannot fit Cloud Tasks' 30-minute dispatch limit" in str(err)
+    text = PIPELINE.replace("    max_retries: 2\n",
+                            "    max_retries: 2\n    stuck_threshold_minutes: 30\n")
+    assert load_config(write_config(tmp_path, text), env={}).jobs[1].stuck_threshold_minutes \
+        == 30
+
+
+def test_an_expected_runtime_beyond_the_dispatch_deadline_is_refused(tmp_path):
+    text = PIPELINE.replace("    max_backoff: 5m\n",
+                            "    max_backoff: 5m\n    dispatch_deadline: 10m\n").replace(
+        "    max_retries: 2\n", "    max_retries: 2\n    expected_runtime_minutes: 11\n")
+    err = error_for(tmp_path, text)
+    assert err.field == "jobs[1].expected_runtime_minutes"
+    assert "longer than the queue's dispatch_deadline (10m" in str(err)
+    ok = text.replace("expected_runtime_minutes: 11", "expected_runtime_minutes: 10")
+    assert load_config(write_config(tmp_path, ok), env={}).jobs[1].expected_runtime_minutes \
+        == 10
+
+
+@pytest.mark.parametrize("deadline, ok", [("15s", True), ("14s", False), ("30m", False),
+                                           ("15m", True), ("31m", False)])
+def test_the_dispatch_deadline_is_within_cloud_tasks_limits_and_run_tasks_timeout(
+        tmp_path, deadline, ok):
+    """run_task's default timeout is 15m: a deadline past it would let Cloud Tasks wait
+    for a delivery Cloud Run has already cut."""
+    text = PIPELINE.replace("    max_backoff: 5m\n",
+                            f"    max_backoff: 5m\n    dispatch_deadline: {deadline}\n")
+    if ok:
+        load_config(write_config(tmp_path, text), env={})
+    else:
+        err = error_for(tmp_path, text)
+        assert err.field == "queues[0].dispatch_deadline"
+        assert err.line == line_of(text, "dispatch_deadline")
+
+
+def test_a_scheduler_deadline_longer_than_its_functions_timeout_is_refused(tmp_path):
+    text = PIPELINE.replace("region: europe-west1\n", """region: europe-west1
+functions:
+  recover_stuck_runs: {timeout: 2m}
+""")
+    err = error_for(tmp_path, text)  # the default recover schedule waits 3m
+    assert err.field == "control_schedules[1].deadline"
+    assert "longer than recover_stuck_runs's timeout (2m)" in str(err)
+
+
+def test_site_buckets_and_viewers(tmp_path):
+    config = load_config(write_config(tmp_path), env={})
+    assert (config.site.bucket, config.site.snapshot_bucket, config.site.public) == (
+        "demo-freshet-freshet-site", "demo-freshet-freshet-snapshots", False)
+    assert config.site.url == "https://storage.cloud.google.com/demo-freshet-freshet-site/" \
+        "index.html"
+    text = PIPELINE + "site:\n  public: true\n  viewers: [group:data@example.com, " \
+                      "domain:example.com]\n"
+    site = load_config(write_config(tmp_path, text), env={}).site
+    assert site.viewers == ("group:data@example.com", "domain:example.com")
+    assert site.url.startswith("https://storage.googleapis.com/")
+    err = error_for(tmp_path, PIPELINE + "site:\n  viewers: [data@example.com]\n")
+    assert err.field == "site.viewers[0]" and "IAM member" in str(err)
+
+
+def test_the_project_override_renames_everything_derived_from_it(tmp_path):
+    config = load_config(write_config(tmp_path), env={}, project="real-project-42")
+    assert config.project == "real-project-42"
+    assert config.functions.invoker_email == \
+        "freshet-invoker@real-project-42.iam.gserviceaccount.com"
+    assert config.functions.url("api") == \
+        "https://europe-west1-real-project-42.cloudfunctions.net/api"
+    assert config.site.bucket == "real-project-42-freshet-site"

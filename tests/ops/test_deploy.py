@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -144,43 +145,213 @@ def test_the_rules_deny_every_client_read_and_write():
     assert allows == ["read, write: if false"]
     assert store_module.SETTINGS == "settings"  # no public collection is special-cased
     firebase = json.loads((ROOT / "infra/firebase.firestore.json").read_text())["firestore"]
-    assert firebase == {"rules": "firestore.rules", "indexes": "firestore.indexes.json"}
+    assert (firebase["rules"], firebase["indexes"]) == ("firestore.rules",
+                                                        "firestore.indexes.json")
 
 
-def test_deploy_mk_is_what_the_config_generates():
-    config = load_config(ROOT / deploy.CONFIG, env={})
-    assert (ROOT / deploy.OUTPUT).read_text() == deploy.render(config), (
-        "infra/deploy.mk is out of date: run python -m freshet_local.deploy")
+PROJECT = "freshet-acme-prod"
 
 
-def test_each_function_is_deployed_private_gen2_with_its_own_account_and_region():
-    config = load_config(ROOT / deploy.CONFIG, env={})
-    cmds = deploy.commands(config)
-    deploys = [c for c in cmds["deploy-functions"] if c[:3] == ["gcloud", "functions", "deploy"]]
-    assert [c[3] for c in deploys] == ["scheduler_tick", "run_task", "recover_stuck_runs",
+def cloud_config():
+    return load_config(ROOT / deploy.CONFIG, env={}, project=PROJECT)
+
+
+def steps_of(config) -> list[deploy.Step]:
+    return [step for t in deploy.all_targets(config) for step in t.all_steps()]
+
+
+def argvs(config) -> list[tuple[str, ...]]:
+    return [step.run for step in steps_of(config) if step.run]
+
+
+def test_deploy_mk_and_firebase_json_are_what_the_config_generates():
+    assert deploy.stale() == [], "run `make deploy-config` (python -m freshet_local.deploy)"
+
+
+def test_firestore_is_created_in_the_configured_location_with_delete_protection():
+    config = cloud_config()
+    create = next(a for a in argvs(config) if a[:4] == ("gcloud", "firestore", "databases",
+                                                         "create"))
+    assert f"--location={config.firestore_location}" in create
+    assert {"--delete-protection", "--type=firestore-native"} <= set(create)
+    firebase = json.loads(deploy.firebase_json(config))["firestore"]
+    # Were firebase-tools to create the database itself, it would default to nam5.
+    assert firebase["location"] == config.firestore_location == "europe-west1"
+
+
+def test_each_function_is_deployed_private_gen2_with_its_limits_account_and_full_env():
+    config = cloud_config()
+    deploys = [a for a in argvs(config) if a[:3] == ("gcloud", "functions", "deploy")]
+    assert [a[3] for a in deploys] == ["scheduler_tick", "run_task", "recover_stuck_runs",
                                        "publish_status", "api"]
     for argv in deploys:
+        name, limits = argv[3], config.functions.limits_for(argv[3])
         for flag in ("--gen2", "--trigger-http", "--no-allow-unauthenticated",
                      "--runtime=python311", f"--region={config.region}", "--source=functions",
-                     f"--entry-point={argv[3]}",
-                     f"--service-account={config.functions.service_account}"):
-            assert flag in argv, (argv[3], flag)
-        env = next(a for a in argv if a.startswith("--set-env-vars="))
-        assert f"FRESHET_AUDIENCE={config.functions.url(argv[3])}" in env
-        assert "FRESHET_AUTH=oidc" in env
-    assert cmds["deploy-apply"][0][-2:] == ["apply", "--config=infra/pipeline.yaml"]
-    assert "firestore:indexes,firestore:rules" in cmds["deploy-firestore"][0]
-    assert cmds["deploy-publish"][0][:4] == ["gcloud", "scheduler", "jobs", "run"]
+                     f"--entry-point={name}",
+                     f"--service-account=freshet-runtime@{PROJECT}.iam.gserviceaccount.com",
+                     f"--build-service-account=projects/{PROJECT}/serviceAccounts/"
+                     f"freshet-build@{PROJECT}.iam.gserviceaccount.com",
+                     f"--timeout={limits.timeout_s}s", f"--memory={limits.memory}",
+                     f"--max-instances={limits.max_instances}",
+                     f"--concurrency={limits.concurrency}"):
+            assert flag in argv, (name, flag)
+        env = dict(pair.split("=", 1) for pair in
+                   next(a for a in argv if a.startswith("--set-env-vars="))
+                   .removeprefix("--set-env-vars=^|^").split("|"))
+        assert env == dict(deploy.function_env(config, name))  # one source for both
+        assert env["FRESHET_AUDIENCE"] == f"https://europe-west1-{PROJECT}.cloudfunctions.net/" \
+                                          f"{name}"
+        assert env["FRESHET_SITE_BUCKET"] == f"{PROJECT}-freshet-site"
+        assert env["FRESHET_SNAPSHOT_BUCKET"] == f"{PROJECT}-freshet-snapshots"
+        assert env["FRESHET_AUTH"] == "oidc"
+    timeouts = {a[3]: next(f for f in a if f.startswith("--timeout=")) for a in deploys}
+    assert timeouts["run_task"] == "--timeout=900s"  # >= the queue's 10m dispatch deadline
+    assert timeouts["recover_stuck_runs"] == timeouts["publish_status"] == "--timeout=300s"
+
+
+def test_run_tasks_timeout_covers_the_dispatch_deadline_which_covers_every_job():
+    config = cloud_config()
+    env = dict(deploy.function_env(config, "scheduler_tick"))
+    deadline = int(env["FRESHET_DISPATCH_DEADLINE_S"])
+    assert config.functions.limits_for("run_task").timeout_s >= deadline
+    assert all((job.expected_runtime_minutes or 0) * 60 <= deadline for job in config.jobs)
+    for schedule in config.control_schedules:
+        assert schedule.deadline <= config.functions.limits_for(schedule.target).timeout
+
+
+def test_every_account_role_and_binding_the_functions_need_is_granted():
+    config, runtime = cloud_config(), f"serviceAccount:freshet-runtime@{PROJECT}.iam." \
+                                      "gserviceaccount.com"
+    invoker = f"freshet-invoker@{PROJECT}.iam.gserviceaccount.com"
+    runs = [" ".join(a) for a in argvs(config)]
+
+    def granted(*parts):
+        return [r for r in runs if all(p in r for p in parts)]
+
+    for name in ("freshet-runtime", "freshet-invoker", "freshet-build"):
+        assert granted("iam service-accounts create", name)
+    assert granted("projects add-iam-policy-binding", runtime, "--role=roles/datastore.user",
+                   "--condition=None")
+    assert granted("tasks queues add-iam-policy-binding freshet-runs", runtime,
+                   "--role=roles/cloudtasks.enqueuer")
+    assert granted(f"iam service-accounts add-iam-policy-binding {invoker}", runtime,
+                   "--role=roles/iam.serviceAccountUser")
+    assert granted("projects add-iam-policy-binding", "freshet-build@",
+                   "--role=roles/cloudbuild.builds.builder")
+    for bucket in (config.site.bucket, config.site.snapshot_bucket):
+        assert granted(f"buckets add-iam-policy-binding gs://{bucket}", runtime,
+                       "--role=roles/storage.objectUser")
+    for name in ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api"):
+        assert granted(f"functions add-invoker-policy-binding {name}",
+                       f"--member=serviceAccount:{invoker}")
+    assert not [r for r in runs if "allUsers" in r or "allAuthenticatedUsers" in r]
+    assert granted("services enable", "cloudfunctions.googleapis.com", "run.googleapis.com",
+                   "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
+                   "firestore.googleapis.com", "firebaserules.googleapis.com")
+
+
+def test_operators_are_invokers_of_the_api_only_and_viewers_read_the_page(tmp_path):
+    text = (ROOT / deploy.CONFIG).read_text().replace(
+        "allowed_callers: []", "allowed_callers: [ops@acme-prod.iam.gserviceaccount.com]"
+    ).replace("viewers: []", "viewers: [group:data@example.com]")
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    config = load_config(path, env={}, project=PROJECT)
+    runs = [" ".join(a) for a in argvs(config)]
+    ops = [r for r in runs if "ops@acme-prod" in r and "add-invoker-policy-binding" in r]
+    assert len(ops) == 1 and "add-invoker-policy-binding api " in ops[0]
+    assert dict(deploy.function_env(config, "api"))["FRESHET_ALLOWED_CALLERS"] == \
+        "ops@acme-prod.iam.gserviceaccount.com"
+    assert "FRESHET_ALLOWED_CALLERS" not in dict(deploy.function_env(config, "run_task"))
+    assert [r for r in runs if "--member=group:data@example.com" in r
+            and "--role=roles/storage.objectViewer" in r and config.site.bucket in r]
+    public = load_config(path, env={}, project=PROJECT)
+    object.__setattr__(public, "site", replace(public.site, public=True))
+    runs = [" ".join(a) for a in argvs(public)]
+    assert [r for r in runs if "--member=allUsers" in r and config.site.bucket in r]
+    assert not [r for r in runs if "allUsers" in r and "functions" in r]
+
+
+def test_creating_steps_check_first_so_a_second_deploy_changes_nothing():
+    creates = [step for step in steps_of(cloud_config())
+               if step.run[:1] == ("gcloud",) and step.run[-1:] != ("--quiet",)
+               and any(verb in step.run for verb in ("create",))]
+    assert creates and all(step.mode == "ensure" and step.check for step in creates), [
+        s.run[:4] for s in creates if s.mode != "ensure"]
+    deploys = [s for s in steps_of(cloud_config()) if s.run[2:3] == ("deploy",)]
+    assert deploys and all(s.mode == "deploy" and s.digest for s in deploys)
+
+
+def test_a_functions_digest_changes_with_its_source_or_flags_and_only_then(tmp_path):
+    source = tmp_path / "functions"
+    source.mkdir()
+    (source / "main.py").write_text("x = 1\n")
+    (source / "__pycache__").mkdir()
+    config = cloud_config()
+    first = deploy.digest(config, "api", tmp_path)
+    (source / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"noise")
+    assert deploy.digest(config, "api", tmp_path) == first
+    assert deploy.digest(config, "run_task", tmp_path) != first
+    (source / "main.py").write_text("x = 2\n")
+    assert deploy.digest(config, "api", tmp_path) != first
+
+
+@pytest.mark.parametrize("project, needle", [
+    ("your-project-id", "is the placeholder the config ships with"),
+    ("demo-freshet", "a prefix Google reserves for emulator-only projects"),
+    ("Not_A_Project", "is not a Google Cloud project id"),
+])
+def test_deploy_refuses_placeholder_and_demo_ids_in_one_line(project, needle):
+    message = deploy.project_refusal(project)
+    assert needle in message and "\n" not in message
+    assert "make deploy PROJECT=" in message
+    assert deploy.project_refusal(PROJECT) is None
+
+
+def _make_env() -> dict[str, str]:
+    # Run as a top-level make even when the suite itself runs under `make test`.
+    return {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_n_deploy_shows_the_exact_commands():
-    # Run as a top-level make even when the suite itself runs under `make test`.
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
-    out = subprocess.run(["make", "--no-print-directory", "-n", "-f", deploy.OUTPUT, "deploy"],
-                         capture_output=True, text=True, check=True, cwd=ROOT,
-                         env=env).stdout.splitlines()
-    config = load_config(ROOT / deploy.CONFIG, env={})
-    expected = [deploy._make_line(a)[1:].replace("$$", "$")
-                for target in deploy.TARGETS for a in deploy.commands(config)[target]]
-    assert out == expected
+def test_make_deploy_stops_on_the_placeholder_with_one_line_saying_what_to_set():
+    out = subprocess.run(["make", "--no-print-directory", "-o", "setup", "deploy"],
+                         capture_output=True, text=True, cwd=ROOT, env=_make_env())
+    assert out.returncode != 0
+    ours = [line for line in out.stderr.splitlines() if line.startswith("deploy:")]
+    assert len(ours) == 1 and "your-project-id" in ours[0] and "PROJECT=" in ours[0]
+    assert "gcloud" not in out.stdout.replace(".venv/bin/python -m freshet_local.deploy", "")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_n_deploy_shows_every_step_in_an_order_make_j_keeps():
+    out = subprocess.run(["make", "--no-print-directory", "-n", "-j8", "-o", "setup", "deploy",
+                          f"PROJECT={PROJECT}"], capture_output=True, text=True, check=True,
+                         cwd=ROOT, env=_make_env()).stdout.splitlines()
+    config = cloud_config()
+    expected = [deploy.render_step(step).replace("$(PROJECT)", PROJECT).removeprefix("@")
+                for t in deploy.deploy_targets(config) for step in t.steps]
+    assert sorted(out) == sorted(expected)
+
+    def first(needle: str) -> int:
+        return next(i for i, line in enumerate(out) if needle in line)
+
+    def last(needle: str) -> int:
+        return max(i for i, line in enumerate(out) if needle in line)
+
+    order = ["freshet_local.deploy preflight", "gcloud services enable",
+             "gcloud iam service-accounts create", "gcloud projects add-iam-policy-binding",
+             "gcloud functions deploy", "bin/freshet apply", "gcloud scheduler jobs run"]
+    for before, after in zip(order, order[1:], strict=False):
+        assert last(before) < first(after), (before, after)
+    for prerequisite in ("firestore databases create", "firebase", "buckets create",
+                         "tasks queues create", "cp -R site/templates"):
+        assert last(prerequisite) < first("gcloud functions deploy"), prerequisite
+    assert last("gcloud functions add-invoker-policy-binding") < first("bin/freshet apply")
+    assert "Status page: https://storage.cloud.google.com/" in out[-3]
+
+
+def test_make_deploy_depends_on_setup():
+    assert "deploy-check: setup" in (ROOT / deploy.OUTPUT).read_text()
+    assert "-include infra/deploy.mk" in (ROOT / "Makefile").read_text()

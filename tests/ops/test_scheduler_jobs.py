@@ -21,7 +21,7 @@ PARENT = "projects/demo-freshet/locations/europe-west1"
 
 
 def config():
-    return load_config(ROOT / "infra/pipeline.yaml", env={})
+    return load_config(ROOT / "infra/pipeline.yaml", env={}, project="demo-freshet")
 
 
 def test_each_control_schedule_becomes_a_complete_signed_http_job():
@@ -74,3 +74,36 @@ def test_matching_jobs_need_no_request():
     wanted = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
     diff = diff_jobs(wanted, {j.name: scheduler_v1.Job(j) for j in wanted})
     assert diff.empty and requests_for(diff, PARENT) == [] and SchedulerDiff().empty
+
+
+def as_google_returns_it(job: scheduler_v1.Job) -> scheduler_v1.Job:
+    """A job as a read from Cloud Scheduler answers it: with its own state and defaults,
+    and a User-Agent header it adds to the target."""
+    echoed = scheduler_v1.Job(job)
+    echoed.state = scheduler_v1.Job.State.ENABLED
+    echoed.user_update_time = {"seconds": 1764330000}
+    echoed.retry_config = scheduler_v1.RetryConfig(max_retry_duration={"seconds": 0},
+                                                   min_backoff_duration={"seconds": 5},
+                                                   max_backoff_duration={"seconds": 3600},
+                                                   max_doublings=5)
+    echoed.http_target.headers["User-Agent"] = "Google-Cloud-Scheduler"
+    echoed.schedule_time = {"seconds": 1764330060}
+    echoed.last_attempt_time = {"seconds": 1764330000}
+    return echoed
+
+
+def test_what_cloud_scheduler_adds_on_its_own_is_no_change():
+    """The second apply says "no changes": output-only fields, retry defaults and the
+    User-Agent header Cloud Scheduler sets are not Freshet's to compare."""
+    wanted = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    diff = diff_jobs(wanted, {j.name: as_google_returns_it(j) for j in wanted})
+    assert diff.empty, diff
+
+
+def test_a_header_freshet_sets_still_counts_when_changed():
+    wanted = control_jobs(config(), base_url=BASE, invoker_email=INVOKER)
+    echoed = as_google_returns_it(wanted[0])
+    echoed.http_target.headers["X-Freshet-Schedule"] = "someone-else"
+    echoed.http_target.oidc_token.audience = f"{BASE}/api"
+    diff = diff_jobs(wanted[:1], {echoed.name: echoed})
+    assert [changes for _, changes in diff.update] == [["http_target"]]

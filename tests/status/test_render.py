@@ -1,6 +1,7 @@
 """Renderings: hostile text is escaped everywhere, secrets appear nowhere, json meets its schema."""
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -89,10 +90,15 @@ def test_status_json_meets_its_schema():
 
 
 def test_the_page_is_self_contained():
+    """No external assets. Links out (each run's Logs Explorer query) are plain anchors."""
     _, files = hostile_site()
     html = files["index.html"].data.decode()
-    for external in ('src="http', "src='http", 'href="http', "@import", "url(http"):
+    for external in ('src="http', "src='http", "@import", "url(http"):
         assert external not in html
+    assert not re.search(r"<link[^>]+href=[\"']?http", html)
+    anchors = re.findall(r'<a href="(https?://[^"]+)"[^>]*>', html)
+    assert anchors and all(a.startswith("https://console.cloud.google.com/logs/query;")
+                           for a in anchors)
 
 
 def test_the_page_collapses_long_lists_and_caps_runs():

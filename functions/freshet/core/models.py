@@ -112,6 +112,8 @@ class Job:
     trigger_source: TriggerSource = TriggerSource.SCHEDULE
     max_retries: int = DEFAULT_MAX_RETRIES
     stuck_threshold_minutes: int | None = None
+    # How long a run usually takes: checked against the queue's dispatch deadline.
+    expected_runtime_minutes: int | None = None
     produces: list[str] = field(default_factory=list)
     allow_overlap: bool = False
     description: str = ""
@@ -163,6 +165,7 @@ def new_job(
     secret_params: object = None,
     max_retries: object = DEFAULT_MAX_RETRIES,
     stuck_threshold_minutes: object = None,
+    expected_runtime_minutes: object = None,
     produces: object = None,
     allow_overlap: object = False,
     description: object = "",
@@ -195,6 +198,12 @@ def new_job(
         or not 1 <= stuck_threshold_minutes <= 7 * 24 * 60
     ):
         raise ValidationError("stuck_threshold_minutes", "must be an integer from 1 to 10080")
+    if expected_runtime_minutes is not None and (
+        isinstance(expected_runtime_minutes, bool)
+        or not isinstance(expected_runtime_minutes, int)
+        or not 1 <= expected_runtime_minutes <= 60
+    ):
+        raise ValidationError("expected_runtime_minutes", "must be an integer from 1 to 60")
     produces = [check_dataset_key(k, f"produces[{i}]")
                 for i, k in enumerate(_string_list(produces, "produces"))]
     if len(set(produces)) != len(produces):
@@ -211,7 +220,8 @@ def new_job(
     return Job(
         id=check_id(id, "id"), kind=kind, schedule=schedule, params=params,
         secret_params=secret_params, max_retries=max_retries,
-        stuck_threshold_minutes=stuck_threshold_minutes, produces=produces,
+        stuck_threshold_minutes=stuck_threshold_minutes,
+        expected_runtime_minutes=expected_runtime_minutes, produces=produces,
         allow_overlap=allow_overlap, description=description, status=status,
         trigger_source=trigger_source,
     )

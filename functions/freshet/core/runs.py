@@ -42,6 +42,11 @@ def scheduled_run_id(job_id: str, slot: datetime) -> str:
     return f"{job_id}__{slot:%Y%m%dT%H%M%S}Z"
 
 
+def job_of_run(run_id: str) -> str:
+    """The job a run id belongs to (every run id is `<job id>__<slot or key>`)."""
+    return run_id.split("__", 1)[0]
+
+
 def manual_run_id(job_id: str, now: datetime, idempotency_key: str | None) -> str:
     """Same key -> same run; no key -> one run per job per minute (double clicks)."""
     if idempotency_key is None:

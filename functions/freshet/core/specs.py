@@ -7,6 +7,8 @@ Google's request objects by the adapters (freshet.gcp.tasks, freshet.gcp.schedul
 from dataclasses import dataclass
 from datetime import timedelta
 
+from freshet.core.limits import FunctionLimits
+
 ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
 SCHEDULE_TARGETS = ("scheduler_tick", "recover_stuck_runs", "publish_status")
 
@@ -22,6 +24,8 @@ class QueueSpec:
     max_doublings: int = 5
     max_dispatches_per_second: float = 50.0
     max_concurrent_dispatches: int = 100
+    # How long Cloud Tasks waits for run_task before it retries (Google's default: 10m).
+    dispatch_deadline_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,17 @@ DEFAULT_CONTROL_SCHEDULES = (
 )
 
 
+
+
+# What each function is deployed with unless pipeline.yaml says otherwise. Each timeout
+# covers what calls it: Cloud Scheduler's attempt deadline (tick 1m, the others 3m)
+# and, for run_task, the queue's dispatch deadline (10m).
+DEFAULT_FUNCTION_LIMITS = {
+    "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2), max_instances=3),
+    "run_task": FunctionLimits(timeout=timedelta(minutes=15), memory="512Mi",
+                               max_instances=100),
+    "recover_stuck_runs": FunctionLimits(timeout=timedelta(minutes=5), max_instances=2),
+    "publish_status": FunctionLimits(timeout=timedelta(minutes=5), memory="512Mi",
+                                     max_instances=2),
+    "api": FunctionLimits(timeout=timedelta(seconds=60), max_instances=5),
+}

@@ -52,6 +52,14 @@ def build_job(project: str, region: str, spec: ControlSchedule, *, base_url: str
     )
 
 
+def job_summary(job: scheduler_v1.Job) -> dict:
+    """For `freshet doctor`: the job's state and how its last attempt went."""
+    last = job.last_attempt_time
+    return {"state": scheduler_v1.Job.State(job.state).name,
+            "last_attempt_time": last if last and last.timestamp() > 0 else None,
+            "code": job.status.code, "message": job.status.message}
+
+
 def build_jobs(project: str, region: str, specs: tuple[ControlSchedule, ...], *,
                base_url: str, invoker_email: str | None) -> list[scheduler_v1.Job]:
     """One Cloud Scheduler job per control schedule."""
@@ -59,9 +67,34 @@ def build_jobs(project: str, region: str, specs: tuple[ControlSchedule, ...], *,
             for s in specs]
 
 
+# Headers Cloud Scheduler sets or replaces itself, and may echo back on a read.
+GOOGLE_HEADERS = ("user-agent", "content-length", "host")
+GOOGLE_HEADER_PREFIXES = ("x-google-", "x-appengine-", "x-cloudscheduler")
+
+
+def _headers(target: scheduler_v1.HttpTarget) -> dict[str, str]:
+    return {k.lower(): v for k, v in target.headers.items()
+            if k.lower() not in GOOGLE_HEADERS and not k.lower().startswith(
+                GOOGLE_HEADER_PREFIXES)}
+
+
+def _comparable(job: scheduler_v1.Job, name: str) -> object:
+    """A managed field as Freshet sets it: what Google adds on its own is left out."""
+    if name != "http_target":
+        return getattr(job, name)
+    target = job.http_target
+    token = target.oidc_token
+    return (target.uri, target.http_method, _headers(target), bytes(target.body),
+            token.service_account_email, token.audience or (target.uri if
+                                                            token.service_account_email
+                                                            else ""))
+
+
 def changed_fields(current: scheduler_v1.Job, wanted: scheduler_v1.Job) -> list[str]:
+    """Pure: the managed fields that differ. Output-only fields (state, user_update_time,
+    retry_config's defaults) and headers Google adds (User-Agent) never count."""
     return [name for name in MANAGED_FIELDS
-            if getattr(current, name) != getattr(wanted, name)]
+            if _comparable(current, name) != _comparable(wanted, name)]
 
 
 @dataclass

@@ -109,3 +109,33 @@ def sink_from_settings(settings: Settings) -> Sink:
     if settings.site_bucket:
         return BucketSink(*parse_bucket(settings.site_bucket))
     return LocalSink(settings.site_dir)
+
+
+def bucket_facts(bucket: str, name: str, client=None) -> dict:
+    """For `freshet doctor`: when the object was last written, and who may read the bucket
+    (IAM members holding roles/storage.objectViewer)."""
+    from google.cloud import storage
+
+    client = client or storage.Client()
+    handle = client.bucket(bucket)
+    blob = handle.get_blob(name)
+    policy = handle.get_iam_policy(requested_policy_version=3)
+    members = {m for b in policy.bindings if b["role"] == "roles/storage.objectViewer"
+               for m in b["members"]}
+    return {"updated": blob.updated if blob else None, "members": members}
+
+
+def local_page_facts(settings: Settings) -> dict:
+    """For `freshet doctor` locally: where the page is and when it was last written."""
+    if settings.site_bucket:
+        from google.cloud import storage
+
+        bucket, prefix = parse_bucket(settings.site_bucket)
+        blob = storage.Client().bucket(bucket).get_blob(
+            f"{prefix}/index.html" if prefix else "index.html")
+        return {"where": f"gs://{bucket}/{prefix}", "updated": blob.updated if blob else None}
+    page = Path(settings.site_dir) / "index.html"
+    from datetime import UTC, datetime
+
+    updated = datetime.fromtimestamp(page.stat().st_mtime, UTC) if page.exists() else None
+    return {"where": str(page), "updated": updated}

@@ -67,6 +67,8 @@ class TaskQueue:
         task = tasks_v2.Task(
             name=f"{self.queue_path()}/tasks/{task_id(run_id, attempt, dispatch)}",
             http_request=request,
+            # How long Cloud Tasks waits for run_task; run_task's timeout covers it.
+            dispatch_deadline=_duration(self.settings.dispatch_deadline_s),
         )
         if schedule_time is not None:
             ts = timestamp_pb2.Timestamp()
@@ -108,15 +110,26 @@ class TaskQueue:
 
     def queue_changes(self, spec: QueueSpec, current: tasks_v2.Queue) -> list[str]:
         """The configured parts of `current` that differ from `spec`."""
-        wanted = self.build_queue(spec)
-        return [name for name in ("rate_limits", "retry_config")
-                if getattr(current, name) != getattr(wanted, name)]
+        return changed_queue_fields(current, self.build_queue(spec))
 
     def create_queue(self, spec: QueueSpec) -> None:
         self.client.create_queue(parent=self.location_path(), queue=self.build_queue(spec))
 
     def update_queue(self, spec: QueueSpec) -> None:
         self.client.update_queue(queue=self.build_queue(spec))
+
+    def queue_names(self) -> set[str]:
+        return set(self.queues())
+
+    def queue_facts(self, name: str) -> dict | None:
+        """For `freshet doctor`: the queue's state and who may add tasks (None: missing)."""
+        queue = self.queues().get(name)
+        if queue is None:
+            return None
+        policy = self.client.get_iam_policy(resource=self.queue_path(name))
+        enqueuers = {m for b in policy.bindings if b.role == "roles/cloudtasks.enqueuer"
+                     for m in b.members}
+        return {"state": tasks_v2.Queue.State(queue.state).name, "enqueuers": enqueuers}
 
     def create_or_update_queue(self, spec: QueueSpec) -> str:
         """Returns 'created', 'updated' or 'unchanged'."""
@@ -128,6 +141,30 @@ class TaskQueue:
             return "unchanged"
         self.update_queue(spec)
         return "updated"
+
+
+# The queue fields Freshet sets. Cloud Tasks answers with more: rate_limits.max_burst_size
+# is output-only, retry_config.max_retry_duration has a server default, and `state`,
+# `purge_time` are its own. Comparing whole messages would never find "no changes".
+MANAGED_QUEUE_FIELDS = (
+    ("rate_limits", "max_dispatches_per_second"),
+    ("rate_limits", "max_concurrent_dispatches"),
+    ("retry_config", "max_attempts"),
+    ("retry_config", "min_backoff"),
+    ("retry_config", "max_backoff"),
+    ("retry_config", "max_doublings"),
+)
+
+
+def changed_queue_fields(current: tasks_v2.Queue, wanted: tasks_v2.Queue) -> list[str]:
+    """Pure: the managed fields (`rate_limits.max_burst_size` style) that differ."""
+    changed = []
+    for group, name in MANAGED_QUEUE_FIELDS:
+        have = getattr(getattr(current, group), name)
+        want = getattr(getattr(wanted, group), name)
+        if not (abs(have - want) < 1e-9 if isinstance(want, float) else have == want):
+            changed.append(f"{group}.{name}")
+    return changed
 
 
 def make_client(settings: Settings) -> tasks_v2.CloudTasksClient:

@@ -104,7 +104,8 @@ def get_job(call: Call):
     query(call, ())
     job = call.store.job(_job_id(call))
     runs = call.store.recent_runs(job_id=job.id, limit=10)
-    return 200, {"job": job_json(job), "recent_runs": [run_json(r) for r in runs]}
+    return 200, {"job": job_json(job), "recent_runs": [run_json(r, call.deps.settings.project)
+                                                     for r in runs]}
 
 
 def create_job(call: Call):
@@ -131,7 +132,8 @@ def run_job(call: Call):
         raise ValidationError("idempotency_key", "must be a non-empty string")
     run, created = run_now(call.store, call.deps.task_queue, job_id, now=call.now,
                            settings=call.deps.settings, idempotency_key=key, source="api")
-    return (201 if created else 200), {"run": run_json(run), "created": created}
+    return (201 if created else 200), {"run": run_json(run, call.deps.settings.project),
+                                       "created": created}
 
 
 def _job_action(action):
@@ -148,7 +150,7 @@ def list_runs(call: Call):
     q = query(call, ("job_id", "limit"))
     job_id = check_id(q["job_id"], "job_id") if "job_id" in q else None
     runs = call.store.recent_runs(job_id=job_id, limit=limit_param(q.get("limit")))
-    return 200, {"runs": [run_json(r) for r in runs]}
+    return 200, {"runs": [run_json(r, call.deps.settings.project) for r in runs]}
 
 
 def get_run(call: Call):
@@ -156,7 +158,7 @@ def get_run(call: Call):
     run_id = call.params["run_id"]
     if len(run_id) > 500:
         raise ValidationError("run_id", "is longer than 500 characters")
-    return 200, {"run": run_json(call.store.run(run_id))}
+    return 200, {"run": run_json(call.store.run(run_id), call.deps.settings.project)}
 
 
 def list_datasets(call: Call):

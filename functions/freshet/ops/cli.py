@@ -1,6 +1,7 @@
 """The `freshet` command: operate a pipeline from a terminal.
 
-    freshet jobs list|show|run|pause|resume|archive     freshet runs list
+    freshet jobs list|show|run|pause|resume|archive     freshet runs list|show
+    freshet doctor [--config FILE]                      (checks a deployment)
     freshet datasets      freshet status                freshet apply [--dry-run]
     freshet site build    freshet demo
 
@@ -181,6 +182,29 @@ def cmd_runs_list(args) -> int:
     return 0
 
 
+def cmd_runs_show(args) -> int:
+    from freshet.core.links import logs_url
+
+    settings, now = _settings(), _now()
+    run = open_store(settings.project).run(args.run_id)
+    for label, value in (("run", run.id), ("job", run.job_id), ("kind", run.kind),
+                         ("status", run.status + (" (stuck)" if run.stuck else "")),
+                         ("source", run.trigger_source),
+                         ("attempt", f"{run.attempt_number} of {run.max_attempts}"),
+                         ("scheduled for", when(run.scheduled_for, now)),
+                         ("started", when(run.started_at, now)),
+                         ("finished", when(run.finished_at, now)),
+                         ("took", None if run.duration_s is None else f"{run.duration_s:.1f} s"),
+                         ("task", run.task_name), ("error", run.error)):
+        say(f"{label + ':':16}{'-' if value in (None, '') else value}")
+    if run.attempts:
+        say(table(("ATTEMPT", "STARTED", "FINISHED", "OUTCOME", "ERROR"),
+                  [(a.number, when(a.started_at, now), when(a.finished_at, now), a.outcome,
+                    a.error) for a in run.attempts]))
+    say(f"{'logs:':16}{logs_url(settings.project, run.id)}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from freshet.ops.views import all_datasets
 
@@ -222,7 +246,7 @@ def cmd_apply(args) -> int:
     from freshet.ops.apply import apply, plan
     from freshet.ops.config import load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, project=args.project)
     settings = _settings(project=config.project, region=config.region, queue=config.queue)
     store, queue = open_store(config.project), open_queue(settings)
     local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
@@ -244,6 +268,36 @@ def cmd_apply(args) -> int:
           progress=progress)
     say(f"Applied {todo.count()} change(s).")
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from freshet.ops import doctor
+    from freshet.ops.config import load_config
+
+    config = load_config(args.config, project=args.project)
+    settings, now = _settings(), _now()
+    local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+    stale = _timedelta(settings.page_stale_after_s)
+    if local:
+        say(f"Checking the local stack for {config.path} (FIRESTORE_EMULATOR_HOST is set):")
+        checks = doctor.local_checks(config, doctor.collect_local(config), now,
+                                     page_stale_after=stale)
+    else:
+        say(f"Checking {config.project} ({config.region}) against {config.path}:")
+        checks = doctor.cloud_checks(config, doctor.collect_cloud(config), now,
+                                     page_stale_after=stale)
+    for check in checks:
+        say(check.line())
+    failed = sum(not c.ok for c in checks)
+    say(f"{len(checks)} checks, {failed} failed." if failed else f"All {len(checks)} checks "
+        "passed.")
+    return 1 if failed else 0
+
+
+def _timedelta(seconds: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
 
 
 def cmd_site_build(args) -> int:
@@ -305,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", help="only this job's runs")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(fn=cmd_runs_list)
+    p = rsub.add_parser("show", help="one run, its attempts and its Logs Explorer link")
+    p.add_argument("run_id")
+    p.set_defaults(fn=cmd_runs_show)
 
     sub.add_parser("datasets", help="datasets and how fresh they are").set_defaults(
         fn=cmd_datasets)
@@ -316,7 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--skip-scheduler", action="store_true",
                    help="leave Cloud Scheduler alone")
+    p.add_argument("--project", help="the project to apply to, instead of the config's "
+                                     "(make deploy PROJECT=...)")
     p.set_defaults(fn=cmd_apply)
+
+    p = sub.add_parser("doctor", help="check a deployment (read-only): APIs, functions, "
+                                      "accounts, roles, queue, jobs, heartbeat, page")
+    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--project", help="the deployed project, instead of the config's")
+    p.set_defaults(fn=cmd_doctor)
 
     site = sub.add_parser("site", help="the status page")
     ssub = site.add_subparsers(dest="action", required=True, parser_class=_Parser)

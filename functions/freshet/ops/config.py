@@ -14,7 +14,7 @@ config names, so that their kinds are known).
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import yaml
@@ -30,10 +30,20 @@ from freshet.core.catalog import (
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
+from freshet.core.limits import (
+    FunctionLimits,
+    check_deadline_fits,
+    check_dispatch_deadline,
+    check_function,
+    check_job,
+    check_schedule_deadline,
+)
 from freshet.core.models import Job, check_dataset_key, check_id, new_job
 from freshet.core.schedules import make_schedule
 from freshet.core.specs import (
     DEFAULT_CONTROL_SCHEDULES,
+    DEFAULT_FUNCTION_LIMITS,
+    ENTRY_POINTS,
     SCHEDULE_TARGETS,
     ControlSchedule,
     QueueSpec,
@@ -63,7 +73,7 @@ class ConfigError(ValidationError):
 
 @dataclass(frozen=True)
 class FunctionsConfig:
-    """Where the functions live and who they run and are called as."""
+    """Where the functions live, who they run and are called as, what they may use."""
 
     base_url: str
     service_account: str  # the functions' own identity
@@ -72,9 +82,32 @@ class FunctionsConfig:
     source: str = "functions"
     runtime: str = "python311"
     env: tuple[tuple[str, str], ...] = ()  # extra environment variables for every function
+    # Cloud Build runs each function's build as this account (new projects' default
+    # build account may lack the permissions a build needs).
+    build_service_account: str = ""
+    limits: tuple[tuple[str, FunctionLimits], ...] = tuple(DEFAULT_FUNCTION_LIMITS.items())
 
     def url(self, entry_point: str) -> str:
         return f"{self.base_url.rstrip('/')}/{entry_point}"
+
+    def limits_for(self, entry_point: str) -> FunctionLimits:
+        return dict(self.limits).get(entry_point) or DEFAULT_FUNCTION_LIMITS[entry_point]
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """The status page's bucket (and the snapshots' bucket), and who may read the page."""
+
+    bucket: str
+    snapshot_bucket: str
+    public: bool = False  # true: anyone on the internet may read the page
+    viewers: tuple[str, ...] = ()  # IAM members (user:, group:, domain:, serviceAccount:)
+
+    @property
+    def url(self) -> str:
+        """Where people open the page: with their Google login, unless it is public."""
+        host = "storage.googleapis.com" if self.public else "storage.cloud.google.com"
+        return f"https://{host}/{self.bucket}/index.html"
 
 
 @dataclass(frozen=True)
@@ -83,6 +116,7 @@ class PipelineConfig:
     project: str
     region: str
     functions: FunctionsConfig
+    site: SiteConfig
     queues: tuple[QueueSpec, ...]
     control_schedules: tuple[ControlSchedule, ...]
     jobs: tuple[Job, ...]
@@ -91,16 +125,24 @@ class PipelineConfig:
     control: Control | None
     sync_modules: tuple[str, ...] = ()
     job_ids: frozenset[str] = field(default_factory=frozenset)
+    firestore_location: str = ""  # permanent once the database exists; default: the region
 
     @property
     def queue(self) -> str:
         """The queue runs go to: the first one declared."""
         return self.queues[0].name
 
+    @property
+    def run_queue(self) -> QueueSpec:
+        return self.queues[0]
 
-def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ
-                ) -> PipelineConfig:
-    """Read and validate one pipeline file. Raises ConfigError naming file:line: field."""
+
+def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ,
+                project: str | None = None) -> PipelineConfig:
+    """Read and validate one pipeline file. Raises ConfigError naming file:line: field.
+
+    `project` replaces the file's project id (`make deploy PROJECT=...`), and with it
+    every default derived from it (service accounts, URLs, buckets)."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -109,12 +151,15 @@ def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ
         raise ConfigError(path, None, "config", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, "config", f"cannot read the file: {exc}") from None
-    return parse_config(text, path, env=env)
+    return parse_config(text, path, env=env, project=project)
 
 
 def parse_config(text: str, path: str = "<config>", *,
-                 env: Mapping[str, str] = os.environ) -> PipelineConfig:
+                 env: Mapping[str, str] = os.environ,
+                 project: str | None = None) -> PipelineConfig:
     doc, lines = _compose(text, path)
+    if project is not None:
+        doc["project"] = project
     try:
         return _Parser(doc, env).config(path)
     except ValidationError as exc:
@@ -204,16 +249,23 @@ _QUEUE_RE = re.compile(r"^[A-Za-z0-9-]{1,100}$")
 _SCHEDULER_JOB_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_LOCATION_RE = re.compile(r"^[a-z]+[0-9]*(-[a-z]+[0-9]+)?$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
+_MEMBER_RE = re.compile(r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+$"
+                        r"|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
 
-TOP_KEYS = ("project", "region", "functions", "sync_modules", "queues", "control_schedules",
-            "jobs", "datasets", "consumers", "control")
+TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "sync_modules",
+            "queues", "control_schedules", "jobs", "datasets", "consumers", "control")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
-            "stuck_threshold_minutes", "produces", "allow_overlap", "description")
+            "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
+            "allow_overlap", "description")
 QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
-              "max_dispatches_per_second", "max_concurrent_dispatches")
+              "max_dispatches_per_second", "max_concurrent_dispatches", "dispatch_deadline")
 SCHEDULE_KEYS = ("name", "cron", "timezone", "target", "method", "deadline", "description")
-FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "allowed_callers",
-                  "source", "runtime", "env")
+FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service_account",
+                  "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
+LIMIT_KEYS = ("timeout", "memory", "cpu", "max_instances", "concurrency")
+SITE_KEYS = ("bucket", "snapshot_bucket", "public", "viewers")
 DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
@@ -269,6 +321,16 @@ def _number(value: object, where: str, low: float, high: float, integer: bool = 
     return value
 
 
+def _limit(key: str, value: object, where: str) -> object:
+    if key == "timeout":
+        return parse_duration(value, where)
+    if key in ("memory", "cpu"):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = f"{value:g}"
+        return _text(value, where)
+    return _number(value, where, 1, 1000)
+
+
 def _unique(items: list, key: str, where: str) -> None:
     seen: set = set()
     for i, item in enumerate(items):
@@ -287,19 +349,24 @@ class _Parser:
         project = _text(doc["project"], "project", _PROJECT_RE,
                         "6-30 lowercase letters, digits or '-'")
         region = _text(doc["region"], "region", _REGION_RE, "a region such as europe-west1")
+        location = _text(doc.get("firestore_location", region), "firestore_location",
+                         _LOCATION_RE, "a Firestore location such as europe-west1 or eur3")
         modules = self.sync_modules(doc.get("sync_modules"))
         catalog = self.catalog(doc)
         jobs = self.jobs(doc.get("jobs"), catalog)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
-        return PipelineConfig(
-            path=path, project=project, region=region,
+        config = PipelineConfig(
+            path=path, project=project, region=region, firestore_location=location,
             functions=self.functions(doc.get("functions"), project, region),
+            site=self.site(doc.get("site"), project),
             queues=self.queues(doc.get("queues")),
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
             job_ids=frozenset(j.id for j in jobs),
         )
+        check_time_limits(config)
+        return config
 
     def sync_modules(self, value: object) -> tuple[str, ...]:
         names = [check_module_name(n, f"sync_modules[{i}]")
@@ -330,14 +397,54 @@ class _Parser:
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
             if not isinstance(val, str | int | float) or isinstance(val, bool):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
+        build = _text(doc.get("build_service_account", "freshet-build" + account),
+                      where + "build_service_account", _EMAIL_RE, "an email address")
         return FunctionsConfig(
             base_url=base_url.rstrip("/"), service_account=emails["service_account"],
             invoker_email=emails["invoker_email"], allowed_callers=callers,
+            build_service_account=build, limits=self.function_limits(doc),
             source=_text(doc.get("source", "functions"), where + "source"),
             runtime=_text(doc.get("runtime", "python311"), where + "runtime",
                           re.compile(r"^python3\d+$"), "a Python runtime such as python311"),
             env=tuple(sorted((k, str(v)) for k, v in env.items())),
         )
+
+    @staticmethod
+    def function_limits(doc: dict) -> tuple[tuple[str, FunctionLimits], ...]:
+        """Each function's timeout, memory, cpu, max_instances and concurrency: its own
+        entry, else `defaults`, else Freshet's default for that function."""
+        defaults = _mapping(doc.get("defaults") or {}, "functions.defaults", LIMIT_KEYS)
+        found = []
+        for name in ENTRY_POINTS:
+            where = f"functions.{name}"
+            own = _mapping(doc.get(name) or {}, where, LIMIT_KEYS)
+            values = {}
+            for key in LIMIT_KEYS:
+                if key in own:
+                    values[key] = _limit(key, own[key], f"{where}.{key}")
+                elif key in defaults:
+                    values[key] = _limit(key, defaults[key], f"functions.defaults.{key}")
+            limits = replace(DEFAULT_FUNCTION_LIMITS[name], **values)
+            check_function(limits, where)
+            found.append((name, limits))
+        return tuple(found)
+
+    def site(self, value: object, project: str) -> SiteConfig:
+        doc = _mapping(value or {}, "site", SITE_KEYS)
+        public = doc.get("public", False)
+        if not isinstance(public, bool):
+            raise ValidationError("site.public", "must be true or false")
+        viewers = tuple(_text(v, f"site.viewers[{i}]", _MEMBER_RE,
+                              "an IAM member such as group:team@example.com, "
+                              "user:ann@example.com or domain:example.com")
+                        for i, v in enumerate(_list(doc.get("viewers"), "site.viewers")))
+        hint = "3-63 lowercase letters, digits, '-', '_' or '.'"
+        return SiteConfig(
+            bucket=_text(doc.get("bucket", f"{project}-freshet-site"), "site.bucket",
+                         _BUCKET_RE, hint),
+            snapshot_bucket=_text(doc.get("snapshot_bucket", f"{project}-freshet-snapshots"),
+                                  "site.snapshot_bucket", _BUCKET_RE, hint),
+            public=public, viewers=viewers)
 
     def queues(self, value: object) -> tuple[QueueSpec, ...]:
         items = _list(value, "queues") if value is not None else [{"name": "freshet-runs"}]
@@ -366,9 +473,18 @@ class _Parser:
                 max_concurrent_dispatches=_number(
                     doc.get("max_concurrent_dispatches", defaults.max_concurrent_dispatches),
                     f"{where}.max_concurrent_dispatches", 1, 5000),
+                dispatch_deadline_s=self._deadline(doc, where),
             ))
         _unique([s.name for s in specs], "name", "queues")
         return tuple(specs)
+
+    @staticmethod
+    def _deadline(doc: dict, where: str) -> float:
+        if "dispatch_deadline" not in doc:
+            return QueueSpec(name="x").dispatch_deadline_s
+        deadline = parse_duration(doc["dispatch_deadline"], f"{where}.dispatch_deadline")
+        check_dispatch_deadline(deadline, f"{where}.dispatch_deadline")
+        return deadline.total_seconds()
 
     @staticmethod
     def _seconds(doc: dict, where: str, key: str, default: float) -> float:
@@ -491,3 +607,25 @@ class _Parser:
             jobs.append(job)
         _unique([j.id for j in jobs], "id", "jobs")
         return tuple(jobs)
+
+
+# -- limits that span sections ----------------------------------------------------------
+
+def check_time_limits(config: PipelineConfig, default_stuck_minutes: int = 30) -> None:
+    """run_task's timeout >= every queue's dispatch deadline >= each job's expected
+    runtime; each job's lease fits Cloud Tasks' 30 minutes; each Scheduler attempt
+    deadline fits its target's timeout. Raises ValidationError naming the field."""
+    fn = config.functions
+    run_task = fn.limits_for("run_task").timeout
+    for i, queue in enumerate(config.queues):
+        check_deadline_fits(timedelta(seconds=queue.dispatch_deadline_s), run_task,
+                            f"queues[{i}].dispatch_deadline")
+    deadline = timedelta(seconds=config.run_queue.dispatch_deadline_s)
+    for i, job in enumerate(config.jobs):
+        check_job(stuck_threshold_minutes=job.stuck_threshold_minutes,
+                  expected_runtime_minutes=job.expected_runtime_minutes,
+                  default_stuck_minutes=default_stuck_minutes, dispatch_deadline=deadline,
+                  where=f"jobs[{i}]")
+    for i, sched in enumerate(config.control_schedules):
+        check_schedule_deadline(sched.deadline, fn.limits_for(sched.target).timeout,
+                                sched.target, f"control_schedules[{i}].deadline")

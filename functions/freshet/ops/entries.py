@@ -4,7 +4,9 @@ call one step of the loop (or publish, or the API), and say what happened as JSO
 functions/main.py wires each of these to a Cloud Function through freshet.ops.web.serve.
 """
 
+from freshet.core import logcontext
 from freshet.core.errors import ValidationError
+from freshet.core.runs import job_of_run
 from freshet.core.timeutil import isoformat
 from freshet.gcp.storage import sink_from_settings
 from freshet.loop.delivery import parse_delivery
@@ -25,8 +27,10 @@ def scheduler_tick(call: Call) -> Answer:
 def run_task(call: Call) -> Answer:
     deps = call.deps
     run_id, attempt = parse_delivery(call.request.headers, json_body(call.request))
-    outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
-                         settings=deps.settings, clock=deps.clock)
+    # Every line logged for this delivery carries the run, its job and the attempt.
+    with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
+        outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
+                             settings=deps.settings, clock=deps.clock)
     return outcome.status, {"run_id": run_id, "attempt": attempt, **outcome.to_dict()}
 
 

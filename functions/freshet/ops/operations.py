@@ -15,7 +15,8 @@ from freshet.core.schedules import next_after
 from freshet.gcp.store import Store, Tx
 
 SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
-               "stuck_threshold_minutes", "produces", "allow_overlap", "description")
+               "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
+               "allow_overlap", "description")
 
 
 def _value(job: Job, name: str):

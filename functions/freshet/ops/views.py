@@ -7,6 +7,7 @@ from datetime import datetime
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.freshness import STATES, evaluate, worst
+from freshet.core.links import logs_url
 from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK
@@ -24,6 +25,7 @@ def job_json(job: Job) -> dict:
                      "run_at": isoformat(sched.run_at), "description": describe(sched)},
         "params": params, "secret_params": list(job.secret_params),
         "max_retries": job.max_retries, "stuck_threshold_minutes": job.stuck_threshold_minutes,
+        "expected_runtime_minutes": job.expected_runtime_minutes,
         "produces": list(job.produces), "allow_overlap": job.allow_overlap,
         "trigger_source": job.trigger_source,
         **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
@@ -32,7 +34,8 @@ def job_json(job: Job) -> dict:
     }
 
 
-def run_json(run: Run) -> dict:
+def run_json(run: Run, project: str) -> dict:
+    """`project` names the run's Logs Explorer link."""
     return {
         "id": run.id, "job_id": run.job_id, "kind": run.kind, "status": run.status,
         "trigger_source": run.trigger_source, "attempt_number": run.attempt_number,
@@ -44,6 +47,7 @@ def run_json(run: Run) -> dict:
         "attempts": [{"number": a.number, "started_at": isoformat(a.started_at),
                       "finished_at": isoformat(a.finished_at), "outcome": a.outcome,
                       "error": a.error} for a in run.attempts],
+        "logs_url": logs_url(project, run.id),
     }
 
 

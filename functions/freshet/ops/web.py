@@ -13,6 +13,7 @@ from datetime import datetime
 
 import flask
 
+from freshet.core import logcontext
 from freshet.core.errors import Conflict, Disabled, NotFound, ValidationError
 from freshet.ops.auth import AuthError, authenticate
 from freshet.ops.deps import Deps, process_deps
@@ -49,6 +50,10 @@ def error_for(exc: Exception, what: str) -> flask.Response:
     if isinstance(exc, HttpError):
         return error_response(exc.status, exc.field, exc.message, exc.headers)
     if isinstance(exc, AuthError):
+        if exc.status >= 500:
+            log.error("%s: %s", what, exc.message)
+        else:
+            log.warning("%s refused: %s", what, exc.message)
         return error_response(exc.status, "Authorization", exc.message)
     if isinstance(exc, ValidationError):
         return error_response(400, exc.field, exc.message)
@@ -89,13 +94,20 @@ def serve(request: flask.Request, step: Step, deps: Deps | None = None) -> flask
     A bug answers 500 with no detail (the log has it): Cloud Scheduler and Cloud
     Tasks retry 5xx, and no traceback ever leaves the process.
     """
+    name = getattr(step, "__name__", "entry point")
     try:
         deps = deps or process_deps()
-        caller = authenticate(request, deps.settings, certs=deps.certs)
-        status, body = step(Call(request, deps, deps.clock(), caller))
-        return json_response(status, body)
-    except Exception as exc:
-        return error_for(exc, getattr(step, "__name__", "entry point"))
+    except Exception as exc:  # bad settings: say so in the log, answer 500
+        return error_for(exc, name)
+    # Logs Explorer groups a request's lines by the trace Cloud Run's front end sends.
+    with logcontext.trace(logcontext.trace_name(request.headers.get("X-Cloud-Trace-Context"),
+                                                deps.settings.project)):
+        try:
+            caller = authenticate(request, deps.settings, certs=deps.certs)
+            status, body = step(Call(request, deps, deps.clock(), caller))
+            return json_response(status, body)
+        except Exception as exc:
+            return error_for(exc, name)
 
 
 def json_body(request: flask.Request, allowed: tuple[str, ...] | None = None) -> dict:

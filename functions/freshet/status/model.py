@@ -38,6 +38,7 @@ from freshet.core.freshness import (
     failure_note,
     worst,
 )
+from freshet.core.links import logs_url
 from freshet.core.models import AttemptOutcome, Dataset, Job, LastRun, Run
 from freshet.core.models import JobStatus as Lifecycle
 from freshet.core.schedules import describe
@@ -191,6 +192,7 @@ class RunStatus:
     duration_s: float | None
     stuck: bool
     error: str | None
+    logs_url: str = ""  # the run's lines in Logs Explorer
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     by_key = {d.key: d for d in statuses}
     consumers = tuple(_consumer_status(c, docs, by_key, stale_up, now, dataset_secrets)
                       for c in catalog.consumers)
-    run_statuses = sorted((_run_status(r, secrets.get(r.job_id, ())) for r in runs),
+    run_statuses = sorted((_run_status(r, secrets.get(r.job_id, ()), settings.project)
+                           for r in runs),
                           key=_run_order, reverse=True)
     job_statuses = _job_statuses(jobs, runs, control, secrets)
     level = _overall_level(consumers, statuses)
@@ -514,13 +517,14 @@ def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
     return tuple(statuses)
 
 
-def _run_status(run: Run, secrets: tuple[str, ...]) -> RunStatus:
+def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunStatus:
     return RunStatus(
         id=run.id, job_id=run.job_id, kind=run.kind, status=run.status,
         trigger_source=run.trigger_source, attempt_number=run.attempt_number,
         max_attempts=run.max_attempts, scheduled_for=run.scheduled_for,
         created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
         duration_s=run.duration_s, stuck=_run_is_stuck(run), error=redact(run.error, secrets),
+        logs_url=logs_url(project, run.id),
     )
 
 

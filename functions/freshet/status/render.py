@@ -238,6 +238,7 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "max_attempts": r.max_attempts, "scheduled_for": isoformat(r.scheduled_for),
             "started_at": isoformat(r.started_at), "finished_at": isoformat(r.finished_at),
             "duration_s": r.duration_s, "stuck": r.stuck, "error": r.error,
+            "logs_url": r.logs_url,
         } for r in model.runs[:RUNS_IN_JSON]],
         "events": [e.to_doc() for e in events],
     }

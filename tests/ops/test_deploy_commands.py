@@ -1,0 +1,119 @@
+"""Every gcloud and firebase command deploy and undeploy generate, run by the real CLIs
+(Cloud SDK 528, the pinned firebase-tools) with no credentials: each must stop for lack
+of credentials, never for a usage error (unknown flag, bad value, missing argument).
+
+gcloud parses a command completely (flags, values, required arguments) before it
+needs an account: a usage error exits 2, a parsed command stops with "You do not
+currently have an active account selected" and exit 1. firebase-tools parses its
+options and reads its --config file before it asks for credentials.
+"""
+
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from freshet.ops.config import load_config
+from freshet_local import deploy
+from tests.ops.helpers import ROOT
+
+PROJECT = "freshet-acme-prod"
+NO_ACCOUNT = "You do not currently have an active account selected"
+NO_LOGIN = "Failed to authenticate, have you run firebase login?"
+
+pytestmark = pytest.mark.slow
+
+
+def generated_commands(config_text: str | None = None, tmp_path=None) -> list[tuple[str, ...]]:
+    path = ROOT / deploy.CONFIG
+    if config_text is not None:
+        path = tmp_path / "pipeline.yaml"
+        path.write_text(config_text)
+    config = load_config(path, env={}, project=PROJECT)
+    found = {}
+    for target in deploy.all_targets(config):
+        for step in target.all_steps():
+            for argv in step.commands():
+                found[argv] = None
+    return list(found)
+
+
+def _clean_env(home) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLOUDSDK_", "GOOGLE_", "FIREBASE_", "GCE_"))
+           and k not in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST")}
+    env.update(CLOUDSDK_CONFIG=str(home / "gcloud"), HOME=str(home),
+               XDG_CONFIG_HOME=str(home / ".config"),
+               CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+               CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="true",
+               NO_UPDATE_NOTIFIER="1", FIREBASE_CLI_DISABLE_UPDATE_CHECK="1",
+               # No metadata server here: fail fast instead of waiting for one.
+               GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")
+    (home / "gcloud").mkdir(exist_ok=True)
+    return env
+
+
+def run_all(commands, tmp_path) -> list[tuple[tuple[str, ...], subprocess.CompletedProcess]]:
+    env = _clean_env(tmp_path)
+
+    def run(argv):
+        return argv, subprocess.run(list(argv), capture_output=True, text=True, cwd=ROOT,
+                                    env=env, timeout=300, stdin=subprocess.DEVNULL)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(run, commands))
+
+
+def _usage_problem(argv, proc) -> str | None:
+    tool = argv[0]
+    if tool == "gcloud":
+        if proc.returncode == 1 and NO_ACCOUNT in proc.stderr:
+            return None
+    elif proc.returncode != 0 and NO_LOGIN in proc.stdout + proc.stderr:
+        return None
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return f"exit {proc.returncode}: {' '.join(argv)[:160]} -> {' | '.join(tail)}"
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Cloud SDK")
+def test_every_generated_command_parses_and_stops_only_for_credentials(tmp_path):
+    commands = generated_commands()
+    tools = {argv[0] for argv in commands}
+    assert tools == {"gcloud", deploy.FIREBASE}
+    assert len(commands) > 40  # deploy and undeploy, every resource
+    results = run_all(commands, tmp_path)
+    problems = [p for p in (_usage_problem(a, r) for a, r in results) if p]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Cloud SDK")
+def test_the_commands_for_operators_viewers_and_a_public_page_parse_too(tmp_path):
+    text = (ROOT / deploy.CONFIG).read_text().replace(
+        "allowed_callers: []", "allowed_callers: [ops@freshet-acme-prod.iam.gserviceaccount.com]"
+    ).replace("viewers: []", "viewers: [group:data@example.com, domain:example.com]").replace(
+        "public: false", "public: true").replace(
+        "run_task: {timeout: 15m, memory: 512Mi, max_instances: 100}",
+        "run_task: {timeout: 15m, memory: 2Gi, cpu: 1, concurrency: 4, max_instances: 100}")
+    everything = generated_commands(text, tmp_path)
+    plain = set(generated_commands())
+    new = [argv for argv in everything if argv not in plain]
+    assert any("--cpu=1" in argv for argv in new)
+    assert any("--member=allUsers" in argv for argv in new)
+    results = run_all(new, tmp_path)
+    problems = [p for p in (_usage_problem(a, r) for a, r in results) if p]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Cloud SDK")
+def test_the_check_itself_catches_a_usage_error(tmp_path):
+    """The assertion above can fail: a bad flag is told apart from missing credentials."""
+    bad = ("gcloud", "functions", "deploy", "api", "--gen2", "--timeout=forever",
+           f"--project={PROJECT}")
+    wrong_flag = ("gcloud", "storage", "buckets", "create", "gs://x", "--uniform-access")
+    firebase = (deploy.FIREBASE, "--config", deploy.FIREBASE_CONFIG, "deploy", "--only",
+                "firestore:indexes", "--bogus-option", f"--project={PROJECT}")
+    results = run_all([bad, wrong_flag, firebase], tmp_path)
+    assert all(_usage_problem(a, r) for a, r in results), [
+        (r.returncode, r.stderr[-200:]) for _, r in results]
