@@ -1,0 +1,171 @@
+"""freshet doctor: the judging is a pure decision table over the facts it reads; locally
+it reads the emulators; without credentials it says so on each line, no traceback."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from freshet.ops import cli, doctor
+from freshet.ops.config import load_config, parse_config
+from freshet.ops.doctor import CloudFacts, Unknown
+from tests.ops.helpers import PIPELINE, ROOT, write_config
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PROJECT = "freshet-acme-prod"
+
+
+def config():
+    return load_config(ROOT / "infra/pipeline.yaml", env={}, project=PROJECT)
+
+
+def healthy(cfg) -> CloudFacts:
+    """What a good `make deploy` leaves, as the doctor reads it."""
+    fn = cfg.functions
+    facts = CloudFacts(apis=set(doctor.REQUIRED_APIS) | {"logging.googleapis.com"})
+    for name in ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api"):
+        facts.functions[name] = {"state": "ACTIVE", "serviceConfig": {
+            "timeoutSeconds": fn.limits_for(name).timeout_s, "availableMemory": "256Mi",
+            "maxInstanceCount": 3, "serviceAccountEmail": fn.service_account,
+            "environmentVariables": {"FRESHET_AUDIENCE": fn.url(name)},
+            "service": f"projects/{PROJECT}/locations/europe-west1/services/{name}"}}
+        facts.invokers[name] = {f"serviceAccount:{fn.invoker_email}"}
+    facts.accounts = {e: {"email": e} for e in (fn.service_account, fn.invoker_email,
+                                                fn.build_service_account)}
+    facts.project_roles = {f"serviceAccount:{fn.service_account}": {"roles/datastore.user"},
+                           f"serviceAccount:{fn.build_service_account}":
+                               {"roles/cloudbuild.builds.builder"}}
+    facts.act_as = {f"serviceAccount:{fn.service_account}"}
+    facts.caller_act_as = True
+    facts.database = {"locationId": "europe-west1",
+                      "deleteProtectionState": "DELETE_PROTECTION_ENABLED"}
+    facts.queues = {"freshet-runs": {"state": "RUNNING",
+                                     "enqueuers": {f"serviceAccount:{fn.service_account}"}}}
+    facts.jobs = {s.name: {"state": "ENABLED", "last_attempt_time": NOW - timedelta(minutes=1),
+                           "code": 0, "message": ""} for s in cfg.control_schedules}
+    facts.heartbeats = {"tick": {"at": NOW - timedelta(seconds=40)},
+                        "recover": {"at": NOW - timedelta(minutes=2)}}
+    facts.site = {"updated": NOW - timedelta(minutes=3), "members": set()}
+    return facts
+
+
+def failing(checks) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks if not c.ok}
+
+
+def test_a_healthy_deployment_passes_every_check_one_line_each():
+    checks = doctor.cloud_checks(config(), healthy(config()), NOW)
+    assert failing(checks) == {}
+    lines = [c.line() for c in checks]
+    assert all(line.startswith("✓ ") and "\n" not in line for line in lines)
+    names = {c.name for c in checks}
+    assert {"APIs", "function run_task", "invokers of api", "queue freshet-runs",
+            "scheduler job freshet-tick", "tick heartbeat",
+            f"status page gs://{PROJECT}-freshet-site"} <= names
+
+
+def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
+    facts = healthy(config())
+    facts.invokers["run_task"] = facts.invokers["run_task"] | {"allUsers"}
+    bad = failing(doctor.cloud_checks(config(), facts, NOW))
+    assert list(bad) == ["invokers of run_task"]
+    line = bad["invokers of run_task"].line()
+    assert line.startswith("✗ ") and "allUsers may call it" in line
+    assert "gcloud functions remove-invoker-policy-binding run_task" in line
+    assert "--member=allUsers" in line
+
+
+@pytest.mark.parametrize("breaks, name, needle", [
+    (lambda f, c: f.apis.discard("cloudtasks.googleapis.com"), "APIs",
+     "gcloud services enable cloudtasks.googleapis.com"),
+    (lambda f, c: f.functions["run_task"]["serviceConfig"].update(timeoutSeconds=60),
+     "function run_task", "timeout 60s, the config says 900s"),
+    (lambda f, c: f.functions.update(api=Unknown("not found")), "function api", "missing"),
+    (lambda f, c: f.invokers.update(api=set()), "invokers of api", "missing serviceAccount:"),
+    (lambda f, c: f.act_as.clear(), f"freshet-runtime@{PROJECT}.iam.gserviceaccount.com may "
+     f"act as freshet-invoker@{PROJECT}.iam.gserviceaccount.com", "is refused"),
+    (lambda f, c: setattr(f, "caller_act_as", False),
+     "you may act as the invoker (freshet apply)", "--role=roles/iam.serviceAccountUser"),
+    (lambda f, c: f.database.update(locationId="nam5"), "Firestore database (default)",
+     "in nam5, the config says europe-west1 (a location is permanent)"),
+    (lambda f, c: f.queues.update({"freshet-runs": None}), "queue freshet-runs", "missing"),
+    (lambda f, c: f.jobs["freshet-publish"].update(code=7, message="PERMISSION_DENIED"),
+     "scheduler job freshet-publish", "failed: PERMISSION_DENIED"),
+    (lambda f, c: f.jobs["freshet-tick"].update(state="PAUSED"), "scheduler job freshet-tick",
+     "gcloud scheduler jobs resume freshet-tick"),
+    (lambda f, c: f.heartbeats.update(tick={"at": NOW - timedelta(minutes=20)}),
+     "tick heartbeat", "the scheduler last ticked 20 min ago"),
+    (lambda f, c: f.site.update(updated=NOW - timedelta(hours=2)),
+     f"status page gs://{PROJECT}-freshet-site", "index.html is 2 h old"),
+    (lambda f, c: f.site["members"].add("allUsers"), f"status page gs://{PROJECT}-freshet-site",
+     "but the config keeps it private"),
+])
+def test_each_broken_fact_is_one_failed_line_with_its_fix(breaks, name, needle):
+    cfg = config()
+    facts = healthy(cfg)
+    breaks(facts, cfg)
+    bad = failing(doctor.cloud_checks(cfg, facts, NOW))
+    assert list(bad) == [name], [c.line() for c in bad.values()]
+    assert needle in bad[name].line()
+    assert " — fix: " in bad[name].line()
+
+
+def test_what_could_not_be_read_is_a_failure_that_says_why():
+    facts = CloudFacts(apis=Unknown("no Application Default Credentials"))
+    checks = doctor.cloud_checks(config(), facts, NOW)
+    assert all(not c.ok for c in checks)
+    assert "no Application Default Credentials" in checks[0].line()
+
+
+def test_doctor_without_credentials_says_so_in_one_line_and_exits_1(tmp_path, monkeypatch,
+                                                                    capsys):
+    for var in ("FIRESTORE_EMULATOR_HOST", "FRESHET_TASKS_EMULATOR_HOST",
+                "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC file there
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata server to wait for
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    code = cli.main(["doctor", f"--config={ROOT / 'infra/pipeline.yaml'}",
+                     f"--project={PROJECT}"])
+    out, err = capsys.readouterr()
+    assert code == 1 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"Checking {PROJECT} (europe-west1) against " \
+                       f"{ROOT / 'infra/pipeline.yaml'}:"
+    assert lines[1:] == ["✗ credentials: no Application Default Credentials — fix: gcloud auth "
+                         "application-default login", "1 checks, 1 failed."]
+
+
+def test_doctor_against_the_local_stack(db, tasks_emulator, tmp_path, monkeypatch, capsys):
+    """Before apply the local checks fail with their fix; after apply, a tick and a
+    publish they pass."""
+    import uuid
+
+    from freshet.core.timeutil import utcnow
+    from freshet.gcp.store import Store
+
+    queue = f"doctor-{uuid.uuid4().hex[:8]}"
+    path = write_config(tmp_path, PIPELINE.replace("name: freshet-runs", f"name: {queue}"))
+    monkeypatch.setenv("FRESHET_TASKS_EMULATOR_HOST", tasks_emulator.address)
+    monkeypatch.setenv("FRESHET_SITE_DIR", str(tmp_path / "site"))
+    monkeypatch.delenv("FRESHET_SITE_BUCKET", raising=False)
+    assert cli.main(["doctor", f"--config={path}"]) == 1
+    out = capsys.readouterr().out
+    assert f"✗ queues: missing: {queue} — fix: freshet apply --config={path}" in out
+    assert "✗ status page: not published yet — fix: freshet site build" in out
+    assert cli.main(["apply", f"--config={path}"]) == 0
+    Store(db).put_heartbeat("tick", {"at": utcnow()})
+    assert cli.main(["site", "build"]) == 0
+    capsys.readouterr()
+    assert cli.main(["doctor", f"--config={path}"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "✓ Firestore emulator: at " in out and "✓ pipeline applied: 2 job(s)" in out
+    assert out.splitlines()[-1] == "All 6 checks passed."
+
+
+def test_the_local_judging_names_what_is_missing():
+    cfg = parse_config(PIPELINE, "p.yaml", env={})
+    checks = doctor.local_checks(cfg, doctor.LocalFacts(), NOW)
+    assert [c.ok for c in checks] == [False] * 6
+    assert checks[0].line() == "✗ Firestore emulator: unreachable (not set) — fix: " \
+                               "make emulators"
