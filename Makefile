@@ -9,7 +9,7 @@ NODE   := infra/node_modules/.installed
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)/infra
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup test lint demo emulators bench site deploy-config clean
+.PHONY: setup test lint demo demo-cloud emulators bench site deploy-config clean
 
 setup: $(STAMP) $(NODE)
 
@@ -39,6 +39,11 @@ lint: setup
 demo: setup
 	$(BIN)/freshet demo
 
+# The demo, cloud-shaped: deploy's environment, a read-only source, a front like Cloud
+# Run's, ID tokens on every call, the page in a bucket (freshet_local.cloud_local).
+demo-cloud: setup
+	$(BIN)/python -m freshet_local.cloud_local
+
 emulators: setup
 	$(BIN)/python -m freshet_local.emulators
 
@@ -48,7 +53,9 @@ bench: setup
 site: setup
 	$(BIN)/freshet site build
 
-deploy-config: setup  ## regenerate infra/deploy.mk after editing infra/pipeline.yaml
+# Regenerate infra/deploy.mk (make deploy, make undeploy) and infra/firebase.firestore.json
+# after editing infra/pipeline.yaml.
+deploy-config: setup
 	$(BIN)/python -m freshet_local.deploy
 
 clean:

@@ -541,6 +541,46 @@ from concurrent import futures
 import grpc
 from gcloud_tasks_emulator import server as s
 
+def _install_oidc_delivery(s, key_file):
+    # Deliver HTTP tasks as Cloud Tasks does and the package does not: with an ID token
+    # for the account the task's oidc_token names (minted by the local stand-in for
+    # Google's key), giving up after the task's dispatch_deadline.
+    import json, time
+    from urllib import request
+    from google.auth import crypt, jwt
+
+    doc = json.loads(open(key_file).read())
+    signer = crypt.RSASigner.from_string(doc["pem"].encode(), key_id=doc["kid"])
+    original = s._make_task_request
+
+    def deliver(queue_name, task, host, port):
+        target = task.http_request
+        if not target.url:
+            return original(queue_name, task, host, port)
+        headers = dict(target.headers)
+        token = target.oidc_token
+        if token.service_account_email:
+            now = int(time.time())
+            claims = {"iss": "https://accounts.google.com", "aud": token.audience or target.url,
+                      "iat": now, "exp": now + 3600, "sub": token.service_account_email,
+                      "email": token.service_account_email, "email_verified": True}
+            headers["Authorization"] = "Bearer " + jwt.encode(signer, claims).decode()
+        headers.update({
+            "X-CloudTasks-QueueName": queue_name.rsplit("/", 1)[-1],
+            "X-CloudTasks-TaskName": task.name.rsplit("/", 1)[-1],
+            "X-CloudTasks-TaskRetryCount": str(task.dispatch_count - 1),
+            "X-CloudTasks-TaskExecutionCount": str(task.dispatch_count - 1),
+        })
+        deadline = task.dispatch_deadline.total_seconds() if task.dispatch_deadline else 600
+        req = request.Request(target.url, method=target.http_method.name,
+                              data=target.body or None, headers=headers)
+        s.logger.info("[TASKS] Delivering %s with an OIDC token (deadline %ss)",
+                      task.name, deadline)
+        return request.urlopen(req, timeout=deadline)
+
+    s._make_task_request = deliver
+
+
 host, port, max_retries = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 queues = sys.argv[4:]
 logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -556,6 +596,9 @@ def run(self):
     started.set()
 
 s.APIThread.run = run
+key_file = os.environ.get("FRESHET_TASKS_OIDC_KEY")
+if key_file:
+    _install_oidc_delivery(s, key_file)
 server = s.create_server(host, port, default_queue_names=queues, max_retries=max_retries)
 server.start()
 if not started.wait(30) or not bound.get("port"):
@@ -605,17 +648,24 @@ class TasksEmulator(_Emulator):
 
 def start_tasks(*, host: str = "127.0.0.1", port: int | None = None,
                 max_retries: int | None = None, queues: tuple[str, ...] | list[str] = (),
-                timeout: float = DEFAULT_TIMEOUT) -> TasksEmulator:
+                timeout: float = DEFAULT_TIMEOUT,
+                oidc_key: Path | None = None) -> TasksEmulator:
     """Starts gcloud-tasks-emulator.
 
     ``max_retries=None`` keeps the package default: a failing task is retried
     (every ~0.1 s) forever.  ``queues`` are full queue names
-    (``projects/P/locations/L/queues/Q``) created at start-up.
+    (``projects/P/locations/L/queues/Q``) created at start-up. With ``oidc_key`` (a
+    key saved by freshet_local.local_google.SigningKey.save) HTTP tasks are delivered
+    with the ID token their oidc_token names, and given up after their dispatch
+    deadline, as Cloud Tasks does.
     """
     queues = tuple(queues)
     cmd = [sys.executable, "-c", _TASKS_BOOTSTRAP, host, str(port or 0),
            str(-1 if max_retries is None else max_retries), *queues]
-    proc = _Process("tasks-emulator", cmd)
+    env = {k: v for k, v in os.environ.items() if k != "FRESHET_TASKS_OIDC_KEY"}
+    if oidc_key is not None:
+        env["FRESHET_TASKS_OIDC_KEY"] = str(oidc_key)
+    proc = _Process("tasks-emulator", cmd, env=env)
     address = proc.wait_ready(timeout)
     bound_host, bound_port = _split_address(address)
     return TasksEmulator(bound_host, bound_port, proc, max_retries=max_retries, queues=queues)
@@ -638,6 +688,62 @@ def tasks_client(address: str):
 
     channel = grpc.insecure_channel(address)
     return tasks_v2.CloudTasksClient(transport=CloudTasksGrpcTransport(channel=channel))
+
+
+# ---------------------------------------------------------------------------
+# Cloud Storage (PyPI gcp-storage-emulator, in memory, in a thread of this process)
+
+STORAGE_ENV = "STORAGE_EMULATOR_HOST"
+
+
+class StorageEmulator:
+    """gcp-storage-emulator serving in-memory buckets from a thread of this process."""
+
+    def __init__(self, host: str, buckets: tuple[str, ...]) -> None:
+        from gcp_storage_emulator.handlers import buckets as bucket_handlers
+        from gcp_storage_emulator.server import create_server
+
+        self._server = create_server(host, 0, in_memory=True)
+        self._server.start()
+        httpd = self._server._api._httpd  # bound to port 0: read the port it got
+        self.host, self.port = host, httpd.server_port
+        for name in buckets:
+            bucket_handlers.create_bucket(name, self._server._storage)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {STORAGE_ENV: self.url}
+
+    def read(self, bucket: str, name: str) -> tuple[bytes, dict[str, str]]:
+        """An object's bytes and metadata (contentType, cacheControl), over HTTP."""
+        from urllib.parse import quote
+
+        base = f"{self.url}/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
+        with urllib.request.urlopen(base + "?alt=media", timeout=10) as resp:
+            data = resp.read()
+        with urllib.request.urlopen(base, timeout=10) as resp:
+            meta = json.loads(resp.read())
+        return data, meta
+
+    def names(self, bucket: str) -> list[str]:
+        with urllib.request.urlopen(f"{self.url}/storage/v1/b/{bucket}/o", timeout=10) as r:
+            return sorted(item["name"] for item in json.loads(r.read()).get("items", []))
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def start_storage(*, host: str = "127.0.0.1", buckets: tuple[str, ...] = ()) -> StorageEmulator:
+    return StorageEmulator(host, tuple(buckets))
 
 
 # ---------------------------------------------------------------------------

@@ -51,17 +51,29 @@ _started: list[ServedFunction] = []
 
 def serve(target: str, *, env: dict[str, str], port: int | None = None,
           host: str = "127.0.0.1", log_path: Path | None = None,
-          timeout_s: float = 30.0) -> ServedFunction:
-    """Start `functions-framework --target TARGET` and wait until it answers."""
+          timeout_s: float = 30.0, source: Path | None = None,
+          exact_env: bool = False, prefix: list[str] | None = None) -> ServedFunction:
+    """Start `functions-framework --target TARGET` and wait until it answers.
+
+    By default the function runs from the work tree with this process's environment
+    plus `env`. `source` serves another copy of functions/ (from its own folder, with
+    only that folder on the path, as Cloud Functions serves /workspace); `exact_env`
+    gives the process `env` and nothing else; `prefix` runs the command through a
+    wrapper (freshet_local.cloud_local makes the source read-only with one)."""
     port = port or free_port(host)
-    paths = [str(ROOT / "functions"), str(ROOT / "infra"), env.get("PYTHONPATH", "")]
-    full_env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    if source is None:
+        paths = [str(ROOT / "functions"), str(ROOT / "infra"), env.get("PYTHONPATH", "")]
+        main, cwd = SOURCE, ROOT
+    else:
+        paths, main, cwd = [str(source)], source / "main.py", source
+    base = {} if exact_env else dict(os.environ)
+    full_env = {**base, **env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "functions_framework", "--target", target,
-         "--source", str(SOURCE), "--host", host, "--port", str(port)],
+        [*(prefix or []), sys.executable, "-m", "functions_framework", "--target", target,
+         "--source", str(main), "--host", host, "--port", str(port)],
         env=full_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, cwd=ROOT,
+        start_new_session=True, cwd=cwd,
     )
     served = ServedFunction(target, host, port, process)
     _started.append(served)

@@ -2,8 +2,11 @@
 
 It fires the very `scheduler_v1.Job` objects that deploy gives Cloud Scheduler (built
 by freshet.gcp.scheduler from the pipeline config) on their cron, in their time
-zone, with the same URI, method, headers and body. Cloud Scheduler retries a failed
-call; so does this loop, once, like a job with retry_count=1.
+zone, with the same URI, method, headers and body, waiting at most the job's attempt
+deadline. A job whose target names an OIDC token is called with one, minted by
+`token_source(email, audience)` (freshet_local.local_google stands in for Google).
+Cloud Scheduler retries a failed call; so does this loop, once, like a job with
+retry_count=1.
 """
 
 import logging
@@ -32,13 +35,23 @@ def fires_between(job: scheduler_v1.Job, start: datetime, end: datetime) -> list
     return found
 
 
-def call(job: scheduler_v1.Job, timeout: float = 120.0) -> int:
-    """One HTTP call exactly as Cloud Scheduler would make it (minus the OIDC token)."""
+TokenSource = Callable[[str, str], str]  # (service account email, audience) -> ID token
+
+
+def call(job: scheduler_v1.Job, token_source: TokenSource | None = None) -> int:
+    """One HTTP call exactly as Cloud Scheduler would make it."""
     target = job.http_target
+    headers = {**dict(target.headers), "User-Agent": "Google-Cloud-Scheduler"}
+    oidc = target.oidc_token
+    if oidc.service_account_email:
+        if token_source is None:
+            raise ValueError(f"{job.name} calls with an OIDC token: give a token_source")
+        token = token_source(oidc.service_account_email, oidc.audience or target.uri)
+        headers["Authorization"] = f"Bearer {token}"
+    deadline = job.attempt_deadline.total_seconds() if job.attempt_deadline else 180.0
     response = requests.request(
-        scheduler_v1.HttpMethod(target.http_method).name, target.uri,
-        headers={**dict(target.headers), "User-Agent": "Google-Cloud-Scheduler"},
-        data=bytes(target.body) or None, timeout=timeout,
+        scheduler_v1.HttpMethod(target.http_method).name, target.uri, headers=headers,
+        data=bytes(target.body) or None, timeout=deadline,
     )
     return response.status_code
 
@@ -48,9 +61,11 @@ class LocalScheduler(threading.Thread):
 
     def __init__(self, jobs: Iterable[scheduler_v1.Job], *,
                  on_call: Callable[[str, int | str], None] | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 token_source: TokenSource | None = None):
         super().__init__(name="local-scheduler", daemon=True)
         self.jobs = list(jobs)
+        self._token_source = token_source
         self._clock = clock
         self._on_call = on_call or (lambda name, status: None)
         self._stop = threading.Event()
@@ -60,6 +75,9 @@ class LocalScheduler(threading.Thread):
 
     def fire_now(self, job: scheduler_v1.Job) -> None:
         threading.Thread(target=self._fire, args=(job,), daemon=True).start()
+
+    def job(self, name: str) -> scheduler_v1.Job:
+        return next(j for j in self.jobs if j.name.rsplit("/", 1)[-1] == name)
 
     def run(self) -> None:
         last = self._clock()
@@ -74,7 +92,7 @@ class LocalScheduler(threading.Thread):
         name = job.name.rsplit("/", 1)[-1]
         for attempt in (1, 2):
             try:
-                status = call(job)
+                status = call(job, self._token_source)
             except requests.RequestException as exc:
                 status = f"error: {exc.__class__.__name__}"
             self._on_call(name, status)
