@@ -341,3 +341,24 @@ def test_the_deployed_entry_point_serves_the_api_in_explicit_local_mode(entry_po
     assert client.post("/jobs", json=JOB).status_code == 201
     assert client.get("/jobs").get_json()["jobs"][0]["id"] == "orders"
     assert client.post("/jobs/ghost/run").status_code == 404
+
+
+def test_a_job_that_cannot_fit_one_cloud_tasks_delivery_is_refused(api):
+    status, body = api.call("POST", "/jobs", json={**JOB, "stuck_threshold_minutes": 90})
+    assert status == 400 and body["error"]["field"] == "stuck_threshold_minutes"
+    assert "30-minute dispatch limit" in body["error"]["message"]
+    status, body = api.call("POST", "/jobs", json={**JOB, "expected_runtime_minutes": 11})
+    assert status == 400 and body["error"]["field"] == "expected_runtime_minutes"
+    assert "dispatch_deadline (10m" in body["error"]["message"]
+    status, body = api.call("POST", "/jobs", json={**JOB, "stuck_threshold_minutes": 30,
+                                                   "expected_runtime_minutes": 10})
+    assert status == 201 and body["job"]["expected_runtime_minutes"] == 10
+
+
+def test_each_run_links_to_its_logs_explorer_query(api):
+    api.call("POST", "/jobs", json=JOB)
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"}, json={})
+    run = body["run"]
+    assert run["logs_url"].startswith("https://console.cloud.google.com/logs/query;query="
+                                      "labels.run_id%3D%22orders__")
+    assert run["logs_url"].endswith("?project=demo-freshet")

@@ -103,11 +103,6 @@ class Store:
         self.db = db
         self.stats = Stats()
 
-    @classmethod
-    def for_project(cls, project: str) -> "Store":
-        """A store on this project's database (the emulator's when FIRESTORE_EMULATOR_HOST)."""
-        return cls(firestore.Client(project=project))
-
     def _ref(self, collection: str, doc_id: str):
         return self.db.collection(collection).document(doc_id)
 

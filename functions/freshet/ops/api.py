@@ -13,6 +13,7 @@ ever leaves the process (a bug answers 500 and the log has the details).
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
@@ -21,6 +22,7 @@ from werkzeug.routing import Map, Rule
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import NotFound, ValidationError
+from freshet.core.limits import check_job
 from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
 from freshet.core.timeutil import isoformat
 from freshet.loop.registry import known_kinds
@@ -118,6 +120,11 @@ def create_job(call: Call):
     if job.kind not in known_kinds():
         raise ValidationError("kind", f"unknown kind {job.kind!r} (known: "
                               f"{', '.join(known_kinds())})")
+    settings = call.deps.settings  # a job must fit one Cloud Tasks delivery, as in apply
+    check_job(stuck_threshold_minutes=job.stuck_threshold_minutes,
+              expected_runtime_minutes=job.expected_runtime_minutes,
+              default_stuck_minutes=settings.default_stuck_minutes,
+              dispatch_deadline=timedelta(seconds=settings.dispatch_deadline_s))
     return 201, {"job": job_json(operations.create_job(call.store, job, now=call.now))}
 
 

@@ -349,7 +349,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     from freshet.gcp.project import ProjectReader
     from freshet.gcp.scheduler import SchedulerAdmin, job_summary
     from freshet.gcp.storage import bucket_facts
-    from freshet.gcp.store import Store
+    from freshet.gcp.store import Store, firestore_client
     from freshet.gcp.tasks import TaskQueue
 
     reader = ProjectReader(config.project, config.region)
@@ -385,7 +385,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
         job = current.get(f"projects/{config.project}/locations/{config.region}/jobs/"
                           f"{schedule.name}")
         facts.jobs[schedule.name] = None if job is None else job_summary(job)
-    facts.heartbeats = read(lambda: Store.for_project(config.project).heartbeats())
+    facts.heartbeats = read(lambda: Store(firestore_client(config.project)).heartbeats())
     facts.site = read(bucket_facts, config.site.bucket, "index.html")
     return facts
 
@@ -394,7 +394,7 @@ def collect_local(config: PipelineConfig, env=os.environ) -> LocalFacts:
     """What the local stack has: emulators, queues, stored jobs, heartbeat, the page."""
     from freshet.core.settings import load_settings
     from freshet.gcp.storage import local_page_facts
-    from freshet.gcp.store import Store
+    from freshet.gcp.store import Store, firestore_client
     from freshet.gcp.tasks import TaskQueue
 
     facts = LocalFacts()
@@ -406,7 +406,7 @@ def collect_local(config: PipelineConfig, env=os.environ) -> LocalFacts:
                                  queue=config.queue)
         facts.queues = read(TaskQueue(settings).queue_names)
     if facts.firestore and not isinstance(facts.firestore, Unknown):
-        store = Store.for_project(config.project)
+        store = Store(firestore_client(config.project))
         facts.jobs = read(lambda: [j.id for j in store.list_jobs()])
         facts.heartbeats = read(store.heartbeats)
     settings = load_settings(env)
