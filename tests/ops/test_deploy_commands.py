@@ -117,3 +117,32 @@ def test_the_check_itself_catches_a_usage_error(tmp_path):
     results = run_all([bad, wrong_flag, firebase], tmp_path)
     assert all(_usage_problem(a, r) for a, r in results), [
         (r.returncode, r.stderr[-200:]) for _, r in results]
+
+
+def readme_commands() -> list[tuple[str, ...]]:
+    """The gcloud commands README's "Deploying to Google Cloud" shows in its code blocks,
+    continuation lines joined, $API filled in."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Deploying to Google Cloud", 1)[1].split("\n## ", 1)[0]
+    api = re.search(r"^API=(\S+)$", section, re.M).group(1)
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            match = re.search(r"(gcloud [^)#]*)", line)
+            if match and " login" not in match.group(1):  # logging in is interactive
+                found.append(tuple(shlex.split(match.group(1).replace("$API", api))))
+    return found
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="needs the Cloud SDK")
+def test_the_commands_the_readme_gives_operators_parse_too(tmp_path):
+    commands = readme_commands()
+    assert any(c[:3] == ("gcloud", "auth", "print-identity-token") and "--include-email" in c
+               for c in commands), commands
+    assert any(c[:3] == ("gcloud", "iam", "service-accounts") for c in commands), commands
+    results = run_all(commands, tmp_path)
+    problems = [p for p in (_usage_problem(a, r) for a, r in results) if p]
+    assert not problems, "\n".join(problems)
