@@ -4,14 +4,17 @@ of credentials, never for a usage error (unknown flag, bad value, missing argume
 
 gcloud parses a command completely (flags, values, required arguments) before it
 needs an account: a usage error exits 2, a parsed command stops with "You do not
-currently have an active account selected" and exit 1. firebase-tools parses its
+currently have an active account selected" and exit 1. The gcloud commands run in one
+gcloud process (gcloud_batch.py), the real CLI loaded once. firebase-tools parses its
 options and reads its --config file before it asks for credentials.
 """
 
+import json
 import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -56,14 +59,34 @@ def _clean_env(home) -> dict[str, str]:
 
 
 def run_all(commands, tmp_path) -> list[tuple[tuple[str, ...], subprocess.CompletedProcess]]:
+    """Every command's result, in order: gcloud's all in one gcloud process (see
+    gcloud_batch.py), the others (firebase-tools) each on its own."""
     env = _clean_env(tmp_path)
+    by_gcloud = [argv for argv in commands if argv[0] == "gcloud"]
+    done = dict(zip(by_gcloud, _gcloud_batch(by_gcloud, env), strict=True))
 
     def run(argv):
-        return argv, subprocess.run(list(argv), capture_output=True, text=True, cwd=ROOT,
-                                    env=env, timeout=300, stdin=subprocess.DEVNULL)
+        return subprocess.run(list(argv), capture_output=True, text=True, cwd=ROOT,
+                              env=env, timeout=300, stdin=subprocess.DEVNULL)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(run, commands))
+    others = [argv for argv in commands if argv[0] != "gcloud"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done.update(zip(others, pool.map(run, others), strict=True))
+    return [(argv, done[argv]) for argv in commands]
+
+
+def _gcloud_batch(commands, env) -> list[subprocess.CompletedProcess]:
+    if not commands:
+        return []
+    sdk = Path(os.path.realpath(shutil.which("gcloud"))).parents[1]
+    bundled = sdk / "platform" / "bundledpythonunix" / "bin" / "python3"
+    python = env.get("CLOUDSDK_PYTHON") or (str(bundled) if bundled.exists() else "python3")
+    proc = subprocess.run([python, str(Path(__file__).with_name("gcloud_batch.py")),
+                           str(sdk / "lib")], input=json.dumps([a[1:] for a in commands]),
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [subprocess.CompletedProcess(argv, r["returncode"], "", r["stderr"])
+            for argv, r in zip(commands, json.loads(proc.stdout), strict=True)]
 
 
 def _usage_problem(argv, proc) -> str | None:
