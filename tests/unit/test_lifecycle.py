@@ -95,9 +95,16 @@ def test_starting_takes_the_job_marks_the_datasets_and_sets_the_lease():
     assert decision.datasets.apply(Dataset("sales.orders")).running_run_id == queued().id
 
 
-def test_a_delivery_with_retries_counted_runs_that_attempt():
-    decision = decide_claim(queued(), job(), None, 2, Control(), T0, SETTINGS)
-    assert decision.run.attempt_number == 2
+@pytest.mark.parametrize("run,delivered,starts", [
+    (queued(), 1, 1),
+    (queued(), 3, 1),  # two deliveries answered 5xx before claiming: no attempt ran
+    (retrying(1), 2, 2),
+    (retrying(1), 3, 2),  # the retry's first delivery timed out before claiming
+])
+def test_the_run_not_the_retry_count_says_which_attempt_starts(run, delivered, starts):
+    decision = decide_claim(run, job(), None, delivered, Control(), T0 + 2 * MIN, SETTINGS)
+    assert decision.verdict == ClaimVerdict.START
+    assert decision.run.attempt_number == starts
 
 
 def test_the_kill_switch_fails_the_run_without_running_it():

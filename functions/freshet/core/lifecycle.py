@@ -118,8 +118,8 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
         return Decision(ClaimVerdict.ORPHAN, "unknown run")
     if run.terminal or run.status == RunStatus.RUNNING:
         return Decision(ClaimVerdict.DUPLICATE, f"run already {run.status}")
-    if attempt < run.attempt_number or (run.status == RunStatus.RETRYING
-                                        and attempt == run.attempt_number):
+    due = next_attempt(run)
+    if attempt < due:
         return Decision(ClaimVerdict.STALE, f"attempt {attempt} already ran")
     if attempt > run.max_attempts:
         return Decision(ClaimVerdict.STALE, f"attempt {attempt} is beyond the run's "
@@ -139,11 +139,17 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
                         "another run of this job is running; retried later", run=later,
                         send=Send(later.attempt_number, later.dispatches,
                                   now + OVERLAP_RETRY_DELAY))
-    begun = runs.started(run, max(attempt, run.attempt_number), now,
-                         runs.stuck_threshold(job, settings))
+    begun = runs.started(run, due, now, runs.stuck_threshold(job, settings))
     return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
                     job_fields=None if job.allow_overlap else {"running_run_id": run.id},
                     datasets=DatasetChange(DatasetEvent.START, run.id, now))
+
+
+def next_attempt(run: Run) -> int:
+    """The attempt a delivery starts: the run's own count, not the delivery's. Cloud
+    Tasks raises a task's retry count on every 5xx, also when the delivery never got to
+    run the sync (a timeout, a lost conflict); only the run knows which attempts ran."""
+    return run.attempt_number + (1 if run.status == RunStatus.RETRYING else 0)
 
 
 def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:

@@ -36,6 +36,15 @@ def firestore_client(project: str | None) -> firestore.Client:
     return firestore.Client(project=project)
 
 
+CONTENDED_TRIES = 5  # fresh transactions for a step whose transaction keeps losing
+
+
+def _contended(exc: BaseException) -> bool:
+    """ABORTED, or the client's 'Failed to commit transaction in N attempts' over one."""
+    return isinstance(exc, gexc.Aborted) or (
+        isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted))
+
+
 @dataclass
 class Stats:
     reads: int = 0
@@ -109,17 +118,19 @@ class Store:
     # -- transactions ---------------------------------------------------------
 
     def transact(self, fn: Callable[[Tx], T], max_attempts: int = 10) -> T:
-        """Run `fn` in a transaction. The client retries a commit that lost a conflict;
-        a read that lost one (ABORTED, "lock timeout" / "too much contention") is
-        retried here the same way, with a fresh transaction after a short backoff."""
-        for attempt in range(1, max_attempts + 1):
+        """Run `fn` in a transaction. The client retries a commit that lost a conflict
+        (keeping its place in line); a read that lost one (ABORTED: "lock timeout",
+        "too much contention"), or a commit that lost every time, is retried here with
+        a fresh transaction after a backoff, so contention delays a step, never fails it
+        into a 5xx that Cloud Tasks would count as an attempt."""
+        for attempt in range(1, CONTENDED_TRIES + 1):
             transaction = self.db.transaction(max_attempts=max_attempts)
             try:
                 result = firestore.transactional(lambda t: fn(Tx(self, t)))(transaction)
-            except gexc.Aborted:
-                if attempt == max_attempts:
+            except (gexc.Aborted, ValueError) as exc:
+                if not _contended(exc) or attempt == CONTENDED_TRIES:
                     raise
-                time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
+                time.sleep(min(0.1 * 2 ** attempt, 3.0) * (0.5 + random.random()))
                 continue
             self.stats.commits += 1
             return result
