@@ -158,3 +158,24 @@ def test_custom_kinds_come_from_modules_named_in_the_file_or_the_environment(tmp
         sys.path.remove(str(tmp_path))
         from freshet.loop.registry import unregister
         unregister("demo_custom")
+
+
+# -- hostile and careless files ------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "javascript:alert(document.domain)", " javascript:alert(1)", "JaVaScRiPt:alert(1)",
+    "\tjavascript:alert(1)", "java\\tscript:alert(1)", "data:text/html,<script>x</script>",
+    "vbscript:x", "file:///etc/passwd",
+])
+def test_a_consumer_url_that_is_not_http_or_relative_is_refused_at_its_line(tmp_path, url):
+    text = PIPELINE.replace("  - id: dashboard\n",
+                            f"  - id: dashboard\n    url: \"{url}\"\n")
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("consumers[0].url", line_of(text, "    url: "))
+    assert "http(s) URL or a relative link" in str(err)
+
+
+@pytest.mark.parametrize("url", ["https://bi.example/ads", "HTTP://bi.example", "/reports/a"])
+def test_http_and_relative_consumer_urls_are_kept(tmp_path, url):
+    text = PIPELINE.replace("  - id: dashboard\n", f"  - id: dashboard\n    url: \"{url}\"\n")
+    assert load_config(write_config(tmp_path, text), env={}).catalog.consumers[0].url == url

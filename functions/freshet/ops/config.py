@@ -25,6 +25,7 @@ from freshet.core.catalog import (
     Consumer,
     DatasetSpec,
     check_catalog,
+    check_link,
     upstream_cycle,
 )
 from freshet.core.control import Control, parse_control
@@ -465,7 +466,7 @@ class _Parser:
             cid = check_id(c["id"], f"{where}.id")
             found.append(Consumer(
                 id=cid, title=_optional_text(c.get("title"), f"{where}.title", 200) or cid,
-                kind=kind, url=_optional_text(c.get("url"), f"{where}.url", 2000),
+                kind=kind, url=check_link(c.get("url"), f"{where}.url"),
                 requires=tuple(requires),
             ))
         _unique([c.id for c in found], "id", "consumers")
