@@ -179,3 +179,63 @@ def test_a_consumer_url_that_is_not_http_or_relative_is_refused_at_its_line(tmp_
 def test_http_and_relative_consumer_urls_are_kept(tmp_path, url):
     text = PIPELINE.replace("  - id: dashboard\n", f"  - id: dashboard\n    url: \"{url}\"\n")
     assert load_config(write_config(tmp_path, text), env={}).catalog.consumers[0].url == url
+
+
+def alias_bomb(levels: int) -> str:
+    """~450 bytes that nine-fold every level: 9**12 values if copied."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_quickly_at_the_line_of_the_alias(tmp_path):
+    import time
+
+    text = PIPELINE.replace("control:\n", "x-bomb:\n  " + alias_bomb(12).replace(
+        "\n", "\n  ").rstrip() + "\ncontrol:\n")
+    started = time.monotonic()
+    err = error_for(tmp_path, text)
+    assert time.monotonic() - started < 2
+    assert err.field == "yaml" and "aliases (*name) expand to more than 10,000 values" in str(err)
+    assert "*a" in text.splitlines()[err.line - 1]  # the line of an alias that copies
+
+
+def test_a_few_shared_blocks_still_load(tmp_path):
+    need = "      - {dataset: sales.revenue, warn_after: 26h, error_after: 50h}\n"
+    text = PIPELINE.replace(f"    requires:\n{need}", f"    requires: &needs\n{need}"
+                            "  - id: wallboard\n    requires: *needs\n")
+    config = load_config(write_config(tmp_path, text), env={})
+    assert [c.requires for c in config.catalog.consumers][0] == \
+        config.catalog.consumers[1].requires
+
+
+def test_an_alias_inside_the_value_it_names_is_refused(tmp_path):
+    text = PIPELINE.replace("control:\n", "loop: &x [*x]\ncontrol:\n")
+    err = error_for(tmp_path, text)
+    assert err.line == line_of(text, "loop: &x") and "refers to the value that contains it" \
+        in str(err)
+
+
+@pytest.mark.parametrize("nested", [
+    "[" * 5000 + "]" * 5000,
+    "{a: " * 5000 + "1" + "}" * 5000,
+    "\n" + "".join("  " * i + "-\n" for i in range(1, 100)),
+])
+def test_very_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path, nested):
+    text = PIPELINE.replace("control:\n", f"deep: {nested}\ncontrol:\n")
+    err = error_for(tmp_path, text)
+    assert err.field == "yaml" and "nested deeper than 32 levels" in str(err)
+    assert line_of(text, "deep:") <= err.line <= line_of(text, "deep:") + 40
+
+
+def test_an_integer_too_long_to_read_is_a_located_error(tmp_path):
+    text = PIPELINE.replace("    max_retries: 2", "    max_retries: " + "9" * 5000)
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("jobs[1].max_retries", line_of(text, "max_retries: 999"))
+
+
+def test_merge_keys_are_refused_with_a_reason(tmp_path):
+    text = PIPELINE.replace("  - id: rates\n", "  - <<: {kind: noop}\n    id: rates\n")
+    err = error_for(tmp_path, text)
+    assert "merge keys (<<) are not supported" in str(err)
+    assert err.line == line_of(text, "<<:")

@@ -126,8 +126,16 @@ def parse_config(text: str, path: str = "<config>", *,
 
 # -- YAML with positions ------------------------------------------------------------
 
+# Nesting deeper than this is refused (a pipeline needs about 6 levels; params a few more).
+MAX_DEPTH = 32
+# Values that aliases (*name) may add beyond the file's own: a few shared blocks are fine,
+# an alias of an alias of an alias ... (a "billion laughs") is refused, not expanded.
+MAX_ALIAS_VALUES = 10_000
+
+
 def _compose(text: str, path: str) -> tuple[dict, dict[Path, int]]:
     try:
+        _check_depth(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -138,39 +146,110 @@ def _compose(text: str, path: str) -> tuple[dict, dict[Path, int]]:
     if root is None:
         raise ConfigError(path, 1, "config", "the file is empty")
     lines: dict[Path, int] = {}
-    constructor = yaml.SafeLoader("")
     try:
-        data = _convert(root, (), lines, constructor)
-    except _DuplicateKey as dup:
-        raise ConfigError(path, dup.line, _field(dup.path), "duplicate key") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, None, "yaml", str(exc)) from None
+        data = _Converter(lines).convert(root, (), root.start_mark.line + 1, 1)
+    except _Refused as refused:
+        raise ConfigError(path, refused.line, refused.field, refused.message) from None
     if not isinstance(data, dict):
         raise ConfigError(path, root.start_mark.line + 1, "config", "must be a mapping")
     return data, lines
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, path: Path, line: int):
-        self.path, self.line = path, line
+def _check_depth(text: str, path: str) -> None:
+    """Refuse deep nesting from the event stream, before PyYAML's recursive composer
+    (and this module's conversion) could run out of stack on it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(path, event.start_mark.line + 1, "yaml",
+                                  f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
-def _convert(node: yaml.Node, path: Path, lines: dict[Path, int], constructor) -> object:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+class _Refused(Exception):
+    def __init__(self, line: int, field: str, message: str):
+        self.line, self.field, self.message = line, field, message
+
+
+class _Converter:
+    """The composed node tree to plain values, noting each path's line.
+
+    Linear in the file: an alias is copied, but every value it adds counts against
+    MAX_ALIAS_VALUES, and an alias inside the value it names is refused."""
+
+    def __init__(self, lines: dict[Path, int]):
+        self.lines = lines
+        self.constructor = yaml.SafeLoader("")
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
+        self.budget = MAX_ALIAS_VALUES
+        self.copying = 0  # > 0 while inside a value reached through an alias
+        self.alias_line = 0  # where that alias is used
+
+    def convert(self, node: yaml.Node, path: Path, line: int, depth: int) -> object:
+        """`line`: where the value is referred to (its key's line, or its list's)."""
+        if id(node) in self.open:
+            raise _Refused(line, _field(path), "an alias refers to the value that contains it")
+        if depth > MAX_DEPTH:
+            raise _Refused(line, _field(path), f"nested deeper than {MAX_DEPTH} levels")
+        again = id(node) in self.seen
+        if again:
+            self.alias_line = line if not self.copying else self.alias_line
+            self.budget -= 1
+            if self.budget < 0:
+                raise _Refused(self.alias_line, "yaml", "aliases (*name) expand to more than "
+                               f"{MAX_ALIAS_VALUES:,} values; write the values out instead")
+        self.seen.add(id(node))
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.open.add(id(node))
+        self.copying += again
+        try:
+            return self._value(node, path, depth)
+        finally:
+            self.copying -= again
+            self.open.discard(id(node))
+
+    def _value(self, node: yaml.Node, path: Path, depth: int) -> object:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i), line, depth + 1)
+                    for i, item in enumerate(node.value)]
+        return self._scalar(node, path, line)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
         out: dict = {}
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(line, _field(path), "a key must be a plain value")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Refused(line, _field(path), "merge keys (<<) are not supported; "
+                               "write the keys out")
+            key = self._scalar(key_node, path, line)
             key = key if isinstance(key, str) else str(key)
             here = (*path, key)
             if key in out:
-                raise _DuplicateKey(here, key_node.start_mark.line + 1)
-            lines[here] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, here, lines, constructor)
+                raise _Refused(line, _field(here), "duplicate key")
+            self.lines[here] = line
+            out[key] = self.convert(value_node, here, line, depth + 1)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), lines, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+
+    def _scalar(self, node: yaml.Node, path: Path, line: int) -> object:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise _Refused(mark.line + 1 if mark else line, _field(path),
+                           f"{exc.problem or exc}") from None
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            # e.g. an integer of more than 4,300 digits
+            reason = str(exc).split(";")[0]
+            raise _Refused(line, _field(path), f"cannot read this value ({reason})") from None
 
 
 def _field(path: Path) -> str:
