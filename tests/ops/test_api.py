@@ -347,3 +347,49 @@ def test_the_deployed_entry_point_serves_the_api_in_explicit_local_mode(entry_po
     assert client.post("/jobs", json=JOB).status_code == 201
     assert client.get("/jobs").get_json()["jobs"][0]["id"] == "orders"
     assert client.post("/jobs/ghost/run").status_code == 404
+
+
+# -- numbers and shapes JSON or Firestore cannot carry ---------------------------------------
+
+def job_body(params: str) -> str:
+    return ('{"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *"}, '
+            f'"params": {params}}}')
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ('{"x": NaN}', "params.x"),
+    ('{"x": Infinity}', "params.x"),
+    ('{"x": [-Infinity]}', "params.x[0]"),
+    ('{"x": 9223372036854775808}', "params.x"),
+    ('{"x": -9223372036854775809}', "params.x"),
+    ('{"": 1}', "params"),
+    ('{"x": [[1]]}', "params.x[0]"),
+    ('{"x": "\\ud800"}', "params.x"),
+    ('{"d": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}", "params.d.a"),
+])
+def test_params_outside_json_and_firestore_are_400_naming_the_field(api, params, field):
+    status, body = api.call("POST", "/jobs", data=job_body(params),
+                            content_type="application/json")
+    assert status == 400, body
+    assert body["error"]["field"].startswith(field), body
+    assert api.store.list_jobs() == []
+
+
+def test_a_body_nested_past_the_stack_is_400_not_500(api):
+    status, body = api.call("POST", "/jobs", data="[" * 30_000 + "]" * 30_000,
+                            content_type="application/json")
+    assert (status, body["error"]["field"]) == (400, "body")
+
+
+def test_an_idempotency_key_that_cannot_be_encoded_is_400(api):
+    api.call("POST", "/jobs", json=JOB)
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"},
+                            data='{"idempotency_key": "\\udc00"}',
+                            content_type="application/json")
+    assert (status, body["error"]["field"]) == (400, "idempotency_key")
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "1" * 5000, " 5"])
+def test_a_limit_in_other_digits_or_too_long_is_400(api, limit):
+    status, body = api.call("GET", "/runs", query_string={"limit": limit})
+    assert (status, body["error"]["field"]) == (400, "limit")

@@ -13,10 +13,12 @@ from collections.abc import Callable
 import flask
 
 from freshet.core.errors import Conflict, Disabled, NotFound, ValidationError
+from freshet.core.values import parse_json
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_DEPTH = 32
 
 
 class HttpError(Exception):
@@ -92,10 +94,7 @@ def json_body(request: flask.Request, allowed: tuple[str, ...] | None = None) ->
         raise HttpError(413, "body", f"body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError("body", f"is not valid JSON ({exc})") from None
+    body = parse_json(raw, "body", max_depth=MAX_BODY_DEPTH)
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
     if allowed is not None:
