@@ -393,3 +393,14 @@ def test_an_idempotency_key_that_cannot_be_encoded_is_400(api):
 def test_a_limit_in_other_digits_or_too_long_is_400(api, limit):
     status, body = api.call("GET", "/runs", query_string={"limit": limit})
     assert (status, body["error"]["field"]) == (400, "limit")
+
+
+def test_a_stored_nan_from_before_the_checks_still_lists_as_valid_json(api):
+    from freshet.core.models import new_job
+
+    legacy = new_job(**{**JOB, "params": {"x": 1}})
+    legacy.params = {"x": float("nan"), "y": float("inf")}
+    api.store.put_job(legacy)
+    response = api.raw("GET", "/jobs")
+    body = json.loads(response.get_data(as_text=True))  # strict: NaN is not JSON
+    assert response.status_code == 200 and body["jobs"][0]["params"] == {"x": None, "y": None}

@@ -26,6 +26,9 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _URL_EDGES = "".join(chr(c) for c in range(0x21))
 _URL_TABS = re.compile("[\t\n\r]")
 LINK_SCHEMES = ("http", "https")
+# A log entry's text (a traceback) at most: Cloud Logging bills by the byte, and a sync's
+# 10 MB error must not be logged again on every retry.
+MAX_LOGGED_CHARS = 16 * 1024
 
 
 def printable(text: str) -> str:
