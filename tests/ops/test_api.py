@@ -404,3 +404,49 @@ def test_a_stored_nan_from_before_the_checks_still_lists_as_valid_json(api):
     response = api.raw("GET", "/jobs")
     body = json.loads(response.get_data(as_text=True))  # strict: NaN is not JSON
     assert response.status_code == 200 and body["jobs"][0]["params"] == {"x": None, "y": None}
+
+
+# -- one-time jobs: none stays active with nothing to run ----------------------------------
+
+def one_time(run_at: str) -> dict:
+    return {"id": "once", "kind": "noop", "schedule": {"run_at": run_at}}
+
+
+def test_a_one_time_job_in_the_distant_past_is_400_naming_run_at(api):
+    status, body = api.call("POST", "/jobs", json=one_time("0001-01-01T00:00:00Z"))
+    assert (status, body["error"]["field"]) == (400, "schedule.run_at")
+    assert "would never run" in body["error"]["message"]
+    assert api.store.list_jobs() == []
+
+
+def test_a_one_time_job_just_missed_runs_once_at_once(api):
+    from freshet.loop.tick import tick_once
+    from tests.loop.helpers import loop_settings
+
+    run_at = T0 - timedelta(hours=2)
+    status, body = api.call("POST", "/jobs", json=one_time(run_at.isoformat()))
+    assert status == 201 and body["job"]["next_run_at"] == "2026-11-28T10:00:00Z"
+    settings = loop_settings()
+    created = tick_once(api.store, RecordingQueue(settings), now=T0, settings=settings).created
+    assert created == ["once__20261128T100000Z"]
+    assert tick_once(api.store, RecordingQueue(settings), now=T0 + timedelta(minutes=1),
+                     settings=settings).created == []
+
+
+def test_a_paused_one_time_job_whose_moment_passed_runs_when_resumed(api):
+    api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.now = T0 + timedelta(days=3)
+    status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
+    assert status == 200 and body["job"]["status"] == "active"
+    assert body["job"]["next_run_at"] == "2026-11-28T13:00:00Z"  # due: the next tick runs it
+
+
+def test_a_paused_one_time_job_that_already_ran_completes_when_resumed(api):
+    api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.store.update_job("once", {"last_run_id": "once__20261128T130000Z",
+                                  "next_run_at": None})
+    status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
+    assert (status, body["job"]["status"], body["job"]["next_run_at"]) == (
+        200, "completed", None)

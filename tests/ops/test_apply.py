@@ -128,3 +128,26 @@ def test_a_paused_job_stays_paused_across_applies(env):
     apply(config_of(text.replace("max_retries: 2", "max_retries: 4")), store=store,
           task_queue=queue, now=T0)
     assert store.job("orders").status == "paused" and store.job("rates").max_retries == 4
+
+
+def test_a_one_time_job_in_the_distant_past_is_refused_at_its_line_and_nothing_is_written(env):
+    from freshet.ops.config import ConfigError
+
+    store, queue, text, _ = env
+    text = text.replace('schedule: {cron: "0 6 * * *"}',
+                        'schedule: {run_at: "0001-01-01T00:00:00Z"}')
+    config = config_of(text)  # valid as a file: whether it can run depends on `now`
+    with pytest.raises(ConfigError) as caught:
+        apply(config, store=store, task_queue=queue, now=T0)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "0001-01-01" in s)
+    assert (caught.value.field, caught.value.line) == ("jobs[1].schedule.run_at", line)
+    assert store.list_jobs() == []
+
+
+def test_a_one_time_job_that_ran_long_ago_does_not_block_a_later_apply(env):
+    store, queue, text, _ = env
+    text = text.replace('schedule: {cron: "0 6 * * *"}',
+                        'schedule: {run_at: "2026-11-28T13:00:00Z"}')
+    apply(config_of(text), store=store, task_queue=queue, now=T0)
+    later = T0 + timedelta(days=30)
+    assert plan(config_of(text), store=store, task_queue=queue, now=later).jobs == []

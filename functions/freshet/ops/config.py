@@ -14,7 +14,7 @@ config names, so that their kinds are known).
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import yaml
@@ -92,11 +92,17 @@ class PipelineConfig:
     control: Control | None
     sync_modules: tuple[str, ...] = ()
     job_ids: frozenset[str] = field(default_factory=frozenset)
+    # Each field's line in the file, for errors found later (apply's plan knows `now`).
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def queue(self) -> str:
         """The queue runs go to: the first one declared."""
         return self.queues[0].name
+
+    def error(self, field_name: str, message: str) -> "ConfigError":
+        """A ConfigError about `field_name` at its line in the file."""
+        return ConfigError(self.path, _line_for(self.lines, field_name), field_name, message)
 
 
 def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ
@@ -117,7 +123,7 @@ def parse_config(text: str, path: str = "<config>", *,
                  env: Mapping[str, str] = os.environ) -> PipelineConfig:
     doc, lines = _compose(text, path)
     try:
-        return _Parser(doc, env).config(path)
+        return replace(_Parser(doc, env).config(path), lines=lines)
     except ValidationError as exc:
         if isinstance(exc, ConfigError):
             raise
