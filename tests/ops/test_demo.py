@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import ExitStack
 
@@ -14,6 +13,7 @@ import pytest
 
 from freshet.ops.config import load_config
 from freshet_local.demo import DEMO_CONFIG, parse_args, with_data_port
+from tests.loop.helpers import wait_for
 from tests.ops.helpers import ROOT
 
 PORTS = {"FIRESTORE": "firestore_port", "TASKS": "tasks_port", "FUNCTIONS": "functions_port",
@@ -78,8 +78,8 @@ def test_a_demo_runs_beside_another_holding_the_default_ports():
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             api = f"http://127.0.0.1:{functions + 4}/api"
-            _wait_for(lambda: _post(f"{api}/jobs/orders-sync/run"), 150)
-            run = _wait_for(lambda: _succeeded_run(api), 90)
+            wait_for(lambda: _post(f"{api}/jobs/orders-sync/run"), 150, interval=1)
+            run = wait_for(lambda: _succeeded_run(api), 90, interval=1)
             rows = len((ROOT / "infra/demo/data/orders.csv").read_text().splitlines()) - 1
             assert run["records"] == {"sales.orders": rows}  # fetched from our data port
         finally:
@@ -105,12 +105,3 @@ def _succeeded_run(api: str):
         return None
     return next((r for r in runs if r["status"] == "succeeded"), None)
 
-
-def _wait_for(check, timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(1)
-    raise AssertionError(f"not within {timeout_s} s")
