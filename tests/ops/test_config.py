@@ -239,3 +239,51 @@ def test_merge_keys_are_refused_with_a_reason(tmp_path):
     err = error_for(tmp_path, text)
     assert "merge keys (<<) are not supported" in str(err)
     assert err.line == line_of(text, "<<:")
+
+
+# -- http_fetch's policy ------------------------------------------------------------------
+
+FETCH_JOB = ("  - id: rates\n    kind: http_fetch\n    params: {url: \"URL\"}\n"
+             "    schedule: {cron: \"0 6 * * *\"}\n")
+
+
+def with_fetch(url: str, section: str = "") -> str:
+    text = PIPELINE.replace("  - id: rates\n    kind: noop\n    schedule: {cron: \"0 6 * * *\"}\n",
+                            FETCH_JOB.replace("URL", url))
+    return text + section
+
+
+def test_the_http_fetch_section_reaches_the_functions_as_their_environment(tmp_path):
+    text = with_fetch("https://api.example.com/rates.json",
+                      "http_fetch:\n  allowed_hosts: [api.example.com, \"*.example.org\"]\n"
+                      "  allow_private_addresses: false\n")
+    env = dict(load_config(write_config(tmp_path, text), env={}).functions.env)
+    assert env["FRESHET_FETCH_ALLOWED_HOSTS"] == "api.example.com,*.example.org"
+    assert (env["FRESHET_FETCH_ALLOW_PRIVATE"], env["FRESHET_FETCH_ALLOW_LINK_LOCAL"]) == (
+        "false", "false")
+
+
+@pytest.mark.parametrize(("url", "section", "reason"), [
+    ("http://169.254.169.254/computeMetadata/v1/", "", "link-local or metadata"),
+    ("http://metadata.google.internal/x", "", "link-local or metadata"),
+    ("https://other.example.net/x", "http_fetch:\n  allowed_hosts: [api.example.com]\n",
+     "not in http_fetch.allowed_hosts"),
+    ("ftp://api.example.com/x", "", "http(s) URL"),
+])
+def test_an_http_fetch_url_the_policy_refuses_is_named_at_its_line(tmp_path, url, section,
+                                                                    reason):
+    text = with_fetch(url, section)
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("jobs[1].params.url", line_of(text, url))
+    assert reason in str(err)
+
+
+@pytest.mark.parametrize(("section", "field"), [
+    ("http_fetch:\n  allowed_hosts: [\"not a host\"]\n", "http_fetch.allowed_hosts[0]"),
+    ("http_fetch:\n  allow_link_local: sometimes\n", "http_fetch.allow_link_local"),
+    ("http_fetch:\n  follow_redirects: true\n", "http_fetch.follow_redirects"),
+    ("functions:\n  env: {FRESHET_FETCH_ALLOW_LINK_LOCAL: \"true\"}\n",
+     "functions.env.FRESHET_FETCH_ALLOW_LINK_LOCAL"),
+])
+def test_a_bad_http_fetch_policy_is_named(tmp_path, section, field):
+    assert error_for(tmp_path, PIPELINE + section).field == field

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 
 AUTH_MODES = ("oidc", "local")
@@ -46,6 +47,10 @@ class Settings:
     webhook_url: str | None = None
     page_stale_after_s: int = 900
     config_path: str | None = None
+    # Where http_fetch may fetch from (freshet.core.egress; pipeline.yaml's http_fetch:).
+    fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
+    fetch_allow_private: bool = True
+    fetch_allow_link_local: bool = False
 
 
 _ENV = {
@@ -72,6 +77,9 @@ _ENV = {
     "webhook_url": "FRESHET_WEBHOOK_URL",
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
     "config_path": "FRESHET_CONFIG",
+    "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
+    "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
+    "fetch_allow_link_local": "FRESHET_FETCH_ALLOW_LINK_LOCAL",
 }
 
 
@@ -87,7 +95,14 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
     settings = Settings(**values)
     if settings.auth_mode not in AUTH_MODES:
         raise ValidationError("FRESHET_AUTH", f"must be one of {', '.join(AUTH_MODES)}")
+    egress_policy(settings)  # fails loudly on a bad host list
     return settings
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """The hosts and addresses http_fetch may reach."""
+    return EgressPolicy.parse(settings.fetch_allowed_hosts, settings.fetch_allow_private,
+                              settings.fetch_allow_link_local, "FRESHET_FETCH_ALLOWED_HOSTS")
 
 
 def _convert(name: str, var: str, raw: str, default):

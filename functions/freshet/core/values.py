@@ -10,6 +10,7 @@ caller's error, named by its field, not a 500 at the write.
 import json
 import math
 import re
+from collections.abc import Iterable
 
 from freshet.core.errors import ValidationError
 
@@ -86,3 +87,15 @@ def json_size(value: object) -> int:
     """Bytes of `value` as compact JSON (for size caps on stored values)."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False,
                           default=str).encode("utf-8", "replace"))
+
+
+def joined_within(chunks: Iterable[bytes], limit: int) -> bytes | None:
+    """The chunks joined, or None as soon as they pass `limit` bytes (the rest unread):
+    a download sized by its sender is never held in memory whole."""
+    parts, size = [], 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)

@@ -11,6 +11,8 @@ import time
 
 import requests
 
+from freshet.core.values import joined_within
+
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 CERTS_URL_ENV = "FRESHET_OIDC_CERTS_URL"  # tests and the local demo serve their own
 _MAX_AGE_RE = re.compile(r"max-age=(\d{1,9})")
@@ -63,13 +65,10 @@ _CANNOT = "cannot fetch the token signing certificates"
 
 
 def _read_capped(response: requests.Response) -> bytes:
-    chunks, size = [], 0
-    for chunk in response.iter_content(16 * 1024):
-        size += len(chunk)
-        if size > MAX_CERTS_BYTES:
-            raise CertsError(f"{_CANNOT} (the answer is larger than {MAX_CERTS_BYTES} bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = joined_within(response.iter_content(16 * 1024), MAX_CERTS_BYTES)
+    if body is None:
+        raise CertsError(f"{_CANNOT} (the answer is larger than {MAX_CERTS_BYTES} bytes)")
+    return body
 
 
 def _parse(body: bytes) -> dict[str, str]:

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -29,6 +30,7 @@ from freshet.core.catalog import (
     upstream_cycle,
 )
 from freshet.core.control import Control, parse_control
+from freshet.core.egress import EgressPolicy, check_host_pattern
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
 from freshet.core.models import Job, check_dataset_key, check_id, new_job
@@ -292,7 +294,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 TOP_KEYS = ("project", "region", "functions", "sync_modules", "queues", "control_schedules",
-            "jobs", "datasets", "consumers", "control")
+            "jobs", "datasets", "consumers", "control", "http_fetch")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "produces", "allow_overlap", "description")
 QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
@@ -303,6 +305,10 @@ FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "allowed_calle
 DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
+HTTP_FETCH_KEYS = ("allowed_hosts", "allow_private_addresses", "allow_link_local")
+# http_fetch's policy reaches run_task as these variables (deploy sets functions' env).
+FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
+             "FRESHET_FETCH_ALLOW_LINK_LOCAL")
 
 
 def _mapping(value: object, where: str, allowed: tuple[str, ...],
@@ -375,12 +381,14 @@ class _Parser:
         region = _text(doc["region"], "region", _REGION_RE, "a region such as europe-west1")
         modules = self.sync_modules(doc.get("sync_modules"))
         catalog = self.catalog(doc)
-        jobs = self.jobs(doc.get("jobs"), catalog)
+        policy = self.http_fetch(doc.get("http_fetch"))
+        jobs = self.jobs(doc.get("jobs"), catalog, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         return PipelineConfig(
             path=path, project=project, region=region,
-            functions=self.functions(doc.get("functions"), project, region),
+            functions=self.functions(doc.get("functions"), project, region,
+                                     _fetch_env(policy) if "http_fetch" in doc else ()),
             queues=self.queues(doc.get("queues")),
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
@@ -394,7 +402,20 @@ class _Parser:
         import_sync_modules(env_modules(self.env))
         return tuple(names)
 
-    def functions(self, value: object, project: str, region: str) -> FunctionsConfig:
+    def http_fetch(self, value: object) -> EgressPolicy:
+        """Where http_fetch may fetch from (freshet.core.egress)."""
+        doc = _mapping(value or {}, "http_fetch", HTTP_FETCH_KEYS)
+        hosts = tuple(check_host_pattern(h, f"http_fetch.allowed_hosts[{i}]") for i, h in
+                      enumerate(_list(doc.get("allowed_hosts"), "http_fetch.allowed_hosts")))
+        flags = {}
+        for key, default in (("allow_private_addresses", True), ("allow_link_local", False)):
+            flags[key] = doc.get(key, default)
+            if not isinstance(flags[key], bool):
+                raise ValidationError(f"http_fetch.{key}", "must be true or false")
+        return EgressPolicy(hosts, flags["allow_private_addresses"], flags["allow_link_local"])
+
+    def functions(self, value: object, project: str, region: str,
+                  fetch_env: tuple[tuple[str, str], ...] = ()) -> FunctionsConfig:
         doc = _mapping(value or {}, "functions", FUNCTIONS_KEYS)
         where = "functions."
         base_url = doc.get("base_url") or f"https://{region}-{project}.cloudfunctions.net"
@@ -414,6 +435,8 @@ class _Parser:
             raise ValidationError(f"{where}env", "must be a mapping of NAME: value")
         for name, val in env.items():
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
+            if name in FETCH_ENV:
+                raise ValidationError(f"{where}env.{name}", "set by the http_fetch: section")
             if not isinstance(val, str | int | float) or isinstance(val, bool):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
         return FunctionsConfig(
@@ -422,7 +445,7 @@ class _Parser:
             source=_text(doc.get("source", "functions"), where + "source"),
             runtime=_text(doc.get("runtime", "python311"), where + "runtime",
                           re.compile(r"^python3\d+$"), "a Python runtime such as python311"),
-            env=tuple(sorted((k, str(v)) for k, v in env.items())),
+            env=tuple(sorted([(k, str(v)) for k, v in env.items()] + list(fetch_env))),
         )
 
     def queues(self, value: object) -> tuple[QueueSpec, ...]:
@@ -557,7 +580,7 @@ class _Parser:
         _unique([c.id for c in found], "id", "consumers")
         return tuple(found)
 
-    def jobs(self, value: object, catalog: Catalog) -> tuple[Job, ...]:
+    def jobs(self, value: object, catalog: Catalog, policy: EgressPolicy) -> tuple[Job, ...]:
         kinds = set(known_kinds())
         jobs: list[Job] = []
         for i, raw in enumerate(_list(value, "jobs")):
@@ -570,6 +593,7 @@ class _Parser:
             if job.kind not in kinds:
                 raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
                                       f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
+            _check_fetch_url(job, policy, where)
             for j, key in enumerate(job.produces):
                 if catalog.datasets and key not in catalog.datasets:
                     raise ValidationError(f"{where}.produces[{j}]",
@@ -577,3 +601,23 @@ class _Parser:
             jobs.append(job)
         _unique([j.id for j in jobs], "id", "jobs")
         return tuple(jobs)
+
+
+def _fetch_env(policy: EgressPolicy) -> tuple[tuple[str, str], ...]:
+    flag = {True: "true", False: "false"}
+    return tuple(zip(FETCH_ENV, (",".join(policy.allowed_hosts), flag[policy.allow_private],
+                                 flag[policy.allow_link_local]), strict=True))
+
+
+def _check_fetch_url(job: Job, policy: EgressPolicy, where: str) -> None:
+    """An http_fetch job's URL the policy refuses is refused here, at its line, rather
+    than failing every run (the run still checks every address and redirect)."""
+    url = job.params.get("url")
+    if job.kind != "http_fetch" or not isinstance(url, str):
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{where}.params.url", "must be an http(s) URL")
+    refusal = policy.host_refusal(parts.hostname)
+    if refusal:
+        raise ValidationError(f"{where}.params.url", refusal)
