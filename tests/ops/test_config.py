@@ -287,3 +287,15 @@ def test_an_http_fetch_url_the_policy_refuses_is_named_at_its_line(tmp_path, url
 ])
 def test_a_bad_http_fetch_policy_is_named(tmp_path, section, field):
     assert error_for(tmp_path, PIPELINE + section).field == field
+
+
+def test_catalog_entries_are_capped_so_each_stays_small(tmp_path):
+    ups = ", ".join(f"up{i}" for i in range(101))
+    text = PIPELINE.replace("upstream: [sales.orders, finance.rates]", f"upstream: [{ups}]")
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("datasets[2].upstream", line_of(text, "up100"))
+    needs = "".join("      - {dataset: sales.revenue, warn_after: 1h, error_after: 2h}\n"
+                    for _ in range(1001))
+    text = PIPELINE.replace(
+        "      - {dataset: sales.revenue, warn_after: 26h, error_after: 50h}\n", needs)
+    assert error_for(tmp_path, text).field == "consumers[0].requires"

@@ -162,3 +162,21 @@ def test_deliveries_outside_the_models_range_are_refused_naming_the_field(body, 
 def test_the_largest_delivery_in_range_is_accepted():
     assert parse_delivery({"X-CloudTasks-TaskRetryCount": " 100000 "},
                           {"run_id": "a__b", "attempt": 51}) == ("a__b", 100051)
+
+
+def test_lists_a_job_document_holds_are_capped():
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, produces=[f"d{i}" for i in range(101)])
+    assert caught.value.field == "produces"
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, secret_params=[f"s{i}" for i in range(101)])
+    assert caught.value.field == "secret_params"
+
+
+def test_kill_switches_name_at_most_two_hundred_real_kinds():
+    from freshet.core.control import parse_control
+
+    for kinds in ([f"k{i}" for i in range(201)], ["Not A Kind"], ["x" * 65]):
+        with pytest.raises(ValidationError) as caught:
+            parse_control({"disabled_kinds": kinds})
+        assert caught.value.field == "disabled_kinds"

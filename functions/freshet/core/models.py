@@ -24,7 +24,7 @@ MAX_ATTEMPTS = MAX_MAX_RETRIES + 1
 # Job params are stored in the job document and shown on the page: JSON, bounded.
 MAX_PARAMS_BYTES = 32 * 1024
 MAX_PARAMS_DEPTH = 16
-MAX_PRODUCES = 100
+MAX_PRODUCES = 100  # datasets a job produces (and secret params it names), at most
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -143,6 +143,8 @@ def new_job(
     if json_size(params) > MAX_PARAMS_BYTES:
         raise ValidationError("params", f"must be at most {MAX_PARAMS_BYTES:,} bytes as JSON")
     secret_params = _string_list(secret_params, "secret_params")
+    if len(secret_params) > MAX_PRODUCES:
+        raise ValidationError("secret_params", f"may list at most {MAX_PRODUCES} params")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int):
         raise ValidationError("max_retries", "must be an integer")
     if not 0 <= max_retries <= MAX_MAX_RETRIES:

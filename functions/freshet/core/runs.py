@@ -13,8 +13,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from freshet.core.errors import ValidationError
-from freshet.core.models import Job, Run
+from freshet.core.models import MAX_ATTEMPTS, Job, Run
 from freshet.core.settings import Settings
+from freshet.core.values import INT64_MAX
 
 MAX_KEY_CHARS = 200
 MAX_ATTEMPT_ERROR = 2000
@@ -65,6 +66,9 @@ def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
     history = [a for a in run.attempts if a.get("number") != attempt]
     history.append({"number": attempt, "started_at": now, "finished_at": None,
                     "outcome": None, "error": None})
+    # Bounded by construction: never more entries than a run may have attempts, each
+    # with at most MAX_ATTEMPT_ERROR characters (tests/integration/test_document_bounds).
+    history = history[-MAX_ATTEMPTS:]
     return replace(run, status="running", attempt_number=attempt, started_at=now,
                    heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
                    attempts=history)
@@ -79,10 +83,21 @@ def _close_attempt(run: Run, now: datetime, outcome: str, error: str | None) -> 
     return history
 
 
+def record_count(value: object) -> int | None:
+    """A sync's record count as a dataset can store it: a whole number in int64, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        return None
+    return value
+
+
 def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
+    """Only the datasets the run produces, with counts Firestore can hold: a sync's
+    result is not allowed to grow the run document or break its write."""
     history = _close_attempt(run, now, "succeeded", None)
+    kept = {k: record_count(records[k]) for k in run.produces if k in records}
     return replace(run, status="succeeded", finished_at=now, lease_expires_at=None,
-                   error=None, records=records, attempts=history)
+                   error=None, records={k: v for k, v in kept.items() if v is not None},
+                   attempts=history)
 
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:

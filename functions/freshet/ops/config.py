@@ -305,6 +305,9 @@ FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "allowed_calle
 DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
+# Bounds that keep each catalog entry small (the catalog document pages by entries).
+MAX_UPSTREAM = 100
+MAX_REQUIRES = 1000
 HTTP_FETCH_KEYS = ("allowed_hosts", "allow_private_addresses", "allow_link_local")
 # http_fetch's policy reaches run_task as these variables (deploy sets functions' env).
 FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
@@ -525,6 +528,8 @@ class _Parser:
             if key in datasets:
                 raise ValidationError(f"{where}.key", f"duplicate key {key!r}")
             upstream = _list(d.get("upstream"), f"{where}.upstream")
+            if len(upstream) > MAX_UPSTREAM:
+                raise ValidationError(f"{where}.upstream", f"at most {MAX_UPSTREAM} datasets")
             datasets[key] = DatasetSpec(
                 key=key, title=_optional_text(d.get("title"), f"{where}.title", 200),
                 description=_optional_text(d.get("description"), f"{where}.description"),
@@ -553,7 +558,10 @@ class _Parser:
             where = f"consumers[{i}]"
             c = _mapping(raw, where, CONSUMER_KEYS, required=("id",))
             requires = []
-            for j, rraw in enumerate(_list(c.get("requires"), f"{where}.requires")):
+            raw_requires = _list(c.get("requires"), f"{where}.requires")
+            if len(raw_requires) > MAX_REQUIRES:
+                raise ValidationError(f"{where}.requires", f"at most {MAX_REQUIRES} datasets")
+            for j, rraw in enumerate(raw_requires):
                 rwhere = f"{where}.requires[{j}]"
                 r = _mapping(rraw, rwhere, REQUIREMENT_KEYS,
                              required=("dataset", "warn_after", "error_after"))

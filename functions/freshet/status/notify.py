@@ -24,7 +24,7 @@ from freshet.status.model import StatusModel, shorten
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-MAX_PENDING = 50
+MAX_PENDING = 20  # notifications kept while the webhook fails; older ones are dropped
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=1)
 SEND_TIMEOUT_S = 5.0
