@@ -37,6 +37,17 @@ def printable(text: str) -> str:
     return _SEPARATORS.sub("\n", _UNSAFE.sub("\ufffd", text))
 
 
+def printable_all(value: object) -> object:
+    """`printable` applied to every string in a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable_all(k): printable_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_all(v) for v in value]
+    return value
+
+
 def one_line(text: str) -> str:
     """printable, and every tab or line break a space: for a table cell."""
     return _LINE_BREAKS.sub(" ", printable(text))

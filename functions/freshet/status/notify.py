@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from freshet.core.settings import Settings
-from freshet.core.text import one_line
+from freshet.core.text import one_line, printable_all
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.status.changes import Event
 from freshet.status.model import StatusModel, shorten
@@ -91,7 +91,7 @@ def payload_for(events: list[Event], model: StatusModel) -> dict:
     head = f"Freshet: {model.headline} — {len(events)} change{'s' if len(events) != 1 else ''}"
     page = f"Status page: {slack_escape(model.site_url)}" if model.site_url else ""
     text = "\n".join(line for line in [head, *lines, page] if line)
-    return {
+    return printable_all({
         "text": text,
         "unfurl_links": False, "unfurl_media": False,  # Slack fetches no linked page
         "freshet": {
@@ -100,7 +100,7 @@ def payload_for(events: list[Event], model: StatusModel) -> dict:
             "events": [e.to_doc() for e in events[:MAX_EVENTS_IN_PAYLOAD]],
             "more_events": max(len(events) - MAX_EVENTS_IN_PAYLOAD, 0),
         },
-    }
+    })
 
 
 def queue(pending: list[dict], payload: dict, now: datetime) -> list[dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from freshet.core.text import printable, safe_link
+from freshet.core.text import printable, printable_all, safe_link
 from freshet.core.timeutil import human_duration, isoformat
 from freshet.status.changes import Event
 from freshet.status.model import (
@@ -118,8 +118,8 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     """Every file of the site, by path."""
     files = {
         "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8"),
-        "status.json": Output(
-            json.dumps(status_json(model, events), ensure_ascii=False,
+        "status.json": Output(  # published beside the page: the same printable text
+            json.dumps(printable_all(status_json(model, events)), ensure_ascii=False,
                        separators=(",", ":")).encode(),
             "application/json"),
         "status.schema.json": Output(
