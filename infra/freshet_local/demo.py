@@ -22,7 +22,8 @@ DEMO_CONFIG = ROOT / "infra" / "demo" / "pipeline.yaml"
 DEMO_DATA = ROOT / "infra" / "demo" / "data"
 SITE_DIR = ROOT / "site" / "public"
 LOG_DIR = ROOT / ".freshet" / "logs"
-DATA_PORT = 8095  # the demo config's http_fetch URLs point here
+# The demo config's http_fetch URLs name this origin; the demo points them at --data-port.
+DATA_ORIGIN = "http://127.0.0.1:8095"
 
 
 def parse_args(argv):
@@ -36,6 +37,8 @@ def parse_args(argv):
     p.add_argument("--functions-port", type=int, default=port("FUNCTIONS", 8081),
                    help="first of five consecutive ports, one per function")
     p.add_argument("--site-port", type=int, default=port("SITE", 5000))
+    p.add_argument("--data-port", type=int, default=port("DATA", 8095),
+                   help="the demo's upstream data server (the http_fetch jobs fetch from it)")
     p.add_argument("--run-for", type=float, default=None,
                    help="stop by itself after this many seconds (for checks)")
     return p.parse_args(argv)
@@ -72,11 +75,11 @@ def main(argv=None) -> int:
         _say("Starting the Firestore emulator (Google's, through firebase-tools) ...")
         fs = emulators.start_firestore(port=args.firestore_port)
         started.append(fs)
-        config = _load(args.config)
+        config = with_data_port(_load(args.config), args.data_port)
         _say("Starting the Cloud Tasks emulator ...")
         tasks = emulators.start_tasks(port=args.tasks_port)
         started.append(tasks)
-        servers = [_static_server(DEMO_DATA, DATA_PORT)]
+        servers = [_static_server(DEMO_DATA, args.data_port)]
         ports = {t: args.functions_port + i for i, t in enumerate(ENTRY_POINTS)}
         env = _function_env(fs, tasks, config, ports, args.site_port)
         _say("Serving the functions with functions-framework ...")
@@ -113,8 +116,24 @@ def _load(path):
     return load_config(path)
 
 
+def with_data_port(config, port: int):
+    """The config with its http_fetch URLs on the demo's data server at `port`."""
+    from dataclasses import replace
+
+    def moved(job):
+        url = job.params.get("url")
+        if job.kind != "http_fetch" or not isinstance(url, str) or \
+                not url.startswith(DATA_ORIGIN + "/"):
+            return job
+        return replace(job, params={**job.params,
+                                    "url": f"http://127.0.0.1:{port}" + url[len(DATA_ORIGIN):]})
+
+    return replace(config, jobs=tuple(moved(j) for j in config.jobs))
+
+
 def _function_env(fs, tasks, config, ports, site_port: int) -> dict[str, str]:
     return {
+        **dict(config.functions.env),  # the config's own (FRESHET_FETCH_* among them)
         **fs.env(),
         **tasks.env(),
         "FRESHET_AUTH": "local",

@@ -1,7 +1,6 @@
 """End to end through the local stack: tick -> Cloud Task (gcloud-tasks-emulator) ->
 run_task served by functions-framework -> dataset fresh in the Firestore emulator."""
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from freshet.gcp.store import Store
 from freshet.gcp.tasks import QueueSpec, TaskQueue
 from freshet.loop.tick import tick_once
 from freshet_local.functions_host import serve
-from tests.loop.helpers import add_job
+from tests.loop.helpers import add_job, wait_for
 
 
 @pytest.fixture
@@ -32,16 +31,6 @@ def stack(firestore_emulator, tasks_emulator, tmp_path):
     queue.create_or_update_queue(QueueSpec("e2e-runs"))
     yield settings, queue
     served.stop()
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 def test_tick_to_task_to_run_task_makes_the_dataset_fresh(db, stack):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from freshet.core.errors import PermanentError
+from freshet.core.timeutil import utcnow
 from freshet.loop.registry import SyncContext, handler_for
-from tests.loop.helpers import T0
 
 ORDERS_CSV = b"order_id,amount\no-1,10\no-2,20\no-3,30\n"
 RATES = {"base": "EUR", "data": {"rates": [{"c": "USD"}, {"c": "GBP"}]}}
@@ -29,7 +29,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     }
 
     def do_GET(self):  # noqa: N802
-        status, ctype, body = self.routes.get(self.path, (404, "text/plain", b"no"))
+        status, ctype, body = self.routes.get(self.path.split("?")[0],
+                                              (404, "text/plain", b"no"))
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -55,7 +56,7 @@ def fetch(params, tmp_path: Path | None = None, produces=("ds.a",)):
         saved[name] = (data, content_type)
 
     ctx = SyncContext(job_id="j", run_id="j__r1", attempt=1, params=params,
-                      produces=list(produces), deadline=T0 + timedelta(minutes=5),
+                      produces=list(produces), deadline=utcnow() + timedelta(minutes=5),
                       heartbeat=lambda: True, logger=logging.getLogger("test"),
                       snapshot=snapshot)
     return handler_for("http_fetch")(ctx), saved
@@ -115,10 +116,284 @@ def test_run_task_keeps_the_snapshot_in_the_snapshot_folder(db, upstream, tmp_pa
     from tests.loop.helpers import RecordingQueue, add_job, loop_settings
 
     store, settings = Store(db), loop_settings(snapshot_dir=str(tmp_path))
+    now = utcnow()  # http_fetch's deadline is the run's lease, on the wall clock
     add_job(store, "orders", kind="http_fetch", produces=("sales.orders",),
-            params={"url": f"{upstream}/orders.csv"}, next_run_at=T0)
+            params={"url": f"{upstream}/orders.csv"}, next_run_at=now)
     queue = RecordingQueue(settings)
-    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
-    assert handle_one(store, queue, run_id, 1, now=T0, settings=settings).state == "succeeded"
+    run_id = tick_once(store, queue, now=now, settings=settings).created[0]
+    assert handle_one(store, queue, run_id, 1, now=now, settings=settings).state == "succeeded"
     assert (tmp_path / "orders" / f"{run_id}.csv").read_bytes() == ORDERS_CSV
     assert store.get_dataset("sales.orders").last_record_count == 3
+
+
+# -- where it may fetch from, and for how long ----------------------------------------------
+
+METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
+
+
+class Upstream:
+    """A server that records each request's path and headers; routes are functions."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, dict]] = []
+        self.routes: dict = {}
+        upstream = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                upstream.requests.append((self.path, dict(self.headers)))
+                route = upstream.routes.get(self.path.split("?")[0])
+                try:
+                    if route is None:
+                        self._send(404, b"no")
+                    else:
+                        route(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _send(self, status, body, headers=()):
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def redirect(self, path: str, location: str, status: int = 302) -> None:
+        self.routes[path] = lambda h: h._send(status, b"", [("Location", location)])
+
+    def serve(self, path: str, body: bytes, ctype: str = "application/json") -> None:
+        self.routes[path] = lambda h: h._send(200, body, [("Content-Type", ctype)])
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def servers():
+    a, b = Upstream(), Upstream()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def policy(monkeypatch):
+    """Set pipeline.yaml's http_fetch policy the way deploy does: the functions' env."""
+    def set_policy(**env):
+        for key in ("ALLOWED_HOSTS", "ALLOW_PRIVATE", "ALLOW_LINK_LOCAL"):
+            monkeypatch.delenv(f"FRESHET_FETCH_{key}", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(f"FRESHET_FETCH_{key.upper()}", value)
+
+    return set_policy
+
+
+def refused(params) -> str:
+    with pytest.raises(PermanentError) as caught:
+        fetch(params)
+    return str(caught.value)
+
+
+def test_a_redirect_to_another_host_is_refused_without_naming_it(servers, policy):
+    a, b = servers
+    policy()
+    b.serve("/data.json", b"[1]")
+    a.redirect("/moved", b.url("/data.json", host="localhost"))
+    message = refused({"url": a.url("/moved?token=abc")})
+    assert "refused: a redirect to another host" in message
+    assert "localhost" not in message and str(b.port) not in message and "abc" not in message
+    assert b.requests == []
+
+
+def test_a_redirect_on_the_same_host_is_followed_with_the_jobs_headers(servers, policy):
+    a, _ = servers
+    policy()
+    a.serve("/v2/data.json", b"[1, 2]")
+    a.redirect("/data.json", "/v2/data.json", 301)
+    result, _ = fetch({"url": a.url("/data.json"), "headers": {"Authorization": "Bearer t"}})
+    assert result.records == {"ds.a": 2}
+    assert [h.get("Authorization") for _, h in a.requests] == ["Bearer t", "Bearer t"]
+
+
+def test_an_allowed_cross_host_redirect_is_followed_without_the_jobs_headers(servers, policy):
+    a, b = servers
+    policy(allowed_hosts="127.0.0.1,localhost")
+    b.serve("/data.json", b"[1, 2, 3]")
+    a.redirect("/moved", b.url("/data.json", host="localhost"))
+    result, _ = fetch({"url": a.url("/moved"), "headers": {"Authorization": "Bearer t",
+                                                           "X-Api-Key": "k"}})
+    assert result.records == {"ds.a": 3}
+    assert a.requests[0][1].get("Authorization") == "Bearer t"
+    sent_on = b.requests[0][1]
+    assert "Authorization" not in sent_on and "X-Api-Key" not in sent_on
+
+
+@pytest.mark.parametrize("allowed", ["", "127.0.0.1,169.254.169.254"])
+def test_a_redirect_to_the_metadata_server_is_refused_even_when_listed(servers, policy,
+                                                                        allowed):
+    a, _ = servers
+    policy(allowed_hosts=allowed)
+    a.redirect("/rates.json", f"http://169.254.169.254{METADATA_TOKEN}")
+    message = refused({"url": a.url("/rates.json")})
+    assert "refused" in message and "169.254" not in message
+
+
+@pytest.mark.parametrize("url", [
+    f"http://169.254.169.254{METADATA_TOKEN}", f"http://metadata.google.internal{METADATA_TOKEN}",
+    "http://METADATA.GOOGLE.INTERNAL./x", "http://metadata/x", "http://[fe80::1]/x",
+    "http://[::ffff:169.254.169.254]/x", "http://2852039166/x", "http://169.254.1.1:8080/x",
+    "http://0.0.0.0/x", "http://[::]/x",
+])
+def test_link_local_metadata_and_unusable_addresses_are_refused_before_connecting(url, policy):
+    import time
+
+    policy()
+    started = time.monotonic()
+    message = refused({"url": url})
+    assert time.monotonic() - started < 2  # never tried: 169.254/16 does not answer here
+    assert "refused" in message
+
+
+def test_link_local_addresses_can_be_allowed_by_the_pipeline(policy):
+    from freshet.core.egress import EgressPolicy
+    from freshet.core.settings import egress_policy, load_settings
+
+    policy(allow_link_local="true")
+    assert egress_policy(load_settings()) == EgressPolicy((), True, True)
+    assert egress_policy(load_settings()).host_refusal("169.254.169.254") is None
+
+
+@pytest.mark.parametrize("header", ["Metadata-Flavor", "metadata-flavor",
+                                    "X-Google-Metadata-Request", "Host"])
+def test_a_metadata_or_host_header_is_never_sent(servers, policy, header):
+    a, _ = servers
+    policy()
+    a.serve("/x.json", b"[]")
+    assert f"{header} is never sent" in refused({"url": a.url("/x.json"),
+                                                 "headers": {header: "Google"}})
+    assert a.requests == []
+
+
+def test_a_host_outside_the_allowlist_is_refused(servers, policy):
+    a, _ = servers
+    policy(allowed_hosts="api.example.com,*.example.org")
+    assert "host 127.0.0.1 is not in http_fetch.allowed_hosts" in refused({"url": a.url("/")})
+    assert a.requests == []
+
+
+def test_a_name_that_resolves_to_a_refused_address_is_refused_where_it_connects(servers,
+                                                                                 policy):
+    """The check is made on the connected socket's peer: a name passes the first look,
+    and DNS (or a rebinding attacker) decides where it leads."""
+    a, _ = servers
+    policy(allow_private="false")
+    a.serve("/x.json", b"[]")
+    message = refused({"url": a.url("/x.json", host="localhost")})
+    assert "private address" in message and "127.0.0.1" not in message
+    assert a.requests == []
+
+
+def trickle(handler, every_s=0.3, count=1000):
+    """Answers at once, then sends its body a byte at a time: each read is quick."""
+    import time
+
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(count))
+    handler.end_headers()
+    for _ in range(count):
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(every_s)
+
+
+def silent(handler, seconds=30):
+    import time
+
+    time.sleep(seconds)
+
+
+def fetch_within(params, lease_s: float, monkeypatch):
+    import time
+
+    from freshet.loop.syncs import http_fetch as module
+
+    monkeypatch.setattr(module, "HEARTBEAT_EVERY_S", 0.2)
+    beats = []
+    ctx = SyncContext(job_id="j", run_id="j__r1", attempt=1, params=params, produces=["ds.a"],
+                      deadline=utcnow() + timedelta(seconds=lease_s),
+                      heartbeat=lambda: beats.append(time.monotonic()),
+                      logger=logging.getLogger("test"))
+    started = time.monotonic()
+    with pytest.raises(Exception) as caught:
+        handler_for("http_fetch")(ctx)
+    return caught.value, time.monotonic() - started, beats
+
+
+def test_a_trickling_server_cannot_hold_the_attempt_past_timeout_s(servers, policy,
+                                                                    monkeypatch):
+    a, _ = servers
+    policy()
+    a.routes["/slow.json"] = trickle
+    error, took, beats = fetch_within({"url": a.url("/slow.json"), "timeout_s": 2}, 600,
+                                      monkeypatch)
+    assert 1.9 < took < 3.5, took
+    assert not isinstance(error, PermanentError)  # transient: retried
+    assert "no complete answer within 2 s" in str(error)
+    assert len(beats) >= 5  # the lease was renewed while it waited
+
+
+def test_the_download_ends_before_the_runs_lease_does(servers, policy, monkeypatch):
+    a, _ = servers
+    policy()
+    a.routes["/silent.json"] = silent
+    error, took, beats = fetch_within({"url": a.url("/silent.json"), "timeout_s": 600}, 8,
+                                      monkeypatch)
+    assert 2.5 < took < 4.5, took  # 8 s of lease, minus a 5 s margin to record the outcome
+    assert "no complete answer within 3 s" in str(error) and beats
+
+
+def test_with_no_lease_left_nothing_is_fetched(servers, policy, monkeypatch):
+    a, _ = servers
+    policy()
+    error, took, _ = fetch_within({"url": a.url("/x.json")}, 3, monkeypatch)
+    assert "no time left in the run's lease" in str(error) and a.requests == []
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/busy", "GET http://127.0.0.1:{port}/busy answered 503"),
+    ("/missing", "GET http://127.0.0.1:{port}/missing answered 404"),
+])
+def test_error_texts_name_the_url_without_its_query(upstream, path, expected):
+    port = upstream.rsplit(":", 1)[1]
+    with pytest.raises(Exception) as caught:
+        fetch({"url": f"{upstream}{path}?api_key=s3cr3t"})
+    assert str(caught.value) == expected.format(port=port)
+
+
+def test_a_connection_error_says_so_without_the_librarys_internals():
+    with pytest.raises(Exception) as caught:
+        fetch({"url": "http://127.0.0.1:9/x.json?k=v"})
+    assert str(caught.value) == "GET http://127.0.0.1:9/x.json: cannot connect"
+
+
+def test_a_body_nested_too_deeply_is_permanent_not_a_crash(servers, policy):
+    a, _ = servers
+    policy()
+    a.serve("/deep.json", b"[" * 100_000 + b"]" * 100_000)
+    assert "nested too deeply" in refused({"url": a.url("/deep.json")})

@@ -362,3 +362,104 @@ def test_each_run_links_to_its_logs_explorer_query(api):
     assert run["logs_url"].startswith("https://console.cloud.google.com/logs/query;query="
                                       "labels.run_id%3D%22orders__")
     assert run["logs_url"].endswith("?project=demo-freshet")
+# -- numbers and shapes JSON or Firestore cannot carry ---------------------------------------
+
+def job_body(params: str) -> str:
+    return ('{"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *"}, '
+            f'"params": {params}}}')
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ('{"x": NaN}', "params.x"),
+    ('{"x": Infinity}', "params.x"),
+    ('{"x": [-Infinity]}', "params.x[0]"),
+    ('{"x": 9223372036854775808}', "params.x"),
+    ('{"x": -9223372036854775809}', "params.x"),
+    ('{"": 1}', "params"),
+    ('{"x": [[1]]}', "params.x[0]"),
+    ('{"x": "\\ud800"}', "params.x"),
+    ('{"d": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}", "params.d.a"),
+])
+def test_params_outside_json_and_firestore_are_400_naming_the_field(api, params, field):
+    status, body = api.call("POST", "/jobs", data=job_body(params),
+                            content_type="application/json")
+    assert status == 400, body
+    assert body["error"]["field"].startswith(field), body
+    assert api.store.list_jobs() == []
+
+
+def test_a_body_nested_past_the_stack_is_400_not_500(api):
+    status, body = api.call("POST", "/jobs", data="[" * 30_000 + "]" * 30_000,
+                            content_type="application/json")
+    assert (status, body["error"]["field"]) == (400, "body")
+
+
+def test_an_idempotency_key_that_cannot_be_encoded_is_400(api):
+    api.call("POST", "/jobs", json=JOB)
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"},
+                            data='{"idempotency_key": "\\udc00"}',
+                            content_type="application/json")
+    assert (status, body["error"]["field"]) == (400, "idempotency_key")
+
+
+@pytest.mark.parametrize("limit", ["\u00b2", "\u0663", "1" * 5000, " 5"])
+def test_a_limit_in_other_digits_or_too_long_is_400(api, limit):
+    status, body = api.call("GET", "/runs", query_string={"limit": limit})
+    assert (status, body["error"]["field"]) == (400, "limit")
+
+
+def test_a_stored_nan_from_before_the_checks_still_lists_as_valid_json(api):
+    from freshet.core.models import new_job
+
+    legacy = new_job(**{**JOB, "params": {"x": 1}})
+    legacy.params = {"x": float("nan"), "y": float("inf")}
+    api.store.put_job(legacy)
+    response = api.raw("GET", "/jobs")
+    body = json.loads(response.get_data(as_text=True))  # strict: NaN is not JSON
+    assert response.status_code == 200 and body["jobs"][0]["params"] == {"x": None, "y": None}
+
+
+# -- one-time jobs: none stays active with nothing to run ----------------------------------
+
+def one_time(run_at: str) -> dict:
+    return {"id": "once", "kind": "noop", "schedule": {"run_at": run_at}}
+
+
+def test_a_one_time_job_in_the_distant_past_is_400_naming_run_at(api):
+    status, body = api.call("POST", "/jobs", json=one_time("0001-01-01T00:00:00Z"))
+    assert (status, body["error"]["field"]) == (400, "schedule.run_at")
+    assert "would never run" in body["error"]["message"]
+    assert api.store.list_jobs() == []
+
+
+def test_a_one_time_job_just_missed_runs_once_at_once(api):
+    from freshet.loop.tick import tick_once
+    from tests.loop.helpers import loop_settings
+
+    run_at = T0 - timedelta(hours=2)
+    status, body = api.call("POST", "/jobs", json=one_time(run_at.isoformat()))
+    assert status == 201 and body["job"]["next_run_at"] == "2026-11-28T10:00:00Z"
+    settings = loop_settings()
+    created = tick_once(api.store, RecordingQueue(settings), now=T0, settings=settings).created
+    assert created == ["once__20261128T100000Z"]
+    assert tick_once(api.store, RecordingQueue(settings), now=T0 + timedelta(minutes=1),
+                     settings=settings).created == []
+
+
+def test_a_paused_one_time_job_whose_moment_passed_runs_when_resumed(api):
+    api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.now = T0 + timedelta(days=3)
+    status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
+    assert status == 200 and body["job"]["status"] == "active"
+    assert body["job"]["next_run_at"] == "2026-11-28T13:00:00Z"  # due: the next tick runs it
+
+
+def test_a_paused_one_time_job_that_already_ran_completes_when_resumed(api):
+    api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.store.update_job("once", {"last_run_id": "once__20261128T130000Z",
+                                  "next_run_at": None})
+    status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
+    assert (status, body["job"]["status"], body["job"]["next_run_at"]) == (
+        200, "completed", None)

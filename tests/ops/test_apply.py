@@ -157,3 +157,24 @@ def test_each_task_carries_the_dispatch_deadline_run_tasks_timeout_covers():
     task = TaskQueue(settings).build_task("orders__20261128T120000Z", 1)
     assert task.dispatch_deadline == timedelta(minutes=15)
     assert task.http_request.oidc_token.audience == settings.run_task_url
+def test_a_one_time_job_in_the_distant_past_is_refused_at_its_line_and_nothing_is_written(env):
+    from freshet.ops.config import ConfigError
+
+    store, queue, text, _ = env
+    text = text.replace('schedule: {cron: "0 6 * * *"}',
+                        'schedule: {run_at: "0001-01-01T00:00:00Z"}')
+    config = config_of(text)  # valid as a file: whether it can run depends on `now`
+    with pytest.raises(ConfigError) as caught:
+        apply(config, store=store, task_queue=queue, now=T0)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "0001-01-01" in s)
+    assert (caught.value.field, caught.value.line) == ("jobs[1].schedule.run_at", line)
+    assert store.list_jobs() == []
+
+
+def test_a_one_time_job_that_ran_long_ago_does_not_block_a_later_apply(env):
+    store, queue, text, _ = env
+    text = text.replace('schedule: {cron: "0 6 * * *"}',
+                        'schedule: {run_at: "2026-11-28T13:00:00Z"}')
+    apply(config_of(text), store=store, task_queue=queue, now=T0)
+    later = T0 + timedelta(days=30)
+    assert plan(config_of(text), store=store, task_queue=queue, now=later).jobs == []

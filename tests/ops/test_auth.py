@@ -176,3 +176,67 @@ def test_certificates_are_fetched_once_and_cached(keys):
 def test_local_mode_accepts_anyone_only_when_chosen_explicitly(certs):
     assert call(None, certs, Settings(auth_mode="local")) == "local"
     assert status_of(None, certs, Settings(auth_mode="oidc"))[0] == 401
+
+
+class BadCertServer:
+    """A certificates endpoint that answers `body` (bytes, or a generator of chunks)."""
+
+    def __init__(self, body, status: int = 200):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                try:
+                    for chunk in (body() if callable(body) else [body]):
+                        self.wfile.write(chunk)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading: the point of the cap
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/certs"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def endless_json():
+    yield b'{"k": "'
+    for _ in range(100_000):  # 100 MB if read to the end
+        yield b"A" * 1024
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    (b"<html>maintenance</html>", 200, "not JSON"),
+    (b'["a", "list"]', 200, "not a set of certificates"),
+    (b'{"kid": 42}', 200, "not a set of certificates"),
+    (b"{}", 200, "not a set of certificates"),
+    (b"[" * 50_000, 200, "not JSON"),
+    (endless_json, 200, "larger than 65536 bytes"),
+    (b"{}", 503, "HTTP 503"),
+])
+def test_a_bad_certificates_answer_is_a_401_saying_so_never_a_500(keys, body, status, reason):
+    import time
+
+    server = BadCertServer(body, status)
+    try:
+        started = time.monotonic()
+        code, message = status_of(keys[0].token(), CertCache(server.url))
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()
+    assert code == 401
+    assert message.startswith("cannot fetch the token signing certificates") and reason in message
+
+
+def test_an_unreachable_certificates_endpoint_is_a_401():
+    code, message = status_of("a.b.c", CertCache("http://127.0.0.1:9/certs"))
+    assert code == 401 and "cannot fetch the token signing certificates" in message

@@ -274,3 +274,142 @@ def test_the_project_override_renames_everything_derived_from_it(tmp_path):
     assert config.functions.url("api") == \
         "https://europe-west1-real-project-42.cloudfunctions.net/api"
     assert config.site.bucket == "real-project-42-freshet-site"
+# -- hostile and careless files ------------------------------------------------------
+
+@pytest.mark.parametrize("url", [
+    "javascript:alert(document.domain)", " javascript:alert(1)", "JaVaScRiPt:alert(1)",
+    "\tjavascript:alert(1)", "java\\tscript:alert(1)", "data:text/html,<script>x</script>",
+    "vbscript:x", "file:///etc/passwd",
+])
+def test_a_consumer_url_that_is_not_http_or_relative_is_refused_at_its_line(tmp_path, url):
+    text = PIPELINE.replace("  - id: dashboard\n",
+                            f"  - id: dashboard\n    url: \"{url}\"\n")
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("consumers[0].url", line_of(text, "    url: "))
+    assert "http(s) URL or a relative link" in str(err)
+
+
+@pytest.mark.parametrize("url", ["https://bi.example/ads", "HTTP://bi.example", "/reports/a"])
+def test_http_and_relative_consumer_urls_are_kept(tmp_path, url):
+    text = PIPELINE.replace("  - id: dashboard\n", f"  - id: dashboard\n    url: \"{url}\"\n")
+    assert load_config(write_config(tmp_path, text), env={}).catalog.consumers[0].url == url
+
+
+def alias_bomb(levels: int) -> str:
+    """~450 bytes that nine-fold every level: 9**12 values if copied."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_quickly_at_the_line_of_the_alias(tmp_path):
+    import time
+
+    text = PIPELINE.replace("control:\n", "x-bomb:\n  " + alias_bomb(12).replace(
+        "\n", "\n  ").rstrip() + "\ncontrol:\n")
+    started = time.monotonic()
+    err = error_for(tmp_path, text)
+    assert time.monotonic() - started < 2
+    assert err.field == "yaml" and "aliases (*name) expand to more than 10,000 values" in str(err)
+    assert "*a" in text.splitlines()[err.line - 1]  # the line of an alias that copies
+
+
+def test_a_few_shared_blocks_still_load(tmp_path):
+    need = "      - {dataset: sales.revenue, warn_after: 26h, error_after: 50h}\n"
+    text = PIPELINE.replace(f"    requires:\n{need}", f"    requires: &needs\n{need}"
+                            "  - id: wallboard\n    requires: *needs\n")
+    config = load_config(write_config(tmp_path, text), env={})
+    assert [c.requires for c in config.catalog.consumers][0] == \
+        config.catalog.consumers[1].requires
+
+
+def test_an_alias_inside_the_value_it_names_is_refused(tmp_path):
+    text = PIPELINE.replace("control:\n", "loop: &x [*x]\ncontrol:\n")
+    err = error_for(tmp_path, text)
+    assert err.line == line_of(text, "loop: &x") and "refers to the value that contains it" \
+        in str(err)
+
+
+@pytest.mark.parametrize("nested", [
+    "[" * 5000 + "]" * 5000,
+    "{a: " * 5000 + "1" + "}" * 5000,
+    "\n" + "".join("  " * i + "-\n" for i in range(1, 100)),
+])
+def test_very_deep_nesting_is_a_located_error_not_a_recursion_error(tmp_path, nested):
+    text = PIPELINE.replace("control:\n", f"deep: {nested}\ncontrol:\n")
+    err = error_for(tmp_path, text)
+    assert err.field == "yaml" and "nested deeper than 32 levels" in str(err)
+    assert line_of(text, "deep:") <= err.line <= line_of(text, "deep:") + 40
+
+
+def test_an_integer_too_long_to_read_is_a_located_error(tmp_path):
+    text = PIPELINE.replace("    max_retries: 2", "    max_retries: " + "9" * 5000)
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("jobs[1].max_retries", line_of(text, "max_retries: 999"))
+
+
+def test_merge_keys_are_refused_with_a_reason(tmp_path):
+    text = PIPELINE.replace("  - id: rates\n", "  - <<: {kind: noop}\n    id: rates\n")
+    err = error_for(tmp_path, text)
+    assert "merge keys (<<) are not supported" in str(err)
+    assert err.line == line_of(text, "<<:")
+
+
+# -- http_fetch's policy ------------------------------------------------------------------
+
+FETCH_JOB = ("  - id: rates\n    kind: http_fetch\n    params: {url: \"URL\"}\n"
+             "    schedule: {cron: \"0 6 * * *\"}\n")
+
+
+def with_fetch(url: str, section: str = "") -> str:
+    text = PIPELINE.replace("  - id: rates\n    kind: noop\n    schedule: {cron: \"0 6 * * *\"}\n",
+                            FETCH_JOB.replace("URL", url))
+    return text + section
+
+
+def test_the_http_fetch_section_reaches_the_functions_as_their_environment(tmp_path):
+    text = with_fetch("https://api.example.com/rates.json",
+                      "http_fetch:\n  allowed_hosts: [api.example.com, \"*.example.org\"]\n"
+                      "  allow_private_addresses: false\n")
+    env = dict(load_config(write_config(tmp_path, text), env={}).functions.env)
+    assert env["FRESHET_FETCH_ALLOWED_HOSTS"] == "api.example.com,*.example.org"
+    assert (env["FRESHET_FETCH_ALLOW_PRIVATE"], env["FRESHET_FETCH_ALLOW_LINK_LOCAL"]) == (
+        "false", "false")
+
+
+@pytest.mark.parametrize(("url", "section", "reason"), [
+    ("http://169.254.169.254/computeMetadata/v1/", "", "link-local or metadata"),
+    ("http://metadata.google.internal/x", "", "link-local or metadata"),
+    ("https://other.example.net/x", "http_fetch:\n  allowed_hosts: [api.example.com]\n",
+     "not in http_fetch.allowed_hosts"),
+    ("ftp://api.example.com/x", "", "http(s) URL"),
+])
+def test_an_http_fetch_url_the_policy_refuses_is_named_at_its_line(tmp_path, url, section,
+                                                                    reason):
+    text = with_fetch(url, section)
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("jobs[1].params.url", line_of(text, url))
+    assert reason in str(err)
+
+
+@pytest.mark.parametrize(("section", "field"), [
+    ("http_fetch:\n  allowed_hosts: [\"not a host\"]\n", "http_fetch.allowed_hosts[0]"),
+    ("http_fetch:\n  allow_link_local: sometimes\n", "http_fetch.allow_link_local"),
+    ("http_fetch:\n  follow_redirects: true\n", "http_fetch.follow_redirects"),
+    ("functions:\n  env: {FRESHET_FETCH_ALLOW_LINK_LOCAL: \"true\"}\n",
+     "functions.env.FRESHET_FETCH_ALLOW_LINK_LOCAL"),
+])
+def test_a_bad_http_fetch_policy_is_named(tmp_path, section, field):
+    assert error_for(tmp_path, PIPELINE + section).field == field
+
+
+def test_catalog_entries_are_capped_so_each_stays_small(tmp_path):
+    ups = ", ".join(f"up{i}" for i in range(101))
+    text = PIPELINE.replace("upstream: [sales.orders, finance.rates]", f"upstream: [{ups}]")
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == ("datasets[2].upstream", line_of(text, "up100"))
+    needs = "".join("      - {dataset: sales.revenue, warn_after: 1h, error_after: 2h}\n"
+                    for _ in range(1001))
+    text = PIPELINE.replace(
+        "      - {dataset: sales.revenue, warn_after: 26h, error_after: 50h}\n", needs)
+    assert error_for(tmp_path, text).field == "consumers[0].requires"

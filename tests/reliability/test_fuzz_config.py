@@ -81,3 +81,84 @@ def test_the_pipeline_with_any_one_change_loads_or_is_refused_cleanly(path, acti
 
 def test_the_unchanged_pipeline_loads():
     assert parse_config(PIPELINE.read_text(), "pipeline.yaml", env={}).jobs
+
+
+# -- the input classes of issue 12: aliases, nesting, links, numbers -------------------------
+
+SCHEMES = st.sampled_from(["javascript", "JaVaScRiPt", "data", "vbscript", "file", "http",
+                           "https", "HTTPS", "mailto", ""])
+PADDING = st.sampled_from(["", " ", "\t", "\n", "\x00", "\x01", "\u202e", "\ufeff", "  "])
+URL = st.builds(lambda pad, scheme, sep, rest: f"{pad}{scheme}{sep}{rest}", PADDING, SCHEMES,
+                st.sampled_from([":", "://", ":\t", "\t:", ""]),
+                st.text(alphabet="abc/.:?#=&<>\"'()", max_size=20))
+
+
+@FUZZ
+@given(url=URL)
+def test_a_consumer_url_loads_only_as_an_http_or_relative_link(url):
+    from freshet.core.text import safe_link
+
+    doc = yaml.safe_load(PIPELINE.read_text())
+    doc["consumers"][0]["url"] = url
+    try:
+        config = parse_config(yaml.safe_dump(doc, allow_unicode=True), "pipeline.yaml", env={})
+    except ConfigError as exc:
+        assert exc.field.startswith(("consumers[0].url", "yaml")), str(exc)
+        return
+    assert safe_link(config.catalog.consumers[0].url) == config.catalog.consumers[0].url \
+        or config.catalog.consumers[0].url == ""
+
+
+def alias_document(levels: int, width: int, depth: int) -> str:
+    lines = [f"x0: &x0 {'[' * depth}1{']' * depth}"]
+    lines += [f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * width) + "]"
+              for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(levels=st.integers(1, 30), width=st.integers(1, 12), depth=st.integers(0, 40),
+       where=st.sampled_from(["top", "params"]))
+def test_aliases_and_nesting_of_any_shape_load_or_are_refused_in_linear_time(levels, width,
+                                                                             depth, where):
+    import time
+
+    block = alias_document(levels, width, depth)
+    if where == "top":
+        text = PIPELINE.read_text() + block
+    else:
+        indented = "".join(f"        {line}\n" for line in block.splitlines())
+        text = PIPELINE.read_text().replace(
+            "      url: https://example.org/rates.json\n",
+            "      url: https://example.org/rates.json\n      extra:\n" + indented)
+    started = time.monotonic()
+    loads_or_names_the_problem(text)
+    assert time.monotonic() - started < 3, (levels, width, depth)
+
+
+NUMBER = st.one_of(st.integers(min_value=-(2**70), max_value=2**70),
+                   st.sampled_from([".nan", ".inf", "-.inf", "1e999", "9" * 5000,
+                                    "0x" + "f" * 40, "-0", "1_000"]))
+
+
+@FUZZ
+@given(value=NUMBER, field=st.sampled_from(["max_retries", "stuck_threshold_minutes",
+                                            "params.n", "params.list"]))
+def test_any_number_in_a_job_loads_within_range_or_is_refused_naming_it(value, field):
+    text = PIPELINE.read_text()
+    job = "  - id: heartbeat\n"
+    if field == "params.n":
+        addition = f"    params: {{n: {value}}}\n"
+    elif field == "params.list":
+        addition = f"    params: {{list: [{value}]}}\n"
+    else:
+        addition = f"    {field}: {value}\n"
+    text = text.replace(job, job + addition)
+    try:
+        config = parse_config(text, "pipeline.yaml", env={})
+    except ConfigError as exc:
+        assert exc.field.startswith(("jobs[3]", "yaml")), str(exc)
+        return
+    params = next(j for j in config.jobs if j.id == "heartbeat").params
+    from freshet.core.values import check_value
+    check_value(params, "params", max_depth=16)  # what loads can be stored

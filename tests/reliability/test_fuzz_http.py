@@ -31,6 +31,15 @@ HOSTILE = st.sampled_from([
     "true", "[]", "{}", "orders", "sales.orders", "orders__20261128T120000Z",
 ])
 TEXT = st.one_of(HOSTILE, st.text(max_size=40))
+# Issue 12's classes: what JSON cannot carry, what Firestore cannot store, what the model
+# has no room for. Python's json reads all of these; each must be a 400 naming a field.
+RAW = st.sampled_from([
+    "NaN", "Infinity", "-Infinity", str(2**63), str(-(2**63) - 1), str(2**64), "1e400",
+    '"\\ud800"', "[[1]]", '{"": 1}', '{"__name__": 1}', "[" * 40 + "1" + "]" * 40,
+    "9" * 5000, "-0", "1.5e308", '"' + "x" * 60_000 + '"',
+])
+RETRY = st.sampled_from(["18446744073709551616", "9223372036854775808", "100001", "1_0",
+                         "\u0663", "-1", " 7 ", "0x10", "1e3", ""])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
@@ -70,8 +79,15 @@ def request_strategy(target: str):
     path = st.builds(lambda template, a, b: template.format(
         urllib.parse.quote(a, safe=""), urllib.parse.quote(b, safe="")), api_paths, TEXT, TEXT)
     delivery = st.fixed_dictionaries({"run_id": TEXT, "attempt": st.integers(-2, 60) | JSON})
+    raw_job = st.builds(lambda k, v: '{"id": "fz", "kind": "noop", "schedule": {"cron": '
+                        f'"* * * * *"}}, "params": {{{json.dumps(k)}: {v}}}}}', TEXT, RAW)
+    raw_delivery = st.builds(lambda v: '{"run_id": "orders__20261128T120000Z", '
+                             f'"attempt": {v}}}', RAW | st.sampled_from(
+                                 [str(2**63), str(2**64 + 1), "52", "0", "1.0"]))
+    raw_control = st.builds(lambda v: f'{{"disabled_kinds": {v}, "reason": {v}}}', RAW)
     body = st.one_of(st.none(), JSON.map(json.dumps), st.binary(max_size=64),
                      delivery.map(json.dumps), delivery.map(json.dumps),
+                     raw_job, raw_delivery, raw_control,
                      st.fixed_dictionaries({}, optional={
                          "id": TEXT, "kind": TEXT, "schedule": JSON, "params": JSON,
                          "produces": JSON, "max_retries": JSON, "secret_params": JSON,
@@ -82,7 +98,7 @@ def request_strategy(target: str):
         "method": st.sampled_from(["POST", "GET"] * 3 + ["PUT", "DELETE", "PATCH"]),
         "path": path,
         "query": st.dictionaries(TEXT, TEXT, max_size=3),
-        "retry": TEXT.map(lambda t: t.replace("\r", " ").replace("\n", " ")),  # HTTP cannot
+        "retry": (TEXT | RETRY).map(lambda t: t.replace("\r", " ").replace("\n", " ")),
         "body": body,
     })
 

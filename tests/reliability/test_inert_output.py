@@ -102,3 +102,85 @@ def test_the_cli_writes_no_terminal_control_sequences(db, capsys):
     out = capsys.readouterr().out
     assert "upstream said no" in out
     assert "\x1b" not in out and "\x07" not in out
+
+
+# -- issue 12: links, reading order, chat markup -------------------------------------------
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\ufeff"
+LINK_SCHEMES = st.sampled_from(["javascript", "JAVASCRIPT", "JaVaScRiPt", "data", "vbscript",
+                                "http", "https", "file", ""])
+LINKS = st.builds(lambda pad, scheme, sep, rest: f"{pad}{scheme}{sep}{rest}",
+                  st.sampled_from(["", " ", "\t", "\n", "\x01", "\u202e", "\ufeff"]),
+                  LINK_SCHEMES, st.sampled_from([":", "://", "\t:", ""]),
+                  st.text(alphabet="ab/.:?#=&()<>\"'", max_size=15))
+
+
+def linked_site(url: str, text: str = "x"):
+    from freshet.core.catalog import Consumer
+
+    cat = catalog({KEY: ()}, [Consumer("ads", text, url=url, requires=(requirement(KEY),))])
+    return render_site(model(cat=cat, datasets=[synced(KEY, H)], site_url=url), [])
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.hrefs += [value for name, value in attrs if name in ("href", "src", "action")]
+
+
+@FUZZ
+@given(url=LINKS)
+def test_no_link_on_the_page_or_in_the_feed_leads_anywhere_but_http_or_the_page(url):
+    from freshet.core.text import link_scheme
+
+    files = linked_site(url)
+    links = Links()
+    links.feed(files["index.html"].data.decode())
+    feed = ET.fromstring(files["feed.xml"].data)
+    hrefs = links.hrefs + [e.get("href") for e in feed.iter("{http://www.w3.org/2005/Atom}link")]
+    for href in hrefs:
+        assert link_scheme(href) in ("", "http", "https"), href
+    doc = json.loads(files["status.json"].data)
+    for value in (doc["site_url"], doc["consumers"][0]["url"]):
+        assert link_scheme(value) in ("", "http", "https"), value
+
+
+@FUZZ
+@given(text=st.text(alphabet=BIDI + "abc.exe<>&", min_size=1, max_size=30))
+def test_no_bidi_control_or_bom_reaches_the_page_feed_badges_or_json(text):
+    for path, out in site(text).items():
+        if path == "status.schema.json":
+            continue
+        shown = out.data.decode()
+        assert not set(shown) & set(BIDI), path
+    payload = chat(text)
+    assert not set(payload["text"]) & set(BIDI)
+
+
+def chat(text: str) -> dict:
+    from freshet.status.notify import payload_for
+
+    before = model(jobs=[job(job_id="evil", last_run_status="succeeded")])
+    after = model(jobs=[job(job_id="evil", last_run_status="failed", last_error=text)])
+    events = detect_changes(after, remember(before, Memory(exists=True), []))
+    return payload_for(events, after)
+
+
+CHAT = st.one_of(st.sampled_from(["<!channel>", "<!here>", "<!everyone>", "<@U123>",
+                                  "<#C1|x>", "<https://evil.example|Click>", "&", "`", "```"]),
+                 st.text(alphabet="<>!@#|&`*_~:/. abc\n", max_size=40))
+
+
+@FUZZ
+@given(parts=st.lists(CHAT, min_size=1, max_size=4))
+def test_a_sync_error_never_becomes_chat_markup(parts):
+    text = chat("".join(parts))["text"]
+    assert "<" not in text and ">" not in text
+    assert all(line.count("`") % 2 == 0 for line in text.splitlines())
+    rest = text
+    for entity in ("&amp;", "&lt;", "&gt;"):
+        rest = rest.replace(entity, "")
+    assert "&" not in rest

@@ -110,3 +110,39 @@ def test_page_is_readable_on_a_phone(site, browser):
     assert overflow <= 0
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page-phone.png"), full_page=True)
+
+
+def test_a_script_url_in_the_stored_catalog_cannot_run_when_clicked(db, tmp_path, browser):
+    """The catalog document may predate the config's check (or be written by hand)."""
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+
+    from .builders import requirement
+
+    store = Store(db)
+    urls = ["javascript:alert(document.domain)", " JaVaScRiPt:alert(1)",
+            "\tjava\nscript:alert(2)", "data:text/html,<script>alert(3)</script>"]
+    store.put_catalog_doc(Catalog(
+        datasets={"a": DatasetSpec("a", "A")},
+        consumers=tuple(Consumer(f"c{i}", f"Consumer {i}", url=url,
+                                 requires=(requirement("a"),)) for i, url in enumerate(urls)),
+    ).to_doc())
+    publish_once(store, LocalSink(tmp_path), now=NOW, settings=Settings())
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        dialogs = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        for i in range(len(urls)):
+            page.get_by_text(f"Consumer {i}", exact=True).click()
+        page.wait_for_timeout(200)
+        assert dialogs == []
+        assert page.evaluate("document.querySelectorAll('a[href]').length") > 0
+        assert page.evaluate("[...document.querySelectorAll('a[href]')].every("
+                             "a => ['http:', 'https:'].includes(a.protocol))")
+        assert page.url.startswith("http://127.0.0.1")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -64,3 +64,58 @@ def test_an_unreachable_webhook_never_raises_and_is_dropped_after_max_attempts()
         pending, now = result.pending, now + timedelta(hours=2)
     result = deliver(pending, notifier, now)
     assert (result.pending, result.dropped) == ([], 1)
+
+
+# -- chat markup from syncs stays text ---------------------------------------------------
+
+CHAT_MARKUP = [
+    "<!channel> the export broke", "<!everyone> look", "<!here|here>", "<@U024BE7LH> fix it",
+    "<https://evil.example/login|Click here to re-authenticate>", "<#C123|general>",
+    "a & b <> c", "`<!channel>` *bold* _it_ ~s~", "```<https://evil.example|x>```",
+    "line one\n<!channel>\r\nline three", "&lt;!channel&gt;",
+]
+
+
+def failed_job_payload(error: str, site_url: str = "https://status.example/"):
+    from .builders import job
+
+    before = model(jobs=[job("meta_sync", last_run_status="succeeded")], site_url=site_url)
+    after = model(jobs=[job("meta_sync", last_run_status="failed", last_error=error)],
+                  datasets=[synced("meta.ads", 50 * H, last_error=error,
+                                   last_failure_at=NOW - H, consecutive_failures=1)],
+                  site_url=site_url)
+    memory = remember(before, Memory(exists=True), [])
+    memory.datasets["meta.ads"] = "fresh"
+    events = detect_changes(after, memory)
+    assert {e.kind for e in events} == {"dataset_stale", "job_failed"}
+    return payload_for(events, after)
+
+
+def outside_code(text: str) -> str:
+    """What Slack would read as markup: everything not inside an inline code span."""
+    return "".join(part for i, part in enumerate(text.split("`")) if i % 2 == 0)
+
+
+@pytest.mark.parametrize("error", CHAT_MARKUP)
+def test_a_sync_error_can_form_no_mention_and_no_link_in_the_message(error):
+    text = failed_job_payload(error)["text"]
+    assert "<" not in text and ">" not in text  # no Slack control sequence at all
+    assert all(line.count("`") % 2 == 0 for line in text.splitlines())
+    for line in text.splitlines()[1:-1]:  # the change lines: the error only inside code
+        assert "channel" not in outside_code(line) and "evil" not in outside_code(line)
+    for amp in range(len(text)):
+        if text[amp] == "&":
+            assert text[amp:].startswith(("&amp;", "&lt;", "&gt;"))
+
+
+def test_the_escaped_error_still_reads_as_it_was_written():
+    text = failed_job_payload("vendor said <Unauthorized> & gave up")["text"]
+    assert "`vendor said &lt;Unauthorized&gt; &amp; gave up`" in text
+
+
+def test_slack_fetches_no_preview_and_the_page_link_is_our_own():
+    payload = failed_job_payload("<https://evil.example|x>")
+    assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
+    assert payload["text"].endswith("Status page: https://status.example/")
+    unsafe = failed_job_payload("boom", site_url="javascript:alert(1)")
+    assert "javascript" not in unsafe["text"] and unsafe["freshet"]["page"] == ""

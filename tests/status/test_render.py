@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 from freshet.status.changes import Memory, detect_changes, remember
 from freshet.status.model import badge_path
@@ -115,3 +116,65 @@ def test_badges_exist_per_dataset_and_consumer_with_a_text_label():
     assert b"aria-label=\"A: fresh\"" in files["badges/dataset/a.svg"].data
     consumer_badges = [p for p in files if p.startswith("badges/consumer/")]
     assert len(consumer_badges) == 1 and ".." not in consumer_badges[0]
+
+
+# -- links: only http(s) and relative ones, whatever the stored catalog says ------------
+
+SCRIPT_URLS = ["javascript:alert(document.domain)", " javascript:alert(1)",
+               "JaVaScRiPt:alert(1)", "\tjava\nscript:alert(1)",
+               "data:text/html,<script>alert(1)</script>", "vbscript:msgbox(1)"]
+
+
+def linked_site(url: str, site_url: str = "https://status.example/"):
+    from freshet.core.catalog import Consumer
+
+    cat = catalog({"a": ()}, [Consumer("ads", "Ads", url=url, requires=(requirement("a"),))])
+    m = model(cat=cat, datasets=[synced("a", H)], site_url=site_url)
+    return render_site(m, [])
+
+
+def hrefs(html: str) -> list[str]:
+    import re
+
+    return re.findall(r'href="([^"]*)"', html)
+
+
+@pytest.mark.parametrize("url", SCRIPT_URLS)
+def test_a_script_url_from_a_stored_catalog_is_rendered_as_plain_text(url):
+    files = linked_site(url)
+    html = files["index.html"].data.decode()
+    assert all(h.startswith(("#", "feed.xml", "status.", "https://status.example"))
+               or h == "" for h in hrefs(html)), hrefs(html)
+    assert "<strong>Ads</strong>" in html
+    assert json.loads(files["status.json"].data)["consumers"][0]["url"] == ""
+
+
+def test_an_http_consumer_url_is_a_link_that_does_not_hand_over_the_page():
+    html = linked_site("https://bi.example/ads?a=1&b=2")["index.html"].data.decode()
+    assert '<a href="https://bi.example/ads?a=1&amp;b=2" rel="noopener noreferrer">Ads</a>' \
+        in html
+
+
+@pytest.mark.parametrize("site_url", SCRIPT_URLS)
+def test_a_script_site_url_never_reaches_the_feed_or_status_json(site_url):
+    files = linked_site("https://bi.example/", site_url=site_url)
+    feed = ET.fromstring(files["feed.xml"].data)
+    for link in feed.iter(f"{ATOM}link"):
+        assert not link.get("href").lower().lstrip().startswith(("javascript", "data", "vb"))
+    assert json.loads(files["status.json"].data)["site_url"] == ""
+
+
+def test_the_page_allows_only_its_own_inline_style_and_script():
+    import base64
+    import hashlib
+    import re
+
+    html = linked_site("https://bi.example/")["index.html"].data.decode()
+    policy = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html)
+    assert policy, "no Content-Security-Policy"
+    policy = policy.group(1).replace("&#39;", "'")
+    assert "default-src 'none'" in policy and "unsafe-inline" not in policy
+    for tag in ("style", "script"):
+        body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.S).group(1)
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"{tag}-src 'sha256-{digest}'" in policy

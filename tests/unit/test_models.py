@@ -95,3 +95,88 @@ def test_settings_fail_loudly_on_bad_values():
     with pytest.raises(ValidationError, match="FRESHET_AUTH"):
         load_settings({"FRESHET_AUTH": "none"})
     assert load_settings({"FRESHET_LOOKAHEAD_S": "30"}).lookahead_s == 30
+
+
+# -- params JSON and Firestore can hold -------------------------------------------------
+
+def nested(depth: int) -> dict:
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"x": float("nan")}, "params.x"),
+    ({"x": float("inf")}, "params.x"),
+    ({"x": [1, float("-inf")]}, "params.x[1]"),
+    ({"x": 2**63}, "params.x"),
+    ({"x": -(2**63) - 1}, "params.x"),
+    ({"x": {"y": 10**30}}, "params.x.y"),
+    ({"": 1}, "params"),
+    ({"x": {"": 1}}, "params.x"),
+    ({"__name__": 1}, "params.__name__"),
+    ({"x": [[1, 2]]}, "params.x[0]"),
+    ({"x": "\ud800"}, "params.x"),
+    ({"\udfff": 1}, "params.\udfff"),
+    ({"when": __import__("datetime").date(2026, 1, 1)}, "params.when"),
+    ({"x": "y" * 40_000}, "params"),
+])
+def test_params_json_or_firestore_cannot_hold_are_refused_naming_the_field(params, field):
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, params=params)
+    assert caught.value.field == field
+
+
+def test_forty_levels_of_nesting_are_refused_and_sixteen_are_kept():
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, params={"deep": nested(40)})
+    assert caught.value.field.startswith("params.deep.a") and "nested" in caught.value.message
+    assert new_job(**GOOD, params=nested(15)).params == nested(15)
+
+
+def test_the_extremes_of_int64_and_lists_of_objects_are_kept():
+    params = {"big": 2**63 - 1, "small": -(2**63), "rows": [{"ids": [1, 2]}], "f": 1.5e308}
+    assert new_job(**GOOD, params=params).params == params
+
+
+@pytest.mark.parametrize(("body", "retries", "field"), [
+    ({"run_id": "a__b", "attempt": 2**63}, "0", "attempt"),
+    ({"run_id": "a__b", "attempt": 2**64 + 1}, "0", "attempt"),
+    ({"run_id": "a__b", "attempt": 52}, "0", "attempt"),
+    ({"run_id": "a__b", "attempt": 0}, "0", "attempt"),
+    ({"run_id": "a__b", "attempt": 1.0}, "0", "attempt"),
+    ({"run_id": "a__b"}, str(2**64), "X-CloudTasks-TaskRetryCount"),
+    ({"run_id": "a__b"}, "100001", "X-CloudTasks-TaskRetryCount"),
+    ({"run_id": "a__b"}, "1_0", "X-CloudTasks-TaskRetryCount"),
+    ({"run_id": "a__b"}, "\u0661", "X-CloudTasks-TaskRetryCount"),  # an Arabic-Indic one
+    ({"run_id": "a__b"}, "-1", "X-CloudTasks-TaskRetryCount"),
+    ({"run_id": "a__b\n"}, "0", "run_id"),
+])
+def test_deliveries_outside_the_models_range_are_refused_naming_the_field(body, retries, field):
+    with pytest.raises(ValidationError) as caught:
+        parse_delivery({"X-CloudTasks-TaskRetryCount": retries}, body)
+    assert caught.value.field == field
+
+
+def test_the_largest_delivery_in_range_is_accepted():
+    assert parse_delivery({"X-CloudTasks-TaskRetryCount": " 100000 "},
+                          {"run_id": "a__b", "attempt": 51}) == ("a__b", 100051)
+
+
+def test_lists_a_job_document_holds_are_capped():
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, produces=[f"d{i}" for i in range(101)])
+    assert caught.value.field == "produces"
+    with pytest.raises(ValidationError) as caught:
+        new_job(**GOOD, secret_params=[f"s{i}" for i in range(101)])
+    assert caught.value.field == "secret_params"
+
+
+def test_kill_switches_name_at_most_two_hundred_real_kinds():
+    from freshet.core.control import parse_control
+
+    for kinds in ([f"k{i}" for i in range(201)], ["Not A Kind"], ["x" * 65]):
+        with pytest.raises(ValidationError) as caught:
+            parse_control({"disabled_kinds": kinds})
+        assert caught.value.field == "disabled_kinds"

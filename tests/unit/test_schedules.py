@@ -4,7 +4,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from freshet.core.errors import ValidationError
-from freshet.core.schedules import describe, latest_due, make_schedule, next_after
+from freshet.core.schedules import (
+    describe,
+    first_slot,
+    latest_due,
+    make_schedule,
+    next_after,
+)
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")
@@ -103,3 +109,27 @@ def test_bad_schedules_are_refused_naming_the_field(kwargs, field):
 def test_describe_says_the_schedule_in_words_with_its_timezone():
     text = describe(make_schedule(cron="0 9 * * 1-5", timezone="Europe/London"))
     assert "09:00" in text and "Europe/London" in text
+
+
+# -- a one-time job always has a moment to run in ----------------------------------------
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("run_at", [NOW + timedelta(minutes=1), NOW, NOW - timedelta(hours=3),
+                                    NOW - timedelta(days=1)])
+def test_a_one_time_job_to_come_or_just_missed_runs_at_its_moment(run_at):
+    assert first_slot(make_schedule(run_at=run_at), NOW) == run_at  # due at once if past
+
+
+@pytest.mark.parametrize("run_at", ["0001-01-01T00:00:00Z", "2026-11-27T11:59:00Z",
+                                    "1970-01-01T00:00:00+00:00"])
+def test_a_one_time_job_further_back_than_a_day_is_refused_naming_run_at(run_at):
+    with pytest.raises(ValidationError) as caught:
+        first_slot(make_schedule(run_at=run_at), NOW)
+    assert caught.value.field == "schedule.run_at" and "would never run" in caught.value.message
+
+
+def test_a_recurring_jobs_first_slot_is_its_next_one():
+    schedule = make_schedule(cron="0 6 * * *", timezone="UTC")
+    assert first_slot(schedule, NOW) == datetime(2026, 11, 29, 6, tzinfo=UTC)

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from freshet.core.models import Dataset
+from freshet.core.runs import record_count
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 HISTORY_DAYS = 90
@@ -31,7 +32,9 @@ def _with_day(dataset: Dataset, at: datetime, outcome: str) -> dict:
     daily = {d: dict(c) for d, c in dataset.daily.items() if d > oldest}
     counts = daily.setdefault(day, {"ok": 0, "fail": 0})
     counts[outcome] = counts.get(outcome, 0) + 1
-    return daily
+    # Bounded by construction: days "from the future" (a skewed clock) are not pruned by
+    # age, so only the newest HISTORY_DAYS + 1 days are ever kept.
+    return {d: daily[d] for d in sorted(daily)[-(HISTORY_DAYS + 1):]}
 
 
 def apply_start(dataset: Dataset, run_id: str, at: datetime) -> Dataset:
@@ -50,6 +53,7 @@ def _finished(dataset: Dataset, run_id: str) -> Dataset:
 
 def apply_success(dataset: Dataset, run_id: str, at: datetime,
                   records: int | None = None) -> Dataset:
+    records = record_count(records)  # a count Firestore cannot hold is no count
     daily = _with_day(dataset, at, "ok")
     dataset = _finished(dataset, run_id)
     if not _newer(at, dataset.last_success_at):

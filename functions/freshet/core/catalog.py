@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import Requirement
+from freshet.core.text import safe_link
 from freshet.core.timeutil import format_duration, parse_duration
 
 CONSUMER_KINDS = ("page", "report", "team", "service")
@@ -91,6 +92,24 @@ class Catalog:
             for c in doc.get("consumers") or []
         )
         return cls(datasets=datasets, consumers=consumers)
+
+
+MAX_LINK_CHARS = 2000
+
+
+def check_link(value: object, field: str) -> str:
+    """A link the status page may render: http(s) or relative, nothing else ('' if none).
+
+    A `javascript:` or `data:` URL would run in the page's origin when a reader clicks
+    it; leading spaces, tabs and mixed case do not hide the scheme from this check."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_LINK_CHARS:
+        raise ValidationError(field, f"must be a URL of at most {MAX_LINK_CHARS} characters")
+    if safe_link(value) is None:
+        raise ValidationError(field, "must be an http(s) URL or a relative link, without "
+                              "spaces or control characters at its ends")
+    return value
 
 
 def upstream_cycle(datasets: dict[str, DatasetSpec]) -> list[str] | None:

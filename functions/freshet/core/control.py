@@ -7,9 +7,13 @@ Stored in settings/control.
 Read once per tick / request; no deploy is needed to flip one.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from freshet.core.errors import ValidationError
+
+MAX_DISABLED_KINDS = 200
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # as freshet.core.models checks a job's kind
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,12 @@ def parse_control(data: object, field_prefix: str = "") -> Control:
         if key not in allowed:
             raise ValidationError(f"{field_prefix}{key}", "unknown field")
     kinds = data.get("disabled_kinds", [])
-    if not isinstance(kinds, list) or not all(isinstance(k, str) and k for k in kinds):
+    if not isinstance(kinds, list) or not all(isinstance(k, str) and _KIND.match(k)
+                                              for k in kinds):
         raise ValidationError(f"{field_prefix}disabled_kinds", "must be a list of job kinds")
+    if len(kinds) > MAX_DISABLED_KINDS:
+        raise ValidationError(f"{field_prefix}disabled_kinds",
+                              f"may list at most {MAX_DISABLED_KINDS} kinds")
     for name in ("manual_actions_enabled", "paused_all"):
         if name in data and not isinstance(data[name], bool):
             raise ValidationError(f"{field_prefix}{name}", "must be true or false")

@@ -13,6 +13,7 @@ from typing import Any
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
 from freshet.core.timeutil import to_utc
+from freshet.core.values import check_value, json_size
 
 
 class JobStatus(StrEnum):
@@ -66,6 +67,11 @@ TRIGGER_SOURCES = tuple(TriggerSource)
 RUN_STATUSES = tuple(RunStatus)
 DEFAULT_MAX_RETRIES = 3
 MAX_MAX_RETRIES = 50
+MAX_ATTEMPTS = MAX_MAX_RETRIES + 1
+# Job params are stored in the job document and shown on the page: JSON, bounded.
+MAX_PARAMS_BYTES = 32 * 1024
+MAX_PARAMS_DEPTH = 16
+MAX_PRODUCES = 100  # datasets a job produces (and secret params it names), at most
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -187,7 +193,12 @@ def new_job(
     params = {} if params is None else params
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise ValidationError("params", "must be an object with string keys")
+    check_value(params, "params", max_depth=MAX_PARAMS_DEPTH)
+    if json_size(params) > MAX_PARAMS_BYTES:
+        raise ValidationError("params", f"must be at most {MAX_PARAMS_BYTES:,} bytes as JSON")
     secret_params = _string_list(secret_params, "secret_params")
+    if len(secret_params) > MAX_PRODUCES:
+        raise ValidationError("secret_params", f"may list at most {MAX_PRODUCES} params")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int):
         raise ValidationError("max_retries", "must be an integer")
     if not 0 <= max_retries <= MAX_MAX_RETRIES:
@@ -208,10 +219,13 @@ def new_job(
                 for i, k in enumerate(_string_list(produces, "produces"))]
     if len(set(produces)) != len(produces):
         raise ValidationError("produces", "lists a dataset twice")
+    if len(produces) > MAX_PRODUCES:
+        raise ValidationError("produces", f"may list at most {MAX_PRODUCES} datasets")
     if not isinstance(allow_overlap, bool):
         raise ValidationError("allow_overlap", "must be true or false")
     if not isinstance(description, str) or len(description) > 2000:
         raise ValidationError("description", "must be a string of at most 2000 characters")
+    check_value(description, "description", max_depth=0)
     if status not in JOB_STATUSES:
         raise ValidationError("status", f"must be one of {', '.join(JOB_STATUSES)}")
     if trigger_source not in TRIGGER_SOURCES:
@@ -232,6 +246,7 @@ def _string_list(value: object, field_name: str) -> list[str]:
         return []
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ValidationError(field_name, "must be a list of strings")
+    check_value(list(value), field_name, max_depth=1)
     return list(value)
 
 

@@ -14,9 +14,18 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from freshet.core.errors import ValidationError
-from freshet.core.models import Attempt, AttemptOutcome, Job, Run, RunStatus, TriggerSource
+from freshet.core.models import (
+    MAX_ATTEMPTS,
+    Attempt,
+    AttemptOutcome,
+    Job,
+    Run,
+    RunStatus,
+    TriggerSource,
+)
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
+from freshet.core.values import INT64_MAX
 
 MAX_KEY_CHARS = 200
 
@@ -83,6 +92,9 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
 def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
     history = [a for a in run.attempts if a.number != attempt]
     history.append(Attempt(number=attempt, started_at=now))
+    # Bounded by construction: never more entries than a run may have attempts, each
+    # error at most MAX_ERROR_CHARS characters (tests/integration/test_document_bounds).
+    history = history[-MAX_ATTEMPTS:]
     return replace(run, status=RunStatus.RUNNING, attempt_number=attempt, started_at=now,
                    heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
                    attempts=history)
@@ -95,10 +107,21 @@ def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,
             for a in run.attempts]
 
 
+def record_count(value: object) -> int | None:
+    """A sync's record count as a dataset can store it: a whole number in int64, or None."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        return None
+    return value
+
+
 def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
+    """Only the datasets the run produces, with counts Firestore can hold: a sync's
+    result is not allowed to grow the run document or break its write."""
     history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
+    kept = {k: record_count(records[k]) for k in run.produces if k in records}
     return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
-                   error=None, records=records, attempts=history)
+                   error=None, records={k: v for k, v in kept.items() if v is not None},
+                   attempts=history)
 
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:

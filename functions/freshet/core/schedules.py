@@ -83,6 +83,25 @@ def next_after(schedule: Schedule, after: datetime) -> datetime | None:
     return next(iter(CronSim(schedule.cron, local))).astimezone(UTC)
 
 
+# A one-time job created (or moved) to a moment this recently past runs once, at once:
+# the user was a little late. Further back it is refused: it would never run.
+ONE_TIME_GRACE = timedelta(days=1)
+
+
+def first_slot(schedule: Schedule, now: datetime, field: str = "schedule.run_at") -> datetime:
+    """The first slot of a job being created or rescheduled at `now`.
+
+    Never None: a job that could not run would stay active forever. A recurring job's
+    next slot always exists (cronsim refuses expressions that never fire)."""
+    if schedule.recurring:
+        return next_after(schedule, now)
+    if schedule.run_at >= now - ONE_TIME_GRACE:
+        return schedule.run_at  # still to come, or due at once
+    raise ValidationError(field, f"{schedule.run_at:%Y-%m-%d %H:%M} UTC is more than a day "
+                          "in the past: a one-time job would never run; give a time still "
+                          "to come")
+
+
 def latest_due(schedule: Schedule, next_run_at: datetime, now: datetime) -> datetime:
     """The slot to run now: the latest slot at or before `now`, or `next_run_at` itself.
 

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 
 AUTH_MODES = ("oidc", "local")
@@ -55,6 +56,10 @@ class Settings:
     webhook_url: str | None = None
     page_stale_after_s: int = 900
     config_path: str | None = None
+    # Where http_fetch may fetch from (freshet.core.egress; pipeline.yaml's http_fetch:).
+    fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
+    fetch_allow_private: bool = True
+    fetch_allow_link_local: bool = False
 
 
 _ENV = {
@@ -84,6 +89,9 @@ _ENV = {
     "webhook_url": "FRESHET_WEBHOOK_URL",
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
     "config_path": "FRESHET_CONFIG",
+    "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
+    "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
+    "fetch_allow_link_local": "FRESHET_FETCH_ALLOW_LINK_LOCAL",
 }
 
 
@@ -104,7 +112,14 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
+    egress_policy(settings)  # fails loudly on a bad host list
     return settings
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    """The hosts and addresses http_fetch may reach."""
+    return EgressPolicy.parse(settings.fetch_allowed_hosts, settings.fetch_allow_private,
+                              settings.fetch_allow_link_local, "FRESHET_FETCH_ALLOWED_HOSTS")
 
 
 def _convert(name: str, var: str, raw: str, default):

@@ -10,12 +10,17 @@ import threading
 import time
 from collections.abc import Mapping
 
-import google.auth.exceptions
-import google.auth.transport.requests
+import requests
+
+from freshet.core.values import joined_within
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 CERTS_URL_ENV = "FRESHET_OIDC_CERTS_URL"  # tests and the local demo serve their own
-_MAX_AGE_RE = re.compile(r"max-age=(\d+)")
+_MAX_AGE_RE = re.compile(r"max-age=(\d{1,9})")
+# Google's answer is ~3 KB (two or three PEM certificates); a larger one is not theirs.
+MAX_CERTS_BYTES = 64 * 1024
+MAX_CERTS = 20
+FETCH_TIMEOUT_S = 10.0
 
 
 class CertsError(Exception):
@@ -31,7 +36,7 @@ class CertCache:
         self._certs: dict[str, str] | None = None
         self._expires = 0.0
         self._lock = threading.Lock()
-        self._session = google.auth.transport.requests.Request()
+        self._session = requests.Session()
 
     def certs(self) -> dict[str, str]:
         with self._lock:
@@ -41,16 +46,41 @@ class CertCache:
             return self._certs
 
     def _fetch(self) -> tuple[dict[str, str], float]:
+        """Every way the endpoint can fail (unreachable, not 200, too large, not a
+        {key id: PEM} object) is a CertsError: the caller answers 401, never 500."""
         try:
-            response = self._session(self.url, method="GET")
-        except google.auth.exceptions.TransportError as exc:
-            raise CertsError(f"cannot fetch the token signing certificates: {exc}") from None
-        if response.status != 200:
-            raise CertsError(f"cannot fetch the token signing certificates "
-                             f"(HTTP {response.status})")
-        match = _MAX_AGE_RE.search(response.headers.get("cache-control", ""))
+            with self._session.get(self.url, timeout=FETCH_TIMEOUT_S, stream=True,
+                                   allow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise CertsError(f"{_CANNOT} (HTTP {response.status_code})")
+                body = _read_capped(response)
+                cache_control = response.headers.get("cache-control", "")
+        except requests.RequestException as exc:
+            raise CertsError(f"{_CANNOT} ({type(exc).__name__})") from None
+        match = _MAX_AGE_RE.search(cache_control)
         ttl = float(match.group(1)) if match else self.default_ttl_s
-        return json.loads(response.data), ttl
+        return _parse(body), ttl
+
+
+_CANNOT = "cannot fetch the token signing certificates"
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    body = joined_within(response.iter_content(16 * 1024), MAX_CERTS_BYTES)
+    if body is None:
+        raise CertsError(f"{_CANNOT} (the answer is larger than {MAX_CERTS_BYTES} bytes)")
+    return body
+
+
+def _parse(body: bytes) -> dict[str, str]:
+    try:
+        certs = json.loads(body)
+    except (ValueError, RecursionError):
+        raise CertsError(f"{_CANNOT} (the answer is not JSON)") from None
+    if (not isinstance(certs, dict) or not 0 < len(certs) <= MAX_CERTS
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in certs.items())):
+        raise CertsError(f"{_CANNOT} (the answer is not a set of certificates)")
+    return certs
 
 
 def certs_url(env: Mapping[str, str] = os.environ) -> str:

@@ -8,6 +8,7 @@ Reads and commits are counted so benchmarks can report what an operation costs.
 
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from freshet.core.docsize import PAGE_BYTES, doc_size, join_pages, paginate
 from freshet.core.errors import Conflict, NotFound
 from freshet.core.lifecycle import Decision
 from freshet.core.models import Dataset, Job, Run
@@ -29,6 +31,14 @@ CONTROL_DOC = "control"  # settings/control: kill switches
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
+STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
+# Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
+# as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
+PAGED_LISTS = {
+    STATUS_DOC: ("datasets", "consumers", "failed_jobs", "stuck_runs", "events", "pending"),
+    CATALOG_DOC: ("datasets", "consumers"),
+    APPLIED_DOC: ("job_ids",),
+}
 
 def firestore_client(project: str | None) -> firestore.Client:
     """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
@@ -111,6 +121,8 @@ class Store:
     def __init__(self, db: firestore.Client):
         self.db = db
         self.stats = Stats()
+        # (version, pages) of each paged document as last read or written here
+        self._versions: dict[str, tuple[str, int]] = {}
 
     def _ref(self, collection: str, doc_id: str):
         return self.db.collection(collection).document(doc_id)
@@ -255,11 +267,10 @@ class Store:
         return [Job.from_doc(d) for d in self._stream(query)]
 
     def applied_doc(self) -> dict:
-        return self._get(SETTINGS, APPLIED_DOC) or {}
+        return self._get_paged(APPLIED_DOC)
 
     def put_applied_doc(self, doc: dict) -> None:
-        self._ref(SETTINGS, APPLIED_DOC).set(doc)
-        self.stats.commits += 1
+        self._put_paged(APPLIED_DOC, doc)
 
     def heartbeats(self) -> dict:
         """settings/heartbeat: when tick, recovery and publish last ran, and what they did."""
@@ -273,11 +284,10 @@ class Store:
         return self._get(SETTINGS, CONTROL_DOC) or {}
 
     def catalog_doc(self) -> dict:
-        return self._get(SETTINGS, CATALOG_DOC) or {}
+        return self._get_paged(CATALOG_DOC)
 
     def put_catalog_doc(self, doc: dict) -> None:
-        self._ref(SETTINGS, CATALOG_DOC).set(doc)
-        self.stats.commits += 1
+        self._put_paged(CATALOG_DOC, doc)
 
     # -- plain writes ---------------------------------------------------------
 
@@ -335,8 +345,74 @@ class Store:
 
     def status_state(self) -> dict:
         """settings/status_state: what the previous publish saw (freshet.status.changes)."""
-        return self._get(SETTINGS, "status_state") or {}
+        return self._get_paged(STATUS_DOC)
 
     def put_status_state(self, doc: dict) -> None:
-        self._ref(SETTINGS, "status_state").set(doc)
+        self._put_paged(STATUS_DOC, doc)
+
+    # -- paged settings documents ---------------------------------------------
+
+    def _get_paged(self, doc_id: str) -> dict:
+        """The document with its pages' lists put back in order ({} if there is none)."""
+        head = self._get(SETTINGS, doc_id) or {}
+        count, version = head.pop("pages", 0), head.pop("version", "")
+        self._versions[doc_id] = (version, count)
+        if not count:
+            return head  # small enough to be written whole (or from before pages)
+        refs = [self._ref(SETTINGS, _page_id(doc_id, version, i)) for i in range(count)]
+        found = {snap.id: snap.to_dict() or {} for snap in self.db.get_all(refs)}
+        self.stats.reads += count
+        for name in PAGED_LISTS[doc_id]:
+            head[name] = []
+        for name, items in join_pages(found.get(ref.id, {}) for ref in refs):
+            head.setdefault(name, []).extend(items)
+        return head
+
+    def _put_paged(self, doc_id: str, doc: dict) -> None:
+        """Write `doc` whole when it fits, else as pages of a new version and then the
+        head naming that version: a reader sees the old document or the new one, never
+        a mix. The previous version's pages are deleted afterwards."""
+        names = PAGED_LISTS[doc_id]
+        if doc_size(f"{SETTINGS}/{doc_id}", doc) <= PAGE_BYTES:
+            head, pages = dict(doc), []
+        else:
+            head = {k: v for k, v in doc.items() if k not in names}
+            pages = paginate({k: list(doc.get(k) or []) for k in names})
+        if doc_id not in self._versions:
+            self._get_paged_head(doc_id)
+        old_version, old_count = self._versions[doc_id]
+        version = uuid.uuid4().hex[:12] if pages else ""
+        self._write_all((self._ref(SETTINGS, _page_id(doc_id, version, i)), page)
+                        for i, page in enumerate(pages))
+        self._ref(SETTINGS, doc_id).set({**head, "pages": len(pages), "version": version})
         self.stats.commits += 1
+        self._versions[doc_id] = (version, len(pages))
+        self._write_all((self._ref(SETTINGS, _page_id(doc_id, old_version, i)), None)
+                        for i in range(old_count))
+
+    def _get_paged_head(self, doc_id: str) -> None:
+        head = self._get(SETTINGS, doc_id) or {}
+        self._versions[doc_id] = (head.get("version", ""), head.get("pages", 0))
+
+    def _write_all(self, writes: Iterable[tuple[Any, dict | None]]) -> None:
+        """Sets (or, for None, deletes) in batches within Firestore's limits: 500 writes
+        and 10 MiB a request (4 MiB through the emulator), so at most 4 pages a batch."""
+        batch, count, pages = self.db.batch(), 0, 0
+        for ref, data in writes:
+            if count == 500 or (data is not None and pages == 4):
+                batch.commit()
+                self.stats.commits += 1
+                batch, count, pages = self.db.batch(), 0, 0
+            if data is None:
+                batch.delete(ref)
+            else:
+                batch.set(ref, data)
+                pages += 1
+            count += 1
+        if count:
+            batch.commit()
+            self.stats.commits += 1
+
+
+def _page_id(doc_id: str, version: str, index: int) -> str:
+    return f"{doc_id}.{version}.p{index + 1}"

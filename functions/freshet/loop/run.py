@@ -31,6 +31,7 @@ from freshet.core.lifecycle import (
 from freshet.core.models import Job, Run, RunStatus
 from freshet.core.secrets import redact, secret_values
 from freshet.core.settings import Settings
+from freshet.core.text import MAX_LOGGED_CHARS, clip
 from freshet.core.timeutil import utcnow
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
@@ -150,7 +151,7 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
         return SyncOutcome(error=redact(_describe(exc), secrets), permanent=True)
     except Exception as exc:  # transient by definition: retried while attempts remain
         log.warning("run %s attempt %s failed: %s", run.id, run.attempt_number,
-                    redact(traceback.format_exc(), secrets))
+                    clip(redact(traceback.format_exc(), secrets), MAX_LOGGED_CHARS))
         return SyncOutcome(error=redact(_describe(exc), secrets))
 
 

@@ -82,7 +82,7 @@ def query(call: Call, allowed: tuple[str, ...]) -> dict[str, str]:
 def limit_param(value: str | None, default: int = 50) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,4}", value) or not 1 <= int(value) <= MAX_LIMIT:
         raise ValidationError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
     return int(value)
 

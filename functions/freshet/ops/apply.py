@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from freshet.core.control import Control
+from freshet.core.errors import ValidationError
 from freshet.core.models import Job, JobStatus
+from freshet.core.schedules import first_slot
 from freshet.core.text import shorten
 from freshet.core.timeutil import isoformat
 from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
@@ -136,6 +138,19 @@ def plan_jobs(declared: tuple[Job, ...], current: dict[str, Job],
     return changes
 
 
+def check_first_slots(config: PipelineConfig, changes: list[JobChange], now: datetime) -> None:
+    """A job created or rescheduled must have a slot to run in (a one-time job's moment
+    may not lie days back): refused here, at its line, before anything is written."""
+    index = {job.id: i for i, job in enumerate(config.jobs)}
+    for change in changes:
+        if change.action == "create" or "schedule" in change.changes:
+            try:
+                first_slot(change.job.schedule, now)
+            except ValidationError as exc:
+                raise config.error(f"jobs[{index[change.job_id]}].{exc.field}",
+                                   exc.message) from None
+
+
 def plan_catalog(declared: dict, stored: dict) -> list[str]:
     """Pure: what differs between the declared and the stored catalog documents."""
     out = []
@@ -170,11 +185,11 @@ def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueC
 def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
          scheduler_admin: SchedulerAdmin | None = None, now: datetime) -> Plan:
     """Read the current state and diff it against the config. Changes nothing."""
-    del now  # the plan is a pure diff; kept for symmetry with apply
     current = {j.id: j for j in store.list_jobs()}
     previously = applied_ids(store)
     result = Plan(config=config, applied_ids=previously)
     result.jobs = plan_jobs(config.jobs, current, previously)
+    check_first_slots(config, result.jobs, now)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
     result.control_changes = plan_control(config.control, store.control())
     existing = task_queue.queues()

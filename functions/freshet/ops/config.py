@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -25,9 +26,11 @@ from freshet.core.catalog import (
     Consumer,
     DatasetSpec,
     check_catalog,
+    check_link,
     upstream_cycle,
 )
 from freshet.core.control import Control, parse_control
+from freshet.core.egress import EgressPolicy, check_host_pattern
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
 from freshet.core.limits import (
@@ -126,6 +129,8 @@ class PipelineConfig:
     sync_modules: tuple[str, ...] = ()
     job_ids: frozenset[str] = field(default_factory=frozenset)
     firestore_location: str = ""  # permanent once the database exists; default: the region
+    # Each field's line in the file, for errors found later (apply's plan knows `now`).
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def queue(self) -> str:
@@ -135,6 +140,11 @@ class PipelineConfig:
     @property
     def run_queue(self) -> QueueSpec:
         return self.queues[0]
+
+    def error(self, field_name: str, message: str) -> "ConfigError":
+        """A ConfigError about `field_name` at its line in the file."""
+        return ConfigError(self.path, _line_for(self.lines, field_name), field_name, message)
+
 
 
 def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ,
@@ -161,7 +171,7 @@ def parse_config(text: str, path: str = "<config>", *,
     if project is not None:
         doc["project"] = project
     try:
-        return _Parser(doc, env).config(path)
+        return replace(_Parser(doc, env).config(path), lines=lines)
     except ValidationError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -170,8 +180,16 @@ def parse_config(text: str, path: str = "<config>", *,
 
 # -- YAML with positions ------------------------------------------------------------
 
+# Nesting deeper than this is refused (a pipeline needs about 6 levels; params a few more).
+MAX_DEPTH = 32
+# Values that aliases (*name) may add beyond the file's own: a few shared blocks are fine,
+# an alias of an alias of an alias ... (a "billion laughs") is refused, not expanded.
+MAX_ALIAS_VALUES = 10_000
+
+
 def _compose(text: str, path: str) -> tuple[dict, dict[Path, int]]:
     try:
+        _check_depth(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -182,39 +200,110 @@ def _compose(text: str, path: str) -> tuple[dict, dict[Path, int]]:
     if root is None:
         raise ConfigError(path, 1, "config", "the file is empty")
     lines: dict[Path, int] = {}
-    constructor = yaml.SafeLoader("")
     try:
-        data = _convert(root, (), lines, constructor)
-    except _DuplicateKey as dup:
-        raise ConfigError(path, dup.line, _field(dup.path), "duplicate key") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(path, None, "yaml", str(exc)) from None
+        data = _Converter(lines).convert(root, (), root.start_mark.line + 1, 1)
+    except _Refused as refused:
+        raise ConfigError(path, refused.line, refused.field, refused.message) from None
     if not isinstance(data, dict):
         raise ConfigError(path, root.start_mark.line + 1, "config", "must be a mapping")
     return data, lines
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, path: Path, line: int):
-        self.path, self.line = path, line
+def _check_depth(text: str, path: str) -> None:
+    """Refuse deep nesting from the event stream, before PyYAML's recursive composer
+    (and this module's conversion) could run out of stack on it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(path, event.start_mark.line + 1, "yaml",
+                                  f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
-def _convert(node: yaml.Node, path: Path, lines: dict[Path, int], constructor) -> object:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+class _Refused(Exception):
+    def __init__(self, line: int, field: str, message: str):
+        self.line, self.field, self.message = line, field, message
+
+
+class _Converter:
+    """The composed node tree to plain values, noting each path's line.
+
+    Linear in the file: an alias is copied, but every value it adds counts against
+    MAX_ALIAS_VALUES, and an alias inside the value it names is refused."""
+
+    def __init__(self, lines: dict[Path, int]):
+        self.lines = lines
+        self.constructor = yaml.SafeLoader("")
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
+        self.budget = MAX_ALIAS_VALUES
+        self.copying = 0  # > 0 while inside a value reached through an alias
+        self.alias_line = 0  # where that alias is used
+
+    def convert(self, node: yaml.Node, path: Path, line: int, depth: int) -> object:
+        """`line`: where the value is referred to (its key's line, or its list's)."""
+        if id(node) in self.open:
+            raise _Refused(line, _field(path), "an alias refers to the value that contains it")
+        if depth > MAX_DEPTH:
+            raise _Refused(line, _field(path), f"nested deeper than {MAX_DEPTH} levels")
+        again = id(node) in self.seen
+        if again:
+            self.alias_line = line if not self.copying else self.alias_line
+            self.budget -= 1
+            if self.budget < 0:
+                raise _Refused(self.alias_line, "yaml", "aliases (*name) expand to more than "
+                               f"{MAX_ALIAS_VALUES:,} values; write the values out instead")
+        self.seen.add(id(node))
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.open.add(id(node))
+        self.copying += again
+        try:
+            return self._value(node, path, depth)
+        finally:
+            self.copying -= again
+            self.open.discard(id(node))
+
+    def _value(self, node: yaml.Node, path: Path, depth: int) -> object:
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.convert(item, (*path, i), line, depth + 1)
+                    for i, item in enumerate(node.value)]
+        return self._scalar(node, path, line)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict:
         out: dict = {}
         for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _Refused(line, _field(path), "a key must be a plain value")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Refused(line, _field(path), "merge keys (<<) are not supported; "
+                               "write the keys out")
+            key = self._scalar(key_node, path, line)
             key = key if isinstance(key, str) else str(key)
             here = (*path, key)
             if key in out:
-                raise _DuplicateKey(here, key_node.start_mark.line + 1)
-            lines[here] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, here, lines, constructor)
+                raise _Refused(line, _field(here), "duplicate key")
+            self.lines[here] = line
+            out[key] = self.convert(value_node, here, line, depth + 1)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), lines, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+
+    def _scalar(self, node: yaml.Node, path: Path, line: int) -> object:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise _Refused(mark.line + 1 if mark else line, _field(path),
+                           f"{exc.problem or exc}") from None
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            # e.g. an integer of more than 4,300 digits
+            reason = str(exc).split(";")[0]
+            raise _Refused(line, _field(path), f"cannot read this value ({reason})") from None
 
 
 def _field(path: Path) -> str:
@@ -255,7 +344,8 @@ _MEMBER_RE = re.compile(r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+$
                         r"|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
 
 TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "sync_modules",
-            "queues", "control_schedules", "jobs", "datasets", "consumers", "control")
+            "queues", "control_schedules", "jobs", "datasets", "consumers", "control",
+            "http_fetch")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
             "allow_overlap", "description")
@@ -269,6 +359,13 @@ SITE_KEYS = ("bucket", "snapshot_bucket", "public", "viewers")
 DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
+# Bounds that keep each catalog entry small (the catalog document pages by entries).
+MAX_UPSTREAM = 100
+MAX_REQUIRES = 1000
+HTTP_FETCH_KEYS = ("allowed_hosts", "allow_private_addresses", "allow_link_local")
+# http_fetch's policy reaches run_task as these variables (deploy sets functions' env).
+FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
+             "FRESHET_FETCH_ALLOW_LINK_LOCAL")
 
 
 def _mapping(value: object, where: str, allowed: tuple[str, ...],
@@ -353,12 +450,14 @@ class _Parser:
                          _LOCATION_RE, "a Firestore location such as europe-west1 or eur3")
         modules = self.sync_modules(doc.get("sync_modules"))
         catalog = self.catalog(doc)
-        jobs = self.jobs(doc.get("jobs"), catalog)
+        policy = self.http_fetch(doc.get("http_fetch"))
+        jobs = self.jobs(doc.get("jobs"), catalog, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         config = PipelineConfig(
             path=path, project=project, region=region, firestore_location=location,
-            functions=self.functions(doc.get("functions"), project, region),
+            functions=self.functions(doc.get("functions"), project, region,
+                                     _fetch_env(policy) if "http_fetch" in doc else ()),
             site=self.site(doc.get("site"), project),
             queues=self.queues(doc.get("queues")),
             control_schedules=self.schedules(doc.get("control_schedules")),
@@ -375,7 +474,20 @@ class _Parser:
         import_sync_modules(env_modules(self.env))
         return tuple(names)
 
-    def functions(self, value: object, project: str, region: str) -> FunctionsConfig:
+    def http_fetch(self, value: object) -> EgressPolicy:
+        """Where http_fetch may fetch from (freshet.core.egress)."""
+        doc = _mapping(value or {}, "http_fetch", HTTP_FETCH_KEYS)
+        hosts = tuple(check_host_pattern(h, f"http_fetch.allowed_hosts[{i}]") for i, h in
+                      enumerate(_list(doc.get("allowed_hosts"), "http_fetch.allowed_hosts")))
+        flags = {}
+        for key, default in (("allow_private_addresses", True), ("allow_link_local", False)):
+            flags[key] = doc.get(key, default)
+            if not isinstance(flags[key], bool):
+                raise ValidationError(f"http_fetch.{key}", "must be true or false")
+        return EgressPolicy(hosts, flags["allow_private_addresses"], flags["allow_link_local"])
+
+    def functions(self, value: object, project: str, region: str,
+                  fetch_env: tuple[tuple[str, str], ...] = ()) -> FunctionsConfig:
         doc = _mapping(value or {}, "functions", FUNCTIONS_KEYS)
         where = "functions."
         base_url = doc.get("base_url") or f"https://{region}-{project}.cloudfunctions.net"
@@ -395,6 +507,8 @@ class _Parser:
             raise ValidationError(f"{where}env", "must be a mapping of NAME: value")
         for name, val in env.items():
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
+            if name in FETCH_ENV:
+                raise ValidationError(f"{where}env.{name}", "set by the http_fetch: section")
             if not isinstance(val, str | int | float) or isinstance(val, bool):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
         build = _text(doc.get("build_service_account", "freshet-build" + account),
@@ -406,7 +520,7 @@ class _Parser:
             source=_text(doc.get("source", "functions"), where + "source"),
             runtime=_text(doc.get("runtime", "python311"), where + "runtime",
                           re.compile(r"^python3\d+$"), "a Python runtime such as python311"),
-            env=tuple(sorted((k, str(v)) for k, v in env.items())),
+            env=tuple(sorted([(k, str(v)) for k, v in env.items()] + list(fetch_env))),
         )
 
     @staticmethod
@@ -532,6 +646,8 @@ class _Parser:
             if key in datasets:
                 raise ValidationError(f"{where}.key", f"duplicate key {key!r}")
             upstream = _list(d.get("upstream"), f"{where}.upstream")
+            if len(upstream) > MAX_UPSTREAM:
+                raise ValidationError(f"{where}.upstream", f"at most {MAX_UPSTREAM} datasets")
             datasets[key] = DatasetSpec(
                 key=key, title=_optional_text(d.get("title"), f"{where}.title", 200),
                 description=_optional_text(d.get("description"), f"{where}.description"),
@@ -560,7 +676,10 @@ class _Parser:
             where = f"consumers[{i}]"
             c = _mapping(raw, where, CONSUMER_KEYS, required=("id",))
             requires = []
-            for j, rraw in enumerate(_list(c.get("requires"), f"{where}.requires")):
+            raw_requires = _list(c.get("requires"), f"{where}.requires")
+            if len(raw_requires) > MAX_REQUIRES:
+                raise ValidationError(f"{where}.requires", f"at most {MAX_REQUIRES} datasets")
+            for j, rraw in enumerate(raw_requires):
                 rwhere = f"{where}.requires[{j}]"
                 r = _mapping(rraw, rwhere, REQUIREMENT_KEYS,
                              required=("dataset", "warn_after", "error_after"))
@@ -581,13 +700,13 @@ class _Parser:
             cid = check_id(c["id"], f"{where}.id")
             found.append(Consumer(
                 id=cid, title=_optional_text(c.get("title"), f"{where}.title", 200) or cid,
-                kind=kind, url=_optional_text(c.get("url"), f"{where}.url", 2000),
+                kind=kind, url=check_link(c.get("url"), f"{where}.url"),
                 requires=tuple(requires),
             ))
         _unique([c.id for c in found], "id", "consumers")
         return tuple(found)
 
-    def jobs(self, value: object, catalog: Catalog) -> tuple[Job, ...]:
+    def jobs(self, value: object, catalog: Catalog, policy: EgressPolicy) -> tuple[Job, ...]:
         kinds = set(known_kinds())
         jobs: list[Job] = []
         for i, raw in enumerate(_list(value, "jobs")):
@@ -600,6 +719,7 @@ class _Parser:
             if job.kind not in kinds:
                 raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
                                       f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
+            _check_fetch_url(job, policy, where)
             for j, key in enumerate(job.produces):
                 if catalog.datasets and key not in catalog.datasets:
                     raise ValidationError(f"{where}.produces[{j}]",
@@ -607,6 +727,26 @@ class _Parser:
             jobs.append(job)
         _unique([j.id for j in jobs], "id", "jobs")
         return tuple(jobs)
+
+
+def _fetch_env(policy: EgressPolicy) -> tuple[tuple[str, str], ...]:
+    flag = {True: "true", False: "false"}
+    return tuple(zip(FETCH_ENV, (",".join(policy.allowed_hosts), flag[policy.allow_private],
+                                 flag[policy.allow_link_local]), strict=True))
+
+
+def _check_fetch_url(job: Job, policy: EgressPolicy, where: str) -> None:
+    """An http_fetch job's URL the policy refuses is refused here, at its line, rather
+    than failing every run (the run still checks every address and redirect)."""
+    url = job.params.get("url")
+    if job.kind != "http_fetch" or not isinstance(url, str):
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{where}.params.url", "must be an http(s) URL")
+    refusal = policy.host_refusal(parts.hostname)
+    if refusal:
+        raise ValidationError(f"{where}.params.url", refusal)
 
 
 # -- limits that span sections ----------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from freshet.core.errors import Conflict, NotFound
 from freshet.core.models import Job, JobStatus
-from freshet.core.schedules import next_after
+from freshet.core.schedules import first_slot, next_after
 from freshet.gcp.store import Store, Tx
 
 SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
@@ -43,12 +43,12 @@ def _merged(current: Job, desired: Job, changes: dict, now: datetime) -> Job:
     if "status" in changes:
         updated = replace(updated, status=JobStatus.ACTIVE, archived_at=None)
     if "schedule" in changes or "status" in changes:
-        updated = replace(updated, next_run_at=next_after(desired.schedule, now))
+        updated = replace(updated, next_run_at=first_slot(desired.schedule, now))
     return updated
 
 
 def _fresh(job: Job, now: datetime) -> Job:
-    return replace(job, next_run_at=next_after(job.schedule, now), created_at=now,
+    return replace(job, next_run_at=first_slot(job.schedule, now), created_at=now,
                    updated_at=now, archived_at=None, completed_at=None)
 
 
@@ -111,15 +111,23 @@ def pause_job(store: Store, job_id: str, *, now: datetime) -> Job:
 
 
 def resume_job(store: Store, job_id: str, *, now: datetime) -> Job:
-    """Schedule the job again from `now` on: missed slots while paused are skipped."""
+    """Schedule the job again from `now` on: missed slots while paused are skipped; a
+    one-time job whose moment passed while it was paused runs once, at once (or is
+    completed, if its run happened meanwhile): none is left active with nothing to run."""
 
     def change(job: Job) -> Job:
         if job.status == JobStatus.ACTIVE:
             return job
         if job.status != JobStatus.PAUSED:
             raise Conflict(f"job {job_id!r} is {job.status}; only a paused job can be resumed")
-        return replace(job, status=JobStatus.ACTIVE,
-                       next_run_at=next_after(job.schedule, now), updated_at=now)
+        if job.schedule.recurring:
+            return replace(job, status=JobStatus.ACTIVE,
+                           next_run_at=next_after(job.schedule, now), updated_at=now)
+        if job.last_run_id is not None:  # its one run happened while it was paused
+            return replace(job, status=JobStatus.COMPLETED, completed_at=now, next_run_at=None,
+                           updated_at=now)
+        return replace(job, status=JobStatus.ACTIVE, next_run_at=job.schedule.run_at,
+                       updated_at=now)
 
     return _change_status(store, job_id, change)
 

@@ -7,6 +7,8 @@ here decides anything about jobs or runs. Every error answer is
 
 import json
 import logging
+import math
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,12 +17,19 @@ import flask
 
 from freshet.core import logcontext
 from freshet.core.errors import Conflict, Disabled, NotFound, ValidationError
+from freshet.core.text import MAX_LOGGED_CHARS, clip
+from freshet.core.values import parse_json
 from freshet.ops.auth import AuthError, authenticate
 from freshet.ops.deps import Deps, process_deps
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+# What is answered: an error message echoes at most this much of what came in, and no
+# string is longer than anything stored (job params: freshet.core.models.MAX_PARAMS_BYTES).
+MAX_ERROR_CHARS = 2000
+MAX_ANSWER_CHARS = 32 * 1024
+MAX_BODY_DEPTH = 32
 
 
 class HttpError(Exception):
@@ -34,15 +43,31 @@ class HttpError(Exception):
 
 
 def json_response(status: int, body: dict, headers: dict | None = None) -> flask.Response:
-    response = flask.Response(json.dumps(body, default=str), status=status,
-                              mimetype="application/json")
+    """Always valid JSON, and sized by what Freshet stores, not by what came in."""
+    response = flask.Response(json.dumps(answerable(body), default=str, allow_nan=False),
+                              status=status, mimetype="application/json")
     response.headers.update(headers or {})
     return response
 
 
+def answerable(value: object) -> object:
+    """`value` with every string clipped to MAX_ANSWER_CHARS (longer than anything stored)
+    and NaN/Infinity (which JSON cannot carry, from documents older than the checks) null."""
+    if isinstance(value, str):
+        return clip(value, MAX_ANSWER_CHARS)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {answerable(k): answerable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [answerable(v) for v in value]
+    return value
+
+
 def error_response(status: int, field: str | None, message: str,
                    headers: dict | None = None) -> flask.Response:
-    return json_response(status, {"error": {"field": field, "message": message}}, headers)
+    error = {"field": field and clip(field, 200), "message": clip(message, MAX_ERROR_CHARS)}
+    return json_response(status, {"error": error}, headers)
 
 
 def error_for(exc: Exception, what: str) -> flask.Response:
@@ -64,7 +89,8 @@ def error_for(exc: Exception, what: str) -> flask.Response:
         return error_response(403, "control", str(exc))
     if isinstance(exc, Conflict):
         return error_response(409, "status", str(exc))
-    log.exception("%s failed", what)
+    # The traceback, clipped: an exception may carry a message of any size.
+    log.error("%s failed: %s", what, clip(traceback.format_exc(), MAX_LOGGED_CHARS))
     return error_response(500, None, "internal error; see the function's logs")
 
 
@@ -120,10 +146,7 @@ def json_body(request: flask.Request, allowed: tuple[str, ...] | None = None) ->
         raise HttpError(413, "body", f"body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError("body", f"is not valid JSON ({exc})") from None
+    body = parse_json(raw, "body", max_depth=MAX_BODY_DEPTH)
     if not isinstance(body, dict):
         raise ValidationError("body", "must be a JSON object")
     if allowed is not None:

@@ -28,6 +28,7 @@ from freshet.status.model import LABELS, LEVELS, StatusModel, badge_path
 MAX_EVENTS = 100
 MAX_STUCK_REMEMBERED = 500
 MAX_SUMMARY = 500
+MAX_TITLE = 300
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _event(kind: str, subject: str, now: datetime, title: str, summary: str,
            state: str = "", previous: str = "") -> Event:
     at = isoformat(now)
     digest = hashlib.sha256(f"{kind}|{subject}|{at}|{state}".encode()).hexdigest()[:20]
-    return Event(id=digest, at=at, kind=kind, subject=subject, title=title,
+    return Event(id=digest, at=at, kind=kind, subject=subject, title=shorten(title, MAX_TITLE),
                  summary=shorten(summary, MAX_SUMMARY) or "", state=state, previous=previous)
 
 

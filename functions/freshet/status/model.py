@@ -44,7 +44,7 @@ from freshet.core.models import JobStatus as Lifecycle
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK, redact, secret_values
 from freshet.core.settings import Settings
-from freshet.core.text import shorten
+from freshet.core.text import safe_link, shorten
 from freshet.core.timeutil import human_duration
 from freshet.status.loop_health import LoopHealth, loop_health
 
@@ -249,7 +249,8 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     level = _overall_level(consumers, statuses)
     return StatusModel(
         built_at=now, state=level, headline=OVERALL_TEXT[level],
-        stale_after_s=settings.page_stale_after_s, site_url=settings.site_url, control=control,
+        stale_after_s=settings.page_stale_after_s, site_url=safe_link(settings.site_url) or "",
+        control=control,
         consumers=consumers, datasets=tuple(statuses), jobs=job_statuses,
         runs=tuple(run_statuses),
         dataset_counts=dict(Counter(d.state for d in statuses)),
@@ -372,7 +373,9 @@ def _consumer_status(consumer, docs: dict[str, Dataset], by_key: dict[str, Datas
         ))
     state = worst(i.state for i in items)
     return ConsumerStatus(
-        id=consumer.id, title=consumer.title, kind=consumer.kind, url=consumer.url, state=state,
+        # The catalog document may predate the config's check: links are checked again.
+        id=consumer.id, title=consumer.title, kind=consumer.kind,
+        url=safe_link(consumer.url) or "", state=state,
         detail=_banner_text(items, docs, by_key, dataset_secrets), datasets=tuple(items),
     )
 

@@ -16,19 +16,21 @@ from datetime import UTC, datetime, timedelta
 import requests
 
 from freshet.core.settings import Settings
+from freshet.core.text import one_line, printable_all
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.status.changes import Event
-from freshet.status.model import StatusModel
+from freshet.status.model import StatusModel, shorten
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
-MAX_PENDING = 50
+MAX_PENDING = 20  # notifications kept while the webhook fails; older ones are dropped
 FIRST_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(hours=1)
 SEND_TIMEOUT_S = 5.0
 BUDGET_S = 15.0
 MAX_LINES = 10
+MAX_EVENTS_IN_PAYLOAD = 20  # the structured copy; the rest is counted (bounded documents)
 
 
 class DeliveryError(Exception):
@@ -61,21 +63,44 @@ _EMOJI = {"dataset_stale": ":warning:", "dataset_recovered": ":white_check_mark:
           "job_failed": ":x:", "job_recovered": ":white_check_mark:", "run_stuck": ":hourglass:"}
 
 
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as the entities it asks for: `<!channel>`,
+    `<@U123>` and `<https://evil|Click here>` then show as text, never as a mention or a
+    disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _quoted(text: str, limit: int = 300) -> str:
+    """Text a sync wrote (errors, reasons), as inline code: escaped, on one line, and
+    with no backtick that could end the code span so Slack links or formats the rest."""
+    text = shorten(one_line(text), limit) or ""
+    return f"`{slack_escape(text.replace('`', 'ˋ'))}`" if text.strip() else ""
+
+
+def _line(event: Event) -> str:
+    summary = _quoted(event.summary)
+    title = slack_escape(one_line(event.title))
+    return f"{_EMOJI.get(event.kind, '•')} {title}" + (f": {summary}" if summary else "")
+
+
 def payload_for(events: list[Event], model: StatusModel) -> dict:
     """One message for the changes of one publish: the reasons and a link to the page."""
-    lines = [f"{_EMOJI.get(e.kind, '•')} {e.title}: {e.summary}" for e in events[:MAX_LINES]]
+    lines = [_line(e) for e in events[:MAX_LINES]]
     if len(events) > MAX_LINES:
         lines.append(f"… and {len(events) - MAX_LINES} more changes")
     head = f"Freshet: {model.headline} — {len(events)} change{'s' if len(events) != 1 else ''}"
-    text = "\n".join([head, *lines, f"Status page: {model.site_url}"])
-    return {
+    page = f"Status page: {slack_escape(model.site_url)}" if model.site_url else ""
+    text = "\n".join(line for line in [head, *lines, page] if line)
+    return printable_all({
         "text": text,
+        "unfurl_links": False, "unfurl_media": False,  # Slack fetches no linked page
         "freshet": {
             "overall": model.state, "headline": model.headline, "page": model.site_url,
             "generated_at": isoformat(model.built_at),
-            "events": [e.to_doc() for e in events],
+            "events": [e.to_doc() for e in events[:MAX_EVENTS_IN_PAYLOAD]],
+            "more_events": max(len(events) - MAX_EVENTS_IN_PAYLOAD, 0),
         },
-    }
+    })
 
 
 def queue(pending: list[dict], payload: dict, now: datetime) -> list[dict]:

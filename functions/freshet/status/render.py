@@ -7,6 +7,7 @@ The page stays compact at scale: the worst datasets and jobs get full rows, the 
 one-line entry in a collapsed list, and only the newest runs are shown.
 """
 
+import base64
 import functools
 import hashlib
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from freshet.core.text import printable
+from freshet.core.text import printable, printable_all, safe_link
 from freshet.core.timeutil import human_duration, isoformat
 from freshet.status.changes import Event
 from freshet.status.model import (
@@ -93,22 +94,32 @@ def _env(source: Path) -> jinja2.Environment:
         finalize=_printable,
     )
     env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
-                       num=lambda n: f"{n:,}")
+                       num=lambda n: f"{n:,}", link=safe_link)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES)
     return env
 
 
 @functools.cache
 def _static(source: Path, name: str) -> str:
-    return (source / "static" / name).read_text(encoding="utf-8")
+    return printable((source / "static" / name).read_text(encoding="utf-8"))
+
+
+def _csp(css: str, js: str) -> str:
+    """The page's Content-Security-Policy: its own inline style and script (by hash) and
+    nothing else. Should a hostile link or markup ever slip through, it cannot run."""
+    def digest(text: str) -> str:
+        return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+    return (f"default-src 'none'; style-src {digest(css)}; script-src {digest(js)}; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'")
 
 
 def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     """Every file of the site, by path."""
     files = {
         "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8"),
-        "status.json": Output(
-            json.dumps(status_json(model, events), ensure_ascii=False,
+        "status.json": Output(  # published beside the page: the same printable text
+            json.dumps(printable_all(status_json(model, events)), ensure_ascii=False,
                        separators=(",", ":")).encode(),
             "application/json"),
         "status.schema.json": Output(
@@ -121,6 +132,7 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
 
 def render_index(model: StatusModel, events: list[Event]) -> str:
     source = site_source()
+    css, js = _static(source, "status.css"), _static(source, "status.js")
     detailed = model.datasets[:DETAILED_DATASETS]
     rest = model.datasets[DETAILED_DATASETS:]
     return _env(source).get_template("index.html.j2").render(
@@ -129,7 +141,7 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
         other_dataset_counts=_counts(d.state for d in rest),
         detailed_jobs=model.jobs[:DETAILED_JOBS], other_jobs=model.jobs[DETAILED_JOBS:],
         runs=model.runs[:RUNS_ON_PAGE], events=events[:EVENTS_ON_PAGE],
-        css=_static(source, "status.css"), js=_static(source, "status.js"),
+        css=css, js=js, csp=_csp(css, js),
         error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER,
         stale_words=human_duration(timedelta(seconds=model.stale_after_s)),
         state_order=("error", "failing", "warn", "at_risk", "unknown", "running", "fresh"),

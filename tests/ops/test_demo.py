@@ -1,0 +1,107 @@
+"""`make demo`: every port it uses is an option, so two demos can share a machine."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from contextlib import ExitStack
+
+import pytest
+
+from freshet.ops.config import load_config
+from freshet_local.demo import DEMO_CONFIG, parse_args, with_data_port
+from tests.loop.helpers import wait_for
+from tests.ops.helpers import ROOT
+
+PORTS = {"FIRESTORE": "firestore_port", "TASKS": "tasks_port", "FUNCTIONS": "functions_port",
+         "SITE": "site_port", "DATA": "data_port"}
+
+
+@pytest.mark.parametrize("name", sorted(PORTS))
+def test_each_port_has_an_option_and_an_environment_default(name, monkeypatch):
+    flag = "--" + PORTS[name].replace("_", "-")
+    assert getattr(parse_args([flag, "9321"]), PORTS[name]) == 9321
+    monkeypatch.setenv(f"FRESHET_DEMO_{name}_PORT", "9322")
+    assert getattr(parse_args([]), PORTS[name]) == 9322
+
+
+def test_the_demo_pipelines_fetches_follow_the_data_port():
+    config = with_data_port(load_config(DEMO_CONFIG), 9321)
+    urls = [j.params["url"] for j in config.jobs if j.kind == "http_fetch"]
+    assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:9321/") for u in urls)
+
+
+def free_ports(count: int, *, consecutive: int = 1) -> list[int]:
+    """`count` free ports, the first starting a run of `consecutive` free ones."""
+    for base in range(20_000, 40_000, 7):
+        wanted = list(range(base, base + consecutive)) + [base + 100 + i for i in range(count)]
+        if all(_free(p) for p in wanted):
+            return [base] + wanted[consecutive:][: count - 1]
+    raise RuntimeError("no free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _hold(port: int, stack: ExitStack) -> None:
+    """Occupy a port as another demo would (if nothing else holds it already)."""
+    s = stack.enter_context(socket.socket())
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+    except OSError:
+        pass  # already taken: just as good
+
+
+@pytest.mark.slow
+def test_a_demo_runs_beside_another_holding_the_default_ports():
+    functions, firestore, tasks, site, data = free_ports(5, consecutive=5)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FRESHET_", "FIRESTORE_EMULATOR", "GOOGLE_CLOUD_PROJECT"))}
+    with ExitStack() as stack:
+        for port in (8080, 8123, 8081, 5000, 8095):  # the defaults: "another demo"
+            _hold(port, stack)
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "freshet_local.demo", f"--firestore-port={firestore}",
+             f"--tasks-port={tasks}", f"--functions-port={functions}", f"--site-port={site}",
+             f"--data-port={data}", "--run-for=240"],
+            cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}/functions:{ROOT}/infra"},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            api = f"http://127.0.0.1:{functions + 4}/api"
+            wait_for(lambda: _post(f"{api}/jobs/orders-sync/run"), 150, interval=1)
+            run = wait_for(lambda: _succeeded_run(api), 90, interval=1)
+            rows = len((ROOT / "infra/demo/data/orders.csv").read_text().splitlines()) - 1
+            assert run["records"] == {"sales.orders": rows}  # fetched from our data port
+        finally:
+            demo.send_signal(signal.SIGTERM)
+            output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, output[-3000:]
+    assert "already in use" not in output
+
+
+def _post(url: str):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=5) as r:
+            return json.load(r)
+    except OSError:
+        return None
+
+
+def _succeeded_run(api: str):
+    try:
+        with urllib.request.urlopen(f"{api}/runs?job_id=orders-sync", timeout=5) as r:
+            runs = json.load(r)["runs"]
+    except OSError:
+        return None
+    return next((r for r in runs if r["status"] == "succeeded"), None)
+
