@@ -19,8 +19,8 @@ import gcloud  # noqa: E402  (the SDK's lib/gcloud.py: its own path set-up)
 sys.path = gcloud.reorder_sys_path(sys.path)
 gcloud._fix_google_module()
 from googlecloudsdk import gcloud_main  # noqa: E402
-from googlecloudsdk.core.credentials import creds_context_managers  # noqa: E402
 from googlecloudsdk.core import log  # noqa: E402
+from googlecloudsdk.core.credentials import creds_context_managers  # noqa: E402
 
 cli = gcloud_main.CreateCLI([])
 results = []

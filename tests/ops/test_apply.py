@@ -38,7 +38,7 @@ def test_first_plan_lists_everything_and_changes_nothing(env):
     assert [(c.job_id, c.action) for c in todo.jobs] == [("orders", "create"),
                                                          ("rates", "create")]
     assert todo.catalog_changes and [q.action for q in todo.queues] == ["create"]
-    assert "  + job orders: create" in todo.lines()
+    assert "  + job orders: create (catchup: latest)" in todo.lines()
     assert store.list_jobs() == [] and store.catalog_doc() == {}
     assert queue_name not in queue.queues()
 
