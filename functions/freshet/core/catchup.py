@@ -50,6 +50,8 @@ class CatchupPlan:
 def plan_catchup(job: Job, now: datetime) -> CatchupPlan:
     """The slots of `job` to run and to skip, given it is due (next_run_at is set)."""
     first = job.next_run_at
+    if job.schedule.none:  # runs only when triggered: nothing for the tick
+        return CatchupPlan(run=(), skipped=(), next_run_at=None)
     if first > now or not job.schedule.recurring:  # claimed ahead of its slot, or one time
         return _plan(job, [first] if _in_time(job, first, now) else [],
                      [] if _in_time(job, first, now) else [_late(job, first)], now)
