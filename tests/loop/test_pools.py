@@ -19,14 +19,13 @@ def test_a_pooled_jobs_runs_and_every_later_task_go_to_its_pool_queue(db):
     add_job(store, "load", pool="warehouse", next_run_at=T0, cron="*/5 * * * *")
     add_job(store, "plain", next_run_at=T0)
     queue = RecordingQueue(settings)
-    created = tick_once(store, queue, now=T0, settings=settings).created
-    assert {t.run_id: t.queue for t in queue.sent} == {created[0]: POOL_QUEUE,
-                                                       created[1]: "freshet-runs"}
+    tick_once(store, queue, now=T0, settings=settings)
+    wanted = {"load__20261128T120000Z": POOL_QUEUE, "plain__20261128T120000Z": "freshet-runs"}
+    assert {t.run_id: t.queue for t in queue.sent} == wanted
     assert store.run("load__20261128T120000Z").queue == POOL_QUEUE
     # their tasks never arrive: recovery sends them again, each to its own queue
     sweep_once(store, queue, now=T0 + 2 * MIN, settings=settings)
-    assert {t.run_id: t.queue for t in queue.sent[2:]} == {created[0]: POOL_QUEUE,
-                                                           created[1]: "freshet-runs"}
+    assert {t.run_id: t.queue for t in queue.sent[2:]} == wanted
 
 
 def test_a_deferred_run_waits_in_its_pool_queue(db):
