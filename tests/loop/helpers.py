@@ -39,6 +39,8 @@ class Probe:
         self.sleep = sleep
         self.fail: set = set()
         self.running = self.peak = 0
+        self.by_source: dict[str, int] = {}  # running now, per trigger source
+        self.peak_by_source: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def __call__(self, ctx):
@@ -46,9 +48,13 @@ class Probe:
 
         from freshet.core.errors import PermanentError
 
+        source = str(ctx.trigger_source)
         with self._lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
+            self.by_source[source] = self.by_source.get(source, 0) + 1
+            self.peak_by_source[source] = max(self.peak_by_source.get(source, 0),
+                                              self.by_source[source])
             self.seen.append(ctx)
         try:
             time.sleep(self.sleep)
@@ -58,6 +64,7 @@ class Probe:
         finally:
             with self._lock:
                 self.running -= 1
+                self.by_source[source] -= 1
 
     @property
     def slots(self) -> list:
