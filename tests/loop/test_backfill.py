@@ -33,6 +33,7 @@ from tests.loop.helpers import (
     deliver_all,
     loop_settings,
 )
+from tests.reliability.invariants import check
 
 H = timedelta(hours=1)
 NOW = T0 + 30 * MIN
@@ -178,6 +179,7 @@ def test_an_old_slots_backfill_never_makes_the_dataset_look_fresher(world):
                    max_parallel=2)
     deliver_all(store, queue, settings, lambda: NOW + 5 * H)  # they finish hours later
     after = store.get_dataset("sales.orders")
+    check(store.db)
     assert after.last_success_at == fresh.last_success_at == T0 + MIN
     assert after.last_success_run_id == fresh.last_success_run_id
     assert after.daily == fresh.daily  # the live bar counts live syncs only
@@ -191,6 +193,7 @@ def test_a_gap_filled_by_a_backfill_is_as_fresh_as_its_newest_slot(world):
     deliver_all(store, queue, settings, lambda: NOW + 5 * H)
     ds = store.get_dataset("sales.orders")
     assert ds.last_success_at == SLOTS[-1] and ds.last_success_slot == SLOTS[-1]
+    check(store.db)
 
 
 def test_recovery_releases_a_lane_whose_next_run_was_never_made(world, db):

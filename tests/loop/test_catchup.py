@@ -20,6 +20,7 @@ from tests.loop.helpers import (
     deliver_all,
     loop_settings,
 )
+from tests.reliability.invariants import check
 
 H = timedelta(hours=1)
 NOW = T0 + 7 * MIN  # back at 12:07 after three days down; 73 hourly slots are due
@@ -79,6 +80,7 @@ def test_all_runs_the_newest_24_oldest_first_and_records_the_rest_as_skipped(db,
     # freshness follows the slots: the newest succeeded slot is the latest due one
     ds = store.get_dataset("ds.hourly")
     assert ds.last_success_slot == T0 and ds.last_success_at == T0
+    check(db, slots={"hourly": DUE})  # one run per due slot; freshness agrees with them
     # the chain is done once recovery's sweep notices every lane finished
     sweep_once(store, queue, now=NOW + 2 * MIN, settings=settings)
     assert store.backfill(result.chains[0]).status == "done"

@@ -119,10 +119,10 @@ def get_job(call: Call):
 def create_job(call: Call):
     query(call, ())
     body = json_body(call.request, JOB_KEYS)
-    for key in ("id", "kind", "schedule"):
+    for key in ("id", "kind"):
         if key not in body:
             raise ValidationError(key, "is required")
-    job = new_job(**body)
+    job = new_job(**body)  # a schedule, a trigger, or both
     if job.kind not in known_kinds():
         raise ValidationError("kind", f"unknown kind {job.kind!r} (known: "
                               f"{', '.join(known_kinds())})")
