@@ -13,7 +13,6 @@ from freshet.core.lifecycle import SyncOutcome
 from freshet.core.models import RunStatus, TriggerSource
 from freshet.core.runs import scheduled_run_id
 from freshet.gcp.store import Store
-from freshet.loop import registry
 from freshet.loop.backfill import (
     backfill_view,
     cancel_backfill,
@@ -27,7 +26,6 @@ from freshet.loop.tick import tick_once
 from tests.loop.helpers import (
     MIN,
     T0,
-    Probe,
     RecordingQueue,
     add_job,
     deliver_all,
@@ -38,14 +36,6 @@ from tests.reliability.invariants import check
 H = timedelta(hours=1)
 NOW = T0 + 30 * MIN
 SLOTS = [T0 - (11 - i) * H for i in range(12)]  # 01:00 .. 12:00
-
-
-@pytest.fixture
-def probe():
-    made = Probe()
-    registry.sync("slot_probe")(made)
-    yield made
-    registry.unregister("slot_probe")
 
 
 @pytest.fixture

@@ -3,18 +3,15 @@ runs (and in which order), what is recorded as skipped, where the schedule resum
 
 from datetime import timedelta
 
-import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.models import LastRun, RunStatus, TriggerSource
 from freshet.gcp.store import Store
-from freshet.loop import registry
 from freshet.loop.recover import sweep_once
 from freshet.loop.tick import tick_once
 from tests.loop.helpers import (
     MIN,
     T0,
-    Probe,
     RecordingQueue,
     add_job,
     deliver_all,
@@ -25,14 +22,6 @@ from tests.reliability.invariants import check
 H = timedelta(hours=1)
 NOW = T0 + 7 * MIN  # back at 12:07 after three days down; 73 hourly slots are due
 DUE = [T0 - timedelta(days=3) + i * H for i in range(73)]
-
-
-@pytest.fixture
-def probe():
-    made = Probe()
-    registry.sync("slot_probe")(made)
-    yield made
-    registry.unregister("slot_probe")
 
 
 def runs_of(db, job_id):

@@ -4,13 +4,11 @@ records the upstream's success, once per upstream version, never twice."""
 import threading
 from datetime import timedelta
 
-import pytest
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.models import RunStatus, TriggerSource
 from freshet.core.triggers import triggered_run_id
 from freshet.gcp.store import Store
-from freshet.loop import registry
 from freshet.loop.backfill import start_backfill
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
@@ -18,7 +16,6 @@ from freshet.ops.operations import pause_job, register_triggers, resume_job
 from tests.loop.helpers import (
     MIN,
     T0,
-    Probe,
     RecordingQueue,
     add_job,
     deliver_all,
@@ -27,14 +24,6 @@ from tests.loop.helpers import (
 
 H = timedelta(hours=1)
 LATER = T0 + timedelta(days=30)  # each test ticks the job it means to run
-
-
-@pytest.fixture
-def probe():
-    made = Probe()
-    registry.sync("slot_probe")(made)
-    yield made
-    registry.unregister("slot_probe")
 
 
 def pipeline(store, when="all"):
