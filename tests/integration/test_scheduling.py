@@ -25,6 +25,7 @@ from freshet.gcp.certs import CertCache
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
 from freshet.loop import registry
+from freshet.loop.recover import sweep_once
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
 from freshet.ops import entries
@@ -118,6 +119,9 @@ def test_a_backfill_of_48_hourly_slots_runs_each_once_never_more_than_4_at_once(
     assert all(d["status"] == RunStatus.SUCCEEDED for d in docs)
     assert sorted(probe.slots) == slots
     assert not dispatcher.errors
+    # recovery's sweep folds the backfill's newest success into the dataset, as of its slot
+    sweep_once(store, dispatcher, now=utcnow(), settings=settings)
+    assert store.get_dataset("ds.hourly").last_success_slot == last
     check(db)  # every run finished; the dataset agrees with the run history
     status = client.get(f"/backfills/{backfill_id}").get_json()["backfill"]
     assert status["status"] == "done"

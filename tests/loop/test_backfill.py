@@ -168,6 +168,7 @@ def test_an_old_slots_backfill_never_makes_the_dataset_look_fresher(world):
     start_backfill(store, queue, "orders", SLOTS[0], SLOTS[5], now=NOW, settings=settings,
                    max_parallel=2)
     deliver_all(store, queue, settings, lambda: NOW + 5 * H)  # they finish hours later
+    sweep_once(store, queue, now=NOW + 5 * H, settings=settings)
     after = store.get_dataset("sales.orders")
     check(store.db)
     assert after.last_success_at == fresh.last_success_at == T0 + MIN
@@ -181,8 +182,13 @@ def test_a_gap_filled_by_a_backfill_is_as_fresh_as_its_newest_slot(world):
     start_backfill(store, queue, "orders", SLOTS[1], SLOTS[-1], now=NOW, settings=settings,
                    max_parallel=4)
     deliver_all(store, queue, settings, lambda: NOW + 5 * H)
+    # the lanes' runs left the dataset alone (parallel lanes would contend on it)...
+    assert store.get_dataset("sales.orders").last_success_slot == SLOTS[0]
+    # ...recovery's sweep folds their newest success in, as of its slot
+    sweep_once(store, queue, now=NOW + 5 * H, settings=settings)
     ds = store.get_dataset("sales.orders")
     assert ds.last_success_at == SLOTS[-1] and ds.last_success_slot == SLOTS[-1]
+    assert ds.last_success_run_id == scheduled_run_id("orders", SLOTS[-1])
     check(store.db)
 
 

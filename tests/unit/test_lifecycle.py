@@ -314,10 +314,18 @@ def test_a_backfill_run_finishing_leaves_the_jobs_last_run_alone():
     started = runs.started(backfill_run(), 1, T0 + MIN, 30 * MIN)
     ok = decide_finish(started, 1, job(), SyncOutcome(records={}), T0 + 2 * MIN, SETTINGS)
     assert ok.verdict == FinishVerdict.SUCCEEDED and ok.job_fields is None
-    assert ok.datasets.past and ok.datasets.slot == T0 and ok.datasets.at == T0
+    assert ok.datasets is None  # its lanes would contend on them: the sweep folds them in
     bad = decide_finish(started, 1, job(), SyncOutcome(error="x", permanent=True),
                         T0 + 2 * MIN, SETTINGS)
     assert bad.verdict == FinishVerdict.FAILED and bad.job_fields is None
+    assert bad.datasets is None
+
+
+def test_a_catchup_run_counts_for_its_dataset_as_of_its_slot():
+    catchup = replace(queued(), trigger_source=TriggerSource.CATCHUP)
+    started = runs.started(catchup, 1, T0 + 3 * MIN, 30 * MIN)
+    ok = decide_finish(started, 1, job(), SyncOutcome(records={}), T0 + 9 * MIN, SETTINGS)
+    assert ok.datasets.past and ok.datasets.slot == T0 and ok.datasets.at == T0
 
 
 def test_sends_go_to_the_runs_pool_queue():

@@ -131,6 +131,10 @@ class Lane:
     skipped: int = 0  # slots found done or busy when their turn came, or runs skipped
     cancelled: int = 0
     stopped: bool = False  # the backfill was cancelled: release nothing more
+    # Its newest slot that succeeded (and the run): what freshness learns from the lane
+    # when recovery's sweep folds it into the datasets.
+    newest_success_slot: datetime | None = None
+    newest_success_run_id: str | None = None
     updated_at: datetime | None = None
 
     @property
@@ -151,11 +155,14 @@ class Lane:
                 "slots": list(self.slots), "source": str(self.source), "rerun": self.rerun,
                 "next": self.next, "current_run_id": self.current_run_id, "done": self.done,
                 "failed": self.failed, "skipped": self.skipped, "cancelled": self.cancelled,
-                "stopped": self.stopped, "updated_at": self.updated_at}
+                "stopped": self.stopped, "newest_success_slot": self.newest_success_slot,
+                "newest_success_run_id": self.newest_success_run_id,
+                "updated_at": self.updated_at}
 
     @classmethod
     def from_doc(cls, data: dict) -> "Lane":
-        data = _datetimes_to_utc(_known(cls, dict(data)), ("updated_at",))
+        data = _datetimes_to_utc(_known(cls, dict(data)),
+                                 ("updated_at", "newest_success_slot"))
         data["slots"] = [to_utc(s) for s in data["slots"]]
         data["source"] = TriggerSource(data.get("source", TriggerSource.BACKFILL))
         return cls(**data)
@@ -186,8 +193,20 @@ def settled(lane: Lane, run: Run, now: datetime) -> Lane:
         return lane
     counter = {RunStatus.SUCCEEDED: "done", RunStatus.FAILED: "failed",
                RunStatus.SKIPPED: "skipped", RunStatus.CANCELLED: "cancelled"}[run.status]
-    return replace(lane, current_run_id=None, updated_at=now,
+    lane = replace(lane, current_run_id=None, updated_at=now,
                    **{counter: getattr(lane, counter) + 1})
+    if run.status == RunStatus.SUCCEEDED and (lane.newest_success_slot is None
+                                              or run.scheduled_for > lane.newest_success_slot):
+        lane = replace(lane, newest_success_slot=run.scheduled_for,
+                       newest_success_run_id=run.id)
+    return lane
+
+
+def newest_success(lanes: list[Lane]) -> tuple[datetime, str] | None:
+    """(slot, run id) of the newest slot any lane ran with success."""
+    found = [(x.newest_success_slot, x.newest_success_run_id) for x in lanes
+             if x.newest_success_slot is not None]
+    return max(found, default=None)
 
 
 def stopped(lane: Lane, now: datetime) -> Lane:

@@ -86,7 +86,13 @@ class DatasetChange:
 
 
 def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = None,
-           records: Mapping[str, int] | None = None) -> DatasetChange:
+           records: Mapping[str, int] | None = None) -> DatasetChange | None:
+    """A run's ending, for its datasets. A backfill's runs leave them alone here: its
+    parallel lanes would all write the same dataset documents (a hot spot). Each lane
+    keeps its newest success instead, and recovery's sweep folds them into the datasets
+    (freshet.loop.backfill.fold_successes): one writer, no contention."""
+    if not runs.holds_job(run):
+        return None
     return DatasetChange(event, run.id, at, error=error, records=records or {},
                          slot=run.scheduled_for, past=run.trigger_source.past_slot)
 

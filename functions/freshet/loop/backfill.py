@@ -19,9 +19,10 @@ from datetime import datetime
 
 from freshet.core import backfill as bf
 from freshet.core.backfill import Backfill, BackfillStatus, Lane, Progress, SlotPlan, SlotState
+from freshet.core.bookkeeping import apply_success
 from freshet.core.control import Control
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.models import Job, JobStatus, Run, RunStatus, TriggerSource
+from freshet.core.models import Dataset, Job, JobStatus, Run, RunStatus, TriggerSource
 from freshet.core.runs import cancelled, new_run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
@@ -189,7 +190,9 @@ def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
         tx.set_backfill(done)
         return done
 
-    return store.transact(body)
+    done = store.transact(body)
+    fold_successes(store, done.job_id, store.lanes(backfill_id), now)  # what did succeed
+    return done
 
 
 # -- reporting and the backstop ----------------------------------------------------------
@@ -219,6 +222,7 @@ def sweep_backfills(store: Store, queue: TaskQueue, *, now: datetime,
     created, control = [], None
     for backfill in store.active_backfills():
         lanes = store.lanes(backfill.id)
+        fold_successes(store, backfill.job_id, lanes, now)
         if all(lane.finished for lane in lanes):
             _mark_done(store, backfill.id, now)
             continue
@@ -235,6 +239,29 @@ def sweep_backfills(store: Store, queue: TaskQueue, *, now: datetime,
                 if run is not None:
                     created.append(run.id)
     return created
+
+
+def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) -> list[str]:
+    """Record the backfill's newest succeeded slot on the job's datasets, as of that slot
+    (core.bookkeeping's rule for past slots: never fresher, never backwards). One
+    transaction per dataset, and only when it changes something. Returns those changed."""
+    newest = bf.newest_success(lanes)
+    job = store.get_job(job_id) if newest is not None else None
+    if job is None:
+        return []
+    slot, run_id = newest
+    changed = []
+    for key in job.produces:
+        def body(tx: Tx, key=key) -> bool:
+            before = tx.get_dataset(key) or Dataset(key=key)
+            after = apply_success(before, run_id, slot, slot=slot, past=True)
+            if after != before:
+                tx.set_dataset(after)
+            return after != before
+
+        if store.transact(body):
+            changed.append(key)
+    return changed
 
 
 def _mark_done(store: Store, backfill_id: str, now: datetime) -> None:

@@ -137,9 +137,12 @@ def cmd_jobs_show(args) -> int:
     job = store.job(args.job_id)
     doc = job_json(job)
     for key in ("id", "kind", "status", "description", "produces", "max_retries",
-                "stuck_threshold_minutes", "params", "last_run_status", "last_error"):
+                "stuck_threshold_minutes", "params", "catchup", "max_lateness", "pool",
+                "last_run_status", "last_error"):
         say(f"{key + ':':26}{doc[key] if doc[key] not in (None, '', []) else '-'}")
     say(f"{'schedule:':26}{doc['schedule']['description']}")
+    if doc["trigger"]:
+        say(f"{'trigger:':26}runs {doc['trigger']['description']} ({doc['trigger']['when']})")
     say(f"{'next run:':26}{when(job.next_run_at, now)}")
     say(f"{'last run:':26}{when(job.last_run_at, now)}")
     _print_runs(store.recent_runs(job_id=job.id, limit=args.limit), now)
