@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from freshet.core import backfill as bf
 from freshet.core.control import Control
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.lifecycle import SyncOutcome
@@ -16,6 +17,7 @@ from freshet.gcp.store import Store
 from freshet.loop.backfill import (
     backfill_view,
     cancel_backfill,
+    fold_successes,
     plan_backfill,
     start_backfill,
     sweep_backfills,
@@ -236,3 +238,27 @@ def test_refusals_name_what_is_wrong(world):
         start_backfill(store, queue, "orders", SLOTS[0], SLOTS[1], now=NOW, settings=settings)
     with pytest.raises(NotFound):
         cancel_backfill(store, "missing", now=NOW)
+
+
+def test_the_largest_backfill_fits_its_documents(world):
+    """10,000 slots in one lane: the lane document is the biggest Freshet writes for a
+    backfill; the emulator enforces production's 1 MiB limit."""
+    store, _, _ = world
+    minutely = tuple(T0 - (bf.MAX_SLOTS - 1 - i) * MIN for i in range(bf.MAX_SLOTS))
+    job = store.job("orders")
+    plan = bf.SlotPlan(slots=minutely, todo=minutely, done=(), busy=())
+    made = bf.new_backfill(job, plan, start=minutely[0], end=minutely[-1], max_parallel=1,
+                           rerun=False, now=NOW)
+    assert store.create_backfill(made, bf.lanes_for(made, minutely))
+    (lane,) = store.lanes(made.id)
+    assert len(lane.slots) == bf.MAX_SLOTS and lane.slots[-1] == T0
+
+
+def test_folding_a_backfills_success_twice_writes_once(world):
+    store, settings, queue = world
+    made, _ = start_backfill(store, queue, "orders", SLOTS[-3], SLOTS[-1], now=NOW,
+                             settings=settings, max_parallel=3)
+    deliver_all(store, queue, settings, lambda: NOW + MIN)
+    lanes = store.lanes(made.id)
+    assert fold_successes(store, "orders", lanes, NOW) == ["sales.orders"]
+    assert fold_successes(store, "orders", lanes, NOW) == []

@@ -171,3 +171,16 @@ def test_lane_documents_round_trip():
     assert bf.Lane.from_doc(lane.to_doc()) == lane
     made = backfill((T0 - H, T0))
     assert bf.Backfill.from_doc(made.to_doc()) == made
+
+
+def test_a_lane_remembers_its_newest_success_for_freshness():
+    todo = (T0 - 2 * H, T0 - H, T0)
+    lane = bf.lanes_for(backfill(todo, 1), todo)[0]
+    for slot, status in ((T0 - 2 * H, RunStatus.SUCCEEDED), (T0 - H, RunStatus.SUCCEEDED),
+                         (T0, RunStatus.FAILED)):
+        run = replace(run_in(status, slot), id=f"r{slot:%H}")
+        lane = bf.settled(bf.taken(lane, run.id, T0), run, T0)
+    assert (lane.newest_success_slot, lane.newest_success_run_id) == (T0 - H, "r11")
+    other = replace(lane, index=1, newest_success_slot=T0 - 3 * H, newest_success_run_id="x")
+    assert bf.newest_success([other, lane]) == (T0 - H, "r11")
+    assert bf.newest_success([replace(lane, newest_success_slot=None)]) is None
