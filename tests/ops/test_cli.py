@@ -167,3 +167,20 @@ def test_backfill_dry_run_start_status_with_a_bar_and_cancel(capsys, db, monkeyp
 def test_backfill_user_errors_are_one_line(capsys, db, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in one_line_error(err)
+
+
+def test_a_job_named_status_can_be_backfilled(capsys, db, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.core.settings import load_settings
+    from freshet.ops import cli
+    from tests.loop.helpers import RecordingQueue, add_job
+
+    monkeypatch.setattr(cli, "open_queue",
+                        lambda settings: RecordingQueue(load_settings({}, auth_mode="local")))
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    add_job(Store(db), "status", cron="0 * * * *", next_run_at=last + timedelta(hours=1))
+    code, out, _ = run(capsys, "backfill", "status", "--from",
+                       (last - timedelta(hours=1)).isoformat(), "--to", last.isoformat(),
+                       "--dry-run")
+    assert code == 0 and "Backfill of status" in out and "2 would run" in out

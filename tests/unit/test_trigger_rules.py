@@ -152,3 +152,13 @@ def test_a_job_needs_a_schedule_or_a_trigger():
     assert err.value.field == "schedule"
     triggered = new_job(id="j", kind="noop", trigger={"after": ["a", "b"], "when": "any"})
     assert triggered.schedule.none and describe_trigger(triggered) == "after any of a, b is fresh"
+
+
+def test_a_dataset_may_trigger_a_bounded_number_of_jobs():
+    from freshet.core.triggers import MAX_DOWNSTREAM, check_triggers
+
+    jobs = [job(f"j{i}", [f"out{i}"], ["x"]) for i in range(MAX_DOWNSTREAM)]
+    assert len(check_triggers(jobs)["x"]) == MAX_DOWNSTREAM
+    with pytest.raises(ValidationError) as err:
+        check_triggers([*jobs, job("one-more", ["out"], ["x"])])
+    assert "would trigger 101 jobs" in err.value.message

@@ -24,7 +24,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from freshet.core.errors import ValidationError
 from freshet.core.models import Dataset, Job, JobStatus, TriggerWhen
+
+# Jobs one dataset may trigger: the commit that records its success reads each of them,
+# and the dataset document lists them (bounded, like every document Freshet writes).
+MAX_DOWNSTREAM = 100
 
 
 def triggered_run_id(job_id: str, versions: Mapping[str, str]) -> str:
@@ -96,6 +101,21 @@ def trigger_map(jobs: Iterable[Job]) -> dict[str, list[str]]:
             for key in job.trigger.after:
                 found.setdefault(key, set()).add(job.id)
     return {k: sorted(v) for k, v in sorted(found.items())}
+
+
+def check_triggers(jobs: Iterable[Job], field: str = "trigger") -> dict[str, list[str]]:
+    """The trigger map of `jobs`, refusing a cycle (named) and a dataset that would
+    trigger more than MAX_DOWNSTREAM jobs."""
+    jobs = list(jobs)
+    cycle = trigger_cycle(jobs)
+    if cycle:
+        raise ValidationError(field, f"trigger cycle: {describe_cycle(cycle)}")
+    found = trigger_map(jobs)
+    for key, job_ids in found.items():
+        if len(job_ids) > MAX_DOWNSTREAM:
+            raise ValidationError(field, f"dataset {key!r} would trigger {len(job_ids)} jobs "
+                                         f"(at most {MAX_DOWNSTREAM})")
+    return found
 
 
 def trigger_cycle(jobs: Iterable[Job]) -> list[str] | None:

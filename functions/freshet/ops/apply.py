@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from freshet.core.control import Control
-from freshet.core.errors import ValidationError
 from freshet.core.models import Catchup, Job, JobStatus
 from freshet.core.text import shorten
 from freshet.core.timeutil import format_duration, isoformat
-from freshet.core.triggers import describe_cycle, describe_trigger, trigger_cycle, trigger_map
+from freshet.core.triggers import check_triggers, describe_trigger
 from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import QueueSpec, TaskQueue
@@ -204,11 +203,8 @@ def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueC
 def plan_triggers(jobs: list[Job], listed: dict[str, list[str]]
                   ) -> dict[str, tuple[list[str], list[str]]]:
     """Pure: the datasets whose `triggers` list must change, given every job there will
-    be. Refuses a trigger cycle, naming it."""
-    cycle = trigger_cycle(jobs)
-    if cycle:
-        raise ValidationError("jobs.trigger", f"trigger cycle: {describe_cycle(cycle)}")
-    wanted = trigger_map(jobs)
+    be. Refuses a trigger cycle, naming it, and a dataset triggering too many jobs."""
+    wanted = check_triggers(jobs, "jobs.trigger")
     return {k: (listed.get(k, []), wanted.get(k, []))
             for k in sorted(set(wanted) | set(listed)) if listed.get(k, []) != wanted.get(k, [])}
 

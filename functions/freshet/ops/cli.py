@@ -251,10 +251,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_backfill(args) -> int:
-    """`backfill JOB --from --to ...`, `backfill status [ID]`, `backfill cancel ID`."""
-    if args.target == "status":
+    """`backfill JOB --from --to ...`, `backfill status [ID]`, `backfill cancel ID`. With
+    --from or --to, `status` and `cancel` are job ids like any other."""
+    action = args.target if args.start is None and args.end is None else None
+    if action == "status":
         return _backfill_status(args)
-    if args.target == "cancel":
+    if action == "cancel":
         return _backfill_cancel(args)
     return _backfill_start(args)
 

@@ -53,7 +53,7 @@ from freshet.core.specs import (
     pool_queue_spec,
 )
 from freshet.core.timeutil import parse_duration
-from freshet.core.triggers import describe_cycle, trigger_cycle
+from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
 
@@ -661,6 +661,7 @@ class _Parser:
             first = [j.id for j in jobs].index(cycle[0])
             raise ValidationError(f"jobs[{first}].trigger",
                                   f"trigger cycle: {describe_cycle(cycle)}")
+        check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
 
 

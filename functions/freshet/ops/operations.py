@@ -14,7 +14,7 @@ from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.models import Job, JobStatus
 from freshet.core.schedules import next_after
 from freshet.core.specs import DEFAULT_POOL
-from freshet.core.triggers import describe_cycle, trigger_cycle
+from freshet.core.triggers import check_triggers
 from freshet.gcp.store import Store, Tx
 
 SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
@@ -97,9 +97,7 @@ def check_new_job(store: Store, job: Job) -> None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
     if job.trigger is not None:
-        cycle = trigger_cycle([*(j for j in store.list_jobs() if j.id != job.id), job])
-        if cycle:
-            raise ValidationError("trigger", f"trigger cycle: {describe_cycle(cycle)}")
+        check_triggers([*(j for j in store.list_jobs() if j.id != job.id), job])
 
 
 def register_triggers(store: Store, job: Job) -> None:
