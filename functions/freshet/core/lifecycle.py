@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from freshet.core import bookkeeping, catchup, runs
+from freshet.core.backfill import Lane
 from freshet.core.control import Control
 from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
@@ -119,10 +120,7 @@ class Followups:
 
     runs: list[Run] = field(default_factory=list)
     jobs: dict[str, dict] = field(default_factory=dict)
-    lanes: list = field(default_factory=list)  # core.backfill.Lane
-
-    def __bool__(self) -> bool:
-        return bool(self.runs or self.jobs or self.lanes)
+    lanes: list[Lane] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,11 @@ def previous_slot(schedule: Schedule, slot: datetime) -> datetime | None:
     if not schedule.recurring:
         return None
     before = ensure_aware(slot, "slot") - _EPSILON
-    for window in _LOOKBACK_WINDOWS:
+    # Most schedules are regular: the gap after the slot is about the gap before it (a
+    # DST change moves it by at most an hour), so a window of two gaps finds it in a few
+    # steps; irregular ones (weekdays only) fall back to the widening windows.
+    gap = next_after(schedule, slot) - slot
+    for window in (2 * gap + min(gap, timedelta(hours=1)), *_LOOKBACK_WINDOWS):
         found = _last_at_or_before(schedule, before - window, before)
         if found is not None:
             return found

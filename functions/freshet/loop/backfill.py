@@ -83,7 +83,11 @@ def start_backfill(store: Store, queue: TaskQueue, job_id: str, start: datetime,
     if not store.create_backfill(backfill, lanes):
         return store.backfill(backfill.id), False
     for lane in lanes:
-        release_lane(store, queue, backfill.id, lane.index, now=now, settings=settings)
+        try:
+            release_lane(store, queue, backfill.id, lane.index, now=now, settings=settings)
+        except Exception:  # the backfill is committed: recovery's sweep releases the lane
+            log.exception("backfill %s lane %s: first release failed; recovery will",
+                          backfill.id, lane.index)
     return backfill, True
 
 

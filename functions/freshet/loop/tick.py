@@ -147,7 +147,11 @@ def _claim_chain(store: Store, queue: TaskQueue, job: Job, version: datetime,
     _record_skipped(store, job, plan, now, result)
     if outcome == SlotClaim.CLAIMED:
         result.chains.append(chain.id)
-        first = release_lane(store, queue, chain.id, lane.index, now=now, settings=settings)
+        try:
+            first = release_lane(store, queue, chain.id, lane.index, now=now, settings=settings)
+        except Exception:  # the chain is committed: recovery's sweep releases its lane
+            log.exception("catch-up chain %s: first release failed; recovery will", chain.id)
+            return outcome
         if first is not None:
             result.created.append(first.id)
     return outcome
