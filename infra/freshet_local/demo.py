@@ -196,12 +196,16 @@ Freshet is running locally.
 The demo pipeline (infra/demo/pipeline.yaml): orders-sync and rates-sync are healthy;
 ads-sync fails twice, then succeeds on retry; crm-sync hangs on its first attempt and is
 recovered as stuck within ~2 minutes, then retried; legacy-export fails permanently;
-revenue-rollup depends on orders and rates; marketing-sync is paused.
+revenue-rollup has no schedule: each time orders and rates are both fresh, their
+success triggers it (it and ads-sync share the warehouse pool, at most 2 at once);
+marketing-sync is paused.
 
 Try, in another terminal:
   export FIRESTORE_EMULATOR_HOST={fs.address} GOOGLE_CLOUD_PROJECT={fs.project}
   .venv/bin/freshet jobs list
   .venv/bin/freshet datasets
+  .venv/bin/freshet backfill orders-sync --from <an hour ago> --to <now> --max-parallel 4 --rerun
+  .venv/bin/freshet backfill status
   curl -s -X POST {api}/jobs/orders-sync/run
 
 Ctrl-C stops everything.""")

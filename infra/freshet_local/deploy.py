@@ -295,7 +295,7 @@ def _bucket_binding(url: str, member: str, role: str, config: PipelineConfig) ->
 def queues_target(config: PipelineConfig) -> Target:
     steps = [_say("== Cloud Tasks queues (freshet apply keeps their settings)")]
     where = [f"--location={config.region}", *_loc(config)]
-    for q in config.queues:
+    for q in config.all_queues:  # the declared ones and one per pool
         steps.append(Step(
             "ensure", check=("gcloud", "tasks", "queues", "describe", q.name, *where),
             run=("gcloud", "tasks", "queues", "create", q.name, *where,
@@ -409,7 +409,7 @@ def undeploy_target(config: PipelineConfig) -> Target:
         steps.append(_remove(("gcloud", "functions", "describe", ep, "--gen2", *region),
                              ("gcloud", "functions", "delete", ep, "--gen2", *region,
                               "--quiet"), f"function {ep}"))
-    for q in config.queues:  # pending deliveries would only fail: drop them
+    for q in config.all_queues:  # pending deliveries would only fail: drop them
         steps.append(_remove(("gcloud", "tasks", "queues", "describe", q.name, *where),
                              ("gcloud", "tasks", "queues", "purge", q.name, *where,
                               "--quiet"), f"tasks of queue {q.name}"))
@@ -432,7 +432,7 @@ def undeploy_target(config: PipelineConfig) -> Target:
                 ("gcloud", "iam", "service-accounts", "delete", email, *_loc(config),
                  "--quiet"), f"service account {email}"))
     purge = [_say("== PURGE=1: deleting the queues, the buckets and the Firestore database")]
-    for q in config.queues:
+    for q in config.all_queues:
         purge.append(_remove(("gcloud", "tasks", "queues", "describe", q.name, *where),
                              ("gcloud", "tasks", "queues", "delete", q.name, *where,
                               "--quiet"), f"queue {q.name}"))

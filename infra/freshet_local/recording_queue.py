@@ -16,6 +16,7 @@ class Enqueued:
     attempt: int
     dispatch: int
     schedule_time: datetime | None
+    queue: str | None = None
 
 
 class RecordingQueue(TaskQueue):
@@ -28,9 +29,9 @@ class RecordingQueue(TaskQueue):
         self.fail = fail
         self._record_lock = threading.Lock()
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None):
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None):
         if self.fail:
             raise ConnectionError("task queue unavailable")
         with self._record_lock:
-            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time))
+            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time, queue))
         return run_id

@@ -99,7 +99,8 @@ def test_spec_and_implementation_list_the_same_routes():
 
 def test_every_route_in_the_spec_answers(api):
     api.call("POST", "/jobs", json=JOB)
-    params = {"job_id": "orders", "run_id": "none", "key": "sales.orders"}
+    params = {"job_id": "orders", "run_id": "none", "key": "sales.orders",
+              "backfill_id": "none"}
     for template, ops in SPEC["paths"].items():
         for method in ops:
             if method in ("get", "post", "put"):
@@ -463,3 +464,98 @@ def test_a_paused_one_time_job_that_already_ran_completes_when_resumed(api):
     status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
     assert (status, body["job"]["status"], body["job"]["next_run_at"]) == (
         200, "completed", None)
+
+
+# -- backfills, triggers, pools through the API ----------------------------------------
+
+HOURLY = {**JOB, "schedule": {"cron": "0 * * * *", "timezone": "UTC"}}
+
+
+def test_backfill_dry_run_start_repeat_status_and_cancel(api):
+    api.call("POST", "/jobs", json=HOURLY)
+    body = {"job_id": "orders", "from": "2026-11-28T00:00:00Z", "to": "2026-11-28T23:00:00Z",
+            "max_parallel": 3}
+    status, dry = api.call("POST", "/backfills", json={**body, "dry_run": True})
+    assert status == 200 and dry["slots"] == 13 and dry["todo_count"] == 13  # up to 12:00
+    assert api.queue.sent == []
+    status, made = api.call("POST", "/backfills", json=body)
+    assert status == 201 and made["created"] is True
+    backfill = made["backfill"]
+    assert (backfill["status"], backfill["progress"]["planned"], backfill["max_parallel"]) == (
+        "active", 13, 3)
+    assert backfill["progress"]["running"] == 3 and len(api.queue.sent) == 3
+    assert backfill["requested_by"] == OPERATOR
+    status, again = api.call("POST", "/backfills", json=body)
+    assert status == 200 and again["backfill"]["id"] == backfill["id"]
+    listed = api.call("GET", "/backfills", query_string={"job_id": "orders"})[1]["backfills"]
+    assert [b["id"] for b in listed] == [backfill["id"]]
+    shown = api.call("GET", "/backfills/{backfill_id}", {"backfill_id": backfill["id"]})[1]
+    assert shown["backfill"]["progress"]["bar"].endswith("0/13")
+    status, cancelled = api.call("POST", "/backfills/{backfill_id}/cancel",
+                                 {"backfill_id": backfill["id"]})
+    assert status == 200 and cancelled["backfill"]["status"] == "cancelled"
+    assert cancelled["backfill"]["progress"]["cancelled"] == 13
+    run = api.call("GET", "/runs/{run_id}", {"run_id": api.queue.sent[0].run_id})[1]["run"]
+    assert run["status"] == "cancelled" and run["backfill_id"] == backfill["id"]
+    assert run["slot"] == "2026-11-28T00:00:00Z"
+    assert run["data_interval"] == {"start": "2026-11-27T23:00:00Z",
+                                    "end": "2026-11-28T00:00:00Z"}
+
+
+@pytest.mark.parametrize("body,field,code", [
+    ({"from": "2026-11-28T00:00:00Z", "to": "2026-11-28T01:00:00Z"}, "job_id", 400),
+    ({"job_id": "orders", "from": "yesterday", "to": "2026-11-28T01:00:00Z"}, "from", 400),
+    ({"job_id": "orders", "from": "2026-11-28T00:00:00", "to": "2026-11-28T01:00:00Z"}, "from",
+     400),
+    ({"job_id": "orders", "from": "2026-11-28T02:00:00Z", "to": "2026-11-28T01:00:00Z"}, "from",
+     400),
+    ({"job_id": "orders", "from": "2026-11-28T00:00:00Z", "to": "2026-11-28T01:00:00Z",
+      "max_parallel": 0}, "max_parallel", 400),
+    ({"job_id": "orders", "from": "2026-11-28T00:00:00Z", "to": "2026-11-28T01:00:00Z",
+      "rerun": "yes"}, "rerun", 400),
+    ({"job_id": "orders", "from": "2026-11-28T00:00:00Z", "to": "2026-11-28T01:00:00Z",
+      "speed": 2}, "speed", 400),
+    ({"job_id": "nope", "from": "2026-11-28T00:00:00Z", "to": "2026-11-28T01:00:00Z"}, "job_id",
+     404),
+])
+def test_a_bad_backfill_request_names_the_field_and_changes_nothing(api, body, field, code):
+    api.call("POST", "/jobs", json=HOURLY)
+    status, answer = api.call("POST", "/backfills", json=body)
+    assert (status, answer["error"]["field"]) == (code, field)
+    assert api.queue.sent == [] and api.call("GET", "/backfills")[1]["backfills"] == []
+
+
+def test_an_unknown_backfill_is_404(api):
+    status, body = api.call("GET", "/backfills/{backfill_id}", {"backfill_id": "nope"})
+    assert status == 404 and body["error"]["field"] == "backfill_id"
+
+
+def test_a_triggered_job_made_through_the_api_is_listed_on_its_upstreams(api):
+    api.call("POST", "/jobs", json=JOB)
+    status, body = api.call("POST", "/jobs", json={
+        "id": "rollup", "kind": "noop", "produces": ["sales.revenue"],
+        "trigger": {"after": ["sales.orders"], "when": "any"}, "catchup": "skip"})
+    assert status == 201
+    job = body["job"]
+    assert job["trigger"] == {"after": ["sales.orders"], "when": "any",
+                              "description": "after sales.orders is fresh"}
+    assert job["next_run_at"] is None and job["schedule"]["cron"] is None
+    assert api.store.get_dataset("sales.orders").triggers == ["rollup"]
+    status, body = api.call("POST", "/jobs", json={
+        "id": "loop", "kind": "noop", "produces": ["sales.orders.copy"],
+        "trigger": {"after": ["sales.revenue"]}})
+    assert status == 201  # no cycle: nothing consumes sales.orders.copy
+    status, body = api.call("POST", "/jobs", json={
+        "id": "back", "kind": "noop", "produces": ["sales.orders"],
+        "trigger": {"after": ["sales.revenue"]}})
+    assert status == 400 and body["error"]["field"] == "trigger"
+    assert "trigger cycle:" in body["error"]["message"]
+
+
+def test_a_job_naming_an_unknown_pool_is_refused(api):
+    status, body = api.call("POST", "/jobs", json={**JOB, "pool": "lake"})
+    assert status == 400 and body["error"]["field"] == "pool"
+    api.store.put_catalog_doc({"pools": [{"name": "lake", "queue": "freshet-runs-lake",
+                                          "max_concurrent": 2}]})
+    status, body = api.call("POST", "/jobs", json={**JOB, "pool": "lake"})
+    assert status == 201 and body["job"]["pool"] == "lake"

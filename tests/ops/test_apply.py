@@ -38,7 +38,7 @@ def test_first_plan_lists_everything_and_changes_nothing(env):
     assert [(c.job_id, c.action) for c in todo.jobs] == [("orders", "create"),
                                                          ("rates", "create")]
     assert todo.catalog_changes and [q.action for q in todo.queues] == ["create"]
-    assert "  + job orders: create" in todo.lines()
+    assert "  + job orders: create (catchup: latest)" in todo.lines()
     assert store.list_jobs() == [] and store.catalog_doc() == {}
     assert queue_name not in queue.queues()
 
@@ -178,3 +178,57 @@ def test_a_one_time_job_that_ran_long_ago_does_not_block_a_later_apply(env):
     apply(config_of(text), store=store, task_queue=queue, now=T0)
     later = T0 + timedelta(days=30)
     assert plan(config_of(text), store=store, task_queue=queue, now=later).jobs == []
+
+
+# -- pools, triggers, policies ----------------------------------------------------------
+
+from tests.ops.test_config import SCHEDULING  # noqa: E402
+
+
+def test_apply_creates_a_queue_per_pool_lists_triggers_and_the_plan_shows_policies(env):
+    store, queue, _, queue_name = env
+    text = SCHEDULING.replace("name: freshet-runs", f"name: {queue_name}")
+    config = config_of(text)
+    todo = plan(config, store=store, task_queue=queue, now=T0)
+    lines = todo.lines()
+    assert ("  + job rates: create (catchup: all (at most 6), max_lateness: 45m, "
+            "pool: warehouse)") in lines
+    assert ("  + job revenue: create (no schedule, runs after all of sales.orders, "
+            "finance.rates is fresh)") in lines
+    assert (f"  + queue {queue_name}-warehouse: create (pool warehouse, at most 4 at once)"
+            ) in lines
+    assert "  ~ dataset sales.orders: triggers [] -> ['revenue']" in lines
+    result = apply(todo, store=store, task_queue=queue, now=T0)
+    assert result.queues == {queue_name: "created", f"{queue_name}-warehouse": "created"}
+    made = queue.queues()[f"{queue_name}-warehouse"]
+    assert made.rate_limits.max_concurrent_dispatches == 4
+    assert store.get_dataset("sales.orders").triggers == ["revenue"]
+    assert store.get_dataset("finance.rates").triggers == ["revenue"]
+    assert store.job("revenue").next_run_at is None  # a triggered job has no slots
+    assert plan(config, store=store, task_queue=queue, now=T0).empty
+
+    # the pool's limit changes: the queue is updated; the trigger goes: the lists empty
+    changed = text.replace("{max_concurrent: 4}", "{max_concurrent: 2}").replace(
+        "    trigger: {after: [sales.orders, finance.rates]}\n",
+        "    schedule: {cron: \"0 7 * * *\"}\n")
+    todo = plan(config_of(changed), store=store, task_queue=queue, now=T0)
+    (update,) = todo.queues
+    assert (update.action, update.changes) == ("update", ["rate_limits.max_concurrent_dispatches"])
+    assert update.spec.max_concurrent_dispatches == 2
+    # (gcloud-tasks-emulator accepts update_queue but keeps the old settings)
+    result = apply(todo, store=store, task_queue=queue, now=T0)
+    assert result.queues == {f"{queue_name}-warehouse": "updated"}
+    assert store.get_dataset("sales.orders").triggers == []
+
+
+def test_apply_keeps_the_triggers_of_jobs_made_through_the_api(env):
+    from freshet.core.models import new_job
+    from freshet.ops.operations import create_job, register_triggers
+
+    store, queue, text, _ = env
+    apply(config_of(text), store=store, task_queue=queue, now=T0)
+    made = create_job(store, new_job(id="by-api", kind="noop", produces=["x.y"],
+                                     trigger={"after": ["sales.orders"]}), now=T0)
+    register_triggers(store, made)
+    assert store.get_dataset("sales.orders").triggers == ["by-api"]
+    assert plan(config_of(text), store=store, task_queue=queue, now=T0).empty

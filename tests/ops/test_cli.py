@@ -124,3 +124,63 @@ def test_runs_show_prints_the_run_its_attempts_and_its_logs_explorer_link(capsys
         "query=labels.run_id%3D%22" in logs and logs.endswith("?project=demo-freshet")
     code, _, err = run(capsys, "runs", "show", "orders__nope")
     assert code == 2 and "run 'orders__nope' not found" in one_line_error(err)
+
+
+def test_backfill_dry_run_start_status_with_a_bar_and_cancel(capsys, db, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.core.settings import load_settings
+    from freshet.ops import cli
+    from tests.loop.helpers import RecordingQueue, add_job
+
+    recorded = RecordingQueue(load_settings({}, auth_mode="local"))
+    monkeypatch.setattr(cli, "open_queue", lambda settings: recorded)
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    add_job(Store(db), "hourly", cron="0 * * * *", next_run_at=last + timedelta(hours=1))
+    span = ["--from", (last - timedelta(hours=5)).isoformat(), "--to", last.isoformat()]
+    code, out, _ = run(capsys, "backfill", "hourly", *span, "--dry-run", "--max-parallel", "2")
+    assert code == 0 and "6 slot(s) in the range (up to now); 6 would run" in out
+    assert "nothing was changed" in out and recorded.sent == []
+    code, out, _ = run(capsys, "backfill", "hourly", *span, "--max-parallel", "2")
+    assert code == 0 and "started: 6 of 6 slot(s) to run" in out
+    assert "[..............................] 0/6" in out and "running 2" in out
+    backfill_id = out.split()[1]
+    code, out, _ = run(capsys, "backfill", "status")
+    assert code == 0 and backfill_id in out and out.rstrip().endswith("1 backfill(s)")
+    code, out, _ = run(capsys, "backfill", "status", backfill_id)
+    assert out.count("in flight: hourly__") == 2
+    code, out, _ = run(capsys, "backfill", "cancel", backfill_id)
+    assert code == 0 and "cancelled" in out and "cancelled 6" in out
+    code, out, _ = run(capsys, "runs", "list", "--job", "hourly")
+    assert "SLOT" in out.splitlines()[0] and "backfill" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (("backfill", "hourly"), "backfill JOB needs --from and --to"),
+    (("backfill", "hourly", "--from", "2026-11-28T00:00", "--to", "2026-11-28T01:00Z"),
+     "--from: must include a timezone"),
+    (("backfill", "cancel"), "backfill cancel needs the backfill's id"),
+    (("backfill", "status", "nope"), "backfill 'nope' not found"),
+    (("backfill", "ghost", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z"),
+     "job 'ghost' not found"),
+])
+def test_backfill_user_errors_are_one_line(capsys, db, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in one_line_error(err)
+
+
+def test_a_job_named_status_can_be_backfilled(capsys, db, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.core.settings import load_settings
+    from freshet.ops import cli
+    from tests.loop.helpers import RecordingQueue, add_job
+
+    monkeypatch.setattr(cli, "open_queue",
+                        lambda settings: RecordingQueue(load_settings({}, auth_mode="local")))
+    last = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    add_job(Store(db), "status", cron="0 * * * *", next_run_at=last + timedelta(hours=1))
+    code, out, _ = run(capsys, "backfill", "status", "--from",
+                       (last - timedelta(hours=1)).isoformat(), "--to", last.isoformat(),
+                       "--dry-run")
+    assert code == 0 and "Backfill of status" in out and "2 would run" in out

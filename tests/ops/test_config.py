@@ -413,3 +413,83 @@ def test_catalog_entries_are_capped_so_each_stays_small(tmp_path):
     text = PIPELINE.replace(
         "      - {dataset: sales.revenue, warn_after: 26h, error_after: 50h}\n", needs)
     assert error_for(tmp_path, text).field == "consumers[0].requires"
+
+
+# -- scheduling depth: catch-up, triggers, pools --------------------------------------
+
+SCHEDULING = PIPELINE.replace("""  - id: rates
+    kind: noop
+    schedule: {cron: "0 6 * * *"}
+    max_retries: 2
+    produces: [finance.rates]
+""", """  - id: rates
+    kind: noop
+    schedule: {cron: "0 6 * * *"}
+    max_retries: 2
+    catchup: all
+    max_catchup: 6
+    max_lateness: 45m
+    pool: warehouse
+    produces: [finance.rates]
+  - id: revenue
+    kind: noop
+    trigger: {after: [sales.orders, finance.rates]}
+    produces: [sales.revenue]
+""").replace("jobs:\n", "pools:\n  warehouse: {max_concurrent: 4}\njobs:\n")
+
+
+def test_catchup_triggers_and_pools_parse(tmp_path):
+    config = load_config(write_config(tmp_path, SCHEDULING), env={})
+    rates, revenue = config.jobs[1], config.jobs[2]
+    assert (rates.catchup, rates.max_catchup, rates.max_lateness_s, rates.pool) == (
+        "all", 6, 2700, "warehouse")
+    assert revenue.schedule.none and revenue.trigger.after == ("sales.orders", "finance.rates")
+    assert revenue.trigger.when == "all"
+    assert [p.name for p in config.pools] == ["warehouse"]
+    assert [q.name for q in config.all_queues] == ["freshet-runs", "freshet-runs-warehouse"]
+    assert config.all_queues[1].max_concurrent_dispatches == 4
+    assert config.all_queues[1].min_backoff_s == config.queues[0].min_backoff_s
+    assert [(p.name, p.max_concurrent) for p in config.catalog.pools] == [
+        ("default", 100), ("warehouse", 4)]
+
+
+@pytest.mark.parametrize("old, new, field, needle", [
+    ("    catchup: all", "    catchup: most", "jobs[1].catchup", "catchup: most"),
+    ("    max_catchup: 6", "    max_catchup: 0", "jobs[1].max_catchup", "max_catchup: 0"),
+    ("    max_lateness: 45m", "    max_lateness: soon", "jobs[1].max_lateness", "soon"),
+    ("    pool: warehouse", "    pool: lake", "jobs[1].pool", "pool: lake"),
+    ("  warehouse: {max_concurrent: 4}", "  warehouse: {max_concurrent: 0}",
+     "pools.warehouse.max_concurrent", "max_concurrent: 0"),
+    ("  warehouse: {max_concurrent: 4}", "  Ware_House: {max_concurrent: 4}", "pools.Ware_House",
+     "Ware_House"),
+    ("  warehouse: {max_concurrent: 4}", "  warehouse: {limit: 4}", "pools.warehouse.limit",
+     "limit: 4"),
+    ("after: [sales.orders, finance.rates]", "after: [sales.orders, finance.nope]",
+     "jobs[2].trigger.after[1]", "finance.nope"),
+    ("after: [sales.orders, finance.rates]}", "after: [sales.orders], when: most}",
+     "jobs[2].trigger.when", "when: most"),
+])
+def test_scheduling_errors_name_file_line_and_field(tmp_path, old, new, field, needle):
+    text = SCHEDULING.replace(old, new)
+    assert text != SCHEDULING
+    err = error_for(tmp_path, text)
+    assert err.field == field, str(err)
+    assert err.line == line_of(text, needle), str(err)
+
+
+def test_a_job_without_schedule_or_trigger_is_refused(tmp_path):
+    text = SCHEDULING.replace("    trigger: {after: [sales.orders, finance.rates]}\n", "")
+    err = error_for(tmp_path, text)
+    assert err.field == "jobs[2].schedule" and "or give the job a trigger" in str(err)
+
+
+def test_a_trigger_cycle_is_refused_with_the_cycle_named(tmp_path):
+    text = SCHEDULING.replace("""    kind: noop
+    schedule: {cron: "0 6 * * *"}
+    max_retries: 2""", """    kind: noop
+    trigger: {after: [sales.revenue]}
+    max_retries: 2""")
+    err = error_for(tmp_path, text)
+    assert err.field == "jobs[2].trigger"
+    assert "trigger cycle: revenue -[sales.revenue]-> rates -[finance.rates]-> revenue" in str(err)
+    assert err.line == line_of(text, "trigger: {after: [sales.orders, finance.rates]}")

@@ -38,8 +38,9 @@ def healthy(cfg) -> CloudFacts:
     facts.caller_act_as = True
     facts.database = {"locationId": "europe-west1",
                       "deleteProtectionState": "DELETE_PROTECTION_ENABLED"}
-    facts.queues = {"freshet-runs": {"state": "RUNNING",
-                                     "enqueuers": {f"serviceAccount:{fn.service_account}"}}}
+    facts.queues = {q.name: {"state": "RUNNING",  # the run queue and each pool's
+                             "enqueuers": {f"serviceAccount:{fn.service_account}"}}
+                    for q in cfg.all_queues}
     facts.jobs = {s.name: {"state": "ENABLED", "last_attempt_time": NOW - timedelta(minutes=1),
                            "code": 0, "message": ""} for s in cfg.control_schedules}
     facts.heartbeats = {"tick": {"at": NOW - timedelta(seconds=40)},
@@ -88,6 +89,8 @@ def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
     (lambda f, c: f.database.update(locationId="nam5"), "Firestore database (default)",
      "in nam5, the config says europe-west1 (a location is permanent)"),
     (lambda f, c: f.queues.update({"freshet-runs": None}), "queue freshet-runs", "missing"),
+    (lambda f, c: f.queues.update({"freshet-runs-warehouse": None}),
+     "queue freshet-runs-warehouse", "missing"),
     (lambda f, c: f.jobs["freshet-publish"].update(code=7, message="PERMISSION_DENIED"),
      "scheduler job freshet-publish", "failed: PERMISSION_DENIED"),
     (lambda f, c: f.jobs["freshet-tick"].update(state="PAUSED"), "scheduler job freshet-tick",

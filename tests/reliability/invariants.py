@@ -10,7 +10,11 @@ It reads every job, run and dataset and asserts what Freshet promises users:
     succeeded run producing it, last failure = the newest failure event (a failed
     run or an attempt recovery marked stuck) unless a newer success superseded it,
     `failing` exactly when the newest outcome is a failure, `running` only while a
-    run producing it is in progress, last start = the newest attempt start;
+    run producing it is in progress, last start = the newest attempt start. Runs for
+    past slots (backfills, catch-up) count as of their slot, an outcome for a slot
+    older than a slot that succeeded changes nothing, and they never mark a start; a
+    backfill's failures are its own, and its successes reach the dataset when recovery's
+    sweep folds them in (call it before checking);
   - each job's last_run_* fields describe a finished run of that job.
 """
 
@@ -71,8 +75,9 @@ def check(db, *, settled: bool = True,
 
 def _one_run_per_slot(world: World, slots) -> list[str]:
     problems = []
+    # the tick's runs and catch-up runs are the schedule's; a backfill may run a slot again
     per_slot = Counter((r.job_id, r.scheduled_for) for r in world.runs.values()
-                       if r.trigger_source == "schedule")
+                       if r.trigger_source in ("schedule", "catchup"))
     problems += [f"slot {job} @ {slot:%H:%M:%S}: {n} runs" for (job, slot), n in per_slot.items()
                  if n > 1]
     for job_id, wanted in (slots or {}).items():
@@ -105,20 +110,51 @@ def _each_attempt_once(world: World, executions: list[tuple[str, int]]) -> list[
     return problems
 
 
+PAST = ("catchup", "backfill")  # runs for past slots
+
+
+def _newest_success(runs: list[Run]) -> tuple[datetime, str] | None:
+    """The success the dataset should show, folding successes in commit order: a past
+    slot's counts as of its slot, and not at all when a newer slot succeeded first."""
+    shown, newest_slot = None, None
+    for run in sorted(runs, key=lambda r: r.finished_at):
+        past = run.trigger_source in PAST
+        if past and newest_slot is not None and run.scheduled_for < newest_slot:
+            continue
+        at = min(run.scheduled_for, run.finished_at) if past else run.finished_at
+        if shown is None or at >= shown[0]:
+            shown = (at, run.id)
+        newest_slot = max(filter(None, (newest_slot, run.scheduled_for)))
+    return shown
+
+
 def _events(world: World):
     starts, successes, failures = defaultdict(list), defaultdict(list), defaultdict(list)
-    running = set()
+    running, succeeded = set(), defaultdict(list)
     for run in world.runs.values():
         for key in run.produces:
-            starts[key] += [a.started_at for a in run.attempts if a.started_at]
-            if not run.terminal and run.attempts:
-                running.add(key)  # running, or retrying: a refresh is in progress
             if run.status == "succeeded":
-                successes[key].append((run.finished_at, run.id))
+                succeeded[key].append(run)
+    newest_slot = {k: max(r.scheduled_for for r in v) for k, v in succeeded.items()}
+    for run in world.runs.values():
+        past = run.trigger_source in PAST
+        for key in run.produces:
+            if past and key in newest_slot and run.scheduled_for < newest_slot[key]:
+                continue  # history: it changed nothing the dataset shows
+            if run.trigger_source == "backfill":
+                continue  # its outcome is on its backfill; successes are folded in later
+            if not past:
+                starts[key] += [a.started_at for a in run.attempts if a.started_at]
+                if not run.terminal and run.attempts:
+                    running.add(key)  # running, or retrying: a refresh is in progress
             if run.status == "failed":
                 failures[key].append(run.finished_at)
             failures[key] += [a.finished_at for a in run.attempts
                               if a.outcome == "stuck" and a.finished_at]
+    for key, runs in succeeded.items():
+        shown = _newest_success(runs)
+        if shown is not None:
+            successes[key].append(shown)
     return starts, successes, failures, running
 
 

@@ -4,9 +4,11 @@ from datetime import timedelta
 
 import pytest
 
+from freshet.core.catalog import Catalog, Pool
 from freshet.core.control import Control
-from freshet.core.models import Attempt, AttemptOutcome, Dataset
-from freshet.status.model import day_history
+from freshet.core.models import Attempt, AttemptOutcome, Dataset, new_job
+from freshet.core.settings import Settings
+from freshet.status.model import build_model, day_history
 
 from .builders import (
     MIN,
@@ -265,3 +267,34 @@ def test_banner_of_never_synced_dataset_at_risk_never_says_none():
                         now=now, settings=Settings())
     message = model.consumer("page").message
     assert "None" not in message
+
+
+# -- lineage, triggers, pools, slots ----------------------------------------------------
+
+def test_lineage_joins_declared_upstreams_and_triggers_both_ways():
+    rollup = new_job(id="rollup", kind="noop", produces=["sales.revenue"],
+                     trigger={"after": ["sales.orders", "fx.rates"]})
+    report = new_job(id="report", kind="noop", produces=["sales.report"],
+                     trigger={"after": ["sales.revenue"]}, status="archived")
+    m = model(jobs=[rollup, report, job()], datasets=[
+        synced("sales.orders", H, triggers=["rollup"]), synced("fx.rates", 30 * H),
+        synced("sales.revenue", H)],
+        cat=catalog({"sales.orders": (), "fx.rates": (), "sales.revenue": ("sales.orders",),
+                     "sales.report": ()}))
+    revenue = m.dataset("sales.revenue")
+    assert revenue.upstream == ("fx.rates", "sales.orders")  # declared + triggered
+    assert revenue.state == "at_risk" and revenue.at_risk_from == ("fx.rates",)
+    assert m.dataset("sales.orders").downstream == ("sales.revenue",)
+    assert m.dataset("sales.orders").triggers == ("rollup",)
+    assert m.dataset("sales.report").upstream == ()  # its only trigger job is archived
+    assert m.job("rollup").trigger == "after all of sales.orders, fx.rates is fresh"
+    assert m.job("rollup").schedule == "No schedule: runs when triggered"
+
+
+def test_pools_show_their_limit_and_the_counted_runs():
+    cat = Catalog(pools=(Pool("default", "freshet-runs", 100),
+                         Pool("warehouse", "freshet-runs-warehouse", 2)))
+    m = build_model(jobs=[], datasets=[], runs=[], catalog=cat, control=Control(), now=NOW,
+                    settings=Settings(), pool_counts={"warehouse": (2, 7)})
+    assert [(p.name, p.running, p.queued, p.max_concurrent) for p in m.pools] == [
+        ("default", 0, 0, 100), ("warehouse", 2, 7, 2)]

@@ -8,8 +8,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from freshet.core.catalog import Pool
+from freshet.core.control import Control
+from freshet.core.models import new_job
+from freshet.core.settings import Settings
 from freshet.status.changes import Memory, detect_changes, remember
-from freshet.status.model import badge_path
+from freshet.status.model import badge_path, build_model
 from freshet.status.render import render_site
 
 from .builders import (
@@ -178,3 +182,31 @@ def test_the_page_allows_only_its_own_inline_style_and_script():
         body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.S).group(1)
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"{tag}-src 'sha256-{digest}'" in policy
+def test_the_page_draws_lineage_pools_and_run_slots_and_json_meets_the_schema():
+    rollup = new_job(id="rollup", kind="noop", produces=["sales.revenue"], pool="warehouse",
+                     trigger={"after": ["sales.orders"]}, catchup="all")
+    cat = catalog({"sales.orders": (), "sales.revenue": ()})
+    cat = type(cat)(datasets=cat.datasets, pools=(Pool("default", "q", 100),
+                                                  Pool("warehouse", "q-warehouse", 2)))
+    runs = [make_run("rollup__t1", "rollup", status="skipped", interval_start=NOW - 2 * H,
+                     queue="q-warehouse", trigger_source="upstream"),
+            make_run("orders__b", "orders", status="cancelled", backfill_id="orders--b")]
+    m = build_model(jobs=[rollup], datasets=[synced("sales.orders", H, triggers=["rollup"])],
+                    runs=runs, catalog=cat, control=Control(), now=NOW, settings=Settings(),
+                    pool_counts={"warehouse": (1, 3)})
+    files = render_site(m, [])
+    page = files["index.html"].data.decode()
+    assert 'class="lineage"' in page and 'href="#d-sales.revenue"' in page
+    assert "Runs after sales.orders is fresh" in page and "Catch-up: all (at most 24)" in page
+    assert 'id="p-warehouse"' in page and ">3<" in page and "2 at once" in page
+    assert "rs-skipped" in page and "rs-cancelled" in page
+    assert "since 2026-11-28 10:00 UTC" in page  # the slot's data interval
+    doc = json.loads(files["status.json"].data)
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert doc["pools"][1] == {"name": "warehouse", "queue": "q-warehouse", "max_concurrent": 2,
+                               "running": 1, "queued": 3}
+    revenue = next(d for d in doc["datasets"] if d["key"] == "sales.revenue")
+    assert revenue["upstream"] == ["sales.orders"]
+    orders = next(d for d in doc["datasets"] if d["key"] == "sales.orders")
+    assert orders["downstream"] == ["sales.revenue"] and orders["triggers"] == ["rollup"]
+    assert doc["runs"][0]["data_interval"]["start"] == "2026-11-28T10:00:00Z"

@@ -79,3 +79,51 @@ def test_an_older_run_finishing_leaves_the_newer_run_running():
     assert ds.running and ds.running_run_id == "r2"
     ds = apply_failure(ds, "r2", T0 + 3 * M, "boom")
     assert not ds.running
+
+
+# -- runs for past slots (backfills, catch-up) ----------------------------------------
+
+H = timedelta(hours=1)
+
+
+def fresh_at(slot, finished):
+    """A dataset whose newest success is the scheduled run of `slot`, finished then."""
+    return apply_success(Dataset(key="d"), "sched", finished, slot=slot)
+
+
+def test_a_backfill_of_an_old_slot_never_makes_the_dataset_look_fresher():
+    ds = fresh_at(T0, T0 + 2 * M)
+    after = apply_success(ds, "backfill", T0 - 40 * H, slot=T0 - 40 * H, past=True)
+    assert after.last_success_at == T0 + 2 * M and after.last_success_run_id == "sched"
+    assert after.daily == ds.daily  # past runs are not on the live bar
+
+
+def test_a_backfill_of_a_newer_slot_counts_as_of_its_slot_not_its_finish():
+    ds = fresh_at(T0 - 10 * H, T0 - 10 * H + M)  # failing since: the gap is backfilled
+    after = apply_success(ds, "backfill", T0 - 2 * H, slot=T0 - 2 * H, past=True)
+    assert after.last_success_at == T0 - 2 * H  # data as of its slot, whenever it finished
+    assert after.last_success_slot == T0 - 2 * H and after.last_success_run_id == "backfill"
+
+
+def test_a_live_run_after_a_backfill_moves_freshness_to_its_finish():
+    ds = apply_success(Dataset(key="d"), "bf", T0 - 5 * H, slot=T0 - 5 * H, past=True)
+    ds = apply_success(ds, "live", T0 + M, slot=T0)
+    assert (ds.last_success_at, ds.last_success_slot) == (T0 + M, T0)
+
+
+def test_a_failed_backfill_of_an_old_slot_is_history_not_news():
+    ds = fresh_at(T0, T0 + M)
+    after = apply_failure(ds, "bf", T0 + 3 * M, "boom", slot=T0 - 30 * H, past=True)
+    assert not after.failing and after.consecutive_failures == 0 and after.daily == ds.daily
+
+
+def test_a_failed_backfill_of_a_never_synced_dataset_says_it_fails():
+    after = apply_failure(Dataset(key="d"), "bf", T0, "boom", slot=T0 - 30 * H, past=True)
+    assert after.failing and after.consecutive_failures == 1
+
+
+def test_live_runs_out_of_order_keep_the_old_rule_and_remember_the_newest_slot():
+    ds = apply_success(Dataset(key="d"), "late-slot", T0 + 5 * M, slot=T0 + 5 * M)
+    ds = apply_success(ds, "early-slot", T0 + 9 * M, slot=T0)  # overlap: finished last
+    assert ds.last_success_at == T0 + 9 * M  # a live sync's data is as of its finish
+    assert ds.last_success_slot == T0 + 5 * M

@@ -19,7 +19,15 @@ from freshet.core.lifecycle import (
     decide_recovery,
     holder_to_check,
 )
-from freshet.core.models import AttemptOutcome, Dataset, JobStatus, LastRun, RunStatus, new_job
+from freshet.core.models import (
+    AttemptOutcome,
+    Dataset,
+    JobStatus,
+    LastRun,
+    RunStatus,
+    TriggerSource,
+    new_job,
+)
 from freshet.core.settings import load_settings
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -266,3 +274,71 @@ def test_the_stuck_threshold_boundary(minutes, stuck):
     run = running(1)  # started at T0 with a 30-minute lease
     decision = decide_recovery(run, job(), T0 + minutes * MIN, SETTINGS)
     assert (decision.verdict == RecoveryVerdict.STUCK_RETRIED) is stuck
+
+
+# -- slots: lateness, backfill runs ----------------------------------------------------
+
+def late_job(**kw):
+    return job(max_lateness_s=600, **kw)
+
+
+@pytest.mark.parametrize("late,verdict", [(9, ClaimVerdict.START), (10, ClaimVerdict.START),
+                                          (11, ClaimVerdict.TOO_LATE)])
+def test_max_lateness_at_the_first_start_boundary(late, verdict):
+    decision = decide_claim(queued(late_job()), late_job(), None, 1, Control(),
+                            T0 + late * MIN, SETTINGS)
+    assert decision.verdict == verdict
+    if verdict == ClaimVerdict.TOO_LATE:
+        assert decision.run.status == RunStatus.SKIPPED and decision.run.terminal
+        assert decision.run.lease_expires_at is None and "max_lateness (10m)" in decision.run.error
+        assert decision.job_fields["last_run_status"] == LastRun.SKIPPED
+        assert decision.datasets is None
+
+
+def test_max_lateness_never_stops_a_retry_or_a_manual_or_backfill_run():
+    retry = decide_claim(retrying(1), late_job(), None, 2, Control(), T0 + 90 * MIN, SETTINGS)
+    assert retry.verdict == ClaimVerdict.START
+    for source in (TriggerSource.MANUAL, TriggerSource.BACKFILL):
+        run = replace(queued(late_job()), trigger_source=source)
+        decision = decide_claim(run, late_job(), None, 1, Control(), T0 + 90 * MIN, SETTINGS)
+        assert decision.verdict == ClaimVerdict.START, source
+
+
+def backfill_run(status=RunStatus.QUEUED):
+    return replace(queued(), trigger_source=TriggerSource.BACKFILL, backfill_id="b", lane=0,
+                   status=status)
+
+
+def test_a_backfill_run_ignores_the_jobs_hold_and_leaves_it_and_the_dataset_alone():
+    held = job(running_run_id="orders__other")
+    assert holder_to_check(backfill_run(), held) is None
+    decision = decide_claim(backfill_run(), held, None, 1, Control(), T0 + MIN, SETTINGS)
+    assert decision.verdict == ClaimVerdict.START
+    assert decision.job_fields is None and decision.datasets is None
+
+
+def test_a_backfill_run_finishing_leaves_the_jobs_last_run_alone():
+    started = runs.started(backfill_run(), 1, T0 + MIN, 30 * MIN)
+    ok = decide_finish(started, 1, job(), SyncOutcome(records={}), T0 + 2 * MIN, SETTINGS)
+    assert ok.verdict == FinishVerdict.SUCCEEDED and ok.job_fields is None
+    assert ok.datasets is None  # its lanes would contend on them: the sweep folds them in
+    bad = decide_finish(started, 1, job(), SyncOutcome(error="x", permanent=True),
+                        T0 + 2 * MIN, SETTINGS)
+    assert bad.verdict == FinishVerdict.FAILED and bad.job_fields is None
+    assert bad.datasets is None
+
+
+def test_a_catchup_run_counts_for_its_dataset_as_of_its_slot():
+    catchup = replace(queued(), trigger_source=TriggerSource.CATCHUP)
+    started = runs.started(catchup, 1, T0 + 3 * MIN, 30 * MIN)
+    ok = decide_finish(started, 1, job(), SyncOutcome(records={}), T0 + 9 * MIN, SETTINGS)
+    assert ok.datasets.past and ok.datasets.slot == T0 and ok.datasets.at == T0
+
+
+def test_sends_go_to_the_runs_pool_queue():
+    pooled = replace(queued(), queue="freshet-runs-warehouse", lease_expires_at=T0)
+    decision = decide_recovery(pooled, None, T0 + MIN, SETTINGS)
+    assert decision.send.queue == "freshet-runs-warehouse"
+    held = job(running_run_id=holder().id)
+    deferred = decide_claim(pooled, held, holder(), 1, Control(), T0 + MIN, SETTINGS)
+    assert deferred.verdict == ClaimVerdict.DEFER and deferred.send.queue == pooled.queue

@@ -5,11 +5,15 @@ import pytest
 
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import (
+    Schedule,
+    data_interval,
     describe,
     first_slot,
     latest_due,
     make_schedule,
     next_after,
+    previous_slot,
+    slots_between,
 )
 
 NY = ZoneInfo("America/New_York")
@@ -133,3 +137,63 @@ def test_a_one_time_job_further_back_than_a_day_is_refused_naming_run_at(run_at)
 def test_a_recurring_jobs_first_slot_is_its_next_one():
     schedule = make_schedule(cron="0 6 * * *", timezone="UTC")
     assert first_slot(schedule, NOW) == datetime(2026, 11, 29, 6, tzinfo=UTC)
+# -- the slot's data interval: (previous slot, this slot] -------------------------------
+
+
+
+
+@pytest.mark.parametrize("cron,tz,slot,previous", [
+    # hourly in New York across fall-back: 01:00 EDT (05:00 UTC) then 01:00 EST (06:00 UTC)
+    ("0 * * * *", "America/New_York", datetime(2026, 11, 1, 6, 0, tzinfo=UTC),
+     datetime(2026, 11, 1, 5, 0, tzinfo=UTC)),
+    ("0 * * * *", "America/New_York", datetime(2026, 11, 1, 7, 0, tzinfo=UTC),
+     datetime(2026, 11, 1, 6, 0, tzinfo=UTC)),
+    # hourly across spring-forward: 01:00 EST (06:00 UTC) then 03:00 EDT (07:00 UTC)
+    ("0 * * * *", "America/New_York", datetime(2026, 3, 8, 7, 0, tzinfo=UTC),
+     datetime(2026, 3, 8, 6, 0, tzinfo=UTC)),
+    # daily 02:30 New York: the spring-forward day's slot is 03:00 EDT; the day before 02:30 EST
+    ("30 2 * * *", "America/New_York", datetime(2026, 3, 8, 7, 0, tzinfo=UTC),
+     datetime(2026, 3, 7, 7, 30, tzinfo=UTC)),
+    ("30 2 * * *", "America/New_York", datetime(2026, 3, 9, 6, 30, tzinfo=UTC),
+     datetime(2026, 3, 8, 7, 0, tzinfo=UTC)),
+    # daily 01:30 on fall-back day runs once (the first 01:30, EDT): the next day's interval
+    # starts there, 25 hours earlier
+    ("30 1 * * *", "America/New_York", datetime(2026, 11, 2, 6, 30, tzinfo=UTC),
+     datetime(2026, 11, 1, 5, 30, tzinfo=UTC)),
+    # London, daily 02:30 across the autumn change (25 Oct 02:00 BST -> 01:00 GMT): the
+    # interval ending at that day's 02:30 GMT starts at the day before's 02:30 BST, 25 h
+    ("30 2 * * *", "Europe/London", datetime(2026, 10, 25, 2, 30, tzinfo=UTC),
+     datetime(2026, 10, 24, 1, 30, tzinfo=UTC)),
+    # every 15 minutes, weekdays only: Monday 00:00's interval starts Friday 23:45
+    ("*/15 * * * 1-5", "UTC", datetime(2026, 11, 30, 0, 0, tzinfo=UTC),
+     datetime(2026, 11, 27, 23, 45, tzinfo=UTC)),
+    # yearly: the walk reaches back a year
+    ("0 0 1 1 *", "UTC", datetime(2027, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)),
+])
+def test_previous_slot_across_dst_and_gaps(cron, tz, slot, previous):
+    schedule = make_schedule(cron=cron, timezone=tz)
+    assert previous_slot(schedule, slot) == previous
+    assert data_interval(schedule, slot) == (previous, slot)
+    # and the slot itself follows its previous slot
+    assert next_after(schedule, previous) == slot
+
+
+def test_previous_slot_of_a_time_between_slots_is_the_last_slot_before_it():
+    schedule = make_schedule(cron="0 * * * *")
+    asked = datetime(2026, 11, 28, 10, 37, tzinfo=UTC)  # a manual run at 10:37
+    assert previous_slot(schedule, asked) == datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
+
+
+def test_one_time_and_unscheduled_jobs_have_no_previous_slot():
+    at = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert previous_slot(make_schedule(run_at=at), at) is None
+    assert previous_slot(Schedule(), at) is None
+    assert next_after(Schedule(), at) is None and describe(Schedule()).startswith("No schedule")
+
+
+def test_slots_between_is_inclusive_and_bounded():
+    schedule = make_schedule(cron="0 * * * *")
+    start = datetime(2026, 11, 28, 0, 0, tzinfo=UTC)
+    found = slots_between(schedule, start, start + timedelta(hours=3))
+    assert found == [start + timedelta(hours=h) for h in range(4)]
+    assert len(slots_between(schedule, start, start + timedelta(days=30), limit=5)) == 5

@@ -7,7 +7,12 @@ enforce the invariants, whatever order events arrive in:
   - a start never marks anything successful;
   - a run's finish clears the running mark it set, whatever the clocks say;
   - `consecutive_failures` counts failures newer than the last success, and resets
-    on a success newer than the last failure.
+    on a success newer than the last failure;
+  - a run for a past slot (a backfill, a catch-up run) never makes the dataset look
+    fresher than its slot: its success counts as of the slot, not as of when it
+    finished, and an outcome for a slot older than the newest slot that succeeded
+    (`last_success_slot`) is history, not news. Such runs do not mark the dataset as
+    being refreshed and are not counted on the daily bar, which shows the live syncs.
 The control loop calls them inside its own transactions, so a run's outcome and its
 datasets commit together; freshet.loop.datasets runs one on its own.
 """
@@ -51,18 +56,35 @@ def _finished(dataset: Dataset, run_id: str) -> Dataset:
     return replace(dataset, running_run_id=None)
 
 
+def _older_slot(dataset: Dataset, slot: datetime | None, past: bool) -> bool:
+    """A past-slot run for a slot older than the newest slot that succeeded."""
+    return (past and slot is not None and dataset.last_success_slot is not None
+            and slot < dataset.last_success_slot)
+
+
+def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max((t for t in (a, b) if t is not None), default=None)
+
+
 def apply_success(dataset: Dataset, run_id: str, at: datetime,
-                  records: int | None = None) -> Dataset:
+                  records: int | None = None, *, slot: datetime | None = None,
+                  past: bool = False) -> Dataset:
+    """`at`: when the data is as of (the finish, or a past run's slot); `slot`: the
+    run's slot; `past`: a run for a past slot (backfill, catch-up)."""
     records = record_count(records)  # a count Firestore cannot hold is no count
-    daily = _with_day(dataset, at, "ok")
+    daily = dataset.daily if past else _with_day(dataset, at, "ok")
     dataset = _finished(dataset, run_id)
-    if not _newer(at, dataset.last_success_at):
-        return replace(dataset, daily=daily)  # an older success arriving late
+    if _older_slot(dataset, slot, past):
+        return replace(dataset, daily=daily)  # history: a newer slot succeeded already
+    newest_slot = _newest(dataset.last_success_slot, slot)
+    if not _newer(at, dataset.last_success_at):  # an older success arriving late
+        return replace(dataset, daily=daily, last_success_slot=newest_slot)
     newest_outcome = _newer(at, dataset.last_failure_at)
     return replace(
         dataset,
         last_success_at=at,
         last_success_run_id=run_id,
+        last_success_slot=newest_slot,
         last_run_id=run_id if newest_outcome else dataset.last_run_id,
         last_record_count=records if records is not None else dataset.last_record_count,
         consecutive_failures=0 if newest_outcome else dataset.consecutive_failures,
@@ -72,9 +94,12 @@ def apply_success(dataset: Dataset, run_id: str, at: datetime,
     )
 
 
-def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str) -> Dataset:
-    daily = _with_day(dataset, at, "fail")
+def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str, *,
+                  slot: datetime | None = None, past: bool = False) -> Dataset:
+    daily = dataset.daily if past else _with_day(dataset, at, "fail")
     dataset = _finished(dataset, run_id)
+    if _older_slot(dataset, slot, past):
+        return replace(dataset, daily=daily)  # history: a newer slot succeeded already
     if dataset.last_success_at is not None and at < dataset.last_success_at:
         return replace(dataset, daily=daily)  # superseded by a newer success
     newest = _newer(at, dataset.last_failure_at)

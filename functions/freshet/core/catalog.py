@@ -1,4 +1,5 @@
-"""The catalog: declared datasets (with their upstreams) and the consumers that need them.
+"""The catalog: declared datasets (with their upstreams), the consumers that need them,
+and the pools (concurrency limits) runs go through.
 
 It is declared in the pipeline config (infra/pipeline.yaml), validated there, and
 stored by `apply` in Firestore (settings/catalog) so that publish_status reads it
@@ -37,9 +38,22 @@ class Consumer:
 
 
 @dataclass(frozen=True)
+class Pool:
+    """A pool as the page shows it: its queue and its limit."""
+
+    name: str
+    queue: str
+    max_concurrent: int
+
+
+@dataclass(frozen=True)
 class Catalog:
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     consumers: tuple[Consumer, ...] = ()
+    pools: tuple[Pool, ...] = ()  # the default pool first
+
+    def pool(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
 
     def requirement_for(self, key: str) -> Requirement:
         """The strictest requirement any consumer puts on `key` (or the default)."""
@@ -64,6 +78,8 @@ class Catalog:
                               for r in c.requires]}
                 for c in self.consumers
             ],
+            "pools": [{"name": p.name, "queue": p.queue, "max_concurrent": p.max_concurrent}
+                      for p in self.pools],
         }
 
     @classmethod
@@ -91,7 +107,10 @@ class Catalog:
             )
             for c in doc.get("consumers") or []
         )
-        return cls(datasets=datasets, consumers=consumers)
+        pools = tuple(Pool(name=p["name"], queue=p["queue"],
+                           max_concurrent=int(p["max_concurrent"]))
+                      for p in doc.get("pools") or [])
+        return cls(datasets=datasets, consumers=consumers, pools=pools)
 
 
 MAX_LINK_CHARS = 2000

@@ -17,11 +17,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from freshet.core import bookkeeping, runs
+from freshet.core import bookkeeping, catchup, runs
+from freshet.core.backfill import Lane
 from freshet.core.control import Control
-from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus
+from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
+from freshet.core.timeutil import human_duration
 
 # A run that waits for another run of its job is sent again this much later.
 OVERLAP_RETRY_DELAY = timedelta(seconds=30)
@@ -33,6 +35,7 @@ class ClaimVerdict(StrEnum):
     STALE = "stale"  # the attempt already ran, or it lies beyond the run's allowance
     ORPHAN = "orphan"  # no such run, or its job is gone
     DISABLED = "disabled"  # a kill switch has the kind off: the run fails unrun
+    TOO_LATE = "too_late"  # it cannot start within the job's max_lateness: skipped unrun
     DEFER = "defer"  # another run of the job holds it: a new task later
 
 
@@ -58,13 +61,16 @@ class DatasetEvent(StrEnum):
 
 @dataclass(frozen=True)
 class DatasetChange:
-    """What a decision does to each dataset the run produces (core.bookkeeping's rules)."""
+    """What a decision does to each dataset the run produces (core.bookkeeping's rules).
+    `slot` and `past` carry the run's slot and whether it is for a past slot."""
 
     event: DatasetEvent
     run_id: str
     at: datetime
     error: str | None = None
     records: Mapping[str, int] = field(default_factory=dict)
+    slot: datetime | None = None
+    past: bool = False
 
     def apply(self, dataset: Dataset) -> Dataset:
         match self.event:
@@ -72,22 +78,49 @@ class DatasetChange:
                 return bookkeeping.apply_start(dataset, self.run_id, self.at)
             case DatasetEvent.SUCCESS:
                 return bookkeeping.apply_success(dataset, self.run_id, self.at,
-                                                 self.records.get(dataset.key))
+                                                 self.records.get(dataset.key),
+                                                 slot=self.slot, past=self.past)
             case DatasetEvent.FAILURE:
                 return bookkeeping.apply_failure(dataset, self.run_id, self.at,
-                                                 self.error or "failed")
+                                                 self.error or "failed", slot=self.slot,
+                                                 past=self.past)
+
+
+def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = None,
+           records: Mapping[str, int] | None = None) -> DatasetChange | None:
+    """A run's ending, for its datasets. A backfill's runs leave them alone here: its
+    parallel lanes would all write the same dataset documents (a hot spot). Each lane
+    keeps its newest success instead, and recovery's sweep folds them into the datasets
+    (freshet.loop.backfill.fold_successes): one writer, no contention."""
+    if not runs.holds_job(run):
+        return None
+    return DatasetChange(event, run.id, at, error=error, records=records or {},
+                         slot=run.scheduled_for, past=run.trigger_source.past_slot)
 
 
 @dataclass(frozen=True)
 class Send:
-    """A task to create once the decision has committed."""
+    """A task to create once the decision has committed (to the run's pool queue)."""
 
     attempt: int
     dispatch: int
     at: datetime | None = None  # schedule_time; None: now
+    queue: str | None = None  # None: the default queue
 
 
 V = TypeVar("V", ClaimVerdict, FinishVerdict, RecoveryVerdict)
+
+
+@dataclass
+class Followups:
+    """What else a run's ending writes in the same commit: the runs it creates (its
+    backfill lane's next slot, the runs its success triggers), the other jobs it
+    updates (their trigger state) and its lane. Tasks for the new runs are sent after
+    the commit."""
+
+    runs: list[Run] = field(default_factory=list)
+    jobs: dict[str, dict] = field(default_factory=dict)
+    lanes: list[Lane] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,7 +138,7 @@ class Decision(Generic[V]):
 
 def holder_to_check(run: Run | None, job: Job | None) -> str | None:
     """The other run a claim must read: the one the job document says is holding it."""
-    if run is None or job is None or job.allow_overlap:
+    if run is None or job is None or job.allow_overlap or not runs.holds_job(run):
         return None
     return job.running_run_id if job.running_run_id not in (None, run.id) else None
 
@@ -131,6 +164,13 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
         error = f"kind {run.kind!r} is switched off by a kill switch{why}; the sync did not run"
         return Decision(ClaimVerdict.DISABLED, "kind disabled by a kill switch",
                         run=runs.failed(run, now, error))
+    if too_late(run, job, now):
+        reason = (f"{catchup.lateness_reason(job)}: it would have started "
+                  f"{human_duration(now - run.scheduled_for)} late")
+        return Decision(ClaimVerdict.TOO_LATE, reason, run=runs.skipped(run, now, reason),
+                        job_fields=_job_fields(run, {
+                            "last_run_at": now, "last_run_id": run.id,
+                            "last_run_status": LastRun.SKIPPED, "updated_at": now}))
     if _held_by_another(job, holder, now):
         # Wait for the other run: a new task (a new name) later, not a burnt attempt.
         later = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + runs.queued_grace(settings),
@@ -138,11 +178,30 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
         return Decision(ClaimVerdict.DEFER,
                         "another run of this job is running; retried later", run=later,
                         send=Send(later.attempt_number, later.dispatches,
-                                  now + OVERLAP_RETRY_DELAY))
+                                  now + OVERLAP_RETRY_DELAY, later.queue))
     begun = runs.started(run, due, now, runs.stuck_threshold(job, settings))
+    holds = not job.allow_overlap and runs.holds_job(run)
     return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
-                    job_fields=None if job.allow_overlap else {"running_run_id": run.id},
-                    datasets=DatasetChange(DatasetEvent.START, run.id, now))
+                    job_fields={"running_run_id": run.id} if holds else None,
+                    # a past slot's run is not a refresh of the data in use
+                    datasets=None if run.trigger_source.past_slot
+                    else DatasetChange(DatasetEvent.START, run.id, now))
+
+
+LATENESS_SOURCES = (TriggerSource.SCHEDULE, TriggerSource.CATCHUP, TriggerSource.UPSTREAM)
+
+
+def too_late(run: Run, job: Job, now: datetime) -> bool:
+    """max_lateness: the first start of a scheduled, catch-up or triggered run, later
+    than this after its slot, never happens (retries of a started run do)."""
+    return (job.max_lateness is not None and run.trigger_source in LATENESS_SOURCES
+            and not run.attempts and now - run.scheduled_for > job.max_lateness)
+
+
+def _job_fields(run: Run, fields: dict | None) -> dict | None:
+    """A backfill's runs leave the job's last_* alone (they are about past slots, and
+    parallel lanes would all write the one job document)."""
+    return fields if runs.holds_job(run) else None
 
 
 def next_attempt(run: Run) -> int:
@@ -181,8 +240,8 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
         return Decision(FinishVerdict.SUCCEEDED, f"attempt {run.attempt_number} succeeded",
                         run=runs.succeeded(run, now, records),
                         job_fields=_last_run(job, run, LastRun.SUCCEEDED, None, now),
-                        datasets=DatasetChange(DatasetEvent.SUCCESS, run.id, now,
-                                               records=records))
+                        datasets=_ended(DatasetEvent.SUCCESS, run, runs.as_of(run, now),
+                                        records=records))
     if not outcome.permanent and runs.attempts_left(run):
         return Decision(FinishVerdict.RETRYING,
                         f"attempt {run.attempt_number} failed: {outcome.error}",
@@ -196,7 +255,7 @@ def _failed(run: Run, job: Job | None, error: str, now: datetime, verdict: V, *,
     return Decision(verdict, f"run failed after {run.attempt_number} attempt(s): {error}",
                     run=runs.failed(run, now, error, stuck=stuck),
                     job_fields=_last_run(job, run, LastRun.FAILED, error, now),
-                    datasets=DatasetChange(DatasetEvent.FAILURE, run.id, now, error=error))
+                    datasets=_ended(DatasetEvent.FAILURE, run, now, error=error))
 
 
 def _released(job: Job | None, run: Run) -> dict | None:
@@ -212,9 +271,9 @@ def _last_run(job: Job | None, run: Run, status: LastRun, error: str | None,
     fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
               "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now,
               **(_released(job, run) or {})}
-    if not job.schedule.recurring and job.status == "active":
+    if job.schedule.one_time and job.status == "active":
         fields.update(status="completed", completed_at=now)
-    return fields
+    return _job_fields(run, fields)
 
 
 # -- recovery ------------------------------------------------------------------
@@ -230,7 +289,8 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
     if run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
         again = runs.redispatched(run, now, grace, next_attempt=run.status == RunStatus.RETRYING)
         return Decision(RecoveryVerdict.REDISPATCHED, "its task never arrived; sent again",
-                        run=again, send=Send(again.attempt_number, again.dispatches))
+                        run=again, send=Send(again.attempt_number, again.dispatches,
+                                             queue=again.queue))
     threshold = runs.stuck_threshold(job, settings)
     error = (f"stuck: no heartbeat for {int(threshold.total_seconds() // 60)} min "
              f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); attempt "
@@ -241,6 +301,7 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
                               next_attempt=True)
     job_fields = None if job is None else {"last_error": error, "updated_at": now,
                                            **(_released(job, run) or {})}
-    return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again, job_fields=job_fields,
-                    datasets=DatasetChange(DatasetEvent.FAILURE, run.id, now, error=error),
-                    send=Send(again.attempt_number, again.dispatches))
+    return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again,
+                    job_fields=_job_fields(run, job_fields),
+                    datasets=_ended(DatasetEvent.FAILURE, run, now, error=error),
+                    send=Send(again.attempt_number, again.dispatches, queue=again.queue))

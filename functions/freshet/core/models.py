@@ -6,13 +6,13 @@ timestamps and always come back as UTC-aware datetimes.
 
 import re
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
-from freshet.core.timeutil import to_utc
+from freshet.core.timeutil import parse_duration, to_utc
 from freshet.core.values import check_value, json_size
 
 
@@ -26,17 +26,26 @@ class JobStatus(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """queued -> running -> succeeded | failed, with retrying between attempts."""
+    """queued -> running -> succeeded | failed, with retrying between attempts.
+
+    A slot the catch-up policy or `max_lateness` passed over ends `skipped` without
+    running; a queued run of a cancelled backfill ends `cancelled`."""
 
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED,
+                       RunStatus.CANCELLED})
 
 
 class LastRun(StrEnum):
@@ -44,7 +53,9 @@ class LastRun(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    SKIPPED = "skipped"  # the slot passed while a kill switch had the job's kind off
+    # The slot passed unrun: a kill switch had the job's kind off, or the catch-up
+    # policy or max_lateness skipped it.
+    SKIPPED = "skipped"
 
 
 class AttemptOutcome(StrEnum):
@@ -60,6 +71,45 @@ class TriggerSource(StrEnum):
     API = "api"
     RETRY = "retry"
     RECOVERY = "recovery"
+    CATCHUP = "catchup"  # a missed slot run late, oldest first (catchup: all)
+    BACKFILL = "backfill"  # a past slot asked for by `freshet backfill`
+    UPSTREAM = "upstream"  # created by the success of the datasets it is triggered by
+
+    @property
+    def past_slot(self) -> bool:
+        """Runs for a past slot: their data is as of the slot, not of when they finished."""
+        return self in (TriggerSource.CATCHUP, TriggerSource.BACKFILL)
+
+
+class Catchup(StrEnum):
+    """What the tick does with slots it finds in the past (the scheduler was down)."""
+
+    LATEST = "latest"  # run the latest one; older ones are coalesced into it
+    ALL = "all"  # run each, oldest first, at most max_catchup; older ones are skipped
+    SKIP = "skip"  # record them as skipped; the next slot runs on time
+
+
+class TriggerWhen(StrEnum):
+    ALL = "all"  # run once every upstream has a version this job has not run with
+    ANY = "any"  # run for each new version of any upstream
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """`trigger: {after: [dataset keys], when: all|any}`: run when upstreams are fresh."""
+
+    after: tuple[str, ...]
+    when: TriggerWhen = TriggerWhen.ALL
+
+    def to_dict(self) -> dict:
+        return {"after": list(self.after), "when": str(self.when)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Trigger | None":
+        if not data:
+            return None
+        return cls(after=tuple(data.get("after") or ()),
+                   when=TriggerWhen(data.get("when", TriggerWhen.ALL)))
 
 
 JOB_STATUSES = tuple(JobStatus)
@@ -72,8 +122,12 @@ MAX_ATTEMPTS = MAX_MAX_RETRIES + 1
 MAX_PARAMS_BYTES = 32 * 1024
 MAX_PARAMS_DEPTH = 16
 MAX_PRODUCES = 100  # datasets a job produces (and secret params it names), at most
+DEFAULT_MAX_CATCHUP = 24
+MAX_MAX_CATCHUP = 1000
+MAX_TRIGGER_AFTER = 20
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
+_POOL_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DATASET_RE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,199}$")
 
@@ -123,6 +177,11 @@ class Job:
     produces: list[str] = field(default_factory=list)
     allow_overlap: bool = False
     description: str = ""
+    catchup: Catchup = Catchup.LATEST
+    max_catchup: int = DEFAULT_MAX_CATCHUP
+    max_lateness_s: int | None = None  # a slot not started within this is skipped
+    trigger: Trigger | None = None
+    pool: str | None = None  # None: the default queue
     next_run_at: datetime | None = None
     last_run_at: datetime | None = None
     last_run_id: str | None = None
@@ -131,21 +190,30 @@ class Job:
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
     running_run_id: str | None = None
+    # Triggered runs: the upstream versions (dataset -> the run that made it) the last
+    # triggered run was created for, and when (its data interval starts there).
+    trigger_versions: dict[str, str] = field(default_factory=dict)
+    last_triggered_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
     archived_at: datetime | None = None
 
-    _TIMES = ("next_run_at", "last_run_at", "created_at", "updated_at", "completed_at",
-              "archived_at")
+    _TIMES = ("next_run_at", "last_run_at", "last_triggered_at", "created_at", "updated_at",
+              "completed_at", "archived_at")
 
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
+    @property
+    def max_lateness(self) -> timedelta | None:
+        return None if self.max_lateness_s is None else timedelta(seconds=self.max_lateness_s)
+
     def to_doc(self) -> dict:
         doc = asdict(self)
         doc["schedule"] = self.schedule.to_dict()
+        doc["trigger"] = None if self.trigger is None else self.trigger.to_dict()
         return doc
 
     @classmethod
@@ -157,6 +225,8 @@ class Job:
         data["schedule"] = Schedule.from_dict(sched)
         data["status"] = JobStatus(data.get("status", JobStatus.ACTIVE))
         data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))
+        data["catchup"] = Catchup(data.get("catchup") or Catchup.LATEST)
+        data["trigger"] = Trigger.from_dict(data.get("trigger"))
         if data.get("last_run_status") is not None:
             data["last_run_status"] = LastRun(data["last_run_status"])
         return cls(**data)
@@ -166,7 +236,7 @@ def new_job(
     *,
     id: object,
     kind: object,
-    schedule: dict | Schedule,
+    schedule: dict | Schedule | None = None,
     params: object = None,
     secret_params: object = None,
     max_retries: object = DEFAULT_MAX_RETRIES,
@@ -177,11 +247,20 @@ def new_job(
     description: object = "",
     status: object = "active",
     trigger_source: object = "schedule",
+    catchup: object = "latest",
+    max_catchup: object = DEFAULT_MAX_CATCHUP,
+    max_lateness: object = None,
+    trigger: object = None,
+    pool: object = None,
 ) -> Job:
     """Validate a job definition. Every error names the field it is about."""
-    if not isinstance(schedule, Schedule):
+    trigger = _trigger(trigger)
+    if schedule is None and trigger is not None:
+        schedule = Schedule()  # runs only when triggered
+    elif not isinstance(schedule, Schedule):
         if not isinstance(schedule, dict):
-            raise ValidationError("schedule", "must be an object with cron/timezone or run_at")
+            raise ValidationError("schedule", "must be an object with cron/timezone or run_at "
+                                              "(or give the job a trigger)")
         unknown = set(schedule) - {"cron", "timezone", "run_at"}
         if unknown:
             raise ValidationError(f"schedule.{sorted(unknown)[0]}", "unknown field")
@@ -221,6 +300,9 @@ def new_job(
         raise ValidationError("produces", "lists a dataset twice")
     if len(produces) > MAX_PRODUCES:
         raise ValidationError("produces", f"may list at most {MAX_PRODUCES} datasets")
+    if trigger is not None and set(trigger.after) & set(produces):
+        raise ValidationError("trigger.after", "names a dataset the job produces itself: "
+                              f"{sorted(set(trigger.after) & set(produces))[0]!r}")
     if not isinstance(allow_overlap, bool):
         raise ValidationError("allow_overlap", "must be true or false")
     if not isinstance(description, str) or len(description) > 2000:
@@ -231,14 +313,54 @@ def new_job(
     if trigger_source not in TRIGGER_SOURCES:
         raise ValidationError("trigger_source", f"must be one of {', '.join(TRIGGER_SOURCES)}")
     status, trigger_source = JobStatus(status), TriggerSource(trigger_source)
+    if catchup not in tuple(Catchup):
+        raise ValidationError("catchup", f"must be one of {', '.join(Catchup)}")
+    if isinstance(max_catchup, bool) or not isinstance(max_catchup, int) \
+            or not 1 <= max_catchup <= MAX_MAX_CATCHUP:
+        raise ValidationError("max_catchup", f"must be an integer from 1 to {MAX_MAX_CATCHUP}")
+    lateness = None if max_lateness is None else parse_duration(max_lateness, "max_lateness")
+    pool = None if pool is None else check_pool(pool)
     return Job(
         id=check_id(id, "id"), kind=kind, schedule=schedule, params=params,
         secret_params=secret_params, max_retries=max_retries,
         stuck_threshold_minutes=stuck_threshold_minutes,
         expected_runtime_minutes=expected_runtime_minutes, produces=produces,
         allow_overlap=allow_overlap, description=description, status=status,
-        trigger_source=trigger_source,
+        trigger_source=trigger_source, catchup=Catchup(catchup), max_catchup=max_catchup,
+        max_lateness_s=None if lateness is None else int(lateness.total_seconds()),
+        trigger=trigger, pool=pool,
     )
+
+
+def check_pool(value: object, field_name: str = "pool") -> str:
+    if not isinstance(value, str) or not _POOL_RE.match(value):
+        raise ValidationError(field_name, "must be a pool name: 1-40 lowercase letters, digits "
+                                          "or '-', starting with a letter")
+    return value
+
+
+def _trigger(value: object) -> Trigger | None:
+    """`{after: [dataset keys], when: all|any}`, validated; None for no trigger."""
+    if value is None or isinstance(value, Trigger):
+        return value
+    if not isinstance(value, dict):
+        raise ValidationError("trigger", "must be an object: {after: [dataset keys], "
+                                         "when: all|any}")
+    unknown = set(value) - {"after", "when"}
+    if unknown:
+        raise ValidationError(f"trigger.{sorted(unknown)[0]}", "unknown field")
+    after = _string_list(value.get("after"), "trigger.after")
+    if not after:
+        raise ValidationError("trigger.after", "must name at least one dataset")
+    if len(after) > MAX_TRIGGER_AFTER:
+        raise ValidationError("trigger.after", f"names more than {MAX_TRIGGER_AFTER} datasets")
+    keys = [check_dataset_key(k, f"trigger.after[{i}]") for i, k in enumerate(after)]
+    if len(set(keys)) != len(keys):
+        raise ValidationError("trigger.after", "lists a dataset twice")
+    when = value.get("when", TriggerWhen.ALL)
+    if when not in tuple(TriggerWhen):
+        raise ValidationError("trigger.when", f"must be one of {', '.join(TriggerWhen)}")
+    return Trigger(after=tuple(keys), when=TriggerWhen(when))
 
 
 def _string_list(value: object, field_name: str) -> list[str]:
@@ -283,6 +405,16 @@ class Run:
     dispatches: int = 0  # tasks recovery created again; part of each task's name
     idempotency_key: str | None = None
     stuck: bool = False
+    # The Cloud Tasks queue its tasks go to (its job's pool), so that retries,
+    # deferrals and recovery need no job read. None: the default queue.
+    queue: str | None = None
+    # Where the data interval (interval_start, scheduled_for] starts: the previous slot.
+    interval_start: datetime | None = None
+    # Set on a backfill's (or catch-up's) runs: which backfill, which of its lanes.
+    backfill_id: str | None = None
+    lane: int | None = None
+    # A triggered run: the upstream versions it was created for (dataset -> run id).
+    upstream_versions: dict[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
     enqueued_at: datetime | None = None
     started_at: datetime | None = None
@@ -293,12 +425,17 @@ class Run:
     records: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
 
-    _TIMES = ("scheduled_for", "created_at", "enqueued_at", "started_at", "heartbeat_at",
-              "lease_expires_at", "finished_at")
+    _TIMES = ("scheduled_for", "interval_start", "created_at", "enqueued_at", "started_at",
+              "heartbeat_at", "lease_expires_at", "finished_at")
 
     @property
     def terminal(self) -> bool:
         return self.status.terminal
+
+    @property
+    def slot(self) -> datetime:
+        """The time this run stands for: its schedule slot, or when it was asked for."""
+        return self.scheduled_for
 
     @property
     def duration_s(self) -> float | None:
@@ -332,13 +469,20 @@ class Dataset:
     # timestamps say (clocks of different instances disagree).
     running_run_id: str | None = None
     last_success_run_id: str | None = None
+    # The newest slot a run succeeded for: a success for an older slot (a backfill)
+    # never makes the dataset look fresher.
+    last_success_slot: datetime | None = None
     last_failure_run_id: str | None = None
     last_record_count: int | None = None
     # {"2026-11-28": {"ok": 3, "fail": 1}}: the last 90 days, for the status page's bar.
     daily: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The jobs whose trigger names this dataset (written by apply), so the commit that
+    # records a success finds its downstream jobs without a query.
+    triggers: list[str] = field(default_factory=list)
     updated_at: datetime | None = None
 
-    _TIMES = ("last_started_at", "last_success_at", "last_failure_at", "updated_at")
+    _TIMES = ("last_started_at", "last_success_at", "last_success_slot", "last_failure_at",
+              "updated_at")
 
     @property
     def running(self) -> bool:

@@ -23,7 +23,9 @@ from freshet.core.models import (
     RunStatus,
     TriggerSource,
 )
+from freshet.core.schedules import previous_slot
 from freshet.core.settings import Settings
+from freshet.core.specs import pool_queue
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 from freshet.core.values import INT64_MAX
 
@@ -79,14 +81,58 @@ def queued_grace(settings: Settings) -> timedelta:
 
 
 def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now: datetime,
-            settings: Settings, idempotency_key: str | None = None) -> Run:
+            settings: Settings, idempotency_key: str | None = None,
+            backfill_id: str | None = None, lane: int | None = None,
+            upstream_versions: dict[str, str] | None = None) -> Run:
+    """A queued run for `slot`, sent to its job's pool queue. Its data interval starts
+    at the schedule's previous slot (a triggered run: the previous trigger)."""
+    source = TriggerSource(source)
+    start = job.last_triggered_at if source == TriggerSource.UPSTREAM else \
+        previous_slot(job.schedule, slot)
     return Run(
         id=run_id, job_id=job.id, kind=job.kind, scheduled_for=slot,
-        trigger_source=TriggerSource(source), status=RunStatus.QUEUED, attempt_number=1,
+        trigger_source=source, status=RunStatus.QUEUED, attempt_number=1,
         max_attempts=job.max_attempts, produces=list(job.produces),
         idempotency_key=idempotency_key, created_at=now, task_name=task_id(run_id, 1),
         enqueued_at=now, lease_expires_at=max(slot, now) + queued_grace(settings),
+        queue=pool_queue(settings.queue, job.pool), interval_start=start,
+        backfill_id=backfill_id, lane=lane, upstream_versions=dict(upstream_versions or {}),
     )
+
+
+def skipped_run(job: Job, slot: datetime, reason: str, *, now: datetime,
+                source: TriggerSource = TriggerSource.SCHEDULE) -> Run:
+    """The record of a slot the catch-up policy or max_lateness passed over: finished,
+    never run, never leased (recovery has nothing to do with it)."""
+    return Run(
+        id=scheduled_run_id(job.id, slot), job_id=job.id, kind=job.kind, scheduled_for=slot,
+        trigger_source=source, status=RunStatus.SKIPPED, attempt_number=1,
+        max_attempts=job.max_attempts, produces=list(job.produces), task_name=None,
+        created_at=now, finished_at=now, error=reason, interval_start=None,
+    )
+
+
+def skipped(run: Run, now: datetime, reason: str) -> Run:
+    """A queued run that will not run (too late to start): it ends skipped."""
+    return replace(run, status=RunStatus.SKIPPED, finished_at=now, lease_expires_at=None,
+                   error=shorten(reason, MAX_ERROR_CHARS))
+
+
+def cancelled(run: Run, now: datetime, reason: str) -> Run:
+    """A queued run of a cancelled backfill: it ends cancelled, unrun."""
+    return replace(run, status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None,
+                   error=shorten(reason, MAX_ERROR_CHARS))
+
+
+def holds_job(run: Run) -> bool:
+    """Backfill runs are paced by their backfill (--max-parallel), not by the job's
+    one-at-a-time hold: each loads its own slot."""
+    return run.trigger_source != TriggerSource.BACKFILL
+
+
+def as_of(run: Run, now: datetime) -> datetime:
+    """When a success makes the data current to: a past slot's run, its slot."""
+    return min(run.scheduled_for, now) if run.trigger_source.past_slot else now
 
 
 def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:

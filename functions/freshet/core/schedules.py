@@ -1,4 +1,5 @@
-"""Schedules: cron in an IANA timezone, or one time at `run_at`. Pure functions only.
+"""Schedules: cron in an IANA timezone, one time at `run_at`, or none (a job that only
+runs when triggered by fresh upstreams). Pure functions only.
 
 Cron parsing and DST handling come from cronsim (the library healthchecks uses):
 a daily 02:30 job runs at 03:00 on the spring-forward day (02:30 does not exist)
@@ -17,7 +18,8 @@ from freshet.core.timeutil import ensure_aware, parse_datetime
 
 @dataclass(frozen=True)
 class Schedule:
-    """Either `cron` + `timezone` (recurring) or `run_at` (one time), never both."""
+    """Either `cron` + `timezone` (recurring) or `run_at` (one time), never both; neither
+    for a job that runs only when its upstreams are fresh (`trigger`)."""
 
     cron: str | None = None
     timezone: str = "UTC"
@@ -27,10 +29,18 @@ class Schedule:
     def recurring(self) -> bool:
         return self.cron is not None
 
+    @property
+    def one_time(self) -> bool:
+        return self.cron is None and self.run_at is not None
+
+    @property
+    def none(self) -> bool:
+        return self.cron is None and self.run_at is None
+
     def to_dict(self) -> dict:
         if self.recurring:
             return {"cron": self.cron, "timezone": self.timezone}
-        return {"run_at": self.run_at}
+        return {"run_at": self.run_at} if self.one_time else {}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Schedule":
@@ -77,6 +87,8 @@ def make_schedule(*, cron=None, timezone=None, run_at=None, field: str = "schedu
 def next_after(schedule: Schedule, after: datetime) -> datetime | None:
     """The first slot strictly after `after` (UTC), or None when nothing is left."""
     after = ensure_aware(after, "after")
+    if schedule.none:
+        return None
     if not schedule.recurring:
         return schedule.run_at if schedule.run_at > after else None
     local = after.astimezone(zone(schedule.timezone))
@@ -88,11 +100,15 @@ def next_after(schedule: Schedule, after: datetime) -> datetime | None:
 ONE_TIME_GRACE = timedelta(days=1)
 
 
-def first_slot(schedule: Schedule, now: datetime, field: str = "schedule.run_at") -> datetime:
+def first_slot(schedule: Schedule, now: datetime,
+               field: str = "schedule.run_at") -> datetime | None:
     """The first slot of a job being created or rescheduled at `now`.
 
-    Never None: a job that could not run would stay active forever. A recurring job's
-    next slot always exists (cronsim refuses expressions that never fire)."""
+    None only for a job without a schedule (it runs when its upstreams are fresh);
+    otherwise never: a job that could not run would stay active forever. A recurring
+    job's next slot always exists (cronsim refuses expressions that never fire)."""
+    if schedule.none:
+        return None
     if schedule.recurring:
         return next_after(schedule, now)
     if schedule.run_at >= now - ONE_TIME_GRACE:
@@ -121,6 +137,56 @@ def latest_due(schedule: Schedule, next_run_at: datetime, now: datetime) -> date
     return next_run_at
 
 
+def previous_slot(schedule: Schedule, slot: datetime) -> datetime | None:
+    """The latest slot strictly before `slot`: where the data interval of `slot` starts.
+
+    Walks forward through widening windows (cronsim's reverse mode misreads the
+    repeated hour of a fall-back day); None for a one-time or unscheduled job."""
+    if not schedule.recurring:
+        return None
+    before = ensure_aware(slot, "slot") - _EPSILON
+    # Most schedules are regular: the gap after the slot is about the gap before it (a
+    # DST change moves it by at most an hour), so a window of two gaps finds it in a few
+    # steps; irregular ones (weekdays only) fall back to the widening windows.
+    gap = next_after(schedule, slot) - slot
+    for window in (2 * gap + min(gap, timedelta(hours=1)), *_LOOKBACK_WINDOWS):
+        found = _last_at_or_before(schedule, before - window, before)
+        if found is not None:
+            return found
+    return None
+
+
+def data_interval(schedule: Schedule, slot: datetime) -> tuple[datetime | None, datetime]:
+    """(previous slot, this slot]: the data a run for `slot` stands for."""
+    return previous_slot(schedule, slot), slot
+
+
+def slots_between(schedule: Schedule, start: datetime, end: datetime,
+                  limit: int = 100_000) -> list[datetime]:
+    """Every slot in [start, end], oldest first, at most `limit` of them."""
+    found: list[datetime] = []
+    cursor = ensure_aware(start, "start") - _EPSILON
+    while len(found) < limit:
+        upcoming = next_after(schedule, cursor)
+        if upcoming is None or upcoming > end:
+            break
+        found.append(upcoming)
+        cursor = upcoming
+    return found
+
+
+def newest_due(schedule: Schedule, first: datetime, now: datetime, count: int
+               ) -> tuple[list[datetime], bool]:
+    """The newest `count` slots in [first, now], oldest first, and whether older due
+    slots exist beyond them. Widening windows keep a minutely job years behind cheap."""
+    for window in _LOOKBACK_WINDOWS:
+        start = max(first, now - window)
+        found = slots_between(schedule, start, now, limit=_MAX_STEPS)
+        if len(found) > count or start == first:
+            return found[-count:] if count else [], len(found) > count or start > first
+    return found[-count:] if count else [], True
+
+
 def _last_at_or_before(schedule: Schedule, start: datetime, now: datetime) -> datetime | None:
     last = None
     cursor = start - _EPSILON
@@ -134,6 +200,8 @@ def _last_at_or_before(schedule: Schedule, start: datetime, now: datetime) -> da
 
 def describe(schedule: Schedule) -> str:
     """Words for the page and the CLI: 'At 09:00 on Monday through Friday (Europe/London)'."""
+    if schedule.none:
+        return "No schedule: runs when triggered"
     if not schedule.recurring:
         return f"Once at {schedule.run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     try:

@@ -4,7 +4,7 @@ Plain values read from the pipeline config (freshet.ops.config) and turned into
 Google's request objects by the adapters (freshet.gcp.tasks, freshet.gcp.scheduler).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from freshet.core.limits import FunctionLimits
@@ -26,6 +26,33 @@ class QueueSpec:
     max_concurrent_dispatches: int = 100
     # How long Cloud Tasks waits for run_task before it retries (Google's default: 10m).
     dispatch_deadline_s: float = 600.0
+
+
+DEFAULT_POOL = "default"
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """`pools: {warehouse: {max_concurrent: 4}}`: at most this many of the pool's runs at
+    once. Each pool is its own Cloud Tasks queue, so Google enforces the limit
+    (max_concurrent_dispatches); the default pool is the default queue."""
+
+    name: str
+    max_concurrent: int
+
+    def queue(self, default_queue: str) -> str:
+        return pool_queue(default_queue, self.name)
+
+
+def pool_queue(default_queue: str, pool: str | None) -> str:
+    """The queue a pool's runs go to: `<default queue>-<pool>` (the default pool: itself)."""
+    return default_queue if pool in (None, DEFAULT_POOL) else f"{default_queue}-{pool}"
+
+
+def pool_queue_spec(default: QueueSpec, pool: PoolSpec) -> QueueSpec:
+    """A pool's queue: the default queue's retry and rate settings, the pool's limit."""
+    return replace(default, name=pool.queue(default.name),
+                   max_concurrent_dispatches=pool.max_concurrent)
 
 
 @dataclass(frozen=True)

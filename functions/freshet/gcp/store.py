@@ -18,15 +18,17 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from freshet.core.backfill import Backfill, Lane
 from freshet.core.docsize import PAGE_BYTES, doc_size, join_pages, paginate
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.lifecycle import Decision
+from freshet.core.lifecycle import Decision, Followups
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 
 T = TypeVar("T")
 
 JOBS, RUNS, DATASETS, SETTINGS = "jobs", "runs", "datasets", "settings"
+BACKFILLS, LANES = "backfills", "lanes"  # lanes: a subcollection of each backfill
 CONTROL_DOC = "control"  # settings/control: kill switches
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
@@ -50,8 +52,9 @@ CONTENDED_TRIES = 5  # fresh transactions for a step whose transaction keeps los
 
 
 def _contended(exc: BaseException) -> bool:
-    """ABORTED, or the client's 'Failed to commit transaction in N attempts' over one."""
-    return isinstance(exc, gexc.Aborted) or (
+    """ABORTED or ALREADY_EXISTS (a create() another writer won: decide again), or the
+    client's 'Failed to commit transaction in N attempts' over one."""
+    return isinstance(exc, gexc.Aborted | gexc.AlreadyExists) or (
         isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted))
 
 
@@ -103,18 +106,53 @@ class Tx:
     def set_dataset(self, dataset: Dataset) -> None:
         self._t.set(self._store._ref(DATASETS, dataset.key), dataset.to_doc())
 
-    def write(self, decision: Decision, job_id: str) -> None:
-        """Carry out a lifecycle decision: read the datasets it changes (reads come
-        first in a transaction), then write the run, the job's fields and the datasets."""
+    def get_lane(self, backfill_id: str, index: int) -> Lane | None:
+        snap = self._store._lane_ref(backfill_id, index).get(transaction=self._t)
+        self._store.stats.reads += 1
+        return Lane.from_doc(snap.to_dict()) if snap.exists else None
+
+    def set_lane(self, lane: Lane) -> None:
+        self._t.set(self._store._lane_ref(lane.backfill_id, lane.index), lane.to_doc())
+
+    def get_backfill(self, backfill_id: str) -> Backfill | None:
+        doc = self._get(BACKFILLS, backfill_id)
+        return None if doc is None else Backfill.from_doc(doc)
+
+    def set_backfill(self, backfill: Backfill) -> None:
+        self._t.set(self._store._ref(BACKFILLS, backfill.id), backfill.to_doc())
+
+    def read_datasets(self, decision: Decision) -> dict[str, Dataset]:
+        """The datasets a decision changes, as they are (missing ones: empty)."""
         change, run = decision.datasets, decision.run
         keys = run.produces if change is not None and run is not None else []
-        datasets = [self.get_dataset(k) or Dataset(key=k) for k in keys]
-        if run is not None:
-            self.set_run(run)
+        return {k: self.get_dataset(k) or Dataset(key=k) for k in keys}
+
+    def write(self, decision: Decision, job_id: str,
+              datasets: dict[str, Dataset] | None = None) -> dict[str, Dataset]:
+        """Carry out a lifecycle decision: the run, the job's fields and the datasets.
+
+        `datasets`: what read_datasets returned, when the caller read them already
+        (reads come first in a transaction); a dataset the decision leaves as it was is
+        not written, so past-slot runs finishing in parallel do not contend on it.
+        Returns the datasets as written."""
+        before = self.read_datasets(decision) if datasets is None else datasets
+        after = {k: decision.datasets.apply(d) for k, d in before.items()}
+        if decision.run is not None:
+            self.set_run(decision.run)
         if decision.job_fields:
             self.update_job(job_id, decision.job_fields)
-        for dataset in datasets:
-            self.set_dataset(change.apply(dataset))
+        for key, dataset in after.items():
+            if dataset != before[key]:
+                self.set_dataset(dataset)
+        return after
+
+    def write_followups(self, followups: Followups) -> None:
+        for run in followups.runs:
+            self.create_run(run)
+        for job_id, fields in followups.jobs.items():
+            self.update_job(job_id, fields)
+        for lane in followups.lanes:
+            self.set_lane(lane)
 
 
 class Store:
@@ -127,6 +165,9 @@ class Store:
     def _ref(self, collection: str, doc_id: str):
         return self.db.collection(collection).document(doc_id)
 
+    def _lane_ref(self, backfill_id: str, index: int):
+        return self._ref(BACKFILLS, backfill_id).collection(LANES).document(f"{index:03d}")
+
     # -- transactions ---------------------------------------------------------
 
     def transact(self, fn: Callable[[Tx], T], max_attempts: int = 10) -> T:
@@ -134,12 +175,14 @@ class Store:
         (keeping its place in line); a read that lost one (ABORTED: "lock timeout",
         "too much contention"), or a commit that lost every time, is retried here with
         a fresh transaction after a backoff, so contention delays a step, never fails it
-        into a 5xx that Cloud Tasks would count as an attempt."""
+        into a 5xx that Cloud Tasks would count as an attempt. So is a commit whose
+        create() found the document made meanwhile (ALREADY_EXISTS: a run the tick or
+        another backfill created first): read again, decide again."""
         for attempt in range(1, CONTENDED_TRIES + 1):
             transaction = self.db.transaction(max_attempts=max_attempts)
             try:
                 result = firestore.transactional(lambda t: fn(Tx(self, t)))(transaction)
-            except (gexc.Aborted, ValueError) as exc:
+            except (gexc.Aborted, gexc.AlreadyExists, ValueError) as exc:
                 if not _contended(exc) or attempt == CONTENDED_TRIES:
                     raise
                 time.sleep(min(0.1 * 2 ** attempt, 3.0) * (0.5 + random.random()))
@@ -223,17 +266,22 @@ class Store:
         return found
 
     def claim_slot(self, job_id: str, version: datetime, job_fields: dict[str, Any],
-                   run: Run | None) -> SlotClaim:
+                   run: Run | None, chain: tuple[Backfill, Lane] | None = None) -> SlotClaim:
         """Compare-and-set a job (unchanged since `version`) and create its run, atomically.
 
         One batched commit, no transaction: the update's precondition is the compare,
-        the run's create() is the dedup.
+        the run's create() is the dedup. `chain`: a catch-up chain (its backfill
+        document and lane) created in the same commit instead of a run.
         """
         batch = self.db.batch()
         batch.update(self._ref(JOBS, job_id), job_fields,
                      option=self.db.write_option(last_update_time=version))
         if run is not None:
             batch.create(self._ref(RUNS, run.id), run.to_doc())
+        if chain is not None:
+            backfill, lane = chain
+            batch.create(self._ref(BACKFILLS, backfill.id), backfill.to_doc())
+            batch.create(self._lane_ref(backfill.id, lane.index), lane.to_doc())
         self.stats.commits += 1
         try:
             batch.commit()
@@ -257,6 +305,85 @@ class Store:
                  .order_by("lease_expires_at")
                  .limit(limit))
         return [Run.from_doc(d) for d in self._stream(query)]
+
+    def count_runs(self, *, queue: str, statuses: tuple[str, ...]) -> int:
+        """How many runs of one queue are in these states (a count aggregation: billed
+        by index entries read, not by documents)."""
+        query = (self.db.collection(RUNS)
+                 .where(filter=FieldFilter("queue", "==", queue))
+                 .where(filter=FieldFilter("status", "in", list(statuses))))
+        return self._count(query)
+
+    def _count(self, query) -> int:
+        self.stats.reads += 1
+        return int(query.count().get()[0][0].value)
+
+    # -- backfills --------------------------------------------------------------
+
+    def create_backfill(self, backfill: Backfill, lanes: list[Lane]) -> bool:
+        """The backfill and its lanes in one commit; False if the backfill exists (a
+        repeated request: its id is derived from it)."""
+        batch = self.db.batch()
+        batch.create(self._ref(BACKFILLS, backfill.id), backfill.to_doc())
+        for lane in lanes:
+            batch.create(self._lane_ref(backfill.id, lane.index), lane.to_doc())
+        self.stats.commits += 1
+        try:
+            batch.commit()
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return False
+        return True
+
+    def get_backfill(self, backfill_id: str) -> Backfill | None:
+        doc = self._get(BACKFILLS, backfill_id)
+        return None if doc is None else Backfill.from_doc(doc)
+
+    def backfill(self, backfill_id: str) -> Backfill:
+        found = self.get_backfill(backfill_id)
+        if found is None:
+            raise NotFound("backfill", backfill_id)
+        return found
+
+    def lanes(self, backfill_id: str) -> list[Lane]:
+        query = self._ref(BACKFILLS, backfill_id).collection(LANES)
+        return sorted((Lane.from_doc(d) for d in self._stream(query)), key=lambda x: x.index)
+
+    def active_backfills(self, limit: int = 100) -> list[Backfill]:
+        query = (self.db.collection(BACKFILLS)
+                 .where(filter=FieldFilter("status", "==", "active")).limit(limit))
+        return [Backfill.from_doc(d) for d in self._stream(query)]
+
+    def recent_backfills(self, *, job_id: str | None = None, limit: int = 20
+                         ) -> list[Backfill]:
+        query = self.db.collection(BACKFILLS)
+        if job_id is not None:
+            query = query.where(filter=FieldFilter("job_id", "==", job_id))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+        return [Backfill.from_doc(d) for d in self._stream(query)]
+
+    def runs_by_id(self, run_ids: list[str]) -> dict[str, Run]:
+        """Many runs by id in batched reads (get_all); missing ones are left out."""
+        found: dict[str, Run] = {}
+        for start in range(0, len(run_ids), 300):
+            refs = [self._ref(RUNS, i) for i in run_ids[start:start + 300]]
+            for snap in self.db.get_all(refs):
+                self.stats.reads += 1
+                if snap.exists:
+                    run = Run.from_doc(snap.to_dict())
+                    found[run.id] = run
+        return found
+
+    # -- trigger lists (apply) ----------------------------------------------------
+
+    def add_dataset_trigger(self, key: str, job_id: str) -> None:
+        self._ref(DATASETS, key).set({"key": key, "triggers": firestore.ArrayUnion([job_id])},
+                                     merge=True)
+        self.stats.commits += 1
+
+    def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
+        """Only the `triggers` field: the run-time fields belong to bookkeeping."""
+        self._ref(DATASETS, key).set({"key": key, "triggers": job_ids}, merge=True)
+        self.stats.commits += 1
 
     def completed_jobs_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
         query = (self.db.collection(JOBS)
@@ -306,6 +433,21 @@ class Store:
         except (gexc.AlreadyExists, gexc.Conflict):
             return False
         return True
+
+    def create_runs(self, runs: list[Run]) -> int:
+        """Create many run documents, keeping those that exist: one batch when none
+        does, one commit each otherwise. Returns how many were created."""
+        if not runs:
+            return 0
+        batch = self.db.batch()
+        for run in runs:
+            batch.create(self._ref(RUNS, run.id), run.to_doc())
+        self.stats.commits += 1
+        try:
+            batch.commit()
+            return len(runs)
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return sum(self.create_run(run) for run in runs)
 
     def put_job(self, job: Job) -> None:
         self._ref(JOBS, job.id).set(job.to_doc())

@@ -51,7 +51,8 @@ class TaskQueue:
         return f"{self.location_path()}/queues/{name or self.settings.queue}"
 
     def build_task(self, run_id: str, attempt: int, *, dispatch: int = 0,
-                   schedule_time: datetime | None = None) -> tasks_v2.Task:
+                   schedule_time: datetime | None = None,
+                   queue: str | None = None) -> tasks_v2.Task:
         body = json.dumps({"run_id": run_id, "attempt": attempt}).encode()
         request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
@@ -65,7 +66,7 @@ class TaskQueue:
                 audience=self.settings.run_task_url,  # run_task checks its own URL
             )
         task = tasks_v2.Task(
-            name=f"{self.queue_path()}/tasks/{task_id(run_id, attempt, dispatch)}",
+            name=f"{self.queue_path(queue)}/tasks/{task_id(run_id, attempt, dispatch)}",
             http_request=request,
             # How long Cloud Tasks waits for run_task; run_task's timeout covers it.
             dispatch_deadline=_duration(self.settings.dispatch_deadline_s),
@@ -77,11 +78,13 @@ class TaskQueue:
         return task
 
     def enqueue(self, run_id: str, attempt: int, *, dispatch: int = 0,
-                schedule_time: datetime | None = None) -> str:
-        """Create the task; an ALREADY_EXISTS answer means it was created before: fine."""
-        task = self.build_task(run_id, attempt, dispatch=dispatch, schedule_time=schedule_time)
+                schedule_time: datetime | None = None, queue: str | None = None) -> str:
+        """Create the task in `queue` (the run's pool; None: the default queue); an
+        ALREADY_EXISTS answer means it was created before: fine."""
+        task = self.build_task(run_id, attempt, dispatch=dispatch, schedule_time=schedule_time,
+                               queue=queue)
         with contextlib.suppress(gexc.AlreadyExists):
-            self.client.create_task(parent=self.queue_path(), task=task)
+            self.client.create_task(parent=self.queue_path(queue), task=task)
         self.created += 1
         return task.name
 

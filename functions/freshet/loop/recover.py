@@ -4,7 +4,9 @@
   is marked stuck, the datasets record the failure, and the next attempt is sent if
   attempts remain, else the run fails as stuck;
 - queued or retrying past its lease (its task never arrived): a new task is sent;
-- active jobs whose next_run_at is long past are reported: the scheduler is not ticking.
+- active jobs whose next_run_at is long past are reported: the scheduler is not ticking;
+- backfill lanes with nothing in flight get their next run (the backstop of the pacing
+  that finishing runs do: a crash between commits, a kind switched back on).
 One indexed query on `lease_expires_at` finds them all; cost is O(expired), not O(runs).
 """
 
@@ -15,10 +17,12 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from freshet.core.lifecycle import Decision, RecoveryVerdict, decide_recovery
-from freshet.core.models import RunStatus
+from freshet.core.models import Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.backfill import send_new, sweep_backfills
+from freshet.loop.followups import after_end
 from freshet.loop.run import send
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ class SweepResult:
     redispatched: list[str] = field(default_factory=list)
     enqueue_failed: list[str] = field(default_factory=list)
     not_ticking: list[str] = field(default_factory=list)
+    backfill_runs: list[str] = field(default_factory=list)  # released by the backstop
     deferred: int = 0
 
     def to_dict(self) -> dict:
@@ -39,7 +44,7 @@ class SweepResult:
             "expired": self.expired, "stuck_retried": self.stuck_retried[:50],
             "stuck_failed": self.stuck_failed[:50], "redispatched": self.redispatched[:50],
             "enqueue_failed": self.enqueue_failed[:50], "not_ticking": self.not_ticking[:50],
-            "deferred": self.deferred,
+            "backfill_runs": self.backfill_runs[:50], "deferred": self.deferred,
         }
 
 
@@ -54,14 +59,17 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        decision = store.transact(lambda tx, r=run: _recover(tx, r.id, r.job_id, now, settings))
+        decision, created = store.transact(
+            lambda tx, r=run: _recover(tx, r.id, r.job_id, now, settings))
         _act(queue, run.id, decision, result)
+        send_new(queue, created)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
     if result.not_ticking:
         log.error("scheduler not ticking? %d active jobs are overdue by more than %s s: %s",
                   len(result.not_ticking), settings.not_ticking_after_s,
                   ", ".join(result.not_ticking[:10]))
+    result.backfill_runs = sweep_backfills(store, queue, now=now, settings=settings)
     return result
 
 
@@ -84,10 +92,13 @@ def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
 
 
 def _recover(tx: Tx, run_id: str, job_id: str, now: datetime,
-             settings: Settings) -> Decision[RecoveryVerdict]:
+             settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
     run = tx.get_run(run_id)
     # The job is needed for a running run only (its stuck threshold, its hold).
     job = tx.get_job(job_id) if run is not None and run.status == RunStatus.RUNNING else None
     decision = decide_recovery(run, job, now, settings)
-    tx.write(decision, job_id)
-    return decision
+    before = tx.read_datasets(decision)
+    follow = after_end(tx, decision, job, before, now, settings)  # a stuck run's lane
+    tx.write(decision, job_id, before)
+    tx.write_followups(follow)
+    return decision, follow.runs

@@ -26,6 +26,11 @@ class SyncResult:
 
 @dataclass
 class SyncContext:
+    """What a sync gets. `slot` is the time the run stands for (its schedule slot; for a
+    manual run, when it was asked for; for a triggered run, when its upstreams became
+    fresh) and (`interval_start`, `slot`] its data interval: "the hour ending at 10:00",
+    not "whatever now is". `interval_start` is None when there is no previous slot."""
+
     job_id: str
     run_id: str
     attempt: int
@@ -34,8 +39,18 @@ class SyncContext:
     deadline: datetime
     heartbeat: Callable[[], None]
     logger: logging.Logger
+    slot: datetime | None = None
+    interval_start: datetime | None = None
+    trigger_source: str = "schedule"  # schedule, manual, api, catchup, backfill, upstream
+    # A triggered run: the upstream versions (dataset -> the run that made it fresh).
+    upstream_versions: dict[str, str] = field(default_factory=dict)
     # Where a sync may keep what it fetched (http_fetch snapshots); set by run_task.
     snapshot: Callable[[str, bytes, str], None] | None = None
+
+    @property
+    def interval(self) -> tuple[datetime | None, datetime | None]:
+        """The data interval (previous slot, this slot]."""
+        return self.interval_start, self.slot
 
 
 Handler = Callable[[SyncContext], SyncResult | dict | None]

@@ -35,6 +35,8 @@ from freshet.core.text import MAX_LOGGED_CHARS, clip
 from freshet.core.timeutil import utcnow
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.backfill import send_new
+from freshet.loop.followups import after_end
 from freshet.loop.registry import SyncContext, as_result, handler_for
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,9 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
                now: datetime, settings: Settings, clock=utcnow) -> Outcome:
     """Claim, run and finish one attempt. `clock` is read after the sync returns."""
     control = Control.from_doc(store.control())
-    claim, job = store.transact(lambda tx: _claim(tx, run_id, attempt, control, now, settings))
+    claim, job, created = store.transact(
+        lambda tx: _claim(tx, run_id, attempt, control, now, settings))
+    send_new(queue, created)
     match claim.verdict:
         case ClaimVerdict.START:
             pass
@@ -67,18 +71,22 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
             return Outcome(200, "deferred", claim.detail)
         case ClaimVerdict.DISABLED:
             return Outcome(200, "failed", claim.detail)
+        case ClaimVerdict.TOO_LATE:
+            return Outcome(200, "skipped", claim.detail)
         case ClaimVerdict.DUPLICATE | ClaimVerdict.STALE | ClaimVerdict.ORPHAN:
             return Outcome(200, "noop", claim.detail)
         case _:
             assert_never(claim.verdict)
     outcome = _execute(store, claim.run, job, now, settings)
     finished_at = clock()
-    finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
+    finish, created = store.transact(
+        lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
+    send_new(queue, created)
     return _answer(finish)
 
 
 def _claim(tx: Tx, run_id: str, attempt: int, control: Control, now: datetime,
-           settings: Settings) -> tuple[Decision[ClaimVerdict], Job | None]:
+           settings: Settings) -> tuple[Decision[ClaimVerdict], Job | None, list[Run]]:
     run = tx.get_run(run_id)
     unsettled = run is not None and not run.terminal and run.status != RunStatus.RUNNING
     job = tx.get_job(run.job_id) if unsettled else None
@@ -87,18 +95,29 @@ def _claim(tx: Tx, run_id: str, attempt: int, control: Control, now: datetime,
     holder_id = holder_to_check(run, job)
     holder = tx.get_run(holder_id) if holder_id else None
     decision = decide_claim(run, job, holder, attempt, control, now, settings)
-    if run is not None:
-        tx.write(decision, run.job_id)
-    return decision, job
+    if run is None:
+        return decision, job, []
+    before = tx.read_datasets(decision)
+    # A run that ends here unrun (switched off, too late) frees its backfill lane; a
+    # switched-off kind's lane waits for the switch (recovery's sweep) rather than
+    # failing every slot behind it.
+    follow = after_end(tx, decision, job, before, now, settings,
+                       release_next=decision.verdict != ClaimVerdict.DISABLED)
+    tx.write(decision, run.job_id, before)
+    tx.write_followups(follow)
+    return decision, job, follow.runs
 
 
 def _finish(tx: Tx, claimed: Run, outcome: SyncOutcome, now: datetime,
-            settings: Settings) -> Decision[FinishVerdict]:
+            settings: Settings) -> tuple[Decision[FinishVerdict], list[Run]]:
     run = tx.get_run(claimed.id)
     job = tx.get_job(claimed.job_id)
     decision = decide_finish(run, claimed.attempt_number, job, outcome, now, settings)
-    tx.write(decision, claimed.job_id)
-    return decision
+    before = tx.read_datasets(decision)
+    follow = after_end(tx, decision, job, before, now, settings)
+    tx.write(decision, claimed.job_id, before)
+    tx.write_followups(follow)
+    return decision, follow.runs
 
 
 def _answer(finish: Decision[FinishVerdict]) -> Outcome:
@@ -121,7 +140,8 @@ def send(queue: TaskQueue, run_id: str, task: Send | None, what: str) -> bool:
     if task is None:
         return True
     try:
-        queue.enqueue(run_id, task.attempt, dispatch=task.dispatch, schedule_time=task.at)
+        queue.enqueue(run_id, task.attempt, dispatch=task.dispatch, schedule_time=task.at,
+                      queue=task.queue)
         return True
     except Exception:
         log.exception("enqueue failed for %s %s; recovery will send it", what, run_id)
@@ -139,7 +159,9 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
     lease = runs.stuck_threshold(job, settings)
     ctx = SyncContext(
         job_id=job.id, run_id=run.id, attempt=run.attempt_number, params=dict(job.params),
-        produces=list(run.produces), deadline=now + lease,
+        produces=list(run.produces), deadline=now + lease, slot=run.scheduled_for,
+        interval_start=run.interval_start, trigger_source=str(run.trigger_source),
+        upstream_versions=dict(run.upstream_versions),
         heartbeat=_Heartbeat(store, run.id, run.attempt_number, lease),
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
         snapshot=_snapshot_writer(settings, job.id),

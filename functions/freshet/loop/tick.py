@@ -5,6 +5,11 @@ document (its id is the job + slot, so creating it is the dedup) and advances th
 schedule. The Cloud Task is created after the commit, never inside the transaction
 (a transaction may run more than once). If task creation fails the run stays queued
 with a lease; recovery sends it again. Nothing is lost.
+
+Which due slots run is the job's catch-up policy (freshet.core.catchup): one slot
+(the usual case), none, or several oldest first, which become a catch-up chain (a
+one-lane backfill created in the same commit: each run's finish starts the next).
+Skipped slots are recorded as skipped runs after the commit.
 """
 
 import logging
@@ -13,13 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
 
+from freshet.core import backfill as bf
+from freshet.core.catchup import CatchupPlan, plan_catchup
 from freshet.core.control import Control
 from freshet.core.models import Job, JobStatus, LastRun, TriggerSource
-from freshet.core.runs import SlotClaim, new_run, scheduled_run_id
-from freshet.core.schedules import latest_due, next_after
+from freshet.core.runs import SlotClaim, new_run, scheduled_run_id, skipped_run
+from freshet.core.schedules import next_after
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.backfill import release_lane
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ class TickResult:
     skipped_disabled: list[str] = field(default_factory=list)
     enqueue_failed: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
+    skipped_slots: int = 0  # recorded as skipped by the catch-up policy or max_lateness
+    chains: list[str] = field(default_factory=list)  # catch-up chains started
     deferred: int = 0  # left for the next tick: the time budget ran out
 
     def to_dict(self) -> dict:
@@ -41,6 +51,7 @@ class TickResult:
             "due": self.due, "created": len(self.created), "lost_race": self.lost_race,
             "skipped_disabled": len(self.skipped_disabled),
             "enqueue_failed": len(self.enqueue_failed), "archived": len(self.archived),
+            "skipped_slots": self.skipped_slots, "catchup_chains": self.chains[:50],
             "deferred": self.deferred, "runs": self.created[:50],
         }
 
@@ -94,23 +105,64 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
         if outcome == SlotClaim.CLAIMED:
             result.skipped_disabled.append(job.id)
         return outcome
-    slot = latest_due(job.schedule, job.next_run_at, now)
-    run = new_run(job, scheduled_run_id(job.id, slot), slot, source=TriggerSource.SCHEDULE,
-                  now=now, settings=settings)
-    fields = {"next_run_at": next_after(job.schedule, max(slot, now)), "updated_at": now}
+    plan = plan_catchup(job, now)
+    fields = {"next_run_at": plan.next_run_at, "updated_at": now}
+    if not plan.run and plan.skipped:
+        fields["last_run_status"] = LastRun.SKIPPED
+    if plan.chain:
+        return _claim_chain(store, queue, job, version, plan, fields, now, settings, result)
+    slot = plan.run[0] if plan.run else None
+    run = None if slot is None else new_run(
+        job, scheduled_run_id(job.id, slot), slot, source=TriggerSource.SCHEDULE, now=now,
+        settings=settings)
     outcome = store.claim_slot(job.id, version, fields, run)
     if outcome == SlotClaim.EXISTS:  # advance only
         store.claim_slot(job.id, version, fields, None)
-        return outcome
     if outcome == SlotClaim.LOST:
+        return outcome
+    _record_skipped(store, job, plan, now, result)
+    if outcome == SlotClaim.EXISTS or run is None:
         return outcome
     result.created.append(run.id)
     try:
-        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None)
+        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None, queue=run.queue)
     except Exception:  # the run stays queued with a lease: recovery enqueues it again
         log.exception("enqueue failed for run %s; recovery will retry", run.id)
         result.enqueue_failed.append(run.id)
     return outcome
+
+
+def _claim_chain(store: Store, queue: TaskQueue, job: Job, version: datetime,
+                 plan: CatchupPlan, fields: dict, now: datetime, settings: Settings,
+                 result: TickResult) -> SlotClaim:
+    """catchup: all with several missed slots: a one-lane backfill in the claim's
+    commit; its first run is released right after (else by recovery's sweep)."""
+    chain = bf.new_catchup(job, plan.run, now, f"catch-up of {len(plan.run)} missed slots")
+    lane = bf.lanes_for(chain, plan.run)[0]
+    outcome = store.claim_slot(job.id, version, fields, None, chain=(chain, lane))
+    if outcome == SlotClaim.EXISTS:
+        store.claim_slot(job.id, version, fields, None)
+    if outcome == SlotClaim.LOST:
+        return outcome
+    _record_skipped(store, job, plan, now, result)
+    if outcome == SlotClaim.CLAIMED:
+        result.chains.append(chain.id)
+        try:
+            first = release_lane(store, queue, chain.id, lane.index, now=now, settings=settings)
+        except Exception:  # the chain is committed: recovery's sweep releases its lane
+            log.exception("catch-up chain %s: first release failed; recovery will", chain.id)
+            return outcome
+        if first is not None:
+            result.created.append(first.id)
+    return outcome
+
+
+def _record_skipped(store: Store, job: Job, plan: CatchupPlan, now: datetime,
+                    result: TickResult) -> None:
+    """One skipped run per passed-over slot (a bounded number: core.catchup). After the
+    claim's commit: a slot whose run exists already (a backfill's) keeps it."""
+    records = [skipped_run(job, s.slot, s.reason, now=now) for s in plan.skipped]
+    result.skipped_slots += store.create_runs(records)
 
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,

@@ -4,6 +4,8 @@
     POST /jobs/{job_id}/run | pause | resume | archive
     GET  /runs?job_id=&limit=  /runs/{run_id}
     GET  /datasets  /datasets/{key}   GET /status   GET|PUT /control
+    GET  /backfills  /backfills/{backfill_id}   POST /backfills (or dry run)
+    POST /backfills/{backfill_id}/cancel
 
 Every error is JSON `{"error": {"field": ..., "message": ...}}` with a 4xx status
 whose message names the field; a rejected request changes nothing; no traceback
@@ -19,19 +21,23 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
+from freshet.core.backfill import check_max_parallel
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.limits import check_job
 from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
-from freshet.core.timeutil import isoformat
+from freshet.core.timeutil import isoformat, parse_datetime
+from freshet.loop import backfill as backfills
 from freshet.loop.registry import known_kinds
 from freshet.ops import operations
 from freshet.ops.config import JOB_KEYS
 from freshet.ops.views import (
     all_datasets,
+    backfill_json,
     dataset_json,
     job_json,
+    plan_json,
     run_json,
     status_summary,
 )
@@ -113,10 +119,10 @@ def get_job(call: Call):
 def create_job(call: Call):
     query(call, ())
     body = json_body(call.request, JOB_KEYS)
-    for key in ("id", "kind", "schedule"):
+    for key in ("id", "kind"):
         if key not in body:
             raise ValidationError(key, "is required")
-    job = new_job(**body)
+    job = new_job(**body)  # a schedule, a trigger, or both
     if job.kind not in known_kinds():
         raise ValidationError("kind", f"unknown kind {job.kind!r} (known: "
                               f"{', '.join(known_kinds())})")
@@ -125,7 +131,10 @@ def create_job(call: Call):
               expected_runtime_minutes=job.expected_runtime_minutes,
               default_stuck_minutes=settings.default_stuck_minutes,
               dispatch_deadline=timedelta(seconds=settings.dispatch_deadline_s))
-    return 201, {"job": job_json(operations.create_job(call.store, job, now=call.now))}
+    operations.check_new_job(call.store, job)
+    created = operations.create_job(call.store, job, now=call.now)
+    operations.register_triggers(call.store, created)
+    return 201, {"job": job_json(created)}
 
 
 def run_job(call: Call):
@@ -188,6 +197,68 @@ def get_status(call: Call):
     return 200, status_summary(call.store, call.deps.settings, call.now)
 
 
+def list_backfills(call: Call):
+    q = query(call, ("job_id", "limit"))
+    job_id = check_id(q["job_id"], "job_id") if "job_id" in q else None
+    views = backfills.recent_views(call.store, job_id=job_id,
+                                   limit=limit_param(q.get("limit"), default=20))
+    return 200, {"backfills": [backfill_json(v.backfill, v.progress) for v in views]}
+
+
+BACKFILL_KEYS = ("job_id", "from", "to", "max_parallel", "rerun", "dry_run", "idempotency_key")
+
+
+def create_backfill(call: Call):
+    query(call, ())
+    body = json_body(call.request, BACKFILL_KEYS)
+    for key in ("job_id", "from", "to"):
+        if key not in body:
+            raise ValidationError(key, "is required")
+    job_id = check_id(body["job_id"], "job_id")
+    start, end = parse_datetime(body["from"], "from"), parse_datetime(body["to"], "to")
+    flags = {k: body.get(k, False) for k in ("rerun", "dry_run")}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValidationError(name, "must be true or false")
+    parallel = check_max_parallel(body.get("max_parallel", 1))
+    key = body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise ValidationError("idempotency_key", "must be a string of 1-200 characters")
+    if flags["dry_run"]:
+        _, plan = backfills.plan_backfill(call.store, job_id, start, end, now=call.now,
+                                          rerun=flags["rerun"])
+        return 200, plan_json(job_id, start, end, flags["rerun"], parallel, plan)
+    made, created = backfills.start_backfill(
+        call.store, call.deps.task_queue, job_id, start, end, now=call.now,
+        settings=call.deps.settings, max_parallel=parallel, rerun=flags["rerun"], key=key,
+        requested_by=call.caller)
+    view = backfills.backfill_view(call.store, made.id)
+    return (201 if created else 200), {"backfill": backfill_json(view.backfill, view.progress),
+                                       "created": created}
+
+
+def _backfill_id(call: Call) -> str:
+    ident = call.params["backfill_id"]
+    if len(ident) > 300:
+        raise ValidationError("backfill_id", "is longer than 300 characters")
+    return ident
+
+
+def get_backfill(call: Call):
+    query(call, ())
+    view = backfills.backfill_view(call.store, _backfill_id(call))
+    return 200, {"backfill": backfill_json(view.backfill, view.progress)}
+
+
+def cancel_backfill(call: Call):
+    query(call, ())
+    json_body(call.request, ())
+    ident = _backfill_id(call)
+    backfills.cancel_backfill(call.store, ident, now=call.now, who=call.caller)
+    view = backfills.backfill_view(call.store, ident)
+    return 200, {"backfill": backfill_json(view.backfill, view.progress)}
+
+
 def get_control(call: Call):
     query(call, ())
     return 200, {"control": Control.from_doc(call.store.control()).to_doc()}
@@ -214,6 +285,10 @@ ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("GET", "/datasets", list_datasets),
     Route("GET", "/datasets/{key}", get_dataset),
     Route("GET", "/status", get_status),
+    Route("GET", "/backfills", list_backfills),
+    Route("POST", "/backfills", create_backfill),
+    Route("GET", "/backfills/{backfill_id}", get_backfill),
+    Route("POST", "/backfills/{backfill_id}/cancel", cancel_backfill),
     Route("GET", "/control", get_control),
     Route("PUT", "/control", put_control),
 )

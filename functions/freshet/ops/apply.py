@@ -7,6 +7,10 @@ Applying is idempotent: a second plan after an apply is empty. Jobs are upserted
 without losing runtime state; a job the file no longer declares is archived, never
 deleted. Only jobs an earlier apply declared are archived that way (the ids are kept
 in settings/applied), so jobs made through the api are not swept away.
+
+Apply also creates a Cloud Tasks queue per pool, and writes on each dataset document
+the jobs its success triggers (`triggers`), so that run_task's finish finds them
+without a query.
 """
 
 from collections.abc import Callable
@@ -15,10 +19,11 @@ from datetime import datetime
 
 from freshet.core.control import Control
 from freshet.core.errors import ValidationError
-from freshet.core.models import Job, JobStatus
+from freshet.core.models import Catchup, Job, JobStatus
 from freshet.core.schedules import first_slot
 from freshet.core.text import shorten
-from freshet.core.timeutil import isoformat
+from freshet.core.timeutil import format_duration, isoformat
+from freshet.core.triggers import check_triggers, describe_trigger
 from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import QueueSpec, TaskQueue
@@ -50,18 +55,21 @@ class Plan:
     catalog_changes: list[str] = field(default_factory=list)
     control_changes: dict[str, tuple] = field(default_factory=dict)
     queues: list[QueueChange] = field(default_factory=list)
+    # dataset -> (the jobs it triggers now, after apply)
+    triggers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     scheduler: SchedulerDiff | None = None  # None: Cloud Scheduler not managed here
     applied_ids: frozenset[str] = frozenset()
 
     @property
     def empty(self) -> bool:
         return not (self.jobs or self.catalog_changes or self.control_changes or self.queues
+                    or self.triggers
                     or (self.scheduler is not None and not self.scheduler.empty))
 
     def count(self) -> int:
         sched = self.scheduler
         return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
-                + len(self.queues)
+                + len(self.queues) + len(self.triggers)
                 + (0 if sched is None
                    else len(sched.create) + len(sched.update) + len(sched.delete)))
 
@@ -76,14 +84,23 @@ class Plan:
         for change in self.jobs:
             detail = ", ".join(f"{k}: {_short(old)} -> {_short(new)}"
                                for k, (old, new) in change.changes.items())
+            if change.action == "create":
+                detail = scheduling(change.job)
             out.append(f"  {marks[change.action]} job {change.job_id}: {change.action}"
                        + (f" ({detail})" if detail else ""))
         out += [f"  ~ catalog: {c}" for c in self.catalog_changes]
         for name, (old, new) in self.control_changes.items():
             out.append(f"  ~ kill switch {name}: {_short(old)} -> {_short(new)}")
+        pools = {q.queue(self.config.queue): q for q in self.config.pools}
         for q in self.queues:
-            extra = f" ({', '.join(q.changes)})" if q.changes else ""
-            out.append(f"  {marks[q.action]} queue {q.spec.name}: {q.action}{extra}")
+            extra = list(q.changes)
+            if q.spec.name in pools:
+                extra.insert(0, f"pool {pools[q.spec.name].name}, at most "
+                                f"{q.spec.max_concurrent_dispatches} at once")
+            extra_text = f" ({', '.join(extra)})" if extra else ""
+            out.append(f"  {marks[q.action]} queue {q.spec.name}: {q.action}{extra_text}")
+        for key, (old, new) in self.triggers.items():
+            out.append(f"  ~ dataset {key}: triggers {_short(old)} -> {_short(new)}")
         if self.scheduler is not None:
             out += [f"  + scheduler job {_leaf(j.name)}: create" for j in self.scheduler.create]
             out += [f"  ~ scheduler job {_leaf(j.name)}: update ({', '.join(c)})"
@@ -91,6 +108,22 @@ class Plan:
             out += [f"  - scheduler job {_leaf(n)}: delete" for n in self.scheduler.delete]
         out.append(f"{self.count()} change(s).")
         return out
+
+
+def scheduling(job: Job) -> str:
+    """How a job is scheduled, in a plan line: its catch-up policy, lateness, pool and
+    trigger."""
+    parts = [f"catchup: {job.catchup}"
+             + (f" (at most {job.max_catchup})" if job.catchup == Catchup.ALL else "")]
+    if job.max_lateness is not None:
+        parts.append(f"max_lateness: {format_duration(job.max_lateness)}")
+    if job.pool is not None:
+        parts.append(f"pool: {job.pool}")
+    if job.trigger is not None:
+        parts.append(f"runs {describe_trigger(job)}")
+    if job.schedule.none:
+        parts[0] = "no schedule"
+    return ", ".join(parts)
 
 
 def _leaf(name: str) -> str:
@@ -154,7 +187,7 @@ def check_first_slots(config: PipelineConfig, changes: list[JobChange], now: dat
 def plan_catalog(declared: dict, stored: dict) -> list[str]:
     """Pure: what differs between the declared and the stored catalog documents."""
     out = []
-    for section, key in (("datasets", "key"), ("consumers", "id")):
+    for section, key in (("datasets", "key"), ("consumers", "id"), ("pools", "name")):
         want = {d[key]: d for d in declared.get(section) or []}
         have = {d.get(key): d for d in stored.get(section) or []}
         noun = section[:-1]
@@ -182,6 +215,24 @@ def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueC
     return QueueChange(spec, "update", changed) if changed else None
 
 
+def plan_triggers(jobs: list[Job], listed: dict[str, list[str]]
+                  ) -> dict[str, tuple[list[str], list[str]]]:
+    """Pure: the datasets whose `triggers` list must change, given every job there will
+    be. Refuses a trigger cycle, naming it, and a dataset triggering too many jobs."""
+    wanted = check_triggers(jobs, "jobs.trigger")
+    return {k: (listed.get(k, []), wanted.get(k, []))
+            for k in sorted(set(wanted) | set(listed)) if listed.get(k, []) != wanted.get(k, [])}
+
+
+def jobs_after(declared: tuple[Job, ...], current: dict[str, Job],
+               changes: list[JobChange]) -> list[Job]:
+    """Every job as it will be once the plan is applied (jobs made through the api too)."""
+    archived = {c.job_id for c in changes if c.action == "archive"}
+    names = {j.id for j in declared}
+    return list(declared) + [j for j in current.values()
+                             if j.id not in names and j.id not in archived]
+
+
 def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
          scheduler_admin: SchedulerAdmin | None = None, now: datetime) -> Plan:
     """Read the current state and diff it against the config. Changes nothing."""
@@ -190,11 +241,13 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result = Plan(config=config, applied_ids=previously)
     result.jobs = plan_jobs(config.jobs, current, previously)
     check_first_slots(config, result.jobs, now)
+    listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}
+    result.triggers = plan_triggers(jobs_after(config.jobs, current, result.jobs), listed)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
     result.control_changes = plan_control(config.control, store.control())
     existing = task_queue.queues()
-    result.queues = [c for c in (plan_queue(task_queue, s, existing) for s in config.queues)
-                     if c]
+    result.queues = [c for c in (plan_queue(task_queue, s, existing)
+                                 for s in config.all_queues) if c]
     if scheduler_admin is not None:
         result.scheduler = scheduler_admin.diff(control_jobs(config))
     return result
@@ -253,6 +306,9 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
     for q in todo.queues:
         result.queues[q.spec.name] = _ensure_queue(task_queue, q)
         tell(f"queue {q.spec.name}: {result.queues[q.spec.name]}")
+    for key, (_, jobs) in todo.triggers.items():
+        store.set_dataset_triggers(key, jobs)
+        tell(f"dataset {key}: triggers {', '.join(jobs) or 'nothing'}")
     if todo.scheduler is not None and scheduler_admin is not None:
         result.scheduler_requests = scheduler_admin.execute(todo.scheduler)
         tell(f"Cloud Scheduler: {result.scheduler_requests} request(s)")

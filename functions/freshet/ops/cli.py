@@ -3,6 +3,8 @@
     freshet jobs list|show|run|pause|resume|archive     freshet runs list|show
     freshet doctor [--config FILE]                      (checks a deployment)
     freshet datasets      freshet status                freshet apply [--dry-run]
+    freshet backfill JOB --from T1 --to T2 [--dry-run] [--max-parallel N] [--rerun]
+    freshet backfill status [ID]    freshet backfill cancel ID
     freshet site build    freshet demo
 
 It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
@@ -135,19 +137,26 @@ def cmd_jobs_show(args) -> int:
     job = store.job(args.job_id)
     doc = job_json(job)
     for key in ("id", "kind", "status", "description", "produces", "max_retries",
-                "stuck_threshold_minutes", "params", "last_run_status", "last_error"):
+                "stuck_threshold_minutes", "params", "catchup", "max_lateness", "pool",
+                "last_run_status", "last_error"):
         say(f"{key + ':':26}{doc[key] if doc[key] not in (None, '', []) else '-'}")
     say(f"{'schedule:':26}{doc['schedule']['description']}")
+    if doc["trigger"]:
+        say(f"{'trigger:':26}runs {doc['trigger']['description']} ({doc['trigger']['when']})")
     say(f"{'next run:':26}{when(job.next_run_at, now)}")
     say(f"{'last run:':26}{when(job.last_run_at, now)}")
     _print_runs(store.recent_runs(job_id=job.id, limit=args.limit), now)
     return 0
 
 
+def slot_text(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+
+
 def _print_runs(runs, now: datetime) -> None:
-    rows = [(r.id, r.status, r.trigger_source, r.attempt_number, when(r.scheduled_for, now),
+    rows = [(r.id, r.status, r.trigger_source, r.attempt_number, slot_text(r.slot),
              None if r.duration_s is None else f"{r.duration_s:.1f} s", r.error) for r in runs]
-    say(table(("RUN", "STATUS", "SOURCE", "ATTEMPT", "FOR", "TOOK", "ERROR"), rows))
+    say(table(("RUN", "STATUS", "SOURCE", "ATTEMPT", "SLOT", "TOOK", "ERROR"), rows))
 
 
 def cmd_jobs_run(args) -> int:
@@ -238,6 +247,95 @@ def cmd_status(args) -> int:
         switches.append("kinds off: " + ", ".join(control["disabled_kinds"]))
     say("Kill switches: " + ("; ".join(switches) if switches else "none")
         + (f" ({control['reason']})" if control["reason"] else ""))
+    return 0
+
+
+def cmd_backfill(args) -> int:
+    """`backfill JOB --from --to ...`, `backfill status [ID]`, `backfill cancel ID`. With
+    --from or --to, `status` and `cancel` are job ids like any other."""
+    action = args.target if args.start is None and args.end is None else None
+    if action == "status":
+        return _backfill_status(args)
+    if action == "cancel":
+        return _backfill_cancel(args)
+    return _backfill_start(args)
+
+
+def _backfill_start(args) -> int:
+    from freshet.core.timeutil import parse_datetime
+    from freshet.loop import backfill
+
+    if args.ident is not None:
+        raise UserError(f"unexpected argument {args.ident!r} (see `freshet backfill --help`)")
+    if args.start is None or args.end is None:
+        raise UserError("backfill JOB needs --from and --to (ISO times with a zone, "
+                        "e.g. 2026-11-27T00:00Z)")
+    start, end = parse_datetime(args.start, "--from"), parse_datetime(args.end, "--to")
+    settings, now = _settings(), _now()
+    store = open_store(settings.project)
+    if args.dry_run:
+        _, plan = backfill.plan_backfill(store, args.target, start, end, now=now,
+                                         rerun=args.rerun)
+        say(f"Backfill of {args.target} from {slot_text(start)} to {slot_text(end)} "
+            "(dry run: nothing was changed):")
+        say(f"  {len(plan.slots)} slot(s) in the range (up to now); {len(plan.todo)} would run, "
+            f"at most {args.max_parallel} at once")
+        say(f"  {len(plan.done)} succeeded already" + ("" if args.rerun else
+                                                      " (left alone; --rerun runs them too)")
+            + f"; {len(plan.busy)} have a run in flight (left to it)")
+        if plan.todo:
+            say(f"  first {slot_text(plan.todo[0])}, last {slot_text(plan.todo[-1])}")
+        return 0
+    made, created = backfill.start_backfill(
+        store, open_queue(settings), args.target, start, end, now=now, settings=settings,
+        max_parallel=args.max_parallel, rerun=args.rerun, key=args.key,
+        requested_by=os.environ.get("USER") or "cli")
+    view = backfill.backfill_view(store, made.id)
+    verb = "started" if created else "already requested"
+    say(f"backfill {made.id} {verb}: {made.planned} of {made.slots} slot(s) to run, "
+        f"{made.already_done} succeeded already, at most {made.max_parallel} at once")
+    _print_backfill(view)
+    return 0
+
+
+def _print_backfill(view) -> None:
+    from freshet.core.backfill import progress_bar
+
+    b, p = view.backfill, view.progress
+    say(f"{b.id}  {b.job_id}  {p.status}  {slot_text(b.start)} .. {slot_text(b.end)}"
+        + (f"  ({b.note})" if b.note else ""))
+    say(f"  {progress_bar(p)}  done {p.done}, failed {p.failed}, skipped {p.skipped}, "
+        f"cancelled {p.cancelled}, running {p.running}, waiting {p.waiting}")
+
+
+def _backfill_status(args) -> int:
+    from freshet.loop import backfill
+
+    settings = _settings()
+    store = open_store(settings.project)
+    if args.ident is not None:
+        view = backfill.backfill_view(store, args.ident)
+        _print_backfill(view)
+        for run_id in view.progress.current_runs:
+            say(f"  in flight: {run_id}")
+        return 0
+    views = backfill.recent_views(store, job_id=args.job, limit=args.limit)
+    for view in views:
+        _print_backfill(view)
+    say(f"{len(views)} backfill(s)")
+    return 0
+
+
+def _backfill_cancel(args) -> int:
+    from freshet.loop import backfill
+
+    if args.ident is None:
+        raise UserError("backfill cancel needs the backfill's id (freshet backfill status)")
+    settings = _settings()
+    store = open_store(settings.project)
+    backfill.cancel_backfill(store, args.ident, now=_now(),
+                             who=os.environ.get("USER") or "cli")
+    _print_backfill(backfill.backfill_view(store, args.ident))
     return 0
 
 
@@ -362,6 +460,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("show", help="one run, its attempts and its Logs Explorer link")
     p.add_argument("run_id")
     p.set_defaults(fn=cmd_runs_show)
+
+    p = sub.add_parser(
+        "backfill", help="run a job's past slots (or: backfill status [ID], backfill cancel ID)",
+        description="freshet backfill JOB --from T1 --to T2 [--dry-run] [--max-parallel N] "
+                    "[--rerun]: one run per slot of JOB in [T1, T2] (up to now) that has no "
+                    "successful run yet, at most N at once. `freshet backfill status [ID]` "
+                    "shows progress; `freshet backfill cancel ID` cancels.")
+    p.add_argument("target", metavar="JOB|status|cancel")
+    p.add_argument("ident", nargs="?", metavar="ID", help="a backfill's id (status, cancel)")
+    p.add_argument("--from", dest="start", help="first slot, ISO 8601 with a zone")
+    p.add_argument("--to", dest="end", help="last slot, ISO 8601 with a zone")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--max-parallel", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--rerun", action="store_true", help="run slots that succeeded too")
+    p.add_argument("--key", help="idempotency key: the same key never backfills twice")
+    p.add_argument("--job", help="status: only this job's backfills")
+    p.add_argument("--limit", type=int, default=10, help="status: how many (default 10)")
+    p.set_defaults(fn=cmd_backfill)
 
     sub.add_parser("datasets", help="datasets and how fresh they are").set_defaults(
         fn=cmd_datasets)

@@ -25,6 +25,7 @@ from freshet.core.catalog import (
     Catalog,
     Consumer,
     DatasetSpec,
+    Pool,
     check_catalog,
     check_link,
     upstream_cycle,
@@ -41,17 +42,21 @@ from freshet.core.limits import (
     check_job,
     check_schedule_deadline,
 )
-from freshet.core.models import Job, check_dataset_key, check_id, new_job
+from freshet.core.models import Job, check_dataset_key, check_id, check_pool, new_job
 from freshet.core.schedules import make_schedule
 from freshet.core.specs import (
     DEFAULT_CONTROL_SCHEDULES,
     DEFAULT_FUNCTION_LIMITS,
+    DEFAULT_POOL,
     ENTRY_POINTS,
     SCHEDULE_TARGETS,
     ControlSchedule,
+    PoolSpec,
     QueueSpec,
+    pool_queue_spec,
 )
 from freshet.core.timeutil import parse_duration
+from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
 
@@ -129,17 +134,24 @@ class PipelineConfig:
     sync_modules: tuple[str, ...] = ()
     job_ids: frozenset[str] = field(default_factory=frozenset)
     firestore_location: str = ""  # permanent once the database exists; default: the region
+    pools: tuple[PoolSpec, ...] = ()
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def queue(self) -> str:
-        """The queue runs go to: the first one declared."""
+        """The queue runs go to: the first one declared (the default pool's)."""
         return self.queues[0].name
 
     @property
     def run_queue(self) -> QueueSpec:
         return self.queues[0]
+
+    @property
+    def all_queues(self) -> tuple[QueueSpec, ...]:
+        """The declared queues and one per pool (the default queue's settings, the
+        pool's max_concurrent_dispatches): what apply creates."""
+        return self.queues + tuple(pool_queue_spec(self.queues[0], p) for p in self.pools)
 
     def error(self, field_name: str, message: str) -> "ConfigError":
         """A ConfigError about `field_name` at its line in the file."""
@@ -344,11 +356,13 @@ _MEMBER_RE = re.compile(r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+$
                         r"|^domain:[a-z0-9.-]+\.[a-z]{2,}$")
 
 TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "sync_modules",
-            "queues", "control_schedules", "jobs", "datasets", "consumers", "control",
+            "queues", "pools", "control_schedules", "jobs", "datasets", "consumers", "control",
             "http_fetch")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
-            "allow_overlap", "description")
+            "allow_overlap", "description", "catchup", "max_catchup", "max_lateness",
+            "trigger", "pool")
+POOL_KEYS = ("max_concurrent",)
 QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
               "max_dispatches_per_second", "max_concurrent_dispatches", "dispatch_deadline")
 SCHEDULE_KEYS = ("name", "cron", "timezone", "target", "method", "deadline", "description")
@@ -449,9 +463,11 @@ class _Parser:
         location = _text(doc.get("firestore_location", region), "firestore_location",
                          _LOCATION_RE, "a Firestore location such as europe-west1 or eur3")
         modules = self.sync_modules(doc.get("sync_modules"))
-        catalog = self.catalog(doc)
+        queues = self.queues(doc.get("queues"))
+        pools = self.pools(doc.get("pools"), queues)
+        catalog = self.catalog(doc, queues[0], pools)
         policy = self.http_fetch(doc.get("http_fetch"))
-        jobs = self.jobs(doc.get("jobs"), catalog, policy)
+        jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         config = PipelineConfig(
@@ -459,13 +475,36 @@ class _Parser:
             functions=self.functions(doc.get("functions"), project, region,
                                      _fetch_env(policy) if "http_fetch" in doc else ()),
             site=self.site(doc.get("site"), project),
-            queues=self.queues(doc.get("queues")),
+            queues=queues,
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
-            job_ids=frozenset(j.id for j in jobs),
+            job_ids=frozenset(j.id for j in jobs), pools=pools,
         )
         check_time_limits(config)
         return config
+
+    def pools(self, value: object, queues: tuple[QueueSpec, ...]) -> tuple[PoolSpec, ...]:
+        """`pools: {warehouse: {max_concurrent: 4}}`: each its own queue."""
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise ValidationError("pools", "must be a mapping of pool name to "
+                                           "{max_concurrent: N}")
+        found = []
+        for name, raw in value.items():
+            where = f"pools.{name}"
+            check_pool(name, where)
+            if name == DEFAULT_POOL:
+                raise ValidationError(where, f"{DEFAULT_POOL!r} is the default queue's pool; "
+                                             "set its limit on queues[0]")
+            doc = _mapping(raw, where, POOL_KEYS, required=("max_concurrent",))
+            pool = PoolSpec(name, _number(doc["max_concurrent"], f"{where}.max_concurrent",
+                                          1, 5000))
+            if pool.queue(queues[0].name) in {q.name for q in queues}:
+                raise ValidationError(where, f"its queue {pool.queue(queues[0].name)!r} is "
+                                             "declared under queues too")
+            found.append(pool)
+        return tuple(found)
 
     def sync_modules(self, value: object) -> tuple[str, ...]:
         names = [check_module_name(n, f"sync_modules[{i}]")
@@ -636,7 +675,7 @@ class _Parser:
         _unique([s.name for s in found], "name", "control_schedules")
         return tuple(found)
 
-    def catalog(self, doc: dict) -> Catalog:
+    def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...]) -> Catalog:
         datasets: dict[str, DatasetSpec] = {}
         raw_sets = _list(doc.get("datasets"), "datasets")
         for i, raw in enumerate(raw_sets):
@@ -666,7 +705,9 @@ class _Parser:
             raise ValidationError(f"datasets[{first}].upstream",
                                   "upstream cycle: " + " -> ".join(cycle))
         consumers = self.consumers(doc.get("consumers"), datasets)
-        catalog = Catalog(datasets=datasets, consumers=consumers)
+        shown = (Pool(DEFAULT_POOL, default.name, default.max_concurrent_dispatches),
+                 *(Pool(p.name, p.queue(default.name), p.max_concurrent) for p in pools))
+        catalog = Catalog(datasets=datasets, consumers=consumers, pools=shown)
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
@@ -706,12 +747,16 @@ class _Parser:
         _unique([c.id for c in found], "id", "consumers")
         return tuple(found)
 
-    def jobs(self, value: object, catalog: Catalog, policy: EgressPolicy) -> tuple[Job, ...]:
+    def jobs(self, value: object, catalog: Catalog, pools: tuple[PoolSpec, ...],
+             policy: EgressPolicy) -> tuple[Job, ...]:
         kinds = set(known_kinds())
         jobs: list[Job] = []
         for i, raw in enumerate(_list(value, "jobs")):
             where = f"jobs[{i}]"
-            doc = _mapping(raw, where, JOB_KEYS, required=("id", "kind", "schedule"))
+            doc = _mapping(raw, where, JOB_KEYS, required=("id", "kind"))
+            if "schedule" not in doc and "trigger" not in doc:
+                raise ValidationError(f"{where}.schedule", "is required (or give the job a "
+                                                           "trigger)")
             try:
                 job = new_job(**doc)
             except ValidationError as exc:
@@ -720,12 +765,23 @@ class _Parser:
                 raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
                                       f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
             _check_fetch_url(job, policy, where)
-            for j, key in enumerate(job.produces):
-                if catalog.datasets and key not in catalog.datasets:
-                    raise ValidationError(f"{where}.produces[{j}]",
-                                          f"dataset {key!r} is not declared under datasets")
+            for field_name, keys in (("produces", job.produces),
+                                     ("trigger.after", job.trigger.after if job.trigger else ())):
+                for j, key in enumerate(keys):
+                    if catalog.datasets and key not in catalog.datasets:
+                        raise ValidationError(f"{where}.{field_name}[{j}]",
+                                              f"dataset {key!r} is not declared under datasets")
+            if job.pool not in {None, DEFAULT_POOL, *(p.name for p in pools)}:
+                raise ValidationError(f"{where}.pool", f"unknown pool {job.pool!r} (declare it "
+                                                       "under pools)")
             jobs.append(job)
         _unique([j.id for j in jobs], "id", "jobs")
+        cycle = trigger_cycle(jobs)
+        if cycle:
+            first = [j.id for j in jobs].index(cycle[0])
+            raise ValidationError(f"jobs[{first}].trigger",
+                                  f"trigger cycle: {describe_cycle(cycle)}")
+        check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
 
 

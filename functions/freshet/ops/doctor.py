@@ -99,7 +99,7 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
                             facts.invokers.get(name))
     checks += _accounts(config, facts)
     checks.append(_database(config, facts.database))
-    for queue in config.queues:
+    for queue in config.all_queues:  # the declared ones and one per pool
         checks.append(_queue(config, queue.name, facts.queues.get(queue.name)))
     for schedule in config.control_schedules:
         checks.append(_job(config, schedule.name, facts.jobs.get(schedule.name), now))
@@ -316,8 +316,8 @@ def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
                         f"at {facts.tasks}" if known(facts.tasks)
                         else f"unreachable ({why(facts.tasks)})",
                         "make emulators, and export FRESHET_TASKS_EMULATOR_HOST"))
-    missing_queues = ([q.name for q in config.queues if q.name not in facts.queues]
-                      if known(facts.queues) else [q.name for q in config.queues])
+    missing_queues = ([q.name for q in config.all_queues if q.name not in facts.queues]
+                      if known(facts.queues) else [q.name for q in config.all_queues])
     checks.append(Check(not missing_queues, "queues", "present" if not missing_queues else
                         f"missing: {', '.join(missing_queues)}",
                         f"freshet apply --config={config.path}"))
@@ -374,7 +374,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     facts.database = read(reader.database)
     settings = load_settings(project=config.project, region=config.region, queue=config.queue)
     queue = TaskQueue(settings)
-    for spec in config.queues:
+    for spec in config.all_queues:
         facts.queues[spec.name] = read(queue.queue_facts, spec.name)
     admin = SchedulerAdmin(config.project, config.region)
     current = read(admin.current_jobs)

@@ -9,19 +9,23 @@ next_run_at only when the schedule changed, so re-applying a config never shifts
 from dataclasses import replace
 from datetime import datetime
 
-from freshet.core.errors import Conflict, NotFound
+from freshet.core.catalog import Catalog
+from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.models import Job, JobStatus
 from freshet.core.schedules import first_slot, next_after
+from freshet.core.specs import DEFAULT_POOL
+from freshet.core.triggers import check_triggers
 from freshet.gcp.store import Store, Tx
 
 SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
                "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
-               "allow_overlap", "description")
+               "allow_overlap", "description", "catchup", "max_catchup", "max_lateness_s",
+               "trigger", "pool")
 
 
 def _value(job: Job, name: str):
     value = getattr(job, name)
-    return value.to_dict() if name == "schedule" else value
+    return value.to_dict() if name in ("schedule", "trigger") and value is not None else value
 
 
 def job_changes(current: Job, desired: Job) -> dict[str, tuple]:
@@ -32,7 +36,8 @@ def job_changes(current: Job, desired: Job) -> dict[str, tuple]:
     """
     changes = {name: (_value(current, name), _value(desired, name))
                for name in SPEC_FIELDS if _value(current, name) != _value(desired, name)}
-    if current.status == JobStatus.ARCHIVED and desired.schedule.recurring:
+    if current.status == JobStatus.ARCHIVED and (desired.schedule.recurring
+                                                 or desired.trigger is not None):
         changes["status"] = (JobStatus.ARCHIVED, JobStatus.ACTIVE)
     return changes
 
@@ -82,6 +87,23 @@ def create_job(store: Store, job: Job, *, now: datetime) -> Job:
         return created
 
     return store.transact(body)
+
+
+def check_new_job(store: Store, job: Job) -> None:
+    """What a job made through the api must agree with: its pool is one the pipeline
+    declares, and its trigger makes no cycle with the jobs there are."""
+    if job.pool not in (None, DEFAULT_POOL) and \
+            Catalog.from_doc(store.catalog_doc()).pool(job.pool) is None:
+        raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
+                                      "pipeline config)")
+    if job.trigger is not None:
+        check_triggers([*(j for j in store.list_jobs() if j.id != job.id), job])
+
+
+def register_triggers(store: Store, job: Job) -> None:
+    """List the job on each dataset its trigger names (apply rewrites these lists whole)."""
+    for key in job.trigger.after if job.trigger else ():
+        store.add_dataset_trigger(key, job.id)
 
 
 def _change_status(store: Store, job_id: str, change) -> Job:

@@ -4,6 +4,7 @@ gather what `GET /datasets` and `GET /status` show."""
 
 from datetime import datetime
 
+from freshet.core.backfill import Backfill, Progress, SlotPlan, progress_bar
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.freshness import STATES, evaluate, worst
@@ -12,7 +13,8 @@ from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
-from freshet.core.timeutil import isoformat
+from freshet.core.timeutil import format_duration, isoformat
+from freshet.core.triggers import describe_trigger
 from freshet.gcp.store import Store
 
 
@@ -27,7 +29,12 @@ def job_json(job: Job) -> dict:
         "max_retries": job.max_retries, "stuck_threshold_minutes": job.stuck_threshold_minutes,
         "expected_runtime_minutes": job.expected_runtime_minutes,
         "produces": list(job.produces), "allow_overlap": job.allow_overlap,
-        "trigger_source": job.trigger_source,
+        "trigger_source": job.trigger_source, "catchup": job.catchup,
+        "max_catchup": job.max_catchup,
+        "max_lateness": None if job.max_lateness is None else format_duration(job.max_lateness),
+        "trigger": None if job.trigger is None else {
+            **job.trigger.to_dict(), "description": describe_trigger(job)},
+        "pool": job.pool, "trigger_versions": dict(job.trigger_versions),
         **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
         "last_run_id": job.last_run_id, "last_run_status": job.last_run_status,
         "last_error": job.last_error,
@@ -38,6 +45,10 @@ def run_json(run: Run, project: str) -> dict:
     """`project` names the run's Logs Explorer link."""
     return {
         "id": run.id, "job_id": run.job_id, "kind": run.kind, "status": run.status,
+        "slot": isoformat(run.slot),
+        "data_interval": {"start": isoformat(run.interval_start), "end": isoformat(run.slot)},
+        "queue": run.queue, "backfill_id": run.backfill_id,
+        "upstream_versions": dict(run.upstream_versions),
         "trigger_source": run.trigger_source, "attempt_number": run.attempt_number,
         "max_attempts": run.max_attempts, "produces": list(run.produces),
         "task_name": run.task_name, "idempotency_key": run.idempotency_key,
@@ -49,6 +60,35 @@ def run_json(run: Run, project: str) -> dict:
                       "error": a.error} for a in run.attempts],
         "logs_url": logs_url(project, run.id),
     }
+
+
+def backfill_json(backfill: Backfill, progress: Progress) -> dict:
+    return {
+        "id": backfill.id, "job_id": backfill.job_id, "source": backfill.source,
+        "from": isoformat(backfill.start), "to": isoformat(backfill.end),
+        "rerun": backfill.rerun, "max_parallel": backfill.max_parallel,
+        "status": progress.status, "note": backfill.note,
+        "slots": backfill.slots, "already_done": backfill.already_done,
+        "busy_at_plan": backfill.busy_at_plan,
+        "progress": {"planned": progress.planned, "done": progress.done,
+                     "failed": progress.failed, "skipped": progress.skipped,
+                     "cancelled": progress.cancelled, "running": progress.running,
+                     "waiting": progress.waiting, "fraction": round(progress.fraction, 4),
+                     "bar": progress_bar(progress)},
+        "current_runs": list(progress.current_runs),
+        "requested_by": backfill.requested_by,
+        **{name: isoformat(getattr(backfill, name))
+           for name in ("created_at", "updated_at", "finished_at", "cancelled_at")},
+    }
+
+
+def plan_json(job_id: str, start: datetime, end: datetime, rerun: bool, max_parallel: int,
+              plan: SlotPlan) -> dict:
+    """A backfill's dry run: what it would run, and what it would leave alone."""
+    return {"dry_run": True, "job_id": job_id, "from": isoformat(start), "to": isoformat(end),
+            "rerun": rerun, "max_parallel": max_parallel, "slots": len(plan.slots),
+            "todo": [isoformat(t) for t in plan.todo[:500]], "todo_count": len(plan.todo),
+            "already_done": len(plan.done), "busy": len(plan.busy)}
 
 
 def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datetime) -> dict:
@@ -66,8 +106,10 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
         "age_s": None if fresh.age is None else int(fresh.age.total_seconds()),
         "warn_after_s": int(requirement.warn_after.total_seconds()),
         "error_after_s": int(requirement.error_after.total_seconds()),
+        "triggers": list(d.triggers),
         "last_started_at": isoformat(d.last_started_at),
         "last_success_at": isoformat(d.last_success_at),
+        "last_success_slot": isoformat(d.last_success_slot),
         "last_failure_at": isoformat(d.last_failure_at),
         "last_error": d.last_error, "consecutive_failures": d.consecutive_failures,
         "last_run_id": d.last_run_id, "last_record_count": d.last_record_count,

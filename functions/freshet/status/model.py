@@ -7,6 +7,10 @@ Dataset states are freshet.core.freshness's (`fresh warn error failing running u
 plus `at_risk`: the dataset's own sync is fine, but an upstream it is built from
 (directly or transitively) is stale (`warn error failing unknown` or itself at risk).
 
+Lineage: a dataset's upstreams are those the catalog declares plus those the jobs
+producing it are triggered by (`trigger.after`); its downstreams are the datasets
+whose upstreams include it. The page draws both around each dataset.
+
 The 90-day bar (`DatasetStatus.history`) has one letter per UTC day, oldest first,
 from `Dataset.daily` (sync outcomes kept by bookkeeping):
   `o` ok       at least one sync succeeded and none failed;
@@ -26,7 +30,7 @@ from enum import StrEnum
 from typing import assert_never
 
 from freshet.core.bookkeeping import HISTORY_DAYS
-from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec
+from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec, Pool
 from freshet.core.control import Control
 from freshet.core.freshness import (
     SEVERITY,
@@ -45,7 +49,8 @@ from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK, redact, secret_values
 from freshet.core.settings import Settings
 from freshet.core.text import safe_link, shorten
-from freshet.core.timeutil import human_duration
+from freshet.core.timeutil import format_duration, human_duration
+from freshet.core.triggers import describe_trigger
 from freshet.status.loop_health import LoopHealth, loop_health
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
@@ -71,7 +76,9 @@ class JobHealth(StrEnum):
 
     FAILED = "failed"  # its latest run failed
     DISABLED = "disabled"  # a kill switch has its kind off
-    SKIPPED = "skipped"  # its latest slot passed unrun while its kind was switched off
+    # its latest slot passed unrun: its kind was switched off, or the catch-up policy
+    # or max_lateness skipped it
+    SKIPPED = "skipped"
     RUNNING = "running"  # its first run is in progress
     NEVER = "never"  # it has not run yet
     OK = "ok"  # its latest run succeeded
@@ -109,7 +116,9 @@ class DatasetStatus:
     last_error: str | None
     consecutive_failures: int
     last_record_count: int | None
-    upstream: tuple[str, ...]
+    upstream: tuple[str, ...]  # declared, and those the jobs producing it are triggered by
+    downstream: tuple[str, ...]  # the datasets built from it
+    triggers: tuple[str, ...]  # the jobs its success triggers
     at_risk_from: tuple[str, ...]  # stale upstreams (transitively) behind an at-risk state
     consumers: tuple[str, ...]
     history_start: str  # ISO date of the bar's first day
@@ -174,6 +183,9 @@ class JobStatus:
     produces: tuple[str, ...]
     params: tuple[tuple[str, str], ...]  # (name, shown value); secrets masked
     kind_enabled: bool
+    trigger: str = ""  # "after sales.orders is fresh"; "" without a trigger
+    pool: str | None = None
+    catchup: str = "latest"  # the policy, in words when not the default
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,10 @@ class RunStatus:
     trigger_source: str
     attempt_number: int
     max_attempts: int
-    scheduled_for: datetime | None
+    scheduled_for: datetime | None  # the slot
+    interval_start: datetime | None  # the data interval is (interval_start, scheduled_for]
+    queue: str | None
+    backfill_id: str | None
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
@@ -210,6 +225,7 @@ class StatusModel:
     dataset_counts: dict[str, int]
     job_counts: dict[str, int]
     loop: LoopHealth | None = None
+    pools: tuple["PoolStatus", ...] = ()
 
     def dataset(self, key: str) -> DatasetStatus:
         return next(d for d in self.datasets if d.key == key)
@@ -221,9 +237,20 @@ class StatusModel:
         return next(j for j in self.jobs if j.id == job_id)
 
 
+@dataclass(frozen=True)
+class PoolStatus:
+    name: str
+    queue: str
+    max_concurrent: int
+    running: int
+    queued: int  # queued or waiting for a retry
+
+
 def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], catalog: Catalog,
                 control: Control, now: datetime, settings: Settings,
-                heartbeats: dict | None = None) -> StatusModel:
+                heartbeats: dict | None = None,
+                pool_counts: dict[str, tuple[int, int]] | None = None) -> StatusModel:
+    """`pool_counts`: {pool name: (running, queued)} counted in Firestore."""
     secrets = _secrets_by_job(jobs)
     dataset_secrets = _secrets_by_dataset(jobs, secrets)
     docs = {d.key: d for d in datasets}
@@ -231,11 +258,14 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
                   | {r.dataset for c in catalog.consumers for r in c.requires})
     reqs = requirements_index(catalog, keys)
     own = {k: evaluate(docs.get(k), reqs[k], now) for k in keys}
-    stale_up = _stale_upstreams(catalog, {k: f.state for k, f in own.items()})
+    ups = lineage(catalog, jobs)
+    stale_up = _stale_upstreams(ups, {k: f.state for k, f in own.items()})
+    downs = _downstreams(ups)
     consumers_of = _consumers_of(catalog)
     statuses = [
         _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
-                        consumers_of.get(k, ()), now, dataset_secrets.get(k, ()))
+                        consumers_of.get(k, ()), now, dataset_secrets.get(k, ()),
+                        ups.get(k, ()), downs.get(k, ()))
         for k in keys
     ]
     statuses.sort(key=lambda d: (-SEVERITY[d.state], d.key))
@@ -256,22 +286,49 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
         dataset_counts=dict(Counter(d.state for d in statuses)),
         job_counts=dict(Counter(j.health for j in job_statuses)),
         loop=None if heartbeats is None else loop_health(heartbeats, now),
+        pools=_pool_statuses(catalog.pools, pool_counts or {}),
     )
+
+
+def _pool_statuses(pools: tuple[Pool, ...], counts: dict[str, tuple[int, int]]
+                   ) -> tuple[PoolStatus, ...]:
+    return tuple(PoolStatus(p.name, p.queue, p.max_concurrent, *counts.get(p.name, (0, 0)))
+                 for p in pools)
 
 
 # -- datasets -------------------------------------------------------------------
 
 
-def _stale_upstreams(catalog: Catalog, states: dict[str, str]) -> dict[str, tuple[str, ...]]:
+def lineage(catalog: Catalog, jobs: list[Job]) -> dict[str, tuple[str, ...]]:
+    """{dataset: its upstreams}: declared in the catalog, and implied by triggers (a job
+    triggered by `a` that produces `b` builds `b` from `a`)."""
+    found: dict[str, set[str]] = {k: set(d.upstream) for k, d in catalog.datasets.items()}
+    for job in jobs:
+        if job.trigger is None or job.status == Lifecycle.ARCHIVED:
+            continue
+        for key in job.produces:
+            found.setdefault(key, set()).update(k for k in job.trigger.after if k != key)
+    return {k: tuple(sorted(v)) for k, v in found.items() if v}
+
+
+def _downstreams(ups: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    found: dict[str, set[str]] = {}
+    for key, upstream in ups.items():
+        for up in upstream:
+            found.setdefault(up, set()).add(key)
+    return {k: tuple(sorted(v)) for k, v in found.items()}
+
+
+def _stale_upstreams(ups: dict[str, tuple[str, ...]], states: dict[str, str]
+                     ) -> dict[str, tuple[str, ...]]:
     """For each dataset, the upstreams (transitively) that are stale. Cycle-safe."""
     memo: dict[str, frozenset[str]] = {}
 
     def visit(key: str, path: frozenset[str]) -> frozenset[str]:
         if key in memo:
             return memo[key]
-        spec = catalog.datasets.get(key)
         found: set[str] = set()
-        for up in spec.upstream if spec else ():
+        for up in ups.get(key, ()):
             if up in path:
                 continue  # a cycle: check_catalog refuses them, but never loop here
             behind = visit(up, path | {up})
@@ -316,7 +373,8 @@ def _with_risk(state: str, stale_upstreams: tuple[str, ...]) -> str:
 def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requirement,
                     own: Freshness,
                     stale_up: tuple[str, ...], consumers: tuple[str, ...], now: datetime,
-                    secrets: tuple[str, ...]) -> DatasetStatus:
+                    secrets: tuple[str, ...], upstream: tuple[str, ...],
+                    downstream: tuple[str, ...]) -> DatasetStatus:
     spec = catalog.datasets.get(key) or DatasetSpec(key=key)
     doc = doc or Dataset(key=key)
     state = _with_risk(own.state, stale_up)
@@ -331,7 +389,8 @@ def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requir
         last_started_at=doc.last_started_at, last_success_at=doc.last_success_at,
         last_failure_at=doc.last_failure_at, last_error=redact(doc.last_error, secrets),
         consecutive_failures=doc.consecutive_failures, last_record_count=doc.last_record_count,
-        upstream=spec.upstream, at_risk_from=stale_up, consumers=consumers,
+        upstream=upstream, downstream=downstream, triggers=tuple(doc.triggers),
+        at_risk_from=stale_up, consumers=consumers,
         history_start=start, history=history,
     )
 
@@ -515,9 +574,19 @@ def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
             attempt=last.attempt_number if last else None, max_attempts=job.max_attempts,
             stuck_recoveries=stuck.get(job.id, 0), produces=tuple(job.produces),
             params=_shown_params(job), kind_enabled=control.kind_enabled(job.kind),
+            trigger=describe_trigger(job), pool=job.pool, catchup=_catchup_words(job),
         ))
     statuses.sort(key=lambda j: (JOB_HEALTH_ORDER[j.health], -j.stuck_recoveries, j.id))
     return tuple(statuses)
+
+
+def _catchup_words(job: Job) -> str:
+    words = str(job.catchup)
+    if job.catchup == "all":
+        words += f" (at most {job.max_catchup})"
+    if job.max_lateness is not None:
+        words += f", max lateness {format_duration(job.max_lateness)}"
+    return words
 
 
 def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunStatus:
@@ -525,6 +594,7 @@ def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunStatus:
         id=run.id, job_id=run.job_id, kind=run.kind, status=run.status,
         trigger_source=run.trigger_source, attempt_number=run.attempt_number,
         max_attempts=run.max_attempts, scheduled_for=run.scheduled_for,
+        interval_start=run.interval_start, queue=run.queue, backfill_id=run.backfill_id,
         created_at=run.created_at, started_at=run.started_at, finished_at=run.finished_at,
         duration_s=run.duration_s, stuck=_run_is_stuck(run), error=redact(run.error, secrets),
         logs_url=logs_url(project, run.id),

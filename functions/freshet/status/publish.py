@@ -1,8 +1,9 @@
 """publish_status: read everything once, build the model, write the site, notify.
 
 Cost per publish: one stream each of jobs and datasets, one bounded query of recent
-runs, and three single documents (catalog, control, status memory): O(jobs + datasets)
-reads, never a query per requirement. One write of the status memory.
+runs, three single documents (catalog, control, status memory) and two count
+aggregations per pool (its running and queued runs): O(jobs + datasets) reads, never
+a query per requirement. One write of the status memory.
 
 Order matters: the site is written before the memory, so a publish that fails to
 write the site changes nothing and the next one reports the same changes again.
@@ -69,8 +70,15 @@ def read_model(store: Store, *, now: datetime, settings: Settings) -> tuple[Stat
     memory_doc = store.status_state()
     model = build_model(jobs=jobs, datasets=datasets, runs=runs, catalog=catalog,
                         control=control, now=now, settings=settings,
-                        heartbeats=store.heartbeats())
+                        heartbeats=store.heartbeats(), pool_counts=pool_counts(store, catalog))
     return model, memory_doc
+
+
+def pool_counts(store: Store, catalog: Catalog) -> dict[str, tuple[int, int]]:
+    """{pool: (running, queued)}: two count aggregations per pool, on its queue."""
+    return {p.name: (store.count_runs(queue=p.queue, statuses=("running",)),
+                     store.count_runs(queue=p.queue, statuses=("queued", "retrying")))
+            for p in catalog.pools}
 
 
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,

@@ -1,0 +1,278 @@
+"""Backfills on the loop: plan, start, pace, cancel and report them.
+
+    plan_backfill   which of a job's slots in a range need a run (the dry run)
+    start_backfill  the backfill document, its lanes, and each lane's first run
+    release         inside a transaction: a lane's next slot becomes a run
+    settle_lane     inside a run's ending transaction: count it, release the next
+    cancel_backfill queued runs end cancelled, running ones finish, nothing more starts
+    sweep_backfills recovery's backstop: idle lanes (a failed enqueue, a crash between
+                    commits, a kill switch switched back on) get their next run
+
+Pacing lives in the lanes (freshet.core.backfill): each lane has at most one run in
+flight and the commit that ends it releases the next, so nothing polls and no counter
+is shared by concurrent finishes.
+"""
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from freshet.core import backfill as bf
+from freshet.core.backfill import Backfill, BackfillStatus, Lane, Progress, SlotPlan, SlotState
+from freshet.core.bookkeeping import apply_success
+from freshet.core.control import Control
+from freshet.core.errors import Conflict, NotFound
+from freshet.core.models import Dataset, Job, JobStatus, Run, RunStatus, TriggerSource
+from freshet.core.runs import cancelled, new_run
+from freshet.core.settings import Settings
+from freshet.gcp.store import Store, Tx
+from freshet.gcp.tasks import TaskQueue
+
+log = logging.getLogger(__name__)
+
+BACKFILL_STATUSES = (JobStatus.ACTIVE, JobStatus.PAUSED)
+
+
+# -- planning ----------------------------------------------------------------------------
+
+def slot_states(store: Store, job: Job, slots: tuple[datetime, ...], rerun: bool
+                ) -> dict[datetime, SlotState]:
+    """Each slot's state at its newest generation, read in batches (no transaction:
+    a plan; the release transaction looks again)."""
+    states: dict[datetime, SlotState] = {}
+    pending = {slot: 0 for slot in slots}
+    while pending:
+        ids = {bf.generation_run_id(job.id, s, g): s for s, g in pending.items()}
+        found = store.runs_by_id(list(ids))
+        later: dict[datetime, int] = {}
+        for run_id, slot in ids.items():
+            state = bf.slot_state(found.get(run_id), rerun)
+            if state == SlotState.NEXT and pending[slot] + 1 < bf.MAX_GENERATIONS:
+                later[slot] = pending[slot] + 1
+            else:  # generations exhausted: leave the slot alone
+                states[slot] = SlotState.BUSY if state == SlotState.NEXT else state
+        pending = later
+    return states
+
+
+def plan_backfill(store: Store, job_id: str, start: datetime, end: datetime, *,
+                  now: datetime, rerun: bool = False) -> tuple[Job, SlotPlan]:
+    job = store.job(job_id)
+    if job.status not in BACKFILL_STATUSES:
+        raise Conflict(f"job {job_id!r} is {job.status}; only an active or paused job "
+                       "can be backfilled")
+    slots = bf.range_slots(job, start, end, now)
+    return job, bf.plan_slots(slots, slot_states(store, job, slots, rerun))
+
+
+# -- starting ----------------------------------------------------------------------------
+
+def start_backfill(store: Store, queue: TaskQueue, job_id: str, start: datetime,
+                   end: datetime, *, now: datetime, settings: Settings,
+                   max_parallel: int = 1, rerun: bool = False, key: str | None = None,
+                   requested_by: str | None = None) -> tuple[Backfill, bool]:
+    """Returns (the backfill, whether this call created it). A repeated request (the
+    same key, or the same range within the same minute) returns the first one."""
+    job, plan = plan_backfill(store, job_id, start, end, now=now, rerun=rerun)
+    backfill = bf.new_backfill(job, plan, start=start, end=end, max_parallel=max_parallel,
+                               rerun=rerun, now=now, key=key, requested_by=requested_by)
+    existing = store.get_backfill(backfill.id)
+    if existing is not None:
+        return existing, False
+    lanes = bf.lanes_for(backfill, plan.todo) if plan.todo else []
+    if not store.create_backfill(backfill, lanes):
+        return store.backfill(backfill.id), False
+    for lane in lanes:
+        try:
+            release_lane(store, queue, backfill.id, lane.index, now=now, settings=settings)
+        except Exception:  # the backfill is committed: recovery's sweep releases the lane
+            log.exception("backfill %s lane %s: first release failed; recovery will",
+                          backfill.id, lane.index)
+    return backfill, True
+
+
+def release_lane(store: Store, queue: TaskQueue, backfill_id: str, index: int, *,
+                 now: datetime, settings: Settings) -> Run | None:
+    """Give an idle lane its next run, in a transaction; send its task after it."""
+
+    def body(tx: Tx) -> Run | None:
+        lane = tx.get_lane(backfill_id, index)
+        if lane is None or not lane.idle:
+            return None
+        lane, run = release(tx, lane, tx.get_job(lane.job_id), now, settings)
+        tx.set_lane(lane)
+        if run is not None:
+            tx.create_run(run)
+        return run
+
+    run = store.transact(body)
+    send_new(queue, [run] if run else [])
+    return run
+
+
+def send_new(queue: TaskQueue, new_runs: list[Run]) -> None:
+    """Tasks for runs a commit created (a lane's next slot, triggered runs). A failed
+    enqueue leaves the run queued with a lease: recovery sends it."""
+    for run in new_runs:
+        try:
+            queue.enqueue(run.id, 1, schedule_time=None, queue=run.queue)
+        except Exception:
+            log.exception("enqueue failed for new run %s; recovery will send it", run.id)
+
+
+# -- inside transactions -----------------------------------------------------------------
+
+def release(tx: Tx, lane: Lane, job: Job | None, now: datetime, settings: Settings
+            ) -> tuple[Lane, Run | None]:
+    """The lane's next slot that needs a run becomes one (not written yet: the caller
+    writes the lane and creates the run). Reads only: safe before the writes."""
+    reads = 0
+    # A catch-up chain is the job's schedule: it stops when the job is paused. A
+    # backfill was asked for by an operator: it runs for a paused job too.
+    allowed = BACKFILL_STATUSES if lane.source == TriggerSource.BACKFILL else (JobStatus.ACTIVE,)
+    while not lane.stopped and lane.next < len(lane.slots):
+        if job is None or job.status not in allowed:
+            return bf.stopped(lane, now), None  # its job is gone: nothing more to run
+        slot = lane.slots[lane.next]
+        state, generation = SlotState.NEXT, -1
+        while state == SlotState.NEXT and generation + 1 < bf.MAX_GENERATIONS:
+            if reads >= bf.MAX_READS_PER_RELEASE:
+                return lane, None  # recovery's sweep carries on from here
+            generation += 1
+            run_id = bf.generation_run_id(job.id, slot, generation)
+            state = bf.slot_state(tx.get_run(run_id), lane.rerun)
+            reads += 1
+        if state == SlotState.FREE:
+            run = new_run(job, bf.generation_run_id(job.id, slot, generation), slot,
+                          source=lane.source, now=now, settings=settings,
+                          backfill_id=lane.backfill_id, lane=lane.index)
+            return bf.taken(lane, run.id, now), run
+        lane = bf.passed_over(lane, now)  # done or in flight already: not run twice
+    return lane, None
+
+
+def settle_lane(tx: Tx, run: Run, job: Job | None, now: datetime, settings: Settings, *,
+                release_next: bool = True) -> tuple[Lane | None, Run | None]:
+    """The ending `run` belongs to a lane: count it and (unless told not to) release
+    the lane's next slot. Reads only; returns the lane and the new run to write."""
+    if run.backfill_id is None or run.lane is None or not run.terminal:
+        return None, None
+    lane = tx.get_lane(run.backfill_id, run.lane)
+    if lane is None or lane.current_run_id != run.id:
+        return None, None
+    lane = bf.settled(lane, run, now)
+    if not release_next:
+        return lane, None
+    return release(tx, lane, job, now, settings)
+
+
+# -- cancelling --------------------------------------------------------------------------
+
+def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
+                    who: str | None = None) -> Backfill:
+    """Nothing more starts; queued runs end cancelled; running ones finish."""
+
+    def body(tx: Tx) -> Backfill:
+        backfill = tx.get_backfill(backfill_id)
+        if backfill is None:
+            raise NotFound("backfill", backfill_id)
+        if backfill.status != BackfillStatus.ACTIVE:
+            return backfill
+        lanes = [tx.get_lane(backfill_id, i) for i in range(backfill.lanes)]
+        current = {x.index: tx.get_run(x.current_run_id) for x in lanes
+                   if x is not None and x.current_run_id}
+        reason = f"backfill {backfill_id} was cancelled" + (f" by {who}" if who else "")
+        for lane in (x for x in lanes if x is not None):
+            run = current.get(lane.index)
+            if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
+                run = cancelled(run, now, reason)
+                tx.set_run(run)
+                lane = bf.settled(lane, run, now)
+            tx.set_lane(bf.stopped(lane, now))
+        done = replace(backfill, status=BackfillStatus.CANCELLED, cancelled_at=now,
+                       updated_at=now)
+        tx.set_backfill(done)
+        return done
+
+    done = store.transact(body)
+    fold_successes(store, done.job_id, store.lanes(backfill_id), now)  # what did succeed
+    return done
+
+
+# -- reporting and the backstop ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackfillView:
+    backfill: Backfill
+    progress: Progress
+
+
+def backfill_view(store: Store, backfill_id: str) -> BackfillView:
+    backfill = store.backfill(backfill_id)
+    return BackfillView(backfill, bf.progress(backfill, store.lanes(backfill_id)))
+
+
+def recent_views(store: Store, *, job_id: str | None = None, limit: int = 20
+                 ) -> list[BackfillView]:
+    return [BackfillView(b, bf.progress(b, store.lanes(b.id)))
+            for b in store.recent_backfills(job_id=job_id, limit=limit)]
+
+
+def sweep_backfills(store: Store, queue: TaskQueue, *, now: datetime,
+                    settings: Settings) -> list[str]:
+    """Release idle lanes of active backfills; mark finished ones done. Returns the
+    runs it created. One query when there is none; O(active backfills × lanes) reads
+    otherwise (backfills are few)."""
+    created, control = [], None
+    for backfill in store.active_backfills():
+        lanes = store.lanes(backfill.id)
+        fold_successes(store, backfill.job_id, lanes, now)
+        if all(lane.finished for lane in lanes):
+            _mark_done(store, backfill.id, now)
+            continue
+        if not any(lane.idle for lane in lanes):
+            continue
+        control = control or Control.from_doc(store.control())
+        job = store.get_job(backfill.job_id)
+        if job is not None and not control.kind_enabled(job.kind):
+            continue  # switched off: the lanes wait for the switch
+        for lane in lanes:
+            if lane.idle:
+                run = release_lane(store, queue, backfill.id, lane.index, now=now,
+                                   settings=settings)
+                if run is not None:
+                    created.append(run.id)
+    return created
+
+
+def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) -> list[str]:
+    """Record the backfill's newest succeeded slot on the job's datasets, as of that slot
+    (core.bookkeeping's rule for past slots: never fresher, never backwards). One
+    transaction per dataset, and only when it changes something. Returns those changed."""
+    newest = bf.newest_success(lanes)
+    job = store.get_job(job_id) if newest is not None else None
+    if job is None:
+        return []
+    slot, run_id = newest
+    changed = []
+    for key in job.produces:
+        def body(tx: Tx, key=key) -> bool:
+            before = tx.get_dataset(key) or Dataset(key=key)
+            after = apply_success(before, run_id, slot, slot=slot, past=True)
+            if after != before:
+                tx.set_dataset(after)
+            return after != before
+
+        if store.transact(body):
+            changed.append(key)
+    return changed
+
+
+def _mark_done(store: Store, backfill_id: str, now: datetime) -> None:
+    def body(tx: Tx) -> None:
+        backfill = tx.get_backfill(backfill_id)
+        if backfill is not None and backfill.status == BackfillStatus.ACTIVE:
+            tx.set_backfill(replace(backfill, status=BackfillStatus.DONE, finished_at=now,
+                                    updated_at=now))
+
+    store.transact(body)
