@@ -7,18 +7,33 @@ enforce the invariants, whatever order events arrive in:
   - a start never marks anything successful;
   - a run's finish clears the running mark it set, whatever the clocks say;
   - `consecutive_failures` counts failures newer than the last success, and resets
-    on a success newer than the last failure.
+    on a success newer than the last failure;
+  - a watermark (the time the data is current to) is trusted only when it neither goes
+    backwards nor lies in the future: such a one is recorded (`watermark_issue`,
+    `rejected_watermark`) and shown, and `data_as_of` keeps its trusted value.
 The control loop calls them inside its own transactions, so a run's outcome and its
 datasets commit together; freshet.loop.datasets runs one on its own.
 """
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from freshet.core.models import Dataset
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 HISTORY_DAYS = 90
+# A watermark this far past the sync's own clock is in the future (clocks disagree
+# by seconds, not minutes); closer ones count as "now".
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Data points kept for judging deadlines: the publish every 5 minutes judges them,
+# so this covers a sync every 6 s; older points leave their newest as the floor.
+MAX_DATA_POINTS = 48
+
+
+class WatermarkIssue(StrEnum):
+    BACKWARDS = "backwards"
+    FUTURE = "future"
 
 
 def _newer(candidate: datetime, current: datetime | None) -> bool:
@@ -48,15 +63,47 @@ def _finished(dataset: Dataset, run_id: str) -> Dataset:
     return replace(dataset, running_run_id=None)
 
 
+def judge_watermark(current: datetime | None, reported: datetime | None, at: datetime
+                    ) -> tuple[datetime | None, WatermarkIssue | None]:
+    """(the trusted data time, the issue with `reported` if it is not trusted)."""
+    if reported is None:
+        return current, None
+    if reported > at + FUTURE_TOLERANCE:
+        return current, WatermarkIssue.FUTURE
+    if current is not None and reported < current:
+        return current, WatermarkIssue.BACKWARDS
+    return min(reported, at), None
+
+
+def _with_watermark(dataset: Dataset, reported: datetime | None, at: datetime) -> dict:
+    trusted, issue = judge_watermark(dataset.data_as_of, reported, at)
+    if reported is None:  # nothing new said about the data: what was known stays
+        return {}
+    if issue is not None:
+        return {"watermark_issue": str(issue), "rejected_watermark": reported}
+    return {"data_as_of": trusted, "watermark_issue": None, "rejected_watermark": None}
+
+
+def _with_point(dataset: Dataset, at: datetime, as_of: datetime | None) -> dict:
+    points = [*dataset.data_points, {"at": at, "as_of": as_of}]
+    if len(points) <= MAX_DATA_POINTS:
+        return {"data_points": points}
+    return {"data_points": points[-MAX_DATA_POINTS:], "data_floor": points[-MAX_DATA_POINTS - 1]}
+
+
 def apply_success(dataset: Dataset, run_id: str, at: datetime,
-                  records: int | None = None) -> Dataset:
+                  records: int | None = None, watermark: datetime | None = None) -> Dataset:
     daily = _with_day(dataset, at, "ok")
     dataset = _finished(dataset, run_id)
     if not _newer(at, dataset.last_success_at):
         return replace(dataset, daily=daily)  # an older success arriving late
     newest_outcome = _newer(at, dataset.last_failure_at)
+    data = _with_watermark(dataset, watermark, at)
+    as_of = data.get("data_as_of", dataset.data_as_of)
     return replace(
         dataset,
+        **data,
+        **_with_point(dataset, at, as_of),
         last_success_at=at,
         last_success_run_id=run_id,
         last_run_id=run_id if newest_outcome else dataset.last_run_id,

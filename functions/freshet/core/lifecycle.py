@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from freshet.core import bookkeeping, runs
+from freshet.core import bookkeeping, runs, timing
 from freshet.core.control import Control
 from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus
 from freshet.core.settings import Settings
@@ -65,6 +65,7 @@ class DatasetChange:
     at: datetime
     error: str | None = None
     records: Mapping[str, int] = field(default_factory=dict)
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # data as of, per key
 
     def apply(self, dataset: Dataset) -> Dataset:
         match self.event:
@@ -72,7 +73,8 @@ class DatasetChange:
                 return bookkeeping.apply_start(dataset, self.run_id, self.at)
             case DatasetEvent.SUCCESS:
                 return bookkeeping.apply_success(dataset, self.run_id, self.at,
-                                                 self.records.get(dataset.key))
+                                                 self.records.get(dataset.key),
+                                                 self.watermarks.get(dataset.key))
             case DatasetEvent.FAILURE:
                 return bookkeeping.apply_failure(dataset, self.run_id, self.at,
                                                  self.error or "failed")
@@ -162,6 +164,7 @@ class SyncOutcome:
     records: Mapping[str, int] | None = None
     error: str | None = None
     permanent: bool = False
+    watermarks: Mapping[str, datetime] | None = None  # what the data is current to
 
 
 def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
@@ -172,11 +175,15 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
         return Decision(FinishVerdict.TAKEN_OVER, "attempt was taken over by recovery")
     if outcome.error is None:
         records = {k: int(v) for k, v in (outcome.records or {}).items()}
+        watermarks = dict(outcome.watermarks or {})
+        done = runs.succeeded(run, now, records, watermarks)
+        job_fields = _last_run(job, run, LastRun.SUCCEEDED, None, now)
+        if job_fields is not None:
+            job_fields.update(timing.after_success(job, done))
         return Decision(FinishVerdict.SUCCEEDED, f"attempt {run.attempt_number} succeeded",
-                        run=runs.succeeded(run, now, records),
-                        job_fields=_last_run(job, run, LastRun.SUCCEEDED, None, now),
+                        run=done, job_fields=job_fields,
                         datasets=DatasetChange(DatasetEvent.SUCCESS, run.id, now,
-                                               records=records))
+                                               records=records, watermarks=watermarks))
     if not outcome.permanent and runs.attempts_left(run):
         return Decision(FinishVerdict.RETRYING,
                         f"attempt {run.attempt_number} failed: {outcome.error}",

@@ -123,6 +123,10 @@ class Job:
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
     running_run_id: str | None = None
+    # The latest successful runs' durations and how long after their slot they started
+    # (seconds, oldest first, core.timing bounds them): the deadlines' early warnings.
+    recent_durations_s: list[float] = field(default_factory=list)
+    recent_start_lags_s: list[float] = field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -266,6 +270,7 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     records: dict[str, int] = field(default_factory=dict)
+    watermarks: dict[str, datetime] = field(default_factory=dict)  # as the sync reported
     attempts: list[Attempt] = field(default_factory=list)
 
     _TIMES = ("scheduled_for", "created_at", "enqueued_at", "started_at", "heartbeat_at",
@@ -288,6 +293,7 @@ class Run:
     def from_doc(cls, data: dict) -> "Run":
         data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
         data["attempts"] = [Attempt.from_doc(a) for a in data.get("attempts") or []]
+        data["watermarks"] = {k: to_utc(v) for k, v in (data.get("watermarks") or {}).items()}
         data["status"] = RunStatus(data.get("status", RunStatus.QUEUED))
         data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))
         return cls(**data)
@@ -311,9 +317,22 @@ class Dataset:
     last_record_count: int | None = None
     # {"2026-11-28": {"ok": 3, "fail": 1}}: the last 90 days, for the status page's bar.
     daily: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The time the data is current to, as the syncs report it (their watermark), once
+    # trusted: never backwards, never in the future (core.bookkeeping).
+    data_as_of: datetime | None = None
+    # The last watermark that was not trusted, and why ("backwards" | "future"):
+    # recorded and shown until a trustworthy one arrives.
+    watermark_issue: str | None = None
+    rejected_watermark: datetime | None = None
+    # The data time after each of the latest successes, oldest first, [{at, as_of}]
+    # (as_of None: no watermark, the data is as of the success), and the newest point
+    # dropped from it: deadlines are judged from what the data was at the deadline.
+    data_points: list[dict] = field(default_factory=list)
+    data_floor: dict | None = None
     updated_at: datetime | None = None
 
-    _TIMES = ("last_started_at", "last_success_at", "last_failure_at", "updated_at")
+    _TIMES = ("last_started_at", "last_success_at", "last_failure_at", "data_as_of",
+              "rejected_watermark", "updated_at")
 
     @property
     def running(self) -> bool:
@@ -332,4 +351,12 @@ class Dataset:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Dataset":
-        return cls(**_datetimes_to_utc(_known(cls, dict(data)), cls._TIMES))
+        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data["data_points"] = [_point(p) for p in data.get("data_points") or []]
+        if data.get("data_floor"):
+            data["data_floor"] = _point(data["data_floor"])
+        return cls(**data)
+
+
+def _point(doc: dict) -> dict:
+    return {"at": to_utc(doc.get("at")), "as_of": to_utc(doc.get("as_of"))}

@@ -90,10 +90,12 @@ def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,
             for a in run.attempts]
 
 
-def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
+def succeeded(run: Run, now: datetime, records: dict[str, int],
+              watermarks: dict[str, datetime] | None = None) -> Run:
     history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
     return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
-                   error=None, records=records, attempts=history)
+                   error=None, records=records, watermarks=dict(watermarks or {}),
+                   attempts=history)
 
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:

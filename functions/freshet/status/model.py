@@ -51,12 +51,16 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 # Secret values shorter than this are not scrubbed from error texts (too many false hits).
 
 LABELS = {
-    "fresh": "Fresh", "running": "Refreshing", "warn": "Warning", "at_risk": "At risk",
-    "unknown": "Unknown", "failing": "Failing", "error": "Error",
+    "fresh": "Fresh", "running": "Refreshing", "maintenance": "Maintenance", "warn": "Warning",
+    "at_risk": "At risk", "unknown": "Unknown", "failing": "Failing",
+    "stale_data": "Stale data", "error": "Error",
 }
 # How bad a state is for notifications: a change of level is a state change worth a message.
-LEVELS = {"fresh": "ok", "running": "ok", "warn": "warn", "at_risk": "warn", "unknown": "warn",
-          "failing": "error", "error": "error"}
+# Maintenance is excused (ok), and a change into or out of it is not reported by itself
+# (freshet.status.changes): the state before the window is what the next one is compared to.
+LEVELS = {"fresh": "ok", "running": "ok", "maintenance": "ok", "warn": "warn",
+          "at_risk": "warn", "unknown": "warn", "failing": "error", "stale_data": "error",
+          "error": "error"}
 OVERALL_TEXT = {
     "ok": "All data is fresh",
     "warn": "Some data needs attention",

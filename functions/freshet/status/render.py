@@ -40,12 +40,14 @@ NEEDS_ON_BANNER = 8
 ERROR_ON_PAGE = 400
 
 BADGE_COLOURS = {
-    "fresh": "#137333", "running": "#0b57d0", "warn": "#8a5a00", "at_risk": "#a34400",
-    "unknown": "#5f6368", "failing": "#b3261e", "error": "#8c1d18",
+    "fresh": "#137333", "running": "#0b57d0", "maintenance": "#5f6368", "warn": "#8a5a00",
+    "at_risk": "#a34400", "unknown": "#5f6368", "failing": "#b3261e",
+    "stale_data": "#8c1d18", "error": "#8c1d18",
 }
 BADGE_WORDS = {
-    "fresh": "fresh", "running": "refreshing", "warn": "late", "at_risk": "at risk",
-    "unknown": "unknown", "failing": "failing", "error": "stale",
+    "fresh": "fresh", "running": "refreshing", "maintenance": "maintenance", "warn": "late",
+    "at_risk": "at risk", "unknown": "unknown", "failing": "failing",
+    "stale_data": "old data", "error": "stale",
 }
 
 
@@ -132,7 +134,8 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
         css=_static(source, "status.css"), js=_static(source, "status.js"),
         error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER,
         stale_words=human_duration(timedelta(seconds=model.stale_after_s)),
-        state_order=("error", "failing", "warn", "at_risk", "unknown", "running", "fresh"),
+        state_order=("error", "stale_data", "failing", "warn", "at_risk", "unknown",
+                     "maintenance", "running", "fresh"),
     )
 
 
