@@ -158,3 +158,40 @@ def test_custom_kinds_come_from_modules_named_in_the_file_or_the_environment(tmp
         sys.path.remove(str(tmp_path))
         from freshet.loop.registry import unregister
         unregister("demo_custom")
+
+
+MAINTENANCE = """\
+maintenance:
+  - id: vacuum
+    note: Warehouse vacuum
+    cron: "30 1 * * *"
+    duration: 2h
+    timezone: Europe/London
+    scope: {jobs: [orders], consumers: [dashboard]}
+    mode: drain
+  - id: migration
+    start: 2026-12-01T22:00:00Z
+    end: 2026-12-02T02:00:00Z
+"""
+
+
+def test_maintenance_windows_parse(tmp_path):
+    config = load_config(write_config(tmp_path, PIPELINE + MAINTENANCE), env={})
+    vacuum, migration = config.maintenance.windows
+    assert (vacuum.cron, vacuum.timezone, vacuum.mode) == ("30 1 * * *", "Europe/London", "drain")
+    assert vacuum.scope.jobs == ("orders",) and vacuum.scope.consumers == ("dashboard",)
+    assert migration.scope.everything and migration.mode == "skip"
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("scope: {jobs: [orders],", "scope: {jobs: [ghost],", "maintenance[0].scope.jobs[0]"),
+    ("consumers: [dashboard]}", "consumers: [nobody]}", "maintenance[0].scope.consumers[0]"),
+    ("duration: 2h", "duration: forever", "maintenance[0].duration"),
+    ("  - id: migration", "  - id: vacuum", "maintenance[1].id"),
+    ("end: 2026-12-02T02:00:00Z", "end: 2026-11-02T02:00:00Z", "maintenance[1].end"),
+])
+def test_maintenance_errors_name_the_field_and_line(tmp_path, old, new, field):
+    text = PIPELINE + MAINTENANCE.replace(old, new)
+    err = error_for(tmp_path, text)
+    assert err.field == field
+    assert err.line == max(i for i, line in enumerate(text.splitlines(), 1) if new in line)

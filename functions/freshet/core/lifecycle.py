@@ -22,6 +22,7 @@ from freshet.core.control import Control
 from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
+from freshet.core.windows import Occurrence
 
 # A run that waits for another run of its job is sent again this much later.
 OVERLAP_RETRY_DELAY = timedelta(seconds=30)
@@ -33,6 +34,7 @@ class ClaimVerdict(StrEnum):
     STALE = "stale"  # the attempt already ran, or it lies beyond the run's allowance
     ORPHAN = "orphan"  # no such run, or its job is gone
     DISABLED = "disabled"  # a kill switch has the kind off: the run fails unrun
+    MAINTENANCE = "maintenance"  # a maintenance window keeps the job from starting
     DEFER = "defer"  # another run of the job holds it: a new task later
 
 
@@ -133,6 +135,10 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
         error = f"kind {run.kind!r} is switched off by a kill switch{why}; the sync did not run"
         return Decision(ClaimVerdict.DISABLED, "kind disabled by a kill switch",
                         run=runs.failed(run, now, error))
+    window = control.maintenance.blocking_job(job.id, job.produces, now,
+                                              under_way=bool(run.attempts))
+    if window is not None:
+        return _not_started(run, job, window, now)
     if _held_by_another(job, holder, now):
         # Wait for the other run: a new task (a new name) later, not a burnt attempt.
         later = runs.redispatched(run, now, OVERLAP_RETRY_DELAY + runs.queued_grace(settings),
@@ -146,6 +152,17 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
     return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
                     job_fields=None if job.allow_overlap else {"running_run_id": run.id},
                     datasets=DatasetChange(DatasetEvent.START, run.id, now))
+
+
+def _not_started(run: Run, job: Job, window: Occurrence, now: datetime
+                 ) -> Decision[ClaimVerdict]:
+    """A run a maintenance window stops. One that never started just ends; one whose
+    earlier attempt failed (a `skip` window) ends failed, as its last attempt would."""
+    if not run.attempts:
+        error = f"not started: {window.describe()}"
+        return Decision(ClaimVerdict.MAINTENANCE, error, run=runs.failed(run, now, error))
+    return _failed(run, job, f"not retried: {window.describe()}", now,
+                   ClaimVerdict.MAINTENANCE)
 
 
 def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:

@@ -43,7 +43,7 @@ class LastRun(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    SKIPPED = "skipped"  # the slot passed while a kill switch had the job's kind off
+    SKIPPED = "skipped"  # the slot passed unrun: a kill switch or a maintenance window
 
 
 class AttemptOutcome(StrEnum):

@@ -64,7 +64,7 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
         case ClaimVerdict.DEFER:
             send(queue, run_id, claim.send, "deferred run")
             return Outcome(200, "deferred", claim.detail)
-        case ClaimVerdict.DISABLED:
+        case ClaimVerdict.DISABLED | ClaimVerdict.MAINTENANCE:
             return Outcome(200, "failed", claim.detail)
         case ClaimVerdict.DUPLICATE | ClaimVerdict.STALE | ClaimVerdict.ORPHAN:
             return Outcome(200, "noop", claim.detail)

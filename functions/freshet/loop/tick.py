@@ -32,6 +32,7 @@ class TickResult:
     created: list[str] = field(default_factory=list)
     lost_race: int = 0
     skipped_disabled: list[str] = field(default_factory=list)
+    skipped_maintenance: list[str] = field(default_factory=list)
     enqueue_failed: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
     deferred: int = 0  # left for the next tick: the time budget ran out
@@ -40,6 +41,7 @@ class TickResult:
         return {
             "due": self.due, "created": len(self.created), "lost_race": self.lost_race,
             "skipped_disabled": len(self.skipped_disabled),
+            "skipped_maintenance": len(self.skipped_maintenance),
             "enqueue_failed": len(self.enqueue_failed), "archived": len(self.archived),
             "deferred": self.deferred, "runs": self.created[:50],
         }
@@ -95,6 +97,10 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
             result.skipped_disabled.append(job.id)
         return outcome
     slot = latest_due(job.schedule, job.next_run_at, now)
+    window = control.maintenance.blocking_job(job.id, job.produces, max(slot, now))
+    if window is not None:
+        return _skip_for_maintenance(store, job, version, max(slot, now), window.end, now,
+                                     result)
     run = new_run(job, scheduled_run_id(job.id, slot), slot, source=TriggerSource.SCHEDULE,
                   now=now, settings=settings)
     fields = {"next_run_at": next_after(job.schedule, max(slot, now)), "updated_at": now}
@@ -110,6 +116,18 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
     except Exception:  # the run stays queued with a lease: recovery enqueues it again
         log.exception("enqueue failed for run %s; recovery will retry", run.id)
         result.enqueue_failed.append(run.id)
+    return outcome
+
+
+def _skip_for_maintenance(store: Store, job: Job, version: datetime, slot: datetime,
+                          window_end: datetime, now: datetime, result: TickResult) -> SlotClaim:
+    """A slot inside a maintenance window passes unrun: a recurring job moves to its next
+    slot (skipped again while the window lasts), a one-time job to the window's end."""
+    later = next_after(job.schedule, slot) if job.schedule.recurring else window_end
+    fields = {"next_run_at": later, "updated_at": now, "last_run_status": LastRun.SKIPPED}
+    outcome = store.claim_slot(job.id, version, fields, None)
+    if outcome == SlotClaim.CLAIMED:
+        result.skipped_maintenance.append(job.id)
     return outcome
 
 

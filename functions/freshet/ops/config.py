@@ -39,6 +39,7 @@ from freshet.core.specs import (
     QueueSpec,
 )
 from freshet.core.timeutil import parse_duration
+from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
 
@@ -91,6 +92,7 @@ class PipelineConfig:
     control: Control | None
     sync_modules: tuple[str, ...] = ()
     job_ids: frozenset[str] = field(default_factory=frozenset)
+    maintenance: Maintenance = NO_MAINTENANCE
 
     @property
     def queue(self) -> str:
@@ -206,7 +208,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 TOP_KEYS = ("project", "region", "functions", "sync_modules", "queues", "control_schedules",
-            "jobs", "datasets", "consumers", "control")
+            "jobs", "datasets", "consumers", "control", "maintenance")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "produces", "allow_overlap", "description")
 QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
@@ -292,14 +294,30 @@ class _Parser:
         jobs = self.jobs(doc.get("jobs"), catalog)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
+        maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
         return PipelineConfig(
             path=path, project=project, region=region,
             functions=self.functions(doc.get("functions"), project, region),
             queues=self.queues(doc.get("queues")),
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
-            job_ids=frozenset(j.id for j in jobs),
+            job_ids=frozenset(j.id for j in jobs), maintenance=maintenance,
         )
+
+    def maintenance(self, value: object, jobs: tuple[Job, ...],
+                    catalog: Catalog) -> Maintenance:
+        windows = [make_window(raw, f"maintenance[{i}]")
+                   for i, raw in enumerate(_list(value, "maintenance"))]
+        _unique([w.id for w in windows], "id", "maintenance")
+        known = {"jobs": {j.id for j in jobs}, "datasets": set(catalog.datasets),
+                 "consumers": {c.id for c in catalog.consumers}}
+        for i, window in enumerate(windows):
+            for name, ids in known.items():
+                for j, ident in enumerate(getattr(window.scope, name)):
+                    if ident not in ids:
+                        raise ValidationError(f"maintenance[{i}].scope.{name}[{j}]",
+                                              f"unknown {name[:-1]} {ident!r}")
+        return Maintenance(tuple(windows))
 
     def sync_modules(self, value: object) -> tuple[str, ...]:
         names = [check_module_name(n, f"sync_modules[{i}]")

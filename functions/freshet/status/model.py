@@ -74,7 +74,7 @@ class JobHealth(StrEnum):
 
     FAILED = "failed"  # its latest run failed
     DISABLED = "disabled"  # a kill switch has its kind off
-    SKIPPED = "skipped"  # its latest slot passed unrun while its kind was switched off
+    SKIPPED = "skipped"  # its latest slot passed unrun: kind switched off, or maintenance
     RUNNING = "running"  # its first run is in progress
     NEVER = "never"  # it has not run yet
     OK = "ok"  # its latest run succeeded
