@@ -99,7 +99,8 @@ def test_spec_and_implementation_list_the_same_routes():
 
 def test_every_route_in_the_spec_answers(api):
     api.call("POST", "/jobs", json=JOB)
-    params = {"job_id": "orders", "run_id": "none", "key": "sales.orders"}
+    params = {"job_id": "orders", "run_id": "none", "key": "sales.orders",
+              "incident_id": "none"}
     for template, ops in SPEC["paths"].items():
         for method in ops:
             if method in ("get", "post", "put"):
@@ -341,3 +342,95 @@ def test_the_deployed_entry_point_serves_the_api_in_explicit_local_mode(entry_po
     assert client.post("/jobs", json=JOB).status_code == 201
     assert client.get("/jobs").get_json()["jobs"][0]["id"] == "orders"
     assert client.post("/jobs/ghost/run").status_code == 404
+
+
+# -- incidents --------------------------------------------------------------------------
+
+def catalog_with_orders(api):
+    api.store.put_catalog_doc(Catalog(datasets={
+        "sales.orders": DatasetSpec("sales.orders", "Orders")}).to_doc())
+
+
+def test_open_note_and_resolve_an_incident(api):
+    catalog_with_orders(api)
+    status, body = api.call("POST", "/incidents", json={
+        "title": "Warehouse load delayed", "note": "The vendor's export is late.",
+        "scope": {"datasets": ["sales.orders"]}, "eta": "2h"})
+    assert status == 201 and body["created"] is True
+    incident = body["incident"]
+    assert incident["status"] == "open" and incident["eta"] == "2026-11-28T14:00:00Z"
+    assert incident["opened_by"] == OPERATOR
+    assert incident["scope"] == {"everything": False, "jobs": [], "datasets": ["sales.orders"],
+                                 "consumers": []}
+    ident = {"incident_id": incident["id"]}
+    again = api.call("POST", "/incidents", json={"title": "Warehouse load delayed"})
+    assert again[0] == 200 and again[1]["incident"]["id"] == incident["id"]  # the same open
+    api.now = T0 + timedelta(minutes=20)
+    status, body = api.call("POST", "/incidents/{incident_id}/notes", ident,
+                            json={"text": "Vendor says 30 more minutes.", "eta": "30m"})
+    assert [n["kind"] for n in body["incident"]["notes"]] == ["opened", "update"]
+    assert body["incident"]["eta"] == "2026-11-28T12:50:00Z"
+    api.now = T0 + timedelta(minutes=45)
+    status, body = api.call("POST", "/incidents/{incident_id}/resolve", ident,
+                            json={"text": "Loaded."})
+    assert body["incident"]["status"] == "resolved" and body["incident"]["eta"] is None
+    assert body["incident"]["resolved_at"] == "2026-11-28T12:45:00Z"
+    status, body = api.call("POST", "/incidents/{incident_id}/notes", ident,
+                            json={"text": "too late"})
+    assert status == 409 and "resolved" in body["error"]["message"]
+    listed = api.call("GET", "/incidents")[1]["incidents"]
+    assert [i["id"] for i in listed] == [incident["id"]]
+    assert api.call("GET", "/incidents/{incident_id}", ident)[1]["incident"]["notes"][-1][
+        "text"] == "Loaded."
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "title"),
+        ({"title": ""}, "title"),
+        ({"title": "x", "scope": {"datasets": ["ghost.table"]}}, "scope.datasets[0]"),
+        ({"title": "x", "scope": {"jobs": ["ghost"]}}, "scope.jobs[0]"),
+        ({"title": "x", "scope": {"teams": ["a"]}}, "scope.teams"),
+        ({"title": "x", "eta": "2026-11-28T11:00:00Z"}, "eta"),
+        ({"title": "x", "eta": "tomorrow"}, "eta"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": "x", "severity": "high"}, "severity"),
+    ],
+)
+def test_a_bad_incident_is_refused_naming_the_field_and_nothing_is_stored(api, body, field):
+    catalog_with_orders(api)
+    status, answer = api.call("POST", "/incidents", json=body)
+    assert status == 400 and answer["error"]["field"] == field
+    assert api.call("GET", "/incidents")[1]["incidents"] == []
+
+
+def test_an_unknown_incident_is_404_naming_the_id(api):
+    status, body = api.call("POST", "/incidents/{incident_id}/notes",
+                            {"incident_id": "20261128-1200-nope-abcdef"}, json={"text": "x"})
+    assert status == 404 and body["error"]["field"] == "incident_id"
+
+
+def test_status_lists_open_incidents_maintenance_and_routes(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z", "note": "VACUUM"}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    api.call("POST", "/incidents", json={"title": "Everything is slow"})
+    body = api.call("GET", "/status")[1]
+    assert body["maintenance"][0]["id"] == "vacuum" and body["maintenance"][0]["note"] == "VACUUM"
+    assert body["incidents"][0]["title"] == "Everything is slow"
+    assert body["routes"] == []
+
+
+def test_a_manual_run_during_a_maintenance_window_is_refused_409(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    api.call("POST", "/jobs", json=JOB)
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z"}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})
+    assert status == 409 and "maintenance 'vacuum'" in body["error"]["message"]
+    assert api.queue.sent == []

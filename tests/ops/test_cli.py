@@ -107,3 +107,32 @@ def test_jobs_runs_datasets_and_status_read_well(capsys, pipeline):
     assert "sales.revenue" in out and "UNKNOWN" in out
     code, out, _ = run(capsys, "status")
     assert code == 0 and out.startswith("Overall: UNKNOWN") and "2 active" in out
+
+
+def test_incident_open_note_resolve_and_status(capsys, pipeline, monkeypatch):
+    monkeypatch.setenv("FRESHET_AUTHOR", "alice")
+    assert run(capsys, "apply", "--config", str(pipeline))[0] == 0
+    code, out, _ = run(capsys, "incident", "open", "Rates feed late", "--dataset",
+                       "finance.rates", "--note", "The ECB feed is delayed.", "--eta", "2h")
+    assert code == 0 and "open — Rates feed late" in out
+    assert "about: datasets finance.rates; ETA" in out
+    incident_id = out.split()[1].rstrip(":")
+    code, out, _ = run(capsys, "status")
+    assert f"Incident: Rates feed late [{incident_id}], ETA" in out
+    code, out, _ = run(capsys, "incident", "note", incident_id, "Now expected at 14:00.")
+    assert code == 0 and "update   Now expected at 14:00.  — alice" in out
+    code, out, _ = run(capsys, "incident", "resolve", incident_id, "Back to normal.")
+    assert code == 0 and f"incident {incident_id}: resolved" in out
+    code, out, _ = run(capsys, "incident", "list")
+    assert incident_id in out and "1 incident(s)" in out
+    code, _, err = run(capsys, "incident", "note", incident_id, "more")
+    assert code == 2 and "is resolved; open a new one" in one_line_error(err)
+
+
+def test_incident_errors_are_one_line(capsys, db):
+    code, _, err = run(capsys, "incident", "open", "x", "--job", "ghost")
+    assert code == 2 and one_line_error(err) == "freshet: error: scope.jobs[0]: unknown job 'ghost'"
+    code, _, err = run(capsys, "incident", "show", "nope")
+    assert code == 2 and "incident 'nope' not found" in one_line_error(err)
+    code, _, err = run(capsys, "incident", "open", "x", "--eta", "soon")
+    assert code == 2 and "eta" in one_line_error(err)

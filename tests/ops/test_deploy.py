@@ -95,6 +95,9 @@ QUERY_CALLS = {
     "expired_runs": [lambda s: s.expired_runs(T)],
     "completed_jobs_before": [lambda s: s.completed_jobs_before(T)],
     "recent_runs": [lambda s: s.recent_runs(), lambda s: s.recent_runs(job_id="j")],
+    "deadline_records": [lambda s: s.deadline_records()],
+    "incidents": [lambda s: s.incidents(T)],
+    "route_states": [lambda s: s.route_states()],
 }
 
 

@@ -35,8 +35,10 @@ def test_publish_writes_the_site_from_one_read_pass(db, tmp_path):
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
 
-    # 4 jobs + 3 datasets + 4 runs + catalog + control + status memory + loop heartbeat
-    assert result.reads == store.stats.reads == 4 + 3 + 4 + 4
+    # 4 jobs + 3 datasets + 4 runs + catalog + control + status memory + loop heartbeat,
+    # and four empty queries (one read each): deadline records, open incidents, recent
+    # incidents, route states
+    assert result.reads == store.stats.reads == 4 + 3 + 4 + 4 + 4
     assert result.state == "error"
     for name in ("index.html", "status.json", "feed.xml", "status.schema.json",
                  "badges/dataset/meta.ads.svg", "badges/consumer/ad-performance.svg"):
@@ -61,7 +63,7 @@ def test_reads_grow_with_jobs_and_datasets_not_with_requirements(db, tmp_path):
                             for i in range(RECENT_RUNS + 20)])
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
-    assert result.reads == 4 + 3 + RECENT_RUNS + 4
+    assert result.reads == 4 + 3 + RECENT_RUNS + 4 + 4
 
 
 def test_notifications_are_sent_once_per_change_not_once_per_publish(db, tmp_path, receiver):

@@ -85,10 +85,14 @@ def _with_watermark(dataset: Dataset, reported: datetime | None, at: datetime) -
 
 
 def _with_point(dataset: Dataset, at: datetime, as_of: datetime | None) -> dict:
+    floor = dataset.data_floor
+    if floor is None and not dataset.data_points and dataset.last_success_at is not None:
+        # A success from before points were kept: it is where the history starts.
+        floor = {"at": dataset.last_success_at, "as_of": dataset.data_as_of}
     points = [*dataset.data_points, {"at": at, "as_of": as_of}]
-    if len(points) <= MAX_DATA_POINTS:
-        return {"data_points": points}
-    return {"data_points": points[-MAX_DATA_POINTS:], "data_floor": points[-MAX_DATA_POINTS - 1]}
+    if len(points) > MAX_DATA_POINTS:
+        floor, points = points[-MAX_DATA_POINTS - 1], points[-MAX_DATA_POINTS:]
+    return {"data_points": points, "data_floor": floor}
 
 
 def apply_success(dataset: Dataset, run_id: str, at: datetime,

@@ -93,6 +93,7 @@ class Freshness:
     data_as_of: datetime | None = None
     synced_age: timedelta | None = None  # since the last success, whatever the basis
     excused_state: State | None = None  # the state a maintenance window excused
+    excused_by: str | None = None  # that window's id
 
 
 def evaluate(dataset: Dataset | None, requirement: Requirement, now: datetime) -> Freshness:
@@ -126,13 +127,13 @@ def evaluate(dataset: Dataset | None, requirement: Requirement, now: datetime) -
     return judged(State.FRESH, f"{said} ({needs})")
 
 
-def excuse(freshness: Freshness, why: str) -> Freshness:
+def excuse(freshness: Freshness, why: str, window: str | None = None) -> Freshness:
     """What a maintenance window does to a bad state: excused, not failed. `why` names
     the window ("maintenance 'warehouse-vacuum' until 02:30 UTC")."""
     if freshness.state not in EXCUSABLE:
         return freshness
     return replace(freshness, state=State.MAINTENANCE, excused_state=freshness.state,
-                   reason=f"{freshness.reason}; excused: {why}")
+                   excused_by=window, reason=f"{freshness.reason}; excused: {why}")
 
 
 def as_of_words(when: datetime, now: datetime) -> str:

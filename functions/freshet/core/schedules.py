@@ -102,6 +102,17 @@ def latest_due(schedule: Schedule, next_run_at: datetime, now: datetime) -> date
     return next_run_at
 
 
+def previous_slot(schedule: Schedule, at: datetime) -> datetime | None:
+    """The latest slot at or before `at` (None: none within about eight years)."""
+    if not schedule.recurring:
+        return schedule.run_at if schedule.run_at <= at else None
+    for window in _LOOKBACK_WINDOWS:
+        latest = _last_at_or_before(schedule, at - window, at)
+        if latest is not None:
+            return latest
+    return None
+
+
 def _last_at_or_before(schedule: Schedule, start: datetime, now: datetime) -> datetime | None:
     last = None
     cursor = start - _EPSILON

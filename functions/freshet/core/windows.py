@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from cronsim import CronSim
 
-from freshet.core.errors import ValidationError
+from freshet.core.errors import ValidationError, check_keys
 from freshet.core.models import check_id
 from freshet.core.schedules import validate_cron, zone
 from freshet.core.timeutil import format_duration, parse_datetime, parse_duration, to_utc
@@ -79,6 +79,10 @@ class Scope:
     def to_doc(self) -> dict:
         return {"jobs": list(self.jobs), "datasets": list(self.datasets),
                 "consumers": list(self.consumers)}
+
+    def to_json(self) -> dict:
+        """status.json and the API: `everything`, or the ids listed."""
+        return {"everything": self.everything, **self.to_doc()}
 
 
 @dataclass(frozen=True)
@@ -210,12 +214,7 @@ SCOPE_KEYS = ("jobs", "datasets", "consumers")
 
 def make_window(doc: object, where: str) -> Window:
     """One `maintenance:` entry; every error names its field under `where`."""
-    if not isinstance(doc, dict):
-        raise ValidationError(where, "must be a mapping")
-    for key in doc:
-        if key not in WINDOW_KEYS:
-            raise ValidationError(f"{where}.{key}",
-                                  f"unknown key (expected one of: {', '.join(WINDOW_KEYS)})")
+    check_keys(doc, where, WINDOW_KEYS, "with id and cron + duration, or start + end")
     note = doc.get("note") or ""
     if not isinstance(note, str) or len(note) > 500:
         raise ValidationError(f"{where}.note", "must be a string of at most 500 characters")

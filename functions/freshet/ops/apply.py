@@ -143,7 +143,7 @@ def plan_jobs(declared: tuple[Job, ...], current: dict[str, Job],
 def plan_catalog(declared: dict, stored: dict) -> list[str]:
     """Pure: what differs between the declared and the stored catalog documents."""
     out = []
-    for section, key in (("datasets", "key"), ("consumers", "id")):
+    for section, key in (("datasets", "key"), ("consumers", "id"), ("routes", "id")):
         want = {d[key]: d for d in declared.get(section) or []}
         have = {d.get(key): d for d in stored.get(section) or []}
         noun = section[:-1]

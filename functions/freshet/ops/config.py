@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import yaml
 
+from freshet.core.alerts import RouteSpec, make_route
 from freshet.core.catalog import (
     CONSUMER_KINDS,
     Catalog,
@@ -28,6 +29,7 @@ from freshet.core.catalog import (
     upstream_cycle,
 )
 from freshet.core.control import Control, parse_control
+from freshet.core.deadlines import make_deadline
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
 from freshet.core.models import Job, check_dataset_key, check_id, new_job
@@ -208,7 +210,7 @@ _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ENV_NAME_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 TOP_KEYS = ("project", "region", "functions", "sync_modules", "queues", "control_schedules",
-            "jobs", "datasets", "consumers", "control", "maintenance")
+            "jobs", "datasets", "consumers", "control", "maintenance", "routes")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "produces", "allow_overlap", "description")
 QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
@@ -216,8 +218,8 @@ QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublin
 SCHEDULE_KEYS = ("name", "cron", "timezone", "target", "method", "deadline", "description")
 FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "allowed_callers",
                   "source", "runtime", "env")
-DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
-CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
+DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes")
+CONSUMER_KEYS = ("id", "title", "kind", "url", "owner", "requires", "deadlines", "routes")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 
 
@@ -424,7 +426,24 @@ class _Parser:
         _unique([s.name for s in found], "name", "control_schedules")
         return tuple(found)
 
+    def routes(self, value: object) -> tuple[RouteSpec, ...]:
+        routes = tuple(make_route(raw, f"routes[{i}]")
+                       for i, raw in enumerate(_list(value, "routes")))
+        _unique([r.id for r in routes], "id", "routes")
+        return routes
+
+    @staticmethod
+    def route_ids(value: object, where: str, known: set[str]) -> tuple[str, ...]:
+        ids = _list(value, where)
+        for i, route in enumerate(ids):
+            if route not in known:
+                raise ValidationError(f"{where}[{i}]", f"unknown route {route!r} (declare it "
+                                      "under routes)")
+        return tuple(ids)
+
     def catalog(self, doc: dict) -> Catalog:
+        routes = self.routes(doc.get("routes"))
+        route_ids = {r.id for r in routes}
         datasets: dict[str, DatasetSpec] = {}
         raw_sets = _list(doc.get("datasets"), "datasets")
         for i, raw in enumerate(raw_sets):
@@ -440,6 +459,7 @@ class _Parser:
                 owner=_optional_text(d.get("owner"), f"{where}.owner", 200),
                 upstream=tuple(check_dataset_key(u, f"{where}.upstream[{j}]")
                                for j, u in enumerate(upstream)),
+                routes=self.route_ids(d.get("routes"), f"{where}.routes", route_ids),
             )
         for i, spec in enumerate(datasets.values()):
             for j, up in enumerate(spec.upstream):
@@ -451,12 +471,13 @@ class _Parser:
             first = list(datasets).index(cycle[0])
             raise ValidationError(f"datasets[{first}].upstream",
                                   "upstream cycle: " + " -> ".join(cycle))
-        consumers = self.consumers(doc.get("consumers"), datasets)
-        catalog = Catalog(datasets=datasets, consumers=consumers)
+        consumers = self.consumers(doc.get("consumers"), datasets, route_ids)
+        catalog = Catalog(datasets=datasets, consumers=consumers, routes=routes)
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
-    def consumers(self, value: object, datasets: dict) -> tuple[Consumer, ...]:
+    def consumers(self, value: object, datasets: dict,
+                  route_ids: set[str]) -> tuple[Consumer, ...]:
         found = []
         for i, raw in enumerate(_list(value, "consumers")):
             where = f"consumers[{i}]"
@@ -481,10 +502,17 @@ class _Parser:
                 raise ValidationError(f"{where}.kind",
                                       f"must be one of {', '.join(CONSUMER_KINDS)}")
             cid = check_id(c["id"], f"{where}.id")
+            needed = [r.dataset for r in requires]
+            deadlines = tuple(make_deadline(d, f"{where}.deadlines[{k}]", needed)
+                              for k, d in enumerate(_list(c.get("deadlines"),
+                                                          f"{where}.deadlines")))
             found.append(Consumer(
                 id=cid, title=_optional_text(c.get("title"), f"{where}.title", 200) or cid,
                 kind=kind, url=_optional_text(c.get("url"), f"{where}.url", 2000),
                 requires=tuple(requires),
+                owner=_optional_text(c.get("owner"), f"{where}.owner", 200),
+                deadlines=deadlines,
+                routes=self.route_ids(c.get("routes"), f"{where}.routes", route_ids),
             ))
         _unique([c.id for c in found], "id", "consumers")
         return tuple(found)
