@@ -4,7 +4,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from freshet.core.errors import ValidationError
-from freshet.core.schedules import describe, latest_due, make_schedule, next_after
+from freshet.core.schedules import (
+    describe,
+    latest_due,
+    make_schedule,
+    next_after,
+    previous_slot,
+)
 
 NY = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")
@@ -103,3 +109,32 @@ def test_bad_schedules_are_refused_naming_the_field(kwargs, field):
 def test_describe_says_the_schedule_in_words_with_its_timezone():
     text = describe(make_schedule(cron="0 9 * * 1-5", timezone="Europe/London"))
     assert "09:00" in text and "Europe/London" in text
+
+
+@pytest.mark.parametrize("cron, tz, day", [
+    ("30 2 * * *", "America/New_York", datetime(2026, 3, 8, tzinfo=UTC)),  # 02:30 missing
+    ("30 1 * * *", "America/New_York", datetime(2026, 11, 1, tzinfo=UTC)),  # 01:30 twice
+    ("0 * * * *", "Europe/Paris", datetime(2026, 10, 25, tzinfo=UTC)),
+    ("*/20 2 * * *", "Europe/Paris", datetime(2026, 3, 29, tzinfo=UTC)),
+    ("0 7 * * 1-5", "Europe/Paris", datetime(2026, 3, 27, tzinfo=UTC)),  # Fri -> Mon
+    ("0 0 1 * *", "UTC", datetime(2026, 2, 15, tzinfo=UTC)),
+])
+def test_previous_slot_is_the_last_forward_slot_across_dst(cron, tz, day):
+    """previous_slot walks backwards (one cronsim step): it must find exactly the slots
+    next_after walks forwards to, on both DST changes, every 7 minutes of three days."""
+    schedule = make_schedule(cron=cron, timezone=tz)
+    forward = slots(schedule, day - timedelta(days=40), day + timedelta(days=3))
+    at = day
+    while at < day + timedelta(days=3):
+        expected = max((s for s in forward if s <= at), default=None)
+        assert previous_slot(schedule, at) == expected, at
+        if expected is not None:
+            assert previous_slot(schedule, expected) == expected  # at a slot: that slot
+        at += timedelta(minutes=7)
+
+
+def test_previous_slot_of_a_one_time_schedule():
+    at = datetime(2026, 5, 1, 9, tzinfo=UTC)
+    schedule = make_schedule(run_at=at.isoformat())
+    assert previous_slot(schedule, at - timedelta(seconds=1)) is None
+    assert previous_slot(schedule, at) == at
