@@ -28,6 +28,7 @@ started by its usual start time; its run has lasted longer than the p95 of its r
 successful durations; or an upstream is failing.
 """
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,16 +82,7 @@ class Deadline:
 
     def describe(self) -> str:
         """'At 07:00 on Monday through Friday (Europe/Paris), data as of midnight'."""
-        rule = _as_of_rule(self.as_of)
-        if rule is None:
-            need = "data within each requirement"
-        elif isinstance(rule, timedelta):
-            need = f"data at most {human_duration(rule)} old"
-        elif self.as_of == "midnight" or rule == "0 0 * * *":
-            need = "data as of midnight"
-        else:
-            need = f"data as of the latest '{rule}'"
-        return f"{describe(self.schedule)}, {need}"
+        return _describe(self)
 
     def next_due(self, after: datetime) -> datetime:
         return next_after(self.schedule, after)
@@ -126,6 +118,21 @@ class Deadline:
                    as_of=doc.get("as_of"), datasets=tuple(doc.get("datasets") or ()))
 
 
+@functools.lru_cache(maxsize=1024)
+def _describe(deadline: Deadline) -> str:
+    rule = _as_of_rule(deadline.as_of)
+    if rule is None:
+        need = "data within each requirement"
+    elif isinstance(rule, timedelta):
+        need = f"data at most {human_duration(rule)} old"
+    elif deadline.as_of == "midnight" or rule == "0 0 * * *":
+        need = "data as of midnight"
+    else:
+        need = f"data as of the latest '{rule}'"
+    return f"{describe(deadline.schedule)}, {need}"
+
+
+@functools.lru_cache(maxsize=1024)
 def _as_of_rule(text: str | None) -> str | timedelta | None:
     if text is None:
         return None

@@ -84,7 +84,7 @@ def make_requirement(dataset: object, warn_after: object, error_after: object,
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Freshness:
     state: State
     reason: str
@@ -100,31 +100,31 @@ def evaluate(dataset: Dataset | None, requirement: Requirement, now: datetime) -
     if dataset is None or dataset.last_success_at is None:
         return _never_succeeded(dataset, now)
     synced = max(now - dataset.last_success_at, timedelta(0))
-    basis = Basis.DATA if dataset.data_as_of is not None else Basis.SYNC
-    age = max(now - dataset.data_as_of, timedelta(0)) if basis == Basis.DATA else synced
+    as_of = dataset.data_as_of
+    basis = Basis.SYNC if as_of is None else Basis.DATA
+    age = synced if as_of is None else max(now - as_of, timedelta(0))
     needs = f"needs < {human_duration(requirement.error_after)}"
-    said = (f"last success {human_duration(synced)} ago" if basis == Basis.SYNC else
-            f"data as of {as_of_words(dataset.data_as_of, now)} "
-            f"({human_duration(age)} old), synced {human_duration(synced)} ago")
-    notes = _failure_note(dataset) + watermark_note(dataset)
-
-    def judged(state: State, reason: str) -> Freshness:
-        return Freshness(state, reason + notes, age, basis, dataset.data_as_of, synced)
-
+    said = (f"last success {human_duration(synced)} ago" if as_of is None else
+            f"data as of {as_of_words(as_of, now)} ({human_duration(age)} old), "
+            f"synced {human_duration(synced)} ago")
     if age >= requirement.error_after:
-        if basis == Basis.DATA and synced < requirement.error_after and not dataset.failing:
-            return judged(State.STALE_DATA, f"synced {human_duration(synced)} ago, but the data "
-                                            f"is as of {as_of_words(dataset.data_as_of, now)}"
-                                            f" ({needs})")
-        return judged(State.ERROR, f"{said}; {needs}")
-    if dataset.failing:
-        return judged(State.FAILING, f"{said} ({needs})")
-    if age >= requirement.warn_after:
-        if dataset.running:
-            return judged(State.RUNNING, f"{said}; refresh in progress ({needs})")
+        if as_of is not None and synced < requirement.error_after and not dataset.failing:
+            state, reason = State.STALE_DATA, (f"synced {human_duration(synced)} ago, but the "
+                                               f"data is as of {as_of_words(as_of, now)} "
+                                               f"({needs})")
+        else:
+            state, reason = State.ERROR, f"{said}; {needs}"
+    elif dataset.failing:
+        state, reason = State.FAILING, f"{said} ({needs})"
+    elif age >= requirement.warn_after and dataset.running:
+        state, reason = State.RUNNING, f"{said}; refresh in progress ({needs})"
+    elif age >= requirement.warn_after:
         warn = human_duration(requirement.warn_after)
-        return judged(State.WARN, f"{said}; expected every {warn} ({needs})")
-    return judged(State.FRESH, f"{said} ({needs})")
+        state, reason = State.WARN, f"{said}; expected every {warn} ({needs})"
+    else:
+        state, reason = State.FRESH, f"{said} ({needs})"
+    reason += _failure_note(dataset) + watermark_note(dataset)
+    return Freshness(state, reason, age, basis, as_of, synced)
 
 
 def excuse(freshness: Freshness, why: str, window: str | None = None) -> Freshness:

@@ -24,6 +24,7 @@ switches (settings/control, field `maintenance`), so the tick and run_task read 
 with the document they already read. Everything here is pure.
 """
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -160,8 +161,18 @@ class Occurrence:
 class Maintenance:
     windows: tuple[Window, ...] = ()
 
+    @functools.cached_property
+    def _memo(self) -> dict[datetime, tuple[Occurrence, ...]]:
+        return {}
+
     def active(self, at: datetime) -> list[Occurrence]:
-        return [o for w in self.windows if (o := w.at(at)) is not None]
+        """Occurrences under way at `at` (remembered: a page asks once per dataset)."""
+        found = self._memo.get(at)
+        if found is None:
+            if len(self._memo) > 16:
+                self._memo.clear()
+            found = self._memo[at] = tuple(o for w in self.windows if (o := w.at(at)))
+        return list(found)
 
     def blocking_job(self, job_id: str, produces: Iterable[str], at: datetime, *,
                      under_way: bool = False) -> Occurrence | None:
