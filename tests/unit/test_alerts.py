@@ -49,7 +49,9 @@ def obs(subject: str, state: str, muted=False) -> Observation:
         ("fresh", "stale_data", "consumer_stale_data"),  # entering stale data
         ("error", "stale_data", "consumer_stale_data"),
         ("error", "fresh", "consumer_recovered"),  # recovery
-        ("stale_data", "running", "consumer_recovered"),
+        ("stale_data", "fresh", "consumer_recovered"),
+        ("unknown", "running", None),  # a first sync under way: told when it ends
+        ("error", "running", None),  # a refresh under way
         ("warn", "at_risk", None),  # the same class: nothing new to say
         ("error", "failing", None),
         ("fresh", "running", None),
@@ -126,6 +128,13 @@ def news(*dues_verdicts, muted=False) -> DeadlineNews:
     recent = tuple(Judgement("k", due, Verdict(v), "Daily revenue was late")
                    for due, v in sorted(dues_verdicts, reverse=True))
     return DeadlineNews("consumer:revenue", "Revenue", recent, {"k": "At 07:00"}, muted)
+
+
+def test_a_consumer_without_verdicts_yet_is_told_its_first_miss():
+    state, message = decide_route(SLACK, RouteState("growth"), [], [news()], T0 - MIN)
+    assert message is None
+    state, message = decide_route(SLACK, state, [], [news((T0, "missed"))], T0)
+    assert [e["kind"] for e in message.events] == ["deadline_missed"]
 
 
 def test_a_missed_deadline_is_told_once():

@@ -60,12 +60,14 @@ class Tell(StrEnum):
     STALE_DATA = "stale_data"
 
 
-_TELL = {"fresh": Tell.OK, "running": Tell.OK, "warn": Tell.WARNING, "at_risk": Tell.WARNING,
+_TELL = {"fresh": Tell.OK, "warn": Tell.WARNING, "at_risk": Tell.WARNING,
          "unknown": Tell.WARNING, "failing": Tell.ERROR, "error": Tell.ERROR,
-         "stale_data": Tell.STALE_DATA}  # maintenance: none (muted)
+         "stale_data": Tell.STALE_DATA}
 
 
 def tell_of(state: str) -> Tell | None:
+    """None: nothing to tell yet. `maintenance` is muted; `running` is on its way to an
+    outcome (a first sync, or a refresh of old data), which is told when it comes."""
     return _TELL.get(state)
 
 
@@ -310,7 +312,7 @@ def decide_route(spec: RouteSpec, state: RouteState, observations: Iterable[Obse
         key, tell = subject_key(o.subject), tell_of(o.state)
         before = state.notified.get(key)
         if tell is None or o.muted:
-            continue  # maintenance: the baseline waits for the window to end
+            continue  # maintenance, or a sync under way: the baseline waits
         if before is None:
             baseline[key] = str(tell)
         elif before != tell:
@@ -321,9 +323,8 @@ def decide_route(spec: RouteSpec, state: RouteState, observations: Iterable[Obse
         key = subject_key(news.subject)
         newest = max((j.due for j in news.recent), default=None)
         last = state.deadlines_seen.get(key)
-        if last is None:
-            if newest is not None:
-                seen_base[key] = newest
+        if last is None:  # first sight: verdicts so far are history, later ones news
+            seen_base[key] = newest or now
             continue
         if news.muted:
             continue
