@@ -424,6 +424,23 @@ def test_status_lists_open_incidents_maintenance_and_routes(api):
     assert body["routes"] == []
 
 
+def test_one_dataset_and_the_list_agree_during_a_window_on_its_producing_job(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    api.call("POST", "/jobs", json=JOB)
+    producer = api.call("GET", "/jobs")[1]["jobs"][0]
+    (key,) = producer["produces"]
+    record_success(api.store, key, "r1", T0 - timedelta(hours=40), records=1)
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z",
+                          "scope": {"jobs": [producer["id"]]}}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    listed = {d["key"]: d for d in api.call("GET", "/datasets")[1]["datasets"]}[key]
+    one = api.call("GET", "/datasets/{key}", {"key": key})[1]["dataset"]
+    assert listed["state"] == one["state"] == "maintenance"
+    assert "excused: maintenance 'vacuum'" in one["reason"]
+
+
 def test_a_manual_run_during_a_maintenance_window_is_refused_409(api):
     from freshet.core.windows import Maintenance, make_window
 

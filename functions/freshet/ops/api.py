@@ -175,7 +175,10 @@ def get_dataset(call: Call):
     dataset = call.store.get_dataset(key)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
-    return 200, {"dataset": dataset_json(key, dataset, catalog, call.now)}
+    control = Control.from_doc(call.store.control())
+    producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
+    return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
+                                         producers)}
 
 
 def get_status(call: Call):
