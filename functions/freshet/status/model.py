@@ -457,7 +457,8 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
                 days: int = HISTORY_DAYS, *, maintained: frozenset[str] = frozenset()
                 ) -> tuple[str, str]:
     """(first day, one DAY_CODES letter per UTC day up to today). A day in `maintained`
-    (ISO dates a window in scope touched) that was not all ok shows as maintenance."""
+    (ISO dates a window in scope touched) that was not all ok shows as maintenance, from
+    the dataset's first recorded day on (a window declared today says nothing of before)."""
     start, index = _day_index(now.date(), days)
     letters = ["-"] * days
     for day, counts in daily.items():  # at most ~90 entries: bookkeeping prunes older days
@@ -465,9 +466,10 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
         if i is not None and counts:
             ok, fail = counts.get("ok", 0), counts.get("fail", 0)
             letters[i] = "p" if ok and fail else "o" if ok else "f" if fail else "-"
+    first = min(daily, default=now.date().isoformat())
     for day in maintained:
         i = index.get(day)
-        if i is not None and letters[i] != "o":
+        if i is not None and letters[i] != "o" and day >= first:
             letters[i] = "m"
     return start, "".join(letters)
 
@@ -536,7 +538,9 @@ def _consumer_status(consumer: Consumer, ctx: _ConsumerContext) -> ConsumerStatu
                                               now)
         own = _excused(evaluate(ctx.docs.get(req.dataset), req, now), on_consumer or on_dataset)
         ups = () if own.state == State.MAINTENANCE else ctx.stale_up.get(req.dataset, ())
-        own = replace(own, reason=redact(own.reason, ctx.dataset_secrets.get(req.dataset, ())))
+        secrets = ctx.dataset_secrets.get(req.dataset, ())
+        if secrets:
+            own = replace(own, reason=redact(own.reason, secrets))
         items.append(ConsumerDataset(
             key=req.dataset, state=_with_risk(own.state, ups), reason=own.reason,
             age=own.age, requirement=req, freshness=own,
@@ -677,16 +681,19 @@ def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
     """"dataset:<key>" / "consumer:<id>" / "job:<id>" -> the open incidents about it
     (directly, through the jobs producing a dataset, or through what a consumer needs);
     EVERYTHING holds those opened on the whole pipeline."""
+    produced: dict[str, list[str]] = {}
+    for key, jobs in producers.items():
+        for job_id in jobs:
+            produced.setdefault(job_id, []).append(key)
+    consumers_of = _consumers_of(catalog)
     found: dict[str, list[str]] = {}
     for incident in (i for i in incidents if i.open):
         scope = incident.scope
         if scope.everything:
             found.setdefault(EVERYTHING, []).append(incident.id)
             continue
-        keys = set(scope.datasets) | {k for k, jobs in producers.items()
-                                      if any(j in scope.jobs for j in jobs)}
-        consumers = set(scope.consumers) | {c.id for c in catalog.consumers
-                                            if any(r.dataset in keys for r in c.requires)}
+        keys = set(scope.datasets).union(*(produced.get(j, ()) for j in scope.jobs))
+        consumers = set(scope.consumers).union(*(consumers_of.get(k, ()) for k in keys))
         subjects = ([f"dataset:{k}" for k in keys] + [f"consumer:{c}" for c in consumers]
                     + [f"job:{j}" for j in scope.jobs])
         for subject in subjects:

@@ -19,9 +19,10 @@ import jinja2
 import markupsafe
 
 from freshet.core.deadlines import Judgement
+from freshet.core.schedules import Schedule, describe
 from freshet.core.text import printable
 from freshet.core.timeutil import human_duration, isoformat
-from freshet.core.windows import Occurrence
+from freshet.core.windows import MAX_LISTED, Occurrence, Window
 from freshet.status.changes import Event
 from freshet.status.model import (
     DAY_CODES,
@@ -102,7 +103,8 @@ def _env(source: Path) -> jinja2.Environment:
     )
     env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
                        num=lambda n: f"{n:,}", pct=percent)
-    env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES)
+    env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
+                       window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
 
@@ -345,6 +347,12 @@ def _counts(states) -> dict[str, int]:
     for s in states:
         found[s] = found.get(s, 0) + 1
     return found
+
+
+def _window_words(window: Window) -> str:
+    """'every 10th minute of every hour (UTC)': when a recurring window starts, in words."""
+    words = describe(Schedule(cron=window.cron, timezone=window.timezone))
+    return words[:1].lower() + words[1:]
 
 
 def percent(value: float) -> str:
