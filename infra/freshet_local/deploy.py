@@ -6,8 +6,10 @@
 The Makefile includes the fragment, so `make -n deploy` shows every command and
 nothing needs editing by hand: change infra/pipeline.yaml, regenerate, commit.
 Order: Firestore indexes and rules, the five functions (2nd gen, private, their own
-service account) and who may invoke them, `freshet apply` (queues, jobs, catalog,
-kill switches, Cloud Scheduler jobs), then one publish of the status page.
+service account; publish_status gets the notification routes' Secret Manager
+references as environment variables) and who may invoke them, `freshet apply`
+(queues, jobs, catalog, kill switches, Cloud Scheduler jobs), then one publish of the
+status page.
 """
 
 import argparse
@@ -49,6 +51,43 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
     return env + list(fn.env)
 
 
+def secret_references(config: PipelineConfig) -> list[tuple[str, str]]:
+    """(variable, projects/P/secrets/S/versions/V) for each route URL or secret the config
+    keeps in Secret Manager: publish_status reads them as environment variables."""
+    found = []
+    for route in config.catalog.routes:
+        for ref in (route.url, route.secret):
+            if ref is not None and ref.secret_manager:
+                found.append((ref.env, ref.secret_manager))
+    return found
+
+
+def _secret_version(path: str) -> tuple[str, str, str]:
+    _, project, _, name, _, version = path.split("/")
+    return project, name, version
+
+
+def secret_flags(config: PipelineConfig, entry_point: str) -> list[str]:
+    """--set-secrets for the function that sends notifications (the others need none)."""
+    refs = secret_references(config) if entry_point == "publish_status" else []
+    if not refs:
+        return []
+    pairs = []
+    for env, path in refs:
+        project, name, version = _secret_version(path)
+        pairs.append(f"{env}=projects/{project}/secrets/{name}:{version}")
+    return ["--set-secrets=" + ",".join(pairs)]
+
+
+def secret_access(config: PipelineConfig) -> list[list[str]]:
+    """The functions' account may read those secrets (and nothing else in the project)."""
+    return [["gcloud", "secrets", "add-iam-policy-binding", name, f"--project={project}",
+             f"--member={_member(config.functions.service_account)}",
+             "--role=roles/secretmanager.secretAccessor", "--quiet"]
+            for project, name, _ in sorted({_secret_version(p) for _, p in
+                                            secret_references(config)})]
+
+
 def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
     fn = config.functions
     # '^|^' makes '|' gcloud's separator, so values may contain commas.
@@ -57,7 +96,8 @@ def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
             f"--runtime={fn.runtime}", f"--region={config.region}",
             f"--project={config.project}", f"--source={fn.source}",
             f"--entry-point={entry_point}", "--trigger-http", "--no-allow-unauthenticated",
-            f"--service-account={fn.service_account}", f"--set-env-vars={env}", "--quiet"]
+            f"--service-account={fn.service_account}", f"--set-env-vars={env}",
+            *secret_flags(config, entry_point), "--quiet"]
 
 
 def invokers(config: PipelineConfig, entry_point: str) -> list[str]:
@@ -73,7 +113,7 @@ def commands(config: PipelineConfig, config_path: str = CONFIG) -> dict[str, lis
     site_copy = f"{config.functions.source}/site"
     functions = [["rm", "-rf", site_copy], ["mkdir", "-p", site_copy],
                  ["cp", "-R", "site/templates", "site/static", "site/status.schema.json",
-                  site_copy]]
+                  site_copy], *secret_access(config)]
     for entry_point in ENTRY_POINTS:
         functions.append(deploy_function(config, entry_point))
         functions += [["gcloud", "functions", "add-invoker-policy-binding", entry_point,

@@ -19,7 +19,7 @@ from freshet.gcp import store as store_module
 from freshet.gcp.store import Store, Tx
 from freshet.ops.config import load_config
 from freshet_local import deploy
-from tests.ops.helpers import ROOT
+from tests.ops.helpers import ROOT, write_config
 
 T = datetime(2026, 11, 28, tzinfo=UTC)
 EQUALITY = {"EQUAL", "ARRAY_CONTAINS", "IN", "ARRAY_CONTAINS_ANY"}
@@ -187,3 +187,35 @@ def test_make_n_deploy_shows_the_exact_commands():
     expected = [deploy._make_line(a)[1:].replace("$$", "$")
                 for target in deploy.TARGETS for a in deploy.commands(config)[target]]
     assert out == expected
+
+
+def test_secret_manager_references_reach_publish_status_and_gcloud_accepts_them(tmp_path):
+    from tests.ops.helpers import PIPELINE
+
+    text = PIPELINE + """\
+routes:
+  - id: ops-hook
+    type: webhook
+    url: {secret_manager: projects/demo-freshet/secrets/ops-hook-url/versions/2}
+    secret: {secret_manager: projects/demo-freshet/secrets/ops-hook-key/versions/latest}
+"""
+    config = load_config(write_config(tmp_path, text), env={})
+    cmds = deploy.commands(config)
+    deploys = {c[3]: c for c in cmds["deploy-functions"] if c[:3] == ["gcloud", "functions",
+                                                                        "deploy"]}
+    flag = ("--set-secrets=FRESHET_ROUTE_OPS_HOOK_URL=projects/demo-freshet/secrets/"
+            "ops-hook-url:2,FRESHET_ROUTE_OPS_HOOK_SECRET=projects/demo-freshet/secrets/"
+            "ops-hook-key:latest")
+    assert flag in deploys["publish_status"]
+    assert not any(a.startswith("--set-secrets") for a in deploys["run_task"])
+    grants = [c for c in cmds["deploy-functions"] if c[:3] == ["gcloud", "secrets",
+                                                              "add-iam-policy-binding"]]
+    assert [g[3] for g in grants] == ["ops-hook-key", "ops-hook-url"]
+    if shutil.which("gcloud") is None:
+        pytest.skip("needs the Cloud SDK")
+    for argv in (deploys["publish_status"], grants[0]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")})
+        # parsed: it stops for want of an account (1); a usage error would exit 2
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "active account" in done.stderr
