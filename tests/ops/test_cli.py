@@ -136,3 +136,29 @@ def test_incident_errors_are_one_line(capsys, db):
     assert code == 2 and "incident 'nope' not found" in one_line_error(err)
     code, _, err = run(capsys, "incident", "open", "x", "--eta", "soon")
     assert code == 2 and "eta" in one_line_error(err)
+
+
+def test_status_shows_each_routes_last_delivery(capsys, tmp_path, db, tasks_emulator):
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.core.alerts import RouteState
+
+    text = PIPELINE.replace("name: freshet-runs", f"name: q-{uuid.uuid4().hex[:10]}") + """\
+routes:
+  - {id: team-slack, type: slack, url: {env: TEAM_SLACK_URL}}
+  - {id: ops-hook, type: webhook, url: {env: OPS_URL}, secret: {env: OPS_SECRET}}
+"""
+    assert run(capsys, "apply", "--config", str(write_config(tmp_path, text)))[0] == 0
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "nothing sent yet" in out
+    now = datetime.now(UTC)
+    Store(db).change_route("ops-hook", lambda _: (RouteState(
+        "ops-hook", last_status="failed", delivered=3, last_attempt_at=now - timedelta(minutes=4),
+        last_delivered_at=now - timedelta(hours=1), last_error="HTTP 503: try later"), None))
+    code, out, _ = run(capsys, "status")
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.startswith(("team-slack", "ops-hook"))}
+    assert "ROUTE" in out and set(rows) == {"team-slack", "ops-hook"}
+    assert "slack" in rows["team-slack"] and "nothing sent yet" in rows["team-slack"]
+    assert "failed" in rows["ops-hook"] and "HTTP 503: try later" in rows["ops-hook"]
+    assert "4 min ago" in rows["ops-hook"]
