@@ -254,3 +254,16 @@ def test_route_and_deadline_errors_name_the_field_and_line(tmp_path, old, new, f
     assert err.field == field
     assert err.line == max(i for i, line in enumerate(text.splitlines(), 1)
                            if new.strip().split("\n")[0] in line)
+
+
+def test_the_demo_pipeline_shows_each_trust_feature():
+    """make demo: a lagging watermark, a consumer with a deadline, a recurring window that
+    comes round within 10 minutes, two routes (and an incident: freshet_local.demo)."""
+    config = load_config(ROOT / "infra/demo/pipeline.yaml", env={})
+    assert any(j.kind == "demo_lagging" for j in config.jobs)
+    assert any(c.deadlines for c in config.catalog.consumers)
+    (window,) = config.maintenance.windows
+    assert window.recurring and window.cron == "*/10 * * * *"
+    assert {r.type for r in config.catalog.routes} == {"slack", "webhook"}
+    routed = [c for c in config.catalog.consumers if c.routes]
+    assert {r for c in routed for r in c.routes} == {r.id for r in config.catalog.routes}
