@@ -5,6 +5,14 @@
 page_build_s_5k     model + render of every file (page, json, feed, badges); target < 2 s
 page_html_bytes_5k  size of index.html; target < 2 MB
 page_build_reads_5k Firestore document reads of one publish's read pass (store.stats.reads)
+
+With what trust adds, at scale: half the datasets report watermarks and keep their 48
+data points, every consumer has a deadline (judged once per passing: the publish at
+12:00 judges 200 of them), three maintenance windows, 20 incidents with notes, and
+five routes following 40 consumers each.
+
+deadline_judge_s_200     judging 200 passed deadlines (200 transactions) in a publish
+deadline_judge_commits_200  commits those judgements cost (one per consumer)
 """
 
 import json
@@ -23,41 +31,61 @@ from common import ROOT  # noqa: E402
 
 os.environ.setdefault("FRESHET_SITE_SRC", str(ROOT / "site"))
 
+from freshet.core.alerts import Reference, RouteSpec, RouteType  # noqa: E402
+from freshet.core.bookkeeping import MAX_DATA_POINTS, apply_success  # noqa: E402
 from freshet.core.catalog import Catalog, Consumer, DatasetSpec  # noqa: E402
+from freshet.core.control import Control  # noqa: E402
+from freshet.core.deadlines import Deadline, DeadlineRecord  # noqa: E402
 from freshet.core.freshness import Requirement  # noqa: E402
+from freshet.core.incidents import add_note, open_incident  # noqa: E402
 from freshet.core.models import Dataset, Run, new_job  # noqa: E402
 from freshet.core.settings import Settings  # noqa: E402
+from freshet.core.windows import Maintenance, Scope, make_window  # noqa: E402
 from freshet.gcp.storage import LocalSink  # noqa: E402
 from freshet.gcp.store import Store  # noqa: E402
 from freshet.status.changes import Memory, detect_changes, remember  # noqa: E402
 from freshet.status.model import build_model  # noqa: E402
-from freshet.status.publish import RECENT_RUNS, publish_once  # noqa: E402
+from freshet.status.publish import (  # noqa: E402
+    RECENT_RUNS,
+    judge_deadlines,
+    publish_once,
+    read_inputs,
+)
 from freshet.status.render import render_site  # noqa: E402
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
-DATASETS, JOBS, RUNS, CONSUMERS = 5000, 1000, 20000, 200
+MIN = timedelta(minutes=1)
+DATASETS, JOBS, RUNS, CONSUMERS, ROUTES = 5000, 1000, 20000, 200, 5
+DEADLINE = Deadline(by="0 * * * *", timezone="Europe/Paris", as_of="26h")  # hourly
 
 
 def _data(rng: random.Random):
     keys = [f"source{i % 50:02d}.table_{i:05d}" for i in range(DATASETS)]
     specs = {k: DatasetSpec(k, f"Table {i}", upstream=(keys[i - 1],) if i % 5 else ())
              for i, k in enumerate(keys)}
+    routes = tuple(RouteSpec(f"route-{r}", RouteType.SLACK, Reference(env=f"ROUTE_{r}"),
+                             min_interval=timedelta(minutes=10)) for r in range(ROUTES))
     consumers = tuple(
         Consumer(f"consumer-{c}", f"Dashboard {c}", requires=tuple(
-            Requirement(keys[(c * 25 + j) % DATASETS], 24 * H, 26 * H) for j in range(25)))
+            Requirement(keys[(c * 25 + j) % DATASETS], 24 * H, 26 * H) for j in range(25)),
+            deadlines=(DEADLINE,), routes=(f"route-{c % ROUTES}",))
         for c in range(CONSUMERS))
     days = [(NOW.date() - timedelta(days=d)).isoformat() for d in range(90)]
     datasets = []
     for k in keys:
         age = timedelta(minutes=rng.choice([30, 90, 600, 1500, 1700, 3000]))
         failing = rng.random() < 0.05
-        datasets.append(Dataset(
-            k, last_started_at=NOW - age - H, last_success_at=NOW - age,
-            last_failure_at=NOW - H / 2 if failing else None,
+        dataset = Dataset(
+            k, last_started_at=NOW - age - H, last_failure_at=NOW - H / 2 if failing else None,
             last_error="HTTP 503 from upstream" if failing else None,
-            consecutive_failures=2 if failing else 0,
-            daily={d: {"ok": rng.randint(0, 3), "fail": int(rng.random() < .05)} for d in days}))
+            daily={d: {"ok": rng.randint(0, 3), "fail": int(rng.random() < .05)} for d in days})
+        watermark = rng.random() < 0.5
+        for p in range(MAX_DATA_POINTS, 0, -1):  # a full history of data points
+            at = NOW - age - p * timedelta(minutes=10) + timedelta(minutes=10)
+            dataset = apply_success(dataset, f"r{p}", at, watermark=at - H if watermark else None)
+        dataset.consecutive_failures = 2 if failing else 0
+        datasets.append(dataset)
     jobs = []
     for j in range(JOBS):
         job = new_job(id=f"job-{j:04d}", kind="noop",
@@ -75,7 +103,26 @@ def _data(rng: random.Random):
                 finished_at=NOW - r * timedelta(seconds=30) + timedelta(seconds=20),
                 status="failed" if r % 50 == 0 else "succeeded", stuck=r % 500 == 0)
             for r in range(RUNS)]
-    return Catalog(datasets=specs, consumers=consumers), datasets, jobs, runs
+    return Catalog(datasets=specs, consumers=consumers, routes=routes), datasets, jobs, runs
+
+
+def _trust(store: Store) -> Control:
+    """Windows, incidents and deadline cursors: the publish at NOW judges 200 deadlines."""
+    windows = Maintenance(tuple(make_window(
+        {"id": f"w{i}", "cron": f"{i * 10} 2 * * *", "duration": "1h",
+         "scope": {"jobs": [f"job-{j:04d}" for j in range(i, JOBS, 7)]}}, "m")
+        for i in range(3)))
+    store.set_control({"maintenance": windows.to_doc()})
+    for i in range(20):
+        incident = open_incident(title=f"Incident {i}", note="x" * 500, now=NOW - i * H,
+                                 scope=Scope(jobs=(f"job-{i:04d}",)))
+        for n in range(10):
+            incident = add_note(incident, text="y" * 500, now=NOW - i * H + n * MIN)
+        store.create_incident(incident)
+    store.put_many("deadlines", ((f"consumer-{c}", DeadlineRecord(
+        f"consumer-{c}", cursors={DEADLINE.key: NOW - 30 * MIN}).to_doc())
+        for c in range(CONSUMERS)))
+    return Control(maintenance=windows)
 
 
 def run() -> dict:
@@ -90,18 +137,33 @@ def _measure(db) -> dict:
     store.put_many("datasets", ((d.key, d.to_doc()) for d in datasets))
     store.put_many("jobs", ((j.id, j.to_doc()) for j in jobs))
     store.put_many("runs", ((r.id, r.to_doc()) for r in runs))
+    control = _trust(store)
     settings = Settings()
+    sent: list[str] = []
+
+    def send(spec, message, model):  # the routes' receiver: counted, not networked
+        sent.append(spec.id)
 
     with tempfile.TemporaryDirectory() as folder:
         publish_once(store, LocalSink(folder), now=NOW - 5 * timedelta(minutes=1),
-                     settings=settings)  # the memory a steady-state publish starts from
+                     settings=settings, send=send)  # the memory and baselines of a steady state
+        inputs = read_inputs(store, now=NOW)  # the judging pass alone, then the publish
+        commits = store.stats.commits
+        started = time.perf_counter()
+        judged = judge_deadlines(store, inputs, NOW)
+        judge_s = time.perf_counter() - started
+        judge_commits = store.stats.commits - commits
+        store.put_many("deadlines", ((f"consumer-{c}", DeadlineRecord(
+            f"consumer-{c}", cursors={DEADLINE.key: NOW - 30 * MIN}).to_doc())
+            for c in range(CONSUMERS)))  # judged again by the measured publish
         store.stats.reset()
         started = time.perf_counter()
-        result = publish_once(store, LocalSink(folder), now=NOW, settings=settings)
+        result = publish_once(store, LocalSink(folder), now=NOW, settings=settings, send=send)
         publish_s = time.perf_counter() - started
         reads = store.stats.reads
         html_bytes = (Path(folder) / "index.html").stat().st_size
         json_bytes = (Path(folder) / "status.json").stat().st_size
+    assert len(judged) == CONSUMERS and result.deadlines_judged == CONSUMERS
 
     # model + render alone, on what that read pass returned (best of 3)
     latest = sorted(runs, key=lambda r: r.created_at, reverse=True)[:RECENT_RUNS]
@@ -109,7 +171,9 @@ def _measure(db) -> dict:
     for _ in range(3):
         started = time.perf_counter()
         model = build_model(jobs=jobs, datasets=datasets, runs=latest, catalog=catalog,
-                            control=Control(), now=NOW, settings=settings)
+                            control=control, now=NOW, settings=settings,
+                            deadlines=inputs.records, incidents=inputs.incidents,
+                            routes=inputs.routes)
         memory = remember(model, Memory(exists=True), [])
         files = render_site(model, memory.events + detect_changes(model, memory))
         build_s = min(build_s, time.perf_counter() - started)
@@ -121,12 +185,12 @@ def _measure(db) -> dict:
         "page_json_bytes_5k": json_bytes,
         "page_files_5k": len(files),
         "page_files_written_steady_5k": result.files_written,
+        "deadline_judge_s_200": round(judge_s, 3),
+        "deadline_judge_commits_200": judge_commits,
     }
     print(json.dumps(figures, indent=2))
     return figures
 
-
-from freshet.core.control import Control  # noqa: E402
 
 if __name__ == "__main__":
     run()

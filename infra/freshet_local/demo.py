@@ -1,16 +1,21 @@
 """`make demo`: Freshet running locally with a demo pipeline, until Ctrl-C.
 
 Starts the Firestore and Cloud Tasks emulators, serves every entry point with
-functions-framework, applies infra/demo/pipeline.yaml, fires the same Cloud
-Scheduler jobs deploy would create from a local scheduler loop, serves the status
-page, and stops everything it started on Ctrl-C.
+functions-framework, applies infra/demo/pipeline.yaml, opens an incident with a note,
+fires the same Cloud Scheduler jobs deploy would create from a local scheduler loop,
+serves the status page and a receiver for the two notification routes, and stops
+everything it started on Ctrl-C.
 """
 
 import argparse
 import errno
 import functools
+import hashlib
+import hmac
 import http.server
+import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -56,6 +61,47 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class AlertReceiver:
+    """Where the demo's two routes deliver: /slack and /webhook (checks the signature).
+    Each message becomes a line of .freshet/logs/alerts.log; a free port, chosen here."""
+
+    def __init__(self, log_path: Path, secret: str):
+        receiver = self
+        self.log_path, self.secret, self.count = log_path, secret, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.record(self.path, dict(self.headers), body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def record(self, path: str, headers: dict, body: bytes) -> None:
+        doc = json.loads(body or b"{}")
+        if path == "/webhook":
+            stamp = headers.get("X-Freshet-Timestamp", "")
+            mac = hmac.new(self.secret.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+            signed = hmac.compare_digest(f"sha256={mac.hexdigest()}",
+                                         headers.get("X-Freshet-Signature", ""))
+            line = (f"webhook ({'signature ok' if signed else 'BAD SIGNATURE'}): "
+                    + "; ".join(e["title"] for e in doc.get("events", [])))
+        else:
+            line = "slack: " + doc.get("text", "").replace("\n", " | ")
+        self.count += 1
+        with self.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} {line}\n")
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+
+
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -80,8 +126,11 @@ def main(argv=None) -> int:
         tasks = emulators.start_tasks(port=args.tasks_port)
         started.append(tasks)
         servers = [_static_server(DEMO_DATA, args.data_port)]
+        alerts = AlertReceiver(LOG_DIR / "alerts.log", secrets.token_hex(16))
+        servers.append(alerts)
         ports = {t: args.functions_port + i for i, t in enumerate(ENTRY_POINTS)}
-        env = _function_env(fs, tasks, config, ports, args.site_port)
+        env = {**_function_env(fs, tasks, config, ports, args.site_port),
+               **_route_env(alerts)}
         _say("Serving the functions with functions-framework ...")
         functions = {}
         for target in ENTRY_POINTS:
@@ -149,6 +198,27 @@ def _function_env(fs, tasks, config, ports, site_port: int) -> dict[str, str]:
     }
 
 
+def _route_env(alerts: AlertReceiver) -> dict[str, str]:
+    """The demo routes' URLs and secret: what a deployment sets from Secret Manager."""
+    return {"FRESHET_DEMO_SLACK_URL": f"{alerts.url}/slack",
+            "FRESHET_DEMO_WEBHOOK_URL": f"{alerts.url}/webhook",
+            "FRESHET_DEMO_WEBHOOK_SECRET": alerts.secret}
+
+
+def _open_incident(store, now: datetime) -> None:
+    """An incident on the CRM contacts, with a note, as an operator would open it."""
+    from freshet.core.windows import Scope
+    from freshet.ops.incidents import add_note, open_incident
+
+    incident, _ = open_incident(
+        store, title="CRM API hangs on its first call", eta="30m", author="demo",
+        note="crm-sync's first attempt hangs; recovery declares it stuck and retries.",
+        scope=Scope(datasets=("crm.contacts",)), now=now)
+    add_note(store, incident.id, author="demo", now=now,
+             text="The vendor is investigating; the retries keep the contacts fresh meanwhile.")
+    _say(f"  opened incident {incident.id} (with a note)")
+
+
 def _apply(config) -> None:
     from freshet.core.settings import load_settings
     from freshet.gcp.store import Store, firestore_client
@@ -166,6 +236,7 @@ def _apply(config) -> None:
     apply(todo, store=store, task_queue=queue, now=now)
     pause_job(store, "marketing-sync", now=now)
     _say("  paused marketing-sync (a paused job never runs)")
+    _open_incident(store, now)
 
 
 def _scheduler(config, ports):
@@ -195,10 +266,14 @@ Freshet is running locally.
 
 The demo pipeline (infra/demo/pipeline.yaml): orders-sync and rates-sync are healthy;
 ads-sync fails twice, then succeeds on retry; crm-sync hangs on its first attempt and is
-recovered as stuck within ~2 minutes, then retried; legacy-export fails permanently;
-revenue-rollup has no schedule: each time orders and rates are both fresh, their
-success triggers it (it and ads-sync share the warehouse pool, at most 2 at once);
-marketing-sync is paused.
+recovered as stuck within ~2 minutes, then retried (an incident about it is open);
+legacy-export fails permanently, and every 10 minutes for 4 a maintenance window holds
+it (excused, muted); revenue-rollup has no schedule: each time orders and rates are
+both fresh, their success triggers it (it and ads-sync share the warehouse pool, at most
+2 at once), and the revenue dashboard has a deadline every 5 minutes (its attainment
+shows on its banner); events-sync succeeds but its data is 50 minutes behind (stale
+data), so the web analytics team misses its deadlines; marketing-sync is paused. Two
+notification routes deliver to a local receiver: {LOG_DIR.relative_to(ROOT)}/alerts.log.
 
 Try, in another terminal:
   export FIRESTORE_EMULATOR_HOST={fs.address} GOOGLE_CLOUD_PROJECT={fs.project}

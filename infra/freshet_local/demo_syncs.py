@@ -6,6 +6,7 @@ deployment never does.
 
 import random
 import time
+from datetime import UTC, datetime, timedelta
 
 from freshet.core.errors import PermanentError
 from freshet.loop.registry import SyncContext, SyncResult, sync
@@ -47,6 +48,15 @@ def hangs(ctx: SyncContext) -> SyncResult:
 def broken(ctx: SyncContext) -> SyncResult:
     """Always fails permanently, with an error text that contains markup."""
     raise PermanentError(ctx.params.get("error", "upstream returned <b>401 Unauthorized</b>"))
+
+
+@sync("demo_lagging")
+def lagging(ctx: SyncContext) -> SyncResult:
+    """Succeeds every time, but the data it loads is `lag_minutes` old (default 50): a
+    feed that is always behind. Freshness is judged on that, not on the sync."""
+    as_of = datetime.now(UTC) - timedelta(minutes=float(ctx.params.get("lag_minutes", 50)))
+    return SyncResult(records={k: int(ctx.params.get("records", 100)) for k in ctx.produces},
+                      watermarks={k: as_of for k in ctx.produces})
 
 
 @sync("demo_chaos")

@@ -13,10 +13,11 @@ it (service accounts, URLs, buckets).
 
 Order, and the make prerequisites that keep it under `make -j`: preflight -> APIs ->
 service accounts -> roles | Firestore database, indexes, rules | buckets | queues ->
-the five functions (each with its invokers) -> `freshet apply` (queues, jobs, catalog,
-kill switches, Cloud Scheduler jobs) -> a first publish. Every step that creates
-something first checks whether it exists, so a second `make deploy` changes nothing
-and says so.
+the five functions (each with its invokers; publish_status gets the notification
+routes' Secret Manager references as environment variables) -> `freshet apply`
+(queues, jobs, catalog, kill switches, Cloud Scheduler jobs) -> a first publish. Every
+step that creates something first checks whether it exists, so a second `make deploy`
+changes nothing and says so.
 
 `function_env` is the one place a function's environment is decided: deploy.mk's
 --set-env-vars and the cloud-shaped local run (freshet_local.cloud_local) both use it.
@@ -171,6 +172,45 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
     return env + list(fn.env)
 
 
+def secret_references(config: PipelineConfig) -> list[tuple[str, str]]:
+    """(variable, projects/P/secrets/S/versions/V) for each route URL or secret the config
+    keeps in Secret Manager: publish_status reads them as environment variables."""
+    found = []
+    for route in config.catalog.routes:
+        for ref in (route.url, route.secret):
+            if ref is not None and ref.secret_manager:
+                found.append((ref.env, ref.secret_manager))
+    return found
+
+
+def _secret_version(path: str) -> tuple[str, str, str]:
+    _, project, _, name, _, version = path.split("/")
+    return project, name, version
+
+
+def secret_flags(config: PipelineConfig, entry_point: str) -> list[str]:
+    """--set-secrets for the function that sends notifications (the others need none)."""
+    refs = secret_references(config) if entry_point == "publish_status" else []
+    if not refs:
+        return []
+    pairs = []
+    for env, path in refs:
+        project, name, version = _secret_version(path)
+        pairs.append(f"{env}=projects/{project}/secrets/{name}:{version}")
+    return ["--set-secrets=" + ",".join(pairs)]
+
+
+def secret_access(config: PipelineConfig) -> list[Step]:
+    """The functions' account may read those secrets (and nothing else in the project)."""
+    return [Step(run=("gcloud", "secrets", "add-iam-policy-binding", name,
+                      f"--project={project}",
+                      f"--member={_member(config.functions.service_account)}",
+                      "--role=roles/secretmanager.secretAccessor", "--format=none"),
+                 retry=True)
+            for project, name, _ in sorted({_secret_version(p) for _, p in
+                                            secret_references(config)})]
+
+
 def invokers(config: PipelineConfig, entry_point: str) -> list[str]:
     """Who deploy lets call the function (roles/run.invoker): the invoker account, and
     on the api the operators too."""
@@ -205,9 +245,11 @@ def preflight_target(config: PipelineConfig, config_path: str) -> Target:
 
 
 def apis_target(config: PipelineConfig) -> Target:
+    # Secret Manager only when a notification route keeps its URL or secret there.
+    apis = (*APIS, "secretmanager.googleapis.com") if secret_references(config) else APIS
     return Target("deploy-apis", ("deploy-check",), [
         _say(f"== Enabling the APIs Freshet uses in {config.project}"),
-        Step(run=("gcloud", "services", "enable", *APIS, *_loc(config)))])
+        Step(run=("gcloud", "services", "enable", *apis, *_loc(config)))])
 
 
 def accounts_target(config: PipelineConfig) -> Target:
@@ -244,6 +286,7 @@ def iam_target(config: PipelineConfig) -> Target:
         "gcloud", "iam", "service-accounts", "add-iam-policy-binding", fn.invoker_email,
         f"--member={_member(fn.service_account)}", f"--role={ACT_AS_ROLE}",
         *_loc(config), "--format=none"), retry=True))
+    steps += secret_access(config)
     return Target("deploy-iam", ("deploy-accounts",), steps)
 
 
@@ -336,7 +379,8 @@ def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
     if limits.cpu:
         argv.append(f"--cpu={limits.cpu}")
     argv += [f"--max-instances={limits.max_instances}",
-             f"--concurrency={limits.concurrency}", f"--set-env-vars={env}", "--quiet"]
+             f"--concurrency={limits.concurrency}", f"--set-env-vars={env}",
+             *secret_flags(config, entry_point), "--quiet"]
     return argv
 
 

@@ -44,7 +44,8 @@
     var box = bar.getBoundingClientRect();
     var i = Math.min(days.length - 1, Math.max(0, Math.floor((event.clientX - box.left) / box.width * days.length)));
     var day = new Date(Date.parse(bar.getAttribute("data-start") + "T00:00:00Z") + i * 86400000);
-    var words = { o: "ok", p: "partial: some syncs failed", f: "failed", "-": "no sync" };
+    var words = { o: "ok", p: "partial: some syncs failed", f: "failed",
+                  m: "maintenance", "-": "no sync" };
     if (!tip) { tip = document.createElement("div"); tip.className = "bar-tip"; document.body.appendChild(tip); }
     tip.hidden = false;
     tip.textContent = day.toISOString().slice(0, 10) + ": " + words[days.charAt(i)];

@@ -28,7 +28,7 @@ from freshet.core.text import MAX_ERROR_CHARS
 from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import SETTINGS, Store
 from freshet.status.changes import MAX_EVENTS, MAX_STUCK_REMEMBERED, Event, Memory
-from freshet.status.notify import MAX_PENDING, DeliveryError, payload_for, queue
+from freshet.status.notify import DeliveryError
 from freshet.status.publish import publish_once
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -134,13 +134,9 @@ def worst_event(i: int) -> Event:
 
 
 def test_the_worst_notification_state_is_paged_under_the_limit(db):
+    """The page's memory of states and recent events (what a webhook down for hours
+    waits with is in its route's own bounded document: tests/integration/test_bounds)."""
     events = [worst_event(i) for i in range(5000)]
-    from tests.status.builders import model
-
-    payload = payload_for(events, model(site_url="https://status.example/" + "p" * 1900))
-    pending: list[dict] = []
-    for _ in range(3 * MAX_PENDING):  # a webhook down for hours
-        pending = queue(pending, payload, NOW)
     memory = Memory(
         exists=True,
         datasets={key(i): "error" for i in range(5000)},
@@ -148,9 +144,9 @@ def test_the_worst_notification_state_is_paged_under_the_limit(db):
         badges={f"badges/dataset/{key(i)}.svg": "f" * 16 for i in range(5000)},
         failed_jobs={("j" * 90) + f"{i:010d}" for i in range(5000)},
         stuck_runs=[("r" * 130) + f"{i:012d}" for i in range(3 * MAX_STUCK_REMEMBERED)],
-        events=events, pending=pending)
+        events=events)
     doc = memory.to_doc(NOW)
-    assert len(doc["pending"]) == MAX_PENDING and len(doc["events"]) == MAX_EVENTS
+    assert len(doc["events"]) == MAX_EVENTS
     store = Store(db)
     store.put_status_state(doc)
     sizes = settings_sizes(db)
@@ -165,20 +161,20 @@ def test_three_thousand_simultaneous_changes_with_long_keys_publish_and_are_reme
     """The issue's computed case: 1.4 MiB, 4 MiB with long keys, in one document."""
     from freshet.core.models import Dataset as Ds
 
-    class DownWebhook:
-        def send(self, payload):
-            raise DeliveryError("HTTP 503")
+    def down(spec, message, model):
+        raise DeliveryError("HTTP 503")
 
     store = Store(db)
     keys = [key(i) for i in range(3000)]
     fresh = [Ds(k, last_started_at=NOW - timedelta(hours=1),
                 last_success_at=NOW - timedelta(hours=1)) for k in keys]
     store.put_many("datasets", [(d.key, d.to_doc()) for d in fresh])
-    sink, cfg = LocalSink(tmp_path), Settings(site_url="https://status.example/")
-    publish_once(store, sink, now=NOW, settings=cfg, notifier=DownWebhook())
+    sink = LocalSink(tmp_path)
+    cfg = Settings(site_url="https://status.example/", webhook_url="https://hooks.example/x")
+    publish_once(store, sink, now=NOW, settings=cfg, send=down)
     # All 3,000 go stale at once, and the webhook is down.
     result = publish_once(store, sink, now=NOW + timedelta(hours=49), settings=cfg,
-                          notifier=DownWebhook())
+                          send=down)
     assert result.notifications_pending >= 1
     assert max(settings_sizes(db).values()) < MAX_DOC_BYTES
     memory = Memory.from_doc(Store(db).status_state())

@@ -194,3 +194,48 @@ def test_one_time_job_completes_after_its_run(db, calls):
     handle_one(store, queue, run_id, 1, now=T0, settings=settings, clock=lambda: T0 + MIN)
     job = store.job("once")
     assert job.status == "completed" and job.completed_at == T0 + MIN
+
+
+def test_a_watermark_without_a_timezone_fails_the_run_permanently(db, calls):
+    from datetime import datetime
+
+    store, settings = Store(db), loop_settings()
+    calls.behaviour = lambda ctx: registry.SyncResult(
+        records={"ds.a": 1}, watermarks={"ds.a": datetime(2026, 11, 28, 9, 0)})
+    run_id, queue = queued_run(store, settings, max_retries=3)
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    assert (outcome.status, outcome.state) == (200, "failed")  # not retried
+    assert "must be a timezone-aware datetime" in store.run(run_id).error
+
+
+def test_a_success_keeps_the_job_timings_and_the_data_time(db, calls):
+    store, settings = Store(db), loop_settings()
+    calls.behaviour = lambda ctx: registry.SyncResult(
+        records={"ds.a": 1}, watermarks={"ds.a": T0 - 3 * MIN})
+    run_id, queue = queued_run(store, settings)
+    handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings,
+               clock=lambda: T0 + 3 * MIN)
+    job = store.job("a")
+    assert (job.recent_durations_s, job.recent_start_lags_s) == ([120.0], [60.0])
+    ds = store.get_dataset("ds.a")
+    assert ds.data_as_of == T0 - 3 * MIN
+    assert ds.data_points == [{"at": T0 + 3 * MIN, "as_of": T0 - 3 * MIN}]
+
+
+def test_a_delivery_during_a_maintenance_window_does_not_start_the_sync(db, calls):
+    from freshet.core.errors import Conflict
+    from freshet.core.windows import Maintenance, make_window
+    from freshet.loop.manual import run_now
+
+    store, settings = Store(db), loop_settings()
+    run_id, queue = queued_run(store, settings)
+    window = make_window({"id": "vacuum", "start": "2026-11-28T12:00:30Z",
+                          "end": "2026-11-28T12:30:00Z"}, "m")
+    store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
+    assert (outcome.status, outcome.state) == (200, "failed")
+    assert calls.count == 0
+    assert store.run(run_id).error.startswith("not started: maintenance 'vacuum' until")
+    assert store.get_dataset("ds.a") is None  # nothing ran: nothing to record
+    with pytest.raises(Conflict, match="does not start during maintenance 'vacuum'"):
+        run_now(store, queue, "a", now=T0 + MIN, settings=settings)

@@ -163,3 +163,47 @@ def test_the_run_records_the_name_of_its_task(db):
     add_job(store, "a", next_run_at=T0)
     tick_once(store, RecordingQueue(settings), now=T0, settings=settings)
     assert store.run("a__20261128T120000Z").task_name == task_id("a__20261128T120000Z", 1)
+
+
+def maintenance_window(store, **scope):
+    from freshet.core.windows import Maintenance, make_window
+
+    window = make_window({"id": "vacuum", "cron": "0 12 * * *", "duration": "12m",
+                          "scope": scope or "all"}, "maintenance[0]")
+    store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+
+
+def test_a_slot_inside_a_maintenance_window_passes_unrun_and_the_next_one_runs(db):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "a", next_run_at=T0)  # every 5 minutes; the window is 12:00-12:12
+    add_job(store, "b", next_run_at=T0)
+    maintenance_window(store, jobs=["a"])
+    queue = RecordingQueue(settings)
+    result = tick_once(store, queue, now=T0, settings=settings)
+    assert result.skipped_maintenance == ["a"] and result.created == ["b__20261128T120000Z"]
+    assert store.job("a").next_run_at == T0 + 5 * MIN
+    assert store.job("a").last_run_status == LastRun.SKIPPED
+    tick_once(store, queue, now=T0 + 5 * MIN, settings=settings)  # 12:05: still inside
+    assert runs_of(db, "a") == []
+    later = tick_once(store, queue, now=T0 + 15 * MIN, settings=settings)  # 12:15: after
+    assert "a__20261128T121500Z" in later.created
+
+
+def test_a_one_time_job_inside_a_window_runs_when_it_ends(db):
+    store, settings = Store(db), loop_settings()
+    add_job(store, "once", schedule={"run_at": T0 + 2 * MIN}, next_run_at=T0 + 2 * MIN)
+    maintenance_window(store)
+    queue = RecordingQueue(settings)
+    tick_once(store, queue, now=T0 + 2 * MIN, settings=settings)
+    assert store.job("once").next_run_at == T0 + 12 * MIN
+    result = tick_once(store, queue, now=T0 + 12 * MIN, settings=settings)
+    assert len(result.created) == 1
+
+
+def test_maintenance_windows_survive_a_kill_switch_change(db):
+    store = Store(db)
+    maintenance_window(store)
+    store.set_control({**Control(paused_all=True, reason="x").to_doc()})
+    control = Control.from_doc(store.control())
+    assert control.paused_all and [w.id for w in control.maintenance.windows] == ["vacuum"]
+    assert "maintenance" not in control.to_doc()

@@ -100,7 +100,7 @@ def test_spec_and_implementation_list_the_same_routes():
 def test_every_route_in_the_spec_answers(api):
     api.call("POST", "/jobs", json=JOB)
     params = {"job_id": "orders", "run_id": "none", "key": "sales.orders",
-              "backfill_id": "none"}
+              "backfill_id": "none", "incident_id": "none"}
     for template, ops in SPEC["paths"].items():
         for method in ops:
             if method in ("get", "post", "put"):
@@ -559,3 +559,110 @@ def test_a_job_naming_an_unknown_pool_is_refused(api):
                                           "max_concurrent": 2}]})
     status, body = api.call("POST", "/jobs", json={**JOB, "pool": "lake"})
     assert status == 201 and body["job"]["pool"] == "lake"
+# -- incidents --------------------------------------------------------------------------
+
+def catalog_with_orders(api):
+    api.store.put_catalog_doc(Catalog(datasets={
+        "sales.orders": DatasetSpec("sales.orders", "Orders")}).to_doc())
+
+
+def test_open_note_and_resolve_an_incident(api):
+    catalog_with_orders(api)
+    status, body = api.call("POST", "/incidents", json={
+        "title": "Warehouse load delayed", "note": "The vendor's export is late.",
+        "scope": {"datasets": ["sales.orders"]}, "eta": "2h"})
+    assert status == 201 and body["created"] is True
+    incident = body["incident"]
+    assert incident["status"] == "open" and incident["eta"] == "2026-11-28T14:00:00Z"
+    assert incident["opened_by"] == OPERATOR
+    assert incident["scope"] == {"everything": False, "jobs": [], "datasets": ["sales.orders"],
+                                 "consumers": []}
+    ident = {"incident_id": incident["id"]}
+    again = api.call("POST", "/incidents", json={"title": "Warehouse load delayed"})
+    assert again[0] == 200 and again[1]["incident"]["id"] == incident["id"]  # the same open
+    api.now = T0 + timedelta(minutes=20)
+    status, body = api.call("POST", "/incidents/{incident_id}/notes", ident,
+                            json={"text": "Vendor says 30 more minutes.", "eta": "30m"})
+    assert [n["kind"] for n in body["incident"]["notes"]] == ["opened", "update"]
+    assert body["incident"]["eta"] == "2026-11-28T12:50:00Z"
+    api.now = T0 + timedelta(minutes=45)
+    status, body = api.call("POST", "/incidents/{incident_id}/resolve", ident,
+                            json={"text": "Loaded."})
+    assert body["incident"]["status"] == "resolved" and body["incident"]["eta"] is None
+    assert body["incident"]["resolved_at"] == "2026-11-28T12:45:00Z"
+    status, body = api.call("POST", "/incidents/{incident_id}/notes", ident,
+                            json={"text": "too late"})
+    assert status == 409 and "resolved" in body["error"]["message"]
+    listed = api.call("GET", "/incidents")[1]["incidents"]
+    assert [i["id"] for i in listed] == [incident["id"]]
+    assert api.call("GET", "/incidents/{incident_id}", ident)[1]["incident"]["notes"][-1][
+        "text"] == "Loaded."
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "title"),
+        ({"title": ""}, "title"),
+        ({"title": "x", "scope": {"datasets": ["ghost.table"]}}, "scope.datasets[0]"),
+        ({"title": "x", "scope": {"jobs": ["ghost"]}}, "scope.jobs[0]"),
+        ({"title": "x", "scope": {"teams": ["a"]}}, "scope.teams"),
+        ({"title": "x", "eta": "2026-11-28T11:00:00Z"}, "eta"),
+        ({"title": "x", "eta": "tomorrow"}, "eta"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": "x", "severity": "high"}, "severity"),
+    ],
+)
+def test_a_bad_incident_is_refused_naming_the_field_and_nothing_is_stored(api, body, field):
+    catalog_with_orders(api)
+    status, answer = api.call("POST", "/incidents", json=body)
+    assert status == 400 and answer["error"]["field"] == field
+    assert api.call("GET", "/incidents")[1]["incidents"] == []
+
+
+def test_an_unknown_incident_is_404_naming_the_id(api):
+    status, body = api.call("POST", "/incidents/{incident_id}/notes",
+                            {"incident_id": "20261128-1200-nope-abcdef"}, json={"text": "x"})
+    assert status == 404 and body["error"]["field"] == "incident_id"
+
+
+def test_status_lists_open_incidents_maintenance_and_routes(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z", "note": "VACUUM"}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    api.call("POST", "/incidents", json={"title": "Everything is slow"})
+    body = api.call("GET", "/status")[1]
+    assert body["maintenance"][0]["id"] == "vacuum" and body["maintenance"][0]["note"] == "VACUUM"
+    assert body["incidents"][0]["title"] == "Everything is slow"
+    assert body["routes"] == []
+
+
+def test_one_dataset_and_the_list_agree_during_a_window_on_its_producing_job(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    api.call("POST", "/jobs", json=JOB)
+    producer = api.call("GET", "/jobs")[1]["jobs"][0]
+    (key,) = producer["produces"]
+    record_success(api.store, key, "r1", T0 - timedelta(hours=40), records=1)
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z",
+                          "scope": {"jobs": [producer["id"]]}}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    listed = {d["key"]: d for d in api.call("GET", "/datasets")[1]["datasets"]}[key]
+    one = api.call("GET", "/datasets/{key}", {"key": key})[1]["dataset"]
+    assert listed["state"] == one["state"] == "maintenance"
+    assert "excused: maintenance 'vacuum'" in one["reason"]
+
+
+def test_a_manual_run_during_a_maintenance_window_is_refused_409(api):
+    from freshet.core.windows import Maintenance, make_window
+
+    api.call("POST", "/jobs", json=JOB)
+    window = make_window({"id": "vacuum", "start": "2026-11-28T11:00:00Z",
+                          "end": "2026-11-28T13:00:00Z"}, "m")
+    api.store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    status, body = api.call("POST", "/jobs/{job_id}/run", {"job_id": "orders"})
+    assert status == 409 and "maintenance 'vacuum'" in body["error"]["message"]
+    assert api.queue.sent == []

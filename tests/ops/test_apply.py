@@ -232,3 +232,18 @@ def test_apply_keeps_the_triggers_of_jobs_made_through_the_api(env):
     register_triggers(store, made)
     assert store.get_dataset("sales.orders").triggers == ["by-api"]
     assert plan(config_of(text), store=store, task_queue=queue, now=T0).empty
+def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(env):
+    from tests.ops.test_config import MAINTENANCE
+
+    store, queue, text, _ = env
+    config = config_of(text + MAINTENANCE)
+    todo = plan(config, store=store, task_queue=queue, now=T0)
+    assert todo.maintenance_changes == ["window vacuum added", "window migration added"]
+    assert "  ~ maintenance: window vacuum added" in todo.lines()
+    apply(todo, store=store, task_queue=queue, now=T0)
+    stored = Control.from_doc(store.control())
+    assert [w.id for w in stored.maintenance.windows] == ["vacuum", "migration"]
+    assert plan(config, store=store, task_queue=queue, now=T0).empty
+    apply(config_of(text), store=store, task_queue=queue, now=T0)  # removed from the file
+    assert Control.from_doc(store.control()).maintenance.windows == ()
+    assert Control.from_doc(store.control()).manual_actions_enabled is True

@@ -184,3 +184,56 @@ def test_a_job_named_status_can_be_backfilled(capsys, db, monkeypatch):
                        (last - timedelta(hours=1)).isoformat(), "--to", last.isoformat(),
                        "--dry-run")
     assert code == 0 and "Backfill of status" in out and "2 would run" in out
+def test_incident_open_note_resolve_and_status(capsys, pipeline, monkeypatch):
+    monkeypatch.setenv("FRESHET_AUTHOR", "alice")
+    assert run(capsys, "apply", "--config", str(pipeline))[0] == 0
+    code, out, _ = run(capsys, "incident", "open", "Rates feed late", "--dataset",
+                       "finance.rates", "--note", "The ECB feed is delayed.", "--eta", "2h")
+    assert code == 0 and "open — Rates feed late" in out
+    assert "about: datasets finance.rates; ETA" in out
+    incident_id = out.split()[1].rstrip(":")
+    code, out, _ = run(capsys, "status")
+    assert f"Incident: Rates feed late [{incident_id}], ETA" in out
+    code, out, _ = run(capsys, "incident", "note", incident_id, "Now expected at 14:00.")
+    assert code == 0 and "update   Now expected at 14:00.  — alice" in out
+    code, out, _ = run(capsys, "incident", "resolve", incident_id, "Back to normal.")
+    assert code == 0 and f"incident {incident_id}: resolved" in out
+    code, out, _ = run(capsys, "incident", "list")
+    assert incident_id in out and "1 incident(s)" in out
+    code, _, err = run(capsys, "incident", "note", incident_id, "more")
+    assert code == 2 and "is resolved; open a new one" in one_line_error(err)
+
+
+def test_incident_errors_are_one_line(capsys, db):
+    code, _, err = run(capsys, "incident", "open", "x", "--job", "ghost")
+    assert code == 2 and one_line_error(err) == "freshet: error: scope.jobs[0]: unknown job 'ghost'"
+    code, _, err = run(capsys, "incident", "show", "nope")
+    assert code == 2 and "incident 'nope' not found" in one_line_error(err)
+    code, _, err = run(capsys, "incident", "open", "x", "--eta", "soon")
+    assert code == 2 and "eta" in one_line_error(err)
+
+
+def test_status_shows_each_routes_last_delivery(capsys, tmp_path, db, tasks_emulator):
+    from datetime import UTC, datetime, timedelta
+
+    from freshet.core.alerts import RouteState
+
+    text = PIPELINE.replace("name: freshet-runs", f"name: q-{uuid.uuid4().hex[:10]}") + """\
+routes:
+  - {id: team-slack, type: slack, url: {env: TEAM_SLACK_URL}}
+  - {id: ops-hook, type: webhook, url: {env: OPS_URL}, secret: {env: OPS_SECRET}}
+"""
+    assert run(capsys, "apply", "--config", str(write_config(tmp_path, text)))[0] == 0
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "nothing sent yet" in out
+    now = datetime.now(UTC)
+    Store(db).change_route("ops-hook", lambda _: (RouteState(
+        "ops-hook", last_status="failed", delivered=3, last_attempt_at=now - timedelta(minutes=4),
+        last_delivered_at=now - timedelta(hours=1), last_error="HTTP 503: try later"), None))
+    code, out, _ = run(capsys, "status")
+    rows = {line.split()[0]: line for line in out.splitlines()
+            if line.startswith(("team-slack", "ops-hook"))}
+    assert "ROUTE" in out and set(rows) == {"team-slack", "ops-hook"}
+    assert "slack" in rows["team-slack"] and "nothing sent yet" in rows["team-slack"]
+    assert "failed" in rows["ops-hook"] and "HTTP 503: try later" in rows["ops-hook"]
+    assert "4 min ago" in rows["ops-hook"]

@@ -493,3 +493,110 @@ def test_a_trigger_cycle_is_refused_with_the_cycle_named(tmp_path):
     assert err.field == "jobs[2].trigger"
     assert "trigger cycle: revenue -[sales.revenue]-> rates -[finance.rates]-> revenue" in str(err)
     assert err.line == line_of(text, "trigger: {after: [sales.orders, finance.rates]}")
+MAINTENANCE = """\
+maintenance:
+  - id: vacuum
+    note: Warehouse vacuum
+    cron: "30 1 * * *"
+    duration: 2h
+    timezone: Europe/London
+    scope: {jobs: [orders], consumers: [dashboard]}
+    mode: drain
+  - id: migration
+    start: 2026-12-01T22:00:00Z
+    end: 2026-12-02T02:00:00Z
+"""
+
+
+def test_maintenance_windows_parse(tmp_path):
+    config = load_config(write_config(tmp_path, PIPELINE + MAINTENANCE), env={})
+    vacuum, migration = config.maintenance.windows
+    assert (vacuum.cron, vacuum.timezone, vacuum.mode) == ("30 1 * * *", "Europe/London", "drain")
+    assert vacuum.scope.jobs == ("orders",) and vacuum.scope.consumers == ("dashboard",)
+    assert migration.scope.everything and migration.mode == "skip"
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("scope: {jobs: [orders],", "scope: {jobs: [ghost],", "maintenance[0].scope.jobs[0]"),
+    ("consumers: [dashboard]}", "consumers: [nobody]}", "maintenance[0].scope.consumers[0]"),
+    ("duration: 2h", "duration: forever", "maintenance[0].duration"),
+    ("  - id: migration", "  - id: vacuum", "maintenance[1].id"),
+    ("end: 2026-12-02T02:00:00Z", "end: 2026-11-02T02:00:00Z", "maintenance[1].end"),
+])
+def test_maintenance_errors_name_the_field_and_line(tmp_path, old, new, field):
+    text = PIPELINE + MAINTENANCE.replace(old, new)
+    err = error_for(tmp_path, text)
+    assert err.field == field
+    assert err.line == max(i for i, line in enumerate(text.splitlines(), 1) if new in line)
+
+
+TRUST = """\
+routes:
+  - id: growth-slack
+    type: slack
+    url: {env: GROWTH_SLACK_URL}
+    min_interval: 10m
+  - id: ops-hook
+    type: webhook
+    url: https://ops.example/freshet
+    secret: {secret_manager: projects/demo-freshet/secrets/ops-hook/versions/latest}
+"""
+
+
+def with_trust(text: str = PIPELINE) -> str:
+    text = text.replace("""  - id: dashboard
+    requires:""", """  - id: dashboard
+    owner: finance
+    routes: [growth-slack, ops-hook]
+    deadlines:
+      - {by: "0 7 * * 1-5", timezone: Europe/Paris, as_of: midnight}
+      - {by: "0 12 * * *", as_of: 4h}
+    requires:""")
+    text = text.replace("  - key: sales.orders\n",
+                        "  - key: sales.orders\n    routes: [ops-hook]\n")
+    return text + TRUST
+
+
+def test_routes_deadlines_and_owners_parse_and_round_trip_through_the_catalog(tmp_path):
+    from freshet.core.catalog import Catalog
+
+    config = load_config(write_config(tmp_path, with_trust()), env={})
+    dashboard = config.catalog.consumers[0]
+    assert dashboard.owner == "finance" and dashboard.routes == ("growth-slack", "ops-hook")
+    assert [d.as_of for d in dashboard.deadlines] == ["midnight", "4h"]
+    assert config.catalog.datasets["sales.orders"].routes == ("ops-hook",)
+    slack, hook = config.catalog.routes
+    assert slack.min_interval.total_seconds() == 600 and slack.url.env == "GROWTH_SLACK_URL"
+    assert hook.secret.env == "FRESHET_ROUTE_OPS_HOOK_SECRET"
+    assert Catalog.from_doc(config.catalog.to_doc()) == config.catalog
+
+
+@pytest.mark.parametrize("old, new, field", [
+    ("routes: [growth-slack, ops-hook]", "routes: [growth-slack, pager]",
+     "consumers[0].routes[1]"),
+    ("    routes: [ops-hook]\n", "    routes: [nope]\n", "datasets[0].routes[0]"),
+    ('{by: "0 7 * * 1-5", timezone: Europe/Paris', '{by: "0 7 * * 1-5", timezone: Paris',
+     "consumers[0].deadlines[0].timezone"),
+    ("as_of: 4h}", "as_of: soon}", "consumers[0].deadlines[1].as_of"),
+    ("min_interval: 10m", "min_interval: sometimes", "routes[0].min_interval"),
+    ("  - id: ops-hook", "  - id: growth-slack", "routes[1].id"),
+])
+def test_route_and_deadline_errors_name_the_field_and_line(tmp_path, old, new, field):
+    text = with_trust().replace(old, new)
+    err = error_for(tmp_path, text)
+    assert err.field == field
+    assert err.line == max(i for i, line in enumerate(text.splitlines(), 1)
+                           if new.strip().split("\n")[0] in line)
+
+
+def test_the_demo_pipeline_shows_each_trust_feature():
+    """make demo: a lagging watermark, a consumer with a deadline, a recurring window that
+    comes round within 10 minutes, two routes (and an incident: freshet_local.demo)."""
+    config = load_config(ROOT / "infra/demo/pipeline.yaml", env={})
+    assert any(j.kind == "demo_lagging" for j in config.jobs)
+    assert any(c.deadlines for c in config.catalog.consumers)
+    (window,) = config.maintenance.windows
+    assert window.recurring and window.cron == "*/10 * * * *"
+    assert {r.type for r in config.catalog.routes} == {"slack", "webhook"}
+    routed = [c for c in config.catalog.consumers if c.routes]
+    assert {r for c in routed for r in c.routes} == {r.id for r in config.catalog.routes}

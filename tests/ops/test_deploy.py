@@ -20,7 +20,7 @@ from freshet.gcp import store as store_module
 from freshet.gcp.store import Store, Tx
 from freshet.ops.config import load_config
 from freshet_local import deploy
-from tests.ops.helpers import ROOT
+from tests.ops.helpers import ROOT, write_config
 
 T = datetime(2026, 11, 28, tzinfo=UTC)
 EQUALITY = {"EQUAL", "ARRAY_CONTAINS", "IN", "ARRAY_CONTAINS_ANY"}
@@ -105,6 +105,9 @@ QUERY_CALLS = {
     "recent_backfills": [lambda s: s.recent_backfills(),
                          lambda s: s.recent_backfills(job_id="j")],
     "lanes": [lambda s: s.lanes("b")],
+    "deadline_records": [lambda s: s.deadline_records()],
+    "incidents": [lambda s: s.incidents(T)],
+    "route_states": [lambda s: s.route_states()],
 }
 
 
@@ -365,3 +368,39 @@ def test_make_n_deploy_shows_every_step_in_an_order_make_j_keeps():
 def test_make_deploy_depends_on_setup():
     assert "deploy-check: setup" in (ROOT / deploy.OUTPUT).read_text()
     assert "-include infra/deploy.mk" in (ROOT / "Makefile").read_text()
+
+
+def test_secret_manager_references_reach_publish_status_and_gcloud_accepts_them(tmp_path):
+    from tests.ops.helpers import PIPELINE
+
+    text = PIPELINE + """\
+routes:
+  - id: ops-hook
+    type: webhook
+    url: {secret_manager: projects/demo-freshet/secrets/ops-hook-url/versions/2}
+    secret: {secret_manager: projects/demo-freshet/secrets/ops-hook-key/versions/latest}
+"""
+    config = load_config(write_config(tmp_path, text), env={})
+    runs = [step.run for target in deploy.deploy_targets(config) for step in target.steps
+            if step.run]
+    deploys = {r[3]: r for r in runs if r[:3] == ("gcloud", "functions", "deploy")}
+    flag = ("--set-secrets=FRESHET_ROUTE_OPS_HOOK_URL=projects/demo-freshet/secrets/"
+            "ops-hook-url:2,FRESHET_ROUTE_OPS_HOOK_SECRET=projects/demo-freshet/secrets/"
+            "ops-hook-key:latest")
+    assert flag in deploys["publish_status"]
+    assert not any(a.startswith("--set-secrets") for a in deploys["run_task"])
+    grants = [r for r in runs if r[:3] == ("gcloud", "secrets", "add-iam-policy-binding")]
+    assert [g[3] for g in grants] == ["ops-hook-key", "ops-hook-url"]
+    enable = next(r for r in runs if r[:3] == ("gcloud", "services", "enable"))
+    assert "secretmanager.googleapis.com" in enable
+    plain = [s.run for t in deploy.deploy_targets(load_config(write_config(tmp_path), env={}))
+             for s in t.steps if s.run[:3] == ("gcloud", "services", "enable")]
+    assert "secretmanager.googleapis.com" not in plain[0]  # only when a route needs it
+    if shutil.which("gcloud") is None:
+        pytest.skip("needs the Cloud SDK")
+    for argv in (deploys["publish_status"], grants[0]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud")})
+        # parsed: it stops for want of an account (1); a usage error would exit 2
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert "active account" in done.stderr

@@ -58,7 +58,9 @@ def run(run_id: str, job_id: str = "meta_sync", *, ago: timedelta = H, status: s
 
 
 def model(*, jobs=(), datasets=(), runs=(), cat: Catalog | None = None,
-          control: Control | None = None, now: datetime = NOW, **settings) -> StatusModel:
+          control: Control | None = None, now: datetime = NOW, deadlines=None, incidents=(),
+          routes=None, **settings) -> StatusModel:
     return build_model(jobs=list(jobs), datasets=list(datasets), runs=list(runs),
                        catalog=cat or catalog(), control=control or Control(), now=now,
-                       settings=Settings(**settings))
+                       settings=Settings(**settings), deadlines=deadlines,
+                       incidents=incidents, routes=routes)

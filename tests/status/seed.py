@@ -8,6 +8,8 @@ from freshet.gcp.store import Store
 
 from .builders import HOSTILE, MIN, NOW, SECRET, H, job, requirement, run
 
+__all__ = ["seed_pipeline", "seed_trust"]
+
 
 def seed_pipeline(store: Store, now: datetime = NOW, *, meta_age: timedelta = 27 * H) -> None:
     cat = Catalog(
@@ -63,3 +65,73 @@ def seed_pipeline(store: Store, now: datetime = NOW, *, meta_age: timedelta = 27
         run("crm-9", "crm_sync", ago=30 * MIN, seconds=19.2),
     ]
     store.put_many("runs", [(r.id, r.to_doc()) for r in runs])
+
+
+# -- trust: data time, deadlines, maintenance, incidents, routes --------------------------
+
+def seed_trust(store: Store, now: datetime = NOW) -> None:
+    """seed_pipeline, plus: a dataset whose syncs succeed but whose data lags (stale data),
+    a consumer with a deadline and 90 days of verdicts, a maintenance window under way,
+    an open incident with notes and a resolved one, two routes that have delivered, a
+    kill switch with its reason."""
+    from freshet.core.alerts import Reference, RouteSpec, RouteState, RouteType
+    from freshet.core.deadlines import Deadline, DeadlineRecord, Judgement, Verdict
+    from freshet.core.incidents import add_note, open_incident, resolve
+    from freshet.core.windows import Maintenance, Scope, make_window
+
+    seed_pipeline(store, now)
+    cat = Catalog.from_doc(store.catalog_doc())
+    events = DatasetSpec("web.events", "Web events", owner="web", routes=("ops-hook",))
+    deadline = Deadline(by="0 7 * * *", timezone="Europe/Paris", as_of="midnight")
+    trust = Catalog(
+        datasets={**cat.datasets, "web.events": events},
+        consumers=(*cat.consumers,
+                   Consumer("events-team", "Events team", requires=(
+                       requirement("web.events", 6, 8),), routes=("growth-slack",)),
+                   Consumer("revenue", "Revenue dashboard", owner="finance",
+                            requires=(requirement("crm.accounts", 2, 6),),
+                            deadlines=(deadline,), routes=("growth-slack", "ops-hook"))),
+        routes=(RouteSpec("growth-slack", RouteType.SLACK, Reference(env="GROWTH_SLACK_URL"),
+                          min_interval=10 * MIN),
+                RouteSpec("ops-hook", RouteType.WEBHOOK, Reference(env="OPS_HOOK_URL"),
+                          Reference(env="OPS_HOOK_SECRET"))),
+    )
+    store.put_catalog_doc(trust.to_doc())
+    store.put_many("datasets", [
+        ("web.events", Dataset("web.events", last_started_at=now - 3 * MIN,
+                               last_success_at=now - 2 * MIN, data_as_of=now - 13 * H).to_doc()),
+        # 7 h old (needs < 6 h), but a maintenance window holds its job: excused
+        ("crm.accounts", Dataset("crm.accounts", last_started_at=now - 7 * H - MIN,
+                                 last_success_at=now - 7 * H).to_doc()),
+    ])
+    record = DeadlineRecord("revenue", cursors={deadline.key: now - 5 * H},
+                            days={(now.date() - timedelta(days=i)).isoformat():
+                                  {"met": 1 if i % 10 else 0, "missed": 0 if i % 10 else 1,
+                                   "excused": 0} for i in range(90)},
+                            recent=[Judgement(deadline.key, now - 5 * H, Verdict.MET,
+                                              "the data on time")])
+    store.put_many("deadlines", [("revenue", record.to_doc())])
+    window = make_window({"id": "crm-upgrade", "note": "CRM vendor upgrade",
+                          "start": (now - H).isoformat(), "end": (now + H).isoformat(),
+                          "scope": {"datasets": ["crm.accounts"]}}, "maintenance[0]")
+    store.set_control({"maintenance": Maintenance((window,)).to_doc(),
+                       "disabled_kinds": ["http_fetch"], "reason": "vendor API rate limits"})
+    incident = open_incident(title="Meta ads API outage", note="Meta's API answers 401.",
+                             scope=Scope(datasets=("meta.ads",)), eta=now + 2 * H,
+                             author="alice@example.com", now=now - 50 * MIN)
+    incident = add_note(incident, text="Meta confirmed the outage; token refresh pending.",
+                        author="bob@example.com", now=now - 10 * MIN)
+    old = resolve(open_incident(title="CRM export duplicated rows", author="alice@example.com",
+                                now=now - 5 * 24 * H),
+                  text="Deduplicated and reloaded.", now=now - 4 * 24 * H)
+    store.create_incident(incident)
+    store.create_incident(old)
+    store.put_many("routes", [
+        ("growth-slack", RouteState("growth-slack", last_status="delivered", delivered=4,
+                                    last_attempt_at=now - 20 * MIN,
+                                    last_delivered_at=now - 20 * MIN).to_doc()),
+        ("ops-hook", RouteState("ops-hook", last_status="failed", delivered=2,
+                                last_attempt_at=now - 5 * MIN,
+                                last_delivered_at=now - 2 * H,
+                                last_error="HTTP 503: try later").to_doc()),
+    ])

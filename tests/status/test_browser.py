@@ -1,6 +1,7 @@
 """The built page in headless Chromium (Debian's package): banners, states, stale warning."""
 
 import functools
+import re
 import threading
 from datetime import timedelta
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -33,16 +34,23 @@ class QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def _served(db, folder, seed):
+    """Seed the store, publish the site to `folder`, serve it on a free port."""
+    store = Store(db)
+    seed(store)
+    publish_once(store, LocalSink(folder), now=NOW, settings=Settings(page_stale_after_s=900),
+                 environ={})
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
 @pytest.fixture
 def site(db, tmp_path):
     """The seeded pipeline published to a folder, served by a local static server."""
-    store = Store(db)
-    seed_pipeline(store)
-    publish_once(store, LocalSink(tmp_path), now=NOW, settings=Settings(page_stale_after_s=900))
-    handler = functools.partial(QuietHandler, directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server, url = _served(db, tmp_path, seed_pipeline)
+    yield url
     server.shutdown()
     server.server_close()
 
@@ -146,3 +154,57 @@ def test_a_script_url_in_the_stored_catalog_cannot_run_when_clicked(db, tmp_path
     finally:
         server.shutdown()
         server.server_close()
+@pytest.fixture
+def trust_site(db, tmp_path):
+    """seed_trust: stale data, a deadline with 90 days of verdicts, maintenance under way,
+    incidents, routes and a kill switch."""
+    from .seed import seed_trust
+
+    server, url = _served(db, tmp_path, seed_trust)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def test_page_shows_maintenance_incident_and_kill_switch_banners_and_attainment(trust_site,
+                                                                              browser):
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.clock.install(time=(NOW + timedelta(minutes=2)).timestamp())
+    page.goto(trust_site)
+    notices = page.locator("#notices .banner")
+    assert notices.count() == 3
+    kill = page.locator("#kill-switch").inner_text()
+    assert "Kill switch on:" in kill and "Reason: vendor API rate limits" in kill
+    maintenance = page.locator("#maintenance-crm-upgrade").inner_text()
+    assert "Maintenance: CRM vendor upgrade" in maintenance
+    assert "until 2026-11-28 13:00 UTC" in maintenance
+    assert re.search(r"\(in 5[78] min\)", maintenance)  # the page's clock runs on
+    incident = page.locator("#notices .incident")
+    text = incident.inner_text()
+    assert "Meta ads API outage" in text and "ETA 2026-11-28 14:00 UTC" in text
+    notes = incident.locator(".notes li")
+    assert notes.count() == 2
+    assert "Meta confirmed the outage" in notes.nth(0).inner_text()  # newest first
+    assert "bob@example.com" in notes.nth(0).inner_text()
+    revenue = page.locator("#c-revenue")
+    assert revenue.locator(".chip").inner_text() == "Maintenance"
+    attainment = revenue.locator(".attainment")
+    assert attainment.get_attribute("data-90d") == "0.9"
+    assert attainment.locator("strong").inner_text() == "90%"
+    assert "90% of deadlines over 90 days, 90% over 30" in attainment.inner_text()
+    assert "81 met, 9 missed, 0 excused" in revenue.inner_text()
+    events = page.locator("#c-events-team").inner_text()
+    assert "Stale data" in events
+    assert "synced 2 min ago, but the data is as of yesterday 23:00 UTC" in events
+    assert "data as of 2026-11-27 23:00 UTC" in page.locator("#d-web\\.events").inner_text()
+    assert "Incident: Meta ads API outage" in page.locator("#c-ad-performance").inner_text()
+    footer = page.locator("#alerts").inner_text()
+    assert re.search(r"growth-slack \(slack\) delivered 2[12] min ago", footer)
+    assert re.search(r"ops-hook \(webhook\) failed [67] min ago: HTTP 503: try later", footer)
+    resolved = page.locator("#incidents .incident-list > li").nth(1)
+    assert "CRM export duplicated rows" in resolved.inner_text()
+    assert dialogs == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status-page-trust.png"), full_page=True)

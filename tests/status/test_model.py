@@ -298,3 +298,97 @@ def test_pools_show_their_limit_and_the_counted_runs():
                     settings=Settings(), pool_counts={"warehouse": (2, 7)})
     assert [(p.name, p.running, p.queued, p.max_concurrent) for p in m.pools] == [
         ("default", 0, 0, 100), ("warehouse", 2, 7, 2)]
+# -- trust: data time, maintenance, deadlines, incidents ---------------------------------
+
+def windows(**doc):
+    from freshet.core.windows import Maintenance, make_window
+
+    base = {"id": "vacuum", "start": (NOW - H).isoformat(), "end": (NOW + H).isoformat()}
+    return Control(maintenance=Maintenance((make_window({**base, **doc}, "m"),)))
+
+
+def test_stale_data_banner_for_one_and_for_several_datasets():
+    lagging = synced("web.events", 2 * MIN, data_as_of=NOW - 13 * H)
+    m = one(lagging, 6, 8)
+    assert m.dataset("web.events").freshness_basis == "data"
+    assert m.consumer("c").detail == ("synced 2 min ago, but the data is as of yesterday "
+                                      "23:00 UTC (needs < 8 h)")
+    cat = catalog({"web.events": (), "crm": ()},
+                  [consumer("c", "C", requirement("web.events", 6, 8), requirement("crm"))])
+    m = model(datasets=[lagging, synced("crm", H)], cat=cat)
+    assert m.consumer("c").detail == ("Web Events synced 2 min ago, but its data is as of "
+                                      "yesterday 23:00 UTC (needs < 8 h)")
+
+
+def test_a_window_excuses_a_bad_dataset_and_says_so():
+    stale = synced("meta.ads", 30 * H)
+    cat = catalog({"meta.ads": ()}, [consumer("c", "Ads", requirement("meta.ads"))])
+    m = model(datasets=[stale], cat=cat, jobs=[job()],
+              control=windows(scope={"jobs": ["meta_sync"]}, note="API migration"))
+    d, c = m.dataset("meta.ads"), m.consumer("c")
+    assert (d.state, d.excused_by) == ("maintenance", "vacuum")
+    assert c.state == "maintenance" and m.state == "ok"
+    assert m.headline == "Maintenance in progress"
+    assert c.detail == ("data is 30 h old (needs < 26 h); excused: maintenance 'vacuum' until "
+                        "2026-11-28 13:00 UTC (API migration)")
+    assert [o.window.id for o in m.active_maintenance] == ["vacuum"]
+
+
+def test_a_window_on_the_consumer_excuses_it_but_not_the_dataset_row():
+    stale = synced("meta.ads", 30 * H)
+    cat = catalog({"meta.ads": ()}, [consumer("c", "Ads", requirement("meta.ads"))])
+    m = model(datasets=[stale], cat=cat, control=windows(scope={"consumers": ["c"]}))
+    assert m.consumer("c").state == "maintenance" and m.consumer("c").excused_by == "vacuum"
+    assert m.dataset("meta.ads").state == "error"
+
+
+def test_maintenance_days_draw_grey_where_syncs_did_not_all_succeed():
+    from freshet.core.windows import Maintenance, make_window
+
+    nightly = make_window({"id": "n", "cron": "0 2 * * *", "duration": "1h"}, "m")
+    daily = {(NOW.date() - timedelta(days=i)).isoformat():
+             {"ok": 1, "fail": 1 if i in (3, 5) else 0} for i in range(1, 10)}
+    ds = synced("meta.ads", H, daily=daily)
+    m = model(datasets=[ds], cat=catalog({"meta.ads": ()}),
+              control=Control(maintenance=Maintenance((nightly,))))
+    bar = m.dataset("meta.ads").history
+    assert bar[-4] == "m" and bar[-6] == "m" and bar[-2] == "o"  # partial days are excused
+    assert bar[-1] == "m"  # today: no sync yet, a window at 02:00
+    assert bar[-11] == "-"  # before its first recorded day: no history to excuse
+
+
+def test_a_deadline_at_risk_makes_the_consumer_at_risk_and_says_why():
+    from dataclasses import replace
+
+    from freshet.core.catalog import Consumer
+    from freshet.core.deadlines import Deadline
+
+    deadline = Deadline(by="0 14 * * *", as_of="2h")  # 14:00, data as of 12:00
+    c = Consumer("rev", "Revenue", requires=(requirement("meta.ads"),), deadlines=(deadline,))
+    daily_at_noon = job(schedule={"cron": "0 12 * * *", "timezone": "UTC"})
+    m = model(datasets=[synced("meta.ads", 20 * H)], jobs=[daily_at_noon],
+              cat=replace(catalog({"meta.ads": ()}), consumers=(c,)), now=NOW + 10 * MIN)
+    status = m.consumer("rev")
+    assert status.state == "at_risk"
+    assert status.detail == ("at risk of missing its deadline (Sat 14:00 UTC): meta_sync has "
+                             "not started (due 12:00 UTC, usually within 2 min)")
+    assert status.deadlines[0].risks[0].signal == "not_started"
+    assert status.attainment_90d is None  # no verdict yet
+
+
+def test_open_incidents_reach_the_datasets_and_consumers_they_are_about():
+    from freshet.core.incidents import open_incident, resolve
+    from freshet.core.windows import Scope
+
+    on_job = open_incident(title="Meta outage", scope=Scope(jobs=("meta_sync",)), now=NOW)
+    everywhere = open_incident(title="Cloud outage", now=NOW)
+    closed = resolve(open_incident(title="old", scope=Scope(datasets=("meta.ads",)),
+                                   now=NOW - H), now=NOW)
+    cat = catalog({"meta.ads": (), "crm": ()}, [consumer("c", "C", requirement("meta.ads")),
+                                                 consumer("d", "D", requirement("crm"))])
+    m = model(datasets=[synced("meta.ads", H), synced("crm", H)], cat=cat, jobs=[job()],
+              incidents=[on_job, everywhere, closed])
+    assert set(m.dataset("meta.ads").incidents) == {on_job.id, everywhere.id}
+    assert set(m.consumer("c").incidents) == {on_job.id, everywhere.id}
+    assert m.consumer("d").incidents == (everywhere.id,)
+    assert [i.id for i in m.open_incidents] == [on_job.id, everywhere.id]

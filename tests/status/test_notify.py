@@ -1,11 +1,24 @@
-"""Webhook delivery against a real local HTTP server: sent, retried with backoff, never raised."""
+"""Sending to a real local HTTP server: Slack-compatible and signed webhooks, retried with
+backoff, dropped after the last attempt, never raised."""
 
+import json
 from datetime import timedelta
 
 import pytest
 
+from freshet.core.alerts import (
+    MAX_ATTEMPTS,
+    Attempted,
+    Reference,
+    RouteSpec,
+    RouteState,
+    RouteType,
+    after_delivery,
+    decide_feed_route,
+    due_messages,
+)
 from freshet.status.changes import Memory, detect_changes, remember
-from freshet.status.notify import MAX_ATTEMPTS, WebhookNotifier, deliver, payload_for, queue
+from freshet.status.notify import DeliveryError, payload_for, send_message, signature_ok
 
 from .builders import NOW, H, model, synced
 from .webhook_server import WebhookReceiver
@@ -17,10 +30,14 @@ def receiver():
         yield r
 
 
-def stale_payload():
+def stale_events():
     before = model(datasets=[synced("meta.ads", H)], site_url="https://status.example/")
     after = model(datasets=[synced("meta.ads", 50 * H)], site_url="https://status.example/")
-    events = detect_changes(after, remember(before, Memory(exists=True), []))
+    return detect_changes(after, remember(before, Memory(exists=True), [])), after
+
+
+def stale_payload():
+    events, after = stale_events()
     return payload_for(events, after)
 
 
@@ -33,37 +50,82 @@ def test_payload_is_slack_compatible_with_the_reason_and_a_link():
     assert payload["freshet"]["events"][0]["kind"] == "dataset_stale"
 
 
-def test_a_due_notification_is_delivered_once(receiver):
-    pending = queue([], stale_payload(), NOW)
-    result = deliver(pending, WebhookNotifier(receiver.url), NOW)
-    assert (result.sent, result.pending) == (1, [])
-    assert len(receiver.received) == 1
+def queued(url: str, kind=RouteType.SLACK, secret=None):
+    events, after = stale_events()
+    spec = RouteSpec("ops", kind, Reference(value=url), secret)
+    state, message = decide_feed_route(RouteState("ops"), [e.to_doc() for e in events], NOW)
+    return spec, state, message, after
+
+
+def test_a_slack_message_is_delivered_once(receiver):
+    spec, state, message, after = queued(receiver.url)
+    send_message(spec, message, after, {})
+    state = after_delivery(state, [Attempted(message.id, NOW)])
+    assert (state.backlog, state.delivered, state.last_status) == ((), 1, "delivered")
     assert receiver.received[0]["text"] == stale_payload()["text"]
+
+
+def test_a_signed_webhook_carries_an_hmac_the_receiver_can_check(receiver):
+    spec, _, message, after = queued(receiver.url, RouteType.WEBHOOK,
+                                     Reference(env="OPS_SECRET"))
+    send_message(spec, message, after, {"OPS_SECRET": "s3cr3t-hmac-key"})
+    headers, body = receiver.requests[0]
+    assert headers["X-Freshet-Route"] == "ops" and headers["X-Freshet-Message"] == message.id
+    assert signature_ok("s3cr3t-hmac-key", headers["X-Freshet-Timestamp"], body,
+                        headers["X-Freshet-Signature"])
+    assert not signature_ok("another-key", headers["X-Freshet-Timestamp"], body,
+                            headers["X-Freshet-Signature"])
+    doc = json.loads(body)
+    assert doc["route"] == "ops" and doc["events"][0]["kind"] == "dataset_stale"
+    assert "s3cr3t" not in body.decode()
+
+
+def test_a_missing_secret_or_url_is_a_delivery_error_naming_the_variable(receiver):
+    spec, _, message, after = queued(receiver.url, RouteType.WEBHOOK,
+                                     Reference(env="OPS_SECRET"))
+    with pytest.raises(DeliveryError, match=r"secret is not set \(\$OPS_SECRET\)"):
+        send_message(spec, message, after, {})
+    unset = RouteSpec("x", RouteType.SLACK, Reference(env="X_URL"))
+    with pytest.raises(DeliveryError, match=r"URL is not set \(\$X_URL\)"):
+        send_message(unset, message, after, {})
+    assert receiver.attempts == 0
 
 
 def test_a_failed_delivery_waits_with_backoff_then_succeeds(receiver):
     receiver.fail_next = 1
-    notifier = WebhookNotifier(receiver.url)
-    result = deliver(queue([], stale_payload(), NOW), notifier, NOW)
-    assert (result.sent, result.failed, len(result.pending)) == (0, 1, 1)
-    assert result.pending[0]["attempts"] == 1
-    assert "HTTP 500" in result.pending[0]["last_error"]
-    early = deliver(result.pending, notifier, NOW + timedelta(seconds=30))
-    assert early.sent == 0 and receiver.attempts == 1  # not due yet: no request made
-    later = deliver(early.pending, notifier, NOW + timedelta(minutes=1))
-    assert (later.sent, later.pending) == (1, [])
+    spec, state, message, after = queued(receiver.url)
+    with pytest.raises(DeliveryError, match="HTTP 500"):
+        send_message(spec, message, after, {})
+    state = after_delivery(state, [Attempted(message.id, NOW, "HTTP 500: down")])
+    assert (state.last_status, state.backlog[0].attempts) == ("failed", 1)
+    assert due_messages(state, NOW + timedelta(seconds=30)) == []  # not due yet
+    (again,) = due_messages(state, NOW + timedelta(minutes=1))
+    send_message(spec, again, after, {})
+    state = after_delivery(state, [Attempted(again.id, NOW + timedelta(minutes=1))])
+    assert (state.backlog, state.last_status, state.delivered) == ((), "delivered", 1)
     assert (receiver.attempts, len(receiver.received)) == (2, 1)
 
 
-def test_an_unreachable_webhook_never_raises_and_is_dropped_after_max_attempts():
-    notifier = WebhookNotifier("http://127.0.0.1:9/nothing", timeout_s=0.5)
-    pending, now = queue([], stale_payload(), NOW), NOW
-    for _ in range(MAX_ATTEMPTS - 1):
-        result = deliver(pending, notifier, now)
-        assert len(result.pending) == 1
-        pending, now = result.pending, now + timedelta(hours=2)
-    result = deliver(pending, notifier, now)
-    assert (result.pending, result.dropped) == ([], 1)
+def test_an_unreachable_webhook_never_raises_past_delivery_and_is_dropped_after_max_attempts():
+    spec, state, message, after = queued("http://127.0.0.1:9/nothing")
+    now = NOW
+    for _ in range(MAX_ATTEMPTS):
+        (due,) = due_messages(state, now)
+        with pytest.raises(DeliveryError):
+            send_message(spec, due, after, {})
+        state = after_delivery(state, [Attempted(due.id, now, "refused")])
+        now += timedelta(hours=2)
+    assert (state.backlog, state.dropped, state.last_status) == ((), 1, "dropped")
+
+
+def test_a_delivery_error_never_shows_the_webhook_url_or_the_secret():
+    spec, _, message, after = queued("http://127.0.0.1:9/services/T000/B000/XXXXSECRETPATH",
+                                     RouteType.WEBHOOK, Reference(env="OPS_SECRET"))
+    with pytest.raises(DeliveryError) as caught:
+        send_message(spec, message, after, {"OPS_SECRET": "s3cr3t-hmac-key"})
+    text = str(caught.value)
+    assert "XXXXSECRETPATH" not in text and "s3cr3t" not in text
+    assert "[redacted]" in text
 
 
 # -- chat markup from syncs stays text ---------------------------------------------------

@@ -1,6 +1,7 @@
 """publish_once against the Firestore emulator: one read pass, the site, memory, webhooks."""
 
 import json
+from datetime import timedelta
 
 import flask
 import pytest
@@ -35,8 +36,10 @@ def test_publish_writes_the_site_from_one_read_pass(db, tmp_path):
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
 
-    # 4 jobs + 3 datasets + 4 runs + catalog + control + status memory + loop heartbeat
-    assert result.reads == store.stats.reads == 4 + 3 + 4 + 4
+    # 4 jobs + 3 datasets + 4 runs + catalog + control + status memory + loop heartbeat,
+    # and four empty queries (one read each): deadline records, open incidents, recent
+    # incidents, route states
+    assert result.reads == store.stats.reads == 4 + 3 + 4 + 4 + 4
     assert result.state == "error"
     for name in ("index.html", "status.json", "feed.xml", "status.schema.json",
                  "badges/dataset/meta.ads.svg", "badges/consumer/ad-performance.svg"):
@@ -61,7 +64,7 @@ def test_reads_grow_with_jobs_and_datasets_not_with_requirements(db, tmp_path):
                             for i in range(RECENT_RUNS + 20)])
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
-    assert result.reads == 4 + 3 + RECENT_RUNS + 4
+    assert result.reads == 4 + 3 + RECENT_RUNS + 4 + 4
 
 
 def test_notifications_are_sent_once_per_change_not_once_per_publish(db, tmp_path, receiver):
@@ -164,3 +167,211 @@ def test_http_entry_requires_authentication(monkeypatch):
     finally:
         reset_process_deps()
 
+
+# -- trust: data time, deadlines, maintenance, incidents, routes --------------------------
+
+def test_status_json_and_the_feed_carry_data_time_deadlines_incidents_and_maintenance(
+        db, tmp_path):
+    import jsonschema
+
+    from .seed import seed_trust
+
+    store = Store(db)
+    seed_trust(store)
+    publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings(), environ={})
+    doc = json.loads((tmp_path / "status.json").read_text())
+    schema = json.loads((tmp_path / "status.schema.json").read_text())
+    jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
+    datasets = {d["key"]: d for d in doc["datasets"]}
+    events = datasets["web.events"]
+    assert (events["state"], events["freshness_basis"]) == ("stale_data", "data")
+    assert events["data_as_of"] == "2026-11-27T23:00:00Z"
+    assert datasets["meta.ads"]["freshness_basis"] == "sync"
+    assert datasets["meta.ads"]["data_as_of"] is None
+    crm = datasets["crm.accounts"]
+    assert (crm["state"], crm["excused_by"]) == ("maintenance", "crm-upgrade")
+    assert datasets["meta.ads"]["incidents"] == [doc["incidents"][0]["id"]]
+    consumers = {c["id"]: c for c in doc["consumers"]}
+    assert consumers["events-team"]["message"] == (
+        "Events team — synced 2 min ago, but the data is as of yesterday 23:00 UTC "
+        "(needs < 8 h)")
+    revenue = consumers["revenue"]
+    assert revenue["state"] == "maintenance"
+    assert revenue["attainment_90d"] == 0.9 and revenue["attainment_30d"] == 0.9
+    assert revenue["deadline_counts_90d"] == {"met": 81, "missed": 9, "excused": 0}
+    (deadline,) = revenue["deadlines"]
+    assert deadline["next_due"] == "2026-11-29T06:00:00Z"  # 07:00 Paris
+    assert deadline["last"]["verdict"] == "met"
+    assert [i["status"] for i in doc["incidents"]] == ["open", "resolved"]
+    assert doc["incidents"][0]["notes"][-1]["author"] == "bob@example.com"
+    (window,) = doc["maintenance"]
+    assert (window["id"], window["active"], window["end"]) == ("crm-upgrade", True,
+                                                               "2026-11-28T13:00:00Z")
+    assert {r["id"]: r["last_status"] for r in doc["routes"]} == {"growth-slack": "delivered",
+                                                                   "ops-hook": "failed"}
+    assert doc["overall"]["headline"] == "Some data cannot be trusted"
+    feed = (tmp_path / "feed.xml").read_text()
+    assert feed.count("<entry>") == 4  # the notes of both incidents; no change yet
+    assert "Incident update: Meta ads API outage" in feed
+    assert "Meta confirmed the outage; token refresh pending." in feed
+    assert "Incident resolved: CRM export duplicated rows" in feed
+    page = (tmp_path / "index.html").read_text()
+    for text in ("Kill switch on:", "vendor API rate limits", "CRM vendor upgrade",
+                 "Meta ads API outage", "On time:", "90%", "ops-hook"):
+        assert text in page, text
+
+
+def test_each_deadline_is_judged_once_even_by_publishes_at_the_same_time(db, tmp_path):
+    import threading
+
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+    from freshet.core.deadlines import Deadline
+
+    from .builders import requirement
+
+    store = Store(db)
+    every_ten = Deadline(by="*/10 * * * *", as_of="10m")
+    store.put_catalog_doc(Catalog(
+        datasets={"d": DatasetSpec("d")},
+        consumers=(Consumer("c", "C", requires=(requirement("d", 1, 2),),
+                            deadlines=(every_ten,)),)).to_doc())
+    store.put_many("datasets", [("d", Dataset("d", last_success_at=NOW + 3 * MIN, data_points=[
+        {"at": NOW + 3 * MIN, "as_of": None}]).to_doc())])
+    publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())  # cursor: now
+    barrier, results = threading.Barrier(3), []
+
+    def publish():
+        barrier.wait()
+        results.append(publish_once(Store(db), LocalSink(tmp_path), now=NOW + 11 * MIN,
+                                    settings=settings()).deadlines_judged)
+
+    threads = [threading.Thread(target=publish) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 0, 1]
+    record = store.deadline_records()["c"]
+    assert record.days == {"2026-11-28": {"met": 1, "missed": 0, "excused": 0}}
+    assert record.recent[0].due == NOW + 10 * MIN
+    later = publish_once(store, LocalSink(tmp_path), now=NOW + 21 * MIN, settings=settings())
+    assert later.deadlines_judged == 1  # 12:20: nothing since 12:03, data needed as of 12:10
+    assert store.deadline_records()["c"].recent[0].verdict == "missed"
+    feed = (tmp_path / "feed.xml").read_text()
+    assert "C missed its deadline of 2026-11-28 12:20 UTC" in feed
+
+
+@pytest.fixture
+def two_receivers():
+    with WebhookReceiver() as slack, WebhookReceiver() as hook:
+        yield slack, hook
+
+
+def routed_pipeline(store, min_interval=10 * MIN):
+    from freshet.core.alerts import Reference, RouteSpec, RouteType
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+
+    from .builders import requirement
+
+    store.put_catalog_doc(Catalog(
+        datasets={"sales.orders": DatasetSpec("sales.orders", "Orders", routes=("ops",))},
+        consumers=(Consumer("ads", "Ad Performance", requires=(requirement("sales.orders", 1, 2),),
+                            routes=("growth", "ops")),),
+        routes=(RouteSpec("growth", RouteType.SLACK, Reference(env="GROWTH_URL"),
+                          min_interval=min_interval),
+                RouteSpec("ops", RouteType.WEBHOOK, Reference(env="OPS_URL"),
+                          Reference(env="OPS_SECRET"))),
+    ).to_doc())
+
+
+def synced_at(store, at):
+    store.put_many("datasets", [("sales.orders", Dataset(
+        "sales.orders", last_started_at=at - MIN, last_success_at=at).to_doc())])
+
+
+def test_two_routes_each_get_one_message_per_change_and_keep_their_own_interval(
+        db, tmp_path, two_receivers):
+    from freshet.status.notify import signature_ok
+
+    slack, hook = two_receivers
+    env = {"GROWTH_URL": slack.url, "OPS_URL": hook.url, "OPS_SECRET": "k-123456"}
+    store, sink = Store(db), LocalSink(tmp_path)
+    routed_pipeline(store)
+    synced_at(store, NOW)
+
+    def publish(at):
+        return publish_once(store, sink, now=at, settings=settings(), environ=env)
+
+    publish(NOW)  # baseline: nothing is told
+    assert (slack.attempts, hook.attempts) == (0, 0)
+    broken = publish(NOW + 3 * H)  # 3 h old, needs < 2 h
+    assert broken.notifications_sent == 2
+    assert [e["kind"] for e in slack.received[0]["freshet"]["events"]] == ["consumer_error"]
+    assert "Ad Performance cannot be trusted" in slack.received[0]["text"]
+    assert [e["kind"] for e in hook.received[0]["events"]] == ["consumer_error", "dataset_error"]
+    headers, body = hook.requests[0]
+    assert signature_ok("k-123456", headers["X-Freshet-Timestamp"], body,
+                        headers["X-Freshet-Signature"])
+    publish(NOW + 3 * H + 5 * MIN)  # nothing new
+    assert (len(slack.received), len(hook.received)) == (1, 1)
+    synced_at(store, NOW + 3 * H + 6 * MIN)  # recovers 6 minutes after the alert
+    publish(NOW + 3 * H + 7 * MIN)
+    assert [e["kind"] for e in hook.received[1]["events"]] == ["consumer_recovered",
+                                                              "dataset_recovered"]
+    assert len(slack.received) == 1  # growth's 10-minute interval holds it back
+    publish(NOW + 3 * H + 11 * MIN)
+    assert "Ad Performance recovered" in slack.received[1]["text"]
+    doc = json.loads((tmp_path / "status.json").read_text())
+    routes = {r["id"]: r for r in doc["routes"]}
+    assert routes["ops"]["delivered"] == 2 and routes["growth"]["last_status"] == "delivered"
+
+
+def test_a_route_is_muted_during_maintenance_and_told_what_remains_after(
+        db, tmp_path, two_receivers):
+    from freshet.core.windows import Maintenance, make_window
+
+    slack, hook = two_receivers
+    env = {"GROWTH_URL": slack.url, "OPS_URL": hook.url, "OPS_SECRET": "k-123456"}
+    store, sink = Store(db), LocalSink(tmp_path)
+    routed_pipeline(store, min_interval=0 * MIN)
+    synced_at(store, NOW)
+    window = make_window({"id": "upgrade", "start": (NOW + 2 * H).isoformat(),
+                          "end": (NOW + 4 * H).isoformat(),
+                          "scope": {"datasets": ["sales.orders"]}}, "m")
+    store.set_control({"maintenance": Maintenance((window,)).to_doc()})
+    publish_once(store, sink, now=NOW, settings=settings(), environ=env)
+    during = publish_once(store, sink, now=NOW + 3 * H, settings=settings(), environ=env)
+    assert during.notifications_sent == 0 and (slack.attempts, hook.attempts) == (0, 0)
+    doc = json.loads((tmp_path / "status.json").read_text())
+    assert doc["consumers"][0]["state"] == "maintenance"
+    after = publish_once(store, sink, now=NOW + 4 * H + MIN, settings=settings(), environ=env)
+    assert after.notifications_sent == 2  # still stale when the window ended: told now
+    assert "Ad Performance cannot be trusted" in slack.received[0]["text"]
+
+
+def test_a_failing_route_keeps_its_message_shows_why_and_delivers_later(db, tmp_path,
+                                                                     two_receivers):
+    slack, hook = two_receivers
+    env = {"GROWTH_URL": slack.url, "OPS_URL": hook.url}  # OPS_SECRET is missing
+    store, sink = Store(db), LocalSink(tmp_path)
+    routed_pipeline(store, min_interval=0 * MIN)
+    synced_at(store, NOW)
+    publish_once(store, sink, now=NOW, settings=settings(), environ=env)
+    slack.fail_next = 1
+    failed = publish_once(store, sink, now=NOW + 3 * H, settings=settings(), environ=env)
+    assert (failed.notifications_sent, failed.notifications_pending) == (0, 2)
+    assert failed.routes == {"growth": "failed", "ops": "failed"}
+    page = publish_once(store, sink, now=NOW + 3 * H + 30 * timedelta(seconds=1),
+                        settings=settings(), environ=env)  # not due yet: tried in a minute
+    assert page.notifications_sent == 0 and slack.attempts == 1
+    doc = json.loads((tmp_path / "status.json").read_text())
+    routes = {r["id"]: r for r in doc["routes"]}
+    assert routes["ops"]["last_error"] == "the route's secret is not set ($OPS_SECRET)"
+    assert routes["growth"]["last_error"].startswith("HTTP 500") and routes["growth"][
+        "waiting"] == 1
+    footer = (tmp_path / "index.html").read_text()
+    assert "the route&#39;s secret is not set ($OPS_SECRET)" in footer
+    retried = publish_once(store, sink, now=NOW + 3 * H + 2 * MIN, settings=settings(),
+                           environ={**env, "OPS_SECRET": "k"})
+    assert retried.notifications_sent == 2 and len(slack.received) == 1
+    assert retried.routes == {"growth": "delivered", "ops": "delivered"}

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class WebhookReceiver:
     def __init__(self):
         self.received: list[dict] = []
+        self.requests: list[tuple[dict, bytes]] = []  # (headers, raw body) of each delivery
         self.attempts = 0
         self.fail_next = 0  # answer 500 to this many requests first
         receiver = self
@@ -23,6 +24,7 @@ class WebhookReceiver:
                     self.wfile.write(b"down")
                     return
                 receiver.received.append(json.loads(body))
+                receiver.requests.append((dict(self.headers), body))
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok")

@@ -3,7 +3,15 @@ against the emulator in tests/integration)."""
 
 from datetime import UTC, datetime, timedelta
 
-from freshet.core.bookkeeping import apply_failure, apply_start, apply_success
+import pytest
+
+from freshet.core.bookkeeping import (
+    MAX_DATA_POINTS,
+    apply_failure,
+    apply_start,
+    apply_success,
+    judge_watermark,
+)
 from freshet.core.models import Dataset
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -82,6 +90,7 @@ def test_an_older_run_finishing_leaves_the_newer_run_running():
 
 
 # -- runs for past slots (backfills, catch-up) ----------------------------------------
+# -- watermarks: the time the data is current to ----------------------------------------
 
 H = timedelta(hours=1)
 
@@ -127,3 +136,54 @@ def test_live_runs_out_of_order_keep_the_old_rule_and_remember_the_newest_slot()
     ds = apply_success(ds, "early-slot", T0 + 9 * M, slot=T0)  # overlap: finished last
     assert ds.last_success_at == T0 + 9 * M  # a live sync's data is as of its finish
     assert ds.last_success_slot == T0 + 5 * M
+@pytest.mark.parametrize(
+    ("current", "reported", "trusted", "issue"),
+    [
+        (None, None, None, None),  # nothing reported, nothing known
+        (T0 - 5 * H, None, T0 - 5 * H, None),  # nothing reported: what was known stays
+        (None, T0 - 2 * H, T0 - 2 * H, None),  # the first watermark
+        (T0 - 5 * H, T0 - 2 * H, T0 - 2 * H, None),  # forwards
+        (T0 - 2 * H, T0 - 2 * H, T0 - 2 * H, None),  # the same again
+        (T0 - 2 * H, T0 - 3 * H, T0 - 2 * H, "backwards"),  # older than known: not trusted
+        (T0 - 2 * H, T0 + 5 * M, T0, None),  # a clock a little ahead counts as now
+        (T0 - 2 * H, T0 + 5 * M + timedelta(seconds=1), T0 - 2 * H, "future"),
+        (None, T0 + 2 * H, None, "future"),
+    ],
+)
+def test_watermark_ordering(current, reported, trusted, issue):
+    assert judge_watermark(current, reported, T0) == (trusted, issue)
+
+
+def test_an_untrusted_watermark_is_recorded_and_cleared_by_a_good_one():
+    ds = apply_success(Dataset(key="d"), "r1", T0, watermark=T0 - 2 * H)
+    ds = apply_success(ds, "r2", T0 + M, watermark=T0 - 9 * H)
+    assert ds.data_as_of == T0 - 2 * H
+    assert (ds.watermark_issue, ds.rejected_watermark) == ("backwards", T0 - 9 * H)
+    assert ds.last_success_at == T0 + M  # the sync itself did succeed
+    ds = apply_success(ds, "r3", T0 + 2 * M)  # no watermark: the issue stays on record
+    assert ds.watermark_issue == "backwards"
+    ds = apply_success(ds, "r4", T0 + 3 * M, watermark=T0 - H)
+    assert (ds.data_as_of, ds.watermark_issue, ds.rejected_watermark) == (T0 - H, None, None)
+
+
+def test_a_late_older_success_does_not_move_the_watermark():
+    ds = apply_success(Dataset(key="d"), "new", T0 + 5 * M, watermark=T0)
+    ds = apply_success(ds, "old", T0, watermark=T0 - 3 * H)
+    assert (ds.data_as_of, ds.watermark_issue) == (T0, None)
+
+
+def test_data_points_are_bounded_and_keep_the_newest_dropped_one_as_floor():
+    ds = Dataset(key="d")
+    for i in range(MAX_DATA_POINTS + 3):
+        ds = apply_success(ds, f"r{i}", T0 + i * M, watermark=T0 - H + i * M)
+    assert len(ds.data_points) == MAX_DATA_POINTS
+    assert ds.data_points[-1] == {"at": T0 + (MAX_DATA_POINTS + 2) * M,
+                                  "as_of": T0 - H + (MAX_DATA_POINTS + 2) * M}
+    assert ds.data_floor == {"at": T0 + 2 * M, "as_of": T0 - H + 2 * M}
+    assert ds.data_points[0]["at"] == T0 + 3 * M
+
+
+def test_a_failure_adds_no_data_point():
+    ds = apply_success(Dataset(key="d"), "r1", T0)
+    ds = apply_failure(ds, "r2", T0 + M, "boom")
+    assert ds.data_points == [{"at": T0, "as_of": None}]

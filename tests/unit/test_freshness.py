@@ -95,3 +95,85 @@ def test_worst_picks_the_most_severe():
     assert worst(["fresh", "warn", "running"]) == "warn"
     assert worst(["fresh", "error", "failing"]) == "error"
     assert worst([]) == "fresh"
+
+
+# -- data time: the watermark a sync reports ------------------------------------------
+
+def as_of(data_age: timedelta, synced_ago: timedelta = MINUTE, **kw) -> Dataset:
+    return succeeded(synced_ago, data_as_of=NOW - data_age, **kw)
+
+
+@pytest.mark.parametrize(
+    ("data_age", "synced_ago", "failing", "state"),
+    [
+        # the sync is recent: the data's own age decides
+        (timedelta(hours=24) - MINUTE, MINUTE, False, "fresh"),
+        (timedelta(hours=24), MINUTE, False, "warn"),
+        (timedelta(hours=26) - MINUTE, MINUTE, False, "warn"),
+        (timedelta(hours=26), MINUTE, False, "stale_data"),
+        (timedelta(hours=40), timedelta(hours=26) - MINUTE, False, "stale_data"),
+        # no sync succeeded within the requirement either: error, not stale data
+        (timedelta(hours=40), timedelta(hours=26), False, "error"),
+        # the newest sync failed: failing while the data is within the requirement,
+        # error past it (stale data is reserved for syncs that succeed)
+        (timedelta(hours=2), MINUTE, True, "failing"),
+        (timedelta(hours=26), MINUTE, True, "error"),
+    ],
+)
+def test_stale_data_is_a_succeeding_sync_with_old_data_not_a_failure(
+        data_age, synced_ago, failing, state):
+    failure = dict(last_failure_at=NOW, last_error="HTTP 500", consecutive_failures=1) \
+        if failing else {}
+    result = evaluate(as_of(data_age, synced_ago, **failure), REQ, NOW)
+    assert result.state == state
+    assert result.basis == "data"
+    assert result.age == data_age
+
+
+def test_stale_data_says_when_it_synced_and_what_the_data_is_as_of():
+    ds = as_of(timedelta(hours=13), synced_ago=2 * MINUTE)  # data as of yesterday 23:00
+    result = evaluate(ds, make_requirement("ads.performance", "6h", "8h"), NOW)
+    assert result.reason == ("synced 2 min ago, but the data is as of yesterday 23:00 UTC "
+                             "(needs < 8 h)")
+    older = evaluate(as_of(timedelta(hours=37)), REQ, NOW)
+    assert "the data is as of 2026-11-26 23:00 UTC" in older.reason
+
+
+def test_without_a_watermark_the_basis_is_the_last_success():
+    result = evaluate(succeeded(timedelta(hours=1)), REQ, NOW)
+    assert (result.basis, result.data_as_of, result.age) == ("sync", None, timedelta(hours=1))
+
+
+def test_a_fresh_sync_of_old_data_is_not_fresh():
+    fresh_sync = evaluate(succeeded(MINUTE), REQ, NOW)
+    old_data = evaluate(as_of(timedelta(hours=30)), REQ, NOW)
+    assert (fresh_sync.state, old_data.state) == ("fresh", "stale_data")
+
+
+def test_a_rejected_watermark_is_shown_in_the_reason():
+    ds = as_of(timedelta(hours=1), watermark_issue="future",
+               rejected_watermark=NOW + timedelta(days=2))
+    assert "watermark rejected: 2026-11-30 12:00 UTC lies in the future" in \
+        evaluate(ds, REQ, NOW).reason
+    ds = as_of(timedelta(hours=1), watermark_issue="backwards",
+               rejected_watermark=NOW - timedelta(days=3))
+    assert "is older than the data already had" in evaluate(ds, REQ, NOW).reason
+
+
+def test_stale_data_ranks_between_failing_and_error():
+    assert worst(["failing", "stale_data"]) == "stale_data"
+    assert worst(["stale_data", "error"]) == "error"
+    assert worst(["warn", "stale_data", "fresh"]) == "stale_data"
+
+
+def test_a_window_excuses_bad_states_only():
+    from freshet.core.freshness import excuse
+
+    bad = evaluate(as_of(timedelta(hours=30)), REQ, NOW)
+    excused = excuse(bad, "maintenance 'vacuum' until 13:00 UTC")
+    assert (excused.state, excused.excused_state) == ("maintenance", "stale_data")
+    assert excused.reason.endswith("; excused: maintenance 'vacuum' until 13:00 UTC")
+    fine = evaluate(succeeded(MINUTE), REQ, NOW)
+    assert excuse(fine, "x") == fine
+    assert worst(["fresh", "maintenance"]) == "maintenance"
+    assert worst(["maintenance", "warn"]) == "warn"

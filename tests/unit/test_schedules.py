@@ -13,6 +13,7 @@ from freshet.core.schedules import (
     make_schedule,
     next_after,
     previous_slot,
+    slot_at_or_before,
     slots_between,
 )
 
@@ -197,3 +198,32 @@ def test_slots_between_is_inclusive_and_bounded():
     found = slots_between(schedule, start, start + timedelta(hours=3))
     assert found == [start + timedelta(hours=h) for h in range(4)]
     assert len(slots_between(schedule, start, start + timedelta(days=30), limit=5)) == 5
+
+
+@pytest.mark.parametrize("cron, tz, day", [
+    ("30 2 * * *", "America/New_York", datetime(2026, 3, 8, tzinfo=UTC)),  # 02:30 missing
+    ("30 1 * * *", "America/New_York", datetime(2026, 11, 1, tzinfo=UTC)),  # 01:30 twice
+    ("0 * * * *", "Europe/Paris", datetime(2026, 10, 25, tzinfo=UTC)),
+    ("*/20 2 * * *", "Europe/Paris", datetime(2026, 3, 29, tzinfo=UTC)),
+    ("0 7 * * 1-5", "Europe/Paris", datetime(2026, 3, 27, tzinfo=UTC)),  # Fri -> Mon
+    ("0 0 1 * *", "UTC", datetime(2026, 2, 15, tzinfo=UTC)),
+])
+def test_slot_at_or_before_is_the_last_forward_slot_across_dst(cron, tz, day):
+    """slot_at_or_before walks backwards (one cronsim step): it must find exactly the slots
+    next_after walks forwards to, on both DST changes, every 7 minutes of three days."""
+    schedule = make_schedule(cron=cron, timezone=tz)
+    forward = slots(schedule, day - timedelta(days=40), day + timedelta(days=3))
+    at = day
+    while at < day + timedelta(days=3):
+        expected = max((s for s in forward if s <= at), default=None)
+        assert slot_at_or_before(schedule, at) == expected, at
+        if expected is not None:
+            assert slot_at_or_before(schedule, expected) == expected  # at a slot: that slot
+        at += timedelta(minutes=7)
+
+
+def test_slot_at_or_before_of_a_one_time_schedule():
+    at = datetime(2026, 5, 1, 9, tzinfo=UTC)
+    schedule = make_schedule(run_at=at.isoformat())
+    assert slot_at_or_before(schedule, at - timedelta(seconds=1)) is None
+    assert slot_at_or_before(schedule, at) == at

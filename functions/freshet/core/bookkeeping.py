@@ -13,18 +13,33 @@ enforce the invariants, whatever order events arrive in:
     finished, and an outcome for a slot older than the newest slot that succeeded
     (`last_success_slot`) is history, not news. Such runs do not mark the dataset as
     being refreshed and are not counted on the daily bar, which shows the live syncs.
+  - a watermark (the time the data is current to) is trusted only when it neither goes
+    backwards nor lies in the future: such a one is recorded (`watermark_issue`,
+    `rejected_watermark`) and shown, and `data_as_of` keeps its trusted value.
 The control loop calls them inside its own transactions, so a run's outcome and its
 datasets commit together; freshet.loop.datasets runs one on its own.
 """
 
 from dataclasses import replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from freshet.core.models import Dataset
 from freshet.core.runs import record_count
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 HISTORY_DAYS = 90
+# A watermark this far past the sync's own clock is in the future (clocks disagree
+# by seconds, not minutes); closer ones count as "now".
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# Data points kept for judging deadlines: the publish every 5 minutes judges them,
+# so this covers a sync every 6 s; older points leave their newest as the floor.
+MAX_DATA_POINTS = 48
+
+
+class WatermarkIssue(StrEnum):
+    BACKWARDS = "backwards"
+    FUTURE = "future"
 
 
 def _newer(candidate: datetime, current: datetime | None) -> bool:
@@ -66,11 +81,46 @@ def _newest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max((t for t in (a, b) if t is not None), default=None)
 
 
+def judge_watermark(current: datetime | None, reported: datetime | None, at: datetime
+                    ) -> tuple[datetime | None, WatermarkIssue | None]:
+    """(the trusted data time, the issue with `reported` if it is not trusted)."""
+    if reported is None:
+        return current, None
+    if reported > at + FUTURE_TOLERANCE:
+        return current, WatermarkIssue.FUTURE
+    if current is not None and reported < current:
+        return current, WatermarkIssue.BACKWARDS
+    return min(reported, at), None
+
+
+def _with_watermark(dataset: Dataset, reported: datetime | None, at: datetime) -> dict:
+    trusted, issue = judge_watermark(dataset.data_as_of, reported, at)
+    if reported is None:  # nothing new said about the data: what was known stays
+        return {}
+    if issue is not None:
+        return {"watermark_issue": str(issue), "rejected_watermark": reported}
+    return {"data_as_of": trusted, "watermark_issue": None, "rejected_watermark": None}
+
+
+def _with_point(dataset: Dataset, at: datetime, as_of: datetime | None) -> dict:
+    if dataset.data_points and dataset.data_points[-1] == {"at": at, "as_of": as_of}:
+        return {}  # the same success recorded again (a repeated fold): nothing new
+    floor = dataset.data_floor
+    if floor is None and not dataset.data_points and dataset.last_success_at is not None:
+        # A success from before points were kept: it is where the history starts.
+        floor = {"at": dataset.last_success_at, "as_of": dataset.data_as_of}
+    points = [*dataset.data_points, {"at": at, "as_of": as_of}]
+    if len(points) > MAX_DATA_POINTS:
+        floor, points = points[-MAX_DATA_POINTS - 1], points[-MAX_DATA_POINTS:]
+    return {"data_points": points, "data_floor": floor}
+
+
 def apply_success(dataset: Dataset, run_id: str, at: datetime,
-                  records: int | None = None, *, slot: datetime | None = None,
-                  past: bool = False) -> Dataset:
-    """`at`: when the data is as of (the finish, or a past run's slot); `slot`: the
-    run's slot; `past`: a run for a past slot (backfill, catch-up)."""
+                  records: int | None = None, watermark: datetime | None = None, *,
+                  slot: datetime | None = None, past: bool = False) -> Dataset:
+    """`at`: when the data is as of (the finish, or a past run's slot); `watermark`: the
+    time the sync says its data is current to; `slot`: the run's slot; `past`: a run
+    for a past slot (backfill, catch-up)."""
     records = record_count(records)  # a count Firestore cannot hold is no count
     daily = dataset.daily if past else _with_day(dataset, at, "ok")
     dataset = _finished(dataset, run_id)
@@ -80,8 +130,12 @@ def apply_success(dataset: Dataset, run_id: str, at: datetime,
     if not _newer(at, dataset.last_success_at):  # an older success arriving late
         return replace(dataset, daily=daily, last_success_slot=newest_slot)
     newest_outcome = _newer(at, dataset.last_failure_at)
+    data = _with_watermark(dataset, watermark, at)
+    as_of = data.get("data_as_of", dataset.data_as_of)
     return replace(
         dataset,
+        **data,
+        **_with_point(dataset, at, as_of),
         last_success_at=at,
         last_success_run_id=run_id,
         last_success_slot=newest_slot,

@@ -9,6 +9,8 @@ with the rest of the state in one pass.
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from freshet.core.alerts import RouteSpec
+from freshet.core.deadlines import Deadline
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import Requirement
 from freshet.core.text import safe_link
@@ -26,6 +28,7 @@ class DatasetSpec:
     description: str = ""
     owner: str = ""
     upstream: tuple[str, ...] = ()
+    routes: tuple[str, ...] = ()  # notification routes (ids) told of its changes
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class Consumer:
     kind: str = "page"
     url: str = ""
     requires: tuple[Requirement, ...] = ()
+    owner: str = ""
+    deadlines: tuple[Deadline, ...] = ()
+    routes: tuple[str, ...] = ()
+
+    def deadline_keys(self, deadline: Deadline) -> tuple[str, ...]:
+        """The datasets a deadline covers: those it names, else all this consumer needs."""
+        return deadline.datasets or tuple(r.dataset for r in self.requires)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class Catalog:
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     consumers: tuple[Consumer, ...] = ()
     pools: tuple[Pool, ...] = ()  # the default pool first
+    routes: tuple[RouteSpec, ...] = ()
 
     def pool(self, name: str) -> Pool | None:
         return next((p for p in self.pools if p.name == name), None)
@@ -67,7 +78,7 @@ class Catalog:
         return {
             "datasets": [
                 {"key": d.key, "title": d.title, "description": d.description,
-                 "owner": d.owner, "upstream": list(d.upstream)}
+                 "owner": d.owner, "upstream": list(d.upstream), "routes": list(d.routes)}
                 for d in self.datasets.values()
             ],
             "consumers": [
@@ -75,11 +86,14 @@ class Catalog:
                  "requires": [{"dataset": r.dataset,
                                "warn_after": format_duration(r.warn_after),
                                "error_after": format_duration(r.error_after)}
-                              for r in c.requires]}
+                              for r in c.requires],
+                 "owner": c.owner, "deadlines": [d.to_doc() for d in c.deadlines],
+                 "routes": list(c.routes)}
                 for c in self.consumers
             ],
             "pools": [{"name": p.name, "queue": p.queue, "max_concurrent": p.max_concurrent}
                       for p in self.pools],
+            "routes": [r.to_doc() for r in self.routes],
         }
 
     @classmethod
@@ -89,6 +103,7 @@ class Catalog:
             d["key"]: DatasetSpec(
                 key=d["key"], title=d.get("title", ""), description=d.get("description", ""),
                 owner=d.get("owner", ""), upstream=tuple(d.get("upstream") or ()),
+                routes=tuple(d.get("routes") or ()),
             )
             for d in doc.get("datasets") or []
         }
@@ -104,13 +119,17 @@ class Catalog:
                     )
                     for r in c.get("requires") or []
                 ),
+                owner=c.get("owner") or "",
+                deadlines=tuple(Deadline.from_doc(d) for d in c.get("deadlines") or ()),
+                routes=tuple(c.get("routes") or ()),
             )
             for c in doc.get("consumers") or []
         )
         pools = tuple(Pool(name=p["name"], queue=p["queue"],
                            max_concurrent=int(p["max_concurrent"]))
                       for p in doc.get("pools") or [])
-        return cls(datasets=datasets, consumers=consumers, pools=pools)
+        routes = tuple(RouteSpec.from_doc(r) for r in doc.get("routes") or ())
+        return cls(datasets=datasets, consumers=consumers, pools=pools, routes=routes)
 
 
 MAX_LINK_CHARS = 2000
@@ -169,3 +188,10 @@ def check_catalog(catalog: Catalog) -> None:
     cycle = upstream_cycle(catalog.datasets)
     if cycle:
         raise ValidationError("datasets.upstream", "cycle: " + " -> ".join(cycle))
+    routes = {r.id for r in catalog.routes}
+    named = [(f"consumers.{c.id}.routes", c.routes) for c in catalog.consumers]
+    named += [(f"datasets.{d.key}.routes", d.routes) for d in catalog.datasets.values()]
+    for where, ids in named:
+        for i, route in enumerate(ids):
+            if route not in routes:
+                raise ValidationError(f"{where}[{i}]", f"unknown route {route!r}")

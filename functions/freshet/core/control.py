@@ -5,12 +5,18 @@ Stored in settings/control.
      "paused_all": false, "reason": "upstream API outage", "updated_by": "..."}
 
 Read once per tick / request; no deploy is needed to flip one.
+
+The same document carries the maintenance windows (field `maintenance`,
+freshet.core.windows), so that the tick and run_task learn both from the one read they
+make. The windows are declared in the pipeline config and written by `apply` alone:
+`to_doc` (what PUT /control writes and GET /control shows) leaves them out.
 """
 
 import re
 from dataclasses import dataclass, field
 
 from freshet.core.errors import ValidationError
+from freshet.core.windows import NO_MAINTENANCE, Maintenance
 
 MAX_DISABLED_KINDS = 200
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # as freshet.core.models checks a job's kind
@@ -22,6 +28,7 @@ class Control:
     manual_actions_enabled: bool = True
     paused_all: bool = False
     reason: str = ""
+    maintenance: Maintenance = NO_MAINTENANCE
 
     def kind_enabled(self, kind: str) -> bool:
         return not self.paused_all and kind not in self.disabled_kinds
@@ -42,6 +49,7 @@ class Control:
             manual_actions_enabled=bool(doc.get("manual_actions_enabled", True)),
             paused_all=bool(doc.get("paused_all", False)),
             reason=str(doc.get("reason") or ""),
+            maintenance=Maintenance.from_doc(doc.get("maintenance")),
         )
 
 

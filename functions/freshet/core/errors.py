@@ -38,3 +38,15 @@ class PermanentError(FreshetError):
 
 class Disabled(FreshetError):
     """A kill switch turned this action or job kind off."""
+
+
+def check_keys(value: object, where: str, allowed: tuple[str, ...], shape: str) -> dict:
+    """`value` as a mapping whose keys are all `allowed`; else the error names the field
+    (`shape` says what a good one looks like)."""
+    if not isinstance(value, dict):
+        raise ValidationError(where, f"must be a mapping {shape}")
+    for key in value:
+        if key not in allowed:
+            raise ValidationError(f"{where}.{key}",
+                                  f"unknown key (expected one of: {', '.join(allowed)})")
+    return value

@@ -1,21 +1,31 @@
 """Freshness: a pure function of one dataset document, one requirement and one `now`.
 
+The age judged is the data's when its syncs report a watermark (`Dataset.data_as_of`,
+basis `data`), else the last success's (basis `sync`): a green sync that loaded
+yesterday's file is not fresh data.
+
 States `evaluate` decides, in the order it decides them:
-  unknown  never synced;
-  failing  never succeeded and the syncs fail, or the newest outcome is a failure
-           while the data is still within its error threshold;
-  running  never succeeded yet and a first sync is in progress, or a refresh is in
-           progress for data that is past its warn threshold;
-  error    the last success is at least `error_after` old ("needs < 26 h");
-  warn     the last success is at least `warn_after` old;
-  fresh    otherwise.
-The status page adds `at_risk` (freshet.status.model): the dataset's own syncs are
-fine but an upstream it is built from is stale. SEVERITY orders all of them.
+  unknown     never synced;
+  failing     never succeeded and the syncs fail, or the newest outcome is a failure
+              while the data is still within its error threshold;
+  running     never succeeded yet and a first sync is in progress, or a refresh is in
+              progress for data that is past its warn threshold;
+  stale_data  the syncs succeed (the last one within `error_after`), but the data they
+              report is at least `error_after` old: "synced 2 min ago, but the data is
+              as of yesterday 23:00 UTC". Not the same as failing;
+  error       the data is at least `error_after` old ("needs < 26 h") and no sync
+              succeeded within that time either;
+  warn        the data is at least `warn_after` old;
+  fresh       otherwise.
+The status page adds `at_risk` (freshet.status.model: the dataset's own syncs are fine
+but an upstream it is built from is stale, or a deadline is in danger) and
+`maintenance` (a maintenance window excuses what would otherwise be bad: `excuse`).
+SEVERITY orders all of them.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from freshet.core.errors import ValidationError
@@ -26,19 +36,32 @@ from freshet.core.timeutil import human_duration, parse_duration
 class State(StrEnum):
     FRESH = "fresh"
     RUNNING = "running"
+    MAINTENANCE = "maintenance"  # would be worse, but a maintenance window excuses it
     UNKNOWN = "unknown"
     AT_RISK = "at_risk"  # the data is on time, an upstream it is built from is not
     WARN = "warn"
     FAILING = "failing"
+    STALE_DATA = "stale_data"  # the syncs succeed, the data they bring is too old
     ERROR = "error"
+
+
+class Basis(StrEnum):
+    """What the age is measured from (status.json `freshness_basis`)."""
+
+    DATA = "data"  # the watermark the syncs report: when the data is current to
+    SYNC = "sync"  # the last successful sync
 
 
 # Best to worst: what a banner shows when several datasets disagree is the worst.
 SEVERITY = {state: rank for rank, state in enumerate(State)}
-# What `evaluate` can answer (at_risk needs the upstream graph: freshet.status.model).
-STATES = tuple(s for s in State if s != State.AT_RISK)
+# What `evaluate` can answer (at_risk needs the upstream graph and the deadlines,
+# maintenance the windows: freshet.status.model).
+STATES = tuple(s for s in State if s not in (State.AT_RISK, State.MAINTENANCE))
 STALE_STATES = frozenset({State.UNKNOWN, State.AT_RISK, State.WARN, State.FAILING,
-                          State.ERROR})
+                          State.STALE_DATA, State.ERROR})
+# What a maintenance window excuses: everything that says the data cannot be trusted.
+EXCUSABLE = frozenset({State.UNKNOWN, State.WARN, State.FAILING, State.STALE_DATA,
+                       State.ERROR})
 
 
 @dataclass(frozen=True)
@@ -61,29 +84,75 @@ def make_requirement(dataset: object, warn_after: object, error_after: object,
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Freshness:
     state: State
     reason: str
-    age: timedelta | None = None
+    age: timedelta | None = None  # of the data (basis data) or of the last success
+    basis: Basis = Basis.SYNC
+    data_as_of: datetime | None = None
+    synced_age: timedelta | None = None  # since the last success, whatever the basis
+    excused_state: State | None = None  # the state a maintenance window excused
+    excused_by: str | None = None  # that window's id
 
 
 def evaluate(dataset: Dataset | None, requirement: Requirement, now: datetime) -> Freshness:
     if dataset is None or dataset.last_success_at is None:
         return _never_succeeded(dataset, now)
-    age = max(now - dataset.last_success_at, timedelta(0))
+    synced = max(now - dataset.last_success_at, timedelta(0))
+    as_of = dataset.data_as_of
+    basis = Basis.SYNC if as_of is None else Basis.DATA
+    age = synced if as_of is None else max(now - as_of, timedelta(0))
     needs = f"needs < {human_duration(requirement.error_after)}"
-    said = f"last success {human_duration(age)} ago"
+    said = (f"last success {human_duration(synced)} ago" if as_of is None else
+            f"data as of {as_of_words(as_of, now)} ({human_duration(age)} old), "
+            f"synced {human_duration(synced)} ago")
     if age >= requirement.error_after:
-        return Freshness(State.ERROR, f"{said}; {needs}{_failure_note(dataset)}", age)
-    if dataset.failing:
-        return Freshness(State.FAILING, f"{said} ({needs}){_failure_note(dataset)}", age)
-    if age >= requirement.warn_after:
-        if dataset.running:
-            return Freshness(State.RUNNING, f"{said}; refresh in progress ({needs})", age)
+        if as_of is not None and synced < requirement.error_after and not dataset.failing:
+            state, reason = State.STALE_DATA, (f"synced {human_duration(synced)} ago, but the "
+                                               f"data is as of {as_of_words(as_of, now)} "
+                                               f"({needs})")
+        else:
+            state, reason = State.ERROR, f"{said}; {needs}"
+    elif dataset.failing:
+        state, reason = State.FAILING, f"{said} ({needs})"
+    elif age >= requirement.warn_after and dataset.running:
+        state, reason = State.RUNNING, f"{said}; refresh in progress ({needs})"
+    elif age >= requirement.warn_after:
         warn = human_duration(requirement.warn_after)
-        return Freshness(State.WARN, f"{said}; expected every {warn} ({needs})", age)
-    return Freshness(State.FRESH, f"{said} ({needs})", age)
+        state, reason = State.WARN, f"{said}; expected every {warn} ({needs})"
+    else:
+        state, reason = State.FRESH, f"{said} ({needs})"
+    reason += _failure_note(dataset) + watermark_note(dataset)
+    return Freshness(state, reason, age, basis, as_of, synced)
+
+
+def excuse(freshness: Freshness, why: str, window: str | None = None) -> Freshness:
+    """What a maintenance window does to a bad state: excused, not failed. `why` names
+    the window ("maintenance 'warehouse-vacuum' until 02:30 UTC")."""
+    if freshness.state not in EXCUSABLE:
+        return freshness
+    return replace(freshness, state=State.MAINTENANCE, excused_state=freshness.state,
+                   excused_by=window, reason=f"{freshness.reason}; excused: {why}")
+
+
+def as_of_words(when: datetime, now: datetime) -> str:
+    """'today 09:00 UTC', 'yesterday 23:00 UTC', '2026-11-25 23:00 UTC' (UTC days)."""
+    days = (now.astimezone(UTC).date() - when.astimezone(UTC).date()).days
+    day = {0: "today", 1: "yesterday"}.get(days, f"{when.astimezone(UTC):%Y-%m-%d}")
+    return f"{day} {when.astimezone(UTC):%H:%M} UTC"
+
+
+def watermark_note(dataset: Dataset) -> str:
+    """"; watermark rejected: ..." while the last reported watermark was not trusted."""
+    if dataset.watermark_issue is None or dataset.rejected_watermark is None:
+        return ""
+    reported = f"{dataset.rejected_watermark.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    match dataset.watermark_issue:
+        case "future":
+            return f"; watermark rejected: {reported} lies in the future"
+        case _:
+            return f"; watermark rejected: {reported} is older than the data already had"
 
 
 def _never_succeeded(dataset: Dataset | None, now: datetime) -> Freshness:

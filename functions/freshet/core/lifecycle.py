@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from freshet.core import bookkeeping, catchup, runs
+from freshet.core import bookkeeping, catchup, runs, timing
 from freshet.core.backfill import Lane
 from freshet.core.control import Control
 from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 from freshet.core.timeutil import human_duration
+from freshet.core.windows import Occurrence
 
 # A run that waits for another run of its job is sent again this much later.
 OVERLAP_RETRY_DELAY = timedelta(seconds=30)
@@ -36,6 +37,7 @@ class ClaimVerdict(StrEnum):
     ORPHAN = "orphan"  # no such run, or its job is gone
     DISABLED = "disabled"  # a kill switch has the kind off: the run fails unrun
     TOO_LATE = "too_late"  # it cannot start within the job's max_lateness: skipped unrun
+    MAINTENANCE = "maintenance"  # a maintenance window keeps the job from starting
     DEFER = "defer"  # another run of the job holds it: a new task later
 
 
@@ -71,6 +73,7 @@ class DatasetChange:
     records: Mapping[str, int] = field(default_factory=dict)
     slot: datetime | None = None
     past: bool = False
+    watermarks: Mapping[str, datetime] = field(default_factory=dict)  # data as of, per key
 
     def apply(self, dataset: Dataset) -> Dataset:
         match self.event:
@@ -79,6 +82,7 @@ class DatasetChange:
             case DatasetEvent.SUCCESS:
                 return bookkeeping.apply_success(dataset, self.run_id, self.at,
                                                  self.records.get(dataset.key),
+                                                 self.watermarks.get(dataset.key),
                                                  slot=self.slot, past=self.past)
             case DatasetEvent.FAILURE:
                 return bookkeeping.apply_failure(dataset, self.run_id, self.at,
@@ -87,7 +91,8 @@ class DatasetChange:
 
 
 def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = None,
-           records: Mapping[str, int] | None = None) -> DatasetChange | None:
+           records: Mapping[str, int] | None = None,
+           watermarks: Mapping[str, datetime] | None = None) -> DatasetChange | None:
     """A run's ending, for its datasets. A backfill's runs leave them alone here: its
     parallel lanes would all write the same dataset documents (a hot spot). Each lane
     keeps its newest success instead, and recovery's sweep folds them into the datasets
@@ -95,7 +100,8 @@ def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = N
     if not runs.holds_job(run):
         return None
     return DatasetChange(event, run.id, at, error=error, records=records or {},
-                         slot=run.scheduled_for, past=run.trigger_source.past_slot)
+                         watermarks=watermarks or {}, slot=run.scheduled_for,
+                         past=run.trigger_source.past_slot)
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,10 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
         error = f"kind {run.kind!r} is switched off by a kill switch{why}; the sync did not run"
         return Decision(ClaimVerdict.DISABLED, "kind disabled by a kill switch",
                         run=runs.failed(run, now, error))
+    window = control.maintenance.blocking_job(job.id, job.produces, now,
+                                              under_way=bool(run.attempts))
+    if window is not None:
+        return _not_started(run, job, window, now)
     if too_late(run, job, now):
         reason = (f"{catchup.lateness_reason(job)}: it would have started "
                   f"{human_duration(now - run.scheduled_for)} late")
@@ -211,6 +221,17 @@ def next_attempt(run: Run) -> int:
     return run.attempt_number + (1 if run.status == RunStatus.RETRYING else 0)
 
 
+def _not_started(run: Run, job: Job, window: Occurrence, now: datetime
+                 ) -> Decision[ClaimVerdict]:
+    """A run a maintenance window stops. One that never started just ends; one whose
+    earlier attempt failed (a `skip` window) ends failed, as its last attempt would."""
+    if not run.attempts:
+        error = f"not started: {window.describe()}"
+        return Decision(ClaimVerdict.MAINTENANCE, error, run=runs.failed(run, now, error))
+    return _failed(run, job, f"not retried: {window.describe()}", now,
+                   ClaimVerdict.MAINTENANCE)
+
+
 def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:
     return (not job.allow_overlap and holder is not None and holder.id == job.running_run_id
             and holder.status == RunStatus.RUNNING
@@ -227,6 +248,7 @@ class SyncOutcome:
     records: Mapping[str, int] | None = None
     error: str | None = None
     permanent: bool = False
+    watermarks: Mapping[str, datetime] | None = None  # what the data is current to
 
 
 def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
@@ -237,11 +259,15 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
         return Decision(FinishVerdict.TAKEN_OVER, "attempt was taken over by recovery")
     if outcome.error is None:
         records = {k: int(v) for k, v in (outcome.records or {}).items()}
+        watermarks = dict(outcome.watermarks or {})
+        done = runs.succeeded(run, now, records, watermarks)
+        job_fields = _last_run(job, run, LastRun.SUCCEEDED, None, now)
+        if job_fields is not None:
+            job_fields.update(timing.after_success(job, done))
         return Decision(FinishVerdict.SUCCEEDED, f"attempt {run.attempt_number} succeeded",
-                        run=runs.succeeded(run, now, records),
-                        job_fields=_last_run(job, run, LastRun.SUCCEEDED, None, now),
+                        run=done, job_fields=job_fields,
                         datasets=_ended(DatasetEvent.SUCCESS, run, runs.as_of(run, now),
-                                        records=records))
+                                        records=records, watermarks=watermarks))
     if not outcome.permanent and runs.attempts_left(run):
         return Decision(FinishVerdict.RETRYING,
                         f"attempt {run.attempt_number} failed: {outcome.error}",

@@ -53,8 +53,8 @@ class LastRun(StrEnum):
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    # The slot passed unrun: a kill switch had the job's kind off, or the catch-up
-    # policy or max_lateness skipped it.
+    # The slot passed unrun: a kill switch had the job's kind off, a maintenance window
+    # held it, or the catch-up policy or max_lateness skipped it.
     SKIPPED = "skipped"
 
 
@@ -194,6 +194,10 @@ class Job:
     # triggered run was created for, and when (its data interval starts there).
     trigger_versions: dict[str, str] = field(default_factory=dict)
     last_triggered_at: datetime | None = None
+    # The latest successful runs' durations and how long after their slot they started
+    # (seconds, oldest first, core.timing bounds them): the deadlines' early warnings.
+    recent_durations_s: list[float] = field(default_factory=list)
+    recent_start_lags_s: list[float] = field(default_factory=list)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -423,6 +427,7 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     records: dict[str, int] = field(default_factory=dict)
+    watermarks: dict[str, datetime] = field(default_factory=dict)  # as the sync reported
     attempts: list[Attempt] = field(default_factory=list)
 
     _TIMES = ("scheduled_for", "interval_start", "created_at", "enqueued_at", "started_at",
@@ -450,6 +455,7 @@ class Run:
     def from_doc(cls, data: dict) -> "Run":
         data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
         data["attempts"] = [Attempt.from_doc(a) for a in data.get("attempts") or []]
+        data["watermarks"] = {k: to_utc(v) for k, v in (data.get("watermarks") or {}).items()}
         data["status"] = RunStatus(data.get("status", RunStatus.QUEUED))
         data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))
         return cls(**data)
@@ -479,10 +485,22 @@ class Dataset:
     # The jobs whose trigger names this dataset (written by apply), so the commit that
     # records a success finds its downstream jobs without a query.
     triggers: list[str] = field(default_factory=list)
+    # The time the data is current to, as the syncs report it (their watermark), once
+    # trusted: never backwards, never in the future (core.bookkeeping).
+    data_as_of: datetime | None = None
+    # The last watermark that was not trusted, and why ("backwards" | "future"):
+    # recorded and shown until a trustworthy one arrives.
+    watermark_issue: str | None = None
+    rejected_watermark: datetime | None = None
+    # The data time after each of the latest successes, oldest first, [{at, as_of}]
+    # (as_of None: no watermark, the data is as of the success), and the newest point
+    # dropped from it: deadlines are judged from what the data was at the deadline.
+    data_points: list[dict] = field(default_factory=list)
+    data_floor: dict | None = None
     updated_at: datetime | None = None
 
     _TIMES = ("last_started_at", "last_success_at", "last_success_slot", "last_failure_at",
-              "updated_at")
+              "data_as_of", "rejected_watermark", "updated_at")
 
     @property
     def running(self) -> bool:
@@ -501,4 +519,12 @@ class Dataset:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Dataset":
-        return cls(**_datetimes_to_utc(_known(cls, dict(data)), cls._TIMES))
+        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data["data_points"] = [_point(p) for p in data.get("data_points") or []]
+        if data.get("data_floor"):
+            data["data_floor"] = _point(data["data_floor"])
+        return cls(**data)
+
+
+def _point(doc: dict) -> dict:
+    return {"at": to_utc(doc.get("at")), "as_of": to_utc(doc.get("as_of"))}

@@ -160,13 +160,16 @@ def record_count(value: object) -> int | None:
     return value
 
 
-def succeeded(run: Run, now: datetime, records: dict[str, int]) -> Run:
+def succeeded(run: Run, now: datetime, records: dict[str, int],
+              watermarks: dict[str, datetime] | None = None) -> Run:
     """Only the datasets the run produces, with counts Firestore can hold: a sync's
     result is not allowed to grow the run document or break its write."""
     history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
     kept = {k: record_count(records[k]) for k in run.produces if k in records}
     return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
                    error=None, records={k: v for k, v in kept.items() if v is not None},
+                   watermarks={k: v for k, v in (watermarks or {}).items()
+                               if k in run.produces},
                    attempts=history)
 
 

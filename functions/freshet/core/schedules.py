@@ -6,6 +6,7 @@ a daily 02:30 job runs at 03:00 on the spring-forward day (02:30 does not exist)
 and once, at the first 01:30, on the fall-back day.
 """
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -185,6 +186,38 @@ def newest_due(schedule: Schedule, first: datetime, now: datetime, count: int
         if len(found) > count or start == first:
             return found[-count:] if count else [], len(found) > count or start > first
     return found[-count:] if count else [], True
+
+
+@functools.lru_cache(maxsize=4096)
+def slot_at_or_before(schedule: Schedule, at: datetime) -> datetime | None:
+    """The latest slot at or before `at` (a page asks the same of many datasets of one
+    job, hence the cache).
+
+    cronsim's reverse walk is one step, but around a fall-back it can skip the first
+    pass of a repeated hour (01:30 EDT, looking back from 01:04 EST), and its idea of a
+    missing spring-forward slot need not be next_after's. So its answer is only a hint:
+    it is kept when it is a forward slot, walked forward to the last one at or before
+    `at`, and replaced by the forward search when it is not."""
+    if not schedule.recurring:  # one time (None before it), or no schedule (triggered)
+        return schedule.run_at if schedule.run_at is not None and schedule.run_at <= at \
+            else None
+    at = ensure_aware(at, "at")
+    local = (at + _EPSILON).astimezone(zone(schedule.timezone))
+    hint = next(iter(CronSim(schedule.cron, local, reverse=True)), None)
+    found = None if hint is None else next_after(schedule, hint.astimezone(UTC) - _EPSILON)
+    if found is None or found > at:
+        return _search_back(schedule, at)
+    while (later := next_after(schedule, found)) is not None and later <= at:
+        found = later
+    return found
+
+
+def _search_back(schedule: Schedule, at: datetime) -> datetime | None:
+    for window in _LOOKBACK_WINDOWS:
+        latest = _last_at_or_before(schedule, at - window, at)
+        if latest is not None:
+            return latest
+    return None
 
 
 def _last_at_or_before(schedule: Schedule, start: datetime, now: datetime) -> datetime | None:

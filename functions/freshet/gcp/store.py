@@ -18,9 +18,12 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
+from freshet.core.deadlines import DeadlineRecord, Judgement
 from freshet.core.docsize import PAGE_BYTES, doc_size, join_pages, paginate
 from freshet.core.errors import Conflict, NotFound
+from freshet.core.incidents import Incident
 from freshet.core.lifecycle import Decision, Followups
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
@@ -29,6 +32,10 @@ T = TypeVar("T")
 
 JOBS, RUNS, DATASETS, SETTINGS = "jobs", "runs", "datasets", "settings"
 BACKFILLS, LANES = "backfills", "lanes"  # lanes: a subcollection of each backfill
+DEADLINES = "deadlines"  # deadlines/{consumer id}: verdicts and cursors (core.deadlines)
+INCIDENTS = "incidents"  # incidents/{id}: an incident and its notes (core.incidents)
+ROUTES = "routes"  # routes/{id}: a notification route's state and backlog (core.alerts)
+INCIDENTS_LISTED = 100  # open ones, and as many recently updated ones: the page's read
 CONTROL_DOC = "control"  # settings/control: kill switches
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
@@ -120,6 +127,27 @@ class Tx:
 
     def set_backfill(self, backfill: Backfill) -> None:
         self._t.set(self._store._ref(BACKFILLS, backfill.id), backfill.to_doc())
+
+    def get_deadline_record(self, consumer_id: str) -> DeadlineRecord | None:
+        doc = self._get(DEADLINES, consumer_id)
+        return None if doc is None else DeadlineRecord.from_doc(doc)
+
+    def set_deadline_record(self, record: DeadlineRecord) -> None:
+        self._t.set(self._store._ref(DEADLINES, record.consumer), record.to_doc())
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        doc = self._get(INCIDENTS, incident_id)
+        return None if doc is None else Incident.from_doc(doc)
+
+    def set_incident(self, incident: Incident) -> None:
+        self._t.set(self._store._ref(INCIDENTS, incident.id), incident.to_doc())
+
+    def get_route_state(self, route_id: str) -> RouteState | None:
+        doc = self._get(ROUTES, route_id)
+        return None if doc is None else RouteState.from_doc(doc)
+
+    def set_route_state(self, state: RouteState) -> None:
+        self._t.set(self._store._ref(ROUTES, state.id), state.to_doc())
 
     def read_datasets(self, decision: Decision) -> dict[str, Dataset]:
         """The datasets a decision changes, as they are (missing ones: empty)."""
@@ -483,7 +511,82 @@ class Store:
             self.stats.commits += 1
         return count
 
+    # -- incidents
+
+    def create_incident(self, incident: Incident) -> bool:
+        """False if an incident with its id exists (the same open, repeated)."""
+        self.stats.commits += 1
+        try:
+            self._ref(INCIDENTS, incident.id).create(incident.to_doc())
+        except (gexc.AlreadyExists, gexc.Conflict):
+            return False
+        return True
+
+    def get_incident(self, incident_id: str) -> Incident | None:
+        doc = self._get(INCIDENTS, incident_id)
+        return None if doc is None else Incident.from_doc(doc)
+
+    def change_incident(self, incident_id: str, change: Callable[[Incident], Incident]
+                        ) -> Incident:
+        def body(tx: Tx) -> Incident:
+            current = tx.get_incident(incident_id)
+            if current is None:
+                raise NotFound("incident", incident_id)
+            changed = change(current)
+            if changed != current:
+                tx.set_incident(changed)
+            return changed
+
+        return self.transact(body)
+
+    def incidents(self, since: datetime, limit: int = INCIDENTS_LISTED) -> list[Incident]:
+        """Every open incident (up to `limit`), and those updated since `since`, newest
+        first: two single-field queries, no composite index."""
+        found: dict[str, Incident] = {}
+        open_ones = (self.db.collection(INCIDENTS)
+                     .where(filter=FieldFilter("status", "==", "open")).limit(limit))
+        recent = (self.db.collection(INCIDENTS)
+                  .where(filter=FieldFilter("updated_at", ">=", since))
+                  .order_by("updated_at", direction=firestore.Query.DESCENDING).limit(limit))
+        for query in (open_ones, recent):
+            for doc in self._stream(query):
+                found.setdefault(doc["id"], Incident.from_doc(doc))
+        return sorted(found.values(), key=lambda i: (not i.open, -i.updated_at.timestamp(),
+                                                     i.id))
+
+    # -- notification routes
+
+    def route_states(self) -> dict[str, RouteState]:
+        return {d["id"]: RouteState.from_doc(d) for d in self._stream(self.db.collection(ROUTES))}
+
+    def change_route(self, route_id: str, change: Callable[[RouteState], tuple[RouteState, T]]
+                     ) -> tuple[RouteState, T]:
+        """Read the route's state, change it, write it back, in one transaction."""
+        def body(tx: Tx) -> tuple[RouteState, T]:
+            state, extra = change(tx.get_route_state(route_id) or RouteState(route_id))
+            tx.set_route_state(state)
+            return state, extra
+
+        return self.transact(body)
+
     # -- status page (publish_status)
+
+    def deadline_records(self) -> dict[str, DeadlineRecord]:
+        """Every consumer's deadline record (one bounded document each)."""
+        return {d["consumer"]: DeadlineRecord.from_doc(d)
+                for d in self._stream(self.db.collection(DEADLINES))}
+
+    def judge_deadlines(self, consumer_id: str, decide: Callable[
+            [DeadlineRecord | None], tuple[DeadlineRecord, list[Judgement]]]
+                        ) -> tuple[DeadlineRecord, list[Judgement]]:
+        """Read the consumer's record, decide, write: in one transaction, so that two
+        publishes at once judge each deadline once (the second finds the cursor moved)."""
+        def body(tx: Tx) -> tuple[DeadlineRecord, list[Judgement]]:
+            record, judged = decide(tx.get_deadline_record(consumer_id))
+            tx.set_deadline_record(record)
+            return record, judged
+
+        return self.transact(body)
 
     def status_state(self) -> dict:
         """settings/status_state: what the previous publish saw (freshet.status.changes)."""

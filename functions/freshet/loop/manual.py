@@ -39,6 +39,9 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
         raise Conflict(f"job {job_id!r} is archived; restore it before running it")
     if not control.kind_enabled(job.kind):
         raise Disabled(f"kind {job.kind!r} is switched off by a kill switch")
+    window = control.maintenance.blocking_job(job.id, job.produces, now)
+    if window is not None:
+        raise Conflict(f"job {job_id!r} does not start during {window.describe()}")
     run = new_run(job, run_id, now, source=source, now=now, settings=settings,
                   idempotency_key=idempotency_key)
     # No transaction: creating the run document is the dedup, so concurrent requests

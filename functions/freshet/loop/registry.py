@@ -4,7 +4,9 @@
     def noop(ctx: SyncContext) -> SyncResult:
         return SyncResult(records={"my.dataset": 0})
 
-A handler gets a SyncContext and returns a SyncResult (records written per dataset).
+A handler gets a SyncContext and returns a SyncResult: records written per dataset
+and, when it knows, the time each dataset's data is current to (its watermark, a
+timezone-aware datetime): freshness is then judged on the data's age, not the sync's.
 Raising PermanentError ends the run without retry; any other exception is transient.
 """
 
@@ -22,6 +24,8 @@ __all__ = ["PermanentError", "SyncContext", "SyncResult", "sync", "handler_for",
 class SyncResult:
     records: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    # {dataset key: the time its data is current to}; timezone-aware.
+    watermarks: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +94,18 @@ def as_result(value: SyncResult | dict | None) -> SyncResult:
     if value is None:
         return SyncResult()
     if isinstance(value, SyncResult):
+        _check_watermarks(value.watermarks)
         return value
     if isinstance(value, dict):
         return SyncResult(records={str(k): int(v) for k, v in value.items()})
     raise TypeError(f"a sync must return SyncResult, dict or None, not {type(value).__name__}")
+
+
+def _check_watermarks(watermarks: object) -> None:
+    """A watermark the loop cannot compare is the sync's bug: retrying will not fix it."""
+    if not isinstance(watermarks, dict):
+        raise PermanentError("SyncResult.watermarks must be a dict of dataset key: datetime")
+    for key, value in watermarks.items():
+        if not isinstance(value, datetime) or value.utcoffset() is None:
+            raise PermanentError(f"SyncResult.watermarks[{key!r}] must be a timezone-aware "
+                                 f"datetime, not {value!r}")

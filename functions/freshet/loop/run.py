@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
 from freshet.core import runs
@@ -69,7 +69,7 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
         case ClaimVerdict.DEFER:
             send(queue, run_id, claim.send, "deferred run")
             return Outcome(200, "deferred", claim.detail)
-        case ClaimVerdict.DISABLED:
+        case ClaimVerdict.DISABLED | ClaimVerdict.MAINTENANCE:
             return Outcome(200, "failed", claim.detail)
         case ClaimVerdict.TOO_LATE:
             return Outcome(200, "skipped", claim.detail)
@@ -168,7 +168,9 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
     )
     secrets = secret_values(job)  # errors are stored, shown and logged: never with these
     try:
-        return SyncOutcome(records=as_result(handler(ctx)).records)
+        result = as_result(handler(ctx))
+        return SyncOutcome(records=result.records, watermarks={
+            k: v.astimezone(UTC) for k, v in result.watermarks.items()})
     except PermanentError as exc:
         return SyncOutcome(error=redact(_describe(exc), secrets), permanent=True)
     except Exception as exc:  # transient by definition: retried while attempts remain

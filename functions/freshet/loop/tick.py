@@ -40,6 +40,7 @@ class TickResult:
     created: list[str] = field(default_factory=list)
     lost_race: int = 0
     skipped_disabled: list[str] = field(default_factory=list)
+    skipped_maintenance: list[str] = field(default_factory=list)
     enqueue_failed: list[str] = field(default_factory=list)
     archived: list[str] = field(default_factory=list)
     skipped_slots: int = 0  # recorded as skipped by the catch-up policy or max_lateness
@@ -50,6 +51,7 @@ class TickResult:
         return {
             "due": self.due, "created": len(self.created), "lost_race": self.lost_race,
             "skipped_disabled": len(self.skipped_disabled),
+            "skipped_maintenance": len(self.skipped_maintenance),
             "enqueue_failed": len(self.enqueue_failed), "archived": len(self.archived),
             "skipped_slots": self.skipped_slots, "catchup_chains": self.chains[:50],
             "deferred": self.deferred, "runs": self.created[:50],
@@ -106,6 +108,11 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
             result.skipped_disabled.append(job.id)
         return outcome
     plan = plan_catchup(job, now)
+    if plan.run:
+        moment = max(plan.run[-1], now)
+        window = control.maintenance.blocking_job(job.id, job.produces, moment)
+        if window is not None:
+            return _skip_for_maintenance(store, job, version, moment, window.end, now, result)
     fields = {"next_run_at": plan.next_run_at, "updated_at": now}
     if not plan.run and plan.skipped:
         fields["last_run_status"] = LastRun.SKIPPED
@@ -163,6 +170,18 @@ def _record_skipped(store: Store, job: Job, plan: CatchupPlan, now: datetime,
     claim's commit: a slot whose run exists already (a backfill's) keeps it."""
     records = [skipped_run(job, s.slot, s.reason, now=now) for s in plan.skipped]
     result.skipped_slots += store.create_runs(records)
+
+
+def _skip_for_maintenance(store: Store, job: Job, version: datetime, slot: datetime,
+                          window_end: datetime, now: datetime, result: TickResult) -> SlotClaim:
+    """A slot inside a maintenance window passes unrun: a recurring job moves to its next
+    slot (skipped again while the window lasts), a one-time job to the window's end."""
+    later = next_after(job.schedule, slot) if job.schedule.recurring else window_end
+    fields = {"next_run_at": later, "updated_at": now, "last_run_status": LastRun.SKIPPED}
+    outcome = store.claim_slot(job.id, version, fields, None)
+    if outcome == SlotClaim.CLAIMED:
+        result.skipped_maintenance.append(job.id)
+    return outcome
 
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,

@@ -6,6 +6,8 @@
     GET  /datasets  /datasets/{key}   GET /status   GET|PUT /control
     GET  /backfills  /backfills/{backfill_id}   POST /backfills (or dry run)
     POST /backfills/{backfill_id}/cancel
+    GET  /incidents  /incidents/{id}  POST /incidents        (open)
+    POST /incidents/{id}/notes | resolve
 
 Every error is JSON `{"error": {"field": ..., "message": ...}}` with a 4xx status
 whose message names the field; a rejected request changes nothing; no traceback
@@ -25,11 +27,13 @@ from freshet.core.backfill import check_max_parallel
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import NotFound, ValidationError
+from freshet.core.incidents import parse_scope
 from freshet.core.limits import check_job
 from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.loop import backfill as backfills
 from freshet.loop.registry import known_kinds
+from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
 from freshet.ops.config import JOB_KEYS
 from freshet.ops.views import (
@@ -189,7 +193,10 @@ def get_dataset(call: Call):
     dataset = call.store.get_dataset(key)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
-    return 200, {"dataset": dataset_json(key, dataset, catalog, call.now)}
+    control = Control.from_doc(call.store.control())
+    producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
+    return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
+                                         producers)}
 
 
 def get_status(call: Call):
@@ -272,6 +279,63 @@ def put_control(call: Call):
     return 200, {"control": control.to_doc()}
 
 
+# -- incidents -------------------------------------------------------------------------
+
+_INCIDENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+INCIDENT_KEYS = ("title", "note", "scope", "eta")
+
+
+def _incident_id(call: Call) -> str:
+    value = call.params["incident_id"]
+    if not _INCIDENT_ID.match(value):
+        raise ValidationError("incident_id", "is not an incident id")
+    return value
+
+
+def list_incidents(call: Call):
+    query(call, ())
+    return 200, {"incidents": [i.to_json() for i in incident_ops.recent(call.store, call.now)]}
+
+
+def get_incident(call: Call):
+    query(call, ())
+    incident_id = _incident_id(call)
+    incident = call.store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound("incident", incident_id)
+    return 200, {"incident": incident.to_json()}
+
+
+def open_incident(call: Call):
+    query(call, ())
+    body = json_body(call.request, INCIDENT_KEYS)
+    if "title" not in body:
+        raise ValidationError("title", "is required")
+    incident, created = incident_ops.open_incident(
+        call.store, title=body["title"], note=body.get("note"),
+        scope=parse_scope(body.get("scope")), eta=body.get("eta"), author=call.caller,
+        now=call.now)
+    return (201 if created else 200), {"incident": incident.to_json(), "created": created}
+
+
+def note_incident(call: Call):
+    query(call, ())
+    body = json_body(call.request, ("text", "eta"))
+    if "text" not in body:
+        raise ValidationError("text", "is required")
+    incident = incident_ops.add_note(call.store, _incident_id(call), text=body["text"],
+                                     eta=body.get("eta"), author=call.caller, now=call.now)
+    return 200, {"incident": incident.to_json()}
+
+
+def resolve_incident(call: Call):
+    query(call, ())
+    body = json_body(call.request, ("text",))
+    incident = incident_ops.resolve(call.store, _incident_id(call), text=body.get("text"),
+                                    author=call.caller, now=call.now)
+    return 200, {"incident": incident.to_json()}
+
+
 ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("GET", "/jobs", list_jobs),
     Route("POST", "/jobs", create_job),
@@ -291,6 +355,11 @@ ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("POST", "/backfills/{backfill_id}/cancel", cancel_backfill),
     Route("GET", "/control", get_control),
     Route("PUT", "/control", put_control),
+    Route("GET", "/incidents", list_incidents),
+    Route("POST", "/incidents", open_incident),
+    Route("GET", "/incidents/{incident_id}", get_incident),
+    Route("POST", "/incidents/{incident_id}/notes", note_incident),
+    Route("POST", "/incidents/{incident_id}/resolve", resolve_incident),
 )
 _METHODS = {r.method for r in ROUTES}
 _ROUTING = Map([Rule(re.sub(r"\{(\w+)\}", r"<\1>", r.pattern), methods=[r.method],

@@ -24,6 +24,7 @@ from freshet.core.schedules import first_slot
 from freshet.core.text import shorten
 from freshet.core.timeutil import format_duration, isoformat
 from freshet.core.triggers import check_triggers, describe_trigger
+from freshet.core.windows import Maintenance
 from freshet.gcp.scheduler import SchedulerAdmin, SchedulerDiff, build_jobs
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import QueueSpec, TaskQueue
@@ -54,6 +55,7 @@ class Plan:
     jobs: list[JobChange] = field(default_factory=list)
     catalog_changes: list[str] = field(default_factory=list)
     control_changes: dict[str, tuple] = field(default_factory=dict)
+    maintenance_changes: list[str] = field(default_factory=list)
     queues: list[QueueChange] = field(default_factory=list)
     # dataset -> (the jobs it triggers now, after apply)
     triggers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
@@ -63,13 +65,13 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.jobs or self.catalog_changes or self.control_changes or self.queues
-                    or self.triggers
+                    or self.triggers or self.maintenance_changes
                     or (self.scheduler is not None and not self.scheduler.empty))
 
     def count(self) -> int:
         sched = self.scheduler
         return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
-                + len(self.queues) + len(self.triggers)
+                + bool(self.maintenance_changes) + len(self.queues) + len(self.triggers)
                 + (0 if sched is None
                    else len(sched.create) + len(sched.update) + len(sched.delete)))
 
@@ -91,6 +93,7 @@ class Plan:
         out += [f"  ~ catalog: {c}" for c in self.catalog_changes]
         for name, (old, new) in self.control_changes.items():
             out.append(f"  ~ kill switch {name}: {_short(old)} -> {_short(new)}")
+        out += [f"  ~ maintenance: {c}" for c in self.maintenance_changes]
         pools = {q.queue(self.config.queue): q for q in self.config.pools}
         for q in self.queues:
             extra = list(q.changes)
@@ -187,7 +190,8 @@ def check_first_slots(config: PipelineConfig, changes: list[JobChange], now: dat
 def plan_catalog(declared: dict, stored: dict) -> list[str]:
     """Pure: what differs between the declared and the stored catalog documents."""
     out = []
-    for section, key in (("datasets", "key"), ("consumers", "id"), ("pools", "name")):
+    for section, key in (("datasets", "key"), ("consumers", "id"), ("pools", "name"),
+                         ("routes", "id")):
         want = {d[key]: d for d in declared.get(section) or []}
         have = {d.get(key): d for d in stored.get(section) or []}
         noun = section[:-1]
@@ -205,6 +209,18 @@ def plan_control(declared: Control | None, stored: dict) -> dict[str, tuple]:
     current = Control.from_doc(stored).to_doc()
     wanted = declared.to_doc()
     return {k: (current.get(k), v) for k, v in wanted.items() if current.get(k) != v}
+
+
+def plan_maintenance(declared: Maintenance, stored: dict) -> list[str]:
+    """Pure: which windows the file adds, changes or removes."""
+    want = {w["id"]: w for w in declared.to_doc()}
+    have = {w["id"]: w for w in Maintenance.from_doc(stored.get("maintenance")).to_doc()}
+    out = [f"window {k} added" for k in want if k not in have]
+    out += [f"window {k} changed" for k in want if k in have and have[k] != want[k]]
+    out += [f"window {k} removed" for k in have if k not in want]
+    if not out and list(want) != list(have):
+        out.append("order changed")
+    return out
 
 
 def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueChange | None:
@@ -244,7 +260,9 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}
     result.triggers = plan_triggers(jobs_after(config.jobs, current, result.jobs), listed)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
-    result.control_changes = plan_control(config.control, store.control())
+    stored_control = store.control()
+    result.control_changes = plan_control(config.control, stored_control)
+    result.maintenance_changes = plan_maintenance(config.maintenance, stored_control)
     existing = task_queue.queues()
     result.queues = [c for c in (plan_queue(task_queue, s, existing)
                                  for s in config.all_queues) if c]
@@ -268,6 +286,7 @@ class ApplyResult:
     jobs: dict[str, str] = field(default_factory=dict)  # job id -> what happened
     catalog_written: bool = False
     control_written: bool = False
+    maintenance_written: bool = False
     queues: dict[str, str] = field(default_factory=dict)
     scheduler_requests: int = 0
 
@@ -303,6 +322,10 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
         store.set_control(config.control.to_doc())
         result.control_written = True
         tell("kill switches written")
+    if todo.maintenance_changes:
+        store.set_control({"maintenance": config.maintenance.to_doc()})
+        result.maintenance_written = True
+        tell("maintenance windows written")
     for q in todo.queues:
         result.queues[q.spec.name] = _ensure_queue(task_queue, q)
         tell(f"queue {q.spec.name}: {result.queues[q.spec.name]}")

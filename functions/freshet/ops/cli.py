@@ -5,7 +5,7 @@
     freshet datasets      freshet status                freshet apply [--dry-run]
     freshet backfill JOB --from T1 --to T2 [--dry-run] [--max-parallel N] [--rerun]
     freshet backfill status [ID]    freshet backfill cancel ID
-    freshet site build    freshet demo
+    freshet incident open|note|resolve|list|show        freshet site build    freshet demo
 
 It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
 A user error is one line on stderr and exit code 2; nothing prints a traceback
@@ -219,9 +219,9 @@ def cmd_datasets(args) -> int:
 
     settings, now = _settings(), _now()
     rows = all_datasets(open_store(settings.project), now)
-    say(table(("DATASET", "STATE", "LAST SUCCESS", "FAILURES", "REASON"),
-              [(d["key"], d["state"].upper(), d["last_success_at"], d["consecutive_failures"],
-                d["reason"]) for d in rows], width=70))
+    say(table(("DATASET", "STATE", "LAST SUCCESS", "DATA AS OF", "FAILURES", "REASON"),
+              [(d["key"], d["state"].upper(), d["last_success_at"], d["data_as_of"],
+                d["consecutive_failures"], d["reason"]) for d in rows], width=70))
     return 0
 
 
@@ -247,6 +247,96 @@ def cmd_status(args) -> int:
         switches.append("kinds off: " + ", ".join(control["disabled_kinds"]))
     say("Kill switches: " + ("; ".join(switches) if switches else "none")
         + (f" ({control['reason']})" if control["reason"] else ""))
+    for window in summary["maintenance"]:
+        say(f"Maintenance: {window['id']} until {window['end']}"
+            + (f" ({window['note']})" if window["note"] else ""))
+    for incident in summary["incidents"]:
+        say(f"Incident: {incident['title']} [{incident['id']}]"
+            + (f", ETA {incident['eta']}" if incident["eta"] else ""))
+    if summary["routes"]:
+        say(table(("ROUTE", "TYPE", "LAST DELIVERY", "STATUS", "WAITING", "DROPPED", "ERROR"),
+                  [(r["id"], r["type"], when(_time(r["last_attempt_at"]), now),
+                    r["last_status"] or "nothing sent yet", r["waiting"], r["dropped"],
+                    r["last_error"]) for r in summary["routes"]], width=60))
+    return 0
+
+
+def _time(value: str | None) -> datetime | None:
+    from freshet.core.timeutil import parse_datetime
+
+    return None if value is None else parse_datetime(value, "time")
+
+
+def _author() -> str:
+    """Who a note is by: $FRESHET_AUTHOR, else the login name."""
+    return os.environ.get("FRESHET_AUTHOR") or os.environ.get("USER") or "cli"
+
+
+def _print_incident(incident) -> None:
+    doc = incident.to_json()
+    say(f"incident {doc['id']}: {doc['status']} — {doc['title']}")
+    say(f"  about: {incident.scope.describe()}"
+        + (f"; ETA {doc['eta']}" if doc["eta"] else ""))
+    for note in doc["notes"]:
+        say(f"  {note['at']}  {note['kind']:8} {note['text']}"
+            + (f"  — {note['author']}" if note["author"] else ""))
+
+
+def cmd_incident_open(args) -> int:
+    from freshet.core.windows import Scope
+    from freshet.ops import incidents
+
+    settings = _settings()
+    scope = Scope(jobs=tuple(args.job), datasets=tuple(args.dataset),
+                  consumers=tuple(args.consumer))
+    incident, created = incidents.open_incident(
+        open_store(settings.project), title=args.title, note=args.note, scope=scope,
+        eta=args.eta, author=_author(), now=_now())
+    if not created:
+        say("(already open: the same title within the same minute)")
+    _print_incident(incident)
+    return 0
+
+
+def cmd_incident_note(args) -> int:
+    from freshet.ops import incidents
+
+    settings = _settings()
+    _print_incident(incidents.add_note(open_store(settings.project), args.incident_id,
+                                       text=args.text, eta=args.eta, author=_author(),
+                                       now=_now()))
+    return 0
+
+
+def cmd_incident_resolve(args) -> int:
+    from freshet.ops import incidents
+
+    settings = _settings()
+    _print_incident(incidents.resolve(open_store(settings.project), args.incident_id,
+                                      text=args.text, author=_author(), now=_now()))
+    return 0
+
+
+def cmd_incident_list(args) -> int:
+    from freshet.ops import incidents
+
+    settings, now = _settings(), _now()
+    found = incidents.recent(open_store(settings.project), now)
+    say(table(("INCIDENT", "STATUS", "TITLE", "ABOUT", "OPENED", "ETA", "NOTES"),
+              [(i.id, i.status, i.title, i.scope.describe(), when(i.opened_at, now),
+                when(i.eta, now), len(i.notes)) for i in found], width=50))
+    say(f"{len(found)} incident(s)")
+    return 0
+
+
+def cmd_incident_show(args) -> int:
+    from freshet.core.errors import NotFound
+
+    settings = _settings()
+    incident = open_store(settings.project).get_incident(args.incident_id)
+    if incident is None:
+        raise NotFound("incident", args.incident_id)
+    _print_incident(incident)
     return 0
 
 
@@ -478,6 +568,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", help="status: only this job's backfills")
     p.add_argument("--limit", type=int, default=10, help="status: how many (default 10)")
     p.set_defaults(fn=cmd_backfill)
+
+    incident = sub.add_parser("incident", help="open, note, resolve, list or show incidents")
+    isub = incident.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = isub.add_parser("open", help="open an incident (a banner on the status page)")
+    p.add_argument("title")
+    p.add_argument("--note", help="the first note (default: the title)")
+    for name in ("job", "dataset", "consumer"):
+        p.add_argument(f"--{name}", action="append", default=[],
+                       help=f"a {name} it is about (repeatable; none: the whole pipeline)")
+    p.add_argument("--eta", help="when it should be over: a time with a zone, or '2h'")
+    p.set_defaults(fn=cmd_incident_open)
+    p = isub.add_parser("note", help="add a timestamped note")
+    p.add_argument("incident_id")
+    p.add_argument("text")
+    p.add_argument("--eta", help="a new ETA: a time with a zone, or '2h'")
+    p.set_defaults(fn=cmd_incident_note)
+    p = isub.add_parser("resolve", help="resolve it, with a closing note")
+    p.add_argument("incident_id")
+    p.add_argument("text", nargs="?")
+    p.set_defaults(fn=cmd_incident_resolve)
+    isub.add_parser("list", help="open incidents, then recent ones").set_defaults(
+        fn=cmd_incident_list)
+    p = isub.add_parser("show", help="one incident and its notes")
+    p.add_argument("incident_id")
+    p.set_defaults(fn=cmd_incident_show)
 
     sub.add_parser("datasets", help="datasets and how fresh they are").set_defaults(
         fn=cmd_datasets)

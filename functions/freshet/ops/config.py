@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from freshet.core.alerts import RouteSpec, make_route
 from freshet.core.catalog import (
     CONSUMER_KINDS,
     Catalog,
@@ -31,6 +32,7 @@ from freshet.core.catalog import (
     upstream_cycle,
 )
 from freshet.core.control import Control, parse_control
+from freshet.core.deadlines import make_deadline
 from freshet.core.egress import EgressPolicy, check_host_pattern
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
@@ -57,6 +59,7 @@ from freshet.core.specs import (
 )
 from freshet.core.timeutil import parse_duration
 from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
+from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
 
@@ -135,6 +138,7 @@ class PipelineConfig:
     job_ids: frozenset[str] = field(default_factory=frozenset)
     firestore_location: str = ""  # permanent once the database exists; default: the region
     pools: tuple[PoolSpec, ...] = ()
+    maintenance: Maintenance = NO_MAINTENANCE
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -357,7 +361,7 @@ _MEMBER_RE = re.compile(r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+$
 
 TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "sync_modules",
             "queues", "pools", "control_schedules", "jobs", "datasets", "consumers", "control",
-            "http_fetch")
+            "http_fetch", "maintenance", "routes")
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
             "allow_overlap", "description", "catchup", "max_catchup", "max_lateness",
@@ -370,8 +374,8 @@ FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service
                   "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
 LIMIT_KEYS = ("timeout", "memory", "cpu", "max_instances", "concurrency")
 SITE_KEYS = ("bucket", "snapshot_bucket", "public", "viewers")
-DATASET_KEYS = ("key", "title", "description", "owner", "upstream")
-CONSUMER_KEYS = ("id", "title", "kind", "url", "requires")
+DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes")
+CONSUMER_KEYS = ("id", "title", "kind", "url", "owner", "requires", "deadlines", "routes")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 # Bounds that keep each catalog entry small (the catalog document pages by entries).
 MAX_UPSTREAM = 100
@@ -470,6 +474,7 @@ class _Parser:
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
+        maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
         config = PipelineConfig(
             path=path, project=project, region=region, firestore_location=location,
             functions=self.functions(doc.get("functions"), project, region,
@@ -478,7 +483,7 @@ class _Parser:
             queues=queues,
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
-            job_ids=frozenset(j.id for j in jobs), pools=pools,
+            job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
         )
         check_time_limits(config)
         return config
@@ -505,6 +510,21 @@ class _Parser:
                                              "declared under queues too")
             found.append(pool)
         return tuple(found)
+
+    def maintenance(self, value: object, jobs: tuple[Job, ...],
+                    catalog: Catalog) -> Maintenance:
+        windows = [make_window(raw, f"maintenance[{i}]")
+                   for i, raw in enumerate(_list(value, "maintenance"))]
+        _unique([w.id for w in windows], "id", "maintenance")
+        known = {"jobs": {j.id for j in jobs}, "datasets": set(catalog.datasets),
+                 "consumers": {c.id for c in catalog.consumers}}
+        for i, window in enumerate(windows):
+            for name, ids in known.items():
+                for j, ident in enumerate(getattr(window.scope, name)):
+                    if ident not in ids:
+                        raise ValidationError(f"maintenance[{i}].scope.{name}[{j}]",
+                                              f"unknown {name[:-1]} {ident!r}")
+        return Maintenance(tuple(windows))
 
     def sync_modules(self, value: object) -> tuple[str, ...]:
         names = [check_module_name(n, f"sync_modules[{i}]")
@@ -675,7 +695,24 @@ class _Parser:
         _unique([s.name for s in found], "name", "control_schedules")
         return tuple(found)
 
+    def routes(self, value: object) -> tuple[RouteSpec, ...]:
+        routes = tuple(make_route(raw, f"routes[{i}]")
+                       for i, raw in enumerate(_list(value, "routes")))
+        _unique([r.id for r in routes], "id", "routes")
+        return routes
+
+    @staticmethod
+    def route_ids(value: object, where: str, known: set[str]) -> tuple[str, ...]:
+        ids = _list(value, where)
+        for i, route in enumerate(ids):
+            if route not in known:
+                raise ValidationError(f"{where}[{i}]", f"unknown route {route!r} (declare it "
+                                      "under routes)")
+        return tuple(ids)
+
     def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...]) -> Catalog:
+        routes = self.routes(doc.get("routes"))
+        route_ids = {r.id for r in routes}
         datasets: dict[str, DatasetSpec] = {}
         raw_sets = _list(doc.get("datasets"), "datasets")
         for i, raw in enumerate(raw_sets):
@@ -693,6 +730,7 @@ class _Parser:
                 owner=_optional_text(d.get("owner"), f"{where}.owner", 200),
                 upstream=tuple(check_dataset_key(u, f"{where}.upstream[{j}]")
                                for j, u in enumerate(upstream)),
+                routes=self.route_ids(d.get("routes"), f"{where}.routes", route_ids),
             )
         for i, spec in enumerate(datasets.values()):
             for j, up in enumerate(spec.upstream):
@@ -704,14 +742,15 @@ class _Parser:
             first = list(datasets).index(cycle[0])
             raise ValidationError(f"datasets[{first}].upstream",
                                   "upstream cycle: " + " -> ".join(cycle))
-        consumers = self.consumers(doc.get("consumers"), datasets)
+        consumers = self.consumers(doc.get("consumers"), datasets, route_ids)
         shown = (Pool(DEFAULT_POOL, default.name, default.max_concurrent_dispatches),
                  *(Pool(p.name, p.queue(default.name), p.max_concurrent) for p in pools))
-        catalog = Catalog(datasets=datasets, consumers=consumers, pools=shown)
+        catalog = Catalog(datasets=datasets, consumers=consumers, pools=shown, routes=routes)
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
-    def consumers(self, value: object, datasets: dict) -> tuple[Consumer, ...]:
+    def consumers(self, value: object, datasets: dict,
+                  route_ids: set[str]) -> tuple[Consumer, ...]:
         found = []
         for i, raw in enumerate(_list(value, "consumers")):
             where = f"consumers[{i}]"
@@ -739,10 +778,17 @@ class _Parser:
                 raise ValidationError(f"{where}.kind",
                                       f"must be one of {', '.join(CONSUMER_KINDS)}")
             cid = check_id(c["id"], f"{where}.id")
+            needed = [r.dataset for r in requires]
+            deadlines = tuple(make_deadline(d, f"{where}.deadlines[{k}]", needed)
+                              for k, d in enumerate(_list(c.get("deadlines"),
+                                                          f"{where}.deadlines")))
             found.append(Consumer(
                 id=cid, title=_optional_text(c.get("title"), f"{where}.title", 200) or cid,
                 kind=kind, url=check_link(c.get("url"), f"{where}.url"),
                 requires=tuple(requires),
+                owner=_optional_text(c.get("owner"), f"{where}.owner", 200),
+                deadlines=deadlines,
+                routes=self.route_ids(c.get("routes"), f"{where}.routes", route_ids),
             ))
         _unique([c.id for c in found], "id", "consumers")
         return tuple(found)

@@ -7,7 +7,7 @@ from datetime import datetime
 from freshet.core.backfill import Backfill, Progress, SlotPlan, progress_bar
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
-from freshet.core.freshness import STATES, evaluate, worst
+from freshet.core.freshness import State, evaluate, excuse, worst
 from freshet.core.links import logs_url
 from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
 from freshet.core.schedules import describe
@@ -15,7 +15,10 @@ from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
 from freshet.core.timeutil import format_duration, isoformat
 from freshet.core.triggers import describe_trigger
+from freshet.core.windows import NO_MAINTENANCE, Maintenance
 from freshet.gcp.store import Store
+from freshet.status.model import route_statuses
+from freshet.status.render import route_json
 
 
 def job_json(job: Job) -> dict:
@@ -91,10 +94,15 @@ def plan_json(job_id: str, start: datetime, end: datetime, rerun: bool, max_para
             "already_done": len(plan.done), "busy": len(plan.busy)}
 
 
-def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datetime) -> dict:
+def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datetime,
+                 maintenance: Maintenance = NO_MAINTENANCE,
+                 producers: tuple[str, ...] = ()) -> dict:
     spec = catalog.datasets.get(key)
     requirement = catalog.requirement_for(key)
     fresh = evaluate(dataset, requirement, now)
+    window = maintenance.covering_dataset(key, producers, now)
+    if window is not None:
+        fresh = excuse(fresh, window.describe(), window.window.id)
     d = dataset or Dataset(key=key)
     return {
         "key": key, "declared": spec is not None,
@@ -113,28 +121,53 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
         "last_failure_at": isoformat(d.last_failure_at),
         "last_error": d.last_error, "consecutive_failures": d.consecutive_failures,
         "last_run_id": d.last_run_id, "last_record_count": d.last_record_count,
+        "data_as_of": isoformat(fresh.data_as_of), "freshness_basis": fresh.basis,
+        "excused_by": fresh.excused_by,
     }
 
 
-def all_datasets(store: Store, now: datetime) -> list[dict]:
+def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
+                 control: Control | None = None) -> list[dict]:
     catalog = Catalog.from_doc(store.catalog_doc())
+    control = control or Control.from_doc(store.control())
+    producers: dict[str, list[str]] = {}
+    for job in store.list_jobs() if jobs is None else jobs:
+        for key in job.produces:
+            producers.setdefault(key, []).append(job.id)
     stored = {d.key: d for d in store.list_datasets()}
     keys = list(catalog.datasets) + sorted(k for k in stored if k not in catalog.datasets)
-    return [dataset_json(k, stored.get(k), catalog, now) for k in keys]
+    return [dataset_json(k, stored.get(k), catalog, now, control.maintenance,
+                         tuple(producers.get(k, ()))) for k in keys]
+
+
+def routes_json(store: Store, catalog: Catalog, settings: Settings) -> list[dict]:
+    """Each notification route and how its last delivery went (as status.json says it)."""
+    statuses = route_statuses(catalog, store.route_states(), settings.webhook_url)
+    return [route_json(r) for r in statuses]
 
 
 def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
-    """Counts, the worst dataset state, late jobs and the kill switches (api and CLI)."""
+    """Counts, the worst dataset state, late jobs, the kill switches, maintenance under
+    way, open incidents and the notification routes (api and CLI)."""
     jobs = store.list_jobs()
-    datasets = all_datasets(store, now)
+    control = Control.from_doc(store.control())
+    datasets = all_datasets(store, now, jobs, control)
     late = sorted(j.id for j in jobs
                   if j.status == JobStatus.ACTIVE and j.next_run_at is not None
                   and (now - j.next_run_at).total_seconds() > settings.not_ticking_after_s)
     return {
         "now": isoformat(now),
         "jobs": {s: sum(j.status == s for j in jobs) for s in JOB_STATUSES},
-        "datasets": {s: sum(d["state"] == s for d in datasets) for s in STATES},
+        "datasets": {s: sum(d["state"] == s for d in datasets)
+                     for s in State if s != State.AT_RISK},
         "worst": worst(d["state"] for d in datasets),
         "late_jobs": late,
-        "control": Control.from_doc(store.control()).to_doc(),
+        "control": control.to_doc(),
+        "maintenance": [{"id": o.window.id, "note": o.window.note, "end": isoformat(o.end),
+                         "scope": o.window.scope.to_json(), "mode": str(o.window.mode)}
+                        for o in control.maintenance.active(now)],
+        "incidents": [{"id": i.id, "title": i.title, "eta": isoformat(i.eta),
+                       "scope": i.scope.to_json()}
+                      for i in store.incidents(now) if i.open],
+        "routes": routes_json(store, Catalog.from_doc(store.catalog_doc()), settings),
     }

@@ -83,8 +83,8 @@ def error_for(exc: Exception, what: str) -> flask.Response:
     if isinstance(exc, ValidationError):
         return error_response(400, exc.field, exc.message)
     if isinstance(exc, NotFound):
-        field = {"job": "job_id", "run": "run_id", "backfill": "backfill_id"}.get(
-            exc.what, exc.what)
+        field = {"job": "job_id", "run": "run_id", "backfill": "backfill_id",
+                 "incident": "incident_id"}.get(exc.what, exc.what)
         return error_response(404, field, str(exc))
     if isinstance(exc, Disabled):
         return error_response(403, "control", str(exc))

@@ -2,8 +2,9 @@
 
 The memory (Firestore `settings/status_state`, read once and written once per publish)
 keeps what the previous publish saw: each dataset's state, the jobs that were failing,
-the stuck runs already reported, the recent change events (the Atom feed) and the
-webhook notifications still to deliver. A change is reported once, when it happens:
+the stuck runs already reported and the recent change events (the Atom feed).
+Notifications are the routes' business (freshet.status.routing, one document per
+route). A change is reported once, when it happens:
 
   dataset_stale      a dataset's level got worse or moved between warn and error
                      (levels: fresh/running = ok; warn/at_risk/unknown = warn;
@@ -11,16 +12,21 @@ webhook notifications still to deliver. A change is reported once, when it happe
   dataset_recovered  a dataset's level went back to ok;
   job_failed         a job's last run failed and it had not been failing;
   job_recovered      a failing job's last run succeeded;
-  run_stuck          recovery marked a run as stuck (once per run).
+  run_stuck          recovery marked a run as stuck (once per run);
+  deadline_missed    a consumer's deadline passed without its data (freshet.status.publish).
 
 The first publish (no memory yet) and datasets seen for the first time only set a
-baseline; they report nothing.
+baseline; they report nothing. A dataset a maintenance window excuses reports
+nothing either, and its remembered state stays what it was before the window: once
+the window ends, what changed meanwhile is reported.
 """
 
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
+from freshet.core.deadlines import Judgement
+from freshet.core.freshness import State
 from freshet.core.text import shorten
 from freshet.core.timeutil import isoformat, to_utc
 from freshet.status.model import LABELS, LEVELS, StatusModel, badge_path
@@ -62,7 +68,6 @@ class Memory:
     failed_jobs: set[str] = field(default_factory=set)
     stuck_runs: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)  # newest first
-    pending: list[dict] = field(default_factory=list)  # notifications to deliver
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> "Memory":
@@ -81,7 +86,6 @@ class Memory:
             failed_jobs=set(doc.get("failed_jobs") or ()),
             stuck_runs=list(doc.get("stuck_runs") or ()),
             events=[Event.from_doc(e) for e in doc.get("events") or []],
-            pending=list(doc.get("pending") or ()),
         )
 
     def to_doc(self, now: datetime) -> dict:
@@ -97,7 +101,6 @@ class Memory:
             "failed_jobs": sorted(self.failed_jobs),
             "stuck_runs": self.stuck_runs[:MAX_STUCK_REMEMBERED],
             "events": [e.to_doc() for e in self.events[:MAX_EVENTS]],
-            "pending": self.pending,
         }
 
 
@@ -117,6 +120,8 @@ def detect_changes(model: StatusModel, memory: Memory) -> list[Event]:
     events = []
     for d in model.datasets:
         before = memory.datasets.get(d.key)
+        if d.state == State.MAINTENANCE:
+            continue
         if before is None or before not in LEVELS or LEVELS[before] == LEVELS[d.state]:
             continue
         was, is_ = LABELS[before], LABELS[d.state]
@@ -150,11 +155,17 @@ def remember(model: StatusModel, memory: Memory, events: list[Event]) -> Memory:
     kept = [r for r in memory.stuck_runs if r not in set(stuck_now)]
     return Memory(
         exists=True,
-        datasets={d.key: d.state for d in model.datasets},
+        datasets={d.key: memory.datasets.get(d.key, d.state)
+                  if d.state == State.MAINTENANCE else d.state for d in model.datasets},
         consumers={c.id: c.state for c in model.consumers},
         badges=dict(memory.badges),
         failed_jobs={j.id for j in model.jobs if j.health == "failed"},
         stuck_runs=(stuck_now + kept)[:MAX_STUCK_REMEMBERED],
         events=(list(reversed(events)) + memory.events)[:MAX_EVENTS],
-        pending=list(memory.pending),
     )
+
+
+def deadline_event(consumer_id: str, title: str, judgement: Judgement, now: datetime) -> Event:
+    return _event("deadline_missed", consumer_id, now,
+                  f"{title} missed its deadline of {judgement.due:%Y-%m-%d %H:%M} UTC",
+                  judgement.detail, "missed")

@@ -3,9 +3,12 @@
 Everything the page, status.json, the badges and the feed show is decided here;
 the renderers only format it. Nothing here reads the clock or talks to Firestore.
 
-Dataset states are freshet.core.freshness's (`fresh warn error failing running unknown`)
-plus `at_risk`: the dataset's own sync is fine, but an upstream it is built from
-(directly or transitively) is stale (`warn error failing unknown` or itself at risk).
+Dataset states are freshet.core.freshness's (`fresh warn error stale_data failing
+running unknown`) plus `at_risk`: the dataset's own sync is fine, but an upstream it is
+built from (directly or transitively) is stale (`warn error stale_data failing unknown`
+or itself at risk), and `maintenance`: a maintenance window in scope excuses what would
+otherwise be a bad state. A consumer is also `at_risk` when one of its deadlines is in
+danger (freshet.core.deadlines.risks says why).
 
 Lineage: a dataset's upstreams are those the catalog declares plus those the jobs
 producing it are triggered by (`trigger.after`); its downstreams are the datasets
@@ -13,62 +16,75 @@ whose upstreams include it. The page draws both around each dataset.
 
 The 90-day bar (`DatasetStatus.history`) has one letter per UTC day, oldest first,
 from `Dataset.daily` (sync outcomes kept by bookkeeping):
-  `o` ok       at least one sync succeeded and none failed;
-  `p` partial  syncs both succeeded and failed that day;
-  `f` failed   every sync that day failed;
-  `-` none     no sync finished that day.
+  `o` ok           at least one sync succeeded and none failed;
+  `p` partial      syncs both succeeded and failed that day;
+  `f` failed       every sync that day failed;
+  `m` maintenance  a maintenance window in scope that day, and not every sync succeeded;
+  `-` none         no sync finished that day.
 """
 
 import functools
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import assert_never
 
+from freshet.core.alerts import RouteState, route_specs
 from freshet.core.bookkeeping import HISTORY_DAYS
-from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, DatasetSpec, Pool
+from freshet.core.catalog import DEFAULT_REQUIREMENT, Catalog, Consumer, DatasetSpec, Pool
 from freshet.core.control import Control
+from freshet.core.deadlines import Deadline, DeadlineRecord, Item, Judgement, Risk, risks
 from freshet.core.freshness import (
     SEVERITY,
     STALE_STATES,
     Freshness,
     Requirement,
     State,
+    as_of_words,
     evaluate,
+    excuse,
     failure_note,
+    watermark_note,
     worst,
 )
+from freshet.core.incidents import Incident
 from freshet.core.links import logs_url
 from freshet.core.models import AttemptOutcome, Dataset, Job, LastRun, Run
 from freshet.core.models import JobStatus as Lifecycle
-from freshet.core.schedules import describe
+from freshet.core.schedules import describe, zone
 from freshet.core.secrets import SECRET_MASK, redact, secret_values
 from freshet.core.settings import Settings
 from freshet.core.text import safe_link, shorten
 from freshet.core.timeutil import format_duration, human_duration
 from freshet.core.triggers import describe_trigger
+from freshet.core.windows import Maintenance, Occurrence, Window
 from freshet.status.loop_health import LoopHealth, loop_health
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
 # Secret values shorter than this are not scrubbed from error texts (too many false hits).
 
 LABELS = {
-    "fresh": "Fresh", "running": "Refreshing", "warn": "Warning", "at_risk": "At risk",
-    "unknown": "Unknown", "failing": "Failing", "error": "Error",
+    "fresh": "Fresh", "running": "Refreshing", "maintenance": "Maintenance", "warn": "Warning",
+    "at_risk": "At risk", "unknown": "Unknown", "failing": "Failing",
+    "stale_data": "Stale data", "error": "Error",
 }
 # How bad a state is for notifications: a change of level is a state change worth a message.
-LEVELS = {"fresh": "ok", "running": "ok", "warn": "warn", "at_risk": "warn", "unknown": "warn",
-          "failing": "error", "error": "error"}
+# Maintenance is excused (ok), and a change into or out of it is not reported by itself
+# (freshet.status.changes): the state before the window is what the next one is compared to.
+LEVELS = {"fresh": "ok", "running": "ok", "maintenance": "ok", "warn": "warn",
+          "at_risk": "warn", "unknown": "warn", "failing": "error", "stale_data": "error",
+          "error": "error"}
 OVERALL_TEXT = {
     "ok": "All data is fresh",
     "warn": "Some data needs attention",
     "error": "Some data cannot be trusted",
 }
-DAY_CODES = {"o": "ok", "p": "partial", "f": "failed", "-": "no sync"}
+MAINTENANCE_TEXT = "Maintenance in progress"  # an ok page with something excused
+DAY_CODES = {"o": "ok", "p": "partial", "f": "failed", "m": "maintenance", "-": "no sync"}
 
 
 class JobHealth(StrEnum):
@@ -76,8 +92,8 @@ class JobHealth(StrEnum):
 
     FAILED = "failed"  # its latest run failed
     DISABLED = "disabled"  # a kill switch has its kind off
-    # its latest slot passed unrun: its kind was switched off, or the catch-up policy
-    # or max_lateness skipped it
+    # its latest slot passed unrun: its kind was switched off, a maintenance window held
+    # it, or the catch-up policy or max_lateness skipped it
     SKIPPED = "skipped"
     RUNNING = "running"  # its first run is in progress
     NEVER = "never"  # it has not run yet
@@ -123,6 +139,11 @@ class DatasetStatus:
     consumers: tuple[str, ...]
     history_start: str  # ISO date of the bar's first day
     history: str  # one DAY_CODES letter per day
+    freshness_basis: str = "sync"  # data: judged on its watermark; sync: on its last success
+    data_as_of: datetime | None = None
+    watermark_issue: str | None = None  # "watermark rejected: ..." while one was untrusted
+    excused_by: str | None = None  # the maintenance window behind a `maintenance` state
+    incidents: tuple[str, ...] = ()  # open incidents about it (ids)
 
     @property
     def label(self) -> str:
@@ -141,6 +162,18 @@ class ConsumerDataset:
     reason: str
     age: timedelta | None
     requirement: Requirement
+    freshness: Freshness | None = None  # the judgement behind the state (basis, excusal)
+
+
+@dataclass(frozen=True)
+class DeadlineStatus:
+    key: str
+    description: str  # "At 07:00 on Monday through Friday (Europe/Paris), data as of midnight"
+    deadline: Deadline
+    datasets: tuple[str, ...]
+    next_due: datetime | None
+    last: Judgement | None  # the latest verdict
+    risks: tuple[Risk, ...]  # why the next one may be missed (empty: on track)
 
 
 @dataclass(frozen=True)
@@ -152,6 +185,18 @@ class ConsumerStatus:
     state: str
     detail: str  # "data is 27 h old (needs < 26 h); the last sync failed: ..."
     datasets: tuple[ConsumerDataset, ...]
+    owner: str = ""
+    deadlines: tuple[DeadlineStatus, ...] = ()
+    attainment_90d: float | None = None  # met / (met + missed); None before any verdict
+    attainment_30d: float | None = None
+    deadline_counts: dict[str, int] = field(default_factory=dict)  # 90 days: met/missed/excused
+    excused_by: str | None = None  # a maintenance window on the consumer itself
+    incidents: tuple[str, ...] = ()  # open incidents about it or what it needs
+    routes: tuple[str, ...] = ()
+
+    @property
+    def risks(self) -> tuple[Risk, ...]:
+        return tuple(r for d in self.deadlines for r in d.risks)
 
     @property
     def label(self) -> str:
@@ -211,6 +256,23 @@ class RunStatus:
 
 
 @dataclass(frozen=True)
+class RouteStatus:
+    """A notification route and how its last delivery went (the footer, `freshet status`)."""
+
+    id: str
+    type: str
+    target: str  # where its URL comes from ("$GROWTH_SLACK_URL", "in the config")
+    min_interval: timedelta
+    last_status: str  # delivered | failed | dropped | "" (nothing sent yet)
+    last_attempt_at: datetime | None
+    last_delivered_at: datetime | None
+    last_error: str | None
+    waiting: int  # messages in its backlog
+    dropped: int
+    delivered: int
+
+
+@dataclass(frozen=True)
 class StatusModel:
     built_at: datetime
     state: str  # ok | warn | error
@@ -226,6 +288,17 @@ class StatusModel:
     job_counts: dict[str, int]
     loop: LoopHealth | None = None
     pools: tuple["PoolStatus", ...] = ()
+    incidents: tuple[Incident, ...] = ()  # open first, then the newest
+    maintenance: tuple[Occurrence, ...] = ()  # current and upcoming within 7 days
+    routes: tuple[RouteStatus, ...] = ()
+
+    @property
+    def open_incidents(self) -> tuple[Incident, ...]:
+        return tuple(i for i in self.incidents if i.open)
+
+    @property
+    def active_maintenance(self) -> tuple[Occurrence, ...]:
+        return tuple(o for o in self.maintenance if o.active(self.built_at))
 
     def dataset(self, key: str) -> DatasetStatus:
         return next(d for d in self.datasets if d.key == key)
@@ -249,7 +322,10 @@ class PoolStatus:
 def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], catalog: Catalog,
                 control: Control, now: datetime, settings: Settings,
                 heartbeats: dict | None = None,
-                pool_counts: dict[str, tuple[int, int]] | None = None) -> StatusModel:
+                pool_counts: dict[str, tuple[int, int]] | None = None,
+                deadlines: dict[str, DeadlineRecord] | None = None,
+                incidents: Iterable[Incident] = (),
+                routes: dict[str, RouteState] | None = None) -> StatusModel:
     """`pool_counts`: {pool name: (running, queued)} counted in Firestore."""
     secrets = _secrets_by_job(jobs)
     dataset_secrets = _secrets_by_dataset(jobs, secrets)
@@ -257,28 +333,42 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     keys = sorted(set(docs) | set(catalog.datasets)
                   | {r.dataset for c in catalog.consumers for r in c.requires})
     reqs = requirements_index(catalog, keys)
-    own = {k: evaluate(docs.get(k), reqs[k], now) for k in keys}
+    producers = producers_of(jobs)
+    windows = control.maintenance
+    own = {k: _excused(evaluate(docs.get(k), reqs[k], now),
+                       windows.covering_dataset(k, producers.get(k, ()), now)) for k in keys}
+    states = {k: f.state for k, f in own.items()}
     ups = lineage(catalog, jobs)
-    stale_up = _stale_upstreams(ups, {k: f.state for k, f in own.items()})
+    stale_up = _upstreams(ups, states, STALE_STATES)
     downs = _downstreams(ups)
     consumers_of = _consumers_of(catalog)
+    incidents = tuple(incidents)
+    about = _incidents_about(incidents, catalog, producers)
+    maintained = _maintenance_days(windows, now)
     statuses = [
         _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
                         consumers_of.get(k, ()), now, dataset_secrets.get(k, ()),
-                        ups.get(k, ()), downs.get(k, ()))
+                        ups.get(k, ()), downs.get(k, ()),
+                        _days_for(maintained, k, producers.get(k, ())),
+                        incidents_of(about, f"dataset:{k}"))
         for k in keys
     ]
     statuses.sort(key=lambda d: (-SEVERITY[d.state], d.key))
     by_key = {d.key: d for d in statuses}
-    consumers = tuple(_consumer_status(c, docs, by_key, stale_up, now, dataset_secrets)
-                      for c in catalog.consumers)
+    context = _ConsumerContext(
+        docs=docs, by_key=by_key, stale_up=stale_up,
+        failing_up=_upstreams(ups, states, FAILING_STATES),
+        dataset_secrets=dataset_secrets, producers=producers, catalog=catalog,
+        jobs={j.id: j for j in jobs}, maintenance=windows, records=deadlines or {},
+        about=about, now=now)
+    consumers = tuple(_consumer_status(c, context) for c in catalog.consumers)
     run_statuses = sorted((_run_status(r, secrets.get(r.job_id, ()), settings.project)
                            for r in runs),
                           key=_run_order, reverse=True)
     job_statuses = _job_statuses(jobs, runs, control, secrets)
     level = _overall_level(consumers, statuses)
     return StatusModel(
-        built_at=now, state=level, headline=OVERALL_TEXT[level],
+        built_at=now, state=level, headline=_headline(level, consumers, statuses),
         stale_after_s=settings.page_stale_after_s, site_url=safe_link(settings.site_url) or "",
         control=control,
         consumers=consumers, datasets=tuple(statuses), jobs=job_statuses,
@@ -287,6 +377,8 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
         job_counts=dict(Counter(j.health for j in job_statuses)),
         loop=None if heartbeats is None else loop_health(heartbeats, now),
         pools=_pool_statuses(catalog.pools, pool_counts or {}),
+        incidents=incidents, maintenance=tuple(windows.listed(now)),
+        routes=route_statuses(catalog, routes or {}, settings.webhook_url),
     )
 
 
@@ -294,6 +386,28 @@ def _pool_statuses(pools: tuple[Pool, ...], counts: dict[str, tuple[int, int]]
                    ) -> tuple[PoolStatus, ...]:
     return tuple(PoolStatus(p.name, p.queue, p.max_concurrent, *counts.get(p.name, (0, 0)))
                  for p in pools)
+
+
+def producers_of(jobs: Iterable[Job]) -> dict[str, tuple[str, ...]]:
+    """dataset key -> the jobs that produce it."""
+    found: dict[str, list[str]] = {}
+    for job in jobs:
+        for key in job.produces:
+            found.setdefault(key, []).append(job.id)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def _excused(freshness: Freshness, occurrence: Occurrence | None) -> Freshness:
+    if occurrence is None:
+        return freshness
+    return excuse(freshness, occurrence.describe(), occurrence.window.id)
+
+
+def _headline(level: str, consumers, datasets) -> str:
+    states = [c.state for c in consumers] if consumers else [d.state for d in datasets]
+    if level == "ok" and State.MAINTENANCE in states:
+        return MAINTENANCE_TEXT
+    return OVERALL_TEXT[level]
 
 
 # -- datasets -------------------------------------------------------------------
@@ -319,9 +433,12 @@ def _downstreams(ups: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(sorted(v)) for k, v in found.items()}
 
 
-def _stale_upstreams(ups: dict[str, tuple[str, ...]], states: dict[str, str]
-                     ) -> dict[str, tuple[str, ...]]:
-    """For each dataset, the upstreams (transitively) that are stale. Cycle-safe."""
+FAILING_STATES = frozenset({State.FAILING, State.ERROR})
+
+
+def _upstreams(ups: dict[str, tuple[str, ...]], states: dict[str, str],
+               bad: frozenset) -> dict[str, tuple[str, ...]]:
+    """For each dataset, the upstreams (transitively) whose state is `bad`. Cycle-safe."""
     memo: dict[str, frozenset[str]] = {}
 
     def visit(key: str, path: frozenset[str]) -> frozenset[str]:
@@ -332,8 +449,8 @@ def _stale_upstreams(ups: dict[str, tuple[str, ...]], states: dict[str, str]
             if up in path:
                 continue  # a cycle: check_catalog refuses them, but never loop here
             behind = visit(up, path | {up})
-            if behind or states.get(up, "unknown") in STALE_STATES:
-                found.add(up)  # stale itself, or at risk from further up
+            if behind or states.get(up, "unknown") in bad:
+                found.add(up)  # bad itself, or behind one that is
             found |= behind
         memo[key] = frozenset(found)
         return memo[key]
@@ -374,14 +491,15 @@ def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requir
                     own: Freshness,
                     stale_up: tuple[str, ...], consumers: tuple[str, ...], now: datetime,
                     secrets: tuple[str, ...], upstream: tuple[str, ...],
-                    downstream: tuple[str, ...]) -> DatasetStatus:
+                    downstream: tuple[str, ...], maintained: frozenset[str] = frozenset(),
+                    incidents: tuple[str, ...] = ()) -> DatasetStatus:
     spec = catalog.datasets.get(key) or DatasetSpec(key=key)
     doc = doc or Dataset(key=key)
     state = _with_risk(own.state, stale_up)
     reason = own.reason
     if stale_up:
         reason = f"{reason}; upstream stale: {', '.join(stale_up)}"
-    start, history = day_history(doc.daily, now)
+    start, history = day_history(doc.daily, now, maintained=maintained)
     return DatasetStatus(
         key=key, title=spec.title or key, owner=spec.owner, description=spec.description,
         declared=key in catalog.datasets, state=state, own_state=own.state,
@@ -391,13 +509,18 @@ def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requir
         consecutive_failures=doc.consecutive_failures, last_record_count=doc.last_record_count,
         upstream=upstream, downstream=downstream, triggers=tuple(doc.triggers),
         at_risk_from=stale_up, consumers=consumers,
-        history_start=start, history=history,
+        history_start=start, history=history, freshness_basis=own.basis,
+        data_as_of=own.data_as_of, watermark_issue=watermark_note(doc).lstrip("; ") or None,
+        excused_by=own.excused_by, incidents=incidents,
     )
 
 
 def day_history(daily: dict[str, dict[str, int]], now: datetime,
-                days: int = HISTORY_DAYS) -> tuple[str, str]:
-    """(first day, one DAY_CODES letter per UTC day up to today)."""
+                days: int = HISTORY_DAYS, *, maintained: frozenset[str] = frozenset()
+                ) -> tuple[str, str]:
+    """(first day, one DAY_CODES letter per UTC day up to today). A day in `maintained`
+    (ISO dates a window in scope touched) that was not all ok shows as maintenance, from
+    the dataset's first recorded day on (a window declared today says nothing of before)."""
     start, index = _day_index(now.date(), days)
     letters = ["-"] * days
     for day, counts in daily.items():  # at most ~90 entries: bookkeeping prunes older days
@@ -405,7 +528,39 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
         if i is not None and counts:
             ok, fail = counts.get("ok", 0), counts.get("fail", 0)
             letters[i] = "p" if ok and fail else "o" if ok else "f" if fail else "-"
+    first = min(daily, default=now.date().isoformat())
+    for day in maintained:
+        i = index.get(day)
+        if i is not None and letters[i] != "o" and day >= first:
+            letters[i] = "m"
     return start, "".join(letters)
+
+
+def _maintenance_days(maintenance: Maintenance, now: datetime,
+                      days: int = HISTORY_DAYS) -> list[tuple[Window, frozenset[str]]]:
+    """Each window and the UTC days of the bar it touched: one question per window and
+    day, so a window every minute costs what a daily one does."""
+    today = datetime.combine(now.date(), time(), tzinfo=UTC)
+    found = []
+    for window in maintenance.windows:
+        touched = set()
+        for back in range(days):
+            start = today - timedelta(days=back)
+            end = min(start + timedelta(days=1), now)
+            if start < end and next(window.occurrences(start, end), None) is not None:
+                touched.add(start.date().isoformat())
+        if touched:
+            found.append((window, frozenset(touched)))
+    return found
+
+
+def _days_for(maintained: list[tuple[Window, frozenset[str]]], key: str,
+              producers: tuple[str, ...]) -> frozenset[str]:
+    days: set[str] = set()
+    for window, touched in maintained:
+        if window.scope.covers_dataset(key, producers):
+            days |= touched
+    return frozenset(days)
 
 
 @functools.lru_cache(maxsize=4)
@@ -417,26 +572,97 @@ def _day_index(today: date, days: int) -> tuple[str, dict[str, int]]:
 # -- consumers ------------------------------------------------------------------
 
 
-def _consumer_status(consumer, docs: dict[str, Dataset], by_key: dict[str, DatasetStatus],
-                     stale_up: dict[str, tuple[str, ...]], now: datetime,
-                     dataset_secrets: dict[str, tuple[str, ...]]) -> ConsumerStatus:
+@dataclass(frozen=True)
+class _ConsumerContext:
+    """What every consumer's status is computed from (one publish, one `now`)."""
+
+    docs: dict[str, Dataset]
+    by_key: dict[str, DatasetStatus]
+    stale_up: dict[str, tuple[str, ...]]
+    failing_up: dict[str, tuple[str, ...]]
+    dataset_secrets: dict[str, tuple[str, ...]]
+    producers: dict[str, tuple[str, ...]]
+    catalog: Catalog
+    jobs: dict[str, Job]
+    maintenance: Maintenance
+    records: dict[str, DeadlineRecord]
+    about: dict[str, tuple[str, ...]]
+    now: datetime
+
+
+def _consumer_status(consumer: Consumer, ctx: _ConsumerContext) -> ConsumerStatus:
     """Judged against this consumer's own requirement, not the strictest one."""
+    now, windows = ctx.now, ctx.maintenance
+    on_consumer = windows.covering_consumer(consumer.id, now)
     items = []
     for req in consumer.requires:
-        own = evaluate(docs.get(req.dataset), req, now)
-        ups = stale_up.get(req.dataset, ())
+        on_dataset = windows.covering_dataset(req.dataset, ctx.producers.get(req.dataset, ()),
+                                              now)
+        own = _excused(evaluate(ctx.docs.get(req.dataset), req, now), on_consumer or on_dataset)
+        ups = () if own.state == State.MAINTENANCE else ctx.stale_up.get(req.dataset, ())
+        secrets = ctx.dataset_secrets.get(req.dataset, ())
+        if secrets:
+            own = replace(own, reason=redact(own.reason, secrets))
         items.append(ConsumerDataset(
-            key=req.dataset, state=_with_risk(own.state, ups),
-            reason=redact(own.reason, dataset_secrets.get(req.dataset, ())),
-            age=own.age, requirement=req,
+            key=req.dataset, state=_with_risk(own.state, ups), reason=own.reason,
+            age=own.age, requirement=req, freshness=own,
         ))
-    state = worst(i.state for i in items)
+    deadlines = tuple(_deadline_status(consumer, d, ctx, excused=on_consumer is not None)
+                      for d in consumer.deadlines)
+    risks = tuple(r for d in deadlines for r in d.risks)
+    state = worst([*(i.state for i in items), *([State.AT_RISK] if risks else [])])
+    detail = _banner_text(items, ctx.docs, ctx.by_key, ctx.dataset_secrets)
+    if risks and worst(i.state for i in items) != state:  # the deadline is the news
+        detail = _risk_text(deadlines)
+    record = ctx.records.get(consumer.id)
+    today = now.date()
     return ConsumerStatus(
         # The catalog document may predate the config's check: links are checked again.
         id=consumer.id, title=consumer.title, kind=consumer.kind,
         url=safe_link(consumer.url) or "", state=state,
-        detail=_banner_text(items, docs, by_key, dataset_secrets), datasets=tuple(items),
+        detail=detail, datasets=tuple(items), owner=consumer.owner, deadlines=deadlines,
+        attainment_90d=record.attainment(today) if record else None,
+        attainment_30d=record.attainment(today, 30) if record else None,
+        deadline_counts=record.counts(today) if record else {},
+        excused_by=on_consumer.window.id if on_consumer else None,
+        incidents=_consumer_incidents(consumer, ctx.about), routes=consumer.routes,
     )
+
+
+def deadline_items(consumer: Consumer, deadline: Deadline, docs: dict[str, Dataset],
+                   catalog: Catalog, producers: dict[str, tuple[str, ...]]) -> list[Item]:
+    """The datasets a deadline covers, as freshet.core.deadlines judges them."""
+    reqs = {r.dataset: r for r in consumer.requires}
+    return [Item(key, (catalog.datasets.get(key) or DatasetSpec(key)).title or key,
+                 docs.get(key), reqs[key], producers.get(key, ()))
+            for key in consumer.deadline_keys(deadline) if key in reqs]
+
+
+def covers(consumer: Consumer) -> Callable[[Window, Item], bool]:
+    """Does a window excuse a deadline item of this consumer."""
+    return lambda window, item: (window.scope.covers_consumer(consumer.id)
+                                 or window.scope.covers_dataset(item.key, item.producers))
+
+
+def _deadline_status(consumer: Consumer, deadline: Deadline, ctx: _ConsumerContext, *,
+                     excused: bool) -> DeadlineStatus:
+    record = ctx.records.get(consumer.id)
+    due = deadline.next_due(ctx.now)
+    items = deadline_items(consumer, deadline, ctx.docs, ctx.catalog, ctx.producers)
+    found = () if excused or due is None else tuple(
+        risks(deadline, due, items, ctx.jobs, ctx.failing_up, ctx.maintenance, ctx.now))
+    return DeadlineStatus(
+        key=deadline.key, description=deadline.describe(), deadline=deadline,
+        datasets=consumer.deadline_keys(deadline), next_due=due,
+        last=record.last(deadline.key) if record else None, risks=found)
+
+
+def _risk_text(deadlines: tuple[DeadlineStatus, ...]) -> str:
+    first = next(d for d in deadlines if d.risks)
+    due = first.next_due.astimezone(zone(first.deadline.timezone))
+    when = f"{due:%a %H:%M} {first.deadline.timezone}"
+    return (f"at risk of missing its deadline ({when}): "
+            + "; ".join(r.text for r in first.risks))
 
 
 def _banner_text(items: list[ConsumerDataset], docs: dict[str, Dataset],
@@ -466,8 +692,19 @@ def _banner_text(items: list[ConsumerDataset], docs: dict[str, Dataset],
 
 def _item_text(item: ConsumerDataset, subject: str, doc: Dataset | None,
                status: DatasetStatus, secrets: tuple[str, ...]) -> str:
+    judged = item.freshness
+    if item.state == State.MAINTENANCE and judged is not None:
+        before = replace(item, state=judged.excused_state)
+        why = judged.reason.rsplit("; excused: ", 1)[-1]
+        return f"{_item_text(before, subject, doc, status, secrets)}; excused: {why}"
     needs = f"needs < {human_duration(item.requirement.error_after)}"
     age = f"{human_duration(item.age)} old" if item.age is not None else None
+    if item.state == State.STALE_DATA and judged is not None:
+        whose = "the data" if subject == "data" else "its data"
+        who = "" if subject == "data" else f"{subject} "
+        return (f"{who}synced {human_duration(judged.synced_age)} ago, but {whose} is as of "
+                f"{as_of_words(judged.data_as_of, judged.data_as_of + judged.age)} ({needs})"
+                + _failure_note(doc, secrets))
     if item.state == "unknown":
         text = f"{subject} has never been synced"
     elif item.state == "running" and age is None:
@@ -496,6 +733,59 @@ def _overall_level(consumers: tuple[ConsumerStatus, ...], datasets: list[Dataset
     """Consumers decide when there are any (that is who reads the page); else all datasets."""
     states = [c.state for c in consumers] if consumers else [d.state for d in datasets]
     return LEVELS[worst(states)]
+
+
+# -- incidents and routes -----------------------------------------------------------
+
+EVERYTHING = "*"
+
+
+def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
+                     producers: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """"dataset:<key>" / "consumer:<id>" / "job:<id>" -> the open incidents about it
+    (directly, through the jobs producing a dataset, or through what a consumer needs);
+    EVERYTHING holds those opened on the whole pipeline."""
+    produced: dict[str, list[str]] = {}
+    for key, jobs in producers.items():
+        for job_id in jobs:
+            produced.setdefault(job_id, []).append(key)
+    consumers_of = _consumers_of(catalog)
+    found: dict[str, list[str]] = {}
+    for incident in (i for i in incidents if i.open):
+        scope = incident.scope
+        if scope.everything:
+            found.setdefault(EVERYTHING, []).append(incident.id)
+            continue
+        keys = set(scope.datasets).union(*(produced.get(j, ()) for j in scope.jobs))
+        consumers = set(scope.consumers).union(*(consumers_of.get(k, ()) for k in keys))
+        subjects = ([f"dataset:{k}" for k in keys] + [f"consumer:{c}" for c in consumers]
+                    + [f"job:{j}" for j in scope.jobs])
+        for subject in subjects:
+            found.setdefault(subject, []).append(incident.id)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def incidents_of(about: dict[str, tuple[str, ...]], subject: str) -> tuple[str, ...]:
+    return about.get(subject, ()) + about.get(EVERYTHING, ())
+
+
+def _consumer_incidents(consumer: Consumer, about: dict[str, tuple[str, ...]]
+                        ) -> tuple[str, ...]:
+    return incidents_of(about, f"consumer:{consumer.id}")
+
+
+def route_statuses(catalog: Catalog, states: dict[str, RouteState],
+                   webhook_url: str | None) -> tuple[RouteStatus, ...]:
+    found = []
+    for spec in route_specs(catalog.routes, webhook_url):
+        state = states.get(spec.id) or RouteState(spec.id)
+        found.append(RouteStatus(
+            id=spec.id, type=spec.type, target=spec.url.describe(),
+            min_interval=spec.min_interval, last_status=state.last_status,
+            last_attempt_at=state.last_attempt_at, last_delivered_at=state.last_delivered_at,
+            last_error=state.last_error, waiting=len(state.backlog), dropped=state.dropped,
+            delivered=state.delivered))
+    return tuple(found)
 
 
 # -- jobs and runs --------------------------------------------------------------

@@ -1,34 +1,38 @@
-"""Webhook notifications of state changes: Slack-compatible, delivered at least once.
+"""Sending notifications: a Slack-compatible webhook, or a generic JSON webhook signed
+with an HMAC header. What to send, to whom and when is decided elsewhere
+(freshet.core.alerts, freshet.status.routing); this module only builds the request
+and says whether it was delivered. A non-2xx answer, a network error or a missing
+URL or secret is a DeliveryError: the message waits in its route's backlog.
 
-A publish that finds changes queues ONE notification for them (a Slack message with
-`text`, plus the structured `freshet` field other receivers can use) in the pending
-list of the status memory. Each publish tries the pending ones that are due, once
-each, within a small time budget; a failure is retried at a later publish with
-exponential backoff, and dropped after MAX_ATTEMPTS. Nothing here ever raises into
-the publish: the page matters more than the message.
+The signed webhook POSTs Freshet's JSON with these headers (verify them as you would
+Stripe's or GitHub's):
+
+    X-Freshet-Route       the route's id
+    X-Freshet-Message     the message id: the same on a retry (delivery is at least once)
+    X-Freshet-Timestamp   Unix seconds when this attempt was sent
+    X-Freshet-Signature   sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>
 """
 
+import hashlib
+import hmac
+import json
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import requests
 
-from freshet.core.settings import Settings
-from freshet.core.text import one_line, printable_all
-from freshet.core.timeutil import isoformat, parse_datetime
+from freshet.core.alerts import Message, RouteSpec, RouteType
+from freshet.core.secrets import MIN_SECRET_LEN, redact
+from freshet.core.text import one_line, printable_all, shorten
+from freshet.core.timeutil import isoformat
 from freshet.status.changes import Event
-from freshet.status.model import StatusModel, shorten
+from freshet.status.model import StatusModel
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 8
-MAX_PENDING = 20  # notifications kept while the webhook fails; older ones are dropped
-FIRST_BACKOFF = timedelta(minutes=1)
-MAX_BACKOFF = timedelta(hours=1)
 SEND_TIMEOUT_S = 5.0
-BUDGET_S = 15.0
 MAX_LINES = 10
 MAX_EVENTS_IN_PAYLOAD = 20  # the structured copy; the rest is counted (bounded documents)
 
@@ -47,20 +51,77 @@ class WebhookNotifier:
         self._session = session or requests.Session()
 
     def send(self, payload: dict) -> None:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        self._post(body, {"Content-Type": "application/json"})
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> None:
         try:
-            response = self._session.post(self.url, json=payload, timeout=self.timeout_s)
+            response = self._session.post(self.url, data=body, headers=headers,
+                                          timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= response.status_code < 300:
             raise DeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
 
 
-def notifier_from_settings(settings: Settings) -> WebhookNotifier | None:
-    return WebhookNotifier(settings.webhook_url) if settings.webhook_url else None
+class SignedWebhookNotifier(WebhookNotifier):
+    """POSTs the body as given, signed with the route's secret."""
+
+    def __init__(self, url: str, secret: str, route_id: str, **kw):
+        super().__init__(url, **kw)
+        self._secret = secret.encode()
+        self.route_id = route_id
+
+    def send(self, payload: dict, message_id: str = "") -> None:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        stamp = str(int(time.time()))
+        signature = hmac.new(self._secret, stamp.encode() + b"." + body, hashlib.sha256)
+        headers = {"Content-Type": "application/json", "X-Freshet-Route": self.route_id,
+                   "X-Freshet-Message": message_id, "X-Freshet-Timestamp": stamp,
+                   "X-Freshet-Signature": f"sha256={signature.hexdigest()}"}
+        self._post(body, headers)
+
+
+def signature_ok(secret: str, timestamp: str, body: bytes, header: str) -> bool:
+    """What a receiver checks (and the tests do): the header matches the body."""
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return hmac.compare_digest(f"sha256={expected.hexdigest()}", header)
+
+
+def send_message(spec: RouteSpec, message: Message, model: StatusModel,
+                 environ: Mapping[str, str], session: requests.Session | None = None) -> None:
+    """Deliver one message of a route, or raise DeliveryError saying why not."""
+    url = spec.url.resolve(environ)
+    if not url:
+        raise DeliveryError(f"the route's URL is not set ({spec.url.describe()})")
+    events = [Event.from_doc(e) for e in message.events]
+    payload = payload_for(events, model, more=message.more)
+    secret = spec.secret.resolve(environ) if spec.secret else None
+    try:
+        if spec.type == RouteType.SLACK:
+            WebhookNotifier(url, session=session).send(payload)
+            return
+        if not secret:
+            raise DeliveryError(f"the route's secret is not set ({spec.secret.describe()})")
+        body = {"route": spec.id, "message": message.id, **payload["freshet"]}
+        SignedWebhookNotifier(url, secret, spec.id, session=session).send(body, message.id)
+    except DeliveryError as exc:
+        # The error is shown on the page: a webhook URL is itself a secret (Slack's is).
+        raise DeliveryError(redact(str(exc), _secret_parts(url, secret))) from None
+
+
+def _secret_parts(url: str, secret: str | None) -> list[str]:
+    parts = urlsplit(url)
+    found = [url, parts.path, parts.query, secret or ""]
+    return [p for p in found if len(p) >= MIN_SECRET_LEN and p != "/"]
 
 
 _EMOJI = {"dataset_stale": ":warning:", "dataset_recovered": ":white_check_mark:",
-          "job_failed": ":x:", "job_recovered": ":white_check_mark:", "run_stuck": ":hourglass:"}
+          "job_failed": ":x:", "job_recovered": ":white_check_mark:", "run_stuck": ":hourglass:",
+          "consumer_warning": ":warning:", "consumer_error": ":x:",
+          "consumer_stale_data": ":hourglass:", "consumer_recovered": ":white_check_mark:",
+          "dataset_warning": ":warning:", "dataset_error": ":x:",
+          "dataset_stale_data": ":hourglass:", "deadline_missed": ":alarm_clock:"}
 
 
 def slack_escape(text: str) -> str:
@@ -83,12 +144,14 @@ def _line(event: Event) -> str:
     return f"{_EMOJI.get(event.kind, '•')} {title}" + (f": {summary}" if summary else "")
 
 
-def payload_for(events: list[Event], model: StatusModel) -> dict:
-    """One message for the changes of one publish: the reasons and a link to the page."""
+def payload_for(events: list[Event], model: StatusModel, *, more: int = 0) -> dict:
+    """One message for the changes of one publish: the reasons and a link to the page.
+    `more`: changes beyond `events` that the message only counts."""
     lines = [_line(e) for e in events[:MAX_LINES]]
-    if len(events) > MAX_LINES:
-        lines.append(f"… and {len(events) - MAX_LINES} more changes")
-    head = f"Freshet: {model.headline} — {len(events)} change{'s' if len(events) != 1 else ''}"
+    total = len(events) + more
+    if total > MAX_LINES:
+        lines.append(f"… and {total - MAX_LINES} more changes")
+    head = f"Freshet: {model.headline} — {total} change{'s' if total != 1 else ''}"
     page = f"Status page: {slack_escape(model.site_url)}" if model.site_url else ""
     text = "\n".join(line for line in [head, *lines, page] if line)
     return printable_all({
@@ -98,67 +161,6 @@ def payload_for(events: list[Event], model: StatusModel) -> dict:
             "overall": model.state, "headline": model.headline, "page": model.site_url,
             "generated_at": isoformat(model.built_at),
             "events": [e.to_doc() for e in events[:MAX_EVENTS_IN_PAYLOAD]],
-            "more_events": max(len(events) - MAX_EVENTS_IN_PAYLOAD, 0),
+            "more_events": more + max(len(events) - MAX_EVENTS_IN_PAYLOAD, 0),
         },
     })
-
-
-def queue(pending: list[dict], payload: dict, now: datetime) -> list[dict]:
-    item = {"id": payload["freshet"]["events"][0]["id"], "payload": payload, "attempts": 0,
-            "next_attempt_at": isoformat(now), "last_error": None}
-    return (pending + [item])[-MAX_PENDING:]
-
-
-def backoff(attempts: int) -> timedelta:
-    return min(FIRST_BACKOFF * 2 ** max(attempts - 1, 0), MAX_BACKOFF)
-
-
-@dataclass
-class Delivery:
-    pending: list[dict]
-    sent: int = 0
-    failed: int = 0
-    dropped: int = 0
-
-
-def deliver(pending: list[dict], notifier: WebhookNotifier | None, now: datetime, *,
-            budget_s: float = BUDGET_S) -> Delivery:
-    """Try each due notification once; keep the rest for a later publish. Never raises."""
-    if notifier is None:
-        return Delivery(pending=pending)
-    result = Delivery(pending=[])
-    deadline = time.monotonic() + budget_s
-    for item in pending:
-        if time.monotonic() > deadline or _due(item) > now:
-            result.pending.append(item)
-            continue
-        try:
-            notifier.send(item["payload"])
-            result.sent += 1
-            continue
-        except DeliveryError as exc:
-            error = str(exc)
-        except Exception as exc:  # a receiver's bug must not fail the publish
-            error = f"{type(exc).__name__}: {exc}"
-        attempts = int(item.get("attempts", 0)) + 1
-        result.failed += 1
-        if attempts >= MAX_ATTEMPTS:
-            log.error("webhook notification %s dropped after %d attempts: %s",
-                      item.get("id"), attempts, error)
-            result.dropped += 1
-            continue
-        log.warning("webhook notification %s failed (attempt %d): %s",
-                    item.get("id"), attempts, error)
-        result.pending.append({**item, "attempts": attempts, "last_error": error[:500],
-                               "next_attempt_at": isoformat(now + backoff(attempts))})
-    return result
-
-
-def _due(item: dict) -> datetime:
-    value = item.get("next_attempt_at")
-    if isinstance(value, datetime):
-        return value
-    try:
-        return parse_datetime(value, "next_attempt_at")
-    except ValueError:
-        return datetime(2000, 1, 1, tzinfo=UTC)  # unreadable: due now

@@ -1,39 +1,56 @@
-"""publish_status: read everything once, build the model, write the site, notify.
+"""publish_status: read everything once, judge the deadlines that passed, build the
+model, write the site, notify the routes.
 
-Cost per publish: one stream each of jobs and datasets, one bounded query of recent
-runs, three single documents (catalog, control, status memory) and two count
-aggregations per pool (its running and queued runs): O(jobs + datasets) reads, never
-a query per requirement. One write of the status memory.
+Cost per publish: one stream each of jobs, datasets, deadline records and route
+states, one bounded query of recent runs, two bounded queries of incidents, three
+single documents (catalog, control, status memory) and two count aggregations per pool
+(its running and queued runs): O(jobs + datasets + consumers) reads, never a query per
+requirement. Writes: the status memory; a consumer's deadline record when one of its
+deadlines has passed (a transaction: each judged once); a route's document when it has
+something to queue or to record.
 
 Order matters: the site is written before the memory, so a publish that fails to
 write the site changes nothing and the next one reports the same changes again.
-Webhooks are tried after the site is written and never fail the publish.
+Notifications are tried after the site is written and never fail the publish.
 """
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
+from freshet.core.deadlines import (
+    DeadlineRecord,
+    Judgement,
+    Verdict,
+    decide_deadlines,
+    judge,
+    needs_judging,
+)
+from freshet.core.incidents import Incident
+from freshet.core.models import Dataset, Job, Run
 from freshet.core.settings import Settings
 from freshet.core.timeutil import isoformat
 from freshet.gcp.storage import Sink
 from freshet.gcp.store import Store
-from freshet.status.changes import Memory, detect_changes, remember
-from freshet.status.model import StatusModel, build_model
-from freshet.status.notify import (
-    WebhookNotifier,
-    deliver,
-    notifier_from_settings,
-    payload_for,
-    queue,
+from freshet.status.changes import Event, Memory, deadline_event, detect_changes, remember
+from freshet.status.model import (
+    StatusModel,
+    build_model,
+    covers,
+    deadline_items,
+    producers_of,
 )
 from freshet.status.render import render_site
+from freshet.status.routing import Sender, notify_routes
 
 log = logging.getLogger(__name__)
 
 RECENT_RUNS = 200
+INCIDENT_HISTORY = timedelta(days=90)
 # Written last, so that a reader who sees the new page also finds its json, feed, badges.
 LAST = ("status.json", "feed.xml", "index.html")
 
@@ -49,6 +66,8 @@ class PublishResult:
     notifications_sent: int
     notifications_pending: int
     reads: int
+    deadlines_judged: int = 0
+    routes: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {
@@ -57,21 +76,63 @@ class PublishResult:
             "badges_unchanged": self.badges_unchanged, "changes": self.changes,
             "notifications_sent": self.notifications_sent,
             "notifications_pending": self.notifications_pending, "reads": self.reads,
+            "deadlines_judged": self.deadlines_judged, "routes": dict(self.routes),
         }
 
 
-def read_model(store: Store, *, now: datetime, settings: Settings) -> tuple[StatusModel, dict]:
-    """The one read of everything (and the status memory document beside the model)."""
-    jobs = store.list_jobs()
-    datasets = store.list_datasets()
-    runs = store.recent_runs(limit=RECENT_RUNS)
-    catalog = Catalog.from_doc(store.catalog_doc())
-    control = Control.from_doc(store.control())
-    memory_doc = store.status_state()
-    model = build_model(jobs=jobs, datasets=datasets, runs=runs, catalog=catalog,
-                        control=control, now=now, settings=settings,
-                        heartbeats=store.heartbeats(), pool_counts=pool_counts(store, catalog))
-    return model, memory_doc
+@dataclass
+class Inputs:
+    """Everything a publish reads, once."""
+
+    jobs: list[Job]
+    datasets: list[Dataset]
+    runs: list[Run]
+    catalog: Catalog
+    control: Control
+    memory_doc: dict
+    heartbeats: dict
+    records: dict[str, DeadlineRecord]
+    incidents: list[Incident]
+    routes: dict
+
+
+def read_inputs(store: Store, *, now: datetime) -> Inputs:
+    return Inputs(
+        jobs=store.list_jobs(), datasets=store.list_datasets(),
+        runs=store.recent_runs(limit=RECENT_RUNS),
+        catalog=Catalog.from_doc(store.catalog_doc()), control=Control.from_doc(store.control()),
+        memory_doc=store.status_state(), heartbeats=store.heartbeats(),
+        records=store.deadline_records(), incidents=store.incidents(now - INCIDENT_HISTORY),
+        routes=store.route_states(),
+    )
+
+
+def judge_deadlines(store: Store, inputs: Inputs, now: datetime
+                    ) -> list[tuple[str, Judgement]]:
+    """Judge every deadline that has passed since the last publish, once (updates
+    `inputs.records`); (consumer id, verdict) for each judged now."""
+    docs = {d.key: d for d in inputs.datasets}
+    producers = producers_of(inputs.jobs)
+    windows = inputs.control.maintenance
+    judged_now: list[tuple[str, Judgement]] = []
+    for consumer in inputs.catalog.consumers:
+        record = inputs.records.get(consumer.id)
+        if not consumer.deadlines and record is None:
+            continue
+        if not needs_judging(record, consumer.deadlines, now):
+            continue
+
+        def judge_one(deadline, due, consumer=consumer):
+            items = deadline_items(consumer, deadline, docs, inputs.catalog, producers)
+            return judge(deadline, due, items, windows, covers(consumer))
+
+        def decide(current, consumer=consumer, judge_one=judge_one):
+            return decide_deadlines(current, consumer.id, consumer.deadlines, now, judge_one)
+
+        record, judged = store.judge_deadlines(consumer.id, decide)
+        inputs.records[consumer.id] = record
+        judged_now += [(consumer.id, j) for j in judged]
+    return judged_now
 
 
 def pool_counts(store: Store, catalog: Catalog) -> dict[str, tuple[int, int]]:
@@ -82,12 +143,22 @@ def pool_counts(store: Store, catalog: Catalog) -> dict[str, tuple[int, int]]:
 
 
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
-                 notifier: WebhookNotifier | None = None, full: bool = False) -> PublishResult:
-    """One publish. `full` rewrites every badge, even those whose content is unchanged."""
+                 full: bool = False, environ: Mapping[str, str] = os.environ,
+                 send: Sender | None = None) -> PublishResult:
+    """One publish. `full` rewrites every badge, even those whose content is unchanged.
+    `environ` resolves the routes' URL and secret references; `send` replaces the HTTP
+    sender (tests)."""
     reads_before = store.stats.reads
-    model, memory_doc = read_model(store, now=now, settings=settings)
-    memory = Memory.from_doc(memory_doc)
-    events = detect_changes(model, memory)
+    inputs = read_inputs(store, now=now)
+    judged = judge_deadlines(store, inputs, now)
+    model = build_model(jobs=inputs.jobs, datasets=inputs.datasets, runs=inputs.runs,
+                        catalog=inputs.catalog, control=inputs.control, now=now,
+                        settings=settings, heartbeats=inputs.heartbeats,
+                        pool_counts=pool_counts(store, inputs.catalog),
+                        deadlines=inputs.records, incidents=inputs.incidents,
+                        routes=inputs.routes)
+    memory = Memory.from_doc(inputs.memory_doc)
+    events = detect_changes(model, memory) + _deadline_events(judged, model, now)
     after = remember(model, memory, events)
     files = render_site(model, after.events)
 
@@ -102,14 +173,21 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 
-    notifier = notifier if notifier is not None else notifier_from_settings(settings)
-    if notifier is not None and events:
-        after.pending = queue(after.pending, payload_for(events, model), now)
-    delivery = deliver(after.pending, notifier, now)
-    after.pending = delivery.pending
+    routing = notify_routes(store, model, inputs.catalog, inputs.records, events,
+                            inputs.routes, now=now, webhook_url=settings.webhook_url,
+                            environ=environ, send=send)
     store.put_status_state(after.to_doc(now))
     return PublishResult(
         built_at=now, state=model.state, files_written=written, bytes_written=size,
-        badges_unchanged=unchanged, changes=len(events), notifications_sent=delivery.sent,
-        notifications_pending=len(delivery.pending), reads=store.stats.reads - reads_before,
+        badges_unchanged=unchanged, changes=len(events), notifications_sent=routing.sent,
+        notifications_pending=routing.waiting, reads=store.stats.reads - reads_before,
+        deadlines_judged=len(judged), routes=routing.routes,
     )
+
+
+def _deadline_events(judged: list[tuple[str, Judgement]], model: StatusModel,
+                     now: datetime) -> list[Event]:
+    """A missed deadline is a change of the feed (and of the unrouted webhook)."""
+    titles = {c.id: c.title for c in model.consumers}
+    return [deadline_event(cid, titles.get(cid, cid), j, now)
+            for cid, j in judged if j.verdict == Verdict.MISSED]

@@ -19,13 +19,18 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
+from freshet.core.deadlines import Judgement
+from freshet.core.schedules import Schedule, describe
 from freshet.core.text import printable, printable_all, safe_link
 from freshet.core.timeutil import human_duration, isoformat
+from freshet.core.windows import MAX_LISTED, Occurrence, Window
 from freshet.status.changes import Event
 from freshet.status.model import (
     DAY_CODES,
     LABELS,
+    ConsumerStatus,
     DatasetStatus,
+    RouteStatus,
     StatusModel,
     badge_path,
     shorten,
@@ -37,16 +42,20 @@ DETAILED_JOBS = 150
 RUNS_ON_PAGE = 50
 RUNS_IN_JSON = 200
 EVENTS_ON_PAGE = 10
+FEED_ENTRIES = 100
+NOTES_ON_BANNER = 5
 NEEDS_ON_BANNER = 8
 ERROR_ON_PAGE = 400
 
 BADGE_COLOURS = {
-    "fresh": "#137333", "running": "#0b57d0", "warn": "#8a5a00", "at_risk": "#a34400",
-    "unknown": "#5f6368", "failing": "#b3261e", "error": "#8c1d18",
+    "fresh": "#137333", "running": "#0b57d0", "maintenance": "#5f6368", "warn": "#8a5a00",
+    "at_risk": "#a34400", "unknown": "#5f6368", "failing": "#b3261e",
+    "stale_data": "#8c1d18", "error": "#8c1d18",
 }
 BADGE_WORDS = {
-    "fresh": "fresh", "running": "refreshing", "warn": "late", "at_risk": "at risk",
-    "unknown": "unknown", "failing": "failing", "error": "stale",
+    "fresh": "fresh", "running": "refreshing", "maintenance": "maintenance", "warn": "late",
+    "at_risk": "at risk", "unknown": "unknown", "failing": "failing",
+    "stale_data": "old data", "error": "stale",
 }
 
 
@@ -94,8 +103,9 @@ def _env(source: Path) -> jinja2.Environment:
         finalize=_printable,
     )
     env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
-                       num=lambda n: f"{n:,}", link=safe_link)
-    env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES)
+                       num=lambda n: f"{n:,}", link=safe_link, pct=percent)
+    env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
+                       window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
 
@@ -142,17 +152,51 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
         detailed_jobs=model.jobs[:DETAILED_JOBS], other_jobs=model.jobs[DETAILED_JOBS:],
         runs=model.runs[:RUNS_ON_PAGE], events=events[:EVENTS_ON_PAGE],
         css=css, js=js, csp=_csp(css, js),
-        error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER,
+        error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER, notes_limit=NOTES_ON_BANNER,
+        incident_titles={i.id: i.title for i in model.incidents},
         stale_words=human_duration(timedelta(seconds=model.stale_after_s)),
         states={d.key: d.state for d in model.datasets},
-        state_order=("error", "failing", "warn", "at_risk", "unknown", "running", "fresh"),
+        state_order=("error", "stale_data", "failing", "warn", "at_risk", "unknown",
+                     "maintenance", "running", "fresh"),
     )
 
 
+@dataclass(frozen=True)
+class FeedEntry:
+    id: str
+    at: str  # ISO 8601, UTC
+    kind: str
+    title: str
+    summary: str
+    anchor: str  # where on the page it links to
+
+
+_ANCHORS = {"dataset": "d-", "job": "j-", "consumer": "c-", "deadline": "c-"}
+
+
+def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
+    """The state changes and every incident note, newest first (at most FEED_ENTRIES)."""
+    entries = [FeedEntry(e.id, e.at, e.kind, e.title, e.summary,
+                         "runs" if e.kind == "run_stuck"
+                         else _ANCHORS.get(e.kind.split("_")[0], "") + e.subject)
+               for e in events]
+    for incident in model.incidents:
+        for n, note in enumerate(incident.notes):
+            words = {"opened": "opened", "update": "update", "resolved": "resolved"}[note.kind]
+            eta = f" (ETA {note.eta:%Y-%m-%d %H:%M} UTC)" if note.eta else ""
+            entries.append(FeedEntry(
+                f"incident:{incident.id}:{n}", isoformat(note.at), f"incident_{note.kind}",
+                f"Incident {words}: {incident.title}", note.text + eta,
+                f"incident-{incident.id}"))
+    entries.sort(key=lambda e: (e.at, e.id), reverse=True)
+    return entries[:FEED_ENTRIES]
+
+
 def render_feed(model: StatusModel, events: list[Event]) -> str:
+    entries = feed_entries(model, events)
     return _env(site_source()).get_template("feed.xml.j2").render(
-        m=model, events=events, built_iso=isoformat(model.built_at),
-        updated=events[0].at if events else isoformat(model.built_at),
+        m=model, entries=entries, built_iso=isoformat(model.built_at),
+        updated=entries[0].at if entries else isoformat(model.built_at),
     )
 
 
@@ -207,7 +251,64 @@ def _dataset_json(d: DatasetStatus) -> dict:
         "at_risk_from": list(d.at_risk_from), "consumers": list(d.consumers),
         "history": {"start": d.history_start, "days": d.history},
         "badge": badge_path("dataset", d.key),
+        "data_as_of": isoformat(d.data_as_of), "freshness_basis": d.freshness_basis,
+        "watermark_issue": d.watermark_issue, "excused_by": d.excused_by,
+        "incidents": list(d.incidents),
     }
+
+
+def _ratio(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _judgement_json(j: Judgement | None) -> dict | None:
+    if j is None:
+        return None
+    return {"due": isoformat(j.due), "verdict": j.verdict, "detail": j.detail}
+
+
+def _consumer_json(x: ConsumerStatus) -> dict:
+    return {
+        "id": x.id, "title": x.title, "kind": x.kind, "url": x.url, "state": x.state,
+        "label": x.label, "message": x.message, "badge": badge_path("consumer", x.id),
+        "owner": x.owner, "routes": list(x.routes), "excused_by": x.excused_by,
+        "incidents": list(x.incidents),
+        "datasets": [{
+            "key": i.key, "state": i.state, "reason": i.reason, "age_s": _secs(i.age),
+            "warn_after_s": _secs(i.requirement.warn_after),
+            "error_after_s": _secs(i.requirement.error_after),
+            "data_as_of": isoformat(i.freshness.data_as_of) if i.freshness else None,
+            "freshness_basis": i.freshness.basis if i.freshness else "sync",
+        } for i in x.datasets],
+        "deadlines": [{
+            "key": d.key, "by": d.deadline.by, "timezone": d.deadline.timezone,
+            "as_of": d.deadline.as_of, "description": d.description,
+            "datasets": list(d.datasets), "next_due": isoformat(d.next_due),
+            "last": _judgement_json(d.last),
+            "at_risk": bool(d.risks),
+            "risks": [{"signal": r.signal, "text": r.text} for r in d.risks],
+        } for d in x.deadlines],
+        "attainment_90d": _ratio(x.attainment_90d),
+        "attainment_30d": _ratio(x.attainment_30d),
+        "deadline_counts_90d": {k: x.deadline_counts.get(k, 0)
+                                for k in ("met", "missed", "excused")},
+    }
+
+
+def _maintenance_json(o: Occurrence, now: datetime) -> dict:
+    w = o.window
+    return {"id": w.id, "note": w.note, "start": isoformat(o.start), "end": isoformat(o.end),
+            "active": o.active(now), "mode": w.mode, "scope": w.scope.to_json(),
+            "recurring": w.recurring, "cron": w.cron, "timezone": w.timezone if w.recurring
+            else None}
+
+
+def route_json(r: RouteStatus) -> dict:
+    return {"id": r.id, "type": r.type, "target": r.target,
+            "min_interval_s": _secs(r.min_interval), "last_status": r.last_status or None,
+            "last_attempt_at": isoformat(r.last_attempt_at),
+            "last_delivered_at": isoformat(r.last_delivered_at), "last_error": r.last_error,
+            "waiting": r.waiting, "dropped": r.dropped, "delivered": r.delivered}
 
 
 def status_json(model: StatusModel, events: list[Event]) -> dict:
@@ -227,15 +328,7 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "last_tick_at": isoformat(model.loop.last_tick_at),
             "last_sweep_at": isoformat(model.loop.last_sweep_at),
             "overdue_jobs": list(model.loop.overdue_jobs)},
-        "consumers": [{
-            "id": x.id, "title": x.title, "kind": x.kind, "url": x.url, "state": x.state,
-            "label": x.label, "message": x.message, "badge": badge_path("consumer", x.id),
-            "datasets": [{
-                "key": i.key, "state": i.state, "reason": i.reason, "age_s": _secs(i.age),
-                "warn_after_s": _secs(i.requirement.warn_after),
-                "error_after_s": _secs(i.requirement.error_after),
-            } for i in x.datasets],
-        } for x in model.consumers],
+        "consumers": [_consumer_json(x) for x in model.consumers],
         "datasets": [_dataset_json(d) for d in model.datasets],
         "jobs": [{
             "id": j.id, "kind": j.kind, "description": j.description, "status": j.status,
@@ -262,6 +355,9 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "logs_url": r.logs_url,
         } for r in model.runs[:RUNS_IN_JSON]],
         "events": [e.to_doc() for e in events],
+        "incidents": [i.to_json() for i in model.incidents],
+        "maintenance": [_maintenance_json(o, model.built_at) for o in model.maintenance],
+        "routes": [route_json(r) for r in model.routes],
     }
 
 
@@ -273,6 +369,17 @@ def _counts(states) -> dict[str, int]:
     for s in states:
         found[s] = found.get(s, 0) + 1
     return found
+
+
+def _window_words(window: Window) -> str:
+    """'every 10th minute of every hour (UTC)': when a recurring window starts, in words."""
+    words = describe(Schedule(cron=window.cron, timezone=window.timezone))
+    return words[:1].lower() + words[1:]
+
+
+def percent(value: float) -> str:
+    """0.925 -> '92.5%', 1.0 -> '100%'."""
+    return f"{value * 100:.1f}".rstrip("0").rstrip(".") + "%"
 
 
 def _when(value: datetime | None) -> str:
@@ -291,7 +398,7 @@ def _dur(seconds: float | None) -> str:
     return human_duration(timedelta(seconds=seconds))
 
 
-_BAR_CLASSES = {"o": "b-ok", "p": "b-partial", "f": "b-fail", "-": "b-none"}
+_BAR_CLASSES = {"o": "b-ok", "p": "b-partial", "f": "b-fail", "m": "b-maint", "-": "b-none"}
 
 
 def _bar(history: str) -> dict:
@@ -304,6 +411,6 @@ def _bar(history: str) -> dict:
             j += 1
         paths.setdefault(_BAR_CLASSES[history[i]], []).append(f"M{i} 0h{j - i}v1H{i}z")
         i = j
-    counts = {DAY_CODES[c]: history.count(c) for c in "opf-" if c in history}
+    counts = {DAY_CODES[c]: history.count(c) for c in "opfm-" if c in history}
     label = f"Last {len(history)} days: " + ", ".join(f"{n} {w}" for w, n in counts.items())
     return {"paths": {k: "".join(v) for k, v in paths.items()}, "label": label}

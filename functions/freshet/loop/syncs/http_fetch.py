@@ -11,15 +11,24 @@ params:
   max_bytes    default 10 MiB; a larger body fails the run permanently
   headers      extra request headers (mark them secret: secret_params: [headers]); sent
                to the URL's host only, never after a redirect to another host
+  watermark    where to read the time the data is current to (the datasets' data_as_of):
+                 {json_path: "meta.generated_at"}  a dotted path; lists on the way are
+                                                   walked and the latest time wins
+                 {csv_column: "updated_at"}        the latest value in that column
+                 {last_modified: true}             the Last-Modified response header
+               plus `timezone` (IANA, default UTC) for values written without a zone.
+               A value is ISO 8601 ("2026-11-28T23:00:00+01:00"), a date (its
+               midnight), or Unix seconds. A body without any value reports none.
 
 Where it may fetch from is the pipeline's `http_fetch:` policy (freshet.core.egress):
 link-local and metadata addresses are refused, redirects stay on the URL's host unless
 the target is listed in `allowed_hosts`, and no Metadata-Flavor header is ever sent.
 While it waits it renews the run's lease (ctx.heartbeat).
 
-Client errors (4xx but 408/425/429), refusals, bodies too large or unparseable are
-permanent; timeouts, connection errors and 5xx are transient and retried. Error texts
-name the URL without its query and never an address or a redirect's target.
+Client errors (4xx but 408/425/429), refusals, bodies too large or unparseable, and a
+watermark that is not there or not a time are permanent; timeouts, connection errors
+and 5xx are transient and retried. Error texts name the URL without its query and never
+an address or a redirect's target.
 """
 
 import contextlib
@@ -30,8 +39,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -68,16 +79,21 @@ class Refused(PermanentError):
 @sync("http_fetch")
 def http_fetch(ctx: SyncContext) -> SyncResult:
     url, fmt, timeout, max_bytes, headers = _params(ctx.params)
+    mark = watermark_spec(ctx.params.get("watermark"))
     deadline = _deadline(ctx.deadline, timeout, utcnow())
-    body, content_type = fetch(url, headers, max_bytes=max_bytes, deadline_s=deadline,
-                               policy=egress_policy(load_settings()), heartbeat=ctx.heartbeat)
+    body, content_type, last_modified = fetch(
+        url, headers, max_bytes=max_bytes, deadline_s=deadline,
+        policy=egress_policy(load_settings()), heartbeat=ctx.heartbeat)
     fmt = fmt if fmt != "auto" else ("csv" if "csv" in content_type else "json")
     count = _count(body, fmt, ctx.params.get("records_path"))
+    as_of = read_watermark(mark, body, fmt, last_modified) if mark else None
     if ctx.snapshot is not None:
         ctx.snapshot(f"{ctx.run_id}.{fmt}", body, "text/csv" if fmt == "csv"
                      else "application/json")
-    ctx.logger.info("fetched %s: %d bytes, %d records", shown_url(url), len(body), count)
-    return SyncResult(records={key: count for key in ctx.produces})
+    ctx.logger.info("fetched %s: %d bytes, %d records, data as of %s", shown_url(url),
+                    len(body), count, as_of.isoformat() if as_of else "-")
+    return SyncResult(records={key: count for key in ctx.produces},
+                      watermarks={key: as_of for key in ctx.produces} if as_of else {})
 
 
 def _params(params: dict):
@@ -133,7 +149,7 @@ def _deadline(lease_end: datetime, timeout_s: float, now: datetime) -> float:
 
 
 def fetch(url: str, headers: dict[str, str], *, max_bytes: int, deadline_s: float,
-          policy: EgressPolicy, heartbeat=lambda: None) -> tuple[bytes, str]:
+          policy: EgressPolicy, heartbeat=lambda: None) -> tuple[bytes, str, str | None]:
     """GET `url` under `policy`, the whole exchange within `deadline_s` seconds.
 
     The download runs in a worker thread; this one renews the lease while it waits and,
@@ -181,7 +197,7 @@ class _Exchange:
         except BaseException as exc:  # handed to the waiting thread
             self.error = exc
 
-    def result(self) -> tuple[bytes, str]:
+    def result(self) -> tuple[bytes, str, str | None]:
         if self.error is not None:
             raise _described(self.error, self.url)
         return self.outcome
@@ -198,7 +214,7 @@ class _Exchange:
             for sock in self.sockets:
                 _shut(sock)
 
-    def _follow(self, session: requests.Session) -> tuple[bytes, str]:
+    def _follow(self, session: requests.Session) -> tuple[bytes, str, str | None]:
         current = self.url
         for _ in range(MAX_REDIRECTS + 1):
             same_host = urlsplit(current).hostname == urlsplit(self.url).hostname
@@ -216,7 +232,9 @@ class _Exchange:
         raise PermanentError(f"GET {shown_url(self.url)}: more than {MAX_REDIRECTS} redirects")
 
 
-def _body(response: requests.Response, url: str, max_bytes: int) -> tuple[bytes, str]:
+def _body(response: requests.Response, url: str, max_bytes: int
+          ) -> tuple[bytes, str, str | None]:
+    """The body, its Content-Type and its Last-Modified (a watermark may be read there)."""
     status = response.status_code
     if 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
         raise PermanentError(f"GET {shown_url(url)} answered {status}")
@@ -225,7 +243,8 @@ def _body(response: requests.Response, url: str, max_bytes: int) -> tuple[bytes,
     body = joined_within(response.iter_content(64 * 1024), max_bytes)
     if body is None:
         raise PermanentError(f"GET {shown_url(url)}: body larger than {max_bytes} bytes")
-    return body, response.headers.get("Content-Type", "")
+    return (body, response.headers.get("Content-Type", ""),
+            response.headers.get("Last-Modified"))
 
 
 def _shut(sock: socket.socket) -> None:
@@ -334,3 +353,109 @@ def _count(body: bytes, fmt: str, records_path) -> int:
             raise PermanentError(f"records_path {records_path!r}: no key {part!r}")
         data = data[part]
     return len(data) if isinstance(data, list) else 1
+
+
+# -- watermark -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WatermarkSpec:
+    source: str  # json_path | csv_column | last_modified
+    where: str  # the path or the column ("" for last_modified)
+    zone: tzinfo  # for values written without a zone
+
+
+_SOURCES = ("json_path", "csv_column", "last_modified")
+
+
+def watermark_spec(value: object) -> WatermarkSpec | None:
+    """params.watermark, checked before anything is fetched."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise PermanentError("params.watermark must be an object: {json_path: ...}, "
+                             "{csv_column: ...} or {last_modified: true}")
+    unknown = set(value) - {*_SOURCES, "timezone"}
+    if unknown:
+        raise PermanentError(f"params.watermark.{sorted(unknown)[0]}: unknown key")
+    given = [s for s in _SOURCES if s in value]
+    if len(given) != 1:
+        raise PermanentError("params.watermark needs exactly one of json_path, csv_column, "
+                             "last_modified")
+    source, where = given[0], value[given[0]]
+    if source == "last_modified" and where is not True:
+        raise PermanentError("params.watermark.last_modified must be true")
+    if source != "last_modified" and (not isinstance(where, str) or not where.strip()):
+        raise PermanentError(f"params.watermark.{source} must be a non-empty string")
+    return WatermarkSpec(source, "" if where is True else where, _zone(value.get("timezone")))
+
+
+def _zone(name: object) -> tzinfo:
+    if name is None:
+        return UTC
+    try:
+        if isinstance(name, str):
+            return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    raise PermanentError(f"params.watermark.timezone: unknown timezone {name!r}")
+
+
+def read_watermark(spec: WatermarkSpec, body: bytes, fmt: str,
+                   last_modified: str | None) -> datetime | None:
+    """The latest time the spec points at (None: the body holds no value at all)."""
+    field = f"params.watermark.{spec.source}"
+    if spec.source == "last_modified":
+        if not last_modified:
+            raise PermanentError(f"{field}: the response has no Last-Modified header")
+        return _time(last_modified, spec.zone, field, http_date=True)
+    text = body.decode("utf-8-sig", errors="replace")
+    values = (_csv_values(text, spec.where, field) if spec.source == "csv_column"
+              else _json_values(text, spec.where, field))
+    times = [_time(v, spec.zone, field) for v in values if v not in (None, "")]
+    return max(times, default=None)
+
+
+def _csv_values(text: str, column: str, field: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(text))
+    if column not in (reader.fieldnames or ()):
+        raise PermanentError(f"{field} {column!r}: no such column")
+    return [row.get(column) for row in reader]
+
+
+def _json_values(text: str, path: str, field: str) -> list:
+    try:
+        found = [json.loads(text)]
+    except ValueError as exc:
+        raise PermanentError(f"body is not valid JSON: {exc}") from None
+    for part in path.split("."):
+        found = _walk(found)
+        if not all(isinstance(d, dict) and part in d for d in found):
+            raise PermanentError(f"{field} {path!r}: no key {part!r}")
+        found = [d[part] for d in found]
+    return _walk(found)
+
+
+def _walk(values: list) -> list:
+    """Lists met on the way stand for each of their items."""
+    out = []
+    for value in values:
+        out.extend(_walk(value) if isinstance(value, list) else [value])
+    return out
+
+
+def _time(value: object, zone: tzinfo, field: str, *, http_date: bool = False) -> datetime:
+    try:
+        if http_date:
+            parsed = parsedate_to_datetime(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            parsed = datetime.fromtimestamp(value, UTC)
+        elif isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+            parsed = datetime.fromtimestamp(float(value), UTC)
+        elif isinstance(value, str):
+            parsed = datetime.fromisoformat(value.strip())
+        else:
+            raise ValueError
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise PermanentError(f"{field}: {str(value)[:100]!r} is not a time") from None
+    return (parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=zone)
+            ).astimezone(UTC)
