@@ -96,6 +96,12 @@ QUERY_CALLS = {
     "expired_runs": [lambda s: s.expired_runs(T)],
     "completed_jobs_before": [lambda s: s.completed_jobs_before(T)],
     "recent_runs": [lambda s: s.recent_runs(), lambda s: s.recent_runs(job_id="j")],
+    "recent_runs_marked": [lambda s: s.recent_runs_marked(10)],
+    "jobs_changed_since": [lambda s: s.jobs_changed_since(T), lambda s: s.jobs_changed_since(None)],
+    "datasets_changed_since": [lambda s: s.datasets_changed_since(T)],
+    "runs_changed_since": [lambda s: s.runs_changed_since(T, 10)],
+    "_changes": [],  # the building block of the three above
+    "_recent_query": [],  # recent_runs's and recent_runs_marked's
 }
 
 

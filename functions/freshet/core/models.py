@@ -277,9 +277,10 @@ class Run:
     error: str | None = None
     records: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    updated_at: datetime | None = None  # Firestore's commit time (freshet.gcp.store)
 
     _TIMES = ("scheduled_for", "created_at", "enqueued_at", "started_at", "heartbeat_at",
-              "lease_expires_at", "finished_at")
+              "lease_expires_at", "finished_at", "updated_at")
 
     @property
     def terminal(self) -> bool:

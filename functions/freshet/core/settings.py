@@ -54,6 +54,10 @@ class Settings:
     site_url: str = "http://127.0.0.1:5000/"
     webhook_url: str | None = None
     page_stale_after_s: int = 900
+    # publish_status reads only what changed since the previous publish; a full read
+    # at least this often also catches documents changed behind Freshet's back
+    # (0: read everything every time).
+    publish_rebuild_after_s: int = 86400
     config_path: str | None = None
 
 
@@ -83,6 +87,7 @@ _ENV = {
     "site_url": "FRESHET_SITE_URL",
     "webhook_url": "FRESHET_WEBHOOK_URL",
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
+    "publish_rebuild_after_s": "FRESHET_PUBLISH_REBUILD_AFTER_S",
     "config_path": "FRESHET_CONFIG",
 }
 

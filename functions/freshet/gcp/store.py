@@ -3,7 +3,15 @@
 Everything else works on typed models (freshet.core.models) and calls these methods.
 `Store.transact(fn)` runs `fn(tx)` in a Firestore transaction; the client retries
 it on contention, so `fn` must have no side effect beyond the `tx` calls it makes.
-Reads and commits are counted so benchmarks can report what an operation costs.
+Reads, commits and document writes are counted so benchmarks can report what an
+operation costs (Firestore bills per document read and per document written).
+
+Every document written here carries `updated_at` = Firestore's commit time
+(SERVER_TIMESTAMP), whatever the caller put there: the status page asks each
+collection for what changed since the newest `updated_at` it has seen, which is
+only sound if that field is the moment the change became visible. A time taken
+from the writer's clock at the start of its request could commit after a publish
+had already moved past it, and that change would never be read.
 """
 
 import random
@@ -11,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -23,12 +31,15 @@ from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 JOBS, RUNS, DATASETS, SETTINGS = "jobs", "runs", "datasets", "settings"
 CONTROL_DOC = "control"  # settings/control: kill switches
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
+STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.snapshot)
+MODEL_MANIFEST = "manifest"
 
 def firestore_client(project: str | None) -> firestore.Client:
     """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
@@ -36,13 +47,36 @@ def firestore_client(project: str | None) -> firestore.Client:
     return firestore.Client(project=project)
 
 
+def stamped(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with `updated_at` set to the commit time (see the module's docstring)."""
+    return {**fields, "updated_at": firestore.SERVER_TIMESTAMP}
+
+
 @dataclass
 class Stats:
     reads: int = 0
     commits: int = 0
+    writes: int = 0  # documents written (created, set, updated or deleted)
 
     def reset(self) -> None:
-        self.reads = self.commits = 0
+        self.reads = self.commits = self.writes = 0
+
+
+@dataclass
+class Changes(Generic[M]):
+    """Documents of one collection read by `updated_at`, and the newest `updated_at` seen.
+
+    `mark` is Firestore's own timestamp (nanoseconds kept): asking again for
+    `updated_at > mark` returns exactly what committed after it."""
+
+    items: list[M]
+    mark: datetime | None
+    complete: bool = True  # False: more changed than the limit asked for
+
+
+def _newest(docs: list[dict], since: datetime | None) -> datetime | None:
+    stamps = [d["updated_at"] for d in docs if isinstance(d.get("updated_at"), datetime)]
+    return max(stamps + ([since] if since is not None else []), default=None)
 
 
 class Tx:
@@ -51,6 +85,7 @@ class Tx:
     def __init__(self, store: "Store", transaction: firestore.Transaction):
         self._store = store
         self._t = transaction
+        self.writes = 0  # added to the store's stats when the transaction commits
 
     def _get(self, collection: str, doc_id: str) -> dict | None:
         snap = self._store._ref(collection, doc_id).get(transaction=self._t)
@@ -70,19 +105,24 @@ class Tx:
         return None if doc is None else Dataset.from_doc(doc)
 
     def set_job(self, job: Job) -> None:
-        self._t.set(self._store._ref(JOBS, job.id), job.to_doc())
+        self._t.set(self._store._ref(JOBS, job.id), stamped(job.to_doc()))
+        self.writes += 1
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
-        self._t.update(self._store._ref(JOBS, job_id), fields)
+        self._t.update(self._store._ref(JOBS, job_id), stamped(fields))
+        self.writes += 1
 
     def create_run(self, run: Run) -> None:
-        self._t.create(self._store._ref(RUNS, run.id), run.to_doc())
+        self._t.create(self._store._ref(RUNS, run.id), stamped(run.to_doc()))
+        self.writes += 1
 
     def set_run(self, run: Run) -> None:
-        self._t.set(self._store._ref(RUNS, run.id), run.to_doc())
+        self._t.set(self._store._ref(RUNS, run.id), stamped(run.to_doc()))
+        self.writes += 1
 
     def set_dataset(self, dataset: Dataset) -> None:
-        self._t.set(self._store._ref(DATASETS, dataset.key), dataset.to_doc())
+        self._t.set(self._store._ref(DATASETS, dataset.key), stamped(dataset.to_doc()))
+        self.writes += 1
 
     def write(self, decision: Decision, job_id: str) -> None:
         """Carry out a lifecycle decision: read the datasets it changes (reads come
@@ -114,14 +154,21 @@ class Store:
         retried here the same way, with a fresh transaction after a short backoff."""
         for attempt in range(1, max_attempts + 1):
             transaction = self.db.transaction(max_attempts=max_attempts)
+            last: list[Tx] = []  # the attempt that committed is the last one made
+
+            def body(t: firestore.Transaction, last=last) -> T:
+                last.append(Tx(self, t))
+                return fn(last[-1])
+
             try:
-                result = firestore.transactional(lambda t: fn(Tx(self, t)))(transaction)
+                result = firestore.transactional(body)(transaction)
             except gexc.Aborted:
                 if attempt == max_attempts:
                     raise
                 time.sleep(min(0.05 * 2 ** attempt, 2.0) * (0.5 + random.random()))
                 continue
             self.stats.commits += 1
+            self.stats.writes += last[-1].writes
             return result
         raise AssertionError("unreachable")
 
@@ -207,10 +254,10 @@ class Store:
         the run's create() is the dedup.
         """
         batch = self.db.batch()
-        batch.update(self._ref(JOBS, job_id), job_fields,
+        batch.update(self._ref(JOBS, job_id), stamped(job_fields),
                      option=self.db.write_option(last_update_time=version))
         if run is not None:
-            batch.create(self._ref(RUNS, run.id), run.to_doc())
+            batch.create(self._ref(RUNS, run.id), stamped(run.to_doc()))
         self.stats.commits += 1
         try:
             batch.commit()
@@ -218,14 +265,17 @@ class Store:
             return SlotClaim.LOST
         except (gexc.AlreadyExists, gexc.Conflict):
             return SlotClaim.EXISTS
+        self.stats.writes += 1 if run is None else 2
         return SlotClaim.CLAIMED
 
-    def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
+    def _recent_query(self, job_id: str | None, limit: int):
         query = self.db.collection(RUNS)
         if job_id is not None:
             query = query.where(filter=FieldFilter("job_id", "==", job_id))
-        query = query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
-        return [Run.from_doc(d) for d in self._stream(query)]
+        return query.order_by("created_at", direction=firestore.Query.DESCENDING).limit(limit)
+
+    def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
+        return [Run.from_doc(d) for d in self._stream(self._recent_query(job_id, limit))]
 
     def expired_runs(self, now: datetime, limit: int = 500) -> list[Run]:
         """Unfinished runs whose lease ran out (finished runs have no lease: not indexed)."""
@@ -247,16 +297,14 @@ class Store:
         return self._get(SETTINGS, APPLIED_DOC) or {}
 
     def put_applied_doc(self, doc: dict) -> None:
-        self._ref(SETTINGS, APPLIED_DOC).set(doc)
-        self.stats.commits += 1
+        self._set(SETTINGS, APPLIED_DOC, doc)
 
     def heartbeats(self) -> dict:
         """settings/heartbeat: when tick, recovery and publish last ran, and what they did."""
         return self._get(SETTINGS, HEARTBEAT_DOC) or {}
 
     def put_heartbeat(self, name: str, data: dict) -> None:
-        self._ref(SETTINGS, HEARTBEAT_DOC).set({name: data}, merge=True)
-        self.stats.commits += 1
+        self._set(SETTINGS, HEARTBEAT_DOC, {name: data}, merge=True)
 
     def control(self) -> dict:
         return self._get(SETTINGS, CONTROL_DOC) or {}
@@ -265,51 +313,57 @@ class Store:
         return self._get(SETTINGS, CATALOG_DOC) or {}
 
     def put_catalog_doc(self, doc: dict) -> None:
-        self._ref(SETTINGS, CATALOG_DOC).set(doc)
-        self.stats.commits += 1
+        self._set(SETTINGS, CATALOG_DOC, doc)
 
     # -- plain writes ---------------------------------------------------------
 
+    def _set(self, collection: str, doc_id: str, doc: dict, *, merge: bool = False) -> None:
+        self._ref(collection, doc_id).set(stamped(doc), merge=merge)
+        self.stats.commits += 1
+        self.stats.writes += 1
+
     def create_job(self, job: Job) -> None:
         try:
-            self._ref(JOBS, job.id).create(job.to_doc())
+            self._ref(JOBS, job.id).create(stamped(job.to_doc()))
         except gexc.AlreadyExists:
             raise Conflict(f"job {job.id!r} already exists") from None
         self.stats.commits += 1
+        self.stats.writes += 1
 
     def create_run(self, run: Run) -> bool:
         """Create the run document; False if one with its id exists (the dedup)."""
         self.stats.commits += 1
         try:
-            self._ref(RUNS, run.id).create(run.to_doc())
+            self._ref(RUNS, run.id).create(stamped(run.to_doc()))
         except (gexc.AlreadyExists, gexc.Conflict):
             return False
+        self.stats.writes += 1
         return True
 
     def put_job(self, job: Job) -> None:
-        self._ref(JOBS, job.id).set(job.to_doc())
-        self.stats.commits += 1
+        self._set(JOBS, job.id, job.to_doc())
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
         try:
-            self._ref(JOBS, job_id).update(fields)
+            self._ref(JOBS, job_id).update(stamped(fields))
         except gexc.NotFound:
             raise NotFound("job", job_id) from None
         self.stats.commits += 1
+        self.stats.writes += 1
 
     def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
-        self._ref(RUNS, run_id).update(fields)
+        self._ref(RUNS, run_id).update(stamped(fields))
         self.stats.commits += 1
+        self.stats.writes += 1
 
     def set_control(self, fields: dict[str, Any]) -> None:
-        self._ref(SETTINGS, CONTROL_DOC).set(fields, merge=True)
-        self.stats.commits += 1
+        self._set(SETTINGS, CONTROL_DOC, fields, merge=True)
 
     def put_many(self, collection: str, docs: Iterable[tuple[str, dict]]) -> int:
         """Bulk load (benchmarks, demo seeding): batches of 500, the Firestore maximum."""
         count, batch = 0, self.db.batch()
         for doc_id, doc in docs:
-            batch.set(self._ref(collection, doc_id), doc)
+            batch.set(self._ref(collection, doc_id), stamped(doc))
             count += 1
             if count % 500 == 0:
                 batch.commit()
@@ -318,6 +372,7 @@ class Store:
         if count % 500:
             batch.commit()
             self.stats.commits += 1
+        self.stats.writes += count
         return count
 
     # -- status page (publish_status)
@@ -327,5 +382,48 @@ class Store:
         return self._get(SETTINGS, "status_state") or {}
 
     def put_status_state(self, doc: dict) -> None:
-        self._ref(SETTINGS, "status_state").set(doc)
-        self.stats.commits += 1
+        self._set(SETTINGS, "status_state", doc)
+
+    def _changes(self, query, since: datetime | None, convert: Callable[[dict], M],
+                 limit: int | None = None) -> Changes[M]:
+        if since is not None:
+            query = query.where(filter=FieldFilter("updated_at", ">", since)).order_by(
+                "updated_at")
+        if limit is not None:
+            query = query.limit(limit + 1)
+        docs = list(self._stream(query))
+        complete = limit is None or len(docs) <= limit
+        docs = docs[:limit] if limit is not None else docs
+        return Changes([convert(d) for d in docs], _newest(docs, since), complete)
+
+    def jobs_changed_since(self, since: datetime | None) -> Changes[Job]:
+        """Jobs written after `since` (every job when None), with the newest updated_at."""
+        return self._changes(self.db.collection(JOBS), since, Job.from_doc)
+
+    def datasets_changed_since(self, since: datetime | None) -> Changes[Dataset]:
+        return self._changes(self.db.collection(DATASETS), since, Dataset.from_doc)
+
+    def runs_changed_since(self, since: datetime, limit: int) -> Changes[Run]:
+        """Runs written after `since`, oldest change first, at most `limit`. A run without
+        `created_at` is left out: recent_runs (ordered by it) never returns one either."""
+        found = self._changes(self.db.collection(RUNS), since, lambda d: d, limit)
+        runs = [Run.from_doc(d) for d in found.items if "created_at" in d]
+        return Changes(runs, found.mark, found.complete)
+
+    def recent_runs_marked(self, limit: int) -> Changes[Run]:
+        """recent_runs, with the newest updated_at among them."""
+        docs = list(self._stream(self._recent_query(None, limit)))
+        return Changes([Run.from_doc(d) for d in docs], _newest(docs, None))
+
+    def status_model_docs(self, doc_ids: list[str]) -> dict[str, dict]:
+        """Documents of the status_model collection by id, in one batched read."""
+        refs = [self._ref(STATUS_MODEL, i) for i in doc_ids]
+        found = {}
+        for snap in self.db.get_all(refs):
+            self.stats.reads += 1
+            if snap.exists:
+                found[snap.id] = snap.to_dict()
+        return found
+
+    def put_status_model_doc(self, doc_id: str, doc: dict) -> None:
+        self._set(STATUS_MODEL, doc_id, doc)

@@ -39,7 +39,8 @@ def recover_stuck_runs(call: Call) -> Answer:
 
 
 def publish_status(call: Call) -> Answer:
-    """Every 5 minutes from Cloud Scheduler; `full` (query or body) rewrites every badge."""
+    """Every 5 minutes from Cloud Scheduler; `full` (query or body) reads everything and
+    rewrites every file."""
     deps = call.deps
     full = _full_option(call)
     result = publish_once(deps.store, sink_from_settings(deps.settings), now=call.now,

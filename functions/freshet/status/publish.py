@@ -1,12 +1,18 @@
-"""publish_status: read everything once, build the model, write the site, notify.
+"""publish_status: read what changed, build the model, write what changed, notify.
 
-Cost per publish: one stream each of jobs and datasets, one bounded query of recent
-runs, and three single documents (catalog, control, status memory): O(jobs + datasets)
-reads, never a query per requirement. One write of the status memory.
+Cost per publish in the steady state (freshet.status.incremental): the stored model
+(a manifest and a few chunks), one `updated_at` query per collection returning only
+the documents written since the previous publish, and four single documents
+(catalog, control, heartbeat, status memory): O(changes) reads, not O(jobs +
+datasets). The model is built from the merged documents exactly as from a full read
+(`full` asks for one). Files whose content did not change are not written again
+(badges, the schema); the page, status.json and the feed say when they were built,
+so they change every time.
 
-Order matters: the site is written before the memory, so a publish that fails to
-write the site changes nothing and the next one reports the same changes again.
-Webhooks are tried after the site is written and never fail the publish.
+Order matters: the site is written before the memory and the stored model, so a
+publish that fails to write the site changes nothing and the next one reports the
+same changes again. Webhooks are tried after the site is written and never fail the
+publish.
 """
 
 import logging
@@ -19,6 +25,7 @@ from freshet.core.settings import Settings
 from freshet.core.timeutil import isoformat
 from freshet.gcp.storage import Sink
 from freshet.gcp.store import Store
+from freshet.status import incremental
 from freshet.status.changes import Memory, detect_changes, remember
 from freshet.status.model import StatusModel, build_model
 from freshet.status.notify import (
@@ -48,6 +55,11 @@ class PublishResult:
     notifications_sent: int
     notifications_pending: int
     reads: int
+    mode: str = "full"  # incremental | full
+    rebuild_reason: str = ""
+    changed_documents: int = 0  # read because they changed (all of them in full)
+    writes: int = 0  # Firestore documents written (stored model, memory)
+    files_unchanged: int = 0  # site files not written again (badges included)
 
     def to_json(self) -> dict:
         return {
@@ -56,41 +68,49 @@ class PublishResult:
             "badges_unchanged": self.badges_unchanged, "changes": self.changes,
             "notifications_sent": self.notifications_sent,
             "notifications_pending": self.notifications_pending, "reads": self.reads,
+            "mode": self.mode, "rebuild_reason": self.rebuild_reason,
+            "changed_documents": self.changed_documents, "writes": self.writes,
+            "files_unchanged": self.files_unchanged,
         }
 
 
-def read_model(store: Store, *, now: datetime, settings: Settings) -> tuple[StatusModel, dict]:
-    """The one read of everything (and the status memory document beside the model)."""
-    jobs = store.list_jobs()
-    datasets = store.list_datasets()
-    runs = store.recent_runs(limit=RECENT_RUNS)
+def read_model(store: Store, *, now: datetime, settings: Settings, full: bool = False,
+               recent: int = RECENT_RUNS) -> tuple[StatusModel, dict, incremental.Loaded]:
+    """The model from the stored one and what changed (or a full read), the status
+    memory document beside it, and what was loaded (to store it back)."""
+    loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full)
     catalog = Catalog.from_doc(store.catalog_doc())
     control = Control.from_doc(store.control())
     memory_doc = store.status_state()
-    model = build_model(jobs=jobs, datasets=datasets, runs=runs, catalog=catalog,
-                        control=control, now=now, settings=settings,
-                        heartbeats=store.heartbeats())
-    return model, memory_doc
+    inputs = loaded.inputs
+    model = build_model(jobs=inputs.job_list(), datasets=inputs.dataset_list(),
+                        runs=inputs.run_list(), catalog=catalog, control=control, now=now,
+                        settings=settings, heartbeats=store.heartbeats())
+    return model, memory_doc, loaded
 
 
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
-                 notifier: WebhookNotifier | None = None, full: bool = False) -> PublishResult:
-    """One publish. `full` rewrites every badge, even those whose content is unchanged."""
-    reads_before = store.stats.reads
-    model, memory_doc = read_model(store, now=now, settings=settings)
+                 notifier: WebhookNotifier | None = None, full: bool = False,
+                 recent: int = RECENT_RUNS) -> PublishResult:
+    """One publish. `full` reads everything and rewrites every file, changed or not;
+    `recent` is how many of the newest runs the page shows."""
+    reads_before, writes_before = store.stats.reads, store.stats.writes
+    model, memory_doc, loaded = read_model(store, now=now, settings=settings, full=full,
+                                           recent=recent)
     memory = Memory.from_doc(memory_doc)
     events = detect_changes(model, memory)
     after = remember(model, memory, events)
     files = render_site(model, after.events)
 
-    written = size = unchanged = 0
+    written = size = badges_unchanged = unchanged = 0
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
         out = files[path]
-        if path.startswith("badges/"):
-            if not full and memory.badges.get(path) == out.digest:
-                unchanged += 1
-                continue
-            after.badges[path] = out.digest
+        known = memory.badges if path.startswith("badges/") else memory.files
+        if not full and known.get(path) == out.digest:
+            unchanged += 1
+            badges_unchanged += path.startswith("badges/")
+            continue
+        (after.badges if path.startswith("badges/") else after.files)[path] = out.digest
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 
@@ -99,9 +119,13 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         after.pending = queue(after.pending, payload_for(events, model), now)
     delivery = deliver(after.pending, notifier, now)
     after.pending = delivery.pending
+    incremental.save(store, loaded)
     store.put_status_state(after.to_doc(now))
     return PublishResult(
         built_at=now, state=model.state, files_written=written, bytes_written=size,
-        badges_unchanged=unchanged, changes=len(events), notifications_sent=delivery.sent,
-        notifications_pending=len(delivery.pending), reads=store.stats.reads - reads_before,
+        badges_unchanged=badges_unchanged, changes=len(events),
+        notifications_sent=delivery.sent, notifications_pending=len(delivery.pending),
+        reads=store.stats.reads - reads_before, mode=loaded.mode,
+        rebuild_reason=loaded.reason, changed_documents=loaded.changed,
+        writes=store.stats.writes - writes_before, files_unchanged=unchanged,
     )
