@@ -2,9 +2,20 @@
 
     python bench/bench_status.py        # prints and returns the figures
 
-page_build_s_5k     model + render of every file (page, json, feed, badges); target < 2 s
-page_html_bytes_5k  size of index.html; target < 2 MB
-page_build_reads_5k Firestore document reads of one publish's read pass (store.stats.reads)
+page_build_s_5k                model + render of every file (page, json, feed, badges);
+                               target < 2 s
+page_html_bytes_5k             size of index.html; target < 2 MB
+page_build_reads_5k            Firestore document reads of a publish that reads everything
+                               (what every publish cost before incremental publishing)
+page_publish_s_5k              that publish's wall time (reads + build + writes)
+page_publish_reads_steady_5k   reads of a steady-state publish after 5 minutes of 1,000
+                               hourly jobs (84 runs: 84 jobs, 84 runs, 420 datasets
+                               changed); target <= 100 + the changed documents
+page_publish_s_steady_5k       its wall time, beside page_publish_s_5k
+page_publish_reads_idle_5k     a steady-state publish when nothing changed: the fixed
+                               part (stored model, settings documents, empty queries)
+page_publish_writes_steady_5k  Firestore documents it writes (changed model chunks, the
+                               manifest, the status memory)
 """
 
 import json
@@ -36,6 +47,7 @@ from freshet.status.render import render_site  # noqa: E402
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
 DATASETS, JOBS, RUNS, CONSUMERS = 5000, 1000, 20000, 200
 
 
@@ -83,6 +95,37 @@ def run() -> dict:
         return _measure(db)
 
 
+STEADY_RUNS = 84  # 1,000 hourly jobs: the runs of 5 minutes (1,000 / 12)
+
+
+def _five_minutes_of_runs(jobs, datasets, at: datetime):
+    """What 84 successful runs write: their jobs, the run documents, 5 datasets each."""
+    by_key = {d.key: d for d in datasets}
+    day = at.date().isoformat()
+    changed_jobs, new_runs, changed_sets = [], [], []
+    for job in jobs[:STEADY_RUNS]:
+        job.last_run_at, job.last_run_status, job.last_error = at, "succeeded", None
+        run_ = Run(id=f"{job.id}__steady", job_id=job.id, kind="noop", scheduled_for=at,
+                   created_at=at, started_at=at, finished_at=at + timedelta(seconds=3),
+                   status="succeeded", produces=list(job.produces))
+        changed_jobs.append(job)
+        new_runs.append(run_)
+        for key in job.produces:
+            d = by_key[key]
+            d.last_started_at, d.last_success_at, d.last_run_id = at, at, run_.id
+            d.daily = {**d.daily, day: {"ok": d.daily.get(day, {}).get("ok", 0) + 1,
+                                        "fail": d.daily.get(day, {}).get("fail", 0)}}
+            changed_sets.append(d)
+    return changed_jobs, new_runs, changed_sets
+
+
+def _publish(store, folder, now, settings):
+    store.stats.reset()
+    started = time.perf_counter()
+    result = publish_once(store, LocalSink(folder), now=now, settings=settings)
+    return result, time.perf_counter() - started
+
+
 def _measure(db) -> dict:
     store = Store(db)
     catalog, datasets, jobs, runs = _data(random.Random(5))
@@ -91,15 +134,20 @@ def _measure(db) -> dict:
     store.put_many("jobs", ((j.id, j.to_doc()) for j in jobs))
     store.put_many("runs", ((r.id, r.to_doc()) for r in runs))
     settings = Settings()
+    every_time = Settings(publish_rebuild_after_s=0)  # a full read at each publish
 
     with tempfile.TemporaryDirectory() as folder:
-        publish_once(store, LocalSink(folder), now=NOW - 5 * timedelta(minutes=1),
-                     settings=settings)  # the memory a steady-state publish starts from
-        store.stats.reset()
-        started = time.perf_counter()
-        result = publish_once(store, LocalSink(folder), now=NOW, settings=settings)
-        publish_s = time.perf_counter() - started
-        reads = store.stats.reads
+        # The memory (and stored model) a steady-state publish starts from.
+        publish_once(store, LocalSink(folder), now=NOW - 10 * MIN, settings=settings)
+        full, publish_s = _publish(store, folder, NOW - 5 * MIN, every_time)
+        idle, _ = _publish(store, folder, NOW - 4 * MIN, settings)
+        changed_jobs, new_runs, changed_sets = _five_minutes_of_runs(jobs, datasets,
+                                                                     NOW - 2 * MIN)
+        store.put_many("jobs", ((j.id, j.to_doc()) for j in changed_jobs))
+        store.put_many("runs", ((r.id, r.to_doc()) for r in new_runs))
+        store.put_many("datasets", ((d.key, d.to_doc()) for d in changed_sets))
+        steady, steady_s = _publish(store, folder, NOW, settings)
+        assert steady.mode == "incremental", steady
         html_bytes = (Path(folder) / "index.html").stat().st_size
         json_bytes = (Path(folder) / "status.json").stat().st_size
 
@@ -116,11 +164,18 @@ def _measure(db) -> dict:
     figures = {
         "page_build_s_5k": round(build_s, 3),
         "page_html_bytes_5k": html_bytes,
-        "page_build_reads_5k": reads,
+        "page_build_reads_5k": full.reads,
         "page_publish_s_5k": round(publish_s, 3),  # reads + build + local writes + memory
+        "page_publish_reads_steady_5k": steady.reads,
+        "page_publish_changed_docs_steady_5k": steady.changed_documents,
+        "page_publish_s_steady_5k": round(steady_s, 3),
+        "page_publish_writes_steady_5k": steady.writes,
+        "page_publish_reads_idle_5k": idle.reads,
+        "page_publish_writes_idle_5k": idle.writes,
         "page_json_bytes_5k": json_bytes,
         "page_files_5k": len(files),
-        "page_files_written_steady_5k": result.files_written,
+        "page_files_written_steady_5k": steady.files_written,
+        "page_bytes_written_steady_5k": steady.bytes_written,
     }
     print(json.dumps(figures, indent=2))
     return figures

@@ -277,6 +277,11 @@ class Run:
     error: str | None = None
     records: dict[str, int] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
+    # What recovery needs from the job, kept on the run so that recovering it does not
+    # read the job: the stuck threshold its attempts run under (set when one starts)
+    # and whether the job is one-time (its completion depends on the job's status).
+    stuck_threshold_minutes: int | None = None
+    one_time: bool = False
     updated_at: datetime | None = None  # Firestore's commit time (freshet.gcp.store)
 
     _TIMES = ("scheduled_for", "created_at", "enqueued_at", "started_at", "heartbeat_at",

@@ -63,6 +63,14 @@ def stuck_threshold(job: Job | None, settings: Settings) -> timedelta:
     return timedelta(minutes=minutes or settings.default_stuck_minutes)
 
 
+def recorded_threshold(run: Run, job: Job | None, settings: Settings) -> timedelta:
+    """The threshold the run's attempt started under; the job's for a run that started
+    before runs recorded it."""
+    if run.stuck_threshold_minutes:
+        return timedelta(minutes=run.stuck_threshold_minutes)
+    return stuck_threshold(job, settings)
+
+
 def queued_grace(settings: Settings) -> timedelta:
     """A task should arrive within this (the queue's max backoff included); past it,
     recovery sends the attempt itself."""
@@ -77,6 +85,7 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
         max_attempts=job.max_attempts, produces=list(job.produces),
         idempotency_key=idempotency_key, created_at=now, task_name=task_id(run_id, 1),
         enqueued_at=now, lease_expires_at=max(slot, now) + queued_grace(settings),
+        one_time=not job.schedule.recurring,
     )
 
 
@@ -85,7 +94,8 @@ def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
     history.append(Attempt(number=attempt, started_at=now))
     return replace(run, status=RunStatus.RUNNING, attempt_number=attempt, started_at=now,
                    heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
-                   attempts=history)
+                   attempts=history,
+                   stuck_threshold_minutes=max(1, int(lease.total_seconds() // 60)))
 
 
 def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,

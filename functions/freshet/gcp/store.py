@@ -124,13 +124,24 @@ class Tx:
         self._t.set(self._store._ref(DATASETS, dataset.key), stamped(dataset.to_doc()))
         self.writes += 1
 
-    def write(self, decision: Decision, job_id: str) -> None:
+    def set_run_if_unchanged(self, run: Run, version: datetime) -> None:
+        """Write the run only if its document is still at `version` (a compare-and-set
+        without a read: the commit fails if another writer came first)."""
+        self._t.update(self._store._ref(RUNS, run.id), stamped(run.to_doc()),
+                       option=self._store.db.write_option(last_update_time=version))
+        self.writes += 1
+
+    def write(self, decision: Decision, job_id: str, *,
+              run_version: datetime | None = None) -> None:
         """Carry out a lifecycle decision: read the datasets it changes (reads come
-        first in a transaction), then write the run, the job's fields and the datasets."""
+        first in a transaction), then write the run (only if still at `run_version`,
+        when given), the job's fields and the datasets."""
         change, run = decision.datasets, decision.run
         keys = run.produces if change is not None and run is not None else []
         datasets = [self.get_dataset(k) or Dataset(key=k) for k in keys]
-        if run is not None:
+        if run is not None and run_version is not None:
+            self.set_run_if_unchanged(run, run_version)
+        elif run is not None:
             self.set_run(run)
         if decision.job_fields:
             self.update_job(job_id, decision.job_fields)
@@ -172,12 +183,32 @@ class Store:
             return result
         raise AssertionError("unreachable")
 
+    def transact_if_current(self, fn: Callable[[Tx], T]) -> T | None:
+        """`transact`, or None when the commit is refused because a compare-and-set found
+        its document changed (set_run_if_unchanged) or a blind update found no document:
+        the caller then decides again on what it reads."""
+        try:
+            return self.transact(fn)
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+
     # -- plain reads ----------------------------------------------------------
 
     def _get(self, collection: str, doc_id: str) -> dict | None:
         snap = self._ref(collection, doc_id).get()
         self.stats.reads += 1
         return snap.to_dict() if snap.exists else None
+
+    def _setting(self, doc_id: str) -> dict:
+        """A settings document as its writer wrote it: without the commit-time stamp."""
+        doc = self._get(SETTINGS, doc_id) or {}
+        doc.pop("updated_at", None)
+        return doc
+
+    def _stream_versioned(self, query) -> list[tuple[dict, datetime]]:
+        found = [(snap.to_dict(), snap.update_time) for snap in query.stream()]
+        self.stats.reads += max(1, len(found))  # an empty query is billed as one read
+        return found
 
     def _stream(self, query) -> Iterator[dict]:
         found = False
@@ -277,13 +308,21 @@ class Store:
     def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
         return [Run.from_doc(d) for d in self._stream(self._recent_query(job_id, limit))]
 
+    def _expired_query(self, now: datetime, limit: int):
+        return (self.db.collection(RUNS)
+                .where(filter=FieldFilter("lease_expires_at", "<=", now))
+                .order_by("lease_expires_at")
+                .limit(limit))
+
     def expired_runs(self, now: datetime, limit: int = 500) -> list[Run]:
         """Unfinished runs whose lease ran out (finished runs have no lease: not indexed)."""
-        query = (self.db.collection(RUNS)
-                 .where(filter=FieldFilter("lease_expires_at", "<=", now))
-                 .order_by("lease_expires_at")
-                 .limit(limit))
-        return [Run.from_doc(d) for d in self._stream(query)]
+        return [Run.from_doc(d) for d in self._stream(self._expired_query(now, limit))]
+
+    def expired_runs_versioned(self, now: datetime,
+                               limit: int = 500) -> list[tuple[Run, datetime]]:
+        """Like expired_runs, with each document's update time for a compare-and-set."""
+        return [(Run.from_doc(d), version)
+                for d, version in self._stream_versioned(self._expired_query(now, limit))]
 
     def completed_jobs_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
         query = (self.db.collection(JOBS)
@@ -294,23 +333,23 @@ class Store:
         return [Job.from_doc(d) for d in self._stream(query)]
 
     def applied_doc(self) -> dict:
-        return self._get(SETTINGS, APPLIED_DOC) or {}
+        return self._setting(APPLIED_DOC)
 
     def put_applied_doc(self, doc: dict) -> None:
         self._set(SETTINGS, APPLIED_DOC, doc)
 
     def heartbeats(self) -> dict:
         """settings/heartbeat: when tick, recovery and publish last ran, and what they did."""
-        return self._get(SETTINGS, HEARTBEAT_DOC) or {}
+        return self._setting(HEARTBEAT_DOC)
 
     def put_heartbeat(self, name: str, data: dict) -> None:
         self._set(SETTINGS, HEARTBEAT_DOC, {name: data}, merge=True)
 
     def control(self) -> dict:
-        return self._get(SETTINGS, CONTROL_DOC) or {}
+        return self._setting(CONTROL_DOC)
 
     def catalog_doc(self) -> dict:
-        return self._get(SETTINGS, CATALOG_DOC) or {}
+        return self._setting(CATALOG_DOC)
 
     def put_catalog_doc(self, doc: dict) -> None:
         self._set(SETTINGS, CATALOG_DOC, doc)
@@ -379,7 +418,7 @@ class Store:
 
     def status_state(self) -> dict:
         """settings/status_state: what the previous publish saw (freshet.status.changes)."""
-        return self._get(SETTINGS, "status_state") or {}
+        return self._setting("status_state")
 
     def put_status_state(self, doc: dict) -> None:
         self._set(SETTINGS, "status_state", doc)

@@ -6,6 +6,13 @@
 - queued or retrying past its lease (its task never arrived): a new task is sent;
 - active jobs whose next_run_at is long past are reported: the scheduler is not ticking.
 One indexed query on `lease_expires_at` finds them all; cost is O(expired), not O(runs).
+
+Each verdict is decided on the run as the query found it and committed only if the run
+is still that version (a compare-and-set, like the tick's claim), so the run is not
+read twice; the run carries what recovery needs from its job, so the job is not read
+either (core.lifecycle.recovery_reads_job says when it must be). A stuck run with one
+dataset costs its query read and the dataset's read. If the run changed meanwhile,
+or its job is gone, the verdict is decided again in a transaction that reads them.
 """
 
 import logging
@@ -14,8 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from freshet.core.lifecycle import Decision, RecoveryVerdict, decide_recovery
-from freshet.core.models import RunStatus
+from freshet.core.lifecycle import (
+    Decision,
+    RecoveryVerdict,
+    decide_recovery,
+    recovery_reads_job,
+)
+from freshet.core.models import Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
@@ -48,14 +60,13 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     started = time.monotonic()
     budget = settings.tick_budget_s if budget_s is None else budget_s
     result = SweepResult()
-    expired = store.expired_runs(now, limit)
+    expired = store.expired_runs_versioned(now, limit)
     result.expired = len(expired)
-    for index, run in enumerate(expired):
+    for index, (run, version) in enumerate(expired):
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        decision = store.transact(lambda tx, r=run: _recover(tx, r.id, r.job_id, now, settings))
-        _act(queue, run.id, decision, result)
+        _act(queue, run.id, _recover_run(store, run, version, now, settings), result)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
     if result.not_ticking:
@@ -81,6 +92,23 @@ def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
     # A failed enqueue leaves the lease renewed: the next sweep tries again.
     if not send(queue, run_id, decision.send, "recovered run"):
         result.enqueue_failed.append(run_id)
+
+
+def _recover_run(store: Store, run: Run, version: datetime, now: datetime,
+                 settings: Settings) -> Decision[RecoveryVerdict]:
+    if not recovery_reads_job(run):
+        decided = store.transact_if_current(
+            lambda tx: _recover_as_found(tx, run, version, now, settings))
+        if decided is not None:
+            return decided
+    return store.transact(lambda tx: _recover(tx, run.id, run.job_id, now, settings))
+
+
+def _recover_as_found(tx: Tx, run: Run, version: datetime, now: datetime,
+                      settings: Settings) -> Decision[RecoveryVerdict]:
+    decision = decide_recovery(run, None, now, settings, job_read=False)
+    tx.write(decision, run.job_id, run_version=version)
+    return decision
 
 
 def _recover(tx: Tx, run_id: str, job_id: str, now: datetime,
