@@ -148,11 +148,28 @@ def test_more_changed_runs_than_the_page_shows_reads_the_newest_instead(db):
     assert loaded.mode == "incremental"
     assert list(loaded.inputs.runs) == ["burst-9", "burst-8", "burst-7"]
     # manifest, 3 chunks, jobs and datasets (nothing: 1 each), 4 changed runs (the
-    # limit + 1 says "more"), then the 3 newest
-    assert store.stats.reads == 1 + 3 + 2 + 4 + 3
+    # limit + 1 says "more"), then the newest updated_at and the 3 newest runs
+    assert store.stats.reads == 1 + 3 + 2 + 4 + 1 + 3
     incremental.save(store, loaded)
     again = incremental.load(store, now=NOW, settings=cfg(), recent=3)
     assert (again.changed, list(again.inputs.runs)) == (0, ["burst-9", "burst-8", "burst-7"])
+
+
+def test_old_runs_written_after_the_newest_ones_do_not_make_every_publish_reread(db):
+    """The newest runs by created_at were written first, older ones after (a backfill):
+    the mark is the collection's newest updated_at, not the newest among those shown,
+    so the next publish finds nothing changed instead of overflowing again."""
+    store = Store(db)
+    store.put_many("runs", [(f"new-{i}", run(f"new-{i}", ago=i * MIN).to_doc())
+                            for i in range(3)])
+    for batch in range(3):  # three commits of older runs, each after the newest
+        store.put_many("runs", [(f"old-{batch}-{i}", run(f"old-{batch}-{i}",
+                                                         ago=H + i * MIN).to_doc())
+                                for i in range(5)])
+    incremental.save(store, incremental.load(store, now=NOW, settings=cfg(), recent=3))
+    again = incremental.load(store, now=NOW, settings=cfg(), recent=3)
+    assert (again.mode, again.changed) == ("incremental", 0)
+    assert list(again.inputs.runs) == ["new-0", "new-1", "new-2"]
 
 
 def test_a_large_model_is_kept_in_chunks_under_the_document_limit(db):

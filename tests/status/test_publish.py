@@ -38,7 +38,8 @@ def test_publish_writes_the_site_from_one_read_pass(db, tmp_path):
     # The first publish reads in full: the stored model's manifest (missing), 4 jobs,
     # 3 datasets, 4 runs, catalog + control + status memory + loop heartbeat
     assert (result.mode, result.rebuild_reason) == ("full", "no stored model")
-    assert result.reads == store.stats.reads == 1 + 4 + 3 + 4 + 4
+    # (+1: the runs' newest updated_at, which marks what the next publish asks for)
+    assert result.reads == store.stats.reads == 1 + 4 + 3 + 1 + 4 + 4
     assert result.state == "error"
     for name in ("index.html", "status.json", "feed.xml", "status.schema.json",
                  "badges/dataset/meta.ads.svg", "badges/consumer/ad-performance.svg"):
@@ -63,7 +64,7 @@ def test_reads_grow_with_jobs_and_datasets_not_with_requirements(db, tmp_path):
                             for i in range(RECENT_RUNS + 20)])
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
-    assert result.reads == 1 + 4 + 3 + RECENT_RUNS + 4  # in full: no stored model yet
+    assert result.reads == 1 + 4 + 3 + 1 + RECENT_RUNS + 4  # in full: no stored model yet
 
 
 def test_notifications_are_sent_once_per_change_not_once_per_publish(db, tmp_path, receiver):

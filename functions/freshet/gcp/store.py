@@ -277,6 +277,18 @@ class Store:
         self.stats.reads += max(1, len(found))
         return found
 
+    def due_jobs_in_shard_versioned(self, shard: int, until: datetime,
+                                    limit: int) -> list[tuple[Job, datetime]]:
+        """due_jobs_versioned for one claim shard (composite index status, claim_shard,
+        next_run_at): what a claim handler reads."""
+        query = (self.db.collection(JOBS)
+                 .where(filter=FieldFilter("status", "==", "active"))
+                 .where(filter=FieldFilter("claim_shard", "==", shard))
+                 .where(filter=FieldFilter("next_run_at", "<=", until))
+                 .order_by("next_run_at")
+                 .limit(limit))
+        return [(Job.from_doc(d), version) for d, version in self._stream_versioned(query)]
+
     def claim_slot(self, job_id: str, version: datetime, job_fields: dict[str, Any],
                    run: Run | None) -> SlotClaim:
         """Compare-and-set a job (unchanged since `version`) and create its run, atomically.
@@ -450,9 +462,15 @@ class Store:
         return Changes(runs, found.mark, found.complete)
 
     def recent_runs_marked(self, limit: int) -> Changes[Run]:
-        """recent_runs, with the newest updated_at among them."""
+        """recent_runs, marked with the newest updated_at of the whole collection (read
+        first, so that every run written up to it is in what follows): a run written
+        after the mark is asked for next time, and one written before it and not among
+        the newest now never will be."""
+        query = (self.db.collection(RUNS)
+                 .order_by("updated_at", direction=firestore.Query.DESCENDING).limit(1))
+        newest = _newest(list(self._stream(query)), None)
         docs = list(self._stream(self._recent_query(None, limit)))
-        return Changes([Run.from_doc(d) for d in docs], _newest(docs, None))
+        return Changes([Run.from_doc(d) for d in docs], _newest(docs, newest))
 
     def status_model_docs(self, doc_ids: list[str]) -> dict[str, dict]:
         """Documents of the status_model collection by id, in one batched read."""
