@@ -37,7 +37,8 @@ def test_first_plan_lists_everything_and_changes_nothing(env):
     todo = plan(config_of(text), store=store, task_queue=queue, now=T0)
     assert [(c.job_id, c.action) for c in todo.jobs] == [("orders", "create"),
                                                          ("rates", "create")]
-    assert todo.catalog_changes and [q.action for q in todo.queues] == ["create"]
+    assert todo.catalog_changes and [(q.spec.name, q.action) for q in todo.queues] == [
+        (queue_name, "create"), (f"{queue_name}-claims", "create")]  # claim shards' queue
     assert "  + job orders: create" in todo.lines()
     assert store.list_jobs() == [] and store.catalog_doc() == {}
     assert queue_name not in queue.queues()
@@ -48,7 +49,7 @@ def test_apply_twice_then_the_second_plan_is_empty(env):
     config = config_of(text)
     result = apply(config, store=store, task_queue=queue, now=T0)
     assert result.jobs == {"orders": "created", "rates": "created"}
-    assert result.queues == {queue_name: "created"}
+    assert result.queues == {queue_name: "created", f"{queue_name}-claims": "created"}
     again = plan(config, store=store, task_queue=queue, now=T0 + timedelta(hours=1))
     assert again.empty, again.lines()
     assert again.lines()[0].startswith("No changes")
@@ -70,6 +71,19 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
     created = queue.queues()[queue_name]
     assert created.rate_limits.max_dispatches_per_second == 50
     assert created.retry_config.min_backoff.seconds == 5
+
+
+def test_a_pool_with_dispatch_shards_is_that_many_queues_sharing_its_limits(env):
+    store, queue, text, queue_name = env
+    sharded = text.replace(f"name: {queue_name}", f"name: {queue_name}\n    dispatch_shards: 4")
+    result = apply(config_of(sharded), store=store, task_queue=queue, now=T0)
+    names = [queue_name] + [f"{queue_name}-{k}" for k in (1, 2, 3)]
+    assert result.queues == {**{n: "created" for n in names}, f"{queue_name}-claims": "created"}
+    existing = queue.queues()
+    for name in names:
+        assert existing[name].rate_limits.max_dispatches_per_second == 50 / 4
+        assert existing[name].rate_limits.max_concurrent_dispatches == 100 // 4
+    assert plan(config_of(sharded), store=store, task_queue=queue, now=T0).empty
 
 
 def test_an_upsert_keeps_runtime_state_and_moves_next_run_only_for_a_new_schedule(env):

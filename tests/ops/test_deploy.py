@@ -97,6 +97,7 @@ QUERY_CALLS = {
     "list_datasets": [lambda s: s.list_datasets()],
     "due_jobs": [lambda s: s.due_jobs(T, 10)],
     "due_jobs_versioned": [lambda s: s.due_jobs_versioned(T, 10)],
+    "due_jobs_in_shard_versioned": [lambda s: s.due_jobs_in_shard_versioned(3, T, 10)],
     "expired_runs": [lambda s: s.expired_runs(T)],
     "expired_runs_versioned": [lambda s: s.expired_runs_versioned(T)],
     "_expired_query": [],  # expired_runs's and expired_runs_versioned's

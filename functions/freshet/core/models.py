@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
 from freshet.core.timeutil import to_utc
@@ -125,6 +126,10 @@ class Job:
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
     running_run_id: str | None = None
+    # Which claim shard finds this job when a herd is claimed in parallel
+    # (freshet.core.herd); None on jobs stored before shards existed, until the
+    # tick's next claim of the job writes it.
+    claim_shard: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -136,6 +141,10 @@ class Job:
     @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
+
+    @property
+    def shard(self) -> int:
+        return herd.claim_shard(self.id) if self.claim_shard is None else self.claim_shard
 
     def to_doc(self) -> dict:
         doc = asdict(self)
@@ -217,13 +226,14 @@ def new_job(
     if trigger_source not in TRIGGER_SOURCES:
         raise ValidationError("trigger_source", f"must be one of {', '.join(TRIGGER_SOURCES)}")
     status, trigger_source = JobStatus(status), TriggerSource(trigger_source)
+    job_id = check_id(id, "id")
     return Job(
-        id=check_id(id, "id"), kind=kind, schedule=schedule, params=params,
+        id=job_id, kind=kind, schedule=schedule, params=params,
         secret_params=secret_params, max_retries=max_retries,
         stuck_threshold_minutes=stuck_threshold_minutes,
         expected_runtime_minutes=expected_runtime_minutes, produces=produces,
         allow_overlap=allow_overlap, description=description, status=status,
-        trigger_source=trigger_source,
+        trigger_source=trigger_source, claim_shard=herd.claim_shard(job_id),
     )
 
 

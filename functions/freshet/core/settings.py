@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from freshet.core.errors import ValidationError
+from freshet.core.herd import MAX_DISPATCH_SHARDS
 
 AUTH_MODES = ("oidc", "local")
 LOG_FORMATS = ("text", "json")
@@ -42,6 +43,15 @@ class Settings:
     lookahead_s: int = 60
     tick_budget_s: float = 50.0
     tick_batch: int = 500
+    # The herd (freshet.core.herd): past `claim_fanout_above` due jobs the tick sends
+    # one claim task per shard to the claim handler at `claim_url` (scheduler_tick's
+    # URL; unset: the tick claims everything itself, tick_batch at a time); a handler
+    # claims up to `claim_batch` jobs, then sends the rest of its shard on.
+    claim_url: str | None = None
+    claim_fanout_above: int = 100
+    claim_batch: int = 1000
+    # Queues per pool: runs spread over this many, hashed by job (500 tasks/s each).
+    dispatch_shards: int = 1
     default_stuck_minutes: int = 30
     completed_retention_days: int = 7
     not_ticking_after_s: int = 600
@@ -76,6 +86,10 @@ _ENV = {
     "lookahead_s": "FRESHET_LOOKAHEAD_S",
     "tick_budget_s": "FRESHET_TICK_BUDGET_S",
     "tick_batch": "FRESHET_TICK_BATCH",
+    "claim_url": "FRESHET_CLAIM_URL",
+    "claim_fanout_above": "FRESHET_CLAIM_FANOUT_ABOVE",
+    "claim_batch": "FRESHET_CLAIM_BATCH",
+    "dispatch_shards": "FRESHET_DISPATCH_SHARDS",
     "default_stuck_minutes": "FRESHET_DEFAULT_STUCK_MINUTES",
     "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
     "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
@@ -109,6 +123,9 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
+    if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
+        raise ValidationError("FRESHET_DISPATCH_SHARDS",
+                              f"must be from 1 to {MAX_DISPATCH_SHARDS}")
     return settings
 
 

@@ -4,9 +4,10 @@ Plain values read from the pipeline config (freshet.ops.config) and turned into
 Google's request objects by the adapters (freshet.gcp.tasks, freshet.gcp.scheduler).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from freshet.core import herd
 from freshet.core.limits import FunctionLimits
 
 ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
@@ -26,6 +27,27 @@ class QueueSpec:
     max_concurrent_dispatches: int = 100
     # How long Cloud Tasks waits for run_task before it retries (Google's default: 10m).
     dispatch_deadline_s: float = 600.0
+    # Queues the pool is spread over, runs hashed by job (freshet.core.herd): one Cloud
+    # Tasks queue dispatches at most 500 tasks/s.
+    dispatch_shards: int = 1
+
+    def queues(self) -> tuple["QueueSpec", ...]:
+        """The Cloud Tasks queues this pool is: its rate and concurrency split evenly."""
+        names = herd.queue_names(self.name, self.dispatch_shards)
+        return tuple(replace(
+            self, name=name, dispatch_shards=1,
+            max_dispatches_per_second=herd.shard_share(self.max_dispatches_per_second,
+                                                       self.dispatch_shards),
+            max_concurrent_dispatches=max(1, round(herd.shard_share(
+                self.max_concurrent_dispatches, self.dispatch_shards))),
+        ) for name in names)
+
+    def claims(self) -> "QueueSpec":
+        """The queue the pool's claim shards travel on (one handler per shard at once)."""
+        return QueueSpec(name=herd.claims_queue(self.name), max_attempts=self.max_attempts,
+                         min_backoff_s=1.0, max_backoff_s=10.0, max_doublings=3,
+                         max_dispatches_per_second=500.0,
+                         max_concurrent_dispatches=herd.CLAIM_SHARDS)
 
 
 @dataclass(frozen=True)

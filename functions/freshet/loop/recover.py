@@ -66,7 +66,7 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        _act(queue, run.id, _recover_run(store, run, version, now, settings), result)
+        _act(queue, run, _recover_run(store, run, version, now, settings), result)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
     if result.not_ticking:
@@ -76,8 +76,9 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     return result
 
 
-def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
+def _act(queue: TaskQueue, run: Run, decision: Decision[RecoveryVerdict],
          result: SweepResult) -> None:
+    run_id = run.id
     match decision.verdict:
         case RecoveryVerdict.SETTLED:
             return
@@ -90,7 +91,7 @@ def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
         case _:
             assert_never(decision.verdict)
     # A failed enqueue leaves the lease renewed: the next sweep tries again.
-    if not send(queue, run_id, decision.send, "recovered run"):
+    if not send(queue, run_id, decision.send, "recovered run", job_id=run.job_id):
         result.enqueue_failed.append(run_id)
 
 

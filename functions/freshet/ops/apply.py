@@ -178,8 +178,8 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
     result.control_changes = plan_control(config.control, store.control())
     existing = task_queue.queues()
-    result.queues = [c for c in (plan_queue(task_queue, s, existing) for s in config.queues)
-                     if c]
+    result.queues = [c for c in (plan_queue(task_queue, s, existing)
+                                 for s in config.cloud_queues()) if c]
     if scheduler_admin is not None:
         result.scheduler = scheduler_admin.diff(control_jobs(config))
     return result

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import yaml
 
+from freshet.core import herd
 from freshet.core.catalog import (
     CONSUMER_KINDS,
     Catalog,
@@ -30,6 +31,7 @@ from freshet.core.catalog import (
 from freshet.core.control import Control, parse_control
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
+from freshet.core.herd import MAX_DISPATCH_SHARDS
 from freshet.core.limits import (
     FunctionLimits,
     check_deadline_fits,
@@ -135,6 +137,16 @@ class PipelineConfig:
     @property
     def run_queue(self) -> QueueSpec:
         return self.queues[0]
+
+    @property
+    def dispatch_shards(self) -> int:
+        return self.queues[0].dispatch_shards
+
+    def cloud_queues(self) -> tuple[QueueSpec, ...]:
+        """Every Cloud Tasks queue the config means: each pool's queues, and the claims
+        queue beside the pool runs go to."""
+        return tuple(q for spec in self.queues for q in spec.queues()) + (
+            self.queues[0].claims(),)
 
 
 def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ,
@@ -259,8 +271,9 @@ TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "syn
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
             "allow_overlap", "description")
-QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
-              "max_dispatches_per_second", "max_concurrent_dispatches", "dispatch_deadline")
+QUEUE_KEYS = ("name", "dispatch_shards", "max_attempts", "min_backoff", "max_backoff",
+              "max_doublings", "max_dispatches_per_second", "max_concurrent_dispatches",
+              "dispatch_deadline")
 SCHEDULE_KEYS = ("name", "cron", "timezone", "target", "method", "deadline", "description")
 FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service_account",
                   "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
@@ -474,8 +487,14 @@ class _Parser:
                     doc.get("max_concurrent_dispatches", defaults.max_concurrent_dispatches),
                     f"{where}.max_concurrent_dispatches", 1, 5000),
                 dispatch_deadline_s=self._deadline(doc, where),
+                dispatch_shards=_number(doc.get("dispatch_shards", 1),
+                                        f"{where}.dispatch_shards", 1, MAX_DISPATCH_SHARDS),
             ))
-        _unique([s.name for s in specs], "name", "queues")
+            suffix = herd.claims_queue("")
+            if len(specs[-1].name + suffix) > 100:
+                raise ValidationError(f"{where}.name", f"at most {100 - len(suffix)} characters"
+                                      f" (Freshet adds '{suffix}' for its claims queue)")
+        _unique([q.name for s in specs for q in (*s.queues(), s.claims())], "name", "queues")
         return tuple(specs)
 
     @staticmethod
