@@ -42,7 +42,7 @@ class CountingQueue(TaskQueue):
         super().__init__(settings, client=object())
         self.sent = 0
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None):
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, job_id=None):
         self.sent += 1
         return run_id
 

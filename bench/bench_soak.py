@@ -75,7 +75,7 @@ class SoakQueue(TaskQueue):
         self.cv = threading.Condition()
         self.pending: list[Task] = []
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None):
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, job_id=None):
         self.put(Task(run_id, attempt, 0, schedule_time))
         return run_id
 
