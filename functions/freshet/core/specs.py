@@ -79,7 +79,9 @@ DEFAULT_CONTROL_SCHEDULES = (
 # covers what calls it: Cloud Scheduler's attempt deadline (tick 1m, the others 3m)
 # and, for run_task, the queue's dispatch deadline (10m).
 DEFAULT_FUNCTION_LIMITS = {
-    "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2), max_instances=3),
+    # Also the claim handler: one instance per claim shard while a herd is claimed.
+    "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2),
+                                     max_instances=herd.CLAIM_SHARDS + 2),
     "run_task": FunctionLimits(timeout=timedelta(minutes=15), memory="512Mi",
                                max_instances=100),
     "recover_stuck_runs": FunctionLimits(timeout=timedelta(minutes=5), max_instances=2),
