@@ -150,6 +150,7 @@ def _measure(db) -> dict:
         assert steady.mode == "incremental", steady
         html_bytes = (Path(folder) / "index.html").stat().st_size
         json_bytes = (Path(folder) / "status.json").stat().st_size
+        site_bytes = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
 
     # model + render alone, on what that read pass returned (best of 3)
     latest = sorted(runs, key=lambda r: r.created_at, reverse=True)[:RECENT_RUNS]
@@ -173,6 +174,7 @@ def _measure(db) -> dict:
         "page_publish_reads_idle_5k": idle.reads,
         "page_publish_writes_idle_5k": idle.writes,
         "page_json_bytes_5k": json_bytes,
+        "page_site_bytes_5k": site_bytes,
         "page_files_5k": len(files),
         "page_files_written_steady_5k": steady.files_written,
         "page_bytes_written_steady_5k": steady.bytes_written,

@@ -83,6 +83,20 @@ def next_after(schedule: Schedule, after: datetime) -> datetime | None:
     return next(iter(CronSim(schedule.cron, local))).astimezone(UTC)
 
 
+def slots_between(schedule: Schedule, start: datetime, end: datetime) -> list[datetime]:
+    """Every slot in [start, end), in UTC: one cron walk, not a next_after per slot."""
+    start, end = ensure_aware(start, "start"), ensure_aware(end, "end")
+    if not schedule.recurring:
+        return [schedule.run_at] if start <= schedule.run_at < end else []
+    found = []
+    local = (start - timedelta(microseconds=1)).astimezone(zone(schedule.timezone))
+    for slot in CronSim(schedule.cron, local):
+        if (slot := slot.astimezone(UTC)) >= end:
+            return found
+        found.append(slot)
+    return found
+
+
 def latest_due(schedule: Schedule, next_run_at: datetime, now: datetime) -> datetime:
     """The slot to run now: the latest slot at or before `now`, or `next_run_at` itself.
 
