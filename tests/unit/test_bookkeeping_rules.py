@@ -79,3 +79,17 @@ def test_an_older_run_finishing_leaves_the_newer_run_running():
     assert ds.running and ds.running_run_id == "r2"
     ds = apply_failure(ds, "r2", T0 + 3 * M, "boom")
     assert not ds.running
+
+
+def test_a_failure_at_the_same_instant_as_the_last_success_loses_the_tie_in_either_order():
+    # Seen in the soak: a stuck verdict and the next run's success stamped the same minute.
+    for first, second in ((apply_success, apply_failure), (apply_failure, apply_success)):
+        ds = Dataset(key="d")
+        for apply in (first, second):
+            ds = (apply(ds, "ok", T0) if apply is apply_success
+                  else apply(ds, "stuck", T0, "stuck"))
+        assert not ds.failing and ds.consecutive_failures == 0, (first, ds)
+        assert ds.daily[T0.date().isoformat()] == {"ok": 1, "fail": 1}
+    # One minute on, the failure is the newest outcome again.
+    ds = apply_failure(apply_success(Dataset(key="d"), "ok", T0), "f", T0 + M, "x")
+    assert ds.failing and ds.consecutive_failures == 1

@@ -71,8 +71,11 @@ def apply_success(dataset: Dataset, run_id: str, at: datetime,
 def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str) -> Dataset:
     daily = _with_day(dataset, at, "fail")
     dataset = _finished(dataset, run_id)
-    if dataset.last_success_at is not None and at < dataset.last_success_at:
-        return replace(dataset, daily=daily)  # superseded by a newer success
+    if dataset.last_success_at is not None and at <= dataset.last_success_at:
+        # Superseded by a newer success, or one at the same instant: a success wins a
+        # tie (as in apply_success and Dataset.failing), or the failure would count
+        # while the dataset is not failing.
+        return replace(dataset, daily=daily)
     newest = _newer(at, dataset.last_failure_at)
     return replace(
         dataset,
