@@ -113,3 +113,17 @@ def test_freshet_cost_without_measured_figures_says_so_in_one_line(tmp_path, cap
     code = main(["cost", "--config", str(config), "--measured", str(tmp_path / "none.json")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "make bench" in err
+
+
+def test_the_committed_benchmark_figures_are_what_freshet_cost_and_the_readme_use():
+    """`freshet cost` reads bench/results.json by default: it must hold every figure the
+    estimate multiplies, the stored monthly figure must be the one those figures give,
+    and the README must state it."""
+    from bench import bench_cost
+
+    root = Path(__file__).resolve().parents[2]
+    saved = json.loads((root / "bench" / "results.json").read_text())["results"]
+    cost.Measured.from_results(saved)  # names the first missing figure
+    figure = "cost_usd_month_1k_hourly_5k_datasets"
+    assert bench_cost.derive(saved)[figure] == saved[figure]
+    assert f"${saved[figure]:.2f}" in (root / "README.md").read_text()
