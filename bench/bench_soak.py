@@ -75,7 +75,8 @@ class SoakQueue(TaskQueue):
         self.cv = threading.Condition()
         self.pending: list[Task] = []
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None):
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None,
+                job_id=None):
         self.put(Task(run_id, attempt, 0, schedule_time))
         return run_id
 

@@ -2,9 +2,10 @@
 
     python bench/run_all.py [bench_loop ...]   # only these; the others' figures are kept
 
-Each bench/bench_*.py module exposes run() -> dict of figures. Figures are medians
-of repeated rounds where a benchmark repeats; compare ratios measured in one run,
-as these machines are noisy.
+Each bench/bench_*.py module exposes run() -> dict of figures, and may expose
+derive(results) -> dict, called once every module has run, for figures computed from
+the others' (bench_cost's monthly bill). Figures are medians of repeated rounds where
+a benchmark repeats; compare ratios measured in one run, as these machines are noisy.
 """
 
 import importlib
@@ -27,9 +28,13 @@ TARGETS = {
     "commits_per_run": "≤ 4",
     "page_build_s_5k": "< 2 s",
     "page_html_bytes_5k": "< 2 MB",
-    "recovery_sweep_reads_10k_100stuck": "≈ 100",
+    "recovery_sweep_reads_10k_100stuck": "≤ 300",
     "soak_duplicated": "0",
     "soak_lost": "0",
+    "page_publish_reads_steady_5k": "≤ 100 + changed",
+    "herd_10k_runs_created": "10000",
+    "herd_10k_duplicates": "0",
+    "cost_usd_month_1k_hourly_5k_datasets": "< $10",
 }
 
 
@@ -45,6 +50,10 @@ def main(names: list[str]) -> int:
         figures = importlib.import_module(name).run()
         results.update(figures)
         print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+    for name in sorted(p.stem for p in HERE.glob("bench_*.py")):
+        derive = getattr(importlib.import_module(name), "derive", None)
+        if derive is not None:
+            results.update(derive(results))
     print()
     print(f"{'figure':40} {'value':>14}  target")
     print(f"{'-' * 40} {'-' * 14}  ------")

@@ -154,6 +154,9 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
         ("FRESHET_REGION", config.region),
         ("FRESHET_QUEUE", config.queue),
         ("FRESHET_RUN_TASK_URL", fn.url("run_task")),
+        # The claim handler is scheduler_tick called by Cloud Tasks (freshet.core.herd).
+        ("FRESHET_CLAIM_URL", fn.url("scheduler_tick")),
+        ("FRESHET_DISPATCH_SHARDS", str(config.dispatch_shards)),
         ("FRESHET_INVOKER_EMAIL", fn.invoker_email),
         ("FRESHET_AUDIENCE", fn.url(entry_point)),
         ("FRESHET_AUTH", "oidc"),

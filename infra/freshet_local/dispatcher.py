@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from freshet.core.runs import task_id
+from freshet.core.runs import job_of_run, task_id
 from freshet.core.settings import Settings
 from freshet.gcp.tasks import TaskQueue
 
@@ -64,8 +64,9 @@ class LocalDispatcher(TaskQueue):
 
     # -- TaskQueue --------------------------------------------------------------------
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None):
-        queue = queue or self.settings.queue
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None,
+                job_id=None):
+        queue = self.run_queue(job_id or job_of_run(run_id), queue)
         name = f"{queue}/{task_id(run_id, attempt, dispatch)}"
         due = time.time() if schedule_time is None else schedule_time.timestamp()
         with self._cv:

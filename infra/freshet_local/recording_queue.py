@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from freshet.core.herd import ShardTask
+from freshet.core.runs import job_of_run
 from freshet.core.settings import Settings
 from freshet.gcp.tasks import TaskQueue
 
@@ -16,7 +18,7 @@ class Enqueued:
     attempt: int
     dispatch: int
     schedule_time: datetime | None
-    queue: str | None = None
+    queue: str = ""  # the queue it would go to (its pool's, or its job's dispatch shard)
 
 
 class RecordingQueue(TaskQueue):
@@ -26,12 +28,22 @@ class RecordingQueue(TaskQueue):
     def __init__(self, settings: Settings, *, fail: bool = False):
         super().__init__(settings, client=object())
         self.sent: list[Enqueued] = []
+        self.claims: list[ShardTask] = []
         self.fail = fail
         self._record_lock = threading.Lock()
 
-    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None):
+    def enqueue(self, run_id, attempt, *, dispatch=0, schedule_time=None, queue=None,
+                job_id=None):
         if self.fail:
             raise ConnectionError("task queue unavailable")
         with self._record_lock:
-            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time, queue))
+            self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time,
+                                      self.run_queue(job_id or job_of_run(run_id), queue)))
         return run_id
+
+    def enqueue_claim(self, shard: ShardTask) -> str:
+        if self.fail:
+            raise ConnectionError("task queue unavailable")
+        with self._record_lock:
+            self.claims.append(shard)
+        return shard.task_id()

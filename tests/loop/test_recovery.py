@@ -100,7 +100,55 @@ def test_sweep_reads_only_expired_runs(db, crash_then_succeed):
     for i in range(20):
         add_job(store, f"ok{i}", next_run_at=T0 + timedelta(days=1))
     store.stats.reset()
-    sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings)
-    # the expired run + its transactional re-read + job + dataset + not-ticking query
-    # + the (empty) query for active backfills
-    assert store.stats.reads <= 7
+    result = sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings)
+    # The expired run (the query), its dataset and the not-ticking query: the run is not
+    # read again (its write is a compare-and-set on the version the query found) and
+    # neither is its job (the run carries its stuck threshold); and the (empty) query
+    # for active backfills.
+    assert result.stuck_retried == [run_id]
+    assert store.stats.reads == 4
+
+
+def test_a_run_that_changed_after_the_query_is_decided_on_what_it_is_now(
+        db, crash_then_succeed):
+    from freshet.loop import recover
+
+    store, settings = Store(db), loop_settings()
+    run_id, queue = start_and_abandon(store, settings)
+    [(found, version)] = store.expired_runs_versioned(T0 + 31 * MIN)
+    store.update_run(run_id, {"lease_expires_at": T0 + 60 * MIN})  # a late heartbeat
+    decision, _ = recover._recover_run(store, found, version, T0 + 31 * MIN, settings)
+    assert decision.verdict == "settled"
+    assert store.run(run_id).status == "running"
+
+
+def test_a_stuck_run_whose_job_is_gone_is_still_recovered(db, crash_then_succeed):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = start_and_abandon(store, settings)
+    db.collection("jobs").document("a").delete()
+    result = sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings)
+    assert result.stuck_retried == [run_id]
+    assert store.run(run_id).attempt_number == 2
+    assert db.collection("jobs").document("a").get().exists is False  # not recreated
+
+
+def test_a_stuck_run_of_a_one_time_job_reads_the_job_and_completes_it(db, crash_then_succeed):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = start_and_abandon(store, settings, max_retries=0,
+                                      schedule={"run_at": T0.isoformat()})
+    store.stats.reset()
+    assert sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings).stuck_failed == [
+        run_id]
+    # the query; run, job, dataset; not-ticking; active backfills
+    assert store.stats.reads == 1 + 3 + 1 + 1
+    assert store.job("a").status == "completed"
+
+
+def test_a_run_started_before_runs_kept_their_threshold_takes_it_from_the_job(
+        db, crash_then_succeed):
+    store, settings = Store(db), loop_settings()
+    run_id, queue = start_and_abandon(store, settings, stuck_threshold_minutes=40)
+    store.update_run(run_id, {"stuck_threshold_minutes": None})
+    result = sweep_once(store, queue, now=T0 + 41 * MIN, settings=settings)
+    assert result.stuck_retried == [run_id]
+    assert "no heartbeat for 40 min" in store.run(run_id).error

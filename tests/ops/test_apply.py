@@ -37,7 +37,8 @@ def test_first_plan_lists_everything_and_changes_nothing(env):
     todo = plan(config_of(text), store=store, task_queue=queue, now=T0)
     assert [(c.job_id, c.action) for c in todo.jobs] == [("orders", "create"),
                                                          ("rates", "create")]
-    assert todo.catalog_changes and [q.action for q in todo.queues] == ["create"]
+    assert todo.catalog_changes and [(q.spec.name, q.action) for q in todo.queues] == [
+        (queue_name, "create"), (f"{queue_name}-claims", "create")]  # claim shards' queue
     assert "  + job orders: create (catchup: latest)" in todo.lines()
     assert store.list_jobs() == [] and store.catalog_doc() == {}
     assert queue_name not in queue.queues()
@@ -48,7 +49,7 @@ def test_apply_twice_then_the_second_plan_is_empty(env):
     config = config_of(text)
     result = apply(config, store=store, task_queue=queue, now=T0)
     assert result.jobs == {"orders": "created", "rates": "created"}
-    assert result.queues == {queue_name: "created"}
+    assert result.queues == {queue_name: "created", f"{queue_name}-claims": "created"}
     again = plan(config, store=store, task_queue=queue, now=T0 + timedelta(hours=1))
     assert again.empty, again.lines()
     assert again.lines()[0].startswith("No changes")
@@ -72,18 +73,32 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
     assert created.retry_config.min_backoff.seconds == 5
 
 
+def test_a_pool_with_dispatch_shards_is_that_many_queues_sharing_its_limits(env):
+    store, queue, text, queue_name = env
+    sharded = text.replace(f"name: {queue_name}", f"name: {queue_name}\n    dispatch_shards: 4")
+    result = apply(config_of(sharded), store=store, task_queue=queue, now=T0)
+    names = [queue_name] + [f"{queue_name}-{k}" for k in (1, 2, 3)]
+    assert result.queues == {**{n: "created" for n in names}, f"{queue_name}-claims": "created"}
+    existing = queue.queues()
+    for name in names:
+        assert existing[name].rate_limits.max_dispatches_per_second == 50 / 4
+        assert existing[name].rate_limits.max_concurrent_dispatches == 100 // 4
+    assert plan(config_of(sharded), store=store, task_queue=queue, now=T0).empty
+
+
 def test_an_upsert_keeps_runtime_state_and_moves_next_run_only_for_a_new_schedule(env):
     store, queue, text, _ = env
     apply(config_of(text), store=store, task_queue=queue, now=T0)
     ran = replace(store.job("orders"), last_run_at=T0, last_run_status="failed",
                   last_error="boom", last_run_id="r1", next_run_at=T0 + timedelta(minutes=15))
     store.put_job(ran)
+    before = store.job("orders").updated_at  # Firestore's commit time (gcp.store)
     later = T0 + timedelta(hours=2)
     apply(config_of(text.replace("produces: [sales.orders]",
                                  "produces: [sales.orders]\n    max_retries: 7")),
           store=store, task_queue=queue, now=later)
     kept = store.job("orders")
-    assert kept.max_retries == 7 and kept.updated_at == later
+    assert kept.max_retries == 7 and kept.updated_at > before
     assert (kept.last_run_at, kept.last_error, kept.last_run_id, kept.next_run_at) == (
         T0, "boom", "r1", T0 + timedelta(minutes=15))
     todo = plan(config_of(text.replace('"*/15 * * * *"', '"*/30 * * * *"')), store=store,
@@ -199,7 +214,8 @@ def test_apply_creates_a_queue_per_pool_lists_triggers_and_the_plan_shows_polici
             ) in lines
     assert "  ~ dataset sales.orders: triggers [] -> ['revenue']" in lines
     result = apply(todo, store=store, task_queue=queue, now=T0)
-    assert result.queues == {queue_name: "created", f"{queue_name}-warehouse": "created"}
+    assert result.queues == {queue_name: "created", f"{queue_name}-warehouse": "created",
+                             f"{queue_name}-claims": "created"}
     made = queue.queues()[f"{queue_name}-warehouse"]
     assert made.rate_limits.max_concurrent_dispatches == 4
     assert store.get_dataset("sales.orders").triggers == ["revenue"]

@@ -446,7 +446,8 @@ def test_catchup_triggers_and_pools_parse(tmp_path):
     assert revenue.schedule.none and revenue.trigger.after == ("sales.orders", "finance.rates")
     assert revenue.trigger.when == "all"
     assert [p.name for p in config.pools] == ["warehouse"]
-    assert [q.name for q in config.all_queues] == ["freshet-runs", "freshet-runs-warehouse"]
+    assert [q.name for q in config.all_queues] == ["freshet-runs", "freshet-runs-warehouse",
+                                                   "freshet-runs-claims"]
     assert config.all_queues[1].max_concurrent_dispatches == 4
     assert config.all_queues[1].min_backoff_s == config.queues[0].min_backoff_s
     assert [(p.name, p.max_concurrent) for p in config.catalog.pools] == [

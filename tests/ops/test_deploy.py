@@ -47,6 +47,10 @@ class RecordingStore(Store):
         self.queries.append(query)
         return 0
 
+    def _stream_versioned(self, query):
+        self.queries.append(query)
+        return []
+
 
 class _NoResults:
     def stream(self):
@@ -97,7 +101,10 @@ QUERY_CALLS = {
     "list_datasets": [lambda s: s.list_datasets()],
     "due_jobs": [lambda s: s.due_jobs(T, 10)],
     "due_jobs_versioned": [lambda s: s.due_jobs_versioned(T, 10)],
+    "due_jobs_in_shard_versioned": [lambda s: s.due_jobs_in_shard_versioned(3, T, 10)],
     "expired_runs": [lambda s: s.expired_runs(T)],
+    "expired_runs_versioned": [lambda s: s.expired_runs_versioned(T)],
+    "_expired_query": [],  # expired_runs's and expired_runs_versioned's
     "completed_jobs_before": [lambda s: s.completed_jobs_before(T)],
     "recent_runs": [lambda s: s.recent_runs(), lambda s: s.recent_runs(job_id="j")],
     "count_runs": [lambda s: s.count_runs(queue="q", statuses=("queued", "retrying"))],
@@ -108,6 +115,12 @@ QUERY_CALLS = {
     "deadline_records": [lambda s: s.deadline_records()],
     "incidents": [lambda s: s.incidents(T)],
     "route_states": [lambda s: s.route_states()],
+    "recent_runs_marked": [lambda s: s.recent_runs_marked(10)],
+    "jobs_changed_since": [lambda s: s.jobs_changed_since(T), lambda s: s.jobs_changed_since(None)],
+    "datasets_changed_since": [lambda s: s.datasets_changed_since(T)],
+    "runs_changed_since": [lambda s: s.runs_changed_since(T, 10)],
+    "_changes": [],  # the building block of the three above
+    "_recent_query": [],  # recent_runs's and recent_runs_marked's
 }
 
 
@@ -115,9 +128,9 @@ def test_every_query_method_of_the_store_is_exercised_here():
     markers = ("_stream(", ".stream(", "_due_query(", "_count(", ".where(", ".order_by(")
     source_methods = {name for name, fn in inspect.getmembers(Store, inspect.isfunction)
                       if any(m in inspect.getsource(fn) for m in markers)}
-    # _stream, _due_query and _count are the recorded building blocks themselves
-    assert source_methods - {"_stream", "_due_query", "_count"} <= set(QUERY_CALLS), \
-        source_methods
+    # _stream, _stream_versioned, _due_query and _count are the recorded building blocks
+    assert source_methods - {"_stream", "_stream_versioned", "_due_query", "_count"} <= set(
+        QUERY_CALLS), source_methods
     # No query inside a transaction: the emulator (and Firestore) lock what a query
     # scans, so a query in the claim made every claim wait on every other one.
     tx_methods = {name for name, fn in inspect.getmembers(Tx, inspect.isfunction)

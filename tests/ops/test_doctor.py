@@ -154,7 +154,8 @@ def test_doctor_against_the_local_stack(db, tasks_emulator, tmp_path, monkeypatc
     monkeypatch.delenv("FRESHET_SITE_BUCKET", raising=False)
     assert cli.main(["doctor", f"--config={path}"]) == 1
     out = capsys.readouterr().out
-    assert f"✗ queues: missing: {queue} — fix: freshet apply --config={path}" in out
+    assert (f"✗ queues: missing: {queue}, {queue}-claims — fix: freshet apply "
+            f"--config={path}") in out
     assert "✗ status page: not published yet — fix: freshet site build" in out
     assert cli.main(["apply", f"--config={path}"]) == 0
     Store(db).put_heartbeat("tick", {"at": utcnow()})

@@ -36,10 +36,13 @@ def test_publish_writes_the_site_from_one_read_pass(db, tmp_path):
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
 
-    # 4 jobs + 3 datasets + 4 runs + catalog + control + status memory + loop heartbeat,
-    # and four empty queries (one read each): deadline records, open incidents, recent
+    # The first publish reads in full: the stored model's manifest (missing), 4 jobs,
+    # 3 datasets, 4 runs, catalog + control + status memory + loop heartbeat
+    assert (result.mode, result.rebuild_reason) == ("full", "no stored model")
+    # (+1: the runs' newest updated_at, which marks what the next publish asks for), and
+    # four empty queries (one read each): deadline records, open incidents, recent
     # incidents, route states
-    assert result.reads == store.stats.reads == 4 + 3 + 4 + 4 + 4
+    assert result.reads == store.stats.reads == 1 + 4 + 3 + 1 + 4 + 4 + 4
     assert result.state == "error"
     for name in ("index.html", "status.json", "feed.xml", "status.schema.json",
                  "badges/dataset/meta.ads.svg", "badges/consumer/ad-performance.svg"):
@@ -64,7 +67,8 @@ def test_reads_grow_with_jobs_and_datasets_not_with_requirements(db, tmp_path):
                             for i in range(RECENT_RUNS + 20)])
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
-    assert result.reads == 4 + 3 + RECENT_RUNS + 4 + 4
+    # in full (no stored model yet), and the four trust queries
+    assert result.reads == 1 + 4 + 3 + 1 + RECENT_RUNS + 4 + 4
 
 
 def test_notifications_are_sent_once_per_change_not_once_per_publish(db, tmp_path, receiver):
@@ -118,7 +122,8 @@ def test_unchanged_badges_are_not_rewritten_unless_asked(db, tmp_path):
     again = publish_once(store, sink, now=NOW + MIN, settings=settings())
     assert first.badges_unchanged == 0
     assert again.badges_unchanged == 6  # 3 datasets + 3 consumers
-    assert again.files_written == first.files_written - 6
+    assert again.files_unchanged == 7  # and status.schema.json
+    assert again.files_written == first.files_written - 7 == 3  # page, json, feed
     full = publish_once(store, sink, now=NOW + 2 * MIN, settings=settings(), full=True)
     assert full.files_written == first.files_written
 

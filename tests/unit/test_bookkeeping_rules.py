@@ -90,7 +90,6 @@ def test_an_older_run_finishing_leaves_the_newer_run_running():
 
 
 # -- runs for past slots (backfills, catch-up) ----------------------------------------
-# -- watermarks: the time the data is current to ----------------------------------------
 
 H = timedelta(hours=1)
 
@@ -136,6 +135,10 @@ def test_live_runs_out_of_order_keep_the_old_rule_and_remember_the_newest_slot()
     ds = apply_success(ds, "early-slot", T0 + 9 * M, slot=T0)  # overlap: finished last
     assert ds.last_success_at == T0 + 9 * M  # a live sync's data is as of its finish
     assert ds.last_success_slot == T0 + 5 * M
+
+
+# -- watermarks: the time the data is current to ----------------------------------------
+
 @pytest.mark.parametrize(
     ("current", "reported", "trusted", "issue"),
     [
@@ -187,3 +190,15 @@ def test_a_failure_adds_no_data_point():
     ds = apply_success(Dataset(key="d"), "r1", T0)
     ds = apply_failure(ds, "r2", T0 + M, "boom")
     assert ds.data_points == [{"at": T0, "as_of": None}]
+def test_a_failure_at_the_same_instant_as_the_last_success_loses_the_tie_in_either_order():
+    # Seen in the soak: a stuck verdict and the next run's success stamped the same minute.
+    for first, second in ((apply_success, apply_failure), (apply_failure, apply_success)):
+        ds = Dataset(key="d")
+        for apply in (first, second):
+            ds = (apply(ds, "ok", T0) if apply is apply_success
+                  else apply(ds, "stuck", T0, "stuck"))
+        assert not ds.failing and ds.consecutive_failures == 0, (first, ds)
+        assert ds.daily[T0.date().isoformat()] == {"ok": 1, "fail": 1}
+    # One minute on, the failure is the newest outcome again.
+    ds = apply_failure(apply_success(Dataset(key="d"), "ok", T0), "f", T0 + M, "x")
+    assert ds.failing and ds.consecutive_failures == 1

@@ -18,6 +18,7 @@ from freshet.core.lifecycle import (
     decide_finish,
     decide_recovery,
     holder_to_check,
+    recovery_reads_job,
 )
 from freshet.core.models import (
     AttemptOutcome,
@@ -342,3 +343,46 @@ def test_sends_go_to_the_runs_pool_queue():
     held = job(running_run_id=holder().id)
     deferred = decide_claim(pooled, held, holder(), 1, Control(), T0 + MIN, SETTINGS)
     assert deferred.verdict == ClaimVerdict.DEFER and deferred.send.queue == pooled.queue
+# -- recovery without the job -----------------------------------------------------------
+
+READS_JOB = [
+    # (case, run, must recovery read the job?)
+    ("running, recurring job, threshold recorded", running(1), False),
+    ("running, started before runs recorded it", running(1, stuck_threshold_minutes=None),
+     True),
+    ("running, one-time job", running(1, one_time=True), True),
+    ("queued", replace(queued(), lease_expires_at=NOW - MIN), False),
+    ("gone", None, False),
+]
+
+
+@pytest.mark.parametrize("case,run,reads", READS_JOB, ids=[r[0] for r in READS_JOB])
+def test_recovery_reads_the_job_only_when_the_run_cannot_say(case, run, reads):
+    assert recovery_reads_job(run) is reads
+
+
+def test_a_run_records_its_threshold_when_it_starts_and_whether_its_job_is_one_time():
+    assert running(1).stuck_threshold_minutes == 30 and not queued().one_time
+    once = new_job(id="once", kind="noop", schedule={"run_at": "2026-11-28T13:00:00+00:00"})
+    assert runs.new_run(once, "once__x", T0, source="manual", now=T0,
+                        settings=SETTINGS).one_time
+
+
+def test_recovery_without_the_job_writes_its_last_fields_blind():
+    retried = decide_recovery(running(1), None, NOW, SETTINGS, job_read=False)
+    assert retried.verdict == RecoveryVerdict.STUCK_RETRIED
+    assert set(retried.job_fields) == {"last_error", "updated_at"}  # the hold is left
+    assert "no heartbeat for 30 min" in retried.job_fields["last_error"]
+    failed = decide_recovery(running(3), None, NOW, SETTINGS, job_read=False)
+    assert failed.verdict == RecoveryVerdict.STUCK_FAILED
+    assert failed.job_fields["last_run_status"] == LastRun.FAILED
+    assert "status" not in failed.job_fields and "running_run_id" not in failed.job_fields
+
+
+def test_the_threshold_a_run_started_under_is_the_one_recovery_reports():
+    later = job(stuck_threshold_minutes=90)  # changed by an apply after the run started
+    decision = decide_recovery(running(1), later, NOW, SETTINGS)
+    assert "no heartbeat for 30 min" in decision.detail
+    legacy = decide_recovery(running(1, stuck_threshold_minutes=None), later, T0 + 95 * MIN,
+                             SETTINGS)
+    assert "no heartbeat for 90 min" in legacy.detail

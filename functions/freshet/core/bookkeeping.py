@@ -154,8 +154,11 @@ def apply_failure(dataset: Dataset, run_id: str, at: datetime, error: str, *,
     dataset = _finished(dataset, run_id)
     if _older_slot(dataset, slot, past):
         return replace(dataset, daily=daily)  # history: a newer slot succeeded already
-    if dataset.last_success_at is not None and at < dataset.last_success_at:
-        return replace(dataset, daily=daily)  # superseded by a newer success
+    if dataset.last_success_at is not None and at <= dataset.last_success_at:
+        # Superseded by a newer success, or one at the same instant: a success wins a
+        # tie (as in apply_success and Dataset.failing), or the failure would count
+        # while the dataset is not failing.
+        return replace(dataset, daily=daily)
     newest = _newer(at, dataset.last_failure_at)
     return replace(
         dataset,

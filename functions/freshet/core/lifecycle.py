@@ -277,10 +277,10 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
 
 
 def _failed(run: Run, job: Job | None, error: str, now: datetime, verdict: V, *,
-            stuck: bool = False) -> Decision[V]:
+            stuck: bool = False, job_read: bool = True) -> Decision[V]:
     return Decision(verdict, f"run failed after {run.attempt_number} attempt(s): {error}",
                     run=runs.failed(run, now, error, stuck=stuck),
-                    job_fields=_last_run(job, run, LastRun.FAILED, error, now),
+                    job_fields=_last_run(job, run, LastRun.FAILED, error, now, read=job_read),
                     datasets=_ended(DatasetEvent.FAILURE, run, now, error=error))
 
 
@@ -291,23 +291,42 @@ def _released(job: Job | None, run: Run) -> dict | None:
 
 
 def _last_run(job: Job | None, run: Run, status: LastRun, error: str | None,
-              now: datetime) -> dict | None:
-    if job is None:
+              now: datetime, *, read: bool = True) -> dict | None:
+    """The job's last_* fields. `read=False`: the job was not read (recovery of a run of
+    a recurring job, see recovery_reads_job): the same fields, written blind, without
+    the ones that depend on the job (its hold, a one-time job's completion)."""
+    if read and job is None:
         return None
     fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
-              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now,
-              **(_released(job, run) or {})}
-    if job.schedule.one_time and job.status == "active":
-        fields.update(status="completed", completed_at=now)
+              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now}
+    if read:
+        fields.update(_released(job, run) or {})
+        if job.schedule.one_time and job.status == "active":
+            fields.update(status="completed", completed_at=now)
     return _job_fields(run, fields)
 
 
 # -- recovery ------------------------------------------------------------------
 
 
-def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: Settings
-                    ) -> Decision[RecoveryVerdict]:
-    """A run the sweep found with its lease run out, as it is now (re-read)."""
+def recovery_reads_job(run: Run | None) -> bool:
+    """Must recovery read this run's job? Only for a running run that started before
+    runs recorded their stuck threshold, or whose job is one-time (completed only while
+    it is active). Otherwise the run says all recovery needs: the job's last_* fields
+    are written blind, and its hold (`running_run_id`) is left as it is. That hold is
+    harmless: the next claim of the job reads the run it names, finds it no longer
+    running and takes the hold; a retry of this run holds it already. A backfill lane's
+    run is read with its job too: its ending releases the lane's next slot, a new run of
+    the job."""
+    return run is not None and run.status == RunStatus.RUNNING and (
+        not run.stuck_threshold_minutes or run.one_time or run.backfill_id is not None)
+
+
+def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: Settings,
+                    *, job_read: bool = True) -> Decision[RecoveryVerdict]:
+    """A run the sweep found with its lease run out, as it is now: re-read, or as the
+    sweep's query found it when the write is a compare-and-set on that version.
+    `job_read=False`: the job was not read (recovery_reads_job said it need not be)."""
     if run is None or run.terminal or run.lease_expires_at is None or \
             run.lease_expires_at > now:
         return Decision(RecoveryVerdict.SETTLED, "handled meanwhile")
@@ -317,16 +336,18 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
         return Decision(RecoveryVerdict.REDISPATCHED, "its task never arrived; sent again",
                         run=again, send=Send(again.attempt_number, again.dispatches,
                                              queue=again.queue))
-    threshold = runs.stuck_threshold(job, settings)
+    threshold = runs.recorded_threshold(run, job, settings)
     error = (f"stuck: no heartbeat for {int(threshold.total_seconds() // 60)} min "
              f"(last at {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC); attempt "
              f"{run.attempt_number} of {run.max_attempts} abandoned")
     if not runs.attempts_left(run):
-        return _failed(run, job, error, now, RecoveryVerdict.STUCK_FAILED, stuck=True)
+        return _failed(run, job, error, now, RecoveryVerdict.STUCK_FAILED, stuck=True,
+                       job_read=job_read)
     again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
                               next_attempt=True)
-    job_fields = None if job is None else {"last_error": error, "updated_at": now,
-                                           **(_released(job, run) or {})}
+    job_fields = None if job_read and job is None else {
+        "last_error": error, "updated_at": now,
+        **((_released(job, run) if job_read else None) or {})}
     return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again,
                     job_fields=_job_fields(run, job_fields),
                     datasets=_ended(DatasetEvent.FAILURE, run, now, error=error),

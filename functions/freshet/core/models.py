@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
 from freshet.core.timeutil import parse_duration, to_utc
@@ -198,6 +199,10 @@ class Job:
     # (seconds, oldest first, core.timing bounds them): the deadlines' early warnings.
     recent_durations_s: list[float] = field(default_factory=list)
     recent_start_lags_s: list[float] = field(default_factory=list)
+    # Which claim shard finds this job when a herd is claimed in parallel
+    # (freshet.core.herd); None on jobs stored before shards existed, until the
+    # tick's next claim of the job writes it.
+    claim_shard: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
@@ -213,6 +218,10 @@ class Job:
     @property
     def max_lateness(self) -> timedelta | None:
         return None if self.max_lateness_s is None else timedelta(seconds=self.max_lateness_s)
+
+    @property
+    def shard(self) -> int:
+        return herd.claim_shard(self.id) if self.claim_shard is None else self.claim_shard
 
     def to_doc(self) -> dict:
         doc = asdict(self)
@@ -324,15 +333,16 @@ def new_job(
         raise ValidationError("max_catchup", f"must be an integer from 1 to {MAX_MAX_CATCHUP}")
     lateness = None if max_lateness is None else parse_duration(max_lateness, "max_lateness")
     pool = None if pool is None else check_pool(pool)
+    job_id = check_id(id, "id")
     return Job(
-        id=check_id(id, "id"), kind=kind, schedule=schedule, params=params,
+        id=job_id, kind=kind, schedule=schedule, params=params,
         secret_params=secret_params, max_retries=max_retries,
         stuck_threshold_minutes=stuck_threshold_minutes,
         expected_runtime_minutes=expected_runtime_minutes, produces=produces,
         allow_overlap=allow_overlap, description=description, status=status,
         trigger_source=trigger_source, catchup=Catchup(catchup), max_catchup=max_catchup,
         max_lateness_s=None if lateness is None else int(lateness.total_seconds()),
-        trigger=trigger, pool=pool,
+        trigger=trigger, pool=pool, claim_shard=herd.claim_shard(job_id),
     )
 
 
@@ -429,9 +439,15 @@ class Run:
     records: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, datetime] = field(default_factory=dict)  # as the sync reported
     attempts: list[Attempt] = field(default_factory=list)
+    # What recovery needs from the job, kept on the run so that recovering it does not
+    # read the job: the stuck threshold its attempts run under (set when one starts)
+    # and whether the job is one-time (its completion depends on the job's status).
+    stuck_threshold_minutes: int | None = None
+    one_time: bool = False
+    updated_at: datetime | None = None  # Firestore's commit time (freshet.gcp.store)
 
     _TIMES = ("scheduled_for", "interval_start", "created_at", "enqueued_at", "started_at",
-              "heartbeat_at", "lease_expires_at", "finished_at")
+              "heartbeat_at", "lease_expires_at", "finished_at", "updated_at")
 
     @property
     def terminal(self) -> bool:

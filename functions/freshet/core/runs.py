@@ -74,6 +74,14 @@ def stuck_threshold(job: Job | None, settings: Settings) -> timedelta:
     return timedelta(minutes=minutes or settings.default_stuck_minutes)
 
 
+def recorded_threshold(run: Run, job: Job | None, settings: Settings) -> timedelta:
+    """The threshold the run's attempt started under; the job's for a run that started
+    before runs recorded it."""
+    if run.stuck_threshold_minutes:
+        return timedelta(minutes=run.stuck_threshold_minutes)
+    return stuck_threshold(job, settings)
+
+
 def queued_grace(settings: Settings) -> timedelta:
     """A task should arrive within this (the queue's max backoff included); past it,
     recovery sends the attempt itself."""
@@ -97,6 +105,7 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
         enqueued_at=now, lease_expires_at=max(slot, now) + queued_grace(settings),
         queue=pool_queue(settings.queue, job.pool), interval_start=start,
         backfill_id=backfill_id, lane=lane, upstream_versions=dict(upstream_versions or {}),
+        one_time=job.schedule.one_time,
     )
 
 
@@ -143,7 +152,8 @@ def started(run: Run, attempt: int, now: datetime, lease: timedelta) -> Run:
     history = history[-MAX_ATTEMPTS:]
     return replace(run, status=RunStatus.RUNNING, attempt_number=attempt, started_at=now,
                    heartbeat_at=now, lease_expires_at=now + lease, finished_at=None,
-                   attempts=history)
+                   attempts=history,
+                   stuck_threshold_minutes=max(1, int(lease.total_seconds() // 60)))
 
 
 def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,

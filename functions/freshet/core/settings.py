@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
+from freshet.core.herd import MAX_DISPATCH_SHARDS
 
 AUTH_MODES = ("oidc", "local")
 LOG_FORMATS = ("text", "json")
@@ -43,6 +44,15 @@ class Settings:
     lookahead_s: int = 60
     tick_budget_s: float = 50.0
     tick_batch: int = 500
+    # The herd (freshet.core.herd): past `claim_fanout_above` due jobs the tick sends
+    # one claim task per shard to the claim handler at `claim_url` (scheduler_tick's
+    # URL; unset: the tick claims everything itself, tick_batch at a time); a handler
+    # claims up to `claim_batch` jobs, then sends the rest of its shard on.
+    claim_url: str | None = None
+    claim_fanout_above: int = 100
+    claim_batch: int = 1000
+    # Queues per pool: runs spread over this many, hashed by job (500 tasks/s each).
+    dispatch_shards: int = 1
     default_stuck_minutes: int = 30
     completed_retention_days: int = 7
     not_ticking_after_s: int = 600
@@ -55,6 +65,10 @@ class Settings:
     site_url: str = "http://127.0.0.1:5000/"
     webhook_url: str | None = None
     page_stale_after_s: int = 900
+    # publish_status reads only what changed since the previous publish; a full read
+    # at least this often also catches documents changed behind Freshet's back
+    # (0: read everything every time).
+    publish_rebuild_after_s: int = 86400
     config_path: str | None = None
     # Where http_fetch may fetch from (freshet.core.egress; pipeline.yaml's http_fetch:).
     fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
@@ -77,6 +91,10 @@ _ENV = {
     "lookahead_s": "FRESHET_LOOKAHEAD_S",
     "tick_budget_s": "FRESHET_TICK_BUDGET_S",
     "tick_batch": "FRESHET_TICK_BATCH",
+    "claim_url": "FRESHET_CLAIM_URL",
+    "claim_fanout_above": "FRESHET_CLAIM_FANOUT_ABOVE",
+    "claim_batch": "FRESHET_CLAIM_BATCH",
+    "dispatch_shards": "FRESHET_DISPATCH_SHARDS",
     "default_stuck_minutes": "FRESHET_DEFAULT_STUCK_MINUTES",
     "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
     "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
@@ -88,6 +106,7 @@ _ENV = {
     "site_url": "FRESHET_SITE_URL",
     "webhook_url": "FRESHET_WEBHOOK_URL",
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
+    "publish_rebuild_after_s": "FRESHET_PUBLISH_REBUILD_AFTER_S",
     "config_path": "FRESHET_CONFIG",
     "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
     "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
@@ -113,6 +132,9 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
     egress_policy(settings)  # fails loudly on a bad host list
+    if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
+        raise ValidationError("FRESHET_DISPATCH_SHARDS",
+                              f"must be from 1 to {MAX_DISPATCH_SHARDS}")
     return settings
 
 

@@ -7,6 +7,7 @@ Google's request objects by the adapters (freshet.gcp.tasks, freshet.gcp.schedul
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from freshet.core import herd
 from freshet.core.limits import FunctionLimits
 
 ENTRY_POINTS = ("scheduler_tick", "run_task", "recover_stuck_runs", "publish_status", "api")
@@ -26,6 +27,27 @@ class QueueSpec:
     max_concurrent_dispatches: int = 100
     # How long Cloud Tasks waits for run_task before it retries (Google's default: 10m).
     dispatch_deadline_s: float = 600.0
+    # Queues the pool is spread over, runs hashed by job (freshet.core.herd): one Cloud
+    # Tasks queue dispatches at most 500 tasks/s.
+    dispatch_shards: int = 1
+
+    def queues(self) -> tuple["QueueSpec", ...]:
+        """The Cloud Tasks queues this pool is: its rate and concurrency split evenly."""
+        names = herd.queue_names(self.name, self.dispatch_shards)
+        return tuple(replace(
+            self, name=name, dispatch_shards=1,
+            max_dispatches_per_second=herd.shard_share(self.max_dispatches_per_second,
+                                                       self.dispatch_shards),
+            max_concurrent_dispatches=max(1, round(herd.shard_share(
+                self.max_concurrent_dispatches, self.dispatch_shards))),
+        ) for name in names)
+
+    def claims(self) -> "QueueSpec":
+        """The queue the pool's claim shards travel on (one handler per shard at once)."""
+        return QueueSpec(name=herd.claims_queue(self.name), max_attempts=self.max_attempts,
+                         min_backoff_s=1.0, max_backoff_s=10.0, max_doublings=3,
+                         max_dispatches_per_second=500.0,
+                         max_concurrent_dispatches=herd.CLAIM_SHARDS)
 
 
 DEFAULT_POOL = "default"
@@ -51,7 +73,7 @@ def pool_queue(default_queue: str, pool: str | None) -> str:
 
 def pool_queue_spec(default: QueueSpec, pool: PoolSpec) -> QueueSpec:
     """A pool's queue: the default queue's retry and rate settings, the pool's limit."""
-    return replace(default, name=pool.queue(default.name),
+    return replace(default, name=pool.queue(default.name), dispatch_shards=1,
                    max_concurrent_dispatches=pool.max_concurrent)
 
 
@@ -84,7 +106,9 @@ DEFAULT_CONTROL_SCHEDULES = (
 # covers what calls it: Cloud Scheduler's attempt deadline (tick 1m, the others 3m)
 # and, for run_task, the queue's dispatch deadline (10m).
 DEFAULT_FUNCTION_LIMITS = {
-    "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2), max_instances=3),
+    # Also the claim handler: one instance per claim shard while a herd is claimed.
+    "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2),
+                                     max_instances=herd.CLAIM_SHARDS + 2),
     "run_task": FunctionLimits(timeout=timedelta(minutes=15), memory="512Mi",
                                max_instances=100),
     "recover_stuck_runs": FunctionLimits(timeout=timedelta(minutes=5), max_instances=2),

@@ -4,6 +4,11 @@ Task names are deterministic and start with a hash (Google's advice: sequential
 prefixes make hot spots), so a retried enqueue of the same dispatch is refused
 with ALREADY_EXISTS by Cloud Tasks. The emulator does not dedupe names; Freshet's
 exactly-once rests on the run document, not on the task name.
+
+Two kinds of task: run deliveries for run_task, on the pool's queue that the run's
+job hashes to (`dispatch_shards` queues per pool, freshet.core.herd), and claim
+shards for the claim handler (scheduler_tick with a ShardTask body), on the pool's
+claims queue.
 """
 
 import contextlib
@@ -15,7 +20,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from freshet.core.runs import task_id
+from freshet.core import herd
+from freshet.core.herd import ShardTask
+from freshet.core.runs import job_of_run, task_id
 from freshet.core.settings import Settings
 from freshet.core.specs import QueueSpec
 
@@ -50,43 +57,73 @@ class TaskQueue:
     def queue_path(self, name: str | None = None) -> str:
         return f"{self.location_path()}/queues/{name or self.settings.queue}"
 
-    def build_task(self, run_id: str, attempt: int, *, dispatch: int = 0,
-                   schedule_time: datetime | None = None,
-                   queue: str | None = None) -> tasks_v2.Task:
-        body = json.dumps({"run_id": run_id, "attempt": attempt}).encode()
+    def run_queue(self, job_id: str | None, queue: str | None = None) -> str:
+        """The queue a run goes to: its pool's own queue (issue 15's pools), or, for the
+        default pool, the one of its `dispatch_shards` queues the job hashes to."""
+        if queue and queue != self.settings.queue:
+            return queue
+        return herd.dispatch_queue(self.settings.queue, self.settings.dispatch_shards,
+                                   job_id or "")
+
+    @property
+    def fans_out(self) -> bool:
+        """Claim shards need the claim handler's URL (deploy sets FRESHET_CLAIM_URL)."""
+        return bool(self.settings.claim_url)
+
+    def _http_task(self, queue: str, name: str, url: str, body: dict, deadline_s: float,
+                   schedule_time: datetime | None = None) -> tasks_v2.Task:
+        """`deadline_s`: how long Cloud Tasks waits for the function (its timeout covers it)."""
         request = tasks_v2.HttpRequest(
-            http_method=tasks_v2.HttpMethod.POST,
-            url=self.settings.run_task_url,
-            headers={"Content-Type": RUN_TASK_CONTENT_TYPE},
-            body=body,
+            http_method=tasks_v2.HttpMethod.POST, url=url,
+            headers={"Content-Type": RUN_TASK_CONTENT_TYPE}, body=json.dumps(body).encode(),
         )
         if self.settings.invoker_email:
             request.oidc_token = tasks_v2.OidcToken(
                 service_account_email=self.settings.invoker_email,
-                audience=self.settings.run_task_url,  # run_task checks its own URL
+                audience=url,  # each function checks its own URL
             )
-        task = tasks_v2.Task(
-            name=f"{self.queue_path(queue)}/tasks/{task_id(run_id, attempt, dispatch)}",
-            http_request=request,
-            # How long Cloud Tasks waits for run_task; run_task's timeout covers it.
-            dispatch_deadline=_duration(self.settings.dispatch_deadline_s),
-        )
+        task = tasks_v2.Task(name=f"{self.queue_path(queue)}/tasks/{name}", http_request=request,
+                             dispatch_deadline=_duration(deadline_s))
         if schedule_time is not None:
             ts = timestamp_pb2.Timestamp()
             ts.FromDatetime(schedule_time)
             task.schedule_time = ts
         return task
 
-    def enqueue(self, run_id: str, attempt: int, *, dispatch: int = 0,
-                schedule_time: datetime | None = None, queue: str | None = None) -> str:
-        """Create the task in `queue` (the run's pool; None: the default queue); an
-        ALREADY_EXISTS answer means it was created before: fine."""
-        task = self.build_task(run_id, attempt, dispatch=dispatch, schedule_time=schedule_time,
-                               queue=queue)
+    def build_task(self, run_id: str, attempt: int, *, dispatch: int = 0,
+                   schedule_time: datetime | None = None, queue: str | None = None,
+                   job_id: str | None = None) -> tasks_v2.Task:
+        return self._http_task(self.run_queue(job_id or job_of_run(run_id), queue),
+                               task_id(run_id, attempt, dispatch), self.settings.run_task_url,
+                               {"run_id": run_id, "attempt": attempt},
+                               self.settings.dispatch_deadline_s, schedule_time)
+
+    def build_claim(self, shard: ShardTask) -> tasks_v2.Task:
+        # A handler stops claiming after the tick's budget (within the tick's timeout).
+        deadline = min(max(self.settings.tick_budget_s + 10, 15), 1800)
+        return self._http_task(herd.claims_queue(self.settings.queue), shard.task_id(),
+                               self.settings.claim_url or "", shard.to_json(), deadline)
+
+    def _create(self, task: tasks_v2.Task) -> str:
+        """Create the task; an ALREADY_EXISTS answer means it was created before: fine."""
+        parent = task.name.rsplit("/tasks/", 1)[0]
         with contextlib.suppress(gexc.AlreadyExists):
-            self.client.create_task(parent=self.queue_path(queue), task=task)
+            self.client.create_task(parent=parent, task=task)
         self.created += 1
         return task.name
+
+    def enqueue(self, run_id: str, attempt: int, *, dispatch: int = 0,
+                schedule_time: datetime | None = None, queue: str | None = None,
+                job_id: str | None = None) -> str:
+        """A run delivery, on its pool's queue (`queue`, the run's; None: the default
+        pool, on the dispatch shard its job hashes to)."""
+        return self._create(self.build_task(run_id, attempt, dispatch=dispatch,
+                                            schedule_time=schedule_time, queue=queue,
+                                            job_id=job_id))
+
+    def enqueue_claim(self, shard: ShardTask) -> str:
+        """A claim shard for the claim handler."""
+        return self._create(self.build_claim(shard))
 
     # -- queue management (apply) --------------------------------------------
 

@@ -25,7 +25,7 @@ from freshet.core.errors import Conflict, NotFound
 from freshet.core.models import Dataset, Job, JobStatus, Run, RunStatus, TriggerSource
 from freshet.core.runs import cancelled, new_run
 from freshet.core.settings import Settings
-from freshet.gcp.store import Store, Tx
+from freshet.gcp.store import Store, Tx, differs
 from freshet.gcp.tasks import TaskQueue
 
 log = logging.getLogger(__name__)
@@ -259,9 +259,9 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
         def body(tx: Tx, key=key) -> bool:
             before = tx.get_dataset(key) or Dataset(key=key)
             after = apply_success(before, run_id, slot, slot=slot, past=True)
-            if after != before:
+            if differs(before, after):
                 tx.set_dataset(after)
-            return after != before
+            return differs(before, after)
 
         if store.transact(body):
             changed.append(key)

@@ -49,7 +49,7 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
     if not store.create_run(run):
         return store.run(run_id), False
     try:
-        queue.enqueue(run.id, 1, queue=run.queue)
+        queue.enqueue(run.id, 1, queue=run.queue, job_id=job.id)
     except Exception:  # the run is queued with a lease: recovery sends it
         log.exception("enqueue failed for run %s; recovery will send it", run.id)
     return run, True

@@ -8,6 +8,13 @@
 - backfill lanes with nothing in flight get their next run (the backstop of the pacing
   that finishing runs do: a crash between commits, a kind switched back on).
 One indexed query on `lease_expires_at` finds them all; cost is O(expired), not O(runs).
+
+Each verdict is decided on the run as the query found it and committed only if the run
+is still that version (a compare-and-set, like the tick's claim), so the run is not
+read twice; the run carries what recovery needs from its job, so the job is not read
+either (core.lifecycle.recovery_reads_job says when it must be). A stuck run with one
+dataset costs its query read and the dataset's read. If the run changed meanwhile,
+or its job is gone, the verdict is decided again in a transaction that reads them.
 """
 
 import logging
@@ -16,7 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from freshet.core.lifecycle import Decision, RecoveryVerdict, decide_recovery
+from freshet.core.lifecycle import (
+    Decision,
+    RecoveryVerdict,
+    decide_recovery,
+    recovery_reads_job,
+)
 from freshet.core.models import Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
@@ -53,15 +65,14 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     started = time.monotonic()
     budget = settings.tick_budget_s if budget_s is None else budget_s
     result = SweepResult()
-    expired = store.expired_runs(now, limit)
+    expired = store.expired_runs_versioned(now, limit)
     result.expired = len(expired)
-    for index, run in enumerate(expired):
+    for index, (run, version) in enumerate(expired):
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        decision, created = store.transact(
-            lambda tx, r=run: _recover(tx, r.id, r.job_id, now, settings))
-        _act(queue, run.id, decision, result)
+        decision, created = _recover_run(store, run, version, now, settings)
+        _act(queue, run, decision, result)
         send_new(queue, created)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
@@ -73,8 +84,9 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     return result
 
 
-def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
+def _act(queue: TaskQueue, run: Run, decision: Decision[RecoveryVerdict],
          result: SweepResult) -> None:
+    run_id = run.id
     match decision.verdict:
         case RecoveryVerdict.SETTLED:
             return
@@ -87,8 +99,30 @@ def _act(queue: TaskQueue, run_id: str, decision: Decision[RecoveryVerdict],
         case _:
             assert_never(decision.verdict)
     # A failed enqueue leaves the lease renewed: the next sweep tries again.
-    if not send(queue, run_id, decision.send, "recovered run"):
+    if not send(queue, run_id, decision.send, "recovered run", job_id=run.job_id):
         result.enqueue_failed.append(run_id)
+
+
+def _recover_run(store: Store, run: Run, version: datetime, now: datetime,
+                 settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
+    """Decide on the run as the sweep's query found it (a compare-and-set on `version`),
+    or, when the job must be read or the run changed meanwhile, read both again."""
+    if not recovery_reads_job(run):
+        decided = store.transact_if_current(
+            lambda tx: _recover_as_found(tx, run, version, now, settings))
+        if decided is not None:
+            return decided
+    return store.transact(lambda tx: _recover(tx, run.id, run.job_id, now, settings))
+
+
+def _recover_as_found(tx: Tx, run: Run, version: datetime, now: datetime,
+                      settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
+    decision = decide_recovery(run, None, now, settings, job_read=False)
+    before = tx.read_datasets(decision)
+    follow = after_end(tx, decision, None, before, now, settings)
+    tx.write(decision, run.job_id, before, run_version=version)
+    tx.write_followups(follow)
+    return decision, follow.runs
 
 
 def _recover(tx: Tx, run_id: str, job_id: str, now: datetime,

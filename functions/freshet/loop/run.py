@@ -67,7 +67,7 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
         case ClaimVerdict.START:
             pass
         case ClaimVerdict.DEFER:
-            send(queue, run_id, claim.send, "deferred run")
+            send(queue, run_id, claim.send, "deferred run", job_id=claim.run.job_id)
             return Outcome(200, "deferred", claim.detail)
         case ClaimVerdict.DISABLED | ClaimVerdict.MAINTENANCE:
             return Outcome(200, "failed", claim.detail)
@@ -134,14 +134,15 @@ def _answer(finish: Decision[FinishVerdict]) -> Outcome:
             assert_never(finish.verdict)
 
 
-def send(queue: TaskQueue, run_id: str, task: Send | None, what: str) -> bool:
-    """Create a task a committed decision asked for. A failure is logged, not raised:
-    the run is queued with a lease, so recovery sends it again."""
+def send(queue: TaskQueue, run_id: str, task: Send | None, what: str, *, job_id: str) -> bool:
+    """Create a task a committed decision asked for (on the queue the job hashes to). A
+    failure is logged, not raised: the run is queued with a lease, so recovery sends it
+    again."""
     if task is None:
         return True
     try:
         queue.enqueue(run_id, task.attempt, dispatch=task.dispatch, schedule_time=task.at,
-                      queue=task.queue)
+                      queue=task.queue, job_id=job_id)
         return True
     except Exception:
         log.exception("enqueue failed for %s %s; recovery will send it", what, run_id)

@@ -10,6 +10,12 @@ Which due slots run is the job's catch-up policy (freshet.core.catchup): one slo
 (the usual case), none, or several oldest first, which become a catch-up chain (a
 one-lane backfill created in the same commit: each run's finish starts the next).
 Skipped slots are recorded as skipped runs after the commit.
+A herd (more than `claim_fanout_above` jobs due within the lookahead) is not claimed
+by the tick: it sends one named task per claim shard (freshet.core.herd) and each
+shard's jobs are claimed by `claim_shard_once` in its own function instance, with the
+same compare-and-set, ahead of the slot (the run's task is scheduled for the slot).
+The tick reads at most `claim_fanout_above` + 1 jobs and sends CLAIM_SHARDS tasks,
+whatever the herd's size.
 """
 
 import logging
@@ -19,8 +25,10 @@ from datetime import datetime, timedelta
 from typing import assert_never
 
 from freshet.core import backfill as bf
+from freshet.core import herd
 from freshet.core.catchup import CatchupPlan, plan_catchup
 from freshet.core.control import Control
+from freshet.core.herd import ShardTask
 from freshet.core.models import Job, JobStatus, LastRun, TriggerSource
 from freshet.core.runs import SlotClaim, new_run, scheduled_run_id, skipped_run
 from freshet.core.schedules import next_after
@@ -46,6 +54,9 @@ class TickResult:
     skipped_slots: int = 0  # recorded as skipped by the catch-up policy or max_lateness
     chains: list[str] = field(default_factory=list)  # catch-up chains started
     deferred: int = 0  # left for the next tick: the time budget ran out
+    shards_sent: int = 0  # claim shards fanned out (a herd)
+    shard_failed: int = 0  # claim shards whose task could not be created
+    continued: bool = False  # a claim handler sent the rest of its shard on
 
     def to_dict(self) -> dict:
         return {
@@ -54,7 +65,9 @@ class TickResult:
             "skipped_maintenance": len(self.skipped_maintenance),
             "enqueue_failed": len(self.enqueue_failed), "archived": len(self.archived),
             "skipped_slots": self.skipped_slots, "catchup_chains": self.chains[:50],
-            "deferred": self.deferred, "runs": self.created[:50],
+            "deferred": self.deferred, "shards_sent": self.shards_sent,
+            "shard_failed": self.shard_failed, "continued": self.continued,
+            "runs": self.created[:50],
         }
 
 
@@ -65,15 +78,57 @@ def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settin
     result = TickResult()
     control = Control.from_doc(store.control())
     until = now + timedelta(seconds=settings.lookahead_s)
-    due = store.due_jobs_versioned(until, settings.tick_batch)
+    sample = settings.claim_fanout_above + 1 if queue.fans_out else settings.tick_batch
+    due = store.due_jobs_versioned(until, sample)
     result.due = len(due)
+    if queue.fans_out and herd.fan_out(len(due), settings.claim_fanout_above):
+        # A herd: the shards claim it. Jobs stored before shards existed are in no
+        # shard's query, so the tick claims those it sampled (and writes their shard).
+        due = [(job, version) for job, version in due if job.claim_shard is None]
+        _send_shards(queue, until, result)
+    _claim_all(store, queue, due, now, settings, control, result, started, budget)
+    _archive_completed(store, now, settings, result)
+    return result
+
+
+def claim_shard_once(store: Store, queue: TaskQueue, task: ShardTask, *, now: datetime,
+                     settings: Settings, budget_s: float | None = None) -> TickResult:
+    """The claim handler's step: claim the jobs of one shard due by the tick's `until`,
+    up to `claim_batch` of them within the time budget, then send the rest on."""
+    started = time.monotonic()
+    budget = settings.tick_budget_s if budget_s is None else budget_s
+    result = TickResult()
+    control = Control.from_doc(store.control())
+    due = store.due_jobs_in_shard_versioned(task.shard, task.until, settings.claim_batch)
+    result.due = len(due)
+    _claim_all(store, queue, due, now, settings, control, result, started, budget)
+    if result.deferred or len(due) == settings.claim_batch:
+        try:
+            queue.enqueue_claim(task.next())
+            result.continued = True
+        except Exception:  # the next tick's sample still sees them due: nothing is lost
+            log.exception("could not send the rest of claim shard %s", task.shard)
+    return result
+
+
+def _send_shards(queue: TaskQueue, until: datetime, result: TickResult) -> None:
+    for task in herd.shard_tasks(until):
+        try:
+            queue.enqueue_claim(task)
+            result.shards_sent += 1
+        except Exception:  # that shard's jobs stay due: the next tick fans out again
+            log.exception("could not send claim shard %s", task.shard)
+            result.shard_failed += 1
+
+
+def _claim_all(store: Store, queue: TaskQueue, due: list[tuple[Job, datetime]], now: datetime,
+               settings: Settings, control: Control, result: TickResult, started: float,
+               budget: float) -> None:
     for index, (job, version) in enumerate(due):
         if time.monotonic() - started > budget:
             result.deferred = len(due) - index
-            break
+            return
         _tick_job(store, queue, job, version, now, settings, control, result)
-    _archive_completed(store, now, settings, result)
-    return result
 
 
 def _tick_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now: datetime,
@@ -102,7 +157,7 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
         # Advance past the slot without a run, or a switched-off kind would fill
         # every tick's batch; when switched back on, the job runs at its next slot.
         fields = {"next_run_at": next_after(job.schedule, now), "updated_at": now,
-                  "last_run_status": LastRun.SKIPPED}
+                  "last_run_status": LastRun.SKIPPED, **_shard_field(job)}
         outcome = store.claim_slot(job.id, version, fields, None)
         if outcome == SlotClaim.CLAIMED:
             result.skipped_disabled.append(job.id)
@@ -113,7 +168,7 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
         window = control.maintenance.blocking_job(job.id, job.produces, moment)
         if window is not None:
             return _skip_for_maintenance(store, job, version, moment, window.end, now, result)
-    fields = {"next_run_at": plan.next_run_at, "updated_at": now}
+    fields = {"next_run_at": plan.next_run_at, "updated_at": now, **_shard_field(job)}
     if not plan.run and plan.skipped:
         fields["last_run_status"] = LastRun.SKIPPED
     if plan.chain:
@@ -132,7 +187,8 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
         return outcome
     result.created.append(run.id)
     try:
-        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None, queue=run.queue)
+        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None, queue=run.queue,
+                      job_id=job.id)
     except Exception:  # the run stays queued with a lease: recovery enqueues it again
         log.exception("enqueue failed for run %s; recovery will retry", run.id)
         result.enqueue_failed.append(run.id)
@@ -177,11 +233,17 @@ def _skip_for_maintenance(store: Store, job: Job, version: datetime, slot: datet
     """A slot inside a maintenance window passes unrun: a recurring job moves to its next
     slot (skipped again while the window lasts), a one-time job to the window's end."""
     later = next_after(job.schedule, slot) if job.schedule.recurring else window_end
-    fields = {"next_run_at": later, "updated_at": now, "last_run_status": LastRun.SKIPPED}
+    fields = {"next_run_at": later, "updated_at": now, "last_run_status": LastRun.SKIPPED,
+              **_shard_field(job)}
     outcome = store.claim_slot(job.id, version, fields, None)
     if outcome == SlotClaim.CLAIMED:
         result.skipped_maintenance.append(job.id)
     return outcome
+
+
+def _shard_field(job: Job) -> dict:
+    """A job stored before claim shards existed gets its shard with its next claim."""
+    return {"claim_shard": job.shard} if job.claim_shard is None else {}
 
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,

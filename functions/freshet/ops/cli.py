@@ -5,7 +5,8 @@
     freshet datasets      freshet status                freshet apply [--dry-run]
     freshet backfill JOB --from T1 --to T2 [--dry-run] [--max-parallel N] [--rerun]
     freshet backfill status [ID]    freshet backfill cancel ID
-    freshet incident open|note|resolve|list|show        freshet site build    freshet demo
+    freshet incident open|note|resolve|list|show        freshet cost [--config FILE]
+    freshet site build    freshet demo
 
 It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
 A user error is one line on stderr and exit code 2; nothing prints a traceback
@@ -500,6 +501,57 @@ def cmd_site_build(args) -> int:
     return 0
 
 
+def cmd_cost(args) -> int:
+    import json
+
+    import yaml
+
+    from freshet.ops import cost
+    from freshet.ops.config import load_config
+
+    config = load_config(args.config)
+    try:
+        results = json.loads(Path(args.measured).read_text())
+        prices = cost.Prices.from_doc(yaml.safe_load(Path(args.prices).read_text()))
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc.filename}: not found (the measured figures come from "
+                        "`make bench`)") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"cannot read {args.measured} or {args.prices}: {exc}") from None
+    assumptions = cost.Assumptions(retry_rate=args.retry_rate, sync_s=args.sync_seconds,
+                                   run_retention_days=args.run_retention_days)
+    measured = cost.Measured.from_results(results.get("results") or {})
+    estimate = cost.estimate(cost.workload_of(config, assumptions), measured, prices,
+                             assumptions)
+    _print_estimate(estimate, config.path, args.measured, results.get("measured_at"))
+    return 0
+
+
+def _print_estimate(estimate, config_path: str, measured_path: str, measured_at) -> None:
+    load, a = estimate.workload, estimate.assumptions
+    say(f"Monthly estimate for {config_path}: {load.jobs:,} jobs, {load.datasets:,} "
+        f"datasets, {load.runs:,.0f} runs a month ({load.datasets_per_run:.1f} datasets "
+        f"each), {load.publishes:,.0f} publishes")
+    rows = [(line.service, line.item, f"{line.quantity:,.2f} {line.unit}",
+             f"{line.free:,.2f}", f"{line.billable:,.2f}", f"${line.usd:,.2f}")
+            for line in estimate.lines]
+    say(table(("SERVICE", "ITEM", "A MONTH", "FREE", "BILLED", "USD"), rows, width=44))
+    say("")
+    say("By service: " + ", ".join(f"{s} ${v:,.2f}" for s, v in estimate.by_service().items()))
+    say(f"Total: ${estimate.total:,.2f} a month")
+    low, high = estimate.composer()
+    say(f"The smallest Cloud Composer environment: about ${low:,.0f}-{high:,.0f} a month "
+        f"(always on), {low / max(estimate.total, 0.01):,.0f}x or more.")
+    say(f"Assumed: {a.retry_rate:.0%} of attempts retried, syncs of {a.sync_s:g} s, runs "
+        f"kept {a.run_retention_days} days (Freshet deletes none: add a TTL policy).")
+    say(f"Counts measured by the benchmarks ({measured_path}, {measured_at or 'undated'}); "
+        f"prices as of {estimate.prices.as_of}, {estimate.prices.doc.get('location', '')}.")
+
+
+def _default_measured() -> str:
+    return str(Path(__file__).resolve().parents[3] / "bench" / "results.json")
+
+
 def cmd_demo(args) -> int:
     try:
         from freshet_local.demo import cli as demo_cli
@@ -613,6 +665,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
     p.add_argument("--project", help="the deployed project, instead of the config's")
     p.set_defaults(fn=cmd_doctor)
+
+    p = sub.add_parser("cost", help="estimate the pipeline's monthly Google Cloud bill")
+    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--measured", default=_default_measured(),
+                   help="the benchmarks' figures (bench/results.json)")
+    p.add_argument("--prices", default=str(Path(__file__).with_name("prices.yaml")),
+                   help="a price table like freshet/ops/prices.yaml (yours, for your "
+                        "location)")
+    p.add_argument("--retry-rate", type=float, default=0.02,
+                   help="share of attempts that fail transiently and are retried (0.02)")
+    p.add_argument("--sync-seconds", type=float, default=1.0,
+                   help="how long a sync itself runs inside run_task (1.0)")
+    p.add_argument("--run-retention-days", type=int, default=90,
+                   help="how long run documents are kept, for their storage (90)")
+    p.set_defaults(fn=cmd_cost)
 
     site = sub.add_parser("site", help="the status page")
     ssub = site.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from freshet.core import herd
 from freshet.core.alerts import RouteSpec, make_route
 from freshet.core.catalog import (
     CONSUMER_KINDS,
@@ -36,6 +37,7 @@ from freshet.core.deadlines import make_deadline
 from freshet.core.egress import EgressPolicy, check_host_pattern
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import make_requirement
+from freshet.core.herd import MAX_DISPATCH_SHARDS
 from freshet.core.limits import (
     FunctionLimits,
     check_deadline_fits,
@@ -153,9 +155,17 @@ class PipelineConfig:
 
     @property
     def all_queues(self) -> tuple[QueueSpec, ...]:
-        """The declared queues and one per pool (the default queue's settings, the
-        pool's max_concurrent_dispatches): what apply creates."""
-        return self.queues + tuple(pool_queue_spec(self.queues[0], p) for p in self.pools)
+        """Every Cloud Tasks queue the config means, what apply creates and deploy binds:
+        each declared queue spread over its dispatch shards, one per pool (the default
+        queue's settings, the pool's max_concurrent_dispatches), and the claims queue
+        the herd's claim shards travel on."""
+        return (tuple(q for spec in self.queues for q in spec.queues())
+                + tuple(pool_queue_spec(self.queues[0], p) for p in self.pools)
+                + (self.queues[0].claims(),))
+
+    @property
+    def dispatch_shards(self) -> int:
+        return self.queues[0].dispatch_shards
 
     def error(self, field_name: str, message: str) -> "ConfigError":
         """A ConfigError about `field_name` at its line in the file."""
@@ -367,8 +377,9 @@ JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "allow_overlap", "description", "catchup", "max_catchup", "max_lateness",
             "trigger", "pool")
 POOL_KEYS = ("max_concurrent",)
-QUEUE_KEYS = ("name", "max_attempts", "min_backoff", "max_backoff", "max_doublings",
-              "max_dispatches_per_second", "max_concurrent_dispatches", "dispatch_deadline")
+QUEUE_KEYS = ("name", "dispatch_shards", "max_attempts", "min_backoff", "max_backoff",
+              "max_doublings", "max_dispatches_per_second", "max_concurrent_dispatches",
+              "dispatch_deadline")
 SCHEDULE_KEYS = ("name", "cron", "timezone", "target", "method", "deadline", "description")
 FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service_account",
                   "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
@@ -502,6 +513,9 @@ class _Parser:
             if name == DEFAULT_POOL:
                 raise ValidationError(where, f"{DEFAULT_POOL!r} is the default queue's pool; "
                                              "set its limit on queues[0]")
+            if name == "claims" or name.isdigit():
+                raise ValidationError(where, f"{name!r} would share a queue name with the "
+                                             "herd's claims or dispatch-shard queues")
             doc = _mapping(raw, where, POOL_KEYS, required=("max_concurrent",))
             pool = PoolSpec(name, _number(doc["max_concurrent"], f"{where}.max_concurrent",
                                           1, 5000))
@@ -647,8 +661,14 @@ class _Parser:
                     doc.get("max_concurrent_dispatches", defaults.max_concurrent_dispatches),
                     f"{where}.max_concurrent_dispatches", 1, 5000),
                 dispatch_deadline_s=self._deadline(doc, where),
+                dispatch_shards=_number(doc.get("dispatch_shards", 1),
+                                        f"{where}.dispatch_shards", 1, MAX_DISPATCH_SHARDS),
             ))
-        _unique([s.name for s in specs], "name", "queues")
+            suffix = herd.claims_queue("")
+            if len(specs[-1].name + suffix) > 100:
+                raise ValidationError(f"{where}.name", f"at most {100 - len(suffix)} characters"
+                                      f" (Freshet adds '{suffix}' for its claims queue)")
+        _unique([q.name for s in specs for q in (*s.queues(), s.claims())], "name", "queues")
         return tuple(specs)
 
     @staticmethod

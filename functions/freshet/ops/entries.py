@@ -6,13 +6,14 @@ functions/main.py wires each of these to a Cloud Function through freshet.ops.we
 
 from freshet.core import logcontext
 from freshet.core.errors import ValidationError
+from freshet.core.herd import ShardTask
 from freshet.core.runs import job_of_run
 from freshet.core.timeutil import isoformat
 from freshet.gcp.storage import sink_from_settings
 from freshet.loop.delivery import parse_delivery
 from freshet.loop.recover import sweep_once
 from freshet.loop.run import handle_one
-from freshet.loop.tick import tick_once
+from freshet.loop.tick import claim_shard_once, tick_once
 from freshet.ops import api as api_routes
 from freshet.ops.web import Answer, Call, json_body
 from freshet.status.publish import publish_once
@@ -21,7 +22,20 @@ SCHEDULER_KEYS = ("schedule", "target")  # what a Cloud Scheduler job's body say
 
 
 def scheduler_tick(call: Call) -> Answer:
+    """Every minute from Cloud Scheduler; and the claim handler: a body with
+    `claim_shard` is a claim shard the tick fanned out through Cloud Tasks."""
+    body = json_body(call.request)
+    if "claim_shard" in body:
+        return _claim_shard(call, ShardTask.from_json(body))
     return _loop_step(call, "tick", tick_once)
+
+
+def _claim_shard(call: Call, task: ShardTask) -> Answer:
+    deps = call.deps
+    result = claim_shard_once(deps.store, deps.task_queue, task, now=call.now,
+                              settings=deps.settings)
+    return 200, {"now": isoformat(call.now), "claim_shard": task.shard, "seq": task.seq,
+                 **result.to_dict()}
 
 
 def run_task(call: Call) -> Answer:
@@ -39,7 +53,8 @@ def recover_stuck_runs(call: Call) -> Answer:
 
 
 def publish_status(call: Call) -> Answer:
-    """Every 5 minutes from Cloud Scheduler; `full` (query or body) rewrites every badge."""
+    """Every 5 minutes from Cloud Scheduler; `full` (query or body) reads everything and
+    rewrites every file."""
     deps = call.deps
     full = _full_option(call)
     result = publish_once(deps.store, sink_from_settings(deps.settings), now=call.now,

@@ -65,6 +65,7 @@ class Memory:
     datasets: dict[str, str] = field(default_factory=dict)  # key -> state
     consumers: dict[str, str] = field(default_factory=dict)  # id -> state
     badges: dict[str, str] = field(default_factory=dict)  # badge path -> content hash
+    files: dict[str, str] = field(default_factory=dict)  # other site files -> content hash
     failed_jobs: set[str] = field(default_factory=set)
     stuck_runs: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)  # newest first
@@ -83,6 +84,7 @@ class Memory:
             datasets={d["key"]: d["state"] for d in doc.get("datasets") or []},
             consumers={c["id"]: c["state"] for c in doc.get("consumers") or []},
             badges=badges,
+            files={k: v for k, v in (doc.get("files") or {}).items() if isinstance(v, str)},
             failed_jobs=set(doc.get("failed_jobs") or ()),
             stuck_runs=list(doc.get("stuck_runs") or ()),
             events=[Event.from_doc(e) for e in doc.get("events") or []],
@@ -98,6 +100,7 @@ class Memory:
             "updated_at": now,
             "datasets": [entry("dataset", k, s) for k, s in sorted(self.datasets.items())],
             "consumers": [entry("consumer", c, s) for c, s in sorted(self.consumers.items())],
+            "files": dict(sorted(self.files.items())),
             "failed_jobs": sorted(self.failed_jobs),
             "stuck_runs": self.stuck_runs[:MAX_STUCK_REMEMBERED],
             "events": [e.to_doc() for e in self.events[:MAX_EVENTS]],
@@ -159,6 +162,7 @@ def remember(model: StatusModel, memory: Memory, events: list[Event]) -> Memory:
                   if d.state == State.MAINTENANCE else d.state for d in model.datasets},
         consumers={c.id: c.state for c in model.consumers},
         badges=dict(memory.badges),
+        files=dict(memory.files),
         failed_jobs={j.id for j in model.jobs if j.health == "failed"},
         stuck_runs=(stuck_now + kept)[:MAX_STUCK_REMEMBERED],
         events=(list(reversed(events)) + memory.events)[:MAX_EVENTS],

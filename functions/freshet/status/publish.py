@@ -1,17 +1,24 @@
-"""publish_status: read everything once, judge the deadlines that passed, build the
-model, write the site, notify the routes.
+"""publish_status: read what changed, judge the deadlines that passed, build the model,
+write what changed, notify the routes.
 
-Cost per publish: one stream each of jobs, datasets, deadline records and route
-states, one bounded query of recent runs, two bounded queries of incidents, three
-single documents (catalog, control, status memory) and two count aggregations per pool
-(its running and queued runs): O(jobs + datasets + consumers) reads, never a query per
-requirement. Writes: the status memory; a consumer's deadline record when one of its
-deadlines has passed (a transaction: each judged once); a route's document when it has
-something to queue or to record.
+Cost per publish in the steady state (freshet.status.incremental): the stored model
+(a manifest and a few chunks), one `updated_at` query per collection returning only
+the documents written since the previous publish, four single documents (catalog,
+control, heartbeat, status memory), one stream each of deadline records and route
+states (one per consumer with deadlines, one per route), two bounded queries of
+incidents and two count aggregations per pool: O(changes + consumers + routes) reads,
+not O(jobs + datasets). The model is built from the merged documents exactly as from a
+full read (`full` asks for one). Files whose content did not change are not written
+again (badges, the schema); the page, status.json and the feed say when they were
+built, so they change every time. Writes: the stored model's changed chunks, the status
+memory; a consumer's deadline record when one of its deadlines has passed (a
+transaction: each judged once); a route's document when it has something to queue or to
+record.
 
-Order matters: the site is written before the memory, so a publish that fails to
-write the site changes nothing and the next one reports the same changes again.
-Notifications are tried after the site is written and never fail the publish.
+Order matters: the site is written before the memory and the stored model, so a
+publish that fails to write the site changes nothing and the next one reports the
+same changes again. Notifications are tried after the site is written and never fail
+the publish.
 """
 
 import logging
@@ -36,6 +43,7 @@ from freshet.core.settings import Settings
 from freshet.core.timeutil import isoformat
 from freshet.gcp.storage import Sink
 from freshet.gcp.store import Store
+from freshet.status import incremental
 from freshet.status.changes import Event, Memory, deadline_event, detect_changes, remember
 from freshet.status.model import (
     StatusModel,
@@ -68,6 +76,11 @@ class PublishResult:
     reads: int
     deadlines_judged: int = 0
     routes: dict[str, str] = field(default_factory=dict)
+    mode: str = "full"  # incremental | full
+    rebuild_reason: str = ""
+    changed_documents: int = 0  # read because they changed (all of them in full)
+    writes: int = 0  # Firestore documents written (stored model, memory)
+    files_unchanged: int = 0  # site files not written again (badges included)
 
     def to_json(self) -> dict:
         return {
@@ -77,6 +90,9 @@ class PublishResult:
             "notifications_sent": self.notifications_sent,
             "notifications_pending": self.notifications_pending, "reads": self.reads,
             "deadlines_judged": self.deadlines_judged, "routes": dict(self.routes),
+            "mode": self.mode, "rebuild_reason": self.rebuild_reason,
+            "changed_documents": self.changed_documents, "writes": self.writes,
+            "files_unchanged": self.files_unchanged,
         }
 
 
@@ -94,16 +110,21 @@ class Inputs:
     records: dict[str, DeadlineRecord]
     incidents: list[Incident]
     routes: dict
+    loaded: incremental.Loaded | None = None  # the stored model to save back
 
 
-def read_inputs(store: Store, *, now: datetime) -> Inputs:
+def read_inputs(store: Store, *, now: datetime, settings: Settings, full: bool = False,
+                recent: int = RECENT_RUNS) -> Inputs:
+    """Jobs, datasets and runs from the stored model and what changed since (or a full
+    read); the small collections (deadline records, incidents, routes) read whole."""
+    loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full)
+    got = loaded.inputs
     return Inputs(
-        jobs=store.list_jobs(), datasets=store.list_datasets(),
-        runs=store.recent_runs(limit=RECENT_RUNS),
+        jobs=got.job_list(), datasets=got.dataset_list(), runs=got.run_list(),
         catalog=Catalog.from_doc(store.catalog_doc()), control=Control.from_doc(store.control()),
         memory_doc=store.status_state(), heartbeats=store.heartbeats(),
         records=store.deadline_records(), incidents=store.incidents(now - INCIDENT_HISTORY),
-        routes=store.route_states(),
+        routes=store.route_states(), loaded=loaded,
     )
 
 
@@ -142,46 +163,68 @@ def pool_counts(store: Store, catalog: Catalog) -> dict[str, tuple[int, int]]:
             for p in catalog.pools}
 
 
+def model_of(store: Store, inputs: Inputs, *, now: datetime,
+             settings: Settings) -> StatusModel:
+    """The status model of what was read (the pools' counts are asked for here)."""
+    return build_model(jobs=inputs.jobs, datasets=inputs.datasets, runs=inputs.runs,
+                       catalog=inputs.catalog, control=inputs.control, now=now,
+                       settings=settings, heartbeats=inputs.heartbeats,
+                       pool_counts=pool_counts(store, inputs.catalog),
+                       deadlines=inputs.records, incidents=inputs.incidents,
+                       routes=inputs.routes)
+
+
+def read_model(store: Store, *, now: datetime, settings: Settings, full: bool = False,
+               recent: int = RECENT_RUNS) -> tuple[StatusModel, dict, incremental.Loaded]:
+    """The model from the stored one and what changed (or a full read), without judging
+    deadlines; the status memory document; and what was loaded (to store it back)."""
+    inputs = read_inputs(store, now=now, settings=settings, full=full, recent=recent)
+    return model_of(store, inputs, now=now, settings=settings), inputs.memory_doc, \
+        inputs.loaded
+
+
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
-                 full: bool = False, environ: Mapping[str, str] = os.environ,
+                 full: bool = False, recent: int = RECENT_RUNS,
+                 environ: Mapping[str, str] = os.environ,
                  send: Sender | None = None) -> PublishResult:
-    """One publish. `full` rewrites every badge, even those whose content is unchanged.
-    `environ` resolves the routes' URL and secret references; `send` replaces the HTTP
-    sender (tests)."""
-    reads_before = store.stats.reads
-    inputs = read_inputs(store, now=now)
+    """One publish. `full` reads everything and rewrites every file, changed or not;
+    `recent` is how many of the newest runs the page shows. `environ` resolves the
+    routes' URL and secret references; `send` replaces the HTTP sender (tests)."""
+    reads_before, writes_before = store.stats.reads, store.stats.writes
+    inputs = read_inputs(store, now=now, settings=settings, full=full, recent=recent)
     judged = judge_deadlines(store, inputs, now)
-    model = build_model(jobs=inputs.jobs, datasets=inputs.datasets, runs=inputs.runs,
-                        catalog=inputs.catalog, control=inputs.control, now=now,
-                        settings=settings, heartbeats=inputs.heartbeats,
-                        pool_counts=pool_counts(store, inputs.catalog),
-                        deadlines=inputs.records, incidents=inputs.incidents,
-                        routes=inputs.routes)
+    model = model_of(store, inputs, now=now, settings=settings)
     memory = Memory.from_doc(inputs.memory_doc)
     events = detect_changes(model, memory) + _deadline_events(judged, model, now)
     after = remember(model, memory, events)
     files = render_site(model, after.events)
 
-    written = size = unchanged = 0
+    written = size = badges_unchanged = unchanged = 0
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
         out = files[path]
-        if path.startswith("badges/"):
-            if not full and memory.badges.get(path) == out.digest:
-                unchanged += 1
-                continue
-            after.badges[path] = out.digest
+        known = memory.badges if path.startswith("badges/") else memory.files
+        if not full and known.get(path) == out.digest:
+            unchanged += 1
+            badges_unchanged += path.startswith("badges/")
+            continue
+        (after.badges if path.startswith("badges/") else after.files)[path] = out.digest
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 
     routing = notify_routes(store, model, inputs.catalog, inputs.records, events,
                             inputs.routes, now=now, webhook_url=settings.webhook_url,
                             environ=environ, send=send)
+    incremental.save(store, inputs.loaded)
     store.put_status_state(after.to_doc(now))
+    loaded = inputs.loaded
     return PublishResult(
         built_at=now, state=model.state, files_written=written, bytes_written=size,
-        badges_unchanged=unchanged, changes=len(events), notifications_sent=routing.sent,
-        notifications_pending=routing.waiting, reads=store.stats.reads - reads_before,
-        deadlines_judged=len(judged), routes=routing.routes,
+        badges_unchanged=badges_unchanged, changes=len(events),
+        notifications_sent=routing.sent, notifications_pending=routing.waiting,
+        reads=store.stats.reads - reads_before, deadlines_judged=len(judged),
+        routes=routing.routes, mode=loaded.mode, rebuild_reason=loaded.reason,
+        changed_documents=loaded.changed, writes=store.stats.writes - writes_before,
+        files_unchanged=unchanged,
     )
 
 

@@ -1,0 +1,463 @@
+"""`freshet cost`: a pipeline's monthly bill, estimated. Pure: plain values in, lines out.
+
+Three inputs, none guessed:
+  - the pipeline config: each job's schedule (runs a month, counted slot by slot over
+    30 days), the datasets it produces, the control schedules (ticks, sweeps,
+    publishes a month) and each function's memory;
+  - per-operation counts MEASURED by the benchmarks (bench/results.json): document
+    reads and writes per run (for 1 and 5 datasets, interpolated), per retried
+    attempt, per idle tick, sweep and steady-state publish; tasks per run; each
+    function's time per call; bytes stored per run, job and dataset;
+  - a dated price table with its sources and free tiers (freshet/ops/prices.yaml).
+
+Two assumptions are the user's to state, with defaults: how often an attempt fails
+transiently (each retry is another attempt), and how long a sync itself takes (it runs
+inside run_task, whose time is billed). A third, how long runs are kept, sizes the
+runs' storage: Freshet deletes no run, so without a TTL policy storage keeps growing.
+"""
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+
+from freshet.core import herd
+from freshet.core.errors import ValidationError
+from freshet.core.limits import FunctionLimits, memory_mib
+from freshet.core.schedules import Schedule, slots_between
+
+MONTH = timedelta(days=30)
+MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
+GIB = 2 ** 30
+# Cloud Run functions: the vCPU that comes with each memory size, when cpu is not set
+# (https://cloud.google.com/functions/docs/configuring/memory).
+VCPU_FOR_MIB = ((128, 0.083), (256, 0.167), (512, 0.333), (1024, 0.583), (2048, 1.0),
+                (4096, 2.0), (8192, 2.0), (16384, 4.0), (32768, 8.0))
+PUBLISH_FIXED_READS = 8  # manifest, 3 change queries, catalog, control, memory, heartbeat
+
+
+# -- what the benchmarks measured -----------------------------------------------------
+
+@dataclass(frozen=True)
+class Measured:
+    """Per-operation counts from bench/results.json, by figure name."""
+
+    run_reads_1ds: float
+    run_reads_5ds: float
+    run_writes_1ds: float
+    run_writes_5ds: float
+    run_tasks: float
+    run_s: float
+    retry_reads: float
+    retry_writes: float
+    retry_tasks: float
+    tick_idle_reads: float
+    tick_idle_writes: float
+    tick_idle_s: float
+    sweep_idle_reads: float
+    sweep_idle_writes: float
+    sweep_idle_s: float
+    publish_reads_idle_5k: float
+    publish_writes_steady_5k: float
+    publish_s_steady_5k: float
+    publish_files_written_steady_5k: float
+    site_bytes_5k: float
+    bytes_run_1ds: float
+    bytes_run_5ds: float
+    bytes_job: float
+    bytes_dataset_90d: float
+
+    FIGURES = {
+        "run_reads_1ds": "ops_run_reads_1ds", "run_reads_5ds": "ops_run_reads_5ds",
+        "run_writes_1ds": "ops_run_writes_1ds", "run_writes_5ds": "ops_run_writes_5ds",
+        "run_tasks": "ops_run_tasks", "run_s": "ops_run_s",
+        "retry_reads": "ops_retry_reads", "retry_writes": "ops_retry_writes",
+        "retry_tasks": "ops_retry_tasks",
+        "tick_idle_reads": "ops_tick_idle_reads", "tick_idle_writes": "ops_tick_idle_writes",
+        "tick_idle_s": "ops_tick_idle_s",
+        "sweep_idle_reads": "ops_sweep_idle_reads",
+        "sweep_idle_writes": "ops_sweep_idle_writes", "sweep_idle_s": "ops_sweep_idle_s",
+        "publish_reads_idle_5k": "page_publish_reads_idle_5k",
+        "publish_writes_steady_5k": "page_publish_writes_steady_5k",
+        "publish_s_steady_5k": "page_publish_s_steady_5k",
+        "publish_files_written_steady_5k": "page_files_written_steady_5k",
+        "site_bytes_5k": "page_site_bytes_5k",
+        "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
+        "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
+    }
+    SCALE_DATASETS = 5000  # the size the publish figures were measured at
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, object]) -> "Measured":
+        values = {}
+        for name in (f.name for f in fields(cls)):
+            figure = cls.FIGURES[name]
+            value = results.get(figure)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValidationError(figure, "is not in the benchmark results: run "
+                                              "`make bench` (or bench/run_all.py)")
+            values[name] = float(value)
+        return cls(**values)
+
+    @staticmethod
+    def _per_dataset(one: float, five: float, datasets: float) -> float:
+        """Measured at 1 and 5 datasets a run; linear in between and beyond."""
+        return one + (five - one) * (datasets - 1) / 4
+
+    def run_reads(self, datasets: float) -> float:
+        return self._per_dataset(self.run_reads_1ds, self.run_reads_5ds, datasets)
+
+    def run_writes(self, datasets: float) -> float:
+        return self._per_dataset(self.run_writes_1ds, self.run_writes_5ds, datasets)
+
+    def run_bytes(self, datasets: float) -> float:
+        return self._per_dataset(self.bytes_run_1ds, self.bytes_run_5ds, datasets)
+
+    def publish_reads_fixed(self, documents: int) -> float:
+        """The idle publish's reads, its model chunks scaled with the pipeline's size."""
+        chunks = self.publish_reads_idle_5k - PUBLISH_FIXED_READS
+        scale = documents / (self.SCALE_DATASETS * 1.2)  # the bench: 5k datasets + 1k jobs
+        return PUBLISH_FIXED_READS + max(3.0, math.ceil(chunks * scale))
+
+    def publish_writes(self, documents: int) -> float:
+        chunks = self.publish_writes_steady_5k - 2  # + the manifest and the memory
+        return 2 + max(3.0, math.ceil(chunks * documents / (self.SCALE_DATASETS * 1.2)))
+
+
+# -- the prices -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prices:
+    as_of: str
+    doc: Mapping  # prices.yaml as read
+
+    @classmethod
+    def from_doc(cls, doc: object) -> "Prices":
+        if not isinstance(doc, dict) or "as_of" not in doc:
+            raise ValidationError("prices", "must be a mapping with as_of and one section "
+                                            "per service")
+        for path in ("firestore.read_per_100k", "firestore.write_per_100k",
+                     "firestore.storage_gib_month", "cloud_tasks.operations_per_million",
+                     "cloud_run_functions.vcpu_second", "cloud_run_functions.gib_second",
+                     "cloud_run_functions.requests_per_million",
+                     "cloud_scheduler.job_month", "cloud_storage.storage_gib_month",
+                     "cloud_storage.class_a_per_1000"):
+            section, key = path.split(".")
+            value = (doc.get(section) or {}).get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValidationError(f"prices.{path}", "must be a number >= 0")
+        return cls(str(doc["as_of"]), doc)
+
+    def __call__(self, section: str, key: str) -> float:
+        return float(self.doc[section][key])
+
+    def free(self, section: str, key: str) -> float:
+        return float((self.doc[section].get("free") or {}).get(key, 0))
+
+
+# -- the pipeline's workload ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Assumptions:
+    retry_rate: float = 0.02  # share of attempts that fail transiently and are retried
+    sync_s: float = 1.0  # a sync's own time inside run_task
+    run_retention_days: int = 90  # how long run documents are kept
+    fanout_above: int = 100  # the tick's claim_fanout_above
+
+    def __post_init__(self):
+        if not 0 <= self.retry_rate < 1:
+            raise ValidationError("retry_rate", "must be from 0 to below 1")
+        if self.sync_s < 0:
+            raise ValidationError("sync_seconds", "must not be negative")
+        if self.run_retention_days < 0:
+            raise ValidationError("run_retention_days", "must not be negative")
+
+
+@dataclass(frozen=True)
+class JobLoad:
+    schedule: Schedule
+    datasets: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What happens in a month: counted from the config, before any price."""
+
+    jobs: int
+    datasets: int
+    runs: float
+    dataset_runs: float  # the sum over runs of the datasets each produces
+    ticks: float
+    sweeps: float
+    publishes: float
+    scheduler_jobs: int
+    herds: float  # ticks that fan out (more jobs due in one minute than fanout_above)
+    memory: Mapping[str, FunctionLimits] = field(default_factory=dict)
+
+    @property
+    def datasets_per_run(self) -> float:
+        return self.dataset_runs / self.runs if self.runs else 0.0
+
+    def changed_per_publish(self) -> float:
+        """Documents a steady-state publish reads: each run in its window changes its
+        job, itself and its datasets (once each, however often written)."""
+        if not self.publishes:
+            return 0.0
+        window = self.runs / self.publishes
+        return (min(self.jobs, window) + window
+                + min(self.datasets, window * self.datasets_per_run))
+
+
+@functools.lru_cache(maxsize=256)
+def slots_in_month(schedule: Schedule) -> tuple[datetime, ...]:
+    """The schedule's slots in 30 days (a one-time job: its one run). Cached: a minute's
+    cron has 43,200, and a pipeline's jobs share a few schedules."""
+    if not schedule.recurring:
+        return (MONTH_START,)
+    end = MONTH_START + MONTH
+    return tuple(s for s in slots_between(schedule, MONTH_START, end) if s < end)
+
+
+def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
+             datasets: int, fanout_above: int,
+             memory: Mapping[str, FunctionLimits] | None = None) -> Workload:
+    """`control`: the control schedules as (schedule, target function)."""
+    groups = Counter((j.schedule, j.datasets) for j in jobs)
+    per_minute: Counter = Counter()
+    runs = dataset_runs = 0.0
+    for (schedule, produced), count in groups.items():
+        slots = slots_in_month(schedule)
+        runs += len(slots) * count
+        dataset_runs += len(slots) * count * produced
+        for slot in slots:
+            per_minute[slot.replace(second=0, microsecond=0)] += count
+    calls = Counter()
+    for schedule, target in control:
+        calls[target] += len(slots_in_month(schedule))
+    herds = sum(1 for n in per_minute.values() if herd.fan_out(n, fanout_above))
+    return Workload(jobs=sum(groups.values()), datasets=datasets, runs=runs,
+                    dataset_runs=dataset_runs, ticks=calls["scheduler_tick"],
+                    sweeps=calls["recover_stuck_runs"], publishes=calls["publish_status"],
+                    scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}))
+
+
+# -- the estimate -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    item: str
+    quantity: float  # a month's, in `unit`
+    unit: str
+    free: float  # of it, within the free tier
+    usd: float
+
+    @property
+    def billable(self) -> float:
+        return max(0.0, self.quantity - self.free)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    lines: tuple[Line, ...]
+    workload: Workload
+    prices: Prices
+    assumptions: Assumptions
+
+    @property
+    def total(self) -> float:
+        return sum(line.usd for line in self.lines)
+
+    def by_service(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for line in self.lines:
+            out[line.service] = out.get(line.service, 0.0) + line.usd
+        return out
+
+    def composer(self) -> tuple[float, float]:
+        low, high = self.prices.doc["comparison"]["cloud_composer_small_month"]
+        return float(low), float(high)
+
+
+def _line(service: str, item: str, quantity: float, unit: str, free: float,
+          price_per_unit: float) -> Line:
+    return Line(service, item, quantity, unit, min(free, quantity),
+                max(0.0, quantity - free) * price_per_unit)
+
+
+def vcpu_of(limits: FunctionLimits) -> float:
+    if limits.cpu:
+        return float(limits.cpu)
+    mib = memory_mib(limits.memory)
+    return next((cpu for size, cpu in VCPU_FOR_MIB if mib <= size), VCPU_FOR_MIB[-1][1])
+
+
+def estimate(load: Workload, measured: Measured, prices: Prices,
+             assumptions: Assumptions = Assumptions()) -> Estimate:
+    k = load.datasets_per_run
+    retries = load.runs * assumptions.retry_rate / (1 - assumptions.retry_rate)
+    documents = load.jobs + load.datasets
+    publish_reads = measured.publish_reads_fixed(documents) + load.changed_per_publish()
+    shard_calls = load.herds * herd.CLAIM_SHARDS
+    lines = [
+        *_firestore(load, measured, prices, assumptions, k, retries, publish_reads,
+                    documents, shard_calls),
+        *_tasks(load, measured, prices, retries, shard_calls),
+        *_functions(load, measured, prices, assumptions, retries, shard_calls),
+        _line("Cloud Scheduler", "jobs", load.scheduler_jobs, "jobs",
+              prices.free("cloud_scheduler", "jobs"), prices("cloud_scheduler", "job_month")),
+        *_storage(load, measured, prices, documents),
+    ]
+    return Estimate(tuple(lines), load, prices, assumptions)
+
+
+def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, documents,
+               shard_calls) -> list[Line]:
+    days = MONTH.days
+    reads = (load.runs * measured.run_reads(k) + retries * measured.retry_reads
+             + load.ticks * measured.tick_idle_reads + load.sweeps * measured.sweep_idle_reads
+             + load.publishes * publish_reads + shard_calls)  # a handler reads the switches
+    writes = (load.runs * measured.run_writes(k) + retries * measured.retry_writes
+              + load.ticks * measured.tick_idle_writes
+              + load.sweeps * measured.sweep_idle_writes
+              + load.publishes * measured.publish_writes(documents))
+    kept_runs = load.runs / days * assumptions.run_retention_days
+    stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
+              + kept_runs * measured.run_bytes(k)) / GIB
+    return [
+        _line("Firestore", "document reads", reads, "reads",
+              prices.free("firestore", "reads_per_day") * days,
+              prices("firestore", "read_per_100k") / 1e5),
+        _line("Firestore", "document writes", writes, "writes",
+              prices.free("firestore", "writes_per_day") * days,
+              prices("firestore", "write_per_100k") / 1e5),
+        _line("Firestore", f"storage ({assumptions.run_retention_days} days of runs)", stored,
+              "GiB", prices.free("firestore", "storage_gib"),
+              prices("firestore", "storage_gib_month")),
+    ]
+
+
+def _tasks(load, measured, prices, retries, shard_calls) -> list[Line]:
+    # Each task is created once and delivered at least once; a retry is a delivery.
+    operations = (load.runs * measured.run_tasks * 2 + retries * (measured.retry_tasks + 1)
+                  + shard_calls * 2)
+    return [_line("Cloud Tasks", "operations (create + deliveries)", operations, "ops",
+                  prices.free("cloud_tasks", "operations_per_month"),
+                  prices("cloud_tasks", "operations_per_million") / 1e6)]
+
+
+def _functions(load, measured, prices, assumptions, retries, shard_calls) -> list[Line]:
+    step = float(prices.doc["cloud_run_functions"].get("billing_increment_s", 0.1))
+
+    def billed(seconds: float) -> float:
+        return max(step, math.ceil(round(seconds / step, 6)) * step)
+
+    calls = {  # function -> (requests a month, seconds each)
+        "run_task": (load.runs + retries, measured.run_s + assumptions.sync_s),
+        "scheduler_tick": (load.ticks + shard_calls, measured.tick_idle_s),
+        "recover_stuck_runs": (load.sweeps, measured.sweep_idle_s),
+        "publish_status": (load.publishes, measured.publish_s_steady_5k),
+    }
+    requests = vcpu_s = gib_s = 0.0
+    for name, (count, seconds) in calls.items():
+        limits = load.memory.get(name) or FunctionLimits()
+        time_s = count * billed(seconds)
+        requests += count
+        vcpu_s += time_s * vcpu_of(limits)
+        gib_s += time_s * memory_mib(limits.memory) / 1024
+    section = "cloud_run_functions"
+    return [
+        _line("Cloud Run functions", "requests", requests, "requests",
+              prices.free(section, "requests_per_month"),
+              prices(section, "requests_per_million") / 1e6),
+        _line("Cloud Run functions", "vCPU-seconds", vcpu_s, "vCPU-s",
+              prices.free(section, "vcpu_seconds_per_month"), prices(section, "vcpu_second")),
+        _line("Cloud Run functions", "GiB-seconds", gib_s, "GiB-s",
+              prices.free(section, "gib_seconds_per_month"), prices(section, "gib_second")),
+    ]
+
+
+def _storage(load, measured, prices, documents) -> list[Line]:
+    scale = documents / (Measured.SCALE_DATASETS * 1.2)
+    # The page, status.json and the feed change at every publish; badges as states do.
+    files = load.publishes * max(3.0, measured.publish_files_written_steady_5k * scale)
+    site = measured.site_bytes_5k * scale / GIB
+    return [
+        _line("Cloud Storage", "class A operations (page files written)", files, "ops",
+              prices.free("cloud_storage", "class_a_per_month"),
+              prices("cloud_storage", "class_a_per_1000") / 1000),
+        _line("Cloud Storage", "storage (the status site)", site, "GiB",
+              prices.free("cloud_storage", "storage_gib"),
+              prices("cloud_storage", "storage_gib_month")),
+    ]
+
+
+# -- Firestore storage, by Google's formula -------------------------------------------
+
+def _string_size(text: str) -> int:
+    return len(text.encode()) + 1
+
+
+def value_size(value: object) -> int:
+    """https://cloud.google.com/firestore/docs/storage-size: field value sizes by type."""
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, int | float | datetime):
+        return 8
+    if isinstance(value, str):
+        return _string_size(value)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_string_size(k) + value_size(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(value_size(v) for v in value)
+    raise TypeError(f"not a Firestore value: {type(value).__name__}")
+
+
+def _indexed(path: str, value: object):
+    """(field path, value, entries) for every automatic single-field index entry: an
+    ascending and a descending entry per value, map fields by their subfields, and one
+    array-contains entry per array element."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _indexed(f"{path}.{key}", inner)
+    elif isinstance(value, list | tuple):
+        for inner in value:
+            yield path, inner, 1
+    else:
+        yield path, value, 2
+
+
+def stored_bytes(collection: str, doc_id: str, doc: Mapping[str, object]) -> int:
+    """About what Firestore stores for a document of a root collection: the document
+    (its name, its fields, 32 bytes) and its automatic single-field index entries (each
+    about the document's name, the field path, the value and 32 bytes). Composite
+    indexes, a few per collection, are left out."""
+    name = _string_size(collection) + _string_size(doc_id) + 16
+    size = name + sum(_string_size(k) + value_size(v) for k, v in doc.items()) + 32
+    for key, value in doc.items():
+        for path, leaf, entries in _indexed(key, value):
+            size += entries * (name + _string_size(path) + value_size(leaf) + 32)
+    return size
+
+
+# -- from a pipeline config -------------------------------------------------------------
+
+def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
+    """The workload of a freshet.ops.config.PipelineConfig: its jobs (paused and archived
+    ones run nothing), the datasets it declares or produces, its control schedules and
+    each function's memory."""
+    from freshet.core.models import JobStatus
+    from freshet.core.schedules import make_schedule
+    from freshet.core.specs import ENTRY_POINTS
+
+    active = [j for j in config.jobs if j.status == JobStatus.ACTIVE]
+    datasets = set(config.catalog.datasets) | {k for j in active for k in j.produces}
+    control = [(make_schedule(cron=s.cron, timezone=s.timezone), s.target)
+               for s in config.control_schedules]
+    return workload((JobLoad(j.schedule, len(j.produces)) for j in active), control,
+                    datasets=len(datasets), fanout_above=assumptions.fanout_above,
+                    memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS})

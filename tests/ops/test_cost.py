@@ -1,0 +1,129 @@
+"""freshet cost: the workload counted from schedules, the arithmetic of the estimate,
+its refusal of missing figures, and the command's table."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from freshet.core.errors import ValidationError
+from freshet.core.schedules import make_schedule
+from freshet.ops import cost
+from freshet.ops.cli import main
+from tests.ops.helpers import write_config
+
+PRICES = cost.Prices.from_doc(yaml.safe_load(
+    (Path(cost.__file__).with_name("prices.yaml")).read_text()))
+HOURLY = make_schedule(cron="0 * * * *", timezone="UTC")
+CONTROL = [(make_schedule(cron="* * * * *", timezone="UTC"), "scheduler_tick"),
+           (make_schedule(cron="*/5 * * * *", timezone="UTC"), "recover_stuck_runs"),
+           (make_schedule(cron="*/5 * * * *", timezone="UTC"), "publish_status")]
+FIGURES = {figure: 1.0 for figure in cost.Measured.FIGURES.values()}
+
+
+def measured(**changes) -> cost.Measured:
+    return cost.Measured.from_results({**FIGURES, **{cost.Measured.FIGURES[k]: v
+                                                     for k, v in changes.items()}})
+
+
+@pytest.mark.parametrize("cron,zone,runs", [
+    ("0 * * * *", "UTC", 720), ("*/5 * * * *", "UTC", 8640), ("* * * * *", "UTC", 43200),
+    ("15 6 * * 1-5", "Europe/London", 22), ("30 2 * * *", "America/New_York", 30),
+])
+def test_runs_a_month_are_the_schedules_slots_in_30_days(cron, zone, runs):
+    assert len(cost.slots_in_month(make_schedule(cron=cron, timezone=zone))) == runs
+
+
+def test_the_workload_counts_runs_datasets_control_calls_and_herds():
+    spread = [cost.JobLoad(make_schedule(cron=f"{i % 60} * * * *"), 5) for i in range(120)]
+    load = cost.workload(spread, CONTROL, datasets=600, fanout_above=100)
+    assert (load.runs, load.dataset_runs, load.datasets_per_run) == (86_400, 432_000, 5)
+    assert (load.ticks, load.sweeps, load.publishes, load.scheduler_jobs) == (
+        43_200, 8_640, 8_640, 3)
+    assert load.herds == 0  # two jobs a minute
+    herd = cost.workload([cost.JobLoad(HOURLY, 1)] * 101, CONTROL, datasets=101,
+                         fanout_above=100)
+    assert herd.herds == 720  # 101 due at the top of every hour: one fan-out each
+
+
+def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier():
+    load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
+                         fanout_above=10_000)
+    m = measured(run_reads_1ds=10, run_writes_1ds=6, run_tasks=1, tick_idle_reads=3,
+                 tick_idle_writes=1, sweep_idle_reads=2, sweep_idle_writes=1,
+                 publish_reads_idle_5k=20, publish_writes_steady_5k=8)
+    est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
+    lines = {(line.service, line.item.split(" (")[0]): line for line in est.lines}
+    reads = lines[("Firestore", "document reads")]
+    publish_reads = m.publish_reads_fixed(2000) + load.changed_per_publish()
+    assert reads.quantity == pytest.approx(720_000 * 10 + 43_200 * 3 + 8_640 * 2
+                                           + 8_640 * publish_reads)
+    assert reads.free == 1_500_000  # 50,000 a day for 30 days
+    assert reads.usd == pytest.approx((reads.quantity - 1_500_000) * 0.03 / 1e5)
+    tasks = lines[("Cloud Tasks", "operations")]
+    assert tasks.quantity == 720_000 * 2  # a create and a delivery each
+    assert tasks.usd == pytest.approx((1_440_000 - 1_000_000) * 0.40 / 1e6)
+    assert lines[("Cloud Scheduler", "jobs")].usd == 0  # three jobs are free
+    assert est.total == pytest.approx(sum(line.usd for line in est.lines))
+
+
+def test_retries_add_their_attempts_and_a_sync_is_billed_in_run_task():
+    load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
+                         fanout_above=10_000)
+    quiet = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0))
+    flaky = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0.5))
+    slow = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0, sync_s=60))
+    quiet_calls, flaky_calls = (next(x for x in e.lines if x.item == "requests").quantity
+                                for e in (quiet, flaky))
+    assert flaky_calls - quiet_calls == pytest.approx(720_000)  # half the attempts fail
+    assert slow.by_service()["Cloud Run functions"] > quiet.by_service()["Cloud Run functions"]
+
+
+def test_a_missing_figure_is_named():
+    with pytest.raises(ValidationError) as caught:
+        cost.Measured.from_results({k: v for k, v in FIGURES.items()
+                                    if k != "ops_run_reads_5ds"})
+    assert caught.value.field == "ops_run_reads_5ds"
+
+
+def test_stored_bytes_follow_googles_formula():
+    # https://cloud.google.com/firestore/docs/storage-size: a document of 4 fields.
+    doc = {"type": "Personal", "done": False, "priority": 1,
+           "description": "Learn Cloud Firestore"}
+    name = 6 + 11 + 16  # "tasks", "my_task_id", 16
+    fields = 14 + 6 + 17 + 34
+    entries = sum(2 * (name + len(k) + 1 + cost.value_size(v) + 32) for k, v in doc.items())
+    assert cost.stored_bytes("tasks", "my_task_id", doc) == name + fields + 32 + entries
+
+
+def test_freshet_cost_prints_a_table_a_total_and_the_composer_comparison(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"measured_at": "2026-11-29", "results": FIGURES}))
+    config = write_config(tmp_path)
+    assert main(["cost", "--config", str(config), "--measured", str(results)]) == 0
+    out = capsys.readouterr().out
+    for text in ("Firestore", "Cloud Tasks", "Cloud Run functions", "Cloud Scheduler",
+                 "Cloud Storage", "Total: $", "Cloud Composer", "as of 2026-11-29"):
+        assert text in out, text
+
+
+def test_freshet_cost_without_measured_figures_says_so_in_one_line(tmp_path, capsys):
+    config = write_config(tmp_path)
+    code = main(["cost", "--config", str(config), "--measured", str(tmp_path / "none.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "make bench" in err
+
+
+def test_the_committed_benchmark_figures_are_what_freshet_cost_and_the_readme_use():
+    """`freshet cost` reads bench/results.json by default: it must hold every figure the
+    estimate multiplies, the stored monthly figure must be the one those figures give,
+    and the README must state it."""
+    from bench import bench_cost
+
+    root = Path(__file__).resolve().parents[2]
+    saved = json.loads((root / "bench" / "results.json").read_text())["results"]
+    cost.Measured.from_results(saved)  # names the first missing figure
+    figure = "cost_usd_month_1k_hourly_5k_datasets"
+    assert bench_cost.derive(saved)[figure] == saved[figure]
+    assert f"${saved[figure]:.2f}" in (root / "README.md").read_text()

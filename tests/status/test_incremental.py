@@ -1,0 +1,303 @@
+"""Incremental publishing against the emulator: a steady-state publish reads what changed
+(plus a fixed few documents), and what it builds is what a full read builds."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+from freshet.core.models import Dataset, Run
+from freshet.core.settings import Settings
+from freshet.gcp.storage import LocalSink
+from freshet.gcp.store import MODEL_MANIFEST, STATUS_MODEL, Store
+from freshet.status import incremental, snapshot
+from freshet.status.publish import publish_once, read_model
+from freshet.status.render import render_site
+
+from .builders import MIN, NOW, H, job, requirement, run
+from .seed import seed_pipeline
+
+# A steady-state publish: manifest + one chunk per section + one query per collection
+# (1 read when it finds nothing) + catalog, control, status memory, heartbeat + the
+# trust collections read whole (deadline records, open and recent incidents, routes).
+FIXED_READS = 1 + 3 + 3 + 4 + 4
+
+
+def cfg(**kw) -> Settings:
+    return Settings(site_url="https://status.example/", **kw)
+
+
+def test_a_steady_publish_reads_only_what_changed(db, tmp_path):
+    store = Store(db)
+    seed_pipeline(store)
+    sink = LocalSink(tmp_path)
+    first = publish_once(store, sink, now=NOW, settings=cfg())
+    assert first.mode == "full"
+
+    idle = publish_once(store, sink, now=NOW + 5 * MIN, settings=cfg())
+    assert (idle.mode, idle.changed_documents, idle.reads) == ("incremental", 0, FIXED_READS)
+    assert idle.writes == 2  # the manifest and the status memory: no chunk changed
+
+    store.put_many("datasets", [("crm.accounts", Dataset(
+        "crm.accounts", last_success_at=NOW + 6 * MIN).to_doc()), ("new.table", Dataset(
+            "new.table", last_success_at=NOW).to_doc())])
+    store.update_job("crm_sync", {"last_run_status": "failed", "last_error": "boom"})
+    store.create_run(run("crm-10", "crm_sync", ago=-6 * MIN, status="failed", error="boom"))
+    changed = publish_once(store, sink, now=NOW + 10 * MIN, settings=cfg())
+    assert changed.mode == "incremental"
+    assert changed.changed_documents == 4
+    assert changed.reads == FIXED_READS - 3 + 4  # no query came back empty: 4 documents
+    assert changed.writes == 2 + 3  # each section's one chunk changed
+
+    inc, _, _ = read_model(store, now=NOW + 10 * MIN, settings=cfg())
+    full, _, _ = read_model(store, now=NOW + 10 * MIN, settings=cfg(), full=True)
+    assert inc == full
+    assert inc.dataset("new.table").last_success_at == NOW
+    assert inc.job("crm_sync").health == "failed"
+    assert inc.runs[0].id == "crm-10"
+
+
+def test_a_change_committed_while_a_publish_runs_is_read_by_the_next_one(db):
+    """The mark is the newest commit time the publish saw, not the publish's clock: a
+    write that lands between its queries and its save is newer than the mark."""
+    store = Store(db)
+    seed_pipeline(store)
+    incremental.save(store, incremental.load(store, now=NOW, settings=cfg(), recent=200))
+    loaded = incremental.load(store, now=NOW, settings=cfg(), recent=200)
+    store.update_job("meta_sync", {"last_run_status": "succeeded", "last_error": None})
+    incremental.save(store, loaded)
+
+    again = incremental.load(store, now=NOW, settings=cfg(), recent=200)
+    assert again.mode == "incremental" and again.changed == 1
+    assert again.inputs.jobs["meta_sync"].last_run_status == "succeeded"
+
+
+def test_every_write_carries_firestore_commit_time_whatever_the_caller_says(db):
+    store = Store(db)
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    made = job("j1", updated_at=datetime(2000, 1, 1, tzinfo=UTC))
+    store.put_job(made)
+    store.update_job("j1", {"updated_at": datetime(2000, 1, 1, tzinfo=UTC)})
+    store.transact(lambda tx: tx.set_dataset(Dataset("d1", updated_at=NOW - 100 * H)))
+    store.put_many("runs", [("r1", run("r1").to_doc())])
+    store.put_catalog_doc({"datasets": [], "consumers": []})
+    for collection, doc_id in (("jobs", "j1"), ("datasets", "d1"), ("runs", "r1"),
+                               ("settings", "catalog")):
+        stamp = db.collection(collection).document(doc_id).get().to_dict()["updated_at"]
+        assert stamp > before, (collection, stamp)
+
+
+def test_writes_are_counted_per_document(db):
+    store = Store(db)
+    store.put_many("datasets", [(f"d{i}", Dataset(f"d{i}").to_doc()) for i in range(3)])
+
+    def touch(tx):
+        for i in range(3):
+            tx.set_dataset(Dataset(f"d{i}", last_success_at=NOW))
+
+    store.transact(touch)
+    store.put_job(job("j1"))
+    assert (store.stats.writes, store.stats.commits) == (3 + 3 + 1, 1 + 1 + 1)
+
+
+@pytest.mark.parametrize("damage", ["schema", "chunk_missing", "chunk_rewritten"])
+def test_a_stored_model_that_does_not_fit_is_not_used(db, damage):
+    store = Store(db)
+    seed_pipeline(store)
+    incremental.save(store, incremental.load(store, now=NOW, settings=cfg(), recent=200))
+    manifest = db.collection(STATUS_MODEL).document(MODEL_MANIFEST)
+    chunk = db.collection(STATUS_MODEL).document(snapshot.chunk_id("datasets", 0))
+    if damage == "schema":
+        manifest.update({"schema": "from-an-older-release"})
+    elif damage == "chunk_missing":
+        chunk.delete()
+    else:  # another publish wrote this chunk after the manifest was written
+        doc = chunk.get().to_dict()
+        part = snapshot.split("datasets", {"x": Dataset("x").to_doc()}, 1)[0]
+        chunk.set({**doc, "data": part.data})
+    loaded = incremental.load(store, now=NOW, settings=cfg(), recent=200)
+    assert loaded.mode == "full"
+    assert loaded.reason == {"schema": "the model's schema changed"}.get(
+        damage, "the stored model is incomplete")
+    assert set(loaded.inputs.datasets) == {"meta.ads", "ads.daily", "crm.accounts"}
+
+
+def test_a_full_read_comes_back_once_the_last_one_is_old_enough(db):
+    store = Store(db)
+    seed_pipeline(store)
+    settings = cfg(publish_rebuild_after_s=3600)
+    incremental.save(store, incremental.load(store, now=NOW, settings=settings, recent=200))
+    soon = incremental.load(store, now=NOW + 59 * MIN, settings=settings, recent=200)
+    late = incremental.load(store, now=NOW + 60 * MIN, settings=settings, recent=200)
+    assert (soon.mode, late.mode) == ("incremental", "full")
+    assert "3600 s" in late.reason
+    never = incremental.load(store, now=NOW, settings=cfg(publish_rebuild_after_s=0),
+                             recent=200)
+    assert never.mode == "full"
+
+
+def test_more_changed_runs_than_the_page_shows_reads_the_newest_instead(db):
+    store = Store(db)
+    seed_pipeline(store)
+    incremental.save(store, incremental.load(store, now=NOW, settings=cfg(), recent=3))
+    store.put_many("runs", [(f"burst-{i}", run(f"burst-{i}", "crm_sync",
+                                               ago=-i * MIN).to_doc()) for i in range(10)])
+    store.stats.reset()
+    loaded = incremental.load(store, now=NOW, settings=cfg(), recent=3)
+    assert loaded.mode == "incremental"
+    assert list(loaded.inputs.runs) == ["burst-9", "burst-8", "burst-7"]
+    # manifest, 3 chunks, jobs and datasets (nothing: 1 each), 4 changed runs (the
+    # limit + 1 says "more"), then the newest updated_at and the 3 newest runs
+    assert store.stats.reads == 1 + 3 + 2 + 4 + 1 + 3
+    incremental.save(store, loaded)
+    again = incremental.load(store, now=NOW, settings=cfg(), recent=3)
+    assert (again.changed, list(again.inputs.runs)) == (0, ["burst-9", "burst-8", "burst-7"])
+
+
+def test_old_runs_written_after_the_newest_ones_do_not_make_every_publish_reread(db):
+    """The newest runs by created_at were written first, older ones after (a backfill):
+    the mark is the collection's newest updated_at, not the newest among those shown,
+    so the next publish finds nothing changed instead of overflowing again."""
+    store = Store(db)
+    store.put_many("runs", [(f"new-{i}", run(f"new-{i}", ago=i * MIN).to_doc())
+                            for i in range(3)])
+    for batch in range(3):  # three commits of older runs, each after the newest
+        store.put_many("runs", [(f"old-{batch}-{i}", run(f"old-{batch}-{i}",
+                                                         ago=H + i * MIN).to_doc())
+                                for i in range(5)])
+    incremental.save(store, incremental.load(store, now=NOW, settings=cfg(), recent=3))
+    again = incremental.load(store, now=NOW, settings=cfg(), recent=3)
+    assert (again.mode, again.changed) == ("incremental", 0)
+    assert list(again.inputs.runs) == ["new-0", "new-1", "new-2"]
+
+
+def test_a_large_model_is_kept_in_chunks_under_the_document_limit(db):
+    """Incompressible text in every dataset: the emulator refuses any document over
+    1 MiB, so storing this at all proves the chunks stay under it."""
+    import os
+
+    store = Store(db)
+    datasets = [Dataset(f"big.{i:04d}", last_error=os.urandom(1500).hex(),
+                        last_success_at=NOW - i * MIN) for i in range(800)]
+    store.put_many("datasets", [(d.key, d.to_doc()) for d in datasets])
+    loaded = incremental.load(store, now=NOW, settings=cfg(), recent=200)
+    written = incremental.save(store, loaded)
+    manifest = snapshot.Manifest.from_doc(
+        db.collection(STATUS_MODEL).document(MODEL_MANIFEST).get().to_dict())
+    assert manifest.count("datasets") >= 4 and written == manifest.count("datasets") + 2
+    again = incremental.load(store, now=NOW, settings=cfg(), recent=200)
+    assert again.mode == "incremental" and again.inputs.datasets == loaded.inputs.datasets
+
+
+# -- the property: incremental == full, after any sequence of changes ----------------
+
+RECENT = 4  # small, so runs fall off the page and bursts overflow the changed query
+TIMES = [NOW - m * MIN for m in (0, 3, 30, 90, 600, 1500, 3000)] + [None]
+KEYS = [f"ds.{i}" for i in range(6)]
+
+jobs_op = st.tuples(st.just("job"), st.integers(0, 4),
+                    st.sampled_from(["succeeded", "failed", None]),
+                    st.sampled_from(["active", "paused", "archived"]),
+                    st.sampled_from(["put", "update", "tx"]))
+dataset_op = st.tuples(st.just("dataset"), st.sampled_from(KEYS), st.sampled_from(TIMES),
+                       st.sampled_from(TIMES), st.booleans(), st.sampled_from(["batch", "tx"]))
+run_op = st.tuples(st.just("run"), st.integers(0, 3), st.sampled_from(TIMES[:3] + [None]),
+                   st.sampled_from(["queued", "running", "succeeded", "failed"]),
+                   st.booleans(), st.sampled_from(["create", "update", "tx"]))
+burst_op = st.tuples(st.just("burst"), st.integers(1, 6), st.sampled_from(TIMES[:3]))
+catalog_op = st.tuples(st.just("catalog"), st.integers(0, 3))
+publish_op = st.tuples(st.just("publish"), st.sampled_from([0, 5, 60, 1500]))
+# Changes to documents a publish has already seen are what the merge must get right,
+# so runs, jobs and datasets are changed more often than anything else.
+KINDS = {"job": jobs_op, "dataset": dataset_op, "run": run_op, "burst": burst_op,
+         "catalog": catalog_op, "publish": publish_op}
+WEIGHTED = ["job"] * 3 + ["dataset"] * 3 + ["run"] * 4 + ["burst", "catalog", "publish"]
+operations = st.lists(st.sampled_from(WEIGHTED).flatmap(KINDS.__getitem__),
+                      min_size=4, max_size=16)
+
+
+def _apply(store: Store, op: tuple, bursts: list[int]) -> None:
+    kind = op[0]
+    if kind == "job":
+        _, i, last, status, how = op
+        made = job(f"job-{i}", produces=[KEYS[i], KEYS[i + 1]], last_run_status=last,
+                   status=status, last_error="broke" if last == "failed" else None,
+                   next_run_at=NOW + i * MIN)
+        if how == "put":
+            store.put_job(made)
+        elif how == "tx":
+            store.transact(lambda tx: tx.set_job(made))
+        elif store.get_job(made.id) is None:
+            store.put_job(made)
+        else:
+            store.update_job(made.id, {"last_run_status": last, "status": status})
+    elif kind == "dataset":
+        _, key, ok, bad, running, how = op
+        made = Dataset(key, last_success_at=ok, last_failure_at=bad,
+                       last_started_at=NOW - 5 * MIN if running else None,
+                       last_error="failed upstream" if bad else None,
+                       consecutive_failures=1 if bad else 0,
+                       running_run_id="r" if running else None,
+                       daily={(NOW.date() - timedelta(days=d)).isoformat(): {"ok": d, "fail": 1}
+                              for d in range(3)})
+        if how == "tx":
+            store.transact(lambda tx: tx.set_dataset(made))
+        else:
+            store.put_many("datasets", [(key, made.to_doc())])
+    elif kind == "run":
+        _, i, created, status, stuck, how = op
+        made = Run(id=f"run-{i}", job_id=f"job-{i % 5}", kind="noop",
+                   scheduled_for=created or NOW, created_at=created, status=status,
+                   stuck=stuck, error="stuck" if stuck else None)
+        if how == "create":
+            store.create_run(made)
+        elif how == "tx":
+            store.transact(lambda tx: tx.set_run(made))
+        elif store.get_run(made.id) is not None:
+            store.update_run(made.id, {"status": status, "stuck": stuck})
+    elif kind == "burst":  # one commit: every run in it has the same updated_at
+        _, count, created = op
+        bursts.append(len(bursts))
+        store.put_many("runs", [(f"burst-{len(bursts)}-{n}", Run(
+            id=f"burst-{len(bursts)}-{n}", job_id="job-0", kind="noop",
+            scheduled_for=created, created_at=created, status="succeeded").to_doc())
+            for n in range(count)])
+    elif kind == "catalog":
+        _, variant = op
+        store.put_catalog_doc(Catalog(
+            datasets={k: DatasetSpec(k, k.upper(), upstream=(KEYS[0],) if k != KEYS[0]
+                                     and variant % 2 else ()) for k in KEYS[:variant + 2]},
+            consumers=(Consumer("team", "Team", requires=tuple(
+                requirement(k, 1, 2 + variant) for k in KEYS[:variant + 1])),),
+        ).to_doc())
+
+
+@settings(max_examples=20, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                 HealthCheck.too_slow])
+@given(ops=operations)
+def test_an_incremental_publish_builds_what_a_full_read_builds(firestore_emulator, ops):
+    """After every change, an incremental read is compared with a full one, then stored
+    as the next publish's starting point (time moves on at the "publish" steps)."""
+    from google.cloud import firestore
+
+    firestore_emulator.wipe()
+    store = Store(firestore.Client(project=firestore_emulator.project))
+    settings_ = cfg()
+    now, bursts = NOW, []
+    for op in ops:
+        if op[0] == "publish":
+            now += op[1] * MIN
+        else:
+            _apply(store, op, bursts)
+        inc, _, loaded = read_model(store, now=now, settings=settings_, recent=RECENT)
+        full, _, whole = read_model(store, now=now, settings=settings_, recent=RECENT,
+                                    full=True)
+        assert (loaded.inputs.jobs, loaded.inputs.datasets, loaded.inputs.runs) == (
+            whole.inputs.jobs, whole.inputs.datasets, whole.inputs.runs)
+        assert inc == full
+        incremental.save(store, loaded)
+    files = {p: o.data for p, o in render_site(inc, []).items()}
+    assert files == {p: o.data for p, o in render_site(full, []).items()}
