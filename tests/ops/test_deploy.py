@@ -118,6 +118,7 @@ QUERY_CALLS = {
     "recent_runs_marked": [lambda s: s.recent_runs_marked(10)],
     "jobs_changed_since": [lambda s: s.jobs_changed_since(T), lambda s: s.jobs_changed_since(None)],
     "datasets_changed_since": [lambda s: s.datasets_changed_since(T)],
+    "deadlines_changed_since": [lambda s: s.deadlines_changed_since(T)],
     "runs_changed_since": [lambda s: s.runs_changed_since(T, 10)],
     "_changes": [],  # the building block of the three above
     "_recent_query": [],  # recent_runs's and recent_runs_marked's

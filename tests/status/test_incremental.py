@@ -19,10 +19,10 @@ from freshet.status.render import render_site
 from .builders import MIN, NOW, H, job, requirement, run
 from .seed import seed_pipeline
 
-# A steady-state publish: manifest + one chunk per section + one query per collection
-# (1 read when it finds nothing) + catalog, control, status memory, heartbeat + the
-# trust collections read whole (deadline records, open and recent incidents, routes).
-FIXED_READS = 1 + 3 + 3 + 4 + 4
+# A steady-state publish: manifest + one chunk per section (jobs, datasets, runs,
+# deadline records) + one query per collection (1 read when it finds nothing) +
+# catalog, control, status memory, heartbeat + open and recent incidents and routes.
+FIXED_READS = 1 + 4 + 4 + 4 + 3
 
 
 def cfg(**kw) -> Settings:
@@ -148,9 +148,10 @@ def test_more_changed_runs_than_the_page_shows_reads_the_newest_instead(db):
     loaded = incremental.load(store, now=NOW, settings=cfg(), recent=3)
     assert loaded.mode == "incremental"
     assert list(loaded.inputs.runs) == ["burst-9", "burst-8", "burst-7"]
-    # manifest, 3 chunks, jobs and datasets (nothing: 1 each), 4 changed runs (the
-    # limit + 1 says "more"), then the newest updated_at and the 3 newest runs
-    assert store.stats.reads == 1 + 3 + 2 + 4 + 1 + 3
+    # manifest, 4 chunks, jobs, datasets and deadline records (nothing: 1 each), 4
+    # changed runs (the limit + 1 says "more"), then the newest updated_at and the 3
+    # newest runs
+    assert store.stats.reads == 1 + 4 + 3 + 4 + 1 + 3
     incremental.save(store, loaded)
     again = incremental.load(store, now=NOW, settings=cfg(), recent=3)
     assert (again.changed, list(again.inputs.runs)) == (0, ["burst-9", "burst-8", "burst-7"])
@@ -186,7 +187,8 @@ def test_a_large_model_is_kept_in_chunks_under_the_document_limit(db):
     written = incremental.save(store, loaded)
     manifest = snapshot.Manifest.from_doc(
         db.collection(STATUS_MODEL).document(MODEL_MANIFEST).get().to_dict())
-    assert manifest.count("datasets") >= 4 and written == manifest.count("datasets") + 2
+    # the datasets' chunks and one each for jobs, runs and deadline records
+    assert manifest.count("datasets") >= 4 and written == manifest.count("datasets") + 3
     again = incremental.load(store, now=NOW, settings=cfg(), recent=200)
     assert again.mode == "incremental" and again.inputs.datasets == loaded.inputs.datasets
 

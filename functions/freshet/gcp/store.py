@@ -177,7 +177,8 @@ class Tx:
         return None if doc is None else DeadlineRecord.from_doc(doc)
 
     def set_deadline_record(self, record: DeadlineRecord) -> None:
-        self._t.set(self._store._ref(DEADLINES, record.consumer), record.to_doc())
+        self._t.set(self._store._ref(DEADLINES, record.consumer), stamped(record.to_doc()))
+        self.writes += 1
 
     def get_incident(self, incident_id: str) -> Incident | None:
         doc = self._get(INCIDENTS, incident_id)
@@ -788,6 +789,10 @@ class Store:
     def jobs_changed_since(self, since: datetime | None) -> Changes[Job]:
         """Jobs written after `since` (every job when None), with the newest updated_at."""
         return self._changes(self.db.collection(JOBS), since, Job.from_doc)
+
+    def deadlines_changed_since(self, since: datetime | None) -> Changes[DeadlineRecord]:
+        """Deadline records written after `since` (every one when None)."""
+        return self._changes(self.db.collection(DEADLINES), since, DeadlineRecord.from_doc)
 
     def datasets_changed_since(self, since: datetime | None) -> Changes[Dataset]:
         return self._changes(self.db.collection(DATASETS), since, Dataset.from_doc)

@@ -11,7 +11,7 @@ behind Freshet's back).
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from freshet.core.settings import Settings
@@ -46,7 +46,8 @@ def load(store: Store, *, now: datetime, settings: Settings, recent: int,
         return _full(store, recent, schema_id, now, reason, manifest)
     inputs = Inputs(jobs=snapshot.items_of(stored["jobs"]),
                     datasets=snapshot.items_of(stored["datasets"]),
-                    runs=snapshot.items_of(stored["runs"]), marks=dict(manifest.marks))
+                    runs=snapshot.items_of(stored["runs"]), marks=dict(manifest.marks),
+                    deadlines=snapshot.items_of(stored["deadlines"]))
     inputs, changed = _merge_changes(store, inputs, recent)
     return Loaded(inputs, "incremental", "", changed, schema_id, manifest.rebuilt_at,
                   manifest, stored)
@@ -84,7 +85,9 @@ def _merge_changes(store: Store, inputs: Inputs, recent: int) -> tuple[Inputs, i
     datasets = store.datasets_changed_since(inputs.marks.get("datasets"))
     inputs = snapshot.with_jobs(inputs, jobs.items, jobs.mark)
     inputs = snapshot.with_datasets(inputs, datasets.items, datasets.mark)
-    changed = len(jobs.items) + len(datasets.items)
+    records = store.deadlines_changed_since(inputs.marks.get("deadlines"))
+    inputs = snapshot.with_deadlines(inputs, records.items, records.mark)
+    changed = len(jobs.items) + len(datasets.items) + len(records.items)
     since = inputs.marks.get("runs")
     runs = store.runs_changed_since(since, recent) if since is not None else None
     if runs is not None and runs.complete:
@@ -94,8 +97,8 @@ def _merge_changes(store: Store, inputs: Inputs, recent: int) -> tuple[Inputs, i
     # newest ones is cheaper, and as complete.
     newest = store.recent_runs_marked(recent)
     marks = [m for m in (newest.mark, runs.mark if runs else None) if m is not None]
-    inputs = snapshot.with_runs(Inputs(inputs.jobs, inputs.datasets, {}, inputs.marks),
-                                newest.items, max(marks, default=None), recent)
+    inputs = snapshot.with_runs(replace(inputs, runs={}), newest.items,
+                                max(marks, default=None), recent)
     return inputs, changed + len(newest.items) + (len(runs.items) if runs else 0)
 
 
@@ -104,10 +107,13 @@ def _full(store: Store, recent: int, schema_id: str, now: datetime, reason: str,
     jobs = store.jobs_changed_since(None)
     datasets = store.datasets_changed_since(None)
     runs = store.recent_runs_marked(recent)
+    records = store.deadlines_changed_since(None)
     inputs = Inputs(
         jobs={j.id: j for j in jobs.items}, datasets={d.key: d for d in datasets.items},
         runs=snapshot.newest_runs(runs.items, recent),
-        marks={"jobs": jobs.mark, "datasets": datasets.mark, "runs": runs.mark},
+        marks={"jobs": jobs.mark, "datasets": datasets.mark, "runs": runs.mark,
+               "deadlines": records.mark},
+        deadlines={r.consumer: r for r in records.items},
     )
     return Loaded(inputs, "full", reason, inputs.size, schema_id, now, manifest)
 

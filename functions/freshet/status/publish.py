@@ -3,12 +3,12 @@ write what changed, notify the routes.
 
 Cost per publish in the steady state (freshet.status.incremental): the stored model
 (a manifest and a few chunks), one `updated_at` query per collection returning only
-the documents written since the previous publish, four single documents (catalog,
-control, heartbeat, status memory), one stream each of deadline records and route
-states (one per consumer with deadlines, one per route), two bounded queries of
-incidents and two count aggregations per pool: O(changes + consumers + routes) reads,
-not O(jobs + datasets). The model is built from the merged documents exactly as from a
-full read (`full` asks for one). Files whose content did not change are not written
+the documents written since the previous publish (jobs, datasets, runs, deadline
+records), four single documents (catalog, control, heartbeat, status memory), one
+stream of route states (one per route), two bounded queries of incidents and two count
+aggregations per pool: O(changes + routes + incidents) reads, not O(jobs + datasets).
+The model is built from the merged documents exactly as from a full read (`full` asks
+for one). Files whose content did not change are not written
 again (badges, the schema); the page, status.json and the feed say when they were
 built, so they change every time. Writes: the stored model's changed chunks, the status
 memory; a consumer's deadline record when one of its deadlines has passed (a
@@ -115,15 +115,15 @@ class Inputs:
 
 def read_inputs(store: Store, *, now: datetime, settings: Settings, full: bool = False,
                 recent: int = RECENT_RUNS) -> Inputs:
-    """Jobs, datasets and runs from the stored model and what changed since (or a full
-    read); the small collections (deadline records, incidents, routes) read whole."""
+    """Jobs, datasets, runs and deadline records from the stored model and what changed
+    since (or a full read); the small collections (incidents, routes) read whole."""
     loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full)
     got = loaded.inputs
     return Inputs(
         jobs=got.job_list(), datasets=got.dataset_list(), runs=got.run_list(),
         catalog=Catalog.from_doc(store.catalog_doc()), control=Control.from_doc(store.control()),
         memory_doc=store.status_state(), heartbeats=store.heartbeats(),
-        records=store.deadline_records(), incidents=store.incidents(now - INCIDENT_HISTORY),
+        records=dict(got.deadlines), incidents=store.incidents(now - INCIDENT_HISTORY),
         routes=store.route_states(), loaded=loaded,
     )
 

@@ -1,6 +1,7 @@
 """The previous publish's inputs, kept so the next publish reads only what changed.
 
-A publish needs every job, every dataset and the newest runs. Reading them all costs
+A publish needs every job, every dataset, the newest runs and every consumer's deadline
+record. Reading them all costs
 one Firestore read per document (≈ 6,200 at 5,000 datasets, every 5 minutes). Instead
 the publish keeps those documents, as it last saw them, in a few compressed chunks
 (`Inputs`), asks each collection for what changed since (`updated_at` > the newest
@@ -29,9 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 
+from freshet.core.deadlines import DeadlineRecord
 from freshet.core.models import Dataset, Job, Run
 
-SECTIONS = ("jobs", "datasets", "runs")
+SECTIONS = ("jobs", "datasets", "runs", "deadlines")
 FORMAT = 1  # bump when the chunk layout changes
 MAX_CHUNK_BYTES = 700_000  # compressed; a document may hold 1 MiB (1,048,576 bytes)
 TARGET_CHUNK_BYTES = 300_000  # room to grow before a section needs more chunks
@@ -44,7 +46,7 @@ def schema(recent_runs: int) -> str:
     a field added to or removed from Job, Dataset or Run, or how many runs are kept.
     A stored model with another schema is not used (the next publish rebuilds)."""
     names = [f"{cls.__name__}:{','.join(f.name for f in fields(cls))}"
-             for cls in (Job, Dataset, Run)]
+             for cls in (Job, Dataset, Run, DeadlineRecord)]
     text = f"{FORMAT}|{recent_runs}|{'|'.join(names)}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -60,6 +62,8 @@ class Inputs:
     # Per section, the newest `updated_at` seen (Firestore's commit time): changes
     # are asked for after it.
     marks: Mapping[str, datetime | None] = field(default_factory=dict)
+    # consumer id -> its deadline record (judged once per passing by publish)
+    deadlines: Mapping[str, DeadlineRecord] = field(default_factory=dict)
 
     def job_list(self) -> list[Job]:
         return [self.jobs[k] for k in sorted(self.jobs)]
@@ -72,7 +76,7 @@ class Inputs:
 
     @property
     def size(self) -> int:
-        return len(self.jobs) + len(self.datasets) + len(self.runs)
+        return len(self.jobs) + len(self.datasets) + len(self.runs) + len(self.deadlines)
 
 
 def run_order(run: Run) -> tuple:
@@ -94,6 +98,12 @@ def with_jobs(inputs: Inputs, changed: Iterable[Job], mark: datetime | None) -> 
 def with_datasets(inputs: Inputs, changed: Iterable[Dataset], mark: datetime | None) -> Inputs:
     return replace(inputs, datasets={**inputs.datasets, **{d.key: d for d in changed}},
                    marks={**inputs.marks, "datasets": mark})
+
+
+def with_deadlines(inputs: Inputs, changed: Iterable[DeadlineRecord],
+                   mark: datetime | None) -> Inputs:
+    return replace(inputs, deadlines={**inputs.deadlines, **{r.consumer: r for r in changed}},
+                   marks={**inputs.marks, "deadlines": mark})
 
 
 def with_runs(inputs: Inputs, changed: Iterable[Run], mark: datetime | None,
@@ -138,7 +148,8 @@ def decode(value: object) -> object:
     return value
 
 
-_FROM_DOC = {"jobs": Job.from_doc, "datasets": Dataset.from_doc, "runs": Run.from_doc}
+_FROM_DOC = {"jobs": Job.from_doc, "datasets": Dataset.from_doc, "runs": Run.from_doc,
+             "deadlines": DeadlineRecord.from_doc}
 
 
 def section_docs(inputs: Inputs, section: str) -> dict[str, dict]:
