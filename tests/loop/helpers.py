@@ -39,6 +39,8 @@ def wait_for(predicate, timeout=30.0, interval=0.2):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s")
+
+
 class Probe:
     """A sync that records what it was given (slot, interval, source, upstream versions)
     and how many of its kind ran at once; `fail` names slots whose runs fail for good."""

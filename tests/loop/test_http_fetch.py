@@ -409,6 +409,7 @@ def test_a_body_nested_too_deeply_is_permanent_not_a_crash(servers, policy):
     assert "nested too deeply" in refused({"url": a.url("/deep.json")})
 # -- watermark: the time the data is current to -----------------------------------------
 
+
 UTC_ = __import__("datetime").UTC
 
 

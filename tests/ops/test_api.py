@@ -365,6 +365,7 @@ def test_each_run_links_to_its_logs_explorer_query(api):
     assert run["logs_url"].endswith("?project=demo-freshet")
 # -- numbers and shapes JSON or Firestore cannot carry ---------------------------------------
 
+
 def job_body(params: str) -> str:
     return ('{"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *"}, '
             f'"params": {params}}}')
@@ -560,6 +561,7 @@ def test_a_job_naming_an_unknown_pool_is_refused(api):
     status, body = api.call("POST", "/jobs", json={**JOB, "pool": "lake"})
     assert status == 201 and body["job"]["pool"] == "lake"
 # -- incidents --------------------------------------------------------------------------
+
 
 def catalog_with_orders(api):
     api.store.put_catalog_doc(Catalog(datasets={

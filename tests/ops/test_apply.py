@@ -172,6 +172,8 @@ def test_each_task_carries_the_dispatch_deadline_run_tasks_timeout_covers():
     task = TaskQueue(settings).build_task("orders__20261128T120000Z", 1)
     assert task.dispatch_deadline == timedelta(minutes=15)
     assert task.http_request.oidc_token.audience == settings.run_task_url
+
+
 def test_a_one_time_job_in_the_distant_past_is_refused_at_its_line_and_nothing_is_written(env):
     from freshet.ops.config import ConfigError
 
@@ -248,6 +250,8 @@ def test_apply_keeps_the_triggers_of_jobs_made_through_the_api(env):
     register_triggers(store, made)
     assert store.get_dataset("sales.orders").triggers == ["by-api"]
     assert plan(config_of(text), store=store, task_queue=queue, now=T0).empty
+
+
 def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(env):
     from tests.ops.test_config import MAINTENANCE
 

@@ -184,6 +184,8 @@ def test_a_job_named_status_can_be_backfilled(capsys, db, monkeypatch):
                        (last - timedelta(hours=1)).isoformat(), "--to", last.isoformat(),
                        "--dry-run")
     assert code == 0 and "Backfill of status" in out and "2 would run" in out
+
+
 def test_incident_open_note_resolve_and_status(capsys, pipeline, monkeypatch):
     monkeypatch.setenv("FRESHET_AUTHOR", "alice")
     assert run(capsys, "apply", "--config", str(pipeline))[0] == 0

@@ -276,6 +276,7 @@ def test_the_project_override_renames_everything_derived_from_it(tmp_path):
     assert config.site.bucket == "real-project-42-freshet-site"
 # -- hostile and careless files ------------------------------------------------------
 
+
 @pytest.mark.parametrize("url", [
     "javascript:alert(document.domain)", " javascript:alert(1)", "JaVaScRiPt:alert(1)",
     "\tjavascript:alert(1)", "java\\tscript:alert(1)", "data:text/html,<script>x</script>",
@@ -494,6 +495,8 @@ def test_a_trigger_cycle_is_refused_with_the_cycle_named(tmp_path):
     assert err.field == "jobs[2].trigger"
     assert "trigger cycle: revenue -[sales.revenue]-> rates -[finance.rates]-> revenue" in str(err)
     assert err.line == line_of(text, "trigger: {after: [sales.orders, finance.rates]}")
+
+
 MAINTENANCE = """\
 maintenance:
   - id: vacuum

@@ -154,6 +154,8 @@ def test_a_script_url_in_the_stored_catalog_cannot_run_when_clicked(db, tmp_path
     finally:
         server.shutdown()
         server.server_close()
+
+
 @pytest.fixture
 def trust_site(db, tmp_path):
     """seed_trust: stale data, a deadline with 90 days of verdicts, maintenance under way,

@@ -300,6 +300,7 @@ def test_pools_show_their_limit_and_the_counted_runs():
         ("default", 0, 0, 100), ("warehouse", 2, 7, 2)]
 # -- trust: data time, maintenance, deadlines, incidents ---------------------------------
 
+
 def windows(**doc):
     from freshet.core.windows import Maintenance, make_window
 

@@ -182,6 +182,8 @@ def test_the_page_allows_only_its_own_inline_style_and_script():
         body = re.search(rf"<{tag}>(.*?)</{tag}>", html, re.S).group(1)
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"{tag}-src 'sha256-{digest}'" in policy
+
+
 def test_the_page_draws_lineage_pools_and_run_slots_and_json_meets_the_schema():
     rollup = new_job(id="rollup", kind="noop", produces=["sales.revenue"], pool="warehouse",
                      trigger={"after": ["sales.orders"]}, catchup="all")

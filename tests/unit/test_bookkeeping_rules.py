@@ -190,6 +190,8 @@ def test_a_failure_adds_no_data_point():
     ds = apply_success(Dataset(key="d"), "r1", T0)
     ds = apply_failure(ds, "r2", T0 + M, "boom")
     assert ds.data_points == [{"at": T0, "as_of": None}]
+
+
 def test_a_failure_at_the_same_instant_as_the_last_success_loses_the_tie_in_either_order():
     # Seen in the soak: a stuck verdict and the next run's success stamped the same minute.
     for first, second in ((apply_success, apply_failure), (apply_failure, apply_success)):

@@ -345,6 +345,7 @@ def test_sends_go_to_the_runs_pool_queue():
     assert deferred.verdict == ClaimVerdict.DEFER and deferred.send.queue == pooled.queue
 # -- recovery without the job -----------------------------------------------------------
 
+
 READS_JOB = [
     # (case, run, must recovery read the job?)
     ("running, recurring job, threshold recorded", running(1), False),

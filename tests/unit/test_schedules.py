@@ -141,8 +141,6 @@ def test_a_recurring_jobs_first_slot_is_its_next_one():
 # -- the slot's data interval: (previous slot, this slot] -------------------------------
 
 
-
-
 @pytest.mark.parametrize("cron,tz,slot,previous", [
     # hourly in New York across fall-back: 01:00 EDT (05:00 UTC) then 01:00 EST (06:00 UTC)
     ("0 * * * *", "America/New_York", datetime(2026, 11, 1, 6, 0, tzinfo=UTC),

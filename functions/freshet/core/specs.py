@@ -100,8 +100,6 @@ DEFAULT_CONTROL_SCHEDULES = (
 )
 
 
-
-
 # What each function is deployed with unless pipeline.yaml says otherwise. Each timeout
 # covers what calls it: Cloud Scheduler's attempt deadline (tick 1m, the others 3m)
 # and, for run_task, the queue's dispatch deadline (10m).

@@ -63,6 +63,8 @@ def shorten(text: str | None, limit: int) -> str | None:
     if text is None or len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
+
+
 def clip(text: str, limit: int) -> str:
     """At most about `limit` characters: the head and the tail, with what was cut counted.
 

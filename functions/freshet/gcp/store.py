@@ -60,6 +60,7 @@ PAGED_LISTS = {
 STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.snapshot)
 MODEL_MANIFEST = "manifest"
 
+
 def firestore_client(project: str | None) -> firestore.Client:
     """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
     connects on first use, so creating one at a cold start costs nothing."""
@@ -74,6 +75,8 @@ def _contended(exc: BaseException) -> bool:
     client's 'Failed to commit transaction in N attempts' over one."""
     return isinstance(exc, gexc.Aborted | gexc.AlreadyExists) or (
         isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted))
+
+
 def differs(before: Dataset, after: Dataset) -> bool:
     """Whether writing `after` changes anything: `updated_at` is the commit time Firestore
     stamps, never what a caller set, so it does not count."""
@@ -772,7 +775,6 @@ class Store:
         if count:
             batch.commit()
             self.stats.commits += 1
-
 
     def _changes(self, query, since: datetime | None, convert: Callable[[dict], M],
                  limit: int | None = None) -> Changes[M]:

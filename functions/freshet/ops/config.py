@@ -172,7 +172,6 @@ class PipelineConfig:
         return ConfigError(self.path, _line_for(self.lines, field_name), field_name, message)
 
 
-
 def load_config(path: str | os.PathLike, *, env: Mapping[str, str] = os.environ,
                 project: str | None = None) -> PipelineConfig:
     """Read and validate one pipeline file. Raises ConfigError naming file:line: field.
