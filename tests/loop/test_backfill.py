@@ -9,6 +9,7 @@ import pytest
 
 from freshet.core import backfill as bf
 from freshet.core.control import Control
+from freshet.core.created import Created
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.lifecycle import SyncOutcome
 from freshet.core.models import RunStatus, TriggerSource
@@ -249,7 +250,7 @@ def test_the_largest_backfill_fits_its_documents(world):
     plan = bf.SlotPlan(slots=minutely, todo=minutely, done=(), busy=())
     made = bf.new_backfill(job, plan, start=minutely[0], end=minutely[-1], max_parallel=1,
                            rerun=False, now=NOW)
-    assert store.create_backfill(made, bf.lanes_for(made, minutely))
+    assert store.create_backfill(made, bf.lanes_for(made, minutely)) is Created.NEW
     (lane,) = store.lanes(made.id)
     assert len(lane.slots) == bf.MAX_SLOTS and lane.slots[-1] == T0
 

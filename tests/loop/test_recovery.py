@@ -117,7 +117,7 @@ def test_a_run_that_changed_after_the_query_is_decided_on_what_it_is_now(
     run_id, queue = start_and_abandon(store, settings)
     [(found, version)] = store.expired_runs_versioned(T0 + 31 * MIN)
     store.update_run(run_id, {"lease_expires_at": T0 + 60 * MIN})  # a late heartbeat
-    decision, _ = recover._recover_run(store, found, version, T0 + 31 * MIN, settings)
+    decision = recover._recover_run(store, found, version, T0 + 31 * MIN, settings)
     assert decision.verdict == "settled"
     assert store.run(run_id).status == "running"
 
