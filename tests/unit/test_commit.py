@@ -269,3 +269,40 @@ def test_a_claim_that_finds_no_run_commits_nothing():
     assert made.verdict == ClaimVerdict.ORPHAN
     assert (made.run, made.job_fields, made.datasets, made.runs, made.tasks) == (
         None, None, (), (), ())
+
+
+# -- a backfill's cancel and end -------------------------------------------------------
+
+def a_backfill(status=bf.BackfillStatus.ACTIVE):
+    return bf.Backfill(id="bf1", job_id=JOB.id, start=T0 - 3 * H, end=T0, max_parallel=2,
+                       lanes=2, status=status, created_at=T0 - H, updated_at=T0 - H)
+
+
+def test_a_cancel_ends_queued_runs_leaves_running_ones_and_stops_every_lane():
+    queued = replace(running(slot=T0 - 3 * H, source=TriggerSource.BACKFILL,
+                             backfill_id="bf1", lane=0), status=RunStatus.QUEUED)
+    busy = running(slot=T0 - 2 * H, source=TriggerSource.BACKFILL, backfill_id="bf1", lane=1)
+    lanes = [replace(lane(slots=(T0 - 3 * H, T0 - H)), current_run_id=queued.id, next=1),
+             replace(lane(slots=(T0 - 2 * H,)), index=1, current_run_id=busy.id, next=1)]
+    made = commit.cancelling(a_backfill(), lanes, {queued.id: queued, busy.id: busy},
+                             T0, who="ana")
+    (ended,) = made.updated_runs
+    assert ended.id == queued.id and ended.status == RunStatus.CANCELLED
+    assert "cancelled by ana" in ended.error
+    first, second = made.lanes
+    assert first.stopped and first.current_run_id is None and first.cancelled == 2
+    assert second.stopped and second.current_run_id == busy.id  # it finishes
+    (marked,) = made.backfills
+    assert marked.status == bf.BackfillStatus.CANCELLED and marked.cancelled_at == T0
+
+
+@pytest.mark.parametrize("status", [bf.BackfillStatus.DONE, bf.BackfillStatus.CANCELLED])
+def test_a_backfill_no_longer_active_is_neither_cancelled_nor_finished_again(status):
+    assert commit.cancelling(a_backfill(status), [], {}, T0) == commit.Commit(
+        verdict=None, detail="not active")
+    assert commit.finishing(a_backfill(status), T0).backfills == ()
+
+
+def test_an_active_backfill_whose_lanes_finished_is_done():
+    (done,) = commit.finishing(a_backfill(), T0).backfills
+    assert done.status == bf.BackfillStatus.DONE and done.finished_at == T0

@@ -23,10 +23,10 @@ from typing import Generic
 
 from freshet.core import backfill as bf
 from freshet.core import triggers
-from freshet.core.backfill import Lane
+from freshet.core.backfill import Backfill, BackfillStatus, Lane
 from freshet.core.lifecycle import Decision, Send, V
 from freshet.core.models import Dataset, Job, Run, RunStatus, TriggerSource
-from freshet.core.runs import new_run
+from freshet.core.runs import cancelled, new_run
 from freshet.core.settings import Settings
 
 
@@ -70,6 +70,8 @@ class Commit(Generic[V]):
     job_fields: dict | None = None  # fields to update on the run's job
     datasets: tuple[Dataset, ...] = ()  # after the change: only those it changes
     lanes: tuple[Lane, ...] = ()
+    backfills: tuple[Backfill, ...] = ()
+    updated_runs: tuple[Run, ...] = ()  # other runs to write (a cancelled backfill's)
     runs: tuple[Run, ...] = ()  # to create
     jobs: Mapping[str, dict] = field(default_factory=dict)  # other jobs' fields
     tasks: tuple[Task, ...] = ()  # to send after the commit
@@ -215,3 +217,35 @@ def released(lane: Lane, run: Run | None) -> Commit:
     return Commit(verdict=None, lanes=(lane,),
                   runs=(run,) if run is not None else (),
                   tasks=(new_run_task(run),) if run is not None else ())
+
+
+def cancelling(backfill: Backfill | None, lanes: list[Lane | None],
+               current: Mapping[str, Run | None], now: datetime, who: str | None = None
+               ) -> Commit:
+    """A backfill cancelled: its queued runs end cancelled (counted on their lanes),
+    running ones finish, every lane stops, the backfill is marked. `current`: each
+    lane's run in flight, by id, as read. A backfill no longer active is left as it is
+    (`detail` says so)."""
+    if backfill is None or backfill.status != BackfillStatus.ACTIVE:
+        return Commit(verdict=None, detail="not active")
+    reason = f"backfill {backfill.id} was cancelled" + (f" by {who}" if who else "")
+    ended, stopped = [], []
+    for lane in (x for x in lanes if x is not None):
+        run = current.get(lane.current_run_id) if lane.current_run_id else None
+        if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
+            run = cancelled(run, now, reason)
+            ended.append(run)
+            lane = bf.settled(lane, run, now)
+        stopped.append(bf.stopped(lane, now))
+    done = replace(backfill, status=BackfillStatus.CANCELLED, cancelled_at=now,
+                   updated_at=now)
+    return Commit(verdict=None, detail="cancelled", updated_runs=tuple(ended),
+                  lanes=tuple(stopped), backfills=(done,))
+
+
+def finishing(backfill: Backfill | None, now: datetime) -> Commit:
+    """An active backfill whose lanes all finished is done."""
+    if backfill is None or backfill.status != BackfillStatus.ACTIVE:
+        return Commit(verdict=None)
+    return Commit(verdict=None, detail="done", backfills=(replace(
+        backfill, status=BackfillStatus.DONE, finished_at=now, updated_at=now),))

@@ -134,8 +134,12 @@ class MemoryTx:
             self.create_run(run)
         for job_id, fields in commit.jobs.items():
             self.update_job(job_id, fields)
+        for run in commit.updated_runs:
+            self.set_run(run)
         for lane in commit.lanes:
             self.set_lane(lane)
+        for backfill in commit.backfills:
+            self.set_backfill(backfill)
 
 
 class MemoryStore:

@@ -230,8 +230,12 @@ class Tx:
             self.create_run(run)
         for job_id, fields in commit.jobs.items():
             self.update_job(job_id, fields)
+        for run in commit.updated_runs:
+            self.set_run(run)
         for lane in commit.lanes:
             self.set_lane(lane)
+        for backfill in commit.backfills:
+            self.set_backfill(backfill)
 
 
 class Store:

@@ -15,7 +15,7 @@ is shared by concurrent finishes.
 """
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from freshet.core import backfill as bf
@@ -25,8 +25,7 @@ from freshet.core.bookkeeping import apply_success
 from freshet.core.commit import Commit, differs
 from freshet.core.created import Created
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.models import Dataset, Job, Run, RunStatus
-from freshet.core.runs import cancelled
+from freshet.core.models import Dataset, Job, Run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
@@ -128,23 +127,13 @@ def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
         backfill = tx.get_backfill(backfill_id)
         if backfill is None:
             raise NotFound("backfill", backfill_id)
-        if backfill.status != BackfillStatus.ACTIVE:
-            return backfill
-        lanes = [tx.get_lane(backfill_id, i) for i in range(backfill.lanes)]
-        current = {x.index: tx.get_run(x.current_run_id) for x in lanes
+        lanes = [tx.get_lane(backfill_id, i) for i in range(backfill.lanes)] \
+            if backfill.status == BackfillStatus.ACTIVE else []
+        current = {x.current_run_id: tx.get_run(x.current_run_id) for x in lanes
                    if x is not None and x.current_run_id}
-        reason = f"backfill {backfill_id} was cancelled" + (f" by {who}" if who else "")
-        for lane in (x for x in lanes if x is not None):
-            run = current.get(lane.index)
-            if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
-                run = cancelled(run, now, reason)
-                tx.set_run(run)
-                lane = bf.settled(lane, run, now)
-            tx.set_lane(bf.stopped(lane, now))
-        done = replace(backfill, status=BackfillStatus.CANCELLED, cancelled_at=now,
-                       updated_at=now)
-        tx.set_backfill(done)
-        return done
+        made = commit.cancelling(backfill, lanes, current, now, who)
+        tx.persist(made)
+        return made.backfills[0] if made.backfills else backfill
 
     done = store.transact(body)
     fold_successes(store, done.job_id, store.lanes(backfill_id), now)  # what did succeed
@@ -221,10 +210,4 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
 
 
 def _mark_done(store: Store, backfill_id: str, now: datetime) -> None:
-    def body(tx: Tx) -> None:
-        backfill = tx.get_backfill(backfill_id)
-        if backfill is not None and backfill.status == BackfillStatus.ACTIVE:
-            tx.set_backfill(replace(backfill, status=BackfillStatus.DONE, finished_at=now,
-                                    updated_at=now))
-
-    store.transact(body)
+    store.transact(lambda tx: tx.persist(commit.finishing(tx.get_backfill(backfill_id), now)))
