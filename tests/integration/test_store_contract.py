@@ -160,3 +160,18 @@ def test_reads_commits_and_writes_are_counted_alike(store):
     store.stats.reset()
     datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"]))
     assert datasets == {"a": None, "b": None} and store.stats.reads == 2
+
+
+def test_both_task_queues_keep_the_queue_protocol():
+    """The Cloud Tasks adapter and the recording one the loop tests use (the adapter
+    with Google's call replaced by a record) answer the same calls."""
+    from freshet.gcp.ports import RunQueue
+    from freshet.gcp.tasks import TaskQueue
+    from freshet_local.recording_queue import RecordingQueue
+
+    assert isinstance(TaskQueue(SETTINGS), RunQueue)
+    recording = RecordingQueue(SETTINGS)
+    assert isinstance(recording, RunQueue)
+    recording.enqueue("orders__20261128T120000Z", 1, queue="freshet-runs")
+    assert [(t.run_id, t.attempt, t.queue) for t in recording.sent] == [
+        ("orders__20261128T120000Z", 1, "freshet-runs")]
