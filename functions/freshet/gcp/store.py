@@ -370,8 +370,10 @@ class Store:
 
     def due_jobs_versioned(self, until: datetime, limit: int) -> list[tuple[Job, datetime]]:
         """Like due_jobs, with each document's update time for a compare-and-set."""
-        return [(Job.from_doc(d), version)
-                for d, version in self._stream_versioned(self._due_query(until, limit))]
+        found = [(Job.from_doc(snap.to_dict()), snap.update_time)
+                 for snap in self._due_query(until, limit).stream()]
+        self.stats.read(len(found))  # an empty query is billed as one read
+        return found
 
     def due_jobs_in_shard_versioned(self, shard: int, until: datetime,
                                     limit: int) -> list[tuple[Job, datetime]]:
