@@ -306,3 +306,32 @@ def test_a_backfill_no_longer_active_is_neither_cancelled_nor_finished_again(sta
 def test_an_active_backfill_whose_lanes_finished_is_done():
     (done,) = commit.finishing(a_backfill(), T0).backfills
     assert done.status == bf.BackfillStatus.DONE and done.finished_at == T0
+
+
+def test_an_ending_reads_in_rounds_until_it_knows_enough():
+    """The run's datasets and lane; the lane's next candidate; the downstream jobs; the
+    `all` job's other upstream; then nothing more."""
+    run = running(source=TriggerSource.SCHEDULE)
+    decision = finish(run)
+    first = commit.next_reads(decision, JOB, None, T0, SETTINGS)
+    assert first == commit.Reads(datasets=("sales.orders",))
+    facts = Facts(datasets={"sales.orders": dataset(version="o0", triggers=["rollup"])})
+    assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
+        jobs=("rollup",))
+    facts = replace(facts, jobs={"rollup": rollup("all")})
+    assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
+        upstreams=("fx.rates",))
+    facts = replace(facts, upstreams={"fx.rates": None})
+    assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) is None
+
+
+def test_a_lane_run_ending_reads_the_lane_then_each_candidate_it_needs():
+    run = running(slot=T0 - 3 * H, source=TriggerSource.BACKFILL, backfill_id="bf1", lane=0)
+    decision = finish(run)
+    assert commit.next_reads(decision, JOB, None, T0, SETTINGS) == commit.Reads(
+        lane=("bf1", 0))
+    facts = Facts(lane=lane(current_run_id=run.id))
+    assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
+        runs=(gen_id(T0 - 2 * H),))
+    facts = replace(facts, runs={gen_id(T0 - 2 * H): None})
+    assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) is None

@@ -90,6 +90,35 @@ def differs(before: Dataset, after: Dataset) -> bool:
 # -- what to read --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Reads:
+    """One round of reads a run's ending asks for (next_reads)."""
+
+    datasets: tuple[str, ...] = ()  # the run's own
+    lane: tuple[str, int] | None = None  # (backfill, lane)
+    runs: tuple[str, ...] = ()  # the lane's candidates, by their deterministic ids
+    jobs: tuple[str, ...] = ()  # downstream jobs
+    upstreams: tuple[str, ...] = ()  # for `all` triggers: their other upstream datasets
+
+
+def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: datetime,
+               settings: Settings, *, release_next: bool = True) -> Reads | None:
+    """What to read next, given what was read (`facts`; None before the first round),
+    or None: enough is known for `ending`."""
+    if facts is None:
+        return Reads(datasets=tuple(dataset_keys(decision)), lane=lane_key(decision))
+    need = lane_need(decision, facts.lane, job, facts.runs, now, settings,
+                     release_next=release_next)
+    if need is not None:
+        return Reads(runs=(need,))
+    jobs = tuple(j for j in trigger_jobs(decision, facts) if j not in facts.jobs)
+    if jobs:
+        return Reads(jobs=jobs)
+    upstreams = tuple(k for k in trigger_upstreams(decision, facts)
+                      if k not in facts.upstreams)
+    return Reads(upstreams=upstreams) if upstreams else None
+
+
 def _ended(decision: Decision) -> Run | None:
     run = decision.run
     return run if run is not None and run.terminal else None

@@ -15,12 +15,13 @@ only Firestore can prove (contention, indexes, document limits) stays on the emu
 import copy
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from freshet.core.backfill import Backfill, Lane
 from freshet.core.catalog import Catalog
-from freshet.core.commit import Commit
+from freshet.core.commit import Commit, Facts, Reads
 from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.errors import NotFound
@@ -119,6 +120,15 @@ class MemoryTx:
 
     def set_backfill(self, backfill: Backfill) -> None:
         self._write("set", BACKFILLS, backfill.id, backfill.to_doc())
+
+    def read(self, reads: Reads, facts: Facts) -> Facts:
+        """One round of core.commit.next_reads, added to what was read before."""
+        lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
+        return replace(
+            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
+            lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
+            jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
+            upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))})
 
     def persist(self, commit: Commit) -> None:
         """As the Firestore adapter's Tx.persist: the commit as it is."""

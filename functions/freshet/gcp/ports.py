@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from freshet.core.backfill import Backfill, Lane
 from freshet.core.catalog import Catalog
-from freshet.core.commit import Commit
+from freshet.core.commit import Commit, Facts, Reads
 from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.herd import ShardTask
@@ -43,6 +43,7 @@ class Transaction(Protocol):
     def set_dataset(self, dataset: Dataset) -> None: ...
     def set_lane(self, lane: Lane) -> None: ...
     def set_backfill(self, backfill: Backfill) -> None: ...
+    def read(self, reads: Reads, facts: Facts) -> Facts: ...
     def persist(self, commit: Commit) -> None: ...
 
 

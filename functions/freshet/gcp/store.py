@@ -23,7 +23,7 @@ Freshet's types. Paged settings documents are freshet.gcp.paging's.
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -34,7 +34,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
 from freshet.core.catalog import Catalog
-from freshet.core.commit import Commit
+from freshet.core.commit import Commit, Facts, Reads
 from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.deadlines import DeadlineRecord, Judgement
@@ -212,6 +212,15 @@ class Tx:
         without a read: the commit fails if another writer came first)."""
         self._write("update", self._store._ref(RUNS, run.id), run.to_doc(),
                     option=self._store.db.write_option(last_update_time=version))
+
+    def read(self, reads: Reads, facts: Facts) -> Facts:
+        """One round of core.commit.next_reads, added to what was read before."""
+        lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
+        return replace(
+            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
+            lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
+            jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
+            upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))})
 
     def persist(self, commit: Commit) -> None:
         """Write a commit as it is (core.commit built it whole): the run (only if still

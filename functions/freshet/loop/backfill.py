@@ -29,7 +29,7 @@ from freshet.core.models import Dataset, Job, Run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
-from freshet.loop.followups import read_candidates, send_tasks
+from freshet.loop.followups import send_tasks
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,9 @@ def release_lane(store: Store, queue: TaskQueue, backfill_id: str, index: int, *
         if lane is None or not lane.idle:
             return None
         job = tx.get_job(lane.job_id)
-        known = read_candidates(tx, lambda known: bf.release(lane, job, known, now,
-                                                             settings).need)
-        released = bf.release(lane, job, known, now, settings)
+        known: dict[str, Run | None] = {}
+        while (released := bf.release(lane, job, known, now, settings)).need is not None:
+            known[released.need] = tx.get_run(released.need)
         made = commit.released(released.lane, released.run)
         tx.persist(made)
         return made
