@@ -335,3 +335,22 @@ def test_a_lane_run_ending_reads_the_lane_then_each_candidate_it_needs():
         runs=(gen_id(T0 - 2 * H),))
     facts = replace(facts, runs={gen_id(T0 - 2 * H): None})
     assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) is None
+
+
+# -- a heartbeat, and a backfill's success folded into a dataset --------------------------
+
+def test_a_heartbeat_renews_the_lease_of_the_attempt_running_only():
+    run = running()
+    renewed = runs.renewed(run, 1, T0 + 5 * MIN, 30 * MIN)
+    assert renewed.heartbeat_at == T0 + 5 * MIN and renewed.lease_expires_at == T0 + 35 * MIN
+    assert runs.renewed(run, 2, T0 + 5 * MIN, 30 * MIN) is None  # recovery took it over
+    assert runs.renewed(replace(run, status=RunStatus.SUCCEEDED), 1, T0, 30 * MIN) is None
+    assert runs.renewed(None, 1, T0, 30 * MIN) is None
+
+
+def test_a_backfill_success_folds_into_a_dataset_only_when_it_is_newer():
+    made = commit.folding(None, "sales.orders", T0 - H, "orders__old")
+    (folded,) = made.datasets
+    assert folded.last_success_slot == T0 - H and folded.last_success_at == T0 - H
+    assert commit.folding(folded, "sales.orders", T0 - 2 * H, "orders__older").datasets == ()
+    assert commit.folding(folded, "sales.orders", T0 - H, "orders__old").datasets == ()

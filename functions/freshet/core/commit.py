@@ -24,6 +24,7 @@ from typing import Generic
 from freshet.core import backfill as bf
 from freshet.core import triggers
 from freshet.core.backfill import Backfill, BackfillStatus, Lane
+from freshet.core.bookkeeping import apply_success
 from freshet.core.lifecycle import Decision, Send, V
 from freshet.core.models import Dataset, Job, Run, RunStatus, TriggerSource
 from freshet.core.runs import cancelled, new_run
@@ -278,3 +279,12 @@ def finishing(backfill: Backfill | None, now: datetime) -> Commit:
         return Commit(verdict=None)
     return Commit(verdict=None, detail="done", backfills=(replace(
         backfill, status=BackfillStatus.DONE, finished_at=now, updated_at=now),))
+
+
+def folding(dataset: Dataset | None, key: str, slot: datetime, run_id: str) -> Commit:
+    """A backfill's newest succeeded slot recorded on one of its job's datasets, as of
+    that slot (core.bookkeeping's rule for past slots: never fresher, never backwards);
+    nothing when that changes nothing."""
+    before = dataset or Dataset(key=key)
+    after = apply_success(before, run_id, slot, slot=slot, past=True)
+    return Commit(verdict=None, datasets=(after,) if differs(before, after) else ())

@@ -21,11 +21,10 @@ from datetime import datetime
 from freshet.core import backfill as bf
 from freshet.core import commit
 from freshet.core.backfill import Backfill, BackfillStatus, Lane, Progress, SlotPlan, SlotState
-from freshet.core.bookkeeping import apply_success
-from freshet.core.commit import Commit, differs
+from freshet.core.commit import Commit
 from freshet.core.created import Created
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.models import Dataset, Job, Run
+from freshet.core.models import Job, Run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
@@ -198,11 +197,9 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
     changed = []
     for key in job.produces:
         def body(tx: Tx, key=key) -> bool:
-            before = tx.get_dataset(key) or Dataset(key=key)
-            after = apply_success(before, run_id, slot, slot=slot, past=True)
-            if differs(before, after):
-                tx.set_dataset(after)
-            return differs(before, after)
+            made = commit.folding(tx.get_dataset(key), key, slot, run_id)
+            tx.persist(made)
+            return bool(made.datasets)
 
         if store.transact(body):
             changed.append(key)

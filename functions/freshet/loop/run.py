@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
@@ -186,9 +186,7 @@ class _Heartbeat:
         return self._store.transact(self._renew)
 
     def _renew(self, tx: Tx) -> bool:
-        run = tx.get_run(self._run_id)
-        if run is None or run.status != RunStatus.RUNNING or run.attempt_number != self._attempt:
-            return False
-        now = utcnow()
-        tx.set_run(replace(run, heartbeat_at=now, lease_expires_at=now + self._lease))
-        return True
+        renewed = runs.renewed(tx.get_run(self._run_id), self._attempt, utcnow(), self._lease)
+        if renewed is not None:
+            tx.set_run(renewed)
+        return renewed is not None
