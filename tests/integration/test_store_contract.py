@@ -11,7 +11,7 @@ from freshet.core import backfill as bf
 from freshet.core import runs
 from freshet.core.created import Created
 from freshet.core.errors import NotFound
-from freshet.core.models import Job, RunStatus, TriggerSource, new_job
+from freshet.core.models import Dataset, Job, RunStatus, TriggerSource, new_job
 from freshet.core.runs import SlotClaim
 from freshet.core.settings import load_settings
 from freshet.gcp.memory import MemoryStore
@@ -175,3 +175,14 @@ def test_both_task_queues_keep_the_queue_protocol():
     recording.enqueue("orders__20261128T120000Z", 1, queue="freshet-runs")
     assert [(t.run_id, t.attempt, t.queue) for t in recording.sent] == [
         ("orders__20261128T120000Z", 1, "freshet-runs")]
+
+
+def test_a_datasets_trigger_list_grows_once_per_job_and_keeps_its_run_fields(store):
+    store.transact(lambda tx: tx.set_dataset(Dataset("x", last_success_run_id="r1")))
+    store.add_dataset_trigger("x", "rollup")
+    store.add_dataset_trigger("x", "rollup")
+    store.add_dataset_trigger("x", "report")
+    found = store.get_dataset("x")
+    assert found.triggers == ["rollup", "report"] and found.last_success_run_id == "r1"
+    store.set_dataset_triggers("x", ["report"])
+    assert store.get_dataset("x").triggers == ["report"]

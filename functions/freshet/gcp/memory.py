@@ -432,6 +432,12 @@ class MemoryStore:
             self._commit(ops[start:start + 500])
         return len(ops)
 
+    def add_dataset_trigger(self, key: str, job_id: str) -> None:
+        with self._lock:
+            listed = (self._doc(DATASETS, key) or {}).get("triggers") or []
+            self._commit([("merge", DATASETS, key, {"key": key, "triggers": [
+                *listed, *([] if job_id in listed else [job_id])]}, None)])
+
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
         self._commit([("merge", DATASETS, key, {"key": key, "triggers": list(job_ids)}, None)])
 
