@@ -15,18 +15,15 @@ only Firestore can prove (contention, indexes, document limits) stays on the emu
 import copy
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from freshet.core.backfill import Backfill, Lane
-from freshet.core.catalog import Catalog
-from freshet.core.commit import Commit, Facts, Reads
-from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.errors import NotFound
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
+from freshet.gcp.ports import CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 T = TypeVar("T")
@@ -52,7 +49,7 @@ def _lane_id(index: int) -> str:
     return f"{index:03d}"
 
 
-class MemoryTx:
+class MemoryTx(CommitWriter):
     """Reads and buffered writes of one transaction; the writes land at its commit."""
 
     def __init__(self, store: "MemoryStore"):
@@ -121,38 +118,8 @@ class MemoryTx:
     def set_backfill(self, backfill: Backfill) -> None:
         self._write("set", BACKFILLS, backfill.id, backfill.to_doc())
 
-    def read(self, reads: Reads, facts: Facts) -> Facts:
-        """One round of core.commit.next_reads, added to what was read before."""
-        lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
-        return replace(
-            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
-            lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
-            jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
-            upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))})
 
-    def persist(self, commit: Commit) -> None:
-        """As the Firestore adapter's Tx.persist: the commit as it is."""
-        if commit.run is not None and commit.run_version is not None:
-            self.set_run_if_unchanged(commit.run, commit.run_version)
-        elif commit.run is not None:
-            self.set_run(commit.run)
-        if commit.job_fields and commit.job_id is not None:
-            self.update_job(commit.job_id, commit.job_fields)
-        for dataset in commit.datasets:
-            self.set_dataset(dataset)
-        for run in commit.runs:
-            self.create_run(run)
-        for job_id, fields in commit.jobs.items():
-            self.update_job(job_id, fields)
-        for run in commit.updated_runs:
-            self.set_run(run)
-        for lane in commit.lanes:
-            self.set_lane(lane)
-        for backfill in commit.backfills:
-            self.set_backfill(backfill)
-
-
-class MemoryStore:
+class MemoryStore(TypedReads):
     """The Store Protocol over dictionaries (see the module's docstring)."""
 
     def __init__(self):
@@ -256,21 +223,9 @@ class MemoryStore:
             doc, version = self._doc(JOBS, job_id), self._version(JOBS, job_id)
         return None if doc is None else (Job.from_doc(doc), version)
 
-    def job(self, job_id: str) -> Job:
-        found = self.get_job(job_id)
-        if found is None:
-            raise NotFound("job", job_id)
-        return found
-
     def get_run(self, run_id: str) -> Run | None:
         doc = self._get(RUNS, run_id)
         return None if doc is None else Run.from_doc(doc)
-
-    def run(self, run_id: str) -> Run:
-        found = self.get_run(run_id)
-        if found is None:
-            raise NotFound("run", run_id)
-        return found
 
     def runs_by_id(self, run_ids: list[str]) -> dict[str, Run]:
         found = {}
@@ -349,12 +304,6 @@ class MemoryStore:
     def get_backfill(self, backfill_id: str) -> Backfill | None:
         doc = self._get(BACKFILLS, backfill_id)
         return None if doc is None else Backfill.from_doc(doc)
-
-    def backfill(self, backfill_id: str) -> Backfill:
-        found = self.get_backfill(backfill_id)
-        if found is None:
-            raise NotFound("backfill", backfill_id)
-        return found
 
     def lanes(self, backfill_id: str) -> list[Lane]:
         return sorted((Lane.from_doc(d) for d, _ in self._query(_lanes(backfill_id),
@@ -447,17 +396,11 @@ class MemoryStore:
         doc.pop("updated_at", None)
         return doc
 
-    def control(self) -> Control:
-        return Control.from_doc(self.control_doc())
-
     def control_doc(self) -> dict:
         return self._setting(CONTROL_DOC)
 
     def set_control(self, fields: dict[str, Any]) -> None:
         self._commit([("merge", SETTINGS, CONTROL_DOC, fields, None)])
-
-    def catalog(self) -> Catalog:
-        return Catalog.from_doc(self.catalog_doc())
 
     def catalog_doc(self) -> dict:
         return self._setting(CATALOG_DOC)

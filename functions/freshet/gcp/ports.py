@@ -3,9 +3,14 @@ store's: the Firestore adapter (freshet.gcp.store) and the in-memory one
 (freshet.gcp.memory); tests/integration/test_store_contract.py holds both to one suite.
 Two queues implement the queue's: the Cloud Tasks adapter (freshet.gcp.tasks) and
 freshet_local's RecordingQueue (the adapter with the Google call replaced by a record).
+`TypedReads` is what both stores share above their own reads (a document that must be
+there, the settings as Freshet's types); `CommitWriter` is the part both stores'
+transactions share: reading a round of Facts and
+persisting a Commit, in terms of their own get_* and set_* methods.
 """
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -14,6 +19,7 @@ from freshet.core.catalog import Catalog
 from freshet.core.commit import Commit, Facts, Reads
 from freshet.core.control import Control
 from freshet.core.created import Created
+from freshet.core.errors import NotFound
 from freshet.core.herd import ShardTask
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
@@ -113,3 +119,68 @@ class RunQueue(Protocol):
                 job_id: str | None = None) -> str: ...
     def enqueue_claim(self, shard: ShardTask) -> str: ...
     def run_queue(self, job_id: str | None, queue: str | None = None) -> str: ...
+
+
+class CommitWriter:
+    """What both stores' transactions share, built on their own reads and writes: one
+    round of reads into Facts, and a Commit persisted as it is."""
+
+    def read(self, reads: Reads, facts: Facts) -> Facts:
+        """One round of core.commit.next_reads, added to what was read before."""
+        lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
+        return replace(
+            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
+            lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
+            jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
+            upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))})
+
+    def persist(self, commit: Commit) -> None:
+        """Write a commit as it is (core.commit built it whole): the run (only if still
+        at `run_version`, when given: a compare-and-set without a read), the job's
+        fields, the datasets it changes, the runs it creates, other jobs' fields, other
+        runs, the lanes and backfills. Nothing here decides."""
+        if commit.run is not None and commit.run_version is not None:
+            self.set_run_if_unchanged(commit.run, commit.run_version)
+        elif commit.run is not None:
+            self.set_run(commit.run)
+        if commit.job_fields and commit.job_id is not None:
+            self.update_job(commit.job_id, commit.job_fields)
+        for dataset in commit.datasets:
+            self.set_dataset(dataset)
+        for run in commit.runs:
+            self.create_run(run)
+        for job_id, fields in commit.jobs.items():
+            self.update_job(job_id, fields)
+        for run in commit.updated_runs:
+            self.set_run(run)
+        for lane in commit.lanes:
+            self.set_lane(lane)
+        for backfill in commit.backfills:
+            self.set_backfill(backfill)
+
+
+class TypedReads:
+    """Reads both stores build on their get_* and *_doc methods."""
+
+    def job(self, job_id: str) -> Job:
+        return _found(self.get_job(job_id), "job", job_id)
+
+    def run(self, run_id: str) -> Run:
+        return _found(self.get_run(run_id), "run", run_id)
+
+    def backfill(self, backfill_id: str) -> Backfill:
+        return _found(self.get_backfill(backfill_id), "backfill", backfill_id)
+
+    def control(self) -> Control:
+        """The kill switches and maintenance windows in force."""
+        return Control.from_doc(self.control_doc())
+
+    def catalog(self) -> Catalog:
+        """The declared datasets, consumers and pools."""
+        return Catalog.from_doc(self.catalog_doc())
+
+
+def _found(value: T | None, what: str, ident: str) -> T:
+    if value is None:
+        raise NotFound(what, ident)
+    return value

@@ -23,7 +23,7 @@ Freshet's types. Paged settings documents are freshet.gcp.paging's.
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -33,9 +33,6 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
-from freshet.core.catalog import Catalog
-from freshet.core.commit import Commit, Facts, Reads
-from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.deadlines import DeadlineRecord, Judgement
 from freshet.core.errors import NotFound
@@ -44,6 +41,7 @@ from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 from freshet.gcp.batch import Batch, stamped
 from freshet.gcp.paging import PagedSettings
+from freshet.gcp.ports import CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
@@ -106,7 +104,7 @@ def _newest(docs: list[dict], since: datetime | None) -> datetime | None:
     return max(stamps + ([since] if since is not None else []), default=None)
 
 
-class Tx:
+class Tx(CommitWriter):
     """Reads and writes inside one transaction. All reads must come before writes."""
 
     def __init__(self, store: "Store", transaction: firestore.Transaction):
@@ -213,41 +211,8 @@ class Tx:
         self._write("update", self._store._ref(RUNS, run.id), run.to_doc(),
                     option=self._store.db.write_option(last_update_time=version))
 
-    def read(self, reads: Reads, facts: Facts) -> Facts:
-        """One round of core.commit.next_reads, added to what was read before."""
-        lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
-        return replace(
-            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
-            lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
-            jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
-            upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))})
 
-    def persist(self, commit: Commit) -> None:
-        """Write a commit as it is (core.commit built it whole): the run (only if still
-        at `run_version`, when given: a compare-and-set without a read), the job's
-        fields, the datasets it changes, the runs it creates, other jobs' fields, the
-        lanes. Nothing here decides."""
-        if commit.run is not None and commit.run_version is not None:
-            self.set_run_if_unchanged(commit.run, commit.run_version)
-        elif commit.run is not None:
-            self.set_run(commit.run)
-        if commit.job_fields and commit.job_id is not None:
-            self.update_job(commit.job_id, commit.job_fields)
-        for dataset in commit.datasets:
-            self.set_dataset(dataset)
-        for run in commit.runs:
-            self.create_run(run)
-        for job_id, fields in commit.jobs.items():
-            self.update_job(job_id, fields)
-        for run in commit.updated_runs:
-            self.set_run(run)
-        for lane in commit.lanes:
-            self.set_lane(lane)
-        for backfill in commit.backfills:
-            self.set_backfill(backfill)
-
-
-class Store:
+class Store(TypedReads):
     def __init__(self, db: firestore.Client):
         self.db = db
         self.stats = Stats()
@@ -337,21 +302,9 @@ class Store:
         self.stats.reads += 1
         return (Job.from_doc(snap.to_dict()), snap.update_time) if snap.exists else None
 
-    def job(self, job_id: str) -> Job:
-        job = self.get_job(job_id)
-        if job is None:
-            raise NotFound("job", job_id)
-        return job
-
     def get_run(self, run_id: str) -> Run | None:
         doc = self._get(RUNS, run_id)
         return None if doc is None else Run.from_doc(doc)
-
-    def run(self, run_id: str) -> Run:
-        run = self.get_run(run_id)
-        if run is None:
-            raise NotFound("run", run_id)
-        return run
 
     def get_dataset(self, key: str) -> Dataset | None:
         doc = self._get(DATASETS, key)
@@ -473,12 +426,6 @@ class Store:
         doc = self._get(BACKFILLS, backfill_id)
         return None if doc is None else Backfill.from_doc(doc)
 
-    def backfill(self, backfill_id: str) -> Backfill:
-        found = self.get_backfill(backfill_id)
-        if found is None:
-            raise NotFound("backfill", backfill_id)
-        return found
-
     def lanes(self, backfill_id: str) -> list[Lane]:
         query = self._ref(BACKFILLS, backfill_id).collection(LANES)
         return sorted((Lane.from_doc(d) for d in self._stream(query)), key=lambda x: x.index)
@@ -539,17 +486,9 @@ class Store:
     def put_heartbeat(self, name: str, data: dict) -> None:
         self._set(SETTINGS, HEARTBEAT_DOC, {name: data}, merge=True)
 
-    def control(self) -> Control:
-        """The kill switches and maintenance windows in force."""
-        return Control.from_doc(self.control_doc())
-
     def control_doc(self) -> dict:
         """settings/control as apply wrote it (apply compares its config with it)."""
         return self._setting(CONTROL_DOC)
-
-    def catalog(self) -> Catalog:
-        """The declared datasets, consumers and pools."""
-        return Catalog.from_doc(self.catalog_doc())
 
     def catalog_doc(self) -> dict:
         """settings/catalog as apply wrote it (apply compares its config with it)."""
