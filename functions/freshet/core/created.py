@@ -14,3 +14,9 @@ class Created(StrEnum):
     @property
     def new(self) -> bool:
         return self is Created.NEW
+
+    def __bool__(self) -> bool:
+        """Truthy only when new, so `if store.create_run(run):` still means "this call
+        created it" (the creates answered a bool before; a non-empty string would
+        otherwise always be true)."""
+        return self is Created.NEW
