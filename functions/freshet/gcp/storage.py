@@ -15,6 +15,7 @@ from typing import Protocol
 
 from freshet.core.errors import ValidationError
 from freshet.core.settings import Settings
+from freshet.gcp.errors import translated, translates
 
 # Short for the page and the feed (readers should see a rebuild soon), longer for badges.
 CACHE_CONTROL = {"image/svg+xml": "public, max-age=300"}
@@ -58,6 +59,7 @@ class LocalSink:
         return f"LocalSink({str(self.folder)!r})"
 
 
+@translates
 class BucketSink:
     """Objects in a Cloud Storage bucket, under an optional prefix."""
 
@@ -111,6 +113,7 @@ def sink_from_settings(settings: Settings) -> Sink:
     return LocalSink(settings.site_dir)
 
 
+@translated
 def bucket_facts(bucket: str, name: str, client=None) -> dict:
     """For `freshet doctor`: when the object was last written, and who may read the bucket
     (IAM members holding roles/storage.objectViewer)."""
@@ -125,6 +128,7 @@ def bucket_facts(bucket: str, name: str, client=None) -> dict:
     return {"updated": blob.updated if blob else None, "members": members}
 
 
+@translated
 def local_page_facts(settings: Settings) -> dict:
     """For `freshet doctor` locally: where the page is and when it was last written."""
     if settings.site_bucket:

@@ -35,6 +35,7 @@ from freshet.core.incidents import Incident
 from freshet.core.lifecycle import Decision, Followups
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
+from freshet.gcp.errors import translated, translates
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -61,6 +62,7 @@ STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.s
 MODEL_MANIFEST = "manifest"
 
 
+@translated
 def firestore_client(project: str | None) -> firestore.Client:
     """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
     connects on first use, so creating one at a cold start costs nothing."""
@@ -242,6 +244,7 @@ class Tx:
             self.set_lane(lane)
 
 
+@translates
 class Store:
     def __init__(self, db: firestore.Client):
         self.db = db

@@ -22,15 +22,10 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from freshet.core.errors import FreshetError
 from freshet.core.text import one_line, printable, shorten
+from freshet.ops.answers import UserError
 
 DEFAULT_CONFIG = "infra/pipeline.yaml"
-EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
 
 
 def say(message: str = "") -> None:
@@ -85,19 +80,14 @@ def _check_reachable(host_port: str, what: str, env_var: str) -> None:
 
 
 def open_store(project: str):
-    """A Store on the emulator (checked reachable first) or on Cloud Firestore."""
-    from google.auth.exceptions import DefaultCredentialsError
-
+    """A Store on the emulator (checked reachable first) or on Cloud Firestore (no
+    credentials: freshet.gcp says so, NoCredentials)."""
     from freshet.gcp.store import Store, firestore_client
 
     emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
     if emulator:
         _check_reachable(emulator, "Firestore emulator", "FIRESTORE_EMULATOR_HOST")
-    try:
-        return Store(firestore_client(project))
-    except DefaultCredentialsError:
-        raise UserError("no Google Cloud credentials: run `gcloud auth application-default "
-                        "login`, or set FIRESTORE_EMULATOR_HOST for the emulator") from None
+    return Store(firestore_client(project))
 
 
 def open_queue(settings):
@@ -720,27 +710,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
+    """The one line and the exit code, from the table the HTTP layer uses too."""
+    from freshet.ops.answers import answer_for
 
-    from freshet.ops.config import ConfigError
-
-    if isinstance(exc, UserError | ConfigError | FreshetError):
-        return _one_line(str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
-        return "cannot reach Google Cloud (Firestore or Cloud Tasks): " + _one_line(
-            str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated
-                  | auth_exc.GoogleAuthError):
-        return "not allowed by Google Cloud: " + _one_line(str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return "Google Cloud refused the request: " + _one_line(str(exc)), EXIT_USER_ERROR
-    return (f"internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
-            "rerun with FRESHET_DEBUG=1 for details"), 1
-
-
-def _one_line(text: str, limit: int = 400) -> str:
-    return shorten(" ".join(text.split()), limit)
+    answer = answer_for(exc)
+    return answer.line, answer.exit_code
 
 
 if __name__ == "__main__":
