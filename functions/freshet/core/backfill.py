@@ -28,6 +28,7 @@ from freshet.core.models import Job, Run, RunStatus, TriggerSource, _datetimes_t
 from freshet.core.runs import scheduled_run_id
 from freshet.core.schedules import slots_between
 from freshet.core.timeutil import to_utc
+from freshet.core.values import check_int
 
 MAX_SLOTS = 10_000  # per backfill: each lane document lists its slots (bounded size)
 MAX_PARALLEL = 50
@@ -256,9 +257,7 @@ class Backfill:
 
 
 def check_max_parallel(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
-        raise ValidationError("max_parallel", f"must be an integer from 1 to {MAX_PARALLEL}")
-    return value
+    return check_int(value, "max_parallel", 1, MAX_PARALLEL)
 
 
 def new_backfill(job: Job, plan: SlotPlan, *, start: datetime, end: datetime,
