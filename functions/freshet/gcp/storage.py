@@ -59,9 +59,26 @@ class LocalSink:
         return f"LocalSink({str(self.folder)!r})"
 
 
+class StorageClient:
+    """One Cloud Storage client for the sinks that share it, created on first use."""
+
+    def __init__(self, client=None):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def bucket(self, name: str):
+        with self._lock:
+            if self._client is None:
+                from google.cloud import storage
+
+                self._client = storage.Client()
+        return self._client.bucket(name)
+
+
 @translates
 class BucketSink:
-    """Objects in a Cloud Storage bucket, under an optional prefix."""
+    """Objects in a Cloud Storage bucket, under an optional prefix. `client`: a
+    StorageClient (or Google's) shared with other sinks; else one of its own."""
 
     def __init__(self, bucket: str, prefix: str = "", client=None):
         if not bucket:
@@ -106,11 +123,21 @@ def parse_bucket(value: str, field: str = "FRESHET_SITE_BUCKET") -> tuple[str, s
     return bucket, prefix
 
 
-def sink_from_settings(settings: Settings) -> Sink:
-    """The bucket when FRESHET_SITE_BUCKET is set, else the folder FRESHET_SITE_DIR."""
+def sink_from_settings(settings: Settings, client: StorageClient | None = None) -> Sink:
+    """The status site's sink: the bucket when FRESHET_SITE_BUCKET is set, else the
+    folder FRESHET_SITE_DIR."""
     if settings.site_bucket:
-        return BucketSink(*parse_bucket(settings.site_bucket))
+        return BucketSink(*parse_bucket(settings.site_bucket), client=client)
     return LocalSink(settings.site_dir)
+
+
+def snapshot_sink(settings: Settings, client: StorageClient | None = None) -> Sink:
+    """Where syncs keep what they fetched: the bucket when FRESHET_SNAPSHOT_BUCKET is
+    set, else the folder FRESHET_SNAPSHOT_DIR."""
+    if settings.snapshot_bucket:
+        return BucketSink(*parse_bucket(settings.snapshot_bucket, "FRESHET_SNAPSHOT_BUCKET"),
+                          client=client)
+    return LocalSink(settings.snapshot_dir)
 
 
 @translated
