@@ -9,6 +9,7 @@ from freshet.core.errors import ValidationError
 from freshet.core.herd import ShardTask
 from freshet.core.models import new_job
 from freshet.core.runs import record_count
+from freshet.core.timeutil import parse_duration
 from freshet.core.values import check_bool, check_int, is_int, is_number
 from freshet.loop.delivery import parse_delivery
 
@@ -39,6 +40,7 @@ def test_is_int_is_number_and_check_bool_tell_bools_apart():
 
 @pytest.mark.parametrize(("check", "field"), [
     (lambda v: check_max_parallel(v), "max_parallel"),
+    (lambda v: parse_duration(v, "max_lateness"), "max_lateness"),
     (lambda v: ShardTask.from_json({"claim_shard": v}), "claim_shard"),
     (lambda v: ShardTask.from_json({"claim_shard": 0, "seq": v}), "seq"),
     (lambda v: parse_delivery({}, {"run_id": "orders__20261128T120000Z", "attempt": v}),
