@@ -569,7 +569,8 @@ def plugin_commands() -> dict:
 
 def _add_plugins(parser: argparse.ArgumentParser, sub, plugins: dict) -> None:
     """List the plugins in --help; a built-in command's name stays the built-in's."""
-    parser.set_defaults(plugins=frozenset(set(plugins) - set(sub.choices)))
+    parser.set_defaults(commands=frozenset(sub.choices),
+                        plugins=frozenset(set(plugins) - set(sub.choices)))
     for name in sorted(parser.get_default("plugins")):
         module = plugins[name].value.partition(":")[0]
         sub.add_parser(name, help=f"from {module} (options: freshet {name} --help)",
@@ -713,8 +714,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _loaded.clear()
     try:
-        plugins = plugin_commands()
-        parser = build_parser(plugins)
+        parser = build_parser()
+        if not argv or argv[0] not in parser.get_default("commands"):
+            # Not a built-in: look for plugins only now (scanning entry points costs
+            # ~0.1 s, which a built-in command need not pay).
+            plugins = plugin_commands()
+            parser = build_parser(plugins)
         if argv[:1] and argv[0] in parser.get_default("plugins"):
             return plugins[argv[0]].load()(argv[1:])  # it parses its own options
         if argv[:1] == ["demo"]:
