@@ -53,6 +53,24 @@ class EgressPolicy:
                       for i, h in enumerate(h for h in hosts.split(",") if h.strip()))
         return cls(names, allow_private, allow_link_local)
 
+    def to_doc(self) -> dict:
+        return {"allowed_hosts": list(self.allowed_hosts), "allow_private": self.allow_private,
+                "allow_link_local": self.allow_link_local}
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "EgressPolicy":
+        """The policy apply stored (settings/control, field `egress`); none stored: the
+        defaults, as the pipeline's `http_fetch:` section has them."""
+        doc = doc or {}
+        return cls(tuple(doc.get("allowed_hosts") or ()), bool(doc.get("allow_private", True)),
+                   bool(doc.get("allow_link_local", False)))
+
+    def for_routes(self) -> "EgressPolicy":
+        """What a notification route may reach: the same address rules, never a
+        link-local or metadata address, and any host (allowed_hosts lists http_fetch's
+        sources, not where alerts go)."""
+        return EgressPolicy((), self.allow_private, allow_link_local=False)
+
     def listed(self, host: str) -> bool:
         """`host` is named by `allowed_hosts` (an empty list names nothing)."""
         host = host.lower().rstrip(".")

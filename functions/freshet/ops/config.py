@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -63,7 +62,7 @@ from freshet.core.timeutil import parse_duration
 from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
-from freshet.loop.registry import known_kinds
+from freshet.loop.registry import CheckContext, check_params
 
 HTTP_METHODS = ("POST", "GET", "PUT")
 
@@ -141,6 +140,8 @@ class PipelineConfig:
     firestore_location: str = ""  # permanent once the database exists; default: the region
     pools: tuple[PoolSpec, ...] = ()
     maintenance: Maintenance = NO_MAINTENANCE
+    # Where http_fetch and the routes may connect: apply writes it to settings/control.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -391,9 +392,11 @@ REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 MAX_UPSTREAM = 100
 MAX_REQUIRES = 1000
 HTTP_FETCH_KEYS = ("allowed_hosts", "allow_private_addresses", "allow_link_local")
-# http_fetch's policy reaches run_task as these variables (deploy sets functions' env).
-FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
-             "FRESHET_FETCH_ALLOW_LINK_LOCAL")
+# The variables that once carried the http_fetch: section to the functions: nothing
+# reads them now (apply stores the policy in settings/control), so setting one is a
+# mistake worth naming.
+OLD_FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
+                 "FRESHET_FETCH_ALLOW_LINK_LOCAL")
 
 
 def _mapping(value: object, where: str, allowed: tuple[str, ...],
@@ -487,13 +490,13 @@ class _Parser:
         maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
         config = PipelineConfig(
             path=path, project=project, region=region, firestore_location=location,
-            functions=self.functions(doc.get("functions"), project, region,
-                                     _fetch_env(policy) if "http_fetch" in doc else ()),
+            functions=self.functions(doc.get("functions"), project, region),
             site=self.site(doc.get("site"), project),
             queues=queues,
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
             job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
+            egress=policy,
         )
         check_time_limits(config)
         return config
@@ -558,8 +561,7 @@ class _Parser:
                 raise ValidationError(f"http_fetch.{key}", "must be true or false")
         return EgressPolicy(hosts, flags["allow_private_addresses"], flags["allow_link_local"])
 
-    def functions(self, value: object, project: str, region: str,
-                  fetch_env: tuple[tuple[str, str], ...] = ()) -> FunctionsConfig:
+    def functions(self, value: object, project: str, region: str) -> FunctionsConfig:
         doc = _mapping(value or {}, "functions", FUNCTIONS_KEYS)
         where = "functions."
         base_url = doc.get("base_url") or f"https://{region}-{project}.cloudfunctions.net"
@@ -579,8 +581,9 @@ class _Parser:
             raise ValidationError(f"{where}env", "must be a mapping of NAME: value")
         for name, val in env.items():
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
-            if name in FETCH_ENV:
-                raise ValidationError(f"{where}env.{name}", "set by the http_fetch: section")
+            if name in OLD_FETCH_ENV:
+                raise ValidationError(f"{where}env.{name}", "not read: set the http_fetch: "
+                                      "section (apply stores it)")
             if not isinstance(val, str | int | float) or isinstance(val, bool):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
         build = _text(doc.get("build_service_account", "freshet-build" + account),
@@ -592,7 +595,7 @@ class _Parser:
             source=_text(doc.get("source", "functions"), where + "source"),
             runtime=_text(doc.get("runtime", "python311"), where + "runtime",
                           re.compile(r"^python3\d+$"), "a Python runtime such as python311"),
-            env=tuple(sorted([(k, str(v)) for k, v in env.items()] + list(fetch_env))),
+            env=tuple(sorted((k, str(v)) for k, v in env.items())),
         )
 
     @staticmethod
@@ -814,7 +817,7 @@ class _Parser:
 
     def jobs(self, value: object, catalog: Catalog, pools: tuple[PoolSpec, ...],
              policy: EgressPolicy) -> tuple[Job, ...]:
-        kinds = set(known_kinds())
+        context = CheckContext(egress=policy)
         jobs: list[Job] = []
         for i, raw in enumerate(_list(value, "jobs")):
             where = f"jobs[{i}]"
@@ -826,10 +829,7 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
-            if job.kind not in kinds:
-                raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
-                                      f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
-            _check_fetch_url(job, policy, where)
+            check_params(job.kind, dict(job.params), context, where)  # the kind's own
             for field_name, keys in (("produces", job.produces),
                                      ("trigger.after", job.trigger.after if job.trigger else ())):
                 for j, key in enumerate(keys):
@@ -848,26 +848,6 @@ class _Parser:
                                   f"trigger cycle: {describe_cycle(cycle)}")
         check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
-
-
-def _fetch_env(policy: EgressPolicy) -> tuple[tuple[str, str], ...]:
-    flag = {True: "true", False: "false"}
-    return tuple(zip(FETCH_ENV, (",".join(policy.allowed_hosts), flag[policy.allow_private],
-                                 flag[policy.allow_link_local]), strict=True))
-
-
-def _check_fetch_url(job: Job, policy: EgressPolicy, where: str) -> None:
-    """An http_fetch job's URL the policy refuses is refused here, at its line, rather
-    than failing every run (the run still checks every address and redirect)."""
-    url = job.params.get("url")
-    if job.kind != "http_fetch" or not isinstance(url, str):
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"{where}.params.url", "must be an http(s) URL")
-    refusal = policy.host_refusal(parts.hostname)
-    if refusal:
-        raise ValidationError(f"{where}.params.url", refusal)
 
 
 # -- limits that span sections ----------------------------------------------------------
