@@ -18,7 +18,7 @@ different address the second time (DNS rebinding) gains nothing.
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from freshet.core.errors import ValidationError
@@ -45,6 +45,9 @@ class EgressPolicy:
     allowed_hosts: tuple[str, ...] = ()  # empty: any host
     allow_private: bool = True
     allow_link_local: bool = False
+    # Whether a refusal may suggest allow_link_local (never for a route: no setting
+    # lets a route reach a link-local or metadata address).
+    hints_link_local: bool = field(default=True, compare=False)
 
     @classmethod
     def parse(cls, hosts: str, allow_private: bool, allow_link_local: bool,
@@ -69,7 +72,8 @@ class EgressPolicy:
         """What a notification route may reach: the same address rules, never a
         link-local or metadata address, and any host (allowed_hosts lists http_fetch's
         sources, not where alerts go)."""
-        return EgressPolicy((), self.allow_private, allow_link_local=False)
+        return EgressPolicy((), self.allow_private, allow_link_local=False,
+                            hints_link_local=False)
 
     def listed(self, host: str) -> bool:
         """`host` is named by `allowed_hosts` (an empty list names nothing)."""
@@ -83,7 +87,7 @@ class EgressPolicy:
         if self.allowed_hosts and not self.listed(name):
             return f"host {name} is not in http_fetch.allowed_hosts"
         if name in METADATA_HOSTS and not self.allow_link_local:
-            return _METADATA
+            return self._metadata()
         address = _address(name)
         return None if address is None else self.address_refusal(address)
 
@@ -95,12 +99,15 @@ class EgressPolicy:
                 address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")):
             return "the host resolves to an address no HTTP server listens on"
         if any(address in net for net in _LINK_LOCAL) or address.is_link_local:
-            return None if self.allow_link_local else _METADATA
+            return None if self.allow_link_local else self._metadata()
         if not self.allow_private and (address.is_private or address.is_loopback
                                        or address in _CGNAT):
             return ("the host resolves to a private address "
                     "(allow with http_fetch.allow_private_addresses)")
         return None
+
+    def _metadata(self) -> str:
+        return _METADATA + (_METADATA_HINT if self.hints_link_local else "")
 
     def redirect_refusal(self, from_url: str, to_url: str) -> str | None:
         """Why following a redirect from `from_url` to `to_url` is refused, or None.
@@ -117,8 +124,8 @@ class EgressPolicy:
         return None if refusal is None else f"a redirect where {refusal}"
 
 
-_METADATA = ("the host is a link-local or metadata address "
-             "(allow with http_fetch.allow_link_local)")
+_METADATA = "the host is a link-local or metadata address"
+_METADATA_HINT = " (allow with http_fetch.allow_link_local)"
 
 
 def _same_host(a, b) -> bool:

@@ -20,7 +20,7 @@ from datetime import timedelta
 import yaml
 
 from freshet.core import herd
-from freshet.core.alerts import RouteSpec, make_route
+from freshet.core.alerts import MAX_SUBJECTS_PER_ROUTE, RouteSpec
 from freshet.core.catalog import (
     CONSUMER_KINDS,
     Catalog,
@@ -63,6 +63,7 @@ from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import CheckContext, check_params
+from freshet.status.notify import make_route
 
 HTTP_METHODS = ("POST", "GET", "PUT")
 
@@ -482,8 +483,8 @@ class _Parser:
         modules = self.sync_modules(doc.get("sync_modules"))
         queues = self.queues(doc.get("queues"))
         pools = self.pools(doc.get("pools"), queues)
-        catalog = self.catalog(doc, queues[0], pools)
         policy = self.http_fetch(doc.get("http_fetch"))
+        catalog = self.catalog(doc, queues[0], pools, policy)
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
@@ -717,8 +718,10 @@ class _Parser:
         _unique([s.name for s in found], "name", "control_schedules")
         return tuple(found)
 
-    def routes(self, value: object) -> tuple[RouteSpec, ...]:
-        routes = tuple(make_route(raw, f"routes[{i}]")
+    def routes(self, value: object, policy: EgressPolicy) -> tuple[RouteSpec, ...]:
+        """Each route checked by its type (freshet.status.routes), its literal URL by
+        the pipeline's policy."""
+        routes = tuple(make_route(raw, f"routes[{i}]", policy)
                        for i, raw in enumerate(_list(value, "routes")))
         _unique([r.id for r in routes], "id", "routes")
         return routes
@@ -732,8 +735,9 @@ class _Parser:
                                       "under routes)")
         return tuple(ids)
 
-    def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...]) -> Catalog:
-        routes = self.routes(doc.get("routes"))
+    def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...],
+                policy: EgressPolicy) -> Catalog:
+        routes = self.routes(doc.get("routes"), policy)
         route_ids = {r.id for r in routes}
         datasets: dict[str, DatasetSpec] = {}
         raw_sets = _list(doc.get("datasets"), "datasets")
@@ -768,6 +772,7 @@ class _Parser:
         shown = (Pool(DEFAULT_POOL, default.name, default.max_concurrent_dispatches),
                  *(Pool(p.name, p.queue(default.name), p.max_concurrent) for p in pools))
         catalog = Catalog(datasets=datasets, consumers=consumers, pools=shown, routes=routes)
+        _check_route_subjects(catalog)
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
@@ -848,6 +853,20 @@ class _Parser:
                                   f"trigger cycle: {describe_cycle(cycle)}")
         check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
+
+
+def _check_route_subjects(catalog: Catalog) -> None:
+    """A route's state document files each subject it follows: at most
+    MAX_SUBJECTS_PER_ROUTE, so that it stays under 1 MiB with a full backlog."""
+    counts = {r.id: 0 for r in catalog.routes}
+    for item in (*catalog.consumers, *catalog.datasets.values()):
+        for route in item.routes:
+            counts[route] = counts.get(route, 0) + 1
+    for i, route in enumerate(catalog.routes):
+        if counts[route.id] > MAX_SUBJECTS_PER_ROUTE:
+            raise ValidationError(f"routes[{i}]", f"followed by {counts[route.id]} consumers "
+                                  f"and datasets; at most {MAX_SUBJECTS_PER_ROUTE} per route "
+                                  "(its state must fit one document): split it into routes")
 
 
 # -- limits that span sections ----------------------------------------------------------
