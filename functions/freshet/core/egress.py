@@ -1,4 +1,7 @@
-"""Where a sync may fetch from: pure decisions on hosts, addresses and redirects.
+"""Where http_fetch may fetch from, and where a notification route may send: pure
+decisions on hosts, addresses and redirects (the connections are made, and checked,
+by freshet.gcp.egress). The policy is the pipeline's `http_fetch:` section, which
+apply stores in settings/control and run_task and publish_status read from there.
 
 A sync that fetches URLs from a job's params (http_fetch) runs with the function's
 service account. The cloud's metadata server (169.254.169.254, metadata.google.internal)
@@ -11,6 +14,9 @@ be pointed or redirected there would store the token as a snapshot. The rules:
   `allow_private` is off: a pipeline's own sources often live there;
 - with `allowed_hosts`, only those hosts (exact, or `*.example.com` for subdomains);
 - a redirect to another host is refused unless that host is listed in `allowed_hosts`.
+
+A route takes the same address rules (`for_routes`) but never a link-local address and
+no host list: it never needs the metadata server, and alerts go where sources do not.
 
 The addresses are checked where the connection is made, so a name that resolves to a
 different address the second time (DNS rebinding) gains nothing.
