@@ -26,6 +26,7 @@ from freshet.loop.syncs.base import (
     Kind,
     SyncContext,
     SyncResult,
+    any_params,
     as_result,
 )
 
@@ -36,11 +37,7 @@ BUILTIN: tuple[Kind, ...] = (http_fetch.KIND, noop.KIND)
 _KINDS: dict[str, Kind] = {k.name: k for k in BUILTIN}
 
 
-def _any_params(params: dict, context: CheckContext) -> None:
-    """A custom kind's params are its own business unless it registers a check."""
-
-
-def sync(kind: str, *, check: Check = _any_params) -> Callable[[Handler], Handler]:
+def sync(kind: str, *, check: Check = any_params) -> Callable[[Handler], Handler]:
     """Register a handler (and, optionally, the check apply runs on its params)."""
     def register(fn: Handler) -> Handler:
         known = _KINDS.get(kind)

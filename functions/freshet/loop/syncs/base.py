@@ -78,6 +78,11 @@ def no_params(params: dict, context: CheckContext) -> None:
         raise ValidationError(f"params.{sorted(params)[0]}", "this kind takes no params")
 
 
+def any_params(params: dict, context: CheckContext) -> None:
+    """The check of a kind that reads no params and keeps whatever it is given (noop, as
+    a placeholder; a custom kind that registers no check of its own)."""
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
