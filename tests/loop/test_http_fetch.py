@@ -518,3 +518,14 @@ def test_a_date_is_its_midnight_in_the_watermark_timezone():
     assert read_watermark(spec, b'{"day": "2026-11-28"}', "json", None) == \
         stamp("2026-11-27T23:00:00+00:00")
     assert read_watermark(spec, b'{"day": []}', "json", None) is None  # no value: none
+
+
+def test_a_stored_job_with_a_key_apply_would_refuse_still_runs(upstream):
+    """apply and POST /jobs refuse unknown params; a job stored before keeps running."""
+    from freshet.core.errors import ValidationError
+    from freshet.loop.registry import CheckContext, check_params
+
+    params = {"url": f"{upstream}/list.json", "legacy_option": True}
+    with pytest.raises(ValidationError, match="params.legacy_option: unknown key"):
+        check_params("http_fetch", params, CheckContext())
+    assert fetch(params)[0].records == {"ds.a": 4}

@@ -61,16 +61,18 @@ class FetchParams:
 def check(params: dict, context: CheckContext) -> None:
     """apply's check: the params parse, and the pipeline's policy lets the URL's host be
     fetched (the run still checks every address it connects to, and every redirect)."""
-    parsed = parse(params)
+    parsed = parse(params, strict=True)
     refusal = context.egress.host_refusal(urlsplit(parsed.url).hostname or "")
     if refusal:
         raise ValidationError("params.url", refusal)
 
 
-def parse(params: dict) -> FetchParams:
+def parse(params: dict, *, strict: bool = False) -> FetchParams:
+    """`strict` (apply, POST /jobs) refuses keys the kind does not know; a run ignores
+    them (a job stored before the check keeps running)."""
     if not isinstance(params, dict):
         raise ValidationError("params", "must be a mapping")
-    for key in params:
+    for key in params if strict else ():
         if key not in KEYS:
             raise ValidationError(f"params.{key}",
                                   f"unknown key (expected one of: {', '.join(KEYS)})")
