@@ -261,7 +261,7 @@ def test_no_proxy_is_taken_from_the_environment(receiver, monkeypatch):
 def test_a_receiver_that_never_answers_is_a_timeout_in_our_words(receiver):
     import time
 
-    receiver.delay_s = 8
+    receiver.delay_s = 6
     spec, _, message, after = queued(receiver.url)
     started = time.monotonic()
     with pytest.raises(DeliveryError, match="^no complete answer within 5 s$|^timed out$"):
