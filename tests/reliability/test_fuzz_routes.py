@@ -27,7 +27,7 @@ HOSTS = st.sampled_from([
     "metadata.goog", "0.0.0.0", "[::]", "224.0.0.1", "255.255.255.255", "[fd00:ec2::254]",
     "127.0.0.1", "10.0.0.1", "[::1]", "hooks.slack.com", "example.com", "2852039166",
 ])
-PORTS = st.sampled_from(["", ":80", ":8085", ":443", ":65535"])
+PORTS = st.sampled_from(["", ":80", ":8085", ":443", ":65535", ":99999", ":0", ":x"])
 PATHS = st.text(alphabet="abcXYZ019/-_%?=&", max_size=30)
 
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from freshet.core.deadlines import Judgement, Verdict
 from freshet.core.errors import ValidationError, check_keys
@@ -159,12 +160,23 @@ def route_common(doc: object, where: str, keys: tuple[str, ...]
     if "url" not in doc:
         raise ValidationError(f"{where}.url", "is required")
     url = reference(doc["url"], f"{where}.url", route_id, "URL", literal_ok=True)
-    if url.value and not url.value.startswith(("https://", "http://")):
-        raise ValidationError(f"{where}.url", "must be an http(s) URL")
+    if url.value:
+        _check_url(url.value, f"{where}.url")
     interval = doc.get("min_interval", 0)
     interval = timedelta(0) if interval in (0, "0", "0s") else parse_duration(
         interval, f"{where}.min_interval")
     return route_id, url, interval
+
+
+def _check_url(url: str, where: str) -> None:
+    """An http(s) URL with a host and a valid port (named neither: it may be secret)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port out of range)
+    except ValueError:
+        raise ValidationError(where, "must be an http(s) URL with a valid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(where, "must be an http(s) URL")
 
 
 def reference(value: object, where: str, route_id: str, what: str, *,
