@@ -39,9 +39,9 @@ from freshet.core.timeutil import format_duration, isoformat, parse_duration, to
 
 MAX_BACKLOG = 10  # messages waiting per route
 # Consumers and datasets one route may follow: its state document files a line or two
-# per subject beside a full backlog, and must stay under Firestore's 1 MiB (about
-# 230 KB of subjects here beside about 720 KB of backlog at its worst); apply refuses
-# more (tests/integration/test_route_bounds.py writes the worst case).
+# per subject (45 bytes at most) beside a full backlog, and must stay under Firestore's
+# 1 MiB: at its worst 225 KB of subjects beside 731 KB of backlog, 956 KB in all.
+# apply refuses more (tests/integration/test_route_bounds.py writes the worst case).
 MAX_SUBJECTS_PER_ROUTE = 5000
 MAX_EVENTS_PER_MESSAGE = 20  # the rest are counted in `more`
 MAX_ATTEMPTS = 8
