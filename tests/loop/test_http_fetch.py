@@ -287,7 +287,6 @@ def test_the_applied_policy_reaches_the_sync_through_its_context_not_the_environ
         db, servers, tmp_path, monkeypatch):
     """apply writes the http_fetch: section to settings/control; run_task hands it to
     the sync. The old environment variables no longer change anything."""
-    from freshet.core.control import Control
     from freshet.gcp.store import Store
     from freshet.loop.run import handle_one
     from freshet.loop.tick import tick_once
@@ -298,7 +297,7 @@ def test_the_applied_policy_reaches_the_sync_through_its_context_not_the_environ
     monkeypatch.setenv("FRESHET_FETCH_ALLOW_PRIVATE", "true")  # ignored now
     store, settings = Store(db), loop_settings(snapshot_dir=str(tmp_path))
     store.set_control({"egress": EgressPolicy(allow_private=False).to_doc()})
-    assert Control.from_doc(store.control()).egress == EgressPolicy(allow_private=False)
+    assert store.control().egress == EgressPolicy(allow_private=False)
     now = utcnow()
     add_job(store, "private", kind="http_fetch", produces=("ds.p",),
             params={"url": a.url("/x.json")}, next_run_at=now)
