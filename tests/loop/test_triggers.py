@@ -154,3 +154,27 @@ def test_a_backfill_of_an_old_slot_triggers_nothing_downstream(db, probe):
     deliver_all(store, queue, settings, lambda: T0 + 20 * MIN, start=len(queue.sent) - 2)
     assert len([c for c in probe.seen if c.trigger_source == "backfill"]) == 5
     assert len(rollups(db)) == 1
+
+
+def test_a_trigger_loop_that_got_in_stops_at_the_depth_bound_and_says_so(db, probe):
+    """Defense in depth (issue 20): a loop written past every check (here: directly)
+    runs no deeper than the number of jobs; the refusal is recorded on the job."""
+    store, settings = Store(db), loop_settings()
+    a = add_job(store, "a", kind="slot_probe", produces=("x",), next_run_at=LATER,
+                cron="0 * * * *", trigger={"after": ["y"]})
+    b = add_job(store, "b", kind="slot_probe", produces=("y",), schedule=None,
+                next_run_at=None, trigger={"after": ["x"]})
+    register_triggers(store, a)
+    register_triggers(store, b)
+    store.put_trigger_graph(jobs=2)
+    queue = RecordingQueue(settings)
+    first = run_once(store, settings, queue, "a", T0)
+    deliver_all(store, queue, settings, lambda: T0 + 2 * MIN)
+    runs = {d.id: d.to_dict() for d in db.collection("runs").stream()}
+    depths = sorted((r["job_id"], r["trigger_depth"]) for r in runs.values())
+    assert depths == [("a", 0), ("a", 2), ("b", 1)]  # b at depth 3 was not created
+    assert all(r["status"] == RunStatus.SUCCEEDED for r in runs.values())
+    refused = store.job("b").trigger_refused
+    assert refused["depth"] == 3 and refused["limit"] == 2
+    assert refused["upstream_run_id"] != first and "trigger loop" in refused["reason"]
+    assert store.job("a").trigger_refused is None

@@ -50,6 +50,9 @@ CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
+# settings/trigger_graph: {version, jobs}: bumped by every change to the trigger graph
+# (a create reads and writes it in its transaction: two creates serialise on it).
+TRIGGER_GRAPH_DOC = "trigger_graph"
 # Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
 # as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
 PAGED_LISTS = {
@@ -232,6 +235,28 @@ class Tx:
             if differs(before[key], dataset):
                 self.set_dataset(dataset)
         return after
+
+    # -- the trigger graph (core.triggers): a create's check commits with it ----------
+
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
+
+    def list_jobs(self) -> list[Job]:
+        """Every job, read in the transaction (after trigger_graph: see TRIGGER_GRAPH_DOC)."""
+        snaps = list(self._store.db.collection(JOBS).stream(transaction=self._t))
+        self._store.stats.reads += max(1, len(snaps))
+        return [Job.from_doc(s.to_dict()) for s in snaps]
+
+    def set_trigger_graph(self, version: int, jobs: int) -> None:
+        self._t.set(self._store._ref(SETTINGS, TRIGGER_GRAPH_DOC),
+                    stamped({"version": version, "jobs": jobs}))
+        self.writes += 1
+
+    def add_dataset_trigger(self, key: str, job_id: str) -> None:
+        self._t.set(self._store._ref(DATASETS, key),
+                    stamped({"key": key, "triggers": firestore.ArrayUnion([job_id])}),
+                    merge=True)
+        self.writes += 1
 
     def write_followups(self, followups: Followups) -> None:
         for run in followups.runs:
@@ -516,6 +541,14 @@ class Store:
         self._ref(DATASETS, key).set({"key": key, "triggers": firestore.ArrayUnion([job_id])},
                                      merge=True)
         self.stats.commits += 1
+
+    def put_trigger_graph(self, jobs: int) -> None:
+        """After apply rewrote the trigger lists: a new version, and the number of jobs
+        (the run-time depth bound, core.triggers.depth_limit)."""
+        ref = self._ref(SETTINGS, TRIGGER_GRAPH_DOC)
+        ref.set(stamped({"version": firestore.Increment(1), "jobs": jobs}), merge=True)
+        self.stats.commits += 1
+        self.stats.writes += 1
 
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
         """Only the `triggers` field: the run-time fields belong to bookkeeping."""

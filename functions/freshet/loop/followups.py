@@ -43,14 +43,19 @@ def _triggered(tx: Tx, run: Run, before: dict[str, Dataset], after: dict[str, Da
     if not new:
         return  # nothing got newer (an old slot's backfill): nothing downstream runs
     versions: dict[str, str | None] = {k: d.last_success_run_id for k, d in after.items()}
-    for job_id in triggers.downstream_of(after, new):
+    downstream = triggers.downstream_of(after, new)
+    limit = triggers.depth_limit(tx.trigger_graph().get("jobs")) if downstream else 0
+    for job_id in downstream:
         job = tx.get_job(job_id)
         for key in triggers.upstreams_to_read(job, versions):
             dataset = tx.get_dataset(key)
             versions[key] = None if dataset is None else dataset.last_success_run_id
-        fire = triggers.decide_trigger(job, new, versions, now)
+        fire = triggers.decide_trigger(job, new, versions, now, depth=run.trigger_depth + 1,
+                                       limit=limit, upstream_run_id=run.id)
         if fire is None:
             continue
-        found.runs.append(new_run(job, fire.run_id, now, source=TriggerSource.UPSTREAM,
-                                  now=now, settings=settings, upstream_versions=fire.versions))
         found.jobs[job_id] = fire.job_fields
+        if fire.refused is None:
+            found.runs.append(new_run(job, fire.run_id, now, source=TriggerSource.UPSTREAM,
+                                      now=now, settings=settings,
+                                      upstream_versions=fire.versions, trigger_depth=fire.depth))

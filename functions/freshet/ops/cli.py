@@ -144,6 +144,9 @@ def cmd_jobs_show(args) -> int:
     say(f"{'schedule:':26}{doc['schedule']['description']}")
     if doc["trigger"]:
         say(f"{'trigger:':26}runs {doc['trigger']['description']} ({doc['trigger']['when']})")
+    if doc["trigger_refused"]:
+        say(f"{'trigger refused:':26}{doc['trigger_refused']['reason']} "
+            f"(at {doc['trigger_refused']['at']})")
     say(f"{'next run:':26}{when(job.next_run_at, now)}")
     say(f"{'last run:':26}{when(job.last_run_at, now)}")
     _print_runs(store.recent_runs(job_id=job.id, limit=args.limit), now)
@@ -199,7 +202,8 @@ def cmd_runs_show(args) -> int:
     run = open_store(settings.project).run(args.run_id)
     for label, value in (("run", run.id), ("job", run.job_id), ("kind", run.kind),
                          ("status", run.status + (" (stuck)" if run.stuck else "")),
-                         ("source", run.trigger_source),
+                         ("source", run.trigger_source + (f" (chain depth {run.trigger_depth})"
+                                                          if run.trigger_depth else "")),
                          ("attempt", f"{run.attempt_number} of {run.max_attempts}"),
                          ("scheduled for", when(run.scheduled_for, now)),
                          ("started", when(run.started_at, now)),
