@@ -179,11 +179,11 @@ def test_a_one_time_job_in_the_distant_past_is_refused_at_its_line_and_nothing_i
 
     store, queue, text, _ = env
     text = text.replace('schedule: {cron: "0 6 * * *"}',
-                        'schedule: {run_at: "0001-01-01T00:00:00Z"}')
+                        'schedule: {run_at: "1971-01-01T00:00:00Z"}')
     config = config_of(text)  # valid as a file: whether it can run depends on `now`
     with pytest.raises(ConfigError) as caught:
         apply(config, store=store, task_queue=queue, now=T0)
-    line = next(i for i, s in enumerate(text.splitlines(), 1) if "0001-01-01" in s)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "1971-01-01" in s)
     assert (caught.value.field, caught.value.line) == ("jobs[1].schedule.run_at", line)
     assert store.list_jobs() == []
 

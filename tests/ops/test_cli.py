@@ -163,6 +163,20 @@ def test_backfill_dry_run_start_status_with_a_bar_and_cancel(capsys, db, monkeyp
     (("backfill", "status", "nope"), "backfill 'nope' not found"),
     (("backfill", "ghost", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z"),
      "job 'ghost' not found"),
+    # issue 20 §5: a dry run refuses what the real run refuses; extreme values, one line
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z",
+      "--max-parallel", "0", "--dry-run"), "max_parallel: must be an integer from 1 to"),
+    (("backfill", "hourly", "--from", "0001-01-01T00:00Z", "--to", "2026-11-28T01:00Z"),
+     "--from: must lie in the years 1970 to 2200"),
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "9999-12-31T23:59-05:00"),
+     "--to: must lie in the years 1970 to 2200"),
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z",
+      "--max-parallel", "\u0663"), "argument --max-parallel: must be a whole number"),
+    (("incident", "open", "x", "--eta", "99999999999999d"),
+     "eta: must be a duration of at most 3660d"),
+    (("incident", "open", "x", "--eta", "1\u00b2h"), "eta: "),
+    (("runs", "list", "--limit", "99999999999"), "argument --limit: must be a whole number"),
+    (("cost", "--retry-rate", "nan"), "argument --retry-rate: must be a number"),
 ])
 def test_backfill_user_errors_are_one_line(capsys, db, argv, message):
     code, _, err = run(capsys, *argv)
