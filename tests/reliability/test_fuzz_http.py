@@ -92,7 +92,8 @@ def request_strategy(target: str):
                          "id": TEXT, "kind": TEXT, "schedule": JSON, "params": JSON,
                          "produces": JSON, "max_retries": JSON, "secret_params": JSON,
                          "disabled_kinds": JSON, "paused_all": JSON, "full": JSON,
-                         "idempotency_key": JSON}).map(json.dumps))
+                         "idempotency_key": JSON, "trigger": JSON, "max_lateness": JSON,
+                         "eta": JSON, "from": JSON, "to": JSON}).map(json.dumps))
     return st.fixed_dictionaries({
         "target": st.just(target),
         "method": st.sampled_from(["POST", "GET"] * 3 + ["PUT", "DELETE", "PATCH"]),
