@@ -3,7 +3,10 @@ records the upstream's success, once per upstream version, never twice."""
 
 import threading
 from datetime import timedelta
+from pathlib import Path
 
+import jsonschema
+import yaml
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.models import RunStatus, TriggerSource
@@ -12,6 +15,7 @@ from freshet.gcp.store import Store
 from freshet.loop.backfill import start_backfill
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
+from freshet.ops import views
 from freshet.ops.operations import pause_job, register_triggers, resume_job
 from tests.loop.helpers import (
     MIN,
@@ -178,3 +182,11 @@ def test_a_trigger_loop_that_got_in_stops_at_the_depth_bound_and_says_so(db, pro
     assert refused["depth"] == 3 and refused["limit"] == 2
     assert refused["upstream_run_id"] != first and "trigger loop" in refused["reason"]
     assert store.job("a").trigger_refused is None
+    shown = views.job_json(store.job("b"))["trigger_refused"]  # the api and `jobs show`
+    assert shown["depth"] == 3 and shown["at"].endswith("Z")
+    spec = yaml.safe_load((Path(views.__file__).parent / "openapi.yaml").read_text())
+    jsonschema.validate(views.job_json(store.job("b")), {
+        **spec["components"]["schemas"]["Job"], "components": spec["components"]})
+    run_schema = {**spec["components"]["schemas"]["Run"], "components": spec["components"]}
+    for run in store.recent_runs(limit=10):
+        jsonschema.validate(views.run_json(run, "demo"), run_schema)
