@@ -252,6 +252,13 @@ def test_apply_keeps_the_triggers_of_jobs_made_through_the_api(env):
     assert plan(config_of(text), store=store, task_queue=queue, now=T0).empty
 
 
+def test_apply_records_the_number_of_jobs_for_the_trigger_depth_bound(env, db):
+    store, queue, text, _ = env
+    apply(config_of(text), store=store, task_queue=queue, now=T0)
+    graph = db.collection("settings").document("trigger_graph").get().to_dict()
+    assert graph["jobs"] == len(store.list_jobs()) and graph["version"] == 1
+
+
 def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(env):
     from tests.ops.test_config import MAINTENANCE
 
