@@ -279,3 +279,19 @@ def test_incident_notes_never_push_state_changes_out_of_the_feed():
     assert kinds.count("dataset_stale") == FEED_ENTRIES - FEED_NOTES
     few = feed_entries(m, state_changes(3))  # with few changes, notes fill up to the cap
     assert [e.kind for e in few].count("dataset_stale") == 3 and len(few) == 3 + FEED_NOTES
+
+
+def test_an_incident_page_is_the_same_at_the_next_publish_until_the_incident_changes():
+    from datetime import timedelta
+
+    from freshet.core.incidents import add_note
+
+    incidents = heavy_incidents(count=2, notes=5, chars=50)
+    first = render_site(model(incidents=incidents), [])
+    later = render_site(model(incidents=incidents, now=NOW + timedelta(minutes=5)), [])
+    page = f"incidents/{incidents[0].id}.html"
+    assert first[page].digest == later[page].digest  # not written again
+    noted = [add_note(incidents[0], text="fixed upstream", now=NOW), incidents[1]]
+    again = render_site(model(incidents=noted, now=NOW + timedelta(minutes=10)), [])
+    assert again[page].digest != first[page].digest
+    assert "fixed upstream" in again[page].data.decode()

@@ -153,13 +153,15 @@ def incident_page(incident_id: str) -> str:
 
 
 def render_incident_pages(model: StatusModel) -> dict[str, Output]:
-    """incidents/<id>.html: one listed incident and all its notes (bounded by MAX_NOTES)."""
+    """incidents/<id>.html: one listed incident and all its notes (bounded by MAX_NOTES).
+    Nothing on it depends on the publish's time: a publish rewrites it only when the
+    incident changed (the files are written by digest)."""
     source = site_source()
     css = _static(source, "status.css")
     template = _env(source).get_template("incident.html.j2")
-    return {incident_page(i.id): Output(template.render(
-        m=model, i=i, css=css, csp=_csp(css, ""), built_iso=isoformat(model.built_at)
-    ).encode(), "text/html; charset=utf-8") for i in model.incidents}
+    return {incident_page(i.id): Output(template.render(i=i, css=css, csp=_csp(css, ""))
+                                        .encode(), "text/html; charset=utf-8")
+            for i in model.incidents}
 
 
 def render_index(model: StatusModel, events: list[Event]) -> str:
