@@ -51,7 +51,7 @@ HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
 # settings/trigger_graph: {version, jobs}: bumped by every change to the trigger graph
-# (a create reads and writes it in its transaction: two creates serialise on it).
+# (a create compares and sets it in its transaction: ops.operations.create_job).
 TRIGGER_GRAPH_DOC = "trigger_graph"
 # Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
 # as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
@@ -240,12 +240,6 @@ class Tx:
 
     def trigger_graph(self) -> dict:
         return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
-
-    def list_jobs(self) -> list[Job]:
-        """Every job, read in the transaction (after trigger_graph: see TRIGGER_GRAPH_DOC)."""
-        snaps = list(self._store.db.collection(JOBS).stream(transaction=self._t))
-        self._store.stats.reads += max(1, len(snaps))
-        return [Job.from_doc(s.to_dict()) for s in snaps]
 
     def set_trigger_graph(self, version: int, jobs: int) -> None:
         self._t.set(self._store._ref(SETTINGS, TRIGGER_GRAPH_DOC),
@@ -541,6 +535,9 @@ class Store:
         self._ref(DATASETS, key).set({"key": key, "triggers": firestore.ArrayUnion([job_id])},
                                      merge=True)
         self.stats.commits += 1
+
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
 
     def put_trigger_graph(self, jobs: int) -> None:
         """After apply rewrote the trigger lists: a new version, and the number of jobs
