@@ -263,7 +263,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result.triggers = plan_triggers(after, listed)
     result.live_jobs = sum(1 for j in after if j.status != JobStatus.ARCHIVED)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
-    stored_control = store.control()
+    stored_control = store.control_doc()
     result.control_changes = plan_control(config.control, stored_control)
     result.maintenance_changes = plan_maintenance(config.maintenance, stored_control)
     existing = task_queue.queues()

@@ -9,7 +9,6 @@ next_run_at only when the schedule changed, so re-applying a config never shifts
 from dataclasses import replace
 from datetime import datetime
 
-from freshet.core.catalog import Catalog
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.models import Job, JobStatus
 from freshet.core.schedules import first_slot, next_after
@@ -131,7 +130,7 @@ def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
     declares. (Its trigger's check commits with the create: create_job.)"""
     if job.pool not in (None, DEFAULT_POOL) and \
-            Catalog.from_doc(store.catalog_doc()).pool(job.pool) is None:
+            store.catalog().pool(job.pool) is None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
 
