@@ -19,7 +19,8 @@ page_publish_writes_steady_5k  Firestore documents it writes (changed model chun
 
 With what trust adds, at scale: half the datasets report watermarks and keep their 48
 data points, every consumer has a deadline (judged once per passing: the pass at 12:00
-judges 200 of them), three maintenance windows, 20 incidents with notes, and five
+judges 200 of them), three maintenance windows, 20 incidents at their worst (100 notes
+of 2,000 characters each: the page shows 3 per incident, status.json 5), and five
 routes following 40 consumers each. A steady publish reads those whole (one deadline
 record per consumer, one document per route, the incidents).
 
@@ -129,11 +130,12 @@ def _trust(store: Store) -> Control:
          "scope": {"jobs": [f"job-{j:04d}" for j in range(i, JOBS, 7)]}}, "m")
         for i in range(3)))
     store.set_control({"maintenance": windows.to_doc()})
-    for i in range(20):
-        incident = open_incident(title=f"Incident {i}", note="x" * 500, now=NOW - i * H,
+    for i in range(20):  # the worst incident load (issue 20): 100 notes of 2,000 characters
+        incident = open_incident(title=f"Incident {i}", note="x" * 2000, now=NOW - i * H,
                                  scope=Scope(jobs=(f"job-{i:04d}",)))
-        for n in range(10):
-            incident = add_note(incident, text="y" * 500, now=NOW - i * H + n * MIN)
+        for n in range(99):
+            incident = add_note(incident, text="y" * 2000,
+                                now=NOW - i * H + timedelta(seconds=10 * n))
         store.create_incident(incident)
     store.put_many("deadlines", ((f"consumer-{c}", DeadlineRecord(
         f"consumer-{c}", cursors={DEADLINE.key: NOW - 30 * MIN}).to_doc())

@@ -267,7 +267,7 @@ Freshet is running locally.
 The demo pipeline (infra/demo/pipeline.yaml): orders-sync and rates-sync are healthy;
 ads-sync fails twice, then succeeds on retry; crm-sync hangs on its first attempt and is
 recovered as stuck within ~2 minutes, then retried (an incident about it is open);
-legacy-export fails permanently, and every 10 minutes for 4 a maintenance window holds
+legacy-export fails permanently, and every 15 minutes for 4 a maintenance window holds
 it (excused, muted); revenue-rollup has no schedule: each time orders and rates are
 both fresh, their success triggers it (it and ads-sync share the warehouse pool, at most
 2 at once), and the revenue dashboard has a deadline every 5 minutes (its attainment

@@ -3,6 +3,10 @@ records the upstream's success, once per upstream version, never twice."""
 
 import threading
 from datetime import timedelta
+from pathlib import Path
+
+import jsonschema
+import yaml
 
 from freshet.core.models import RunStatus, TriggerSource
 from freshet.core.triggers import triggered_run_id
@@ -10,6 +14,7 @@ from freshet.gcp.store import Store
 from freshet.loop.backfill import start_backfill
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
+from freshet.ops import views
 from freshet.ops.operations import pause_job, register_triggers, resume_job
 from tests.loop.helpers import (
     MIN,
@@ -152,3 +157,35 @@ def test_a_backfill_of_an_old_slot_triggers_nothing_downstream(memory_store, pro
     deliver_all(store, queue, settings, lambda: T0 + 20 * MIN, start=len(queue.sent) - 2)
     assert len([c for c in probe.seen if c.trigger_source == "backfill"]) == 5
     assert len(rollups(store)) == 1
+
+
+def test_a_trigger_loop_that_got_in_stops_at_the_depth_bound_and_says_so(db, probe):
+    """Defense in depth (issue 20): a loop written past every check (here: directly)
+    runs no deeper than the number of jobs; the refusal is recorded on the job."""
+    store, settings = Store(db), loop_settings()
+    a = add_job(store, "a", kind="slot_probe", produces=("x",), next_run_at=LATER,
+                cron="0 * * * *", trigger={"after": ["y"]})
+    b = add_job(store, "b", kind="slot_probe", produces=("y",), schedule=None,
+                next_run_at=None, trigger={"after": ["x"]})
+    register_triggers(store, a)
+    register_triggers(store, b)
+    store.put_trigger_graph(jobs=2)
+    queue = RecordingQueue(settings)
+    first = run_once(store, settings, queue, "a", T0)
+    deliver_all(store, queue, settings, lambda: T0 + 2 * MIN)
+    runs = {d.id: d.to_dict() for d in db.collection("runs").stream()}
+    depths = sorted((r["job_id"], r["trigger_depth"]) for r in runs.values())
+    assert depths == [("a", 0), ("a", 2), ("b", 1)]  # b at depth 3 was not created
+    assert all(r["status"] == RunStatus.SUCCEEDED for r in runs.values())
+    refused = store.job("b").trigger_refused
+    assert refused["depth"] == 3 and refused["limit"] == 2
+    assert refused["upstream_run_id"] != first and "trigger loop" in refused["reason"]
+    assert store.job("a").trigger_refused is None
+    shown = views.job_json(store.job("b"))["trigger_refused"]  # the api and `jobs show`
+    assert shown["depth"] == 3 and shown["at"].endswith("Z")
+    spec = yaml.safe_load((Path(views.__file__).parent / "openapi.yaml").read_text())
+    jsonschema.validate(views.job_json(store.job("b")), {
+        **spec["components"]["schemas"]["Job"], "components": spec["components"]})
+    run_schema = {**spec["components"]["schemas"]["Run"], "components": spec["components"]}
+    for run in store.recent_runs(limit=10):
+        jsonschema.validate(views.run_json(run, "demo"), run_schema)

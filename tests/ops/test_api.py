@@ -439,7 +439,7 @@ def one_time(run_at: str) -> dict:
 
 
 def test_a_one_time_job_in_the_distant_past_is_400_naming_run_at(api):
-    status, body = api.call("POST", "/jobs", json=one_time("0001-01-01T00:00:00Z"))
+    status, body = api.call("POST", "/jobs", json=one_time("1971-01-01T00:00:00Z"))
     assert (status, body["error"]["field"]) == (400, "schedule.run_at")
     assert "would never run" in body["error"]["message"]
     assert api.store.list_jobs() == []
@@ -562,6 +562,35 @@ def test_a_triggered_job_made_through_the_api_is_listed_on_its_upstreams(api):
         "trigger": {"after": ["sales.revenue"]}})
     assert status == 400 and body["error"]["field"] == "trigger"
     assert "trigger cycle:" in body["error"]["message"]
+
+
+def test_two_creates_at_once_cannot_close_a_trigger_loop(api, db):
+    """Issue 20: a after y producing x, b after x producing y, released together: the
+    cycle check commits with each create (the trigger graph's version), so one is refused."""
+    bodies = [{"id": "a", "kind": "noop", "produces": ["x"], "trigger": {"after": ["y"]}},
+              {"id": "b", "kind": "noop", "produces": ["y"], "trigger": {"after": ["x"]}}]
+    answers, barrier = [], threading.Barrier(2)
+
+    def create(body):
+        barrier.wait()
+        response = api.raw("POST", "/jobs", json=body)
+        answers.append((response.status_code, response.get_json()))
+
+    threads = [threading.Thread(target=create, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(status for status, _ in answers) == [201, 400]
+    (refused,) = [body for status, body in answers if status == 400]
+    assert refused["error"]["field"] == "trigger"
+    assert "trigger cycle:" in refused["error"]["message"]
+    assert len(list(db.collection("jobs").stream())) == 1  # the refused one wrote nothing
+    (made,) = [body["job"]["id"] for status, body in answers if status == 201]
+    listed = {d.id: d.to_dict().get("triggers") for d in db.collection("datasets").stream()}
+    assert listed == {"y" if made == "a" else "x": [made]}
+    graph = db.collection("settings").document("trigger_graph").get().to_dict()
+    assert graph["version"] == 1 and graph["jobs"] == 1
 
 
 def test_a_job_naming_an_unknown_pool_is_refused(api):

@@ -177,11 +177,11 @@ def test_a_one_time_job_in_the_distant_past_is_refused_at_its_line_and_nothing_i
 
     store, queue, text, _ = env
     text = text.replace('schedule: {cron: "0 6 * * *"}',
-                        'schedule: {run_at: "0001-01-01T00:00:00Z"}')
+                        'schedule: {run_at: "1971-01-01T00:00:00Z"}')
     config = config_of(text)  # valid as a file: whether it can run depends on `now`
     with pytest.raises(ConfigError) as caught:
         apply(config, store=store, task_queue=queue, now=T0)
-    line = next(i for i, s in enumerate(text.splitlines(), 1) if "0001-01-01" in s)
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if "1971-01-01" in s)
     assert (caught.value.field, caught.value.line) == ("jobs[1].schedule.run_at", line)
     assert store.list_jobs() == []
 
@@ -248,6 +248,13 @@ def test_apply_keeps_the_triggers_of_jobs_made_through_the_api(env):
     register_triggers(store, made)
     assert store.get_dataset("sales.orders").triggers == ["by-api"]
     assert plan(config_of(text), store=store, task_queue=queue, now=T0).empty
+
+
+def test_apply_records_the_number_of_jobs_for_the_trigger_depth_bound(env, db):
+    store, queue, text, _ = env
+    apply(config_of(text), store=store, task_queue=queue, now=T0)
+    graph = db.collection("settings").document("trigger_graph").get().to_dict()
+    assert graph["jobs"] == len(store.list_jobs()) and graph["version"] == 1
 
 
 def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(env):

@@ -163,6 +163,20 @@ def test_backfill_dry_run_start_status_with_a_bar_and_cancel(capsys, db, monkeyp
     (("backfill", "status", "nope"), "backfill 'nope' not found"),
     (("backfill", "ghost", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z"),
      "job 'ghost' not found"),
+    # issue 20 §5: a dry run refuses what the real run refuses; extreme values, one line
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z",
+      "--max-parallel", "0", "--dry-run"), "max_parallel: must be an integer from 1 to"),
+    (("backfill", "hourly", "--from", "0001-01-01T00:00Z", "--to", "2026-11-28T01:00Z"),
+     "--from: must lie in the years 1970 to 2200"),
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "9999-12-31T23:59-05:00"),
+     "--to: must lie in the years 1970 to 2200"),
+    (("backfill", "hourly", "--from", "2026-11-28T00:00Z", "--to", "2026-11-28T01:00Z",
+      "--max-parallel", "\u0663"), "argument --max-parallel: must be a whole number"),
+    (("incident", "open", "x", "--eta", "99999999999999d"),
+     "eta: must be a duration of at most 3660d"),
+    (("incident", "open", "x", "--eta", "1\u00b2h"), "eta: "),
+    (("runs", "list", "--limit", "99999999999"), "argument --limit: must be a whole number"),
+    (("cost", "--retry-rate", "nan"), "argument --retry-rate: must be a number"),
 ])
 def test_backfill_user_errors_are_one_line(capsys, db, argv, message):
     code, _, err = run(capsys, *argv)
@@ -239,3 +253,27 @@ routes:
     assert "slack" in rows["team-slack"] and "nothing sent yet" in rows["team-slack"]
     assert "failed" in rows["ops-hook"] and "HTTP 503: try later" in rows["ops-hook"]
     assert "4 min ago" in rows["ops-hook"]
+
+
+def test_a_refused_trigger_and_a_runs_chain_depth_are_shown(capsys, db):
+    """Issue 20 §1: the run-time loop guard's refusal, as `jobs show` and `runs show` say it."""
+    from datetime import UTC, datetime
+
+    from freshet.core.models import Run
+    from tests.loop.helpers import add_job
+
+    store = Store(db)
+    add_job(store, "b", schedule=None, next_run_at=None, trigger={"after": ["x"]})
+    at = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    store.update_job("b", {"trigger_refused": {
+        "at": at, "depth": 3, "limit": 2, "upstream_run_id": "a__t1",
+        "reason": "trigger chain depth 3 exceeds 2 (the number of jobs): a trigger loop; "
+                  "the run was not created"}})
+    store.create_run(Run(id="b__t1", job_id="b", kind="noop", scheduled_for=at,
+                         trigger_source="upstream", trigger_depth=2))
+    code, out, _ = run(capsys, "jobs", "show", "b")
+    assert code == 0
+    assert "trigger refused:" in out and "depth 3 exceeds 2" in out
+    assert "2026-11-28T12:00:00Z" in out
+    code, out, _ = run(capsys, "runs", "show", "b__t1")
+    assert code == 0 and "upstream (chain depth 2)" in out

@@ -527,12 +527,25 @@ def test_maintenance_windows_parse(tmp_path):
     ("duration: 2h", "duration: forever", "maintenance[0].duration"),
     ("  - id: migration", "  - id: vacuum", "maintenance[1].id"),
     ("end: 2026-12-02T02:00:00Z", "end: 2026-11-02T02:00:00Z", "maintenance[1].end"),
+    # issue 20 §4: on forever (every minute for 31 days), and past 48 h in 7 days
+    ("duration: 2h", "duration: 31d", "maintenance[0].duration"),
+    ("duration: 2h", "duration: 23h", "maintenance[0].duration"),
+    ("duration: 2h", "duration: 99999999999d", "maintenance[0].duration"),
+    ("duration: 2h", "duration: .nan", "maintenance[0].duration"),
 ])
 def test_maintenance_errors_name_the_field_and_line(tmp_path, old, new, field):
     text = PIPELINE + MAINTENANCE.replace(old, new)
     err = error_for(tmp_path, text)
     assert err.field == field
     assert err.line == max(i for i, line in enumerate(text.splitlines(), 1) if new in line)
+
+
+def test_a_window_on_at_every_instant_is_refused_at_its_line(tmp_path):
+    """Issue 20 §4's attack: {cron: "* * * * *", duration: 31d}, no scope."""
+    text = PIPELINE + 'maintenance:\n  - {id: forever, cron: "* * * * *", duration: 31d}\n'
+    err = error_for(tmp_path, text)
+    assert err.field == "maintenance[0].duration" and "smallest gap" in str(err)
+    assert err.line == len(text.splitlines())
 
 
 TRUST = """\
@@ -601,7 +614,7 @@ def test_the_demo_pipeline_shows_each_trust_feature():
     assert any(j.kind == "demo_lagging" for j in config.jobs)
     assert any(c.deadlines for c in config.catalog.consumers)
     (window,) = config.maintenance.windows
-    assert window.recurring and window.cron == "*/10 * * * *"
+    assert window.recurring and window.cron == "*/15 * * * *"
     assert {r.type for r in config.catalog.routes} == {"slack", "webhook"}
     routed = [c for c in config.catalog.consumers if c.routes]
     assert {r for c in routed for r in c.routes} == {r.id for r in config.catalog.routes}

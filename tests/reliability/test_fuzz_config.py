@@ -162,3 +162,39 @@ def test_any_number_in_a_job_loads_within_range_or_is_refused_naming_it(value, f
     params = next(j for j in config.jobs if j.id == "heartbeat").params
     from freshet.core.values import check_value
     check_value(params, "params", max_depth=16)  # what loads can be stored
+
+
+# -- issue 20 §5: every date and duration in the config, extreme or not ASCII --------------
+
+EXTREME = st.one_of(st.sampled_from([
+    '"99999999999d"', "99999999999d", ".nan", ".inf", "-.inf", "1e999", "9" * 400,
+    '"1²h"', '"٣h"', '"１h"', "0001-01-01T00:00:00Z", '"0001-01-01T00:00:00+05:00"',
+    '"9999-12-31T23:59:59-05:00"', "2201-01-01T00:00:00Z", "1969-12-31T23:59:59Z",
+    '"٣ * * * *"', '"* * * * *"', "3661d", "-5m", "0s", "~", "[]", "{}"]),
+    st.from_regex(r"[0-9²٣０]{1,20}[smhdw]", fullmatch=True),
+    st.integers(-(10**30), 10**30).map(str))
+DATED_FIELDS = {
+    "jobs.max_lateness": ("    max_lateness: 5m\n", "    max_lateness: {}\n"),
+    "consumers.warn_after": ("warn_after: 26h", "warn_after: {}"),
+    "consumers.error_after": ("error_after: 50h", "error_after: {}"),
+}
+WINDOWS = {
+    "maintenance.duration": "maintenance:\n  - {{id: w, cron: '0 3 * * *', duration: {}}}\n",
+    "maintenance.cron": "maintenance:\n  - {{id: w, cron: {}, duration: 1h}}\n",
+    "maintenance.start": "maintenance:\n  - {{id: w, start: {}, end: 2026-12-01T00:00:00Z}}\n",
+    "maintenance.end": "maintenance:\n  - {{id: w, start: 2026-11-30T00:00:00Z, end: {}}}\n",
+}
+
+
+@FUZZ
+@given(value=EXTREME, field=st.sampled_from(sorted([*DATED_FIELDS, *WINDOWS])))
+def test_any_date_or_duration_in_the_config_loads_in_range_or_is_refused_at_its_line(value,
+                                                                                     field):
+    text = PIPELINE.read_text()
+    if field in DATED_FIELDS:
+        old, new = DATED_FIELDS[field]
+        assert old in text
+        text = text.replace(old, new.format(value), 1)
+    else:
+        text += WINDOWS[field].format(value)
+    loads_or_names_the_problem(text)

@@ -92,7 +92,8 @@ def request_strategy(target: str):
                          "id": TEXT, "kind": TEXT, "schedule": JSON, "params": JSON,
                          "produces": JSON, "max_retries": JSON, "secret_params": JSON,
                          "disabled_kinds": JSON, "paused_all": JSON, "full": JSON,
-                         "idempotency_key": JSON}).map(json.dumps))
+                         "idempotency_key": JSON, "trigger": JSON, "max_lateness": JSON,
+                         "eta": JSON, "from": JSON, "to": JSON}).map(json.dumps))
     return st.fixed_dictionaries({
         "target": st.just(target),
         "method": st.sampled_from(["POST", "GET"] * 3 + ["PUT", "DELETE", "PATCH"]),
@@ -141,9 +142,58 @@ def send(clients, req):
     if response.status_code >= 400:
         assert json.loads(text)["error"]["message"]
         assert state(db) == before, "a rejected request changed Firestore"
+    return response
 
 
 def test_run_task_rejects_a_run_id_that_is_not_a_document_id(clients):
     apps, _ = clients
     response = apps["run_task"].post("/", json={"run_id": "a/b", "attempt": 1})
     assert response.status_code == 400
+
+
+# -- issue 20 §5: extreme and non-ASCII dates and durations, on every route that reads one --
+
+EXTREME_VALUE = st.one_of(
+    st.sampled_from([
+        "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z", "2201-01-01T00:00:00Z", "２０２６-11-28T09:00:00Z",
+        "2026-11-28T0٩:00:00Z", "999999999d", "1²h", "٣h", "99999999999999d", "99999999999d",
+        "9" * 400 + "s", "-1h", "0s", "nan", "inf", "* * * * *", "0 0 31 2 *", "٣ * * * *",
+        "", " "]),
+    st.integers(-(10**20), 10**20), st.floats(allow_nan=False), st.booleans(), st.none(),
+    st.from_regex(r"[0-9²³٠-٩０-９]{1,22}[smhdw]", fullmatch=True),
+    st.builds(lambda y, rest: f"{y:04d}{rest}", st.integers(0, 9999),
+              st.sampled_from(["-01-01T00:00:00Z", "-12-31T23:59:59-05:00",
+                               "-06-15T12:00:00+14:00"])),
+    st.text(max_size=20))
+GOOD_FROM, GOOD_TO = "2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z"
+DATED_BODIES = [
+    ("/jobs", lambda v: {"id": "fz", "kind": "noop", "schedule": {"run_at": v}}),
+    ("/jobs", lambda v: {"id": "fz", "kind": "noop", "schedule": {"cron": v}}),
+    ("/jobs", lambda v: {"id": "fz", "kind": "noop", "schedule": {"cron": "0 3 * * *"},
+                         "max_lateness": v}),
+    ("/backfills", lambda v: {"job_id": "orders", "from": v, "to": GOOD_TO, "dry_run": True}),
+    ("/backfills", lambda v: {"job_id": "orders", "from": GOOD_FROM, "to": v}),
+    ("/backfills", lambda v: {"job_id": "orders", "from": GOOD_FROM, "to": GOOD_TO,
+                              "max_parallel": v, "dry_run": True}),
+    ("/incidents", lambda v: {"title": "Late load", "eta": v}),
+    ("/incidents/{incident}/notes", lambda v: {"text": "still late", "eta": v}),
+]
+
+
+def test_extreme_dates_and_durations_get_a_4xx_naming_the_field_never_a_500(clients):
+    apps, _ = clients
+    opened = apps["api"].post("/incidents", json={"title": "Fuzzed"}).get_json()
+    incident = opened["incident"]["id"]
+
+    @FUZZ
+    @given(which=st.integers(0, len(DATED_BODIES) - 1), value=EXTREME_VALUE)
+    def check(which, value):
+        path, body = DATED_BODIES[which]
+        req = {"target": "api", "method": "POST", "path": path.format(incident=incident),
+               "query": {}, "retry": "", "body": json.dumps(body(value))}
+        answer = send(clients, req)
+        if answer.status_code >= 400:
+            assert answer.get_json()["error"]["field"]
+
+    check()

@@ -212,3 +212,86 @@ def test_the_page_draws_lineage_pools_and_run_slots_and_json_meets_the_schema():
     orders = next(d for d in doc["datasets"] if d["key"] == "sales.orders")
     assert orders["downstream"] == ["sales.revenue"] and orders["triggers"] == ["rollup"]
     assert doc["runs"][0]["data_interval"]["start"] == "2026-11-28T10:00:00Z"
+
+
+# -- issue 20 §6: incident history cannot grow the page, status.json or the feed ----------
+
+def heavy_incidents(count=20, notes=100, chars=2000):
+    """The issue's load: 20 incidents x 100 notes x 2,000 characters (4-byte ones too)."""
+    from datetime import timedelta
+
+    from freshet.core.incidents import add_note, open_incident
+
+    found = []
+    for i in range(count):
+        opened = NOW - timedelta(days=2) + i * MIN
+        incident = open_incident(title=f"Incident {i}", note="o" * chars, now=opened)
+        for n in range(notes - 1):
+            text = (f"note {n} " + ("\U0001F30A" if n % 2 else "x") * chars)[:chars]
+            incident = add_note(incident, text=text, now=opened + (n + 1) * MIN)
+        found.append(incident)
+    return found
+
+
+def state_changes(count):
+    from freshet.core.timeutil import isoformat
+    from freshet.status.changes import Event
+
+    return [Event(f"e{n}", isoformat(NOW - 3 * 24 * H - n * MIN), "dataset_stale",
+                  f"d{n}", f"Dataset d{n} is stale", "old") for n in range(count)]
+
+
+def test_the_worst_incident_load_keeps_the_page_under_2_mb_and_links_every_note():
+    incidents = heavy_incidents()
+    m = model(incidents=incidents)
+    files = render_site(m, state_changes(100))
+    html = files["index.html"].data.decode()
+    assert len(files["index.html"].data) < 2_000_000
+    assert len(files["index.html"].data) < 300_000  # 4.35 MB before
+    for incident in incidents:
+        assert html.count(f'href="incidents/{incident.id}.html"') >= 2  # banner and list
+        page = files[f"incidents/{incident.id}.html"].data.decode()
+        assert page.count("<li>") == 100 and "note 98 " in page and "note 0 " in page
+    assert "97 earlier notes" in html and "note 98 " in html and "note 95 " not in html
+
+
+def test_status_json_keeps_each_incidents_latest_five_notes_with_a_count_and_a_link():
+    incidents = heavy_incidents()
+    files = render_site(model(incidents=incidents), [])
+    doc = json.loads(files["status.json"].data)
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+    assert len(doc["incidents"]) == len(incidents)
+    for got in doc["incidents"]:
+        assert len(got["notes"]) == 5 and got["notes_total"] == 100
+        assert got["notes"][-1]["text"].startswith("note 98 ")  # the latest, oldest first
+        assert got["notes_url"] == f"incidents/{got['id']}.html"
+    assert len(files["status.json"].data) < 1_000_000  # 4.19 MB before
+
+
+def test_incident_notes_never_push_state_changes_out_of_the_feed():
+    from freshet.status.render import FEED_ENTRIES, FEED_NOTES, feed_entries
+
+    m = model(incidents=heavy_incidents(notes=100, chars=20))
+    entries = feed_entries(m, state_changes(100))  # every note is newer than every change
+    kinds = [e.kind for e in entries]
+    assert len(entries) == FEED_ENTRIES
+    assert sum(k.startswith("incident_") for k in kinds) == FEED_NOTES
+    assert kinds.count("dataset_stale") == FEED_ENTRIES - FEED_NOTES
+    few = feed_entries(m, state_changes(3))  # with few changes, notes fill up to the cap
+    assert [e.kind for e in few].count("dataset_stale") == 3 and len(few) == 3 + FEED_NOTES
+
+
+def test_an_incident_page_is_the_same_at_the_next_publish_until_the_incident_changes():
+    from datetime import timedelta
+
+    from freshet.core.incidents import add_note
+
+    incidents = heavy_incidents(count=2, notes=5, chars=50)
+    first = render_site(model(incidents=incidents), [])
+    later = render_site(model(incidents=incidents, now=NOW + timedelta(minutes=5)), [])
+    page = f"incidents/{incidents[0].id}.html"
+    assert first[page].digest == later[page].digest  # not written again
+    noted = [add_note(incidents[0], text="fixed upstream", now=NOW), incidents[1]]
+    again = render_site(model(incidents=noted, now=NOW + timedelta(minutes=10)), [])
+    assert again[page].digest != first[page].digest
+    assert "fixed upstream" in again[page].data.decode()

@@ -239,6 +239,25 @@ def test_a_success_triggers_downstream_runs_in_the_same_commit(case, downstream,
         assert [t.run_id for t in made.tasks] == [fired.id]
 
 
+@pytest.mark.parametrize(("depth", "graph_jobs", "created"), [
+    (0, 2, True), (1, 2, True), (2, 2, False), (5, None, True), (1000, None, False)])
+def test_a_triggered_run_past_the_depth_bound_is_not_created_but_recorded(depth, graph_jobs,
+                                                                          created):
+    """Issue 20 §1: the finishing run's depth + 1 against the number of jobs."""
+    run = replace(running(), trigger_depth=depth)
+    facts = Facts(datasets={"sales.orders": dataset(version="o0", triggers=["rollup"])},
+                  jobs={"rollup": rollup("any")}, graph_jobs=graph_jobs)
+    made = commit.ending(finish(run), JOB.id, JOB, facts, T0 + MIN, SETTINGS)
+    assert "rollup" in made.jobs  # the versions are remembered either way
+    if created:
+        (fired,) = made.runs
+        assert fired.trigger_depth == depth + 1 and "trigger_refused" not in made.jobs["rollup"]
+    else:
+        assert made.runs == () and made.tasks == ()
+        refused = made.jobs["rollup"]["trigger_refused"]
+        assert refused["depth"] == depth + 1 and refused["upstream_run_id"] == run.id
+
+
 def test_a_success_that_advances_nothing_triggers_nothing():
     run = running()
     already = dataset(version=run.id, triggers=["rollup"])
@@ -317,7 +336,7 @@ def test_an_ending_reads_in_rounds_until_it_knows_enough():
     assert first == commit.Reads(datasets=("sales.orders",))
     facts = Facts(datasets={"sales.orders": dataset(version="o0", triggers=["rollup"])})
     assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
-        jobs=("rollup",))
+        jobs=("rollup",), graph=True)  # and the trigger graph's number of jobs (the bound)
     facts = replace(facts, jobs={"rollup": rollup("all")})
     assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
         upstreams=("fx.rates",))

@@ -127,12 +127,29 @@ def test_a_one_time_job_to_come_or_just_missed_runs_at_its_moment(run_at):
     assert first_slot(make_schedule(run_at=run_at), NOW) == run_at  # due at once if past
 
 
-@pytest.mark.parametrize("run_at", ["0001-01-01T00:00:00Z", "2026-11-27T11:59:00Z",
-                                    "1970-01-01T00:00:00+00:00"])
+@pytest.mark.parametrize("run_at", ["2026-11-27T11:59:00Z", "1970-01-01T00:00:00+00:00"])
 def test_a_one_time_job_further_back_than_a_day_is_refused_naming_run_at(run_at):
     with pytest.raises(ValidationError) as caught:
         first_slot(make_schedule(run_at=run_at), NOW)
     assert caught.value.field == "schedule.run_at" and "would never run" in caught.value.message
+
+
+@pytest.mark.parametrize("run_at", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00",
+                                    "9999-12-31T23:59:59-05:00", "1969-12-31T23:59:59Z",
+                                    "1970-01-01T00:30:00+01:00", "2201-01-01T00:00:00Z",
+                                    "2200-12-31T23:00:00-05:00"])
+def test_a_run_at_outside_1970_to_2200_is_refused_naming_it(run_at):
+    with pytest.raises(ValidationError) as caught:
+        make_schedule(run_at=run_at)
+    assert caught.value.field == "schedule.run_at"
+    assert "years 1970 to 2200" in caught.value.message
+
+
+@pytest.mark.parametrize("cron", ["٣ * * * *", "０ * * * *", "0 ² * * *", "*/5" + " *" * 200])
+def test_a_cron_with_non_ascii_digits_or_of_any_length_is_refused_naming_it(cron):
+    with pytest.raises(ValidationError) as caught:
+        make_schedule(cron=cron)
+    assert caught.value.field == "schedule.cron"
 
 
 def test_a_recurring_jobs_first_slot_is_its_next_one():

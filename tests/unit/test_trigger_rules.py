@@ -8,8 +8,10 @@ import pytest
 from freshet.core.errors import ValidationError
 from freshet.core.models import Dataset, new_job
 from freshet.core.triggers import (
+    FALLBACK_DEPTH_LIMIT,
     advanced,
     decide_trigger,
+    depth_limit,
     describe_cycle,
     describe_trigger,
     downstream_of,
@@ -162,3 +164,32 @@ def test_a_dataset_may_trigger_a_bounded_number_of_jobs():
     with pytest.raises(ValidationError) as err:
         check_triggers([*jobs, job("one-more", ["out"], ["x"])])
     assert "would trigger 101 jobs" in err.value.message
+
+
+# -- the run-time depth bound (defense in depth against a trigger loop) -------------------
+
+@pytest.mark.parametrize("jobs, limit", [(None, FALLBACK_DEPTH_LIMIT), (0, FALLBACK_DEPTH_LIMIT),
+                                         (1, 1), (2, 2), (500, 500)])
+def test_the_depth_bound_is_the_number_of_jobs(jobs, limit):
+    assert depth_limit(jobs) == limit
+
+
+@pytest.mark.parametrize("depth, limit, created", [
+    (1, 2, True), (2, 2, True), (3, 2, False), (1, 1, True), (2, 1, False),
+    (FALLBACK_DEPTH_LIMIT + 1, FALLBACK_DEPTH_LIMIT, False)])
+def test_a_triggered_run_deeper_than_the_bound_is_refused_and_recorded(depth, limit, created):
+    fire = decide_trigger(rollup(when="any"), {"sales.orders": "o2"}, {"sales.orders": "o2"},
+                          T0, depth=depth, limit=limit, upstream_run_id="orders__x")
+    assert fire is not None and fire.depth == depth
+    assert (fire.refused is None) == created
+    # the versions are remembered either way: a repeated commit refuses (or fires) nothing new
+    assert fire.job_fields["trigger_versions"] == {"sales.orders": "o2"}
+    if created:
+        assert "trigger_refused" not in fire.job_fields
+        assert fire.job_fields["last_triggered_at"] == T0
+    else:
+        refused = fire.job_fields["trigger_refused"]
+        assert refused["depth"] == depth and refused["limit"] == limit
+        assert refused["at"] == T0 and refused["upstream_run_id"] == "orders__x"
+        assert f"depth {depth} exceeds {limit}" in refused["reason"]
+        assert "last_triggered_at" not in fire.job_fields

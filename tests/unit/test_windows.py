@@ -12,7 +12,7 @@ from freshet.core.errors import ValidationError
 from freshet.core.lifecycle import ClaimVerdict, DatasetEvent, decide_claim
 from freshet.core.models import new_job
 from freshet.core.settings import load_settings
-from freshet.core.windows import Maintenance, Mode, Scope, Window, make_window
+from freshet.core.windows import Maintenance, Mode, Scope, Window, check_windows, make_window
 
 MIN, H = timedelta(minutes=1), timedelta(hours=1)
 SETTINGS = load_settings({})
@@ -224,3 +224,96 @@ def test_scope_describes_itself():
     assert Scope().describe() == "the whole pipeline"
     assert Scope(jobs=("a",), consumers=("c", "d")).describe() == "jobs a; consumers c, d"
     assert Mode("drain") == Mode.DRAIN
+
+
+# -- issue 20 §4: a recurring window cannot be on forever, and judging it costs two steps --
+
+@pytest.mark.parametrize(("cron", "tz", "duration", "refused"), [
+    ("* * * * *", "UTC", "31d", True),  # the attack: on at every instant
+    ("* * * * *", "UTC", "1m", True),  # a minute-long window every minute never closes
+    ("* * * * *", "UTC", "59s", False),
+    ("0 3 * * 1-5", "UTC", "1d", True),  # weekdays: the smallest gap is a day
+    ("0 3 * * 1-5", "UTC", "23h", False),
+    ("0,5 * * * *", "UTC", "5m", True),  # gaps of 5 and 55 minutes
+    ("0,5 * * * *", "UTC", "4m", False),
+    # 01:30 London: the spring-forward day starts it at 02:00 BST, 23.5 real hours after
+    # the day before's
+    ("30 1 * * *", "Europe/London", "23h30m", True),
+    ("30 1 * * *", "Europe/London", "23h", False),
+])
+def test_a_recurring_window_must_be_shorter_than_its_crons_smallest_gap(cron, tz, duration,
+                                                                        refused):
+    doc = {"id": "w", "cron": cron, "duration": duration, "timezone": tz}
+    if refused:
+        with pytest.raises(ValidationError, match="shorter than the smallest gap") as caught:
+            make_window(doc, "maintenance[0]")
+        assert caught.value.field == "maintenance[0].duration"
+    else:
+        assert make_window(doc, "maintenance[0]").duration is not None
+
+
+@pytest.mark.parametrize(("windows", "refused_at"), [
+    ([("0 1 * * *", "6h")], None),  # 42 h a week
+    ([("0 1 * * *", "7h")], 0),  # 49 h
+    ([("0 1 * * *", "4h"), ("0 13 * * *", "3h")], 1),  # 28 h + 21 h
+    ([("0 1 * * *", "3h"), ("0 13 * * *", "3h")], None),  # 42 h
+    ([("0 * * * *", "17m")], None),  # 47.6 h
+    ([("0 * * * *", "18m")], 0),  # 50.4 h
+    ([("0 0 * * 0", "47h")], None),  # weekly
+    ([("0 0 1 * *", "20d")], 0),  # monthly, but 7 days of 7 at once
+])
+def test_recurring_windows_together_cover_at_most_48h_of_any_7_days(windows, refused_at):
+    made = [make_window({"id": f"w{i}", "cron": cron, "duration": d}, f"maintenance[{i}]")
+            for i, (cron, d) in enumerate(windows)]
+    if refused_at is None:
+        check_windows(made)
+        return
+    with pytest.raises(ValidationError, match="at most 48 h in any 7 days") as caught:
+        check_windows(made)
+    assert caught.value.field == f"maintenance[{refused_at}].duration"
+
+
+def test_one_off_windows_do_not_count_toward_the_weekly_cap():
+    migration = make_window({"id": "m", "start": "2026-12-01T00:00:00Z",
+                             "end": "2026-12-20T00:00:00Z"}, "maintenance[0]")
+    check_windows([migration, nightly()])
+
+
+def _walked(window: Window, when: datetime):
+    """The reference: every occurrence that may be under way, walked forward."""
+    found = None
+    for occurrence in window.occurrences(when - timedelta(hours=1),
+                                         when + timedelta(microseconds=1)):
+        if occurrence.active(when):  # a walk from a fall-back hour may start too early
+            found = occurrence
+    return found
+
+
+@pytest.mark.parametrize("window", [
+    nightly(), make_window({"id": "q", "cron": "*/15 * * * *", "duration": "14m",
+                            "timezone": "America/New_York"}, "m"),
+    make_window({"id": "wd", "cron": "30 1 * * 1-5", "duration": "23h",
+                 "timezone": "Europe/London"}, "m"),
+    make_window({"id": "h", "cron": "30 * * * *", "duration": "59m",
+                 "timezone": "Australia/Lord_Howe"}, "m")])
+def test_the_window_in_force_by_one_reverse_step_is_the_one_a_walk_finds(window):
+    """Every 13 minutes across both 2026 DST changes of London and New York."""
+    for day in ("2026-03-08", "2026-03-29", "2026-10-25", "2026-11-01", "2026-04-05"):
+        start = utc(f"{day}T00:00:00+00:00") - timedelta(hours=6)
+        for step in range(0, 36 * 60, 13):
+            when = start + timedelta(minutes=step)
+            expected = _walked(window, when)
+            got = window.at(when)
+            assert (got and (got.start, got.end)) == (expected and (expected.start,
+                                                                    expected.end)), when
+
+
+def test_a_span_question_asks_each_window_for_its_first_overlap_only():
+    every = make_window({"id": "e", "cron": "* * * * *", "duration": "30s"}, "m")
+    maintenance = Maintenance((every, nightly()))
+    start, end = utc("2026-11-28T00:00:00+00:00"), utc("2026-11-29T00:00:00+00:00")
+    found = maintenance.first_overlapping(start, end)
+    assert [(o.window.id, o.start) for o in found] == [
+        ("e", start), ("nightly", utc("2026-11-28T01:30:00+00:00"))]
+    assert maintenance.first_overlapping(start + timedelta(seconds=40),
+                                         start + timedelta(seconds=50)) == []

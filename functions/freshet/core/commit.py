@@ -59,6 +59,9 @@ class Facts:
     runs: Mapping[str, Run | None] = field(default_factory=dict)
     jobs: Mapping[str, Job | None] = field(default_factory=dict)
     upstreams: Mapping[str, Dataset | None] = field(default_factory=dict)
+    # The number of jobs the trigger graph records (settings/trigger_graph), read with
+    # the downstream jobs: a triggered run's depth bound (core.triggers.depth_limit).
+    graph_jobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class Reads:
     runs: tuple[str, ...] = ()  # the lane's candidates, by their deterministic ids
     jobs: tuple[str, ...] = ()  # downstream jobs
     upstreams: tuple[str, ...] = ()  # for `all` triggers: their other upstream datasets
+    graph: bool = False  # the trigger graph's number of jobs (with the downstream jobs)
 
 
 def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: datetime,
@@ -114,7 +118,7 @@ def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: da
         return Reads(runs=(need,))
     jobs = tuple(j for j in trigger_jobs(decision, facts) if j not in facts.jobs)
     if jobs:
-        return Reads(jobs=jobs)
+        return Reads(jobs=jobs, graph=True)
     upstreams = tuple(k for k in trigger_upstreams(decision, facts)
                       if k not in facts.upstreams)
     return Reads(upstreams=upstreams) if upstreams else None
@@ -230,14 +234,18 @@ def _triggered(decision: Decision, facts: Facts, now: datetime, settings: Settin
     for key, dataset in facts.upstreams.items():
         versions.setdefault(key, None if dataset is None else dataset.last_success_run_id)
     runs, fields = [], {}
+    limit, run = triggers.depth_limit(facts.graph_jobs), decision.run
     for job_id in triggers.downstream_of(after, new):
         job = facts.jobs.get(job_id)
-        fire = triggers.decide_trigger(job, new, versions, now)
+        fire = triggers.decide_trigger(job, new, versions, now, depth=run.trigger_depth + 1,
+                                       limit=limit, upstream_run_id=run.id)
         if fire is None:
             continue
-        runs.append(new_run(job, fire.run_id, now, source=TriggerSource.UPSTREAM, now=now,
-                            settings=settings, upstream_versions=fire.versions))
         fields[job_id] = fire.job_fields
+        if fire.refused is None:  # past the bound: recorded on the job, not created
+            runs.append(new_run(job, fire.run_id, now, source=TriggerSource.UPSTREAM,
+                                now=now, settings=settings, upstream_versions=fire.versions,
+                                trigger_depth=fire.depth))
     return runs, fields
 
 

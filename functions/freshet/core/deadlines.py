@@ -267,7 +267,7 @@ def judge(deadline: Deadline, due: datetime, items: Iterable[Item], maintenance:
             continue
         late.append(_late_text(item, target, evidence))
         start = min(target, due - timedelta(minutes=1))
-        for occurrence in maintenance.overlapping(start, due):
+        for occurrence in maintenance.first_overlapping(start, due):  # 2 steps a window
             if covers(occurrence.window, item):
                 return Judgement(deadline.key, due, Verdict.EXCUSED,
                                  shorten(f"{late[-1]}; excused: {occurrence.describe()}",

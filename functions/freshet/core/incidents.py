@@ -131,7 +131,7 @@ def parse_eta(value: object, now: datetime, field_name: str = "eta") -> datetime
     if value is None or value == "":
         return None
     if isinstance(value, str) and value.strip() and value.strip()[-1] in "smhdw" \
-            and value.strip()[0].isdigit():
+            and value.strip()[0] in "0123456789":  # not isdigit(): '²h' is no duration
         return now + parse_duration(value, field_name)
     eta = parse_datetime(value, field_name)
     if eta <= now:

@@ -195,6 +195,9 @@ class Job:
     # triggered run was created for, and when (its data interval starts there).
     trigger_versions: dict[str, str] = field(default_factory=dict)
     last_triggered_at: datetime | None = None
+    # The last triggered run refused because its chain was too deep (core.triggers):
+    # {at, depth, limit, upstream_run_id, reason}; None: none refused.
+    trigger_refused: dict | None = None
     # The latest successful runs' durations and how long after their slot they started
     # (seconds, oldest first, core.timing bounds them): the deadlines' early warnings.
     recent_durations_s: list[float] = field(default_factory=list)
@@ -418,6 +421,8 @@ class Run:
     lane: int | None = None
     # A triggered run: the upstream versions it was created for (dataset -> run id).
     upstream_versions: dict[str, str] = field(default_factory=dict)
+    # Hops from its chain's first run that was not triggered (0: not triggered).
+    trigger_depth: int = 0
     created_at: datetime | None = None
     enqueued_at: datetime | None = None
     started_at: datetime | None = None

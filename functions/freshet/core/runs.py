@@ -91,7 +91,7 @@ def queued_grace(settings: Settings) -> timedelta:
 def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now: datetime,
             settings: Settings, idempotency_key: str | None = None,
             backfill_id: str | None = None, lane: int | None = None,
-            upstream_versions: dict[str, str] | None = None) -> Run:
+            upstream_versions: dict[str, str] | None = None, trigger_depth: int = 0) -> Run:
     """A queued run for `slot`, sent to its job's pool queue. Its data interval starts
     at the schedule's previous slot (a triggered run: the previous trigger)."""
     source = TriggerSource(source)
@@ -105,7 +105,7 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
         enqueued_at=now, lease_expires_at=max(slot, now) + queued_grace(settings),
         queue=pool_queue(settings.queue, job.pool), interval_start=start,
         backfill_id=backfill_id, lane=lane, upstream_versions=dict(upstream_versions or {}),
-        one_time=job.schedule.one_time,
+        trigger_depth=trigger_depth, one_time=job.schedule.one_time,
     )
 
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from freshet.core.errors import ValidationError
-from freshet.core.timeutil import ensure_aware, parse_datetime
+from freshet.core.timeutil import ensure_aware, in_range, parse_datetime
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ def validate_cron(expr: object, field: str = "schedule.cron") -> str:
     if not isinstance(expr, str) or not expr.strip():
         raise ValidationError(field, "must be a cron expression such as '*/15 * * * *'")
     expr = " ".join(expr.split())
+    if not expr.isascii() or len(expr) > 200:
+        raise ValidationError(field, "must be a cron expression such as '*/15 * * * *' "
+                                     "(ASCII, at most 200 characters)")
     try:
         CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
@@ -166,7 +169,7 @@ def slots_between(schedule: Schedule, start: datetime, end: datetime,
                   limit: int = 100_000) -> list[datetime]:
     """Every slot in [start, end], oldest first, at most `limit` of them."""
     found: list[datetime] = []
-    cursor = ensure_aware(start, "start") - _EPSILON
+    cursor = in_range(ensure_aware(start, "start"), "start") - _EPSILON
     while len(found) < limit:
         upcoming = next_after(schedule, cursor)
         if upcoming is None or upcoming > end:

@@ -17,6 +17,13 @@ Ids are derived from the versions, so a repeated commit (a duplicate delivery, a
 retried transaction) creates nothing new, and with `all` two upstreams finishing
 at once still make one run: Firestore serialises the two commits, and only the
 second sees both versions fresh.
+
+Loops: a cycle of triggers is refused where jobs are made (apply, and the api's create,
+whose check and registration commit together with the job against the trigger graph's
+version). At run time each triggered run carries its chain's depth (hops from the run
+that was not triggered); with no cycle no chain is longer than there are jobs, so a
+triggered run deeper than that (`depth_limit`) is not created: the refusal is recorded
+on the downstream job (`trigger_refused`), whatever let the loop in.
 """
 
 import hashlib
@@ -30,6 +37,14 @@ from freshet.core.models import Dataset, Job, JobStatus, TriggerWhen
 # Jobs one dataset may trigger: the commit that records its success reads each of them,
 # and the dataset document lists them (bounded, like every document Freshet writes).
 MAX_DOWNSTREAM = 100
+# The depth bound when the number of jobs is not known (no trigger graph recorded yet).
+FALLBACK_DEPTH_LIMIT = 1000
+
+
+def depth_limit(jobs: int | None) -> int:
+    """The deepest chain of triggered runs allowed: the number of jobs (an acyclic chain
+    visits each job at most once), or FALLBACK_DEPTH_LIMIT when that is not known."""
+    return FALLBACK_DEPTH_LIMIT if not jobs or jobs < 1 else jobs
 
 
 def triggered_run_id(job_id: str, versions: Mapping[str, str]) -> str:
@@ -66,12 +81,17 @@ class Fire:
     run_id: str
     versions: dict[str, str]
     job_fields: dict
+    depth: int = 1  # hops from the chain's first (not triggered) run
+    refused: str | None = None  # set: the run is not created (the chain is too deep)
 
 
 def decide_trigger(job: Job | None, new: Mapping[str, str],
-                   versions: Mapping[str, str | None], now: datetime) -> Fire | None:
+                   versions: Mapping[str, str | None], now: datetime, *,
+                   depth: int = 1, limit: int = FALLBACK_DEPTH_LIMIT,
+                   upstream_run_id: str | None = None) -> Fire | None:
     """`new`: the upstream versions that just advanced; `versions`: every dataset's
-    current version as read (for `all`)."""
+    current version as read (for `all`); `depth`: the new run's depth (the upstream
+    run's + 1), refused beyond `limit`."""
     if job is None or job.trigger is None or job.status != JobStatus.ACTIVE:
         return None
     after = job.trigger.after
@@ -88,9 +108,23 @@ def decide_trigger(job: Job | None, new: Mapping[str, str],
         if any(v is None or job.trigger_versions.get(k) == v for k, v in use.items()):
             return None  # an upstream has nothing new for this job yet
         remembered = dict(use)
+    fields = {"trigger_versions": remembered, "last_triggered_at": now, "updated_at": now}
+    refused = refuse_depth(depth, limit)
+    if refused is not None:
+        # The versions are remembered all the same: a repeated commit refuses nothing new.
+        fields = {"trigger_versions": remembered, "updated_at": now, "trigger_refused": {
+            "at": now, "depth": depth, "limit": limit, "upstream_run_id": upstream_run_id,
+            "reason": refused}}
     return Fire(job_id=job.id, run_id=triggered_run_id(job.id, use), versions=dict(use),
-                job_fields={"trigger_versions": remembered, "last_triggered_at": now,
-                            "updated_at": now})
+                job_fields=fields, depth=depth, refused=refused)
+
+
+def refuse_depth(depth: int, limit: int) -> str | None:
+    """Why a triggered run at `depth` is not created, or None when it may be."""
+    if depth <= limit:
+        return None
+    return (f"trigger chain depth {depth} exceeds {limit} (the number of jobs): "
+            "a trigger loop; the run was not created")
 
 
 def trigger_map(jobs: Iterable[Job]) -> dict[str, list[str]]:

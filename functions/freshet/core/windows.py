@@ -22,6 +22,13 @@ next slot after the window, a one-time job when the window ends.
 Windows are declared in the pipeline config and stored by `apply` beside the kill
 switches (settings/control, field `maintenance`), so the tick and run_task read them
 with the document they already read. Everything here is pure.
+
+Bounds (check_windows, at config load and wherever windows are made): a recurring
+window lasts less than its cron's smallest gap (elapsed time, over a year of its
+timezone: DST included), so at most one occurrence is under way at any instant and
+the one in force is found by one reverse cron step (`Window.at`), never a walk; and
+recurring windows together cover at most MAX_WEEKLY of any 7 days, so maintenance
+cannot be on for good. One-off windows last at most MAX_DURATION each.
 """
 
 import functools
@@ -34,10 +41,15 @@ from cronsim import CronSim
 
 from freshet.core.errors import ValidationError, check_keys
 from freshet.core.models import check_id
-from freshet.core.schedules import validate_cron, zone
+from freshet.core.schedules import Schedule, slot_at_or_before, validate_cron, zone
 from freshet.core.timeutil import format_duration, parse_datetime, parse_duration, to_utc
 
 MAX_DURATION = timedelta(days=31)
+# Recurring windows, all together, in any 7 days (a nightly 4 h window is 28 h).
+MAX_WEEKLY = timedelta(hours=48)
+WEEK = timedelta(days=7)
+_GAP_SPAN = timedelta(days=366)  # a year of occurrences: both DST changes, every weekday
+_CHECK_STEPS = 4000  # starts walked by the config's checks, whatever the cron says
 UPCOMING = timedelta(days=7)  # status.json maintenance[]: current and upcoming
 MAX_LISTED = 50
 _MAX_STEPS = 20_000  # occurrences walked by one question, whatever the cron says
@@ -116,11 +128,22 @@ class Window:
             yield Occurrence(self, begins, begins + self.duration)
 
     def at(self, when: datetime) -> "Occurrence | None":
-        """The occurrence under way at `when` (the latest, should two overlap)."""
-        found = None
-        for occurrence in self.occurrences(when, when + timedelta(microseconds=1)):
-            found = occurrence
-        return found
+        """The occurrence under way at `when`: one reverse cron step to the latest start
+        at or before it (a window lasts less than its cron's smallest gap, so no earlier
+        one can still be under way)."""
+        if not self.recurring:
+            return Occurrence(self, self.start, self.end) if self.start <= when < self.end \
+                else None
+        begins = slot_at_or_before(Schedule(cron=self.cron, timezone=self.timezone), when)
+        if begins is None or begins + self.duration <= when:
+            return None
+        return Occurrence(self, begins, begins + self.duration)
+
+    def first_overlapping(self, start: datetime, end: datetime) -> "Occurrence | None":
+        """The earliest occurrence overlapping [start, end): the one in force at `start`,
+        else the first to begin before `end` (a reverse and a forward step)."""
+        return self.at(start) or next((o for o in self.occurrences(start, end)
+                                       if o.end > start), None)  # a fall-back hour's walk
 
     def to_doc(self) -> dict:
         return {"id": self.id, "note": self.note, "start": self.start, "end": self.end,
@@ -201,6 +224,11 @@ class Maintenance:
     def overlapping(self, start: datetime, end: datetime) -> list[Occurrence]:
         return [o for w in self.windows for o in w.occurrences(start, end)]
 
+    def first_overlapping(self, start: datetime, end: datetime) -> list[Occurrence]:
+        """Each window's earliest occurrence overlapping [start, end): what a question
+        about a span (was this excused?) needs, at two cron steps per window."""
+        return [o for w in self.windows if (o := w.first_overlapping(start, end))]
+
     def listed(self, now: datetime) -> list[Occurrence]:
         """Current and upcoming within 7 days, soonest first (status.json maintenance[])."""
         found = sorted(self.overlapping(now, now + UPCOMING), key=lambda o: (o.start, o.window.id))
@@ -250,8 +278,76 @@ def _recurring(doc: dict, where: str, base: dict) -> Window:
     duration = parse_duration(doc["duration"], f"{where}.duration")
     if duration > MAX_DURATION:
         raise ValidationError(f"{where}.duration", "must be at most 31 days")
-    return Window(id=_id(doc, where), cron=validate_cron(doc["cron"], f"{where}.cron"),
-                  duration=duration, timezone=tz, **base)
+    cron = validate_cron(doc["cron"], f"{where}.cron")
+    gap = smallest_gap(cron, tz)
+    if duration >= gap:
+        raise ValidationError(f"{where}.duration", f"must be shorter than the smallest gap "
+                              f"between the cron's starts ({format_duration(gap)}): "
+                              "occurrences would overlap")
+    return Window(id=_id(doc, where), cron=cron, duration=duration, timezone=tz, **base)
+
+
+@functools.lru_cache(maxsize=256)
+def _starts(cron: str, timezone: str) -> tuple[tuple[datetime, ...], bool]:
+    """A year of the cron's starts (UTC) from a fixed date, at most _CHECK_STEPS of them,
+    and whether the year was walked whole. A cron starting more often than that repeats
+    within days: its first _CHECK_STEPS starts show its gaps and busiest weeks."""
+    begin = datetime(2026, 1, 1, tzinfo=UTC).astimezone(zone(timezone))
+    found: list[datetime] = []
+    for start in CronSim(cron, begin):
+        start = start.astimezone(UTC)
+        if start - begin > _GAP_SPAN:
+            return tuple(found), True
+        if len(found) >= _CHECK_STEPS:
+            return tuple(found), False
+        found.append(start)
+    return tuple(found), True
+
+
+def smallest_gap(cron: str, timezone: str) -> timedelta:
+    """The shortest elapsed time between two starts of `cron` in `timezone` (over a
+    year: DST changes included)."""
+    starts, _ = _starts(cron, timezone)
+    return min((b - a for a, b in zip(starts, starts[1:], strict=False)), default=_GAP_SPAN)
+
+
+def weekly_share(window: Window) -> timedelta:
+    """The most time a recurring window covers in any 7 days: the busiest 7-day span of
+    its starts (one begins at a start). A frequent cron whose walk spans under two
+    weeks counts as many starts as its smallest gap allows: an upper bound."""
+    starts, whole = _starts(window.cron, window.timezone)
+    if not whole and (len(starts) < 2 or starts[-1] - starts[0] < 2 * WEEK):
+        gap = smallest_gap(window.cron, window.timezone)
+        return min(WEEK, window.duration * -(-WEEK // gap))
+    most, j = timedelta(0), 0
+    for i, first in enumerate(starts):  # two pointers: starts within [first, first + WEEK)
+        if not whole and first + WEEK > starts[-1]:
+            break  # the walk stopped: this span is not seen whole
+        j = max(j, i)
+        while j + 1 < len(starts) and starts[j + 1] < first + WEEK:
+            j += 1
+        covered = (j - i) * window.duration + min(window.duration, first + WEEK - starts[j])
+        most = max(most, covered)
+    return min(most, WEEK)
+
+
+def check_windows(windows: Iterable[Window], where: str = "maintenance") -> None:
+    """Recurring windows together cover at most MAX_WEEKLY of any 7 days: the window
+    that passes it is refused, naming its duration."""
+    total = timedelta(0)
+    for i, window in enumerate(windows):
+        if not window.recurring:
+            continue
+        total += weekly_share(window)
+        if total > MAX_WEEKLY:
+            raise ValidationError(
+                f"{where}[{i}].duration", f"recurring maintenance would cover "
+                f"{_hours(total)} of some 7 days (at most {_hours(MAX_WEEKLY)} in any 7 "
+                "days, all recurring windows together)")
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.3g} h"
 
 
 def _one_off(doc: dict, where: str, base: dict) -> Window:

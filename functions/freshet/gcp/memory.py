@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 JOBS, RUNS, DATASETS, SETTINGS, BACKFILLS = "jobs", "runs", "datasets", "settings", "backfills"
 CONTROL_DOC, CATALOG_DOC, HEARTBEAT_DOC = "control", "catalog", "heartbeat"
+TRIGGER_GRAPH_DOC = "trigger_graph"  # as freshet.gcp.store
 TRIES = 5  # a transaction whose create found its document is decided again, like Firestore's
 
 
@@ -117,6 +118,18 @@ class MemoryTx(CommitWriter):
 
     def set_backfill(self, backfill: Backfill) -> None:
         self._write("set", BACKFILLS, backfill.id, backfill.to_doc())
+
+    # -- the trigger graph (as freshet.gcp.store.Tx)
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
+
+    def set_trigger_graph(self, version: int, jobs: int) -> None:
+        self._write("set", SETTINGS, TRIGGER_GRAPH_DOC, {"version": version, "jobs": jobs})
+
+    def add_dataset_trigger(self, key: str, job_id: str) -> None:
+        listed = (self._store._doc(DATASETS, key) or {}).get("triggers") or []
+        self._write("merge", DATASETS, key, {"key": key, "triggers": [
+            *listed, *([] if job_id in listed else [job_id])]})
 
 
 class MemoryStore(TypedReads):
@@ -389,6 +402,15 @@ class MemoryStore(TypedReads):
 
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
         self._commit([("merge", DATASETS, key, {"key": key, "triggers": list(job_ids)}, None)])
+
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
+
+    def put_trigger_graph(self, jobs: int) -> None:
+        with self._lock:
+            version = int((self._doc(SETTINGS, TRIGGER_GRAPH_DOC) or {}).get("version") or 0)
+            self._commit([("set", SETTINGS, TRIGGER_GRAPH_DOC,
+                           {"version": version + 1, "jobs": jobs}, None)])
 
     # -- settings
     def _setting(self, doc_id: str) -> dict:

@@ -61,6 +61,9 @@ CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
+# settings/trigger_graph: {version, jobs}: bumped by every change to the trigger graph
+# (a create compares and sets it in its transaction: ops.operations.create_job).
+TRIGGER_GRAPH_DOC = "trigger_graph"
 # Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
 # as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
 PAGED_LISTS = {
@@ -212,6 +215,19 @@ class Tx(CommitWriter):
         without a read: the commit fails if another writer came first)."""
         self._write("update", self._store._ref(RUNS, run.id), run.to_doc(),
                     option=self._store.db.write_option(last_update_time=version))
+
+    # -- the trigger graph (core.triggers): a create compares and sets its version ------
+
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
+
+    def set_trigger_graph(self, version: int, jobs: int) -> None:
+        self._write("set", self._store._ref(SETTINGS, TRIGGER_GRAPH_DOC),
+                    {"version": version, "jobs": jobs})
+
+    def add_dataset_trigger(self, key: str, job_id: str) -> None:
+        self._write("set", self._store._ref(DATASETS, key),
+                    {"key": key, "triggers": firestore.ArrayUnion([job_id])}, merge=True)
 
 
 @translates
@@ -463,6 +479,15 @@ class Store(TypedReads):
     def add_dataset_trigger(self, key: str, job_id: str) -> None:
         self._set(DATASETS, key, {"key": key, "triggers": firestore.ArrayUnion([job_id])},
                   merge=True)
+
+    def trigger_graph(self) -> dict:
+        return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
+
+    def put_trigger_graph(self, jobs: int) -> None:
+        """After apply rewrote the trigger lists: a new version, and the number of jobs
+        (the run-time depth bound, core.triggers.depth_limit)."""
+        self._set(SETTINGS, TRIGGER_GRAPH_DOC, {"version": firestore.Increment(1),
+                                                "jobs": jobs}, merge=True)
 
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
         """Only the `triggers` field: the run-time fields belong to bookkeeping."""

@@ -135,8 +135,7 @@ def create_job(call: Call):
               default_stuck_minutes=settings.default_stuck_minutes,
               dispatch_deadline=timedelta(seconds=settings.dispatch_deadline_s))
     operations.check_new_job(call.store, job)
-    created = operations.create_job(call.store, job, now=call.now)
-    operations.register_triggers(call.store, created)
+    created = operations.create_job(call.store, job, now=call.now)  # with its triggers
     return 201, {"job": job_json(created)}
 
 

@@ -63,6 +63,7 @@ class Plan:
     triggers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     scheduler: SchedulerDiff | None = None  # None: Cloud Scheduler not managed here
     applied_ids: frozenset[str] = frozenset()
+    live_jobs: int = 0  # jobs not archived once applied: the trigger depth bound
 
     @property
     def empty(self) -> bool:
@@ -270,7 +271,9 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     result.jobs = plan_jobs(config.jobs, current, previously)
     check_first_slots(config, result.jobs, now)
     listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}
-    result.triggers = plan_triggers(jobs_after(config.jobs, current, result.jobs), listed)
+    after = jobs_after(config.jobs, current, result.jobs)
+    result.triggers = plan_triggers(after, listed)
+    result.live_jobs = sum(1 for j in after if j.status != JobStatus.ARCHIVED)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
     stored_control = store.control_doc()
     result.control_changes = plan_control(config.control, stored_control)
@@ -350,6 +353,8 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
     for key, (_, jobs) in todo.triggers.items():
         store.set_dataset_triggers(key, jobs)
         tell(f"dataset {key}: triggers {', '.join(jobs) or 'nothing'}")
+    if todo.jobs or todo.triggers:
+        store.put_trigger_graph(todo.live_jobs)
     if todo.scheduler is not None and scheduler_admin is not None:
         result.scheduler_requests = scheduler_admin.execute(todo.scheduler)
         tell(f"Cloud Scheduler: {result.scheduler_requests} request(s)")

@@ -17,6 +17,7 @@ A user error is one line on stderr and exit code 2; nothing prints a traceback
 
 import argparse
 import os
+import re
 import socket
 import sys
 import traceback
@@ -144,6 +145,9 @@ def cmd_jobs_show(args) -> int:
     say(f"{'schedule:':26}{doc['schedule']['description']}")
     if doc["trigger"]:
         say(f"{'trigger:':26}runs {doc['trigger']['description']} ({doc['trigger']['when']})")
+    if doc["trigger_refused"]:
+        say(f"{'trigger refused:':26}{doc['trigger_refused']['reason']} "
+            f"(at {doc['trigger_refused']['at']})")
     say(f"{'next run:':26}{when(job.next_run_at, now)}")
     say(f"{'last run:':26}{when(job.last_run_at, now)}")
     _print_runs(store.recent_runs(job_id=job.id, limit=args.limit), now)
@@ -199,7 +203,8 @@ def cmd_runs_show(args) -> int:
     run = open_store(settings.project).run(args.run_id)
     for label, value in (("run", run.id), ("job", run.job_id), ("kind", run.kind),
                          ("status", run.status + (" (stuck)" if run.stuck else "")),
-                         ("source", run.trigger_source),
+                         ("source", run.trigger_source + (f" (chain depth {run.trigger_depth})"
+                                                          if run.trigger_depth else "")),
                          ("attempt", f"{run.attempt_number} of {run.max_attempts}"),
                          ("scheduled for", when(run.scheduled_for, now)),
                          ("started", when(run.started_at, now)),
@@ -354,6 +359,7 @@ def cmd_backfill(args) -> int:
 
 
 def _backfill_start(args) -> int:
+    from freshet.core.backfill import check_max_parallel
     from freshet.core.timeutil import parse_datetime
     from freshet.loop import backfill
 
@@ -363,6 +369,7 @@ def _backfill_start(args) -> int:
         raise UserError("backfill JOB needs --from and --to (ISO times with a zone, "
                         "e.g. 2026-11-27T00:00Z)")
     start, end = parse_datetime(args.start, "--from"), parse_datetime(args.end, "--to")
+    check_max_parallel(args.max_parallel)  # a dry run refuses what the real run would
     settings, now = _settings(), _now()
     store = open_store(settings.project)
     if args.dry_run:
@@ -584,6 +591,29 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: ASCII digits only (int() takes '٣'), from `low` to `high`."""
+
+    def convert(text: str) -> int:
+        if not re.fullmatch(r"[0-9]{1,9}", text.strip()) or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}")
+        return int(text)
+
+    return convert
+
+
+def _real(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a plain decimal (no nan, inf or exponent) from `low` to `high`."""
+
+    def convert(text: str) -> float:
+        if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", text.strip()) \
+                or not low <= float(text) <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}")
+        return float(text)
+
+    return convert
+
+
 def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="freshet", description="Operate a Freshet pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -595,7 +625,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_jobs_list)
     p = jsub.add_parser("show", help="one job and its recent runs")
     p.add_argument("job_id")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=_whole(1, 500), default=10)
     p.set_defaults(fn=cmd_jobs_show)
     p = jsub.add_parser("run", help="run a job now")
     p.add_argument("job_id")
@@ -610,7 +640,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p = rsub.add_parser("list", help="recent runs, newest first")
     p.add_argument("--job", help="only this job's runs")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_whole(1, 500), default=20)
     p.set_defaults(fn=cmd_runs_list)
     p = rsub.add_parser("show", help="one run, its attempts and its Logs Explorer link")
     p.add_argument("run_id")
@@ -627,11 +657,13 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", help="first slot, ISO 8601 with a zone")
     p.add_argument("--to", dest="end", help="last slot, ISO 8601 with a zone")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
-    p.add_argument("--max-parallel", type=int, default=1, help="runs at once (default 1)")
+    p.add_argument("--max-parallel", type=_whole(0, 10**6), default=1,
+                   help="runs at once (default 1)")
     p.add_argument("--rerun", action="store_true", help="run slots that succeeded too")
     p.add_argument("--key", help="idempotency key: the same key never backfills twice")
     p.add_argument("--job", help="status: only this job's backfills")
-    p.add_argument("--limit", type=int, default=10, help="status: how many (default 10)")
+    p.add_argument("--limit", type=_whole(1, 500), default=10,
+                   help="status: how many (default 10)")
     p.set_defaults(fn=cmd_backfill)
 
     incident = sub.add_parser("incident", help="open, note, resolve, list or show incidents")
@@ -687,11 +719,11 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--prices", default=str(Path(__file__).with_name("prices.yaml")),
                    help="a price table like freshet/ops/prices.yaml (yours, for your "
                         "location)")
-    p.add_argument("--retry-rate", type=float, default=0.02,
+    p.add_argument("--retry-rate", type=_real(0, 1), default=0.02,
                    help="share of attempts that fail transiently and are retried (0.02)")
-    p.add_argument("--sync-seconds", type=float, default=1.0,
+    p.add_argument("--sync-seconds", type=_real(0, 3600), default=1.0,
                    help="how long a sync itself runs inside run_task (1.0)")
-    p.add_argument("--run-retention-days", type=int, default=90,
+    p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
                    help="how long run documents are kept, for their storage (90)")
     p.set_defaults(fn=cmd_cost)
 

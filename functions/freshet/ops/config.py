@@ -61,7 +61,7 @@ from freshet.core.specs import (
 from freshet.core.timeutil import parse_duration
 from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.core.values import check_bool, is_int, is_number
-from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
+from freshet.core.windows import NO_MAINTENANCE, Maintenance, check_windows, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import CheckContext, check_params
 from freshet.status.notify import make_route
@@ -533,6 +533,7 @@ class _Parser:
         windows = [make_window(raw, f"maintenance[{i}]")
                    for i, raw in enumerate(_list(value, "maintenance"))]
         _unique([w.id for w in windows], "id", "maintenance")
+        check_windows(windows)  # recurring ones: at most MAX_WEEKLY in any 7 days
         known = {"jobs": {j.id for j in jobs}, "datasets": set(catalog.datasets),
                  "consumers": {c.id for c in catalog.consumers}}
         for i, window in enumerate(windows):

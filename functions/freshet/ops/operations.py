@@ -75,32 +75,69 @@ def upsert_job(store: Store, job: Job, *, now: datetime) -> tuple[str, dict[str,
     return store.transact(body)
 
 
+GRAPH_TRIES = 5  # creates that find the trigger graph changed since they checked it
+
+
+class _GraphMoved(Exception):
+    """The trigger graph changed between a create's check and its commit."""
+
+
 def create_job(store: Store, job: Job, *, now: datetime) -> Job:
-    """A new job; Conflict if the id is taken (archived jobs keep their id)."""
+    """A new job; Conflict if the id is taken (archived jobs keep their id).
 
-    def body(tx: Tx) -> Job:
-        if tx.get_job(job.id) is not None:
-            raise Conflict(f"job {job.id!r} already exists")
-        created = _fresh(job, now)
-        tx.set_job(created)
-        return created
+    A job with a trigger is checked for a cycle with every job there is, against the
+    trigger graph's version read before them (settings/trigger_graph); the create's
+    transaction compares that version and sets the next one, with the job and its
+    listing on the datasets its trigger names. Two creates that would close a loop
+    together cannot both commit on one version: the second checks again, sees the
+    first, and is refused. (The check reads outside the transaction, so a create
+    holds no lock on every job.)"""
+    for _ in range(GRAPH_TRIES):
+        version, live = _check_trigger(store, job)
+        try:
+            return store.transact(lambda tx, v=version, n=live: _create(tx, job, now, v, n))
+        except _GraphMoved:
+            continue
+    raise Conflict("jobs with triggers are being created at this moment; try again")
 
-    return store.transact(body)
+
+def _check_trigger(store: Store, job: Job) -> tuple[int, int]:
+    """(the graph's version, the number of jobs not archived) once the check passed."""
+    if job.trigger is None:
+        return 0, 0
+    version = int(store.trigger_graph().get("version") or 0)  # before the jobs: see above
+    others = [j for j in store.list_jobs() if j.id != job.id]
+    check_triggers([*others, job])
+    return version, sum(1 for j in others if j.status != JobStatus.ARCHIVED) + 1
+
+
+def _create(tx: Tx, job: Job, now: datetime, version: int, live: int) -> Job:
+    graph = tx.trigger_graph() if job.trigger is not None else {}
+    if tx.get_job(job.id) is not None:
+        raise Conflict(f"job {job.id!r} already exists")
+    if job.trigger is not None and int(graph.get("version") or 0) != version:
+        raise _GraphMoved()
+    created = _fresh(job, now)
+    tx.set_job(created)
+    if job.trigger is not None:
+        tx.set_trigger_graph(version + 1, live)
+        for key in job.trigger.after:
+            tx.add_dataset_trigger(key, job.id)
+    return created
 
 
 def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
-    declares, and its trigger makes no cycle with the jobs there are."""
+    declares. (Its trigger's check commits with the create: create_job.)"""
     if job.pool not in (None, DEFAULT_POOL) and \
             store.catalog().pool(job.pool) is None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
-    if job.trigger is not None:
-        check_triggers([*(j for j in store.list_jobs() if j.id != job.id), job])
 
 
 def register_triggers(store: Store, job: Job) -> None:
-    """List the job on each dataset its trigger names (apply rewrites these lists whole)."""
+    """List the job on each dataset its trigger names, outside any create (tests, and a
+    job written directly); the api's create does this in its own transaction."""
     for key in job.trigger.after if job.trigger else ():
         store.add_dataset_trigger(key, job.id)
 

@@ -38,10 +38,19 @@ def job_json(job: Job) -> dict:
         "trigger": None if job.trigger is None else {
             **job.trigger.to_dict(), "description": describe_trigger(job)},
         "pool": job.pool, "trigger_versions": dict(job.trigger_versions),
+        "trigger_refused": _refusal_json(job.trigger_refused),
         **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
         "last_run_id": job.last_run_id, "last_run_status": job.last_run_status,
         "last_error": job.last_error,
     }
+
+
+def _refusal_json(refused: dict | None) -> dict | None:
+    """A triggered run refused for its chain's depth (core.triggers), as stored."""
+    if not refused:
+        return None
+    at = refused.get("at")
+    return {**refused, "at": isoformat(at) if isinstance(at, datetime) else at}
 
 
 def run_json(run: Run, project: str) -> dict:
@@ -51,7 +60,7 @@ def run_json(run: Run, project: str) -> dict:
         "slot": isoformat(run.slot),
         "data_interval": {"start": isoformat(run.interval_start), "end": isoformat(run.slot)},
         "queue": run.queue, "backfill_id": run.backfill_id,
-        "upstream_versions": dict(run.upstream_versions),
+        "upstream_versions": dict(run.upstream_versions), "trigger_depth": run.trigger_depth,
         "trigger_source": run.trigger_source, "attempt_number": run.attempt_number,
         "max_attempts": run.max_attempts, "produces": list(run.produces),
         "task_name": run.task_name, "idempotency_key": run.idempotency_key,

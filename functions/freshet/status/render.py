@@ -43,7 +43,13 @@ RUNS_ON_PAGE = 50
 RUNS_IN_JSON = 200
 EVENTS_ON_PAGE = 10
 FEED_ENTRIES = 100
-NOTES_ON_BANNER = 5
+# Incident notes in the feed, at most: the rest of FEED_ENTRIES is kept for state
+# changes, which notes never push out.
+FEED_NOTES = 30
+# Each incident's latest notes on the page (banner and list) and in status.json; all
+# of them (at most core.incidents.MAX_NOTES + 1) are on incidents/<id>.html.
+NOTES_ON_BANNER = 3
+NOTES_IN_JSON = 5
 NEEDS_ON_BANNER = 8
 ERROR_ON_PAGE = 400
 
@@ -137,7 +143,25 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
         "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml"),
     }
     files.update(render_badges(model))
+    files.update(render_incident_pages(model))
     return files
+
+
+def incident_page(incident_id: str) -> str:
+    """Where an incident's every note is (ids are [a-z0-9-], safe in a path)."""
+    return f"incidents/{incident_id}.html"
+
+
+def render_incident_pages(model: StatusModel) -> dict[str, Output]:
+    """incidents/<id>.html: one listed incident and all its notes (bounded by MAX_NOTES).
+    Nothing on it depends on the publish's time: a publish rewrites it only when the
+    incident changed (the files are written by digest)."""
+    source = site_source()
+    css = _static(source, "status.css")
+    template = _env(source).get_template("incident.html.j2")
+    return {incident_page(i.id): Output(template.render(i=i, css=css, csp=_csp(css, ""))
+                                        .encode(), "text/html; charset=utf-8")
+            for i in model.incidents}
 
 
 def render_index(model: StatusModel, events: list[Event]) -> str:
@@ -153,6 +177,7 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
         runs=model.runs[:RUNS_ON_PAGE], events=events[:EVENTS_ON_PAGE],
         css=css, js=js, csp=_csp(css, js),
         error_limit=ERROR_ON_PAGE, needs_limit=NEEDS_ON_BANNER, notes_limit=NOTES_ON_BANNER,
+        incident_page=incident_page,
         incident_titles={i.id: i.title for i in model.incidents},
         stale_words=human_duration(timedelta(seconds=model.stale_after_s)),
         states={d.key: d.state for d in model.datasets},
@@ -175,21 +200,26 @@ _ANCHORS = {"dataset": "d-", "job": "j-", "consumer": "c-", "deadline": "c-"}
 
 
 def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
-    """The state changes and every incident note, newest first (at most FEED_ENTRIES)."""
+    """The state changes and the newest incident notes (at most FEED_NOTES of them),
+    newest first, at most FEED_ENTRIES: notes never push the state changes out."""
     entries = [FeedEntry(e.id, e.at, e.kind, e.title, e.summary,
                          "runs" if e.kind == "run_stuck"
                          else _ANCHORS.get(e.kind.split("_")[0], "") + e.subject)
                for e in events]
+    notes = []
     for incident in model.incidents:
         for n, note in enumerate(incident.notes):
             words = {"opened": "opened", "update": "update", "resolved": "resolved"}[note.kind]
             eta = f" (ETA {note.eta:%Y-%m-%d %H:%M} UTC)" if note.eta else ""
-            entries.append(FeedEntry(
+            notes.append(FeedEntry(
                 f"incident:{incident.id}:{n}", isoformat(note.at), f"incident_{note.kind}",
                 f"Incident {words}: {incident.title}", note.text + eta,
                 f"incident-{incident.id}"))
-    entries.sort(key=lambda e: (e.at, e.id), reverse=True)
-    return entries[:FEED_ENTRIES]
+    newest = lambda e: (e.at, e.id)  # noqa: E731
+    notes = sorted(notes, key=newest, reverse=True)[:FEED_NOTES]
+    entries.sort(key=newest, reverse=True)
+    entries = entries[:FEED_ENTRIES - min(len(notes), FEED_NOTES)] + notes
+    return sorted(entries, key=newest, reverse=True)[:FEED_ENTRIES]
 
 
 def render_feed(model: StatusModel, events: list[Event]) -> str:
@@ -355,10 +385,18 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "logs_url": r.logs_url,
         } for r in model.runs[:RUNS_IN_JSON]],
         "events": [e.to_doc() for e in events],
-        "incidents": [i.to_json() for i in model.incidents],
+        "incidents": [_incident_json(i) for i in model.incidents],
         "maintenance": [_maintenance_json(o, model.built_at) for o in model.maintenance],
         "routes": [route_json(r) for r in model.routes],
     }
+
+
+def _incident_json(incident) -> dict:
+    """An incident with its latest NOTES_IN_JSON notes (oldest first), how many it has
+    and the page with all of them."""
+    doc = incident.to_json()
+    return {**doc, "notes": doc["notes"][-NOTES_IN_JSON:], "notes_total": len(doc["notes"]),
+            "notes_url": incident_page(incident.id)}
 
 
 # -- template helpers -----------------------------------------------------------
