@@ -10,6 +10,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 from freshet.core.errors import ValidationError
+from freshet.core.values import is_number
 
 MIN_YEAR, MAX_YEAR = 1970, 2200
 MAX_DURATION = timedelta(days=3660)  # about ten years: longer than any window, ETA or lag
@@ -91,9 +92,7 @@ def parse_duration(value: object, field: str) -> timedelta:
     """'90s', '30m', '26h', '2d', '1h30m' or a number of seconds."""
     if isinstance(value, timedelta):
         result = value
-    elif isinstance(value, bool):
-        raise ValidationError(field, "must be a duration like '30m', '26h' or '2d'")
-    elif isinstance(value, int | float):
+    elif is_number(value):  # a bool is not a number of seconds: the else below
         if not math.isfinite(value) or abs(value) > MAX_DURATION.total_seconds():
             raise _too_long(field)
         result = timedelta(seconds=value)
