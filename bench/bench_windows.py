@@ -3,8 +3,8 @@
     python bench/bench_windows.py        # prints and returns the figures
 
 The worst windows the config accepts (core.windows.check_windows) start every minute
-(the most starts a cron has) in a timezone with DST, three of them within the 72 h a
-week cap: 5 s each (3 x 5 s x 10,080 starts = 42 h). Before issue 20
+(the most starts a cron has) in a timezone with DST, as long as the 48 h a week cap
+lets three of them be: 5 s each (3 x 5 s x 10,080 starts = 42 h). Before issue 20
 such a window could last 31 days, and each question walked up to 20,000 starts.
 
 window_at_worst_us              one "which occurrence is in force now?" (Window.at: one

@@ -527,7 +527,7 @@ def test_maintenance_windows_parse(tmp_path):
     ("duration: 2h", "duration: forever", "maintenance[0].duration"),
     ("  - id: migration", "  - id: vacuum", "maintenance[1].id"),
     ("end: 2026-12-02T02:00:00Z", "end: 2026-11-02T02:00:00Z", "maintenance[1].end"),
-    # issue 20 §4: on forever (every minute for 31 days), and past 72 h in 7 days
+    # issue 20 §4: on forever (every minute for 31 days), and past 48 h in 7 days
     ("duration: 2h", "duration: 31d", "maintenance[0].duration"),
     ("duration: 2h", "duration: 23h", "maintenance[0].duration"),
     ("duration: 2h", "duration: 99999999999d", "maintenance[0].duration"),

@@ -45,9 +45,8 @@ from freshet.core.schedules import Schedule, slot_at_or_before, validate_cron, z
 from freshet.core.timeutil import format_duration, parse_datetime, parse_duration, to_utc
 
 MAX_DURATION = timedelta(days=31)
-# Recurring windows, all together, in any 7 days (a nightly 4 h window is 28 h; the
-# demo's 4 minutes of every 10 is 67.2 h): under half the time, never always on.
-MAX_WEEKLY = timedelta(hours=72)
+# Recurring windows, all together, in any 7 days (a nightly 4 h window is 28 h).
+MAX_WEEKLY = timedelta(hours=48)
 WEEK = timedelta(days=7)
 _GAP_SPAN = timedelta(days=366)  # a year of occurrences: both DST changes, every weekday
 _CHECK_STEPS = 4000  # starts walked by the config's checks, whatever the cron says
