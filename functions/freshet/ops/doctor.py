@@ -28,7 +28,8 @@ PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 REQUIRED_APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com",
                  "cloudbuild.googleapis.com", "artifactregistry.googleapis.com",
                  "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
-                 "firestore.googleapis.com", "storage.googleapis.com", "iam.googleapis.com")
+                 "firestore.googleapis.com", "storage.googleapis.com", "iam.googleapis.com",
+                 "iamcredentials.googleapis.com")
 
 
 @dataclass(frozen=True)
