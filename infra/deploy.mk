@@ -36,7 +36,7 @@ deploy-firestore: deploy-apis
 	if gcloud firestore databases describe '--database=(default)' --project=$(PROJECT) >/dev/null 2>&1; then echo '  exists: Firestore database (default)'; else gcloud firestore databases create '--database=(default)' --location=europe-west1 --type=firestore-native --delete-protection --project=$(PROJECT); fi
 	.venv/bin/python -m freshet_local.deploy wait database --project=$(PROJECT) --config=infra/pipeline.yaml
 	env GOOGLE_CLOUD_QUOTA_PROJECT=$(PROJECT) $(FIREBASE) --config infra/firebase.firestore.json deploy --only firestore:indexes,firestore:rules --project=$(PROJECT) --non-interactive
-	gcloud firestore fields ttls update expire_at --collection-group=runs --enable-ttl '--database=(default)' --async --project=$(PROJECT)
+	if [ -n "$$(gcloud firestore fields ttls list --collection-group=runs '--database=(default)' --project=$(PROJECT) --filter=name:expire_at '--format=value(name)' 2>/dev/null)" ]; then echo '  exists: TTL policy on runs.expire_at'; else gcloud firestore fields ttls update expire_at --collection-group=runs --enable-ttl '--database=(default)' --async --project=$(PROJECT); fi
 	.venv/bin/python -m freshet_local.deploy wait indexes --project=$(PROJECT) --config=infra/pipeline.yaml
 
 deploy-buckets: deploy-accounts

@@ -5,19 +5,24 @@
     python -m freshet_local.deploy preflight --project=P   # what `make deploy` checks first
     python -m freshet_local.deploy digest NAME --project=P # a function's source+flags digest
     python -m freshet_local.deploy retry -- CMD...  # CMD again while IAM has not caught up
+    python -m freshet_local.deploy wait database|indexes|page --project=P  # bounded waits
+    python -m freshet_local.deploy function NAME --project=P -- DEPLOY...  # see deploy_run
 
 The Makefile includes the fragment, so `make -n deploy` shows every command and
 nothing needs editing by hand. `make deploy PROJECT=my-project` deploys into that
 project: the fragment names it `$(PROJECT)` wherever the config derives a name from
 it (service accounts, URLs, buckets).
 
-Order, and the make prerequisites that keep it under `make -j`: preflight -> APIs ->
-service accounts -> roles | Firestore database, indexes, rules | buckets | queues ->
-the five functions (each with its invokers; publish_status gets the notification
-routes' Secret Manager references as environment variables) -> `freshet apply`
-(queues, jobs, catalog, kill switches, Cloud Scheduler jobs) -> a first publish. Every
+Order, and the make prerequisites that keep it under `make -j`: preflight (reads only;
+nothing is created unless it passes) -> APIs -> service accounts -> roles | Firestore
+database (awaited), indexes (awaited READY), rules, the runs' TTL | buckets | queues ->
+the five functions (each awaited ACTIVE, with its invokers; publish_status gets the
+notification routes' Secret Manager references as environment variables) -> the image
+repository's cleanup policy -> `freshet apply` (queues, jobs, catalog, kill switches,
+Cloud Scheduler jobs) -> a first publish, awaited before the URL is printed. Every
 step that creates something first checks whether it exists, so a second `make deploy`
-changes nothing and says so.
+changes nothing and says so, and a failed one resumes where it stopped. What each wait
+waits for, its bound and the variables that change them: deploy_run, docs/deploy.md.
 
 `function_env` is the one place a function's environment is decided: deploy.mk's
 --set-env-vars and the cloud-shaped local run (freshet_local.cloud_local) both use it.
@@ -85,6 +90,7 @@ class Step:
     run        run it (through `retry` when `retry`: IAM needs a moment to know a new
                service account)
     ensure     run it only when `check` fails (the thing is missing), else say it exists
+    ensure-if  the same, where `check` finds the thing by printing something
     remove     run it only when `check` succeeds (the thing is there), else say so
     remove-if  the same, where `check` finds the thing by printing something
     deploy     a function deploy, handed to `via` (deploy_run.deploy_function), which
@@ -130,9 +136,10 @@ def render_step(step: Step) -> str:
         run = f"{_q(step.via)} -- {run}" if step.run else _q(step.via)
     if step.mode == "say":
         return "@echo " + shlex.quote(step.what)
-    if step.mode == "ensure":
-        return (f"if {check} >/dev/null 2>&1; then "
-                f"echo {shlex.quote('  exists: ' + step.what)}; else {run}; fi")
+    if step.mode in ("ensure", "ensure-if"):
+        found = (f'[ -n "$({check} 2>/dev/null)" ]' if step.mode == "ensure-if"
+                 else f"{check} >/dev/null 2>&1")
+        return f"if {found}; then echo {shlex.quote('  exists: ' + step.what)}; else {run}; fi"
     if step.mode in ("remove", "remove-if"):
         found = (f'[ -n "$({check} 2>/dev/null)" ]' if step.mode == "remove-if"
                  else f"{check} >/dev/null 2>&1")
@@ -361,9 +368,13 @@ def firestore_target(config: PipelineConfig, config_path: str = CONFIG) -> Targe
                   "firestore:indexes,firestore:rules", f"--project={config.project}",
                   "--non-interactive")),
         # Runs past their retention are deleted by Firestore (within about a day).
-        Step(run=("gcloud", "firestore", "fields", "ttls", "update", "expire_at",
+        Step("ensure-if",
+             check=("gcloud", "firestore", "fields", "ttls", "list", "--collection-group=runs",
+                    database, *_loc(config), "--filter=name:expire_at", "--format=value(name)"),
+             run=("gcloud", "firestore", "fields", "ttls", "update", "expire_at",
                   "--collection-group=runs", "--enable-ttl", database, "--async",
-                  *_loc(config))),
+                  *_loc(config)),
+             what="TTL policy on runs.expire_at"),
         # The tick's and the publish's queries fail until their indexes are READY.
         _helper(config, "wait", "indexes", also=[indexes_list(config)],
                 config_path=config_path),

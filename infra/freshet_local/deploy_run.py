@@ -64,8 +64,11 @@ def fail(step: str, why: str, project: str, target: str = "deploy") -> int:
 
 
 def run(argv: Sequence[str]) -> subprocess.CompletedProcess:
+    # No prompts: a missing gcloud component (alpha, for the quota read) is then an
+    # error that preflight reports, never an installation started unattended.
     return subprocess.run(list(argv), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL,
+                          env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"})
 
 
 # -- waiting -----------------------------------------------------------------------------

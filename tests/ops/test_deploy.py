@@ -423,3 +423,40 @@ routes:
         # parsed: it stops for want of an account (1); a usage error would exit 2
         assert done.returncode == 1, done.stderr[-2000:]
         assert "active account" in done.stderr
+
+
+def test_runs_expire_through_a_ttl_policy_set_only_when_missing():
+    ttl = next(s for s in steps_of(cloud_config())
+               if s.run[:5] == ("gcloud", "firestore", "fields", "ttls", "update"))
+    assert ttl.mode == "ensure-if" and ttl.check[:5] == ("gcloud", "firestore", "fields",
+                                                          "ttls", "list")
+    assert {"expire_at", "--collection-group=runs", "--enable-ttl"} <= set(ttl.run)
+
+
+def test_deploy_bounds_the_image_repository_and_purge_leaves_nothing_that_costs():
+    config = cloud_config()
+    runs = [" ".join(a) for a in argvs(config)]
+    assert [r for r in runs if r.startswith("gcloud artifacts repositories set-cleanup-policies "
+                                            f"gcf-artifacts --location={config.region}")]
+    policy = json.loads((ROOT / deploy.CLEANUP_POLICY).read_text())
+    assert {p["action"]["type"] for p in policy} == {"Keep", "Delete"}
+    undeploy = deploy.undeploy_target(config)
+    purged = [" ".join(argv) for step in undeploy.purge for argv in step.commands()]
+    number = deploy.SAMPLE_PROJECT_NUMBER
+    for needle in ("tasks queues delete freshet-runs", f"storage rm --recursive gs://{PROJECT}"
+                   "-freshet-site", "firestore databases delete",
+                   "artifacts repositories delete gcf-artifacts",
+                   f"storage rm --recursive gs://gcf-v2-sources-{number}-europe-west1",
+                   f"storage rm --recursive gs://gcf-v2-uploads-{number}-europe-west1"):
+        assert [p for p in purged if needle in p], needle
+    kept = [" ".join(argv) for step in undeploy.steps for argv in step.commands()]
+    assert not [k for k in kept if " delete gcf-artifacts" in k or "firestore databases delete"
+                in k]
+    said = " ".join(s.what for s in undeploy.steps if s.mode == "say")
+    assert "APIs left enabled" in said and "gcloud services disable" in said
+    assert not [r for r in purged + kept if "services disable" in r]
+
+
+def test_the_operators_impersonation_api_is_enabled():
+    enable = next(a for a in argvs(cloud_config()) if a[:3] == ("gcloud", "services", "enable"))
+    assert "iamcredentials.googleapis.com" in enable
