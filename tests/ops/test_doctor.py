@@ -84,6 +84,8 @@ def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
     (lambda f, c: f.functions["run_task"]["serviceConfig"].update(timeoutSeconds=60),
      "function run_task", "timeout 60s, the config says 900s"),
     (lambda f, c: f.functions.update(api=Unknown("not found")), "function api", "missing"),
+    (lambda f, c: f.functions["run_task"].update(state="FAILED"), "function run_task",
+     "state FAILED (make deploy deploys it again) — fix: make deploy PROJECT="),
     (lambda f, c: f.invokers.update(api=set()), "invokers of api", "missing serviceAccount:"),
     (lambda f, c: f.act_as.clear(), f"freshet-runtime@{PROJECT}.iam.gserviceaccount.com may "
      f"act as freshet-invoker@{PROJECT}.iam.gserviceaccount.com", "is refused"),

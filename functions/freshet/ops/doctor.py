@@ -137,7 +137,8 @@ def _function(config: PipelineConfig, name: str, fn: object, members: object) ->
     limits = config.functions.limits_for(name)
     problems = []
     if fn.get("state") != "ACTIVE":
-        problems.append(f"state {fn.get('state')}")
+        # make deploy compares the state as well as the digest: it deploys this one again
+        problems.append(f"state {fn.get('state')} (make deploy deploys it again)")
     timeout = int(service.get("timeoutSeconds", 60))
     if timeout != limits.timeout_s:
         problems.append(f"timeout {timeout}s, the config says {limits.timeout_s}s")
