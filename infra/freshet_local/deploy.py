@@ -127,8 +127,30 @@ def _q(argv: Iterable[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def render_step(step: Step) -> str:
-    """The step as shell text (before make's escaping)."""
+def render_step(step: Step, resume: str = "") -> str:
+    """The step as shell text (before make's escaping). With `resume` (the command that
+    resumes, e.g. `make deploy PROJECT=P`), a failing command is followed by one line
+    naming it and that command (the helpers print their own)."""
+    text = _shell(step)
+    if not resume or step.mode == "say" or step.via or step.run[:1] == (PYTHON,):
+        return text  # this module's own steps say what failed themselves
+    name = step.what or _command_name(step.run)
+    line = (f"deploy: {name} failed (its error is above): fix the cause, then resume "
+            f"with `{resume}` (finished steps are skipped)")
+    return f"{text} || {{ echo {shlex.quote(line)} >&2; exit 1; }}"
+
+
+def _command_name(argv: tuple[str, ...]) -> str:
+    """`gcloud services enable`: the command's words before its first argument or flag."""
+    words = []
+    for arg in argv:
+        if arg.startswith("-") or any(c in arg for c in "./@=:") and words:
+            break
+        words.append(arg)
+    return " ".join(words[:5])
+
+
+def _shell(step: Step) -> str:
     run, check = _q(step.run), _q(step.check)
     if step.retry:
         run = f"{PYTHON} -m freshet_local.deploy retry -- {run}"
@@ -366,7 +388,7 @@ def firestore_target(config: PipelineConfig, config_path: str = CONFIG) -> Targe
         Step(run=("env", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}", FIREBASE,
                   "--config", FIREBASE_CONFIG, "deploy", "--only",
                   "firestore:indexes,firestore:rules", f"--project={config.project}",
-                  "--non-interactive")),
+                  "--non-interactive"), what="firebase deploy of the indexes and rules"),
         # Runs past their retention are deleted by Firestore (within about a day).
         Step("ensure-if",
              check=("gcloud", "firestore", "fields", "ttls", "list", "--collection-group=runs",
@@ -493,7 +515,7 @@ def apply_target(config: PipelineConfig, config_path: str) -> Target:
         Step(run=("env", "-u", "FIRESTORE_EMULATOR_HOST", "-u", "FRESHET_TASKS_EMULATOR_HOST",
                   "-u", "STORAGE_EMULATOR_HOST", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}",
                   FRESHET, "apply", f"--config={config_path}",
-                  f"--project={config.project}"))])
+                  f"--project={config.project}"), what="freshet apply")])
 
 
 def publish_target(config: PipelineConfig, config_path: str) -> Target:
@@ -670,6 +692,11 @@ def _make_text(shell: str) -> str:
         FIREBASE, "$(FIREBASE)").replace(FRESHET, "$(FRESHET)")
 
 
+def resume_command(target: Target, project: str) -> str:
+    goal = "undeploy" if target.name.startswith("undeploy") else "deploy"
+    return f"make {goal} PROJECT={project}"
+
+
 def all_targets(config: PipelineConfig, config_path: str = CONFIG) -> list[Target]:
     return [*deploy_targets(config, config_path), undeploy_target(config, config_path),
             undeploy_check_target(config)]
@@ -694,10 +721,12 @@ def render(config: PipelineConfig, config_path: str = CONFIG,
     ]
     for target in targets:
         lines += ["", f"{target.name}:" + "".join(f" {d}" for d in target.deps)]
-        lines += [_make_text(render_step(step)) for step in target.steps]
+        resume = resume_command(target, config.project)
+        lines += [_make_text(render_step(step, resume)) for step in target.steps]
         if target.purge:
             lines += ["ifeq ($(PURGE),1)"]
-            lines += [_make_text(render_step(step)) for step in target.purge]
+            lines += [_make_text(render_step(step, resume + " PURGE=1"))
+                      for step in target.purge]
             lines += ["endif"]
     return "\n".join(lines) + "\n"
 

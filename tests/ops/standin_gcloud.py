@@ -35,6 +35,8 @@ def flag(args: list[str], name: str) -> str | None:
 
 
 def gcloud(args: list[str], scenario: dict, state: dict) -> tuple[int, str, str]:
+    if any(" ".join(args).startswith(prefix) for prefix in scenario.get("fail", ())):
+        return 1, "", "ERROR: (gcloud) PERMISSION_DENIED: a refusal the deploy cannot wait out\n"
     if args[:3] == ["config", "get-value", "account"]:
         return 0, "ops@example.com\n", ""
     if args[:1] == ["version"]:

@@ -362,7 +362,7 @@ def test_make_n_deploy_shows_every_step_in_an_order_make_j_keeps():
                           f"PROJECT={PROJECT}"], capture_output=True, text=True, check=True,
                          cwd=ROOT, env=_make_env()).stdout.splitlines()
     config = cloud_config()
-    expected = [deploy.render_step(step).replace("$(PROJECT)", PROJECT).removeprefix("@")
+    expected = [deploy.render_step(step, f"make deploy PROJECT={PROJECT}").removeprefix("@")
                 for t in deploy.deploy_targets(config) for step in t.steps]
     assert sorted(out) == sorted(expected)
 

@@ -173,3 +173,20 @@ def test_preflight_refuses_in_one_line_with_the_fix_before_anything_is_created(
     made = [c for c in calls(standin) if c[0] in ("firebase", "freshet") or any(
         verb in c for verb in ("create", "enable", "deploy", "add-iam-policy-binding"))]
     assert made == [], made
+
+
+@pytest.mark.parametrize("fail, step", [
+    ("services enable", "gcloud services enable failed (its error is above)"),
+    ("storage buckets create", f"gs://{PROJECT}-freshet-site failed (its error is above)"),
+])
+def test_a_command_that_fails_stops_deploy_with_one_line_naming_it_and_how_to_resume(
+        standin, fail, step):
+    scenario(standin, fail=[fail])
+    if fail.startswith("storage"):  # make the bucket look missing, so it is created
+        scenario(standin, fail=[fail, "storage buckets describe"])
+    done = make(standin)
+    assert done.returncode != 0
+    lines = ours(done.stderr)
+    assert len(lines) == 1 and step in lines[0], done.stderr[-2000:]
+    assert lines[0].endswith(f"resume with `make deploy PROJECT={PROJECT}` (finished steps "
+                             "are skipped)")
