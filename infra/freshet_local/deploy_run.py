@@ -229,9 +229,12 @@ def _deploy_with_build_retry(step: str, argv: list[str], build_account: str, pro
     start = clock()
     attempt = 1
     while True:
+        say(f"  deploying {step} (a build takes a few minutes; gcloud's output follows "
+            "when it ends)")
         done = run(argv)
         sys.stdout.write(done.stdout)
         if done.returncode == 0:
+            sys.stderr.write(done.stderr)
             return 0
         waited = clock() - start
         if not build_account_not_ready(done.stderr, build_account):
