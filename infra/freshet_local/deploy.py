@@ -5,19 +5,24 @@
     python -m freshet_local.deploy preflight --project=P   # what `make deploy` checks first
     python -m freshet_local.deploy digest NAME --project=P # a function's source+flags digest
     python -m freshet_local.deploy retry -- CMD...  # CMD again while IAM has not caught up
+    python -m freshet_local.deploy wait database|indexes|page --project=P  # bounded waits
+    python -m freshet_local.deploy function NAME --project=P -- DEPLOY...  # see deploy_run
 
 The Makefile includes the fragment, so `make -n deploy` shows every command and
 nothing needs editing by hand. `make deploy PROJECT=my-project` deploys into that
 project: the fragment names it `$(PROJECT)` wherever the config derives a name from
 it (service accounts, URLs, buckets).
 
-Order, and the make prerequisites that keep it under `make -j`: preflight -> APIs ->
-service accounts -> roles | Firestore database, indexes, rules | buckets | queues ->
-the five functions (each with its invokers; publish_status gets the notification
-routes' Secret Manager references as environment variables) -> `freshet apply`
-(queues, jobs, catalog, kill switches, Cloud Scheduler jobs) -> a first publish. Every
+Order, and the make prerequisites that keep it under `make -j`: preflight (reads only;
+nothing is created unless it passes) -> APIs -> service accounts -> roles | Firestore
+database (awaited), indexes (awaited READY), rules, the runs' TTL | buckets | queues ->
+the five functions (each awaited ACTIVE, with its invokers; publish_status gets the
+notification routes' Secret Manager references as environment variables) -> the image
+repository's cleanup policy -> `freshet apply` (queues, jobs, catalog, kill switches,
+Cloud Scheduler jobs) -> a first publish, awaited before the URL is printed. Every
 step that creates something first checks whether it exists, so a second `make deploy`
-changes nothing and says so.
+changes nothing and says so, and a failed one resumes where it stopped. What each wait
+waits for, its bound and the variables that change them: deploy_run, docs/deploy.md.
 
 `function_env` is the one place a function's environment is decided: deploy.mk's
 --set-env-vars and the cloud-shaped local run (freshet_local.cloud_local) both use it.
@@ -36,8 +41,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from freshet.core.limits import memory_mib
 from freshet.core.specs import ENTRY_POINTS
 from freshet.ops.config import PipelineConfig, load_config
+from freshet_local import deploy_run
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = "infra/pipeline.yaml"
@@ -58,6 +65,8 @@ APIS = (
     "cloudscheduler.googleapis.com", "firestore.googleapis.com",
     "firebaserules.googleapis.com", "storage.googleapis.com", "iam.googleapis.com",
     "logging.googleapis.com", "cloudresourcemanager.googleapis.com",
+    # Operators impersonate the allowed callers' accounts (README, "Calling the API").
+    "iamcredentials.googleapis.com",
 )
 RUNTIME_PROJECT_ROLES = ("roles/datastore.user",)  # Firestore grants no narrower scope
 BUILD_PROJECT_ROLES = ("roles/cloudbuild.builds.builder",)
@@ -65,7 +74,11 @@ BUCKET_WRITER_ROLE = "roles/storage.objectUser"
 VIEWER_ROLE = "roles/storage.objectViewer"
 ENQUEUER_ROLE = "roles/cloudtasks.enqueuer"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
-SOURCE_IGNORED = ("__pycache__", ".pytest_cache", ".gcloudignore")
+SOURCE_IGNORED = ("__pycache__", ".pytest_cache", ".gcloudignore", ".import_linter_cache")
+CLEANUP_POLICY = "infra/gcf-artifacts-cleanup.json"
+ARTIFACTS_REPOSITORY = "gcf-artifacts"  # where Cloud Functions keeps the built images
+SAMPLE_ACCOUNT = "you@example.com"  # stands for the deploying account in `also` commands
+SAMPLE_PROJECT_NUMBER = "123456789012"
 
 
 # -- commands ----------------------------------------------------------------------------
@@ -77,10 +90,16 @@ class Step:
     run        run it (through `retry` when `retry`: IAM needs a moment to know a new
                service account)
     ensure     run it only when `check` fails (the thing is missing), else say it exists
+    ensure-if  the same, where `check` finds the thing by printing something
     remove     run it only when `check` succeeds (the thing is there), else say so
     remove-if  the same, where `check` finds the thing by printing something
-    deploy     a function deploy, skipped when `check` prints the digest `digest` prints
+    deploy     a function deploy, handed to `via` (deploy_run.deploy_function), which
+               reads the function with `check` (its digest label and state) and skips
+               the deploy only when both say unchanged and ACTIVE
     say        only print `what`
+
+    `via` runs the step through a helper of this module (a wait, the function deploy);
+    `also` lists the gcloud commands that helper runs, for the parse test.
     """
 
     mode: str = "run"
@@ -88,7 +107,8 @@ class Step:
     check: tuple[str, ...] = ()
     what: str = ""
     retry: bool = False
-    digest: tuple[str, ...] = ()
+    via: tuple[str, ...] = ()
+    also: tuple[tuple[str, ...], ...] = ()
 
     def commands(self) -> list[tuple[str, ...]]:
         """Every Google CLI command this step may run (what the parse test runs), without
@@ -96,7 +116,7 @@ class Step:
         found = []
         run = self.run + ((f"--update-labels={DIGEST_LABEL}={'0' * 40}",)
                           if self.mode == "deploy" else ())
-        for argv in (self.check, run):
+        for argv in (self.check, run, *self.also):
             tools = [i for i, a in enumerate(argv) if a in ("gcloud", FIREBASE)]
             if tools and all(a == "env" or "=" in a for a in argv[:tools[0]]):
                 found.append(argv[tools[0]:])
@@ -107,30 +127,58 @@ def _q(argv: Iterable[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
 
-def render_step(step: Step) -> str:
-    """The step as shell text (before make's escaping)."""
+def render_step(step: Step, resume: str = "") -> str:
+    """The step as shell text (before make's escaping). With `resume` (the command that
+    resumes, e.g. `make deploy PROJECT=P`), a failing command is followed by one line
+    naming it and that command (the helpers print their own)."""
+    text = _shell(step)
+    if not resume or step.mode == "say" or step.via or step.run[:1] == (PYTHON,):
+        return text  # this module's own steps say what failed themselves
+    name = step.what or _command_name(step.run)
+    line = (f"deploy: {name} failed (its error is above): fix the cause, then resume "
+            f"with `{resume}` (finished steps are skipped)")
+    return f"{text} || {{ echo {shlex.quote(line)} >&2; exit 1; }}"
+
+
+def _command_name(argv: tuple[str, ...]) -> str:
+    """`gcloud services enable`: the command's words before its first argument or flag."""
+    words = []
+    for arg in argv:
+        if arg.startswith("-") or any(c in arg for c in "./@=:") and words:
+            break
+        words.append(arg)
+    return " ".join(words[:5])
+
+
+def _shell(step: Step) -> str:
     run, check = _q(step.run), _q(step.check)
     if step.retry:
         run = f"{PYTHON} -m freshet_local.deploy retry -- {run}"
+    if step.via:
+        run = f"{_q(step.via)} -- {run}" if step.run else _q(step.via)
     if step.mode == "say":
         return "@echo " + shlex.quote(step.what)
-    if step.mode == "ensure":
-        return (f"if {check} >/dev/null 2>&1; then "
-                f"echo {shlex.quote('  exists: ' + step.what)}; else {run}; fi")
+    if step.mode in ("ensure", "ensure-if"):
+        found = (f'[ -n "$({check} 2>/dev/null)" ]' if step.mode == "ensure-if"
+                 else f"{check} >/dev/null 2>&1")
+        return f"if {found}; then echo {shlex.quote('  exists: ' + step.what)}; else {run}; fi"
     if step.mode in ("remove", "remove-if"):
         found = (f'[ -n "$({check} 2>/dev/null)" ]' if step.mode == "remove-if"
                  else f"{check} >/dev/null 2>&1")
         return f"if {found}; then {run}; else echo {shlex.quote('  absent: ' + step.what)}; fi"
-    if step.mode == "deploy":
-        digest = _q(step.digest)
-        return (f'if [ "$({check} 2>/dev/null)" = "$({digest})" ]; then '
-                f"echo {shlex.quote('  unchanged: ' + step.what)}; else "
-                f"{run} --update-labels={DIGEST_LABEL}=$({digest}); fi")
     return run
 
 
 def _say(text: str) -> Step:
     return Step("say", what=text)
+
+
+def _helper(config: PipelineConfig, action: str, *args: str,
+            also: Iterable[tuple[str, ...]] = (), config_path: str = CONFIG) -> Step:
+    """A step run by this module's `action` (deploy_run), naming the commands it runs."""
+    return Step(via=(PYTHON, "-m", "freshet_local.deploy", action, *args,
+                     f"--project={config.project}", f"--config={config_path}"),
+                also=tuple(also))
 
 
 def _member(email: str) -> str:
@@ -242,9 +290,24 @@ def _loc(config: PipelineConfig) -> list[str]:
 
 
 def preflight_target(config: PipelineConfig, config_path: str) -> Target:
-    return Target("deploy-check", ("setup",), [Step(run=(
-        PYTHON, "-m", "freshet_local.deploy", "preflight", f"--project={config.project}",
-        f"--config={config_path}"))], "refuse placeholder ids; check gcloud, credentials")
+    return Target("deploy-check", ("setup",), [
+        _say("== Preflight: nothing is created unless every check passes"),
+        _helper(config, "preflight", also=preflight_commands(config, SAMPLE_ACCOUNT),
+                config_path=config_path)],
+        "refuse placeholder ids; check tools, credentials, billing, IAM, quota, names")
+
+
+def preflight_commands(config: PipelineConfig, account: str) -> list[tuple[str, ...]]:
+    """The gcloud reads preflight makes, in order (deploy_run judges what they answer)."""
+    return [("gcloud", "config", "get-value", "account"),
+            ("gcloud", "version", "--format=json"),
+            ("gcloud", "billing", "projects", "describe", config.project,
+             "--format=value(billingEnabled)"),
+            ("gcloud", "projects", "get-iam-policy", config.project,
+             "--flatten=bindings[].members", f"--filter=bindings.members={_member(account)}",
+             "--format=value(bindings.role)"),
+            ("gcloud", "alpha", "quotas", "info", "list", "--service=run.googleapis.com",
+             f"--project={config.project}", "--format=json")]
 
 
 def apis_target(config: PipelineConfig) -> Target:
@@ -293,7 +356,21 @@ def iam_target(config: PipelineConfig) -> Target:
     return Target("deploy-iam", ("deploy-accounts",), steps)
 
 
-def firestore_target(config: PipelineConfig) -> Target:
+def database_describe(config: PipelineConfig) -> tuple[str, ...]:
+    return ("gcloud", "firestore", "databases", "describe", f"--database={FIRESTORE_DATABASE}",
+            *_loc(config))
+
+
+def indexes_list(config: PipelineConfig) -> tuple[str, ...]:
+    return ("gcloud", "firestore", "indexes", "composite", "list",
+            f"--database={FIRESTORE_DATABASE}", *_loc(config), "--format=value(state)")
+
+
+def expected_indexes(root: Path = ROOT) -> int:
+    return len(json.loads((root / "infra/firestore.indexes.json").read_text())["indexes"])
+
+
+def firestore_target(config: PipelineConfig, config_path: str = CONFIG) -> Target:
     database = f"--database={FIRESTORE_DATABASE}"
     return Target("deploy-firestore", ("deploy-apis",), [
         _say(f"== Firestore database in {config.firestore_location} "
@@ -304,14 +381,29 @@ def firestore_target(config: PipelineConfig) -> Target:
                   f"--location={config.firestore_location}", "--type=firestore-native",
                   "--delete-protection", *_loc(config)),
              what=f"Firestore database {FIRESTORE_DATABASE}"),
+        # gcloud returns before the database is ready; firebase-tools, seeing a 404, would
+        # try to create it again and fail with 409.
+        _helper(config, "wait", "database", also=[database_describe(config)],
+                config_path=config_path),
         Step(run=("env", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}", FIREBASE,
                   "--config", FIREBASE_CONFIG, "deploy", "--only",
                   "firestore:indexes,firestore:rules", f"--project={config.project}",
-                  "--non-interactive")),
+                  "--non-interactive"), what="firebase deploy of the indexes and rules"),
+        # Runs past their retention are deleted by Firestore (within about a day).
+        Step("ensure-if",
+             check=("gcloud", "firestore", "fields", "ttls", "list", "--collection-group=runs",
+                    database, *_loc(config), "--filter=name:expire_at", "--format=value(name)"),
+             run=("gcloud", "firestore", "fields", "ttls", "update", "expire_at",
+                  "--collection-group=runs", "--enable-ttl", database, "--async",
+                  *_loc(config)),
+             what="TTL policy on runs.expire_at"),
+        # The tick's and the publish's queries fail until their indexes are READY.
+        _helper(config, "wait", "indexes", also=[indexes_list(config)],
+                config_path=config_path),
     ])
 
 
-def buckets_target(config: PipelineConfig) -> Target:
+def buckets_target(config: PipelineConfig, config_path: str = CONFIG) -> Target:
     site, fn = config.site, config.functions
     steps = [_say("== Buckets: the status page and the snapshots")]
     for bucket, public in ((site.bucket, site.public), (site.snapshot_bucket, False)):
@@ -329,6 +421,11 @@ def buckets_target(config: PipelineConfig) -> Target:
                                               BUCKET_WRITER_ROLE, config), retry=True))
     site_url = f"gs://{site.bucket}"
     members = list(site.viewers) + (["allUsers"] if site.public else [])
+    # The deploying account opens the page too, whoever it is (read at deploy time).
+    steps.append(_helper(config, "grant-viewer", also=[
+        ("gcloud", "config", "get-value", "account"),
+        _bucket_binding(site_url, _member(SAMPLE_ACCOUNT), VIEWER_ROLE, config)],
+        config_path=config_path))
     steps += [Step(run=_bucket_binding(site_url, m, VIEWER_ROLE, config)) for m in members]
     return Target("deploy-buckets", ("deploy-accounts",), steps)
 
@@ -387,15 +484,22 @@ def deploy_function(config: PipelineConfig, entry_point: str) -> list[str]:
     return argv
 
 
-def function_target(config: PipelineConfig, entry_point: str) -> Target:
+def function_describe(config: PipelineConfig, entry_point: str) -> tuple[str, ...]:
+    """Its digest label and state, tab-separated (deploy_run.read_function)."""
+    return ("gcloud", "functions", "describe", entry_point, "--gen2",
+            f"--region={config.region}", f"--project={config.project}",
+            f"--format=value(labels.{DIGEST_LABEL},state)")
+
+
+def function_target(config: PipelineConfig, entry_point: str,
+                    config_path: str = CONFIG) -> Target:
     where = [f"--region={config.region}", f"--project={config.project}"]
-    describe = ("gcloud", "functions", "describe", entry_point, "--gen2", *where,
-                f"--format=value(labels.{DIGEST_LABEL})")
-    digest = (PYTHON, "-m", "freshet_local.deploy", "digest", entry_point,
-              f"--project={config.project}")
+    via = (PYTHON, "-m", "freshet_local.deploy", "function", entry_point,
+           f"--project={config.project}", f"--config={config_path}")
     steps = [_say(f"== Function {entry_point}"),
-             Step("deploy", run=tuple(deploy_function(config, entry_point)), check=describe,
-                  digest=digest, what=f"function {entry_point}")]
+             Step("deploy", run=tuple(deploy_function(config, entry_point)),
+                  check=function_describe(config, entry_point), via=via,
+                  what=f"function {entry_point}")]
     steps += [Step(run=("gcloud", "functions", "add-invoker-policy-binding", entry_point,
                         *where, f"--member={_member(email)}", "--format=none"), retry=True)
               for email in invokers(config, entry_point)]
@@ -411,16 +515,19 @@ def apply_target(config: PipelineConfig, config_path: str) -> Target:
         Step(run=("env", "-u", "FIRESTORE_EMULATOR_HOST", "-u", "FRESHET_TASKS_EMULATOR_HOST",
                   "-u", "STORAGE_EMULATOR_HOST", f"GOOGLE_CLOUD_QUOTA_PROJECT={config.project}",
                   FRESHET, "apply", f"--config={config_path}",
-                  f"--project={config.project}"))])
+                  f"--project={config.project}"), what="freshet apply")])
 
 
 def publish_target(config: PipelineConfig, config_path: str) -> Target:
-    publish = [s.name for s in config.control_schedules if s.target == "publish_status"]
     steps = [_say("== A first publish of the status page")]
-    steps += [Step(run=("gcloud", "scheduler", "jobs", "run", name,
-                        f"--location={config.region}", *_loc(config))) for name in publish[:1]]
+    run = publish_run(config)
+    if run:
+        steps.append(Step(run=run))
+        # The URL is printed only once the page is there.
+        steps.append(_helper(config, "wait", "page", also=[page_describe(config), run],
+                             config_path=config_path))
     viewers = ("anyone" if config.site.public
-               else ", ".join(config.site.viewers) or "project members with storage access")
+               else ", ".join(["you (the deploying account)", *config.site.viewers]))
     steps += [_say(f"Status page: {config.site.url} (readers: {viewers})"),
               _say(f"API: {config.functions.url('api')} (see README: Calling the API)"),
               _say(f"Check it: {FRESHET} doctor --config={config_path} "
@@ -428,23 +535,75 @@ def publish_target(config: PipelineConfig, config_path: str) -> Target:
     return Target("deploy-publish", ("deploy-apply",), steps)
 
 
+def publish_run(config: PipelineConfig) -> tuple[str, ...]:
+    publish = [s.name for s in config.control_schedules if s.target == "publish_status"]
+    return (("gcloud", "scheduler", "jobs", "run", publish[0], f"--location={config.region}",
+             *_loc(config)) if publish else ())
+
+
+def page_describe(config: PipelineConfig) -> tuple[str, ...]:
+    return ("gcloud", "storage", "objects", "describe",
+            f"gs://{config.site.bucket}/index.html", *_loc(config), "--format=value(name)")
+
+
+def cleanup_policy_json() -> str:
+    """The functions' image repository keeps each image's two newest versions and
+    deletes the rest after a day: old builds stop costing storage."""
+    return json.dumps([
+        {"name": "keep-newest", "action": {"type": "Keep"},
+         "mostRecentVersions": {"keepCount": 2}},
+        {"name": "delete-old", "action": {"type": "Delete"},
+         "condition": {"tagState": "any", "olderThan": "1d"}},
+    ], indent=2) + "\n"
+
+
+def functions_done_target(config: PipelineConfig, functions: list[Target]) -> Target:
+    return Target("deploy-functions", tuple(t.name for t in functions), [
+        _say(f"== Cleanup policy on {ARTIFACTS_REPOSITORY}, where the images of the functions "
+             "are kept"),
+        Step(run=("gcloud", "artifacts", "repositories", "set-cleanup-policies",
+                  ARTIFACTS_REPOSITORY, f"--location={config.region}", *_loc(config),
+                  f"--policy={CLEANUP_POLICY}", "--no-dry-run", "--format=none"))])
+
+
 def deploy_targets(config: PipelineConfig, config_path: str = CONFIG) -> list[Target]:
-    functions = [function_target(config, ep) for ep in ENTRY_POINTS]
+    functions = [function_target(config, ep, config_path) for ep in ENTRY_POINTS]
     return [
         Target("deploy", ("deploy-publish",), doc="everything, in order"),
         preflight_target(config, config_path), apis_target(config), accounts_target(config),
-        iam_target(config), firestore_target(config), buckets_target(config),
-        queues_target(config), source_target(config), *functions,
-        Target("deploy-functions", tuple(t.name for t in functions)),
+        iam_target(config), firestore_target(config, config_path),
+        buckets_target(config, config_path), queues_target(config), source_target(config),
+        *functions, functions_done_target(config, functions),
         apply_target(config, config_path), publish_target(config, config_path),
     ]
 
 
 # -- undeploy ----------------------------------------------------------------------------
 
-def undeploy_target(config: PipelineConfig) -> Target:
-    """Removes what deploy created. Keeps the Firestore data, the buckets and the queues
-    unless PURGE=1 (a deleted queue's name stays reserved for 7 days)."""
+def function_buckets(config: PipelineConfig, number: str) -> list[str]:
+    """The buckets Cloud Functions (2nd gen) creates for the uploaded sources."""
+    return [f"gcf-v2-sources-{number}-{config.region}", f"gcf-v2-uploads-{number}-{config.region}"]
+
+
+def project_number(config: PipelineConfig) -> tuple[str, ...]:
+    return ("gcloud", "projects", "describe", config.project, "--format=value(projectNumber)")
+
+
+def purge_commands(config: PipelineConfig, number: str) -> list[tuple[str, ...]]:
+    """Per function bucket: is it there, then delete it with its objects."""
+    found = []
+    for bucket in function_buckets(config, number):
+        found += [("gcloud", "storage", "buckets", "describe", f"gs://{bucket}", *_loc(config),
+                   "--format=value(name)"),
+                  ("gcloud", "storage", "rm", "--recursive", f"gs://{bucket}", *_loc(config))]
+    return found
+
+
+def undeploy_target(config: PipelineConfig, config_path: str = CONFIG) -> Target:
+    """Removes what deploy created. Keeps the Firestore data, the buckets, the queues and
+    the functions' images unless PURGE=1 (a deleted queue's name stays reserved for 7
+    days). The APIs stay enabled (costless by themselves; other things may use them):
+    the last lines list them with the command that disables them."""
     fn, where = config.functions, [f"--location={config.region}", *_loc(config)]
     region = [f"--region={config.region}", *_loc(config)]
     steps = [_say(f"== Removing Freshet from {config.project}")]
@@ -478,7 +637,12 @@ def undeploy_target(config: PipelineConfig) -> Target:
                 ("gcloud", "iam", "service-accounts", "describe", email, *_loc(config)),
                 ("gcloud", "iam", "service-accounts", "delete", email, *_loc(config),
                  "--quiet"), f"service account {email}"))
-    purge = [_say("== PURGE=1: deleting the queues, the buckets and the Firestore database")]
+    apis = " ".join(APIS)
+    steps += [_say(f"APIs left enabled (no cost by themselves): {apis}"),
+              _say(f"To disable them (if nothing else in {config.project} uses them): "
+                   f"gcloud services disable {apis} --project={config.project}")]
+    purge = [_say("== PURGE=1: deleting the queues, the buckets, the images and sources of "
+                  "the functions, and the Firestore database")]
     for q in config.all_queues:
         purge.append(_remove(("gcloud", "tasks", "queues", "describe", q.name, *where),
                              ("gcloud", "tasks", "queues", "delete", q.name, *where,
@@ -496,6 +660,14 @@ def undeploy_target(config: PipelineConfig) -> Target:
     purge.append(_remove(describe, ("gcloud", "firestore", "databases", "delete", database,
                                     *_loc(config), "--quiet"),
                          f"Firestore database {FIRESTORE_DATABASE}"))
+    purge.append(_remove(("gcloud", "artifacts", "repositories", "describe",
+                          ARTIFACTS_REPOSITORY, f"--location={config.region}", *_loc(config)),
+                         ("gcloud", "artifacts", "repositories", "delete", ARTIFACTS_REPOSITORY,
+                          f"--location={config.region}", *_loc(config), "--quiet"),
+                         f"the functions' images ({ARTIFACTS_REPOSITORY})"))
+    purge.append(_helper(config, "purge-sources", also=[
+        project_number(config), *purge_commands(config, SAMPLE_PROJECT_NUMBER)],
+        config_path=config_path))
     return Target("undeploy", ("undeploy-check",), steps,
                   "remove functions, jobs, accounts; PURGE=1 also data and buckets", purge)
 
@@ -513,12 +685,20 @@ def _remove(check: tuple, remove: tuple, what: str) -> Step:
 # -- the make fragment -------------------------------------------------------------------
 
 def _make_text(shell: str) -> str:
-    """Shell text as a recipe line: `$` doubled for make, the project made $(PROJECT)."""
-    return "\t" + shell.replace("$", "$$").replace(MARKER, "$(PROJECT)")
+    """Shell text as a recipe line: `$` doubled for make, the project made $(PROJECT),
+    the firebase and freshet executables $(FIREBASE) and $(FRESHET) (a test runs the
+    deploy with stand-ins)."""
+    return "\t" + shell.replace("$", "$$").replace(MARKER, "$(PROJECT)").replace(
+        FIREBASE, "$(FIREBASE)").replace(FRESHET, "$(FRESHET)")
+
+
+def resume_command(target: Target, project: str) -> str:
+    goal = "undeploy" if target.name.startswith("undeploy") else "deploy"
+    return f"make {goal} PROJECT={project}"
 
 
 def all_targets(config: PipelineConfig, config_path: str = CONFIG) -> list[Target]:
-    return [*deploy_targets(config, config_path), undeploy_target(config),
+    return [*deploy_targets(config, config_path), undeploy_target(config, config_path),
             undeploy_check_target(config)]
 
 
@@ -534,15 +714,19 @@ def render(config: PipelineConfig, config_path: str = CONFIG,
         "# `make deploy PROJECT=my-project` overrides the project the config names.",
         "",
         f"PROJECT ?= {default_project or config.project}",
+        f"FIREBASE ?= {FIREBASE}",
+        f"FRESHET ?= {FRESHET}",
         "",
         ".PHONY: " + " ".join(t.name for t in targets),
     ]
     for target in targets:
         lines += ["", f"{target.name}:" + "".join(f" {d}" for d in target.deps)]
-        lines += [_make_text(render_step(step)) for step in target.steps]
+        resume = resume_command(target, config.project)
+        lines += [_make_text(render_step(step, resume)) for step in target.steps]
         if target.purge:
             lines += ["ifeq ($(PURGE),1)"]
-            lines += [_make_text(render_step(step)) for step in target.purge]
+            lines += [_make_text(render_step(step, resume + " PURGE=1"))
+                      for step in target.purge]
             lines += ["endif"]
     return "\n".join(lines) + "\n"
 
@@ -585,8 +769,19 @@ def project_refusal(project: str) -> str | None:
     return None
 
 
-def preflight(project: str, config_path: str, *, undeploy: bool = False) -> list[str]:
-    """The problems that would make the first command fail, each with its fix."""
+def bucket_refusals(config: PipelineConfig) -> list[str]:
+    """Cloud Storage refuses bucket names that contain "google" or start with "goog"."""
+    return [f"bucket name {name!r} contains \"google\" (or starts with \"goog\"), which "
+            f"Cloud Storage refuses: set site.{key}: another name in {config.path}"
+            for key, name in (("bucket", config.site.bucket),
+                              ("snapshot_bucket", config.site.snapshot_bucket))
+            if "google" in name.lower() or name.lower().startswith("goog")]
+
+
+def preflight(project: str, config_path: str, *, undeploy: bool = False,
+              notes: list[str] | None = None) -> list[str]:
+    """The problems that would make a later command fail, each one line with its fix
+    (notes collects what could not be checked). Nothing is created before it passes."""
     refusal = project_refusal(project)
     if refusal:
         return [refusal]
@@ -599,10 +794,53 @@ def preflight(project: str, config_path: str, *, undeploy: bool = False) -> list
         problems.append("gcloud is not installed: https://cloud.google.com/sdk/docs/install")
     elif not account:
         problems.append("gcloud has no active account: run `gcloud auth login`")
-    if not undeploy and not _has_adc():
+    if undeploy:
+        return problems
+    if not _has_adc():
         problems.append("no Application Default Credentials (freshet apply and firebase "
                         "use them): run `gcloud auth application-default login`")
+    config = load_config(config_path, env={}, project=project)
+    problems += bucket_refusals(config)
+    facts = preflight_facts(config, account or "")
+    problems += [p for p in deploy_run.judge_tools(facts)
+                 if account is not None or not p.startswith("gcloud is not installed")]
+    if account:
+        cloud, found_notes = deploy_run.judge_cloud(facts, project, run_limits(config),
+                                                    config.region)
+        problems += cloud
+        if notes is not None:
+            notes += found_notes
     return problems
+
+
+def run_limits(config: PipelineConfig) -> dict[str, tuple[int, float, int]]:
+    """function -> (memory MiB, vCPU, max_instances), as deployed."""
+    found = {}
+    for name in ENTRY_POINTS:
+        limits = config.functions.limits_for(name)
+        memory = memory_mib(limits.memory)
+        found[name] = (memory, deploy_run.cpus_for(memory, limits.cpu), limits.max_instances)
+    return found
+
+
+def preflight_facts(config: PipelineConfig, account: str) -> "deploy_run.PreflightFacts":
+    read_text, read_json, unread = deploy_run.read_text, deploy_run.read_json, deploy_run.Unread
+    _, version, billing, policy, quota = preflight_commands(config, account)
+    facts = deploy_run.PreflightFacts(account=account)
+    facts.node = read_text(("node", "--version"))
+    facts.npm = read_text(("npm", "--version"))
+    sdk = read_json(version)
+    facts.gcloud = sdk.get("Google Cloud SDK") if isinstance(sdk, dict) else sdk
+    if not account:
+        return facts
+    enabled = read_text(billing)
+    facts.billing = enabled if isinstance(enabled, unread) else enabled.lower() == "true"
+    roles = read_text(policy)
+    facts.roles = roles if isinstance(roles, unread) else set(roles.split())
+    infos = read_json(quota)
+    facts.quota = (infos if isinstance(infos, unread)
+                   else deploy_run.parse_quota(infos, config.region) or None)
+    return facts
 
 
 def _gcloud_account() -> str | None:
@@ -644,7 +882,7 @@ def digest(config: PipelineConfig, entry_point: str, root: Path = ROOT) -> str:
 RETRY_WHEN = ("does not exist", "not found", "NOT_FOUND", "is not a valid service account")
 
 
-def retry(argv: list[str], *, attempts: int = 7, wait_s: float = 10.0) -> int:
+def retry(argv: list[str], *, attempts: int = 7, wait_s: float | None = None) -> int:
     """Run argv; while it fails because IAM does not know a new account yet, again."""
     for attempt in range(1, attempts + 1):
         proc = subprocess.run(argv, capture_output=True, text=True)
@@ -653,8 +891,9 @@ def retry(argv: list[str], *, attempts: int = 7, wait_s: float = 10.0) -> int:
                 needle in proc.stderr for needle in RETRY_WHEN):
             sys.stderr.write(proc.stderr)
             return proc.returncode
-        print(f"  (IAM has not caught up yet; trying again in {wait_s:.0f} s)", flush=True)
-        time.sleep(wait_s)
+        wait = deploy_run.seconds("POLL") if wait_s is None else wait_s
+        print(f"  (IAM has not caught up yet; trying again in {wait:g} s)", flush=True)
+        time.sleep(wait)
     return 1
 
 
@@ -664,7 +903,7 @@ def generated(config_path: str = CONFIG, output: str = OUTPUT) -> dict[str, str]
     """The files generated from the config, by path relative to the work tree."""
     config, default = load_for_render(config_path)
     return {output: render(config, config_path, default),
-            FIREBASE_CONFIG: firebase_json(config)}
+            FIREBASE_CONFIG: firebase_json(config), CLEANUP_POLICY: cleanup_policy_json()}
 
 
 def write(config_path: str = CONFIG, output: str = OUTPUT) -> list[Path]:
@@ -685,9 +924,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["retry"]:
         rest = argv[1:]
         return retry(rest[1:] if rest[:1] == ["--"] else rest)
+    command: list[str] = []
+    if "--" in argv:
+        argv, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     parser = argparse.ArgumentParser(prog="python -m freshet_local.deploy")
     parser.add_argument("action", nargs="?", default="write",
-                        choices=("write", "preflight", "digest"))
+                        choices=("write", "preflight", "digest", "wait", "function",
+                                 "grant-viewer", "purge-sources"))
     parser.add_argument("function", nargs="?")
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--output", default=OUTPUT)
@@ -698,10 +941,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.action == "preflight":
-            problems = preflight(args.project or "", args.config, undeploy=args.undeploy)
+            notes: list[str] = []
+            problems = preflight(args.project or "", args.config, undeploy=args.undeploy,
+                                 notes=notes)
+            for note in notes:
+                print(f"  note: {note}")
             for problem in problems:
                 print(f"deploy: {problem}", file=sys.stderr)
+            if not problems and not args.undeploy:
+                print("  preflight passed")
             return 2 if problems else 0
+        if args.action in ("wait", "function", "grant-viewer", "purge-sources"):
+            config = load_config(args.config, env={}, project=args.project)
+            return helper(args.action, config, args.function, command)
         if args.action == "digest":
             config = load_config(args.config, env={}, project=args.project)
             print(digest(config, args.function))
@@ -718,6 +970,80 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"deploy: error: {exc}", file=sys.stderr)
         return 2
+
+
+def helper(action: str, config: PipelineConfig, name: str | None, command: list[str]) -> int:
+    """The steps deploy.mk runs through this module (deploy_run does the work)."""
+    project = config.project
+    if action == "function":
+        try:
+            mine = digest(config, name)
+        except (OSError, ValueError) as exc:  # never a match: the function is deployed
+            print(f"  cannot compute {name}'s digest ({exc}): deploying it", flush=True)
+            mine = ""
+        return deploy_run.deploy_function(
+            name, describe=function_describe(config, name), deploy=command, digest=mine,
+            build_account=config.functions.build_service_account, project=project)
+    if action == "grant-viewer":
+        return grant_deployer(config)
+    if action == "purge-sources":
+        return purge_sources(config)
+    if name == "database":
+        return deploy_run.wait_for(f"Firestore database {FIRESTORE_DATABASE}",
+                                   lambda: deploy_run.database_probe(database_describe(config)),
+                                   bound_key="DATABASE", project=project)
+    if name == "indexes":
+        expected = expected_indexes()
+        return deploy_run.wait_for(
+            f"{expected} Firestore composite indexes READY",
+            lambda: deploy_run.indexes_probe(indexes_list(config), expected),
+            bound_key="INDEXES", project=project)
+    if name == "page":
+        def nudge() -> None:
+            print("  publishing again (the first publish may have met IAM not caught up)",
+                  flush=True)
+            deploy_run.run(publish_run(config))
+
+        return deploy_run.wait_for(
+            f"gs://{config.site.bucket}/index.html",
+            lambda: deploy_run.object_probe(page_describe(config)),
+            bound_key="PAGE", project=project, nudge=nudge)
+    raise ValueError(f"wait for what? {name!r} (database, indexes, page)")
+
+
+def grant_deployer(config: PipelineConfig) -> int:
+    account = deploy_run.read_text(("gcloud", "config", "get-value", "account"))
+    if isinstance(account, deploy_run.Unread) or not account:
+        return deploy_run.fail("granting you read access to the page",
+                               "no active gcloud account", config.project)
+    done = deploy_run.run(_bucket_binding(f"gs://{config.site.bucket}", _member(account),
+                                          VIEWER_ROLE, config))
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        return deploy_run.fail(f"granting {account} read access to the page",
+                               deploy_run.last_line(done.stderr), config.project)
+    print(f"  {account} may open the page", flush=True)
+    return 0
+
+
+def purge_sources(config: PipelineConfig) -> int:
+    number = deploy_run.read_text(project_number(config))
+    if isinstance(number, deploy_run.Unread) or not number:
+        print(f"  absent: the functions' source buckets (cannot read {config.project}'s "
+              "number)", flush=True)
+        return 0
+    commands = purge_commands(config, number)
+    for describe, remove in zip(commands[::2], commands[1::2], strict=True):
+        if deploy_run.run(describe).returncode != 0:
+            print(f"  absent: {describe[4]}", flush=True)
+            continue
+        done = deploy_run.run(remove)
+        sys.stdout.write(done.stdout)
+        if done.returncode:
+            sys.stderr.write(done.stderr)
+            return deploy_run.fail(f"deleting {describe[4]}", deploy_run.last_line(
+                done.stderr), config.project, "undeploy PURGE=1")
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ def test_the_projects_own_pipeline_file_is_valid():
     assert {j.kind for j in config.jobs} == {"http_fetch", "noop"}
     assert [s.target for s in config.control_schedules] == [
         "scheduler_tick", "recover_stuck_runs", "publish_status"]
-    assert config.catalog.datasets["sales.revenue_daily"].upstream == (
-        "sales.orders", "finance.exchange_rates")
+    assert config.catalog.datasets["network.ranges_combined"].upstream == (
+        "network.google_ranges", "network.cloud_ranges")
 
 
 def test_a_good_file_becomes_typed_jobs_queues_catalog_and_control(tmp_path):

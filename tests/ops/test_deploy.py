@@ -307,7 +307,9 @@ def test_creating_steps_check_first_so_a_second_deploy_changes_nothing():
     assert creates and all(step.mode == "ensure" and step.check for step in creates), [
         s.run[:4] for s in creates if s.mode != "ensure"]
     deploys = [s for s in steps_of(cloud_config()) if s.run[2:3] == ("deploy",)]
-    assert deploys and all(s.mode == "deploy" and s.digest for s in deploys)
+    assert deploys and all(s.mode == "deploy" and s.via[3] == "function"
+                           and "--format=value(labels.freshet-digest,state)" in s.check
+                           for s in deploys)
 
 
 def test_a_functions_digest_changes_with_its_source_or_flags_and_only_then(tmp_path):
@@ -318,6 +320,9 @@ def test_a_functions_digest_changes_with_its_source_or_flags_and_only_then(tmp_p
     config = cloud_config()
     first = deploy.digest(config, "api", tmp_path)
     (source / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"noise")
+    # lint-imports, run in functions/, leaves its cache there: never a reason to redeploy
+    (source / ".import_linter_cache").mkdir()
+    (source / ".import_linter_cache" / "freshet.meta.json").write_text("{}")
     assert deploy.digest(config, "api", tmp_path) == first
     assert deploy.digest(config, "run_task", tmp_path) != first
     (source / "main.py").write_text("x = 2\n")
@@ -357,7 +362,7 @@ def test_make_n_deploy_shows_every_step_in_an_order_make_j_keeps():
                           f"PROJECT={PROJECT}"], capture_output=True, text=True, check=True,
                          cwd=ROOT, env=_make_env()).stdout.splitlines()
     config = cloud_config()
-    expected = [deploy.render_step(step).replace("$(PROJECT)", PROJECT).removeprefix("@")
+    expected = [deploy.render_step(step, f"make deploy PROJECT={PROJECT}").removeprefix("@")
                 for t in deploy.deploy_targets(config) for step in t.steps]
     assert sorted(out) == sorted(expected)
 
@@ -418,3 +423,40 @@ routes:
         # parsed: it stops for want of an account (1); a usage error would exit 2
         assert done.returncode == 1, done.stderr[-2000:]
         assert "active account" in done.stderr
+
+
+def test_runs_expire_through_a_ttl_policy_set_only_when_missing():
+    ttl = next(s for s in steps_of(cloud_config())
+               if s.run[:5] == ("gcloud", "firestore", "fields", "ttls", "update"))
+    assert ttl.mode == "ensure-if" and ttl.check[:5] == ("gcloud", "firestore", "fields",
+                                                          "ttls", "list")
+    assert {"expire_at", "--collection-group=runs", "--enable-ttl"} <= set(ttl.run)
+
+
+def test_deploy_bounds_the_image_repository_and_purge_leaves_nothing_that_costs():
+    config = cloud_config()
+    runs = [" ".join(a) for a in argvs(config)]
+    assert [r for r in runs if r.startswith("gcloud artifacts repositories set-cleanup-policies "
+                                            f"gcf-artifacts --location={config.region}")]
+    policy = json.loads((ROOT / deploy.CLEANUP_POLICY).read_text())
+    assert {p["action"]["type"] for p in policy} == {"Keep", "Delete"}
+    undeploy = deploy.undeploy_target(config)
+    purged = [" ".join(argv) for step in undeploy.purge for argv in step.commands()]
+    number = deploy.SAMPLE_PROJECT_NUMBER
+    for needle in ("tasks queues delete freshet-runs", f"storage rm --recursive gs://{PROJECT}"
+                   "-freshet-site", "firestore databases delete",
+                   "artifacts repositories delete gcf-artifacts",
+                   f"storage rm --recursive gs://gcf-v2-sources-{number}-europe-west1",
+                   f"storage rm --recursive gs://gcf-v2-uploads-{number}-europe-west1"):
+        assert [p for p in purged if needle in p], needle
+    kept = [" ".join(argv) for step in undeploy.steps for argv in step.commands()]
+    assert not [k for k in kept if " delete gcf-artifacts" in k or "firestore databases delete"
+                in k]
+    said = " ".join(s.what for s in undeploy.steps if s.mode == "say")
+    assert "APIs left enabled" in said and "gcloud services disable" in said
+    assert not [r for r in purged + kept if "services disable" in r]
+
+
+def test_the_operators_impersonation_api_is_enabled():
+    enable = next(a for a in argvs(cloud_config()) if a[:3] == ("gcloud", "services", "enable"))
+    assert "iamcredentials.googleapis.com" in enable

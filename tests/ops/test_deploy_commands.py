@@ -89,10 +89,16 @@ def _gcloud_batch(commands, env) -> list[subprocess.CompletedProcess]:
             for argv, r in zip(commands, json.loads(proc.stdout), strict=True)]
 
 
+# Local reads (preflight's): they need no account, so a parsed one exits 0.
+LOCAL = (("gcloud", "config", "get-value", "account"), ("gcloud", "version", "--format=json"))
+
+
 def _usage_problem(argv, proc) -> str | None:
     tool = argv[0]
     if tool == "gcloud":
         if proc.returncode == 1 and NO_ACCOUNT in proc.stderr:
+            return None
+        if tuple(argv) in LOCAL and proc.returncode == 0:
             return None
     elif proc.returncode != 0 and NO_LOGIN in proc.stdout + proc.stderr:
         return None

@@ -1,6 +1,7 @@
 """freshet doctor: the judging is a pure decision table over the facts it reads; locally
 it reads the emulators; without credentials it says so on each line, no traceback."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,6 +47,8 @@ def healthy(cfg) -> CloudFacts:
     facts.heartbeats = {"tick": {"at": NOW - timedelta(seconds=40)},
                         "recover": {"at": NOW - timedelta(minutes=2)}}
     facts.site = {"updated": NOW - timedelta(minutes=3), "members": set()}
+    facts.page_answer = 200
+    facts.storage_audit = False
     return facts
 
 
@@ -81,6 +84,8 @@ def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
     (lambda f, c: f.functions["run_task"]["serviceConfig"].update(timeoutSeconds=60),
      "function run_task", "timeout 60s, the config says 900s"),
     (lambda f, c: f.functions.update(api=Unknown("not found")), "function api", "missing"),
+    (lambda f, c: f.functions["run_task"].update(state="FAILED"), "function run_task",
+     "state FAILED (make deploy deploys it again) — fix: make deploy PROJECT="),
     (lambda f, c: f.invokers.update(api=set()), "invokers of api", "missing serviceAccount:"),
     (lambda f, c: f.act_as.clear(), f"freshet-runtime@{PROJECT}.iam.gserviceaccount.com may "
      f"act as freshet-invoker@{PROJECT}.iam.gserviceaccount.com", "is refused"),
@@ -101,6 +106,13 @@ def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
      f"status page gs://{PROJECT}-freshet-site", "index.html is 2 h old"),
     (lambda f, c: f.site["members"].add("allUsers"), f"status page gs://{PROJECT}-freshet-site",
      "but the config keeps it private"),
+    (lambda f, c: setattr(f, "page_answer", 403), "status page opens for you",
+     f"HTTP 403: you may not read gs://{PROJECT}-freshet-site — fix: add yourself "
+     "(user:EMAIL) or your group to site.viewers"),
+    (lambda f, c: setattr(f, "storage_audit", True), "status page opens for you",
+     "storage.cloud.google.com refuses logged-in downloads — fix: exempt the page's readers"),
+    (lambda f, c: setattr(f, "page_answer", Unknown("HTTP 500")), "status page opens for you",
+     "cannot tell (HTTP 500)"),
 ])
 def test_each_broken_fact_is_one_failed_line_with_its_fix(breaks, name, needle):
     cfg = config()
@@ -173,3 +185,12 @@ def test_the_local_judging_names_what_is_missing():
     assert [c.ok for c in checks] == [False] * 6
     assert checks[0].line() == "✗ Firestore emulator: unreachable (not set) — fix: " \
                                "make emulators"
+
+
+def test_a_public_page_opens_whatever_the_audit_logs_record():
+    cfg = config()
+    object.__setattr__(cfg, "site", replace(cfg.site, public=True))
+    facts = healthy(cfg)
+    facts.storage_audit = True
+    facts.site["members"].add("allUsers")
+    assert failing(doctor.cloud_checks(cfg, facts, NOW)) == {}

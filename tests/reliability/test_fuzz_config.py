@@ -129,8 +129,8 @@ def test_aliases_and_nesting_of_any_shape_load_or_are_refused_in_linear_time(lev
     else:
         indented = "".join(f"        {line}\n" for line in block.splitlines())
         text = PIPELINE.read_text().replace(
-            "      url: https://example.org/rates.json\n",
-            "      url: https://example.org/rates.json\n      extra:\n" + indented)
+            "      url: https://www.gstatic.com/ipranges/goog.json\n",
+            "      url: https://www.gstatic.com/ipranges/goog.json\n      extra:\n" + indented)
     started = time.monotonic()
     loads_or_names_the_problem(text)
     assert time.monotonic() - started < 3, (levels, width, depth)

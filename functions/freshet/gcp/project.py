@@ -3,8 +3,9 @@ functions and who may invoke them, service accounts and their roles, the Firesto
 database. Each is one REST read with the caller's Application Default Credentials
 (Google ships no client library for several of these APIs worth a dependency).
 
-Nothing here changes anything. Every method raises ProjectError with a one-line
-reason (403 and 404 included) for the caller to show.
+Nothing here changes anything (object_answer reads one byte of the status page). Every
+method raises ProjectError with a one-line reason (403 and 404 included) for the caller
+to show; object_answer returns the status instead, which is the fact it reads.
 """
 
 import threading
@@ -97,11 +98,42 @@ class ProjectReader:
                             {"permissions": ["iam.serviceAccounts.actAs"]})
         return "iam.serviceAccounts.actAs" in answer.get("permissions", [])
 
+    def project_policy(self) -> dict:
+        with self._lock:
+            cached = getattr(self, "_policy", None)
+        if cached is None:
+            cached = self._call("POST", "https://cloudresourcemanager.googleapis.com/v1/"
+                                        f"projects/{self.project}:getIamPolicy",
+                                {"options": {"requestedPolicyVersion": 3}})
+            with self._lock:
+                self._policy = cached
+        return cached
+
+    def storage_data_read_audited(self) -> bool:
+        """Whether Data Access audit logs record Cloud Storage reads (DATA_READ) in the
+        project: then logged-in downloads through storage.cloud.google.com fail."""
+        for config in self.project_policy().get("auditConfigs", []):
+            if config.get("service") not in ("storage.googleapis.com", "allServices"):
+                continue
+            if any(c.get("logType") == "DATA_READ" for c in config.get("auditLogConfigs", [])):
+                return True
+        return False
+
+    def object_answer(self, bucket: str, name: str) -> int:
+        """The HTTP status Cloud Storage answers the caller for the object's first byte
+        (200: they may read it; 403: they may not; 404: it is not there)."""
+        url = (f"https://storage.googleapis.com/storage/v1/b/{quote(bucket, safe='')}/o/"
+               f"{quote(name, safe='')}?alt=media")
+        try:
+            response = self.session.request("GET", url, headers={"Range": "bytes=0-0"},
+                                            timeout=TIMEOUT_S)
+        except (google.auth.exceptions.GoogleAuthError, OSError) as exc:
+            raise ProjectError(f"cannot reach Google Cloud: {exc}") from None
+        return 200 if response.status_code == 206 else response.status_code
+
     def project_roles(self) -> dict[str, set[str]]:
         """member -> the roles granted to it on the project (unconditional bindings)."""
-        policy = self._call("POST", "https://cloudresourcemanager.googleapis.com/v1/projects/"
-                                    f"{self.project}:getIamPolicy",
-                            {"options": {"requestedPolicyVersion": 3}})
+        policy = self.project_policy()
         roles: dict[str, set[str]] = {}
         for binding in policy.get("bindings", []):
             if binding.get("condition"):

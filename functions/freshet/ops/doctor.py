@@ -4,7 +4,9 @@ the fix.
 Against Google Cloud: the APIs, the five functions (present, their timeouts, no
 allUsers or allAuthenticatedUsers invoker), the service accounts and their roles, the
 Firestore database (location, delete protection), the queues, the Cloud Scheduler jobs
-and their last attempt, the tick's heartbeat, and the status page in its bucket.
+and their last attempt, the tick's heartbeat, the status page in its bucket, and that the
+page opens for the caller (their read access; Data Access audit logs on Cloud Storage,
+which make storage.cloud.google.com refuse logged-in downloads).
 Against the local stack (FIRESTORE_EMULATOR_HOST set): what exists locally.
 
 Reading (collect_*) is kept apart from judging (cloud_checks, local_checks): the
@@ -26,7 +28,8 @@ PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 REQUIRED_APIS = ("cloudfunctions.googleapis.com", "run.googleapis.com",
                  "cloudbuild.googleapis.com", "artifactregistry.googleapis.com",
                  "cloudtasks.googleapis.com", "cloudscheduler.googleapis.com",
-                 "firestore.googleapis.com", "storage.googleapis.com", "iam.googleapis.com")
+                 "firestore.googleapis.com", "storage.googleapis.com", "iam.googleapis.com",
+                 "iamcredentials.googleapis.com")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class CloudFacts:
     jobs: dict = field(default_factory=dict)  # scheduler job name -> dict or None
     heartbeats: object = None  # settings/heartbeat
     site: object = None  # {"updated": datetime | None, "members": set}
+    page_answer: object = None  # HTTP status the page's object answers the caller
+    storage_audit: object = None  # Data Access audit logs record Cloud Storage reads
 
 
 def _sa(email: str) -> str:
@@ -105,6 +110,7 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
         checks.append(_job(config, schedule.name, facts.jobs.get(schedule.name), now))
     checks.append(_heartbeat(facts.heartbeats, now))
     checks.append(_site(config, facts.site, now, page_stale_after))
+    checks.append(_page_opens(config, facts.page_answer, facts.storage_audit))
     return checks
 
 
@@ -131,7 +137,8 @@ def _function(config: PipelineConfig, name: str, fn: object, members: object) ->
     limits = config.functions.limits_for(name)
     problems = []
     if fn.get("state") != "ACTIVE":
-        problems.append(f"state {fn.get('state')}")
+        # make deploy compares the state as well as the digest: it deploys this one again
+        problems.append(f"state {fn.get('state')} (make deploy deploys it again)")
     timeout = int(service.get("timeoutSeconds", 60))
     if timeout != limits.timeout_s:
         problems.append(f"timeout {timeout}s, the config says {limits.timeout_s}s")
@@ -289,6 +296,33 @@ def _site(config: PipelineConfig, site: object, now: datetime, stale: timedelta)
                               f"{config.site.url}")
 
 
+def _page_opens(config: PipelineConfig, answer: object, audited: object) -> Check:
+    """Whether the page opens for whoever runs doctor: the same identity and permission
+    (storage.objects.get) as their browser on storage.cloud.google.com."""
+    label = "status page opens for you"
+    bucket = f"gs://{config.site.bucket}"
+    if _missing(answer):
+        return Check(False, label, f"cannot tell ({_why(answer)})", _deploy(config))
+    if answer == 404:
+        return Check(False, label, "index.html is not there yet",
+                     f"gcloud scheduler jobs run freshet-publish --location={config.region} "
+                     f"--project={config.project}")
+    if answer in (401, 403):
+        return Check(False, label, f"HTTP {answer}: you may not read {bucket}",
+                     "add yourself (user:EMAIL) or your group to site.viewers in "
+                     f"{config.path} and run {_deploy(config)}")
+    if answer != 200:
+        return Check(False, label, f"HTTP {answer} from Cloud Storage", "try again later")
+    if audited is True and not config.site.public:
+        return Check(False, label, "you may read it, but Data Access audit logs record "
+                                   "Cloud Storage reads in this project, and then "
+                                   "storage.cloud.google.com refuses logged-in downloads",
+                     "exempt the page's readers from DATA_READ logs for Cloud Storage (IAM & "
+                     "Admin > Audit Logs), or read it with `gcloud storage cat "
+                     f"{bucket}/index.html`, or set site.public: true")
+    return Check(True, label, f"HTTP 200 with your credentials: {config.site.url}")
+
+
 # -- judging: the local stack -----------------------------------------------------------
 
 @dataclass
@@ -388,6 +422,8 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
         facts.jobs[schedule.name] = None if job is None else job_summary(job)
     facts.heartbeats = read(lambda: Store(firestore_client(config.project)).heartbeats())
     facts.site = read(bucket_facts, config.site.bucket, "index.html")
+    facts.page_answer = read(reader.object_answer, config.site.bucket, "index.html")
+    facts.storage_audit = read(reader.storage_data_read_audited)
     return facts
 
 
