@@ -175,8 +175,8 @@ EXTREME = st.one_of(st.sampled_from([
     st.integers(-(10**30), 10**30).map(str))
 DATED_FIELDS = {
     "jobs.max_lateness": ("    max_lateness: 5m\n", "    max_lateness: {}\n"),
-    "consumers.warn_after": ("warn_after: 26h", "warn_after: {}"),
-    "consumers.error_after": ("error_after: 50h", "error_after: {}"),
+    "consumers.warn_after": ("warn_after: 8h", "warn_after: {}"),
+    "consumers.error_after": ("error_after: 14h", "error_after: {}"),
 }
 WINDOWS = {
     "maintenance.duration": "maintenance:\n  - {{id: w, cron: '0 3 * * *', duration: {}}}\n",
