@@ -58,3 +58,19 @@ def db(firestore_emulator):
     client = firestore.Client(project=firestore_emulator.project)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator():
+    """$BIGQUERY_EMULATOR_HOST if it answers, else bqemulator for the session (offline:
+    DuckDB's spatial extension comes from the duckdb-extension-spatial wheel)."""
+    try:
+        emu = emulators.bigquery_from_env(project=PROJECT) or emulators.start_bigquery(
+            project=PROJECT)
+    except emulators.EmulatorError as exc:
+        pytest.exit(f"cannot start the BigQuery emulator: {exc}", returncode=3)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in emu.env().items():
+            mp.setenv(key, value)
+        yield emu
+    emu.stop()
