@@ -905,6 +905,64 @@ def bigquery_client(address: str, project: str):
 
 
 # ---------------------------------------------------------------------------
+# Cloud Run Jobs (no emulator exists: freshet_local.cloudrun, a stand-in of the Admin
+# API v2 surface Freshet calls, whose executions run local commands)
+
+CLOUD_RUN_ENV = "FRESHET_CLOUD_RUN_EMULATOR_HOST"
+CLOUD_RUN_SCRIPT = Path(__file__).resolve().parent / "cloudrun.py"
+
+
+class CloudRunStandIn(_Emulator):
+    """A running Cloud Run Admin API stand-in (owned, or reused from the environment)."""
+
+    def __init__(self, host: str, port: int, process: _Process | None = None,
+                 jobs: dict | None = None) -> None:
+        self.host = host
+        self.port = port
+        self._process = process
+        self.jobs = jobs or {}
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def env(self) -> dict[str, str]:
+        return {CLOUD_RUN_ENV: self.address}
+
+    def stderr_text(self) -> str:
+        return self._process.stderr_text() if self._process else ""
+
+    def __repr__(self) -> str:
+        return f"<CloudRunStandIn {self.address} jobs={len(self.jobs)} owned={self.owned}>"
+
+
+def start_cloud_run(jobs: dict[str, dict], *, host: str = "127.0.0.1",
+                    port: int | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> CloudRunStandIn:
+    """Starts the stand-in serving `jobs` ({"projects/P/locations/R/jobs/J": {"command":
+    [...], "task_count": 1, "timeout": "600s", "env": {...}}}: each execution runs the
+    command once per task)."""
+    folder = Path(tempfile.mkdtemp(prefix="freshet-cloudrun-"))
+    config = folder / "jobs.json"
+    config.write_text(json.dumps({"jobs": jobs}, indent=2))
+    cmd = [sys.executable, str(CLOUD_RUN_SCRIPT), "--config", str(config), "--host", host,
+           "--port", str(port or 0)]
+    proc = _Process("cloud-run-stand-in", cmd, cwd=folder)
+    address = proc.wait_ready(timeout)
+    bound_host, bound_port = _split_address(address)
+    return CloudRunStandIn(bound_host, bound_port, proc, dict(jobs))
+
+
+def cloud_run_from_env() -> CloudRunStandIn | None:
+    """A non-owning handle on ``$FRESHET_CLOUD_RUN_EMULATOR_HOST`` if it is set and answers."""
+    address = os.environ.get(CLOUD_RUN_ENV)
+    if not address or not _reachable(address):
+        return None
+    host, port = _split_address(address)
+    return CloudRunStandIn(host, port)
+
+
+# ---------------------------------------------------------------------------
 # CLI
 
 
@@ -917,6 +975,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--firestore-port", type=int, default=8080)
     parser.add_argument("--tasks-port", type=int, default=8123)
     parser.add_argument("--bigquery-port", type=int, default=9050)
+    parser.add_argument("--cloud-run-port", type=int, default=9070)
+    parser.add_argument("--cloud-run-jobs", type=Path, default=None,
+                        help='JSON {"projects/P/locations/R/jobs/J": {"command": [...]}} '
+                             "for the Cloud Run Jobs stand-in")
     parser.add_argument("--project", default=DEFAULT_PROJECT)
     parser.add_argument("--max-retries", type=int, default=None,
                         help="give up a failing task after N retries (default: retry forever)")
@@ -932,7 +994,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    firestore = tasks = bigquery = None
+    firestore = tasks = bigquery = cloud_run = None
     try:
         firestore = start_firestore(host=args.host, port=args.firestore_port, project=args.project)
         tasks = start_tasks(host=args.host, port=args.tasks_port, max_retries=args.max_retries,
@@ -941,14 +1003,18 @@ def main(argv: list[str] | None = None) -> int:
               f"Java pid {firestore.java_pid} running {firestore.jar})")
         bigquery = start_bigquery(host=args.host, port=args.bigquery_port, project=args.project)
         print(f"Cloud Tasks emulator: {tasks.address}")
+        jobs = json.loads(args.cloud_run_jobs.read_text()) if args.cloud_run_jobs else {}
+        cloud_run = start_cloud_run(jobs, host=args.host, port=args.cloud_run_port)
         print(f"BigQuery emulator: {bigquery.address} (bqemulator, in memory)")
+        print(f"Cloud Run Jobs stand-in: {cloud_run.address} ({len(jobs)} jobs)")
         print("# export these in your shell:")
-        for key, value in {**firestore.env(), **tasks.env(), **bigquery.env()}.items():
+        for key, value in {**firestore.env(), **tasks.env(), **bigquery.env(),
+                           **cloud_run.env()}.items():
             print(f"export {key}={value}")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.is_set():
             for emu, label in ((firestore, "Firestore"), (tasks, "Cloud Tasks"),
-                               (bigquery, "BigQuery")):
+                               (bigquery, "BigQuery"), (cloud_run, "Cloud Run")):
                 proc = emu._process
                 if proc is not None and not proc.alive():
                     print(f"{label} emulator exited unexpectedly:\n{proc.stderr_text()}",
@@ -960,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        for emu in (bigquery, tasks, firestore):
+        for emu in (cloud_run, bigquery, tasks, firestore):
             if emu is not None:
                 emu.stop()
         print("emulators stopped.", flush=True)

@@ -20,14 +20,10 @@ bqemulator's gaps and what the local stack does about them: docs/engines.md.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -40,55 +36,9 @@ PROJECT = "demo-freshet"
 SLOT = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
 
 
-class RecordingProxy:
-    """Forwards HTTP to the emulator and keeps each request's method, path and JSON body."""
-
-    def __init__(self, target: str) -> None:
-        self.requests: list[dict] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _forward(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                proxy.requests.append({"method": self.command, "path": self.path,
-                                       "body": json.loads(body) if body else None})
-                req = urllib.request.Request(f"http://{target}{self.path}", data=body or None,
-                                             method=self.command,
-                                             headers={"Content-Type": "application/json"})
-                try:
-                    with urllib.request.urlopen(req, timeout=60) as resp:
-                        status, data = resp.status, resp.read()
-                except urllib.error.HTTPError as err:
-                    status, data = err.code, err.read()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_DELETE = do_PATCH = _forward  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def inserts(self) -> list[dict]:
-        return [r["body"] for r in self.requests
-                if r["method"] == "POST" and r["path"].split("?")[0].endswith("/jobs")]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
-def proxy(bigquery_emulator):
-    p = RecordingProxy(bigquery_emulator.address)
-    yield p
-    p.close()
+def proxy(bigquery_emulator, recording_proxy):
+    return recording_proxy(bigquery_emulator.address)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ tables.get https://cloud.google.com/bigquery/docs/reference/rest/v2/tables/get,
 error reasons https://cloud.google.com/bigquery/docs/error-messages.
 """
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
 
-from freshet.core.errors import NotFound, PermanentError, TransientError
+from freshet.core.errors import PermanentError
 from freshet.core.external import EngineStatus, judge_bigquery
 from freshet.core.observe import TableRef, parse_table
 from freshet.core.timeutil import to_utc
+from freshet.gcp import calls
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 WRITE_DISPOSITIONS = ("WRITE_TRUNCATE", "WRITE_APPEND", "WRITE_EMPTY")
@@ -109,38 +109,12 @@ class TableFacts:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a call that raised `exc` may pass if made again."""
-    if isinstance(exc, gexc.TooManyRequests | gexc.ServerError | gexc.DeadlineExceeded
-                  | gexc.RetryError | ConnectionError | TimeoutError):
-        return True
-    reasons = {e.get("reason") for e in getattr(exc, "errors", None) or ()
-               if isinstance(e, dict)}
-    if isinstance(exc, gexc.Forbidden) and reasons & _TRANSIENT_REASONS:
-        return True
-    import requests  # the client's transport
-
-    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+    """Whether a BigQuery call that raised `exc` may pass if made again."""
+    return calls.is_transient(exc, _TRANSIENT_REASONS)
 
 
-def translate(exc: BaseException, what: str) -> Exception:
-    """Google's exception as Freshet's, saying what was being done."""
-    message = getattr(exc, "message", None) or str(exc)
-    if is_transient(exc):
-        return TransientError(f"{what}: {message}")
-    if isinstance(exc, gexc.NotFound):
-        return NotFound("BigQuery resource", f"{what}: {message}")
-    return PermanentError(f"{what}: {message}")
-
-
-@contextlib.contextmanager
 def calling(what: str):
-    """Translates what a call to Google raises into Freshet's errors, saying `what`."""
-    try:
-        yield
-    except Exception as exc:
-        if isinstance(exc, gexc.GoogleAPICallError) or is_transient(exc):
-            raise translate(exc, what) from exc
-        raise
+    return calls.calling(what, _TRANSIENT_REASONS)
 
 
 def console_link(project: str, location: str, job_id: str) -> str:
