@@ -47,6 +47,7 @@ from freshet.core.limits import (
     check_schedule_deadline,
 )
 from freshet.core.models import Job, check_dataset_key, check_id, check_pool, new_job
+from freshet.core.observe import ObserveSpec, make_observe
 from freshet.core.schedules import make_schedule
 from freshet.core.specs import (
     DEFAULT_CONTROL_SCHEDULES,
@@ -64,6 +65,7 @@ from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
+from freshet.loop.syncs.engine_params import check_engine_params
 
 HTTP_METHODS = ("POST", "GET", "PUT")
 
@@ -141,6 +143,8 @@ class PipelineConfig:
     firestore_location: str = ""  # permanent once the database exists; default: the region
     pools: tuple[PoolSpec, ...] = ()
     maintenance: Maintenance = NO_MAINTENANCE
+    # Datasets seen rather than produced: {key: where and how often to look}.
+    observed: tuple[tuple[str, ObserveSpec], ...] = ()
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -384,7 +388,8 @@ FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service
                   "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
 LIMIT_KEYS = ("timeout", "memory", "cpu", "max_instances", "concurrency")
 SITE_KEYS = ("bucket", "snapshot_bucket", "public", "viewers")
-DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes")
+DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes", "observe",
+                "observe_every")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "owner", "requires", "deadlines", "routes")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 # Bounds that keep each catalog entry small (the catalog document pages by entries).
@@ -480,8 +485,10 @@ class _Parser:
         queues = self.queues(doc.get("queues"))
         pools = self.pools(doc.get("pools"), queues)
         catalog = self.catalog(doc, queues[0], pools)
+        observed = self.observed(doc.get("datasets"), project)
         policy = self.http_fetch(doc.get("http_fetch"))
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
+        _check_not_produced(jobs, observed)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
@@ -494,6 +501,7 @@ class _Parser:
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
             job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
+            observed=tuple(observed.items()),
         )
         check_time_limits(config)
         return config
@@ -768,6 +776,19 @@ class _Parser:
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
+    @staticmethod
+    def observed(value: object, project: str) -> dict[str, ObserveSpec]:
+        """The datasets with an `observe:` block (the catalog checked them otherwise)."""
+        found = {}
+        for i, raw in enumerate(_list(value, "datasets")):
+            if "observe" in raw:
+                found[raw["key"]] = make_observe(
+                    raw["observe"], f"datasets[{i}].observe", raw.get("observe_every"),
+                    every_field=f"datasets[{i}].observe_every", default_project=project)
+            elif "observe_every" in raw:
+                raise ValidationError(f"datasets[{i}].observe_every", "needs observe:")
+        return found
+
     def consumers(self, value: object, datasets: dict,
                   route_ids: set[str]) -> tuple[Consumer, ...]:
         found = []
@@ -826,6 +847,8 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
+            # The engine kinds' params are checked even while their runtime is not wired.
+            check_engine_params(job.kind, job.params, f"{where}.params")
             if job.kind not in kinds:
                 raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
                                       f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
@@ -848,6 +871,16 @@ class _Parser:
                                   f"trigger cycle: {describe_cycle(cycle)}")
         check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
+
+
+def _check_not_produced(jobs: tuple[Job, ...], observed: dict[str, ObserveSpec]) -> None:
+    """An observed dataset is seen, not made: a job producing it is refused."""
+    for i, job in enumerate(jobs):
+        for j, key in enumerate(job.produces):
+            if key in observed:
+                raise ValidationError(f"jobs[{i}].produces[{j}]", f"dataset {key!r} is "
+                                      "observed (observe:), so no job may produce it: "
+                                      "drop one of the two")
 
 
 def _fetch_env(policy: EgressPolicy) -> tuple[tuple[str, str], ...]:
