@@ -169,3 +169,36 @@ def test_an_observed_table_that_stops_changing_turns_its_consumer_stale():
 def test_an_empty_prefix_is_observed_but_has_no_data_time():
     ds = apply_observation(Dataset(key="v"), Observation("v", None), T0)
     assert ds.data_as_of is None and ds.last_success_at == T0
+
+
+# -- the pass's plan ----------------------------------------------------------------------
+
+
+def specs_of(**targets) -> dict[str, ObserveSpec]:
+    kinds = {"t": ObserveKind.BIGQUERY_TABLE, "g": ObserveKind.GCS_PREFIX,
+             "s": ObserveKind.BIGQUERY_SQL}
+    return {key: ObserveSpec(kinds[key[0]], target, 5 * M,
+                             10**8 if key[0] == "s" else None)
+            for key, target in targets.items()}
+
+
+def test_a_pass_plans_only_the_due_reads_grouped_by_kind():
+    from freshet.core.observe import plan_observations
+
+    specs = specs_of(t1="p-roj1.d.b", t2="p-roj1.d.a", g1="gs://bkt/x/", s1="select 1")
+    seen = apply_observation(Dataset(key="t1"), Observation("t1", T0 - M), T0 - M)
+    plan = plan_observations(specs, {"t1": seen}, T0)
+    assert plan.tables == (("t2", "p-roj1.d.a"),)  # t1 was read a minute ago
+    assert plan.prefixes == (("g1", "gs://bkt/x/"),)
+    assert [k for k, _ in plan.sql] == ["s1"]
+    assert plan.reads == 3
+
+
+def test_a_pass_over_its_limit_reads_the_longest_unread_first():
+    from freshet.core.observe import plan_observations
+
+    specs = specs_of(t1="p-roj1.d.t1", t2="p-roj1.d.t2", t3="p-roj1.d.t3")
+    old = apply_observation(Dataset(key="t2"), Observation("t2", T0 - 60 * M), T0 - 60 * M)
+    newer = apply_observation(Dataset(key="t3"), Observation("t3", T0 - 9 * M), T0 - 9 * M)
+    plan = plan_observations(specs, {"t2": old, "t3": newer}, T0, limit=2)
+    assert [k for k, _ in plan.tables] == ["t1", "t2"]  # never read, then the oldest

@@ -224,3 +224,40 @@ def freshness_basis(observed: bool, dataset: Dataset | None) -> str:
     if observed:
         return OBSERVED
     return "data" if dataset is not None and dataset.data_as_of is not None else "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservePlan:
+    """One pass's reads, grouped so each kind is read in bulk: tables by project (one
+    client, calls in parallel), prefixes by bucket, SQL one by one (it is billed)."""
+
+    tables: tuple[tuple[str, str], ...] = ()  # (dataset key, project.dataset.table)
+    prefixes: tuple[tuple[str, str], ...] = ()  # (dataset key, gs://bucket/prefix/)
+    sql: tuple[tuple[str, ObserveSpec], ...] = ()
+
+    @property
+    def reads(self) -> int:
+        return len(self.tables) + len(self.prefixes) + len(self.sql)
+
+
+def last_observed(dataset: Dataset | None) -> datetime | None:
+    """When the dataset was last read with an answer (success or permanent failure)."""
+    if dataset is None:
+        return None
+    times = [t for t in (dataset.last_success_at, dataset.last_failure_at) if t is not None]
+    return max(times, default=None)
+
+
+def plan_observations(specs: dict[str, ObserveSpec], datasets: dict[str, Dataset],
+                      now: datetime, limit: int = 10_000) -> ObservePlan:
+    """The reads due at `now`, the longest-unread first, at most `limit` of them."""
+    due = [(last_observed(datasets.get(key)), key) for key, spec in specs.items()
+           if observation_due(last_observed(datasets.get(key)), spec.every, now)]
+    due.sort(key=lambda item: (item[0] is not None, item[0] or now, item[1]))
+    chosen = [key for _, key in due[:limit]]
+    by_kind = {kind: tuple((k, specs[k].target) for k in chosen if specs[k].kind == kind)
+               for kind in ObserveKind}
+    return ObservePlan(
+        tables=tuple(sorted(by_kind[ObserveKind.BIGQUERY_TABLE], key=lambda kt: kt[1])),
+        prefixes=tuple(sorted(by_kind[ObserveKind.GCS_PREFIX], key=lambda kt: kt[1])),
+        sql=tuple((k, specs[k]) for k in chosen if specs[k].kind == ObserveKind.BIGQUERY_SQL))
