@@ -31,7 +31,7 @@ import pytest
 
 from freshet.core.errors import NotFound, TransientError
 from freshet.core.external import ATTEMPT_ENV, RUN_ENV, EngineState
-from freshet.gcp.cloudrun import CloudRun, make_client
+from freshet.gcp.cloudrun import CloudRun
 from freshet_local import emulators
 
 PROJECT, REGION = "demo-freshet", "europe-west1"
@@ -234,5 +234,6 @@ def test_clients_are_made_once_and_lazily(monkeypatch, stand_in):
     monkeypatch.setenv("FRESHET_CLOUD_RUN_EMULATOR_HOST", stand_in.address)
     adapter = CloudRun(PROJECT, REGION)
     assert adapter._jobs is None and adapter._executions is None
-    assert adapter._clients() == adapter._clients()
-    assert make_client  # the factory the adapter uses
+    first = adapter._clients()
+    assert all(first) and adapter._clients() == first
+    assert adapter._clients()[0] is first[0]

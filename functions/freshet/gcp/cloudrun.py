@@ -151,7 +151,10 @@ class CloudRun:
                 executions.cancel_execution(name=execution, retry=self.retry,
                                             timeout=self.timeout)
         except Exception as exc:
+            # Refused as already over (FAILED_PRECONDITION, a 400 on REST): fine if so.
             if not isinstance(exc.__cause__, gexc.FailedPrecondition | gexc.BadRequest):
+                raise
+            if not self.poll(execution).finished:
                 raise
 
 
