@@ -24,7 +24,8 @@ from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
 
 SPEC = yaml.safe_load((Path(api_module.__file__).parent / "openapi.yaml").read_text())
-SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE)
+SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE,
+                    allowed_callers=OPERATOR)
 JOB = {"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *",
                                                     "timezone": "Europe/London"},
        "produces": ["sales.orders"], "max_retries": 2}
@@ -42,7 +43,6 @@ class Api:
     """Calls the api through Flask's test client; checks each answer against the spec."""
 
     def __init__(self, db, signing, monkeypatch):
-        monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", OPERATOR)
         self.key, certs = signing
         self.store = Store(db)
         self.queue = RecordingQueue(SETTINGS)
@@ -261,6 +261,18 @@ def test_unknown_kind_and_duplicate_ids_are_refused(api):
     assert (status, body["error"]["field"]) == (400, "kind")
     api.call("POST", "/jobs", json=JOB)
     assert api.call("POST", "/jobs", json=JOB)[0] == 409
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"kind": "http_fetch", "params": {"url": "http://169.254.169.254/computeMetadata/v1/"}},
+     "params.url"),
+    ({"kind": "http_fetch", "params": {"url": "https://x.example/", "format": "xml"}},
+     "params.format"),
+])
+def test_a_jobs_params_are_checked_by_its_kind_as_apply_checks_them(api, change, field):
+    status, body = api.call("POST", "/jobs", json={**JOB, **change})
+    assert (status, body["error"]["field"]) == (400, field)
+    assert api.store.list_jobs() == []
 
 
 def test_unknown_job_is_404(api):
