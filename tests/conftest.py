@@ -58,3 +58,85 @@ def db(firestore_emulator):
     client = firestore.Client(project=firestore_emulator.project)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator():
+    """$BIGQUERY_EMULATOR_HOST if it answers, else bqemulator for the session (offline:
+    DuckDB's spatial extension comes from the duckdb-extension-spatial wheel)."""
+    try:
+        emu = emulators.bigquery_from_env(project=PROJECT) or emulators.start_bigquery(
+            project=PROJECT)
+    except emulators.EmulatorError as exc:
+        pytest.exit(f"cannot start the BigQuery emulator: {exc}", returncode=3)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in emu.env().items():
+            mp.setenv(key, value)
+        yield emu
+    emu.stop()
+
+
+class RecordingProxy:
+    """Forwards HTTP to an emulator and keeps each request's method, path (with its
+    query) and JSON body: what a Google client really sent, without patching it."""
+
+    def __init__(self, target: str) -> None:
+        import json
+        import threading
+        import urllib.error
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[dict] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                proxy.requests.append({"method": self.command, "path": self.path,
+                                       "body": json.loads(body) if body else None})
+                req = urllib.request.Request(f"http://{target}{self.path}", data=body or None,
+                                             method=self.command,
+                                             headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as resp:
+                        status, data = resp.status, resp.read()
+                except urllib.error.HTTPError as err:
+                    status, data = err.code, err.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _forward  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def inserts(self) -> list[dict]:
+        """The bodies of BigQuery jobs.insert calls."""
+        return [r["body"] for r in self.requests
+                if r["method"] == "POST" and r["path"].split("?")[0].endswith("/jobs")]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def recording_proxy():
+    """Makes RecordingProxy instances in front of an address; closes them after the module."""
+    made = []
+
+    def make(target: str) -> RecordingProxy:
+        made.append(RecordingProxy(target))
+        return made[-1]
+
+    yield make
+    for proxy in made:
+        proxy.close()

@@ -16,8 +16,9 @@ Every emulator runs under a supervisor in its own process group, which is killed
 ``stop()`` and at interpreter exit; the supervisor also takes its emulator down when
 our end of its stdin closes, so even a SIGKILLed parent leaves no orphan behind.
 
-``python -m freshet_local.emulators [--firestore-port N] [--tasks-port N]`` starts
-both and runs until Ctrl-C / SIGTERM.
+``python -m freshet_local.emulators [--firestore-port N] [--tasks-port N]
+[--bigquery-port N]`` starts them and runs until Ctrl-C / SIGTERM. BigQuery is PyPI
+bqemulator (``start_bigquery``, ``BIGQUERY_EMULATOR_HOST``).
 """
 
 from __future__ import annotations
@@ -747,16 +748,237 @@ def start_storage(*, host: str = "127.0.0.1", buckets: tuple[str, ...] = ()) -> 
 
 
 # ---------------------------------------------------------------------------
+# BigQuery (PyPI bqemulator on DuckDB, run in a child interpreter)
+
+BIGQUERY_ENV = "BIGQUERY_EMULATOR_HOST"
+BIGQUERY_DIR = REPO_ROOT / ".freshet" / "emulators" / "bigquery"
+BIGQUERY_TIMEOUT = 60.0
+
+# bqemulator loads DuckDB's `spatial` extension at start and would download it. The
+# PyPI wheel duckdb-extension-spatial carries it: we put it where DuckDB looks
+# ($HOME/.duckdb/extensions/v<version>/<platform>/, with HOME the emulator's own folder)
+# so the emulator starts offline. It also lacks what Google guarantees and Freshet's
+# idempotence rests on: a job id is unique in its project, and inserting it again
+# answers 409 ALREADY_EXISTS (bqemulator replaces the job and runs it again). The
+# bootstrap refuses a job id seen before, as BigQuery does, before anything runs.
+_BIGQUERY_BOOTSTRAP = r"""
+import asyncio, os, shutil, signal, sys, threading
+from pathlib import Path
+
+host, port, project, home = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.environ["HOME"] = home  # DuckDB's extension directory is $HOME/.duckdb/extensions
+import duckdb
+try:
+    import duckdb_extension_spatial
+except ImportError:
+    sys.exit("duckdb-extension-spatial is not installed (pip install "
+             f"duckdb-extension-spatial=={duckdb.__version__}): bqemulator needs it offline")
+version = "v" + duckdb.__version__
+source = Path(duckdb_extension_spatial.__file__).parent / "extensions" / version
+source = source / "spatial.duckdb_extension"
+if not source.is_file():
+    sys.exit(f"duckdb-extension-spatial has no {version} build (duckdb is "
+             f"{duckdb.__version__}): install duckdb-extension-spatial=={duckdb.__version__}")
+platform = duckdb.execute("PRAGMA platform").fetchone()[0]
+target = Path(home, ".duckdb", "extensions", version, platform, source.name)
+if not target.is_file() or target.stat().st_size != source.stat().st_size:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+from bqemulator.api.routes import jobs as routes
+from bqemulator.config import Settings
+from bqemulator.domain.errors import AlreadyExistsError
+from bqemulator.server import EmulatorServer
+
+claimed = set()
+
+def unique(handler):
+    async def insert_once(project_id, job_id, config, *args, **kwargs):
+        dry = (config.get("dryRun") or kwargs.get("dry_run")) if isinstance(config, dict) else False
+        ctx = kwargs.get("ctx") or next((a for a in args if hasattr(a, "catalog")), None)
+        if not dry:
+            key = (project_id, job_id)
+            if key in claimed or (ctx is not None and ctx.catalog.get_job(project_id, job_id)):
+                raise AlreadyExistsError(f"Already Exists: Job {project_id}:US.{job_id}")
+            claimed.add(key)  # no await between the check and this: one event loop
+        return await handler(project_id, job_id, config, *args, **kwargs)
+    return insert_once
+
+routes._handle_query_job = unique(routes._handle_query_job)
+routes._handle_load_job_with_async_envelope = unique(
+    routes._handle_load_job_with_async_envelope)
+
+async def main():
+    server = EmulatorServer(Settings(
+        rest_host=host, rest_port=port, grpc_host=host, grpc_port=0,
+        default_project_id=project, log_level="warning"))
+    await server.start()
+    shown = f"[{host}]" if ":" in host else host
+    print(f"READY {shown}:{server.rest_port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # our parent closing the pipe (or dying) stops us too
+    threading.Thread(target=lambda: (sys.stdin.read(), loop.call_soon_threadsafe(stop.set)),
+                     daemon=True).start()
+    await stop.wait()
+    await server.stop()
+
+try:
+    asyncio.run(main())
+finally:
+    os._exit(0)
+"""
+
+
+class BigQueryEmulator(_Emulator):
+    """A running bqemulator (owned, or reused from the environment)."""
+
+    def __init__(self, host: str, port: int, project: str,
+                 process: _Process | None = None, gcs_root: Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.project = project
+        self._process = process
+        # Load jobs read gs://bucket/path from gcs_root/bucket/path (bqemulator's
+        # BQEMU_GCS_LOCAL_ROOT); None for an emulator we did not start.
+        self.gcs_root = gcs_root
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def env(self) -> dict[str, str]:
+        return {BIGQUERY_ENV: self.address}
+
+    def client(self, project: str | None = None):
+        """The official client, pointed here without credentials."""
+        return bigquery_client(self.address, project or self.project)
+
+    def stderr_text(self) -> str:
+        return self._process.stderr_text() if self._process else ""
+
+    def __repr__(self) -> str:
+        return f"<BigQueryEmulator {self.address} project={self.project} owned={self.owned}>"
+
+
+def start_bigquery(*, host: str = "127.0.0.1", port: int | None = None,
+                   project: str = DEFAULT_PROJECT, gcs_root: Path | None = None,
+                   timeout: float = BIGQUERY_TIMEOUT) -> BigQueryEmulator:
+    """Starts bqemulator (in memory) on `port` (None: a free one); waits until it answers.
+
+    Load jobs read `gs://bucket/path` from `gcs_root/bucket/path` (default: a new
+    temporary folder)."""
+    home = BIGQUERY_DIR / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    gcs_root = Path(gcs_root or tempfile.mkdtemp(prefix="freshet-bigquery-gcs-"))
+    cmd = [sys.executable, "-c", _BIGQUERY_BOOTSTRAP, host, str(port or 0), project, str(home)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BQEMU_")}
+    env["BQEMU_GCS_LOCAL_ROOT"] = str(gcs_root)
+    proc = _Process("bigquery-emulator", cmd, env=env)
+    address = proc.wait_ready(timeout)
+    bound_host, bound_port = _split_address(address)
+    return BigQueryEmulator(bound_host, bound_port, project, proc, gcs_root)
+
+
+def bigquery_from_env(*, project: str | None = None) -> BigQueryEmulator | None:
+    """A non-owning handle on ``$BIGQUERY_EMULATOR_HOST`` if it is set and answers."""
+    address = os.environ.get(BIGQUERY_ENV)
+    if not address or not _reachable(address):
+        return None
+    host, port = _split_address(address)
+    return BigQueryEmulator(host, port, project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+                            or DEFAULT_PROJECT)
+
+
+def bigquery_client(address: str, project: str):
+    """A ``bigquery.Client`` talking to the emulator at ``address`` anonymously."""
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    return bigquery.Client(project=project, credentials=AnonymousCredentials(),
+                           client_options=ClientOptions(api_endpoint=f"http://{address}"))
+
+
+# ---------------------------------------------------------------------------
+# Cloud Run Jobs (no emulator exists: freshet_local.cloudrun, a stand-in of the Admin
+# API v2 surface Freshet calls, whose executions run local commands)
+
+CLOUD_RUN_ENV = "FRESHET_CLOUD_RUN_EMULATOR_HOST"
+CLOUD_RUN_SCRIPT = Path(__file__).resolve().parent / "cloudrun.py"
+
+
+class CloudRunStandIn(_Emulator):
+    """A running Cloud Run Admin API stand-in (owned, or reused from the environment)."""
+
+    def __init__(self, host: str, port: int, process: _Process | None = None,
+                 jobs: dict | None = None) -> None:
+        self.host = host
+        self.port = port
+        self._process = process
+        self.jobs = jobs or {}
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def env(self) -> dict[str, str]:
+        return {CLOUD_RUN_ENV: self.address}
+
+    def stderr_text(self) -> str:
+        return self._process.stderr_text() if self._process else ""
+
+    def __repr__(self) -> str:
+        return f"<CloudRunStandIn {self.address} jobs={len(self.jobs)} owned={self.owned}>"
+
+
+def start_cloud_run(jobs: dict[str, dict], *, host: str = "127.0.0.1",
+                    port: int | None = None,
+                    timeout: float = DEFAULT_TIMEOUT) -> CloudRunStandIn:
+    """Starts the stand-in serving `jobs` ({"projects/P/locations/R/jobs/J": {"command":
+    [...], "task_count": 1, "timeout": "600s", "env": {...}}}: each execution runs the
+    command once per task)."""
+    folder = Path(tempfile.mkdtemp(prefix="freshet-cloudrun-"))
+    config = folder / "jobs.json"
+    config.write_text(json.dumps({"jobs": jobs}, indent=2))
+    cmd = [sys.executable, str(CLOUD_RUN_SCRIPT), "--config", str(config), "--host", host,
+           "--port", str(port or 0)]
+    proc = _Process("cloud-run-stand-in", cmd, cwd=folder)
+    address = proc.wait_ready(timeout)
+    bound_host, bound_port = _split_address(address)
+    return CloudRunStandIn(bound_host, bound_port, proc, dict(jobs))
+
+
+def cloud_run_from_env() -> CloudRunStandIn | None:
+    """A non-owning handle on ``$FRESHET_CLOUD_RUN_EMULATOR_HOST`` if it is set and answers."""
+    address = os.environ.get(CLOUD_RUN_ENV)
+    if not address or not _reachable(address):
+        return None
+    host, port = _split_address(address)
+    return CloudRunStandIn(host, port)
+
+
+# ---------------------------------------------------------------------------
 # CLI
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m freshet_local.emulators",
-        description="Run the Firestore and Cloud Tasks emulators until Ctrl-C / SIGTERM.")
+        description="Run the Firestore, Cloud Tasks and BigQuery emulators until Ctrl-C / "
+                    "SIGTERM.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--firestore-port", type=int, default=8080)
     parser.add_argument("--tasks-port", type=int, default=8123)
+    parser.add_argument("--bigquery-port", type=int, default=9050)
+    parser.add_argument("--cloud-run-port", type=int, default=9070)
+    parser.add_argument("--cloud-run-jobs", type=Path, default=None,
+                        help='JSON {"projects/P/locations/R/jobs/J": {"command": [...]}} '
+                             "for the Cloud Run Jobs stand-in")
     parser.add_argument("--project", default=DEFAULT_PROJECT)
     parser.add_argument("--max-retries", type=int, default=None,
                         help="give up a failing task after N retries (default: retry forever)")
@@ -772,20 +994,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    firestore = tasks = None
+    firestore = tasks = bigquery = cloud_run = None
     try:
         firestore = start_firestore(host=args.host, port=args.firestore_port, project=args.project)
         tasks = start_tasks(host=args.host, port=args.tasks_port, max_retries=args.max_retries,
                             queues=args.queue)
         print(f"Firestore emulator: {firestore.address} (project {firestore.project}; "
               f"Java pid {firestore.java_pid} running {firestore.jar})")
+        bigquery = start_bigquery(host=args.host, port=args.bigquery_port, project=args.project)
         print(f"Cloud Tasks emulator: {tasks.address}")
+        jobs = json.loads(args.cloud_run_jobs.read_text()) if args.cloud_run_jobs else {}
+        cloud_run = start_cloud_run(jobs, host=args.host, port=args.cloud_run_port)
+        print(f"BigQuery emulator: {bigquery.address} (bqemulator, in memory)")
+        print(f"Cloud Run Jobs stand-in: {cloud_run.address} ({len(jobs)} jobs)")
         print("# export these in your shell:")
-        for key, value in {**firestore.env(), **tasks.env()}.items():
+        for key, value in {**firestore.env(), **tasks.env(), **bigquery.env(),
+                           **cloud_run.env()}.items():
             print(f"export {key}={value}")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.is_set():
-            for emu, label in ((firestore, "Firestore"), (tasks, "Cloud Tasks")):
+            for emu, label in ((firestore, "Firestore"), (tasks, "Cloud Tasks"),
+                               (bigquery, "BigQuery"), (cloud_run, "Cloud Run")):
                 proc = emu._process
                 if proc is not None and not proc.alive():
                     print(f"{label} emulator exited unexpectedly:\n{proc.stderr_text()}",
@@ -797,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        for emu in (tasks, firestore):
+        for emu in (cloud_run, bigquery, tasks, firestore):
             if emu is not None:
                 emu.stop()
         print("emulators stopped.", flush=True)

@@ -32,8 +32,10 @@ def test_no_sync_kind_imports_the_registry_so_there_is_no_cycle():
 
 
 def test_each_builtin_kind_is_a_package_with_its_kind_and_is_registered():
+    # A kind runs once it has its sync.py (the engine kinds have only their params and
+    # submit so far: registered with their runtime, issue 21).
     folders = sorted(p.name for p in (PACKAGE / "loop" / "syncs").iterdir()
-                     if (p / "__init__.py").exists())
+                     if (p / "sync.py").exists())
     assert folders == sorted(k.name for k in registry.BUILTIN) == ["http_fetch", "noop"]
     assert all(isinstance(k, Kind) and registry.kind_for(k.name) is k
                for k in registry.BUILTIN)

@@ -36,6 +36,11 @@ class PermanentError(FreshetError):
     """Raised by a sync when retrying cannot help (bad params, 404 upstream, ...)."""
 
 
+class TransientError(FreshetError):
+    """A call to an engine (BigQuery, Cloud Run) that may pass if made again: 429, 5xx,
+    a timeout. A poll that meets one polls again; it never fails the run."""
+
+
 class Disabled(FreshetError):
     """A kill switch turned this action or job kind off."""
 

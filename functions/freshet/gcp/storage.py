@@ -170,3 +170,35 @@ def local_page_facts(settings: Settings) -> dict:
 
     updated = datetime.fromtimestamp(page.stat().st_mtime, UTC) if page.exists() else None
     return {"where": str(page), "updated": updated}
+
+
+# Objects read at most by one observation of a prefix: a prefix holding more should
+# be narrowed (a dated sub-folder) rather than listed whole every few minutes.
+MAX_OBSERVED_OBJECTS = 100_000
+
+
+def newest_update(bucket: str, prefix: str, client=None):
+    """For an observed dataset (`observe: {gcs_prefix: ...}`): the newest `updated` of
+    the objects under `prefix` (timezone-aware), or None when there are none. Reads only
+    names and times, page by page. Google's errors come out as Freshet's (429/5xx:
+    TransientError)."""
+    from google.cloud import storage
+
+    from freshet.core.errors import PermanentError
+    from freshet.gcp.calls import calling
+
+    client = client or storage.Client()
+    newest, seen = None, 0
+    with calling(f"listing gs://{bucket}/{prefix}"):
+        for blob in client.list_blobs(bucket, prefix=prefix,
+                                      fields="items(name,updated),nextPageToken"):
+            seen += 1
+            if seen > MAX_OBSERVED_OBJECTS:
+                raise PermanentError(f"gs://{bucket}/{prefix} holds more than "
+                                     f"{MAX_OBSERVED_OBJECTS:,} objects: observe a narrower "
+                                     "prefix")
+            if blob.name.endswith("/") and not blob.size:
+                continue  # a folder placeholder says nothing about the data
+            if blob.updated is not None and (newest is None or blob.updated > newest):
+                newest = blob.updated
+    return newest

@@ -46,6 +46,7 @@ from freshet.core.limits import (
     check_schedule_deadline,
 )
 from freshet.core.models import Job, check_dataset_key, check_id, check_pool, new_job
+from freshet.core.observe import ObserveSpec, make_observe
 from freshet.core.schedules import make_schedule
 from freshet.core.specs import (
     DEFAULT_CONTROL_SCHEDULES,
@@ -64,6 +65,7 @@ from freshet.core.values import check_bool, is_int, is_number
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, check_windows, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import CheckContext, check_params
+from freshet.loop.syncs.engine_params import check_engine_params
 from freshet.status.notify import make_route
 
 HTTP_METHODS = ("POST", "GET", "PUT")
@@ -144,6 +146,8 @@ class PipelineConfig:
     maintenance: Maintenance = NO_MAINTENANCE
     # Where http_fetch and the routes may connect: apply writes it to settings/control.
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # Datasets seen rather than produced: {key: where and how often to look}.
+    observed: tuple[tuple[str, ObserveSpec], ...] = ()
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -387,7 +391,8 @@ FUNCTIONS_KEYS = ("base_url", "service_account", "invoker_email", "build_service
                   "allowed_callers", "source", "runtime", "env", "defaults", *ENTRY_POINTS)
 LIMIT_KEYS = ("timeout", "memory", "cpu", "max_instances", "concurrency")
 SITE_KEYS = ("bucket", "snapshot_bucket", "public", "viewers")
-DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes")
+DATASET_KEYS = ("key", "title", "description", "owner", "upstream", "routes", "observe",
+                "observe_every")
 CONSUMER_KEYS = ("id", "title", "kind", "url", "owner", "requires", "deadlines", "routes")
 REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 # Bounds that keep each catalog entry small (the catalog document pages by entries).
@@ -485,7 +490,9 @@ class _Parser:
         pools = self.pools(doc.get("pools"), queues)
         policy = self.http_fetch(doc.get("http_fetch"))
         catalog = self.catalog(doc, queues[0], pools, policy)
+        observed = self.observed(doc.get("datasets"), project)
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
+        _check_not_produced(jobs, observed)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
@@ -498,6 +505,7 @@ class _Parser:
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
             job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
             egress=policy,
+            observed=tuple(observed.items()),
         )
         check_time_limits(config)
         return config
@@ -775,6 +783,19 @@ class _Parser:
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
+    @staticmethod
+    def observed(value: object, project: str) -> dict[str, ObserveSpec]:
+        """The datasets with an `observe:` block (the catalog checked them otherwise)."""
+        found = {}
+        for i, raw in enumerate(_list(value, "datasets")):
+            if "observe" in raw:
+                found[raw["key"]] = make_observe(
+                    raw["observe"], f"datasets[{i}].observe", raw.get("observe_every"),
+                    every_field=f"datasets[{i}].observe_every", default_project=project)
+            elif "observe_every" in raw:
+                raise ValidationError(f"datasets[{i}].observe_every", "needs observe:")
+        return found
+
     def consumers(self, value: object, datasets: dict,
                   route_ids: set[str]) -> tuple[Consumer, ...]:
         found = []
@@ -833,6 +854,8 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
+            # The engine kinds' params are checked even while their runtime is not wired.
+            check_engine_params(job.kind, job.params, f"{where}.params")
             check_params(job.kind, dict(job.params), context, where)  # the kind's own
             for field_name, keys in (("produces", job.produces),
                                      ("trigger.after", job.trigger.after if job.trigger else ())):
@@ -852,6 +875,16 @@ class _Parser:
                                   f"trigger cycle: {describe_cycle(cycle)}")
         check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
+
+
+def _check_not_produced(jobs: tuple[Job, ...], observed: dict[str, ObserveSpec]) -> None:
+    """An observed dataset is seen, not made: a job producing it is refused."""
+    for i, job in enumerate(jobs):
+        for j, key in enumerate(job.produces):
+            if key in observed:
+                raise ValidationError(f"jobs[{i}].produces[{j}]", f"dataset {key!r} is "
+                                      "observed (observe:), so no job may produce it: "
+                                      "drop one of the two")
 
 
 def _check_route_subjects(catalog: Catalog) -> None:

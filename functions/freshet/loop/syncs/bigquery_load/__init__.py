@@ -1,0 +1,1 @@
+"""The `bigquery_load` kind (its params schema; its runtime joins the waiting run state)."""
