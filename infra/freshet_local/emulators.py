@@ -780,7 +780,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Firestore emulator: {firestore.address} (project {firestore.project}; "
               f"Java pid {firestore.java_pid} running {firestore.jar})")
         print(f"Cloud Tasks emulator: {tasks.address}")
-        print("# export these in your shell:")
+        _write_context(firestore, tasks)
+        print(f"The CLI finds them from this folder ({CONTEXT_FILE.relative_to(REPO_ROOT)}); "
+              'other shells: eval "$(freshet demo env)", or export:')
         for key, value in {**firestore.env(), **tasks.env()}.items():
             print(f"export {key}={value}")
         print("Press Ctrl-C to stop.", flush=True)
@@ -797,10 +799,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        from freshet.ops import context
+
+        context.remove(context.write_path(CONTEXT_FILE))
         for emu in (tasks, firestore):
             if emu is not None:
                 emu.stop()
         print("emulators stopped.", flush=True)
+
+
+CONTEXT_FILE = REPO_ROOT / ".freshet" / "context.json"
+
+
+def _write_context(firestore: FirestoreEmulator, tasks: TasksEmulator) -> None:
+    """.freshet/context.json (freshet.ops.context): what the CLI needs to find them."""
+    from freshet.ops import context
+
+    context.write(context.write_path(CONTEXT_FILE), name="emulators",
+                  project=firestore.project,
+                  env={**firestore.env(), **tasks.env()},
+                  addresses={"firestore": firestore.address, "tasks": tasks.address})
 
 
 if __name__ == "__main__":
