@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jinja2
@@ -92,6 +92,16 @@ def _printable(value: object) -> object:
     return printable(value) if isinstance(value, str) else value
 
 
+def time_attribute(value: datetime | None) -> str | None:
+    """A moment as HTML's <time datetime> and Atom accept it: UTC, at most three digits
+    of a second (HTML refuses more)."""
+    if value is None:
+        return None
+    moment = value.astimezone(UTC)
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
 @functools.cache
 def _env(source: Path) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -102,7 +112,7 @@ def _env(source: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_printable,
     )
-    env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
+    env.filters.update(when=_when, age=_age, dur=_dur, iso=time_attribute, short=shorten,
                        num=lambda n: f"{n:,}", link=safe_link, pct=percent)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
                        window_words=_window_words, listed_limit=MAX_LISTED)
@@ -146,7 +156,7 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
     detailed = model.datasets[:DETAILED_DATASETS]
     rest = model.datasets[DETAILED_DATASETS:]
     return _env(source).get_template("index.html.j2").render(
-        m=model, now=model.built_at, built_iso=isoformat(model.built_at),
+        m=model, now=model.built_at, built_iso=time_attribute(model.built_at),
         detailed_datasets=detailed, other_datasets=rest,
         other_dataset_counts=_counts(d.state for d in rest),
         detailed_jobs=model.jobs[:DETAILED_JOBS], other_jobs=model.jobs[DETAILED_JOBS:],
@@ -195,7 +205,7 @@ def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
 def render_feed(model: StatusModel, events: list[Event]) -> str:
     entries = feed_entries(model, events)
     return _env(site_source()).get_template("feed.xml.j2").render(
-        m=model, entries=entries, built_iso=isoformat(model.built_at),
+        m=model, entries=entries, built_iso=time_attribute(model.built_at),
         updated=entries[0].at if entries else isoformat(model.built_at),
     )
 
