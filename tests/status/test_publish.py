@@ -214,7 +214,7 @@ def test_status_json_and_the_feed_carry_data_time_deadlines_incidents_and_mainte
                                                                "2026-11-28T13:00:00Z")
     assert {r["id"]: r["last_status"] for r in doc["routes"]} == {"growth-slack": "delivered",
                                                                    "ops-hook": "failed"}
-    assert doc["overall"]["headline"] == "Some data cannot be trusted"
+    assert doc["overall"]["headline"] == "Ad Performance and 1 other cannot be trusted"
     feed = (tmp_path / "feed.xml").read_text()
     assert feed.count("<entry>") == 4  # the notes of both incidents; no change yet
     assert "Incident update: Meta ads API outage" in feed

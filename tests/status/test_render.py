@@ -90,8 +90,26 @@ def test_status_json_meets_its_schema():
     m, files = hostile_site()
     doc = json.loads(files["status.json"].data)
     jsonschema.validate(doc, SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert doc["overall"] == {"state": "error", "headline": "Some data cannot be trusted"}
+    assert doc["overall"] == {"state": "error", "headline": f"{HOSTILE} cannot be trusted"}
     assert doc["datasets"][0]["history"]["days"][-1] in "opf-"
+
+
+def test_the_headline_names_the_affected_consumers_worst_first():
+    def headline(*states):
+        keys = [f"ds.{i}" for i in range(len(states))]
+        ages = {"error": 30 * H, "warn": 25 * H, "fresh": H}
+        cat = catalog({k: () for k in keys}, [consumer(f"c{i}", f"Consumer {i}",
+                                                       requirement(k))
+                                              for i, k in enumerate(keys)])
+        return model(datasets=[synced(k, ages[s]) for k, s in zip(keys, states, strict=True)],
+                     cat=cat).headline
+
+    assert headline("fresh", "error") == "Consumer 1 cannot be trusted"
+    assert headline("error", "warn", "error") == "Consumer 0 and 1 other cannot be trusted"
+    assert headline("error", "error", "error") == "Consumer 0 and 2 others cannot be trusted"
+    assert headline("warn", "fresh", "warn") == "Consumer 0 and 1 other need attention"
+    assert headline("fresh", "warn") == "Consumer 1 needs attention"
+    assert headline("fresh", "fresh") == "All data is fresh"
 
 
 def test_the_page_is_self_contained():

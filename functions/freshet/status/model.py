@@ -343,7 +343,7 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     downs = _downstreams(ups)
     consumers_of = _consumers_of(catalog)
     incidents = tuple(incidents)
-    about = _incidents_about(incidents, catalog, producers)
+    about = _incidents_about(incidents, catalog, producers, downs)
     maintained = _maintenance_days(windows, now)
     statuses = [
         _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
@@ -403,11 +403,27 @@ def _excused(freshness: Freshness, occurrence: Occurrence | None) -> Freshness:
     return excuse(freshness, occurrence.describe(), occurrence.window.id)
 
 
+# What the headline says of the consumers at the page's level: (one, several).
+AFFECTED_WORDS = {"warn": ("needs attention", "need attention"),
+                  "error": ("cannot be trusted", "cannot be trusted")}
+
+
 def _headline(level: str, consumers, datasets) -> str:
+    """Who is affected, first: "Revenue dashboard and 2 others cannot be trusted" (the
+    worst first); with no consumer at that level, what the data is."""
     states = [c.state for c in consumers] if consumers else [d.state for d in datasets]
     if level == "ok" and State.MAINTENANCE in states:
         return MAINTENANCE_TEXT
-    return OVERALL_TEXT[level]
+    affected = sorted((c for c in consumers if LEVELS[c.state] == level),
+                      key=lambda c: -SEVERITY[c.state])
+    if level not in AFFECTED_WORDS or not affected:
+        return OVERALL_TEXT[level]
+    one, several = AFFECTED_WORDS[level]
+    first = shorten(affected[0].title, 60)
+    if len(affected) == 1:
+        return f"{first} {one}"
+    others = len(affected) - 1
+    return f"{first} and {others} other{'s' if others > 1 else ''} {several}"
 
 
 # -- datasets -------------------------------------------------------------------
@@ -741,10 +757,13 @@ EVERYTHING = "*"
 
 
 def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
-                     producers: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+                     producers: dict[str, tuple[str, ...]],
+                     downstream: dict[str, tuple[str, ...]] | None = None
+                     ) -> dict[str, tuple[str, ...]]:
     """"dataset:<key>" / "consumer:<id>" / "job:<id>" -> the open incidents about it
-    (directly, through the jobs producing a dataset, or through what a consumer needs);
-    EVERYTHING holds those opened on the whole pipeline."""
+    (directly, through the jobs producing a dataset, or through what a consumer needs,
+    built from any upstream: an incident on orders reaches the revenue dashboard built
+    from them); EVERYTHING holds those opened on the whole pipeline."""
     produced: dict[str, list[str]] = {}
     for key, jobs in producers.items():
         for job_id in jobs:
@@ -757,12 +776,26 @@ def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
             found.setdefault(EVERYTHING, []).append(incident.id)
             continue
         keys = set(scope.datasets).union(*(produced.get(j, ()) for j in scope.jobs))
-        consumers = set(scope.consumers).union(*(consumers_of.get(k, ()) for k in keys))
+        built_from = _closure(keys, downstream or {})
+        consumers = set(scope.consumers).union(*(consumers_of.get(k, ())
+                                                 for k in keys | built_from))
         subjects = ([f"dataset:{k}" for k in keys] + [f"consumer:{c}" for c in consumers]
                     + [f"job:{j}" for j in scope.jobs])
         for subject in subjects:
             found.setdefault(subject, []).append(incident.id)
     return {k: tuple(v) for k, v in found.items()}
+
+
+def _closure(keys: set[str], edges: dict[str, tuple[str, ...]]) -> set[str]:
+    """Every key reachable from `keys` along `edges` (not `keys` themselves)."""
+    found: set[str] = set()
+    todo = [n for k in keys for n in edges.get(k, ())]
+    while todo:
+        key = todo.pop()
+        if key not in found:
+            found.add(key)
+            todo.extend(edges.get(key, ()))
+    return found - keys
 
 
 def incidents_of(about: dict[str, tuple[str, ...]], subject: str) -> tuple[str, ...]:
