@@ -410,3 +410,18 @@ def test_an_incident_on_an_upstream_reaches_the_consumers_of_what_is_built_from_
               jobs=[job("orders-sync", produces=["sales.orders"])], incidents=[on_orders])
     assert m.consumer("revenue").incidents == (on_orders.id,)  # two hops downstream
     assert m.consumer("crm-team").incidents == ()
+
+
+def test_a_dataset_whose_jobs_are_all_paused_or_archived_says_so():
+    from freshet.core.models import JobStatus
+
+    paused = job("marketing-sync", produces=["marketing.audiences"], status=JobStatus.PAUSED)
+    archived = job("old-export", produces=["ledger"], status=JobStatus.ARCHIVED)
+    one_left = [job("a", produces=["both"], status=JobStatus.PAUSED),
+                job("b", produces=["both"])]
+    m = model(jobs=[paused, archived, *one_left],
+              cat=catalog({"marketing.audiences": (), "ledger": (), "both": ()}))
+    assert m.dataset("marketing.audiences").reason == \
+        "never synced; its job marketing-sync is paused"
+    assert m.dataset("ledger").reason.endswith("; its job old-export is archived")
+    assert "paused" not in m.dataset("both").reason

@@ -165,9 +165,11 @@ def hrefs(html: str) -> list[str]:
 def test_a_script_url_from_a_stored_catalog_is_rendered_as_plain_text(url):
     files = linked_site(url)
     html = files["index.html"].data.decode()
-    assert all(h.startswith(("#", "feed.xml", "status.", "https://status.example"))
-               or h == "" for h in hrefs(html)), hrefs(html)
+    assert all(h.startswith(("#", "feed.xml", "status.", "https://status.example",
+                             "consumers/")) or h == "" for h in hrefs(html)), hrefs(html)
     assert "<strong>Ads</strong>" in html
+    page = files["consumers/ads.html"].data.decode()
+    assert all(h.startswith(("#", "../index.html")) for h in hrefs(page)), hrefs(page)
     assert json.loads(files["status.json"].data)["consumers"][0]["url"] == ""
 
 
@@ -230,3 +232,31 @@ def test_the_page_draws_lineage_pools_and_run_slots_and_json_meets_the_schema():
     orders = next(d for d in doc["datasets"] if d["key"] == "sales.orders")
     assert orders["downstream"] == ["sales.revenue"] and orders["triggers"] == ["rollup"]
     assert doc["runs"][0]["data_interval"]["start"] == "2026-11-28T10:00:00Z"
+
+
+def test_each_consumer_has_a_page_with_only_what_it_depends_on():
+    from freshet.core.incidents import open_incident
+    from freshet.core.windows import Scope
+    from freshet.status.render import consumer_page
+
+    on_orders = open_incident(title="Orders export late", scope=Scope(jobs=("orders-sync",)),
+                              now=NOW)
+    cat = catalog({"sales.orders": (), "sales.revenue": ("sales.orders",), "crm": ()},
+                  [consumer("revenue", "Revenue dashboard", requirement("sales.revenue")),
+                   consumer("crm team/é", "CRM team", requirement("crm"))])
+    m = model(datasets=[synced("sales.orders", 30 * H), synced("sales.revenue", H),
+                        synced("crm", H)], cat=cat, incidents=[on_orders],
+              jobs=[job("orders-sync", produces=["sales.orders"])])
+    files = render_site(m, [])
+    page = files["consumers/revenue.html"].data.decode()
+    assert "Revenue dashboard" in page and "Orders export late" in page
+    assert "sales.orders" in page and "(upstream)" in page and "crm" not in page
+    doc = json.loads(files["consumers/revenue.json"].data)
+    assert doc["consumer"]["id"] == "revenue" and doc["built_from"] == ["sales.orders"]
+    assert [d["key"] for d in doc["datasets"]] == ["sales.revenue", "sales.orders"]
+    assert [i["id"] for i in doc["incidents"]] == [on_orders.id]
+    unsafe = consumer_page("crm team/é")
+    assert unsafe.startswith("consumers/crm-team-") and unsafe in files
+    assert "Orders export late" not in files[unsafe].data.decode()
+    index = files["index.html"].data.decode()
+    assert 'href="consumers/revenue.html"' in index

@@ -88,8 +88,11 @@ def test_the_demos_status_json_meets_its_published_schema(demo_site):
     assert "deadline_missed" in {e["kind"] for e in doc["events"]}
 
 
-def test_the_demos_page_is_valid_html(demo_site):
-    assert nu_errors(demo_site / "index.html") == []
+def test_the_demos_pages_are_valid_html(demo_site):
+    consumers = sorted((demo_site / "consumers").glob("*.html"))
+    declared = json.loads((demo_site / "status.json").read_text())["consumers"]
+    assert len(consumers) == len(declared) == 5  # one per consumer
+    assert nu_errors(demo_site / "index.html", *consumers) == []
 
 
 def test_the_demos_feed_parses(demo_site):

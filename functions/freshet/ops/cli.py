@@ -90,6 +90,13 @@ def plain(value: object) -> str:
     return str(value)
 
 
+def state_label(state: str) -> str:
+    """A freshness state as the page, the badges and the feed name it."""
+    from freshet.status.model import LABELS
+
+    return LABELS.get(state, state)
+
+
 def emit_json(value: object) -> None:
     """What a listing prints with --json: one JSON document, for scripts."""
     import json
@@ -314,7 +321,7 @@ def cmd_datasets(args) -> int:
         emit_json(rows)
         return 0
     say(table(("DATASET", "STATE", "LAST SUCCESS", "DATA AS OF", "FAILURES", "REASON"),
-              [(d["key"], d["state"].upper(), stamp(d["last_success_at"]),
+              [(d["key"], state_label(d["state"]), stamp(d["last_success_at"]),
                 stamp(d["data_as_of"]), d["consecutive_failures"], d["reason"])
                for d in rows], width=70))
     return 0
@@ -328,10 +335,11 @@ def cmd_status(args) -> int:
     if args.json:
         emit_json(summary)
         return 0
-    say(f"Overall: {summary['worst'].upper()}   (at {stamp(summary['now'])})")
+    say(f"Overall: {state_label(summary['worst'])}   (at {stamp(summary['now'])})")
     say("Jobs:     " + (", ".join(f"{n} {s}" for s, n in summary["jobs"].items() if n)
                         or "none"))
-    say("Datasets: " + (", ".join(f"{n} {s}" for s, n in summary["datasets"].items() if n)
+    say("Datasets: " + (", ".join(f"{n} {state_label(s).lower()}"
+                                  for s, n in summary["datasets"].items() if n)
                         or "none"))
     if summary["late_jobs"]:
         say("Late (is the scheduler ticking?): " + ", ".join(summary["late_jobs"]))

@@ -344,13 +344,14 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     consumers_of = _consumers_of(catalog)
     incidents = tuple(incidents)
     about = _incidents_about(incidents, catalog, producers, downs)
+    halted = halted_producers(jobs)
     maintained = _maintenance_days(windows, now)
     statuses = [
         _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
                         consumers_of.get(k, ()), now, dataset_secrets.get(k, ()),
                         ups.get(k, ()), downs.get(k, ()),
                         _days_for(maintained, k, producers.get(k, ())),
-                        incidents_of(about, f"dataset:{k}"))
+                        incidents_of(about, f"dataset:{k}"), halted.get(k, ""))
         for k in keys
     ]
     statuses.sort(key=lambda d: (-SEVERITY[d.state], d.key))
@@ -386,6 +387,19 @@ def _pool_statuses(pools: tuple[Pool, ...], counts: dict[str, tuple[int, int]]
                    ) -> tuple[PoolStatus, ...]:
     return tuple(PoolStatus(p.name, p.queue, p.max_concurrent, *counts.get(p.name, (0, 0)))
                  for p in pools)
+
+
+def halted_producers(jobs: Iterable[Job]) -> dict[str, str]:
+    """dataset key -> "its job X is paused" when every job producing it is paused or
+    archived: nothing will sync it until someone resumes one."""
+    found: dict[str, list[Job]] = {}
+    for job in jobs:
+        for key in job.produces:
+            found.setdefault(key, []).append(job)
+    halted = (Lifecycle.PAUSED, Lifecycle.ARCHIVED)
+    return {key: "; ".join(f"its job {j.id} is {j.status}" for j in producing)
+            for key, producing in found.items()
+            if all(j.status in halted for j in producing)}
 
 
 def producers_of(jobs: Iterable[Job]) -> dict[str, tuple[str, ...]]:
@@ -508,13 +522,15 @@ def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requir
                     stale_up: tuple[str, ...], consumers: tuple[str, ...], now: datetime,
                     secrets: tuple[str, ...], upstream: tuple[str, ...],
                     downstream: tuple[str, ...], maintained: frozenset[str] = frozenset(),
-                    incidents: tuple[str, ...] = ()) -> DatasetStatus:
+                    incidents: tuple[str, ...] = (), halted: str = "") -> DatasetStatus:
     spec = catalog.datasets.get(key) or DatasetSpec(key=key)
     doc = doc or Dataset(key=key)
     state = _with_risk(own.state, stale_up)
     reason = own.reason
     if stale_up:
         reason = f"{reason}; upstream stale: {', '.join(stale_up)}"
+    if halted:
+        reason = f"{reason}; {halted}"
     start, history = day_history(doc.daily, now, maintained=maintained)
     return DatasetStatus(
         key=key, title=spec.title or key, owner=spec.owner, description=spec.description,
