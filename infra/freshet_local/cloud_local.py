@@ -317,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         write_context(cloud, data_url=f"http://127.0.0.1:{data.server_address[1]}/")
         for job in cloud.scheduler.jobs:
             cloud.scheduler.fire_now(job)
-        site, fn = cloud.config.site, cloud.config.functions
-        page = f"{cloud.storage.url}/storage/v1/b/{site.bucket}/o/index.html?alt=media"
+        fn = cloud.config.functions
+        page = public_page(cloud)
         mint = (f"{sys.executable} -m freshet_local.local_google mint "
                 f"--key={work / 'google-key.json'} --email={fn.invoker_email} "
                 f"--audience={fn.url('api')}")
@@ -354,6 +354,13 @@ _NOT_FOR_THE_CLI = ("K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT", "PATH"
                     "PYTHONUNBUFFERED", "PYTHONPATH")
 
 
+def public_page(cloud: CloudLocal) -> str:
+    """The page as storage.googleapis.com/<bucket>/index.html serves it: its relative
+    links (feed.xml, consumers/..., badges/...) resolve to the files, not to the JSON
+    API's object metadata."""
+    return f"{cloud.storage.url}/{cloud.config.site.bucket}/index.html"
+
+
 def write_context(cloud: CloudLocal, *, data_url: str) -> None:
     """.freshet/context.json (freshet.ops.context): the CLI talks to the emulators with
     deploy's settings (run_task behind the front, tokens minted by the tasks emulator)."""
@@ -363,7 +370,7 @@ def write_context(cloud: CloudLocal, *, data_url: str) -> None:
     env = {k: v for k, v in cloud.envs["api"].items() if k not in _NOT_FOR_THE_CLI}
     env.update({**cloud.firestore.env(), **cloud.tasks.env(), **cloud.storage.env(),
                 "GOOGLE_CLOUD_PROJECT": config.project, "FRESHET_CONFIG": config.path})
-    site = f"{cloud.storage.url}/storage/v1/b/{config.site.bucket}/o/index.html?alt=media"
+    site = public_page(cloud)
     context.write(context.write_path(CONTEXT_FILE), name="demo-cloud",
                   project=config.project, env=env, config=config.path, addresses={
                       "firestore": cloud.firestore.address, "tasks": cloud.tasks.address,
