@@ -105,10 +105,16 @@ def test_the_cli_talks_to_the_stack_its_context_names(capsys, through_context):
 
 
 def test_the_banners_two_variables_alone_never_reach_for_google_cloud(capsys, db, monkeypatch):
+    from freshet.gcp.store import Store
+    from tests.loop.helpers import add_job
+
+    store = Store(db)
+    add_job(store, "orders")
     monkeypatch.delenv("FRESHET_TASKS_EMULATOR_HOST", raising=False)
     assert main(["jobs", "run", "orders"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "FRESHET_TASKS_EMULATOR_HOST is not" in err
+    assert store.recent_runs(job_id="orders", limit=5) == []  # nothing was created
 
 
 COMMANDS = [("jobs", "list"), ("jobs", "run", "orders-sync"), ("runs", "list"), ("datasets",),

@@ -88,6 +88,34 @@ def test_the_demos_status_json_meets_its_published_schema(demo_site):
     assert "deadline_missed" in {e["kind"] for e in doc["events"]}
 
 
+def consumer_schema() -> dict:
+    """consumers/<id>.json as docs/status-json.md describes it, from status.json's own
+    item schemas: the same entries, only those of one consumer."""
+    props = SCHEMA["properties"]
+    return {**{k: v for k, v in SCHEMA.items() if k not in ("properties", "required")},
+            "type": "object",
+            "required": ["schema_version", "generated_at", "stale_after_s", "consumer",
+                         "built_from", "datasets", "incidents"],
+            "properties": {
+                "schema_version": props["schema_version"],
+                "generated_at": props["generated_at"],
+                "stale_after_s": props["stale_after_s"],
+                "consumer": props["consumers"]["items"],
+                "built_from": {"type": "array", "items": {"type": "string"}},
+                "datasets": props["datasets"], "incidents": props["incidents"]},
+            "additionalProperties": False}
+
+
+def test_the_demos_consumer_json_holds_status_jsons_entries(demo_site):
+    validator = jsonschema.Draft202012Validator(consumer_schema(),
+                                                format_checker=jsonschema.FormatChecker())
+    pages = sorted((demo_site / "consumers").glob("*.json"))
+    assert pages
+    for page in pages:
+        errors = [e.message[:300] for e in validator.iter_errors(json.loads(page.read_text()))]
+        assert errors == [], page.name
+
+
 def test_the_demos_pages_are_valid_html(demo_site):
     consumers = sorted((demo_site / "consumers").glob("*.html"))
     declared = json.loads((demo_site / "status.json").read_text())["consumers"]

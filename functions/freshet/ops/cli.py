@@ -633,10 +633,10 @@ def cmd_apply(args) -> int:
     from freshet.ops.config import load_config
 
     path, why = choose_config(args.config)
-    _say_config(path, why)
     config = load_config(path, project=args.project)
     settings = _settings(project=config.project, region=config.region, queue=config.queue)
     store, queue = open_store(config.project), open_queue(settings)
+    _say_config(path, why)  # once it can be served: an error stays one line
     local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
     managed = not (args.skip_scheduler or local)
     admin = SchedulerAdmin(config.project, config.region) if managed else None
