@@ -131,3 +131,30 @@ def _succeeded_run(api: str):
         return None
     return next((r for r in runs if r["status"] == "succeeded"), None)
 
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
+    functions, firestore, tasks, site, data = free_ports(5, consecutive=5)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FRESHET_", "FIRESTORE_EMULATOR", "GOOGLE_CLOUD_PROJECT"))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "freshet_local.demo", f"--firestore-port={firestore}",
+         f"--tasks-port={tasks}", f"--functions-port={functions}", f"--site-port={site}",
+         f"--data-port={data}"],
+        cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}/functions:{ROOT}/infra",
+                       "FRESHET_CONTEXT": str(tmp_path / "context.json")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: _listening(firestore) or demo.poll() is not None, 90, interval=0.1)
+    demo.send_signal(signal.SIGINT)  # the Firestore emulator is up, the rest is not
+    started = time.monotonic()
+    output, _ = demo.communicate(timeout=60)
+    assert time.monotonic() - started < 20, output[-2000:]
+    assert demo.returncode == 130 and "interrupted during start-up" in output
+    assert "Freshet is running locally" not in output
+    assert not (tmp_path / "context.json").exists()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
