@@ -1,7 +1,7 @@
-"""Every command the README (and docs/context.md) shows parses: `make` targets exist,
-`freshet ...` lines are accepted by the CLI's parser (the demo's options by the demo's),
-so the first thing a newcomer copies is never a usage error. The gcloud commands of
-docs/deploy.md are run by tests/ops/test_deploy_commands.py."""
+"""Every command the README (and docs/context.md, docs/reference.md) shows parses:
+`make` targets exist, `freshet ...` lines are accepted by the CLI's parser (the demo's
+options by the demo's), so the first thing a newcomer copies is never a usage error.
+The gcloud commands of docs/deploy.md are run by tests/ops/test_deploy_commands.py."""
 
 import re
 import shlex
@@ -12,7 +12,7 @@ from freshet.ops.cli import build_parser
 from freshet_local.demo import parse_args as demo_args
 from tests.ops.helpers import ROOT
 
-SHOWN_IN = ("README.md", "docs/context.md")
+SHOWN_IN = ("README.md", "docs/context.md", "docs/reference.md")
 
 
 def shown_commands() -> list[tuple[str, str]]:
@@ -42,7 +42,7 @@ def test_the_readme_shows_commands_to_try():
 def test_each_shown_command_parses(name, command):
     words = shlex.split(command)
     if words[0] == "make":
-        makefile = (ROOT / "Makefile").read_text()
+        makefile = (ROOT / "Makefile").read_text() + (ROOT / "infra/deploy.mk").read_text()
         assert re.search(rf"^{re.escape(words[1])}:", makefile, re.M), command
         return
     assert words[0] in (".venv/bin/freshet", "freshet"), f"{name}: {command}"
