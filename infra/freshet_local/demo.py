@@ -275,7 +275,7 @@ def _apply(config) -> None:
     from freshet.ops.operations import pause_job
 
     now = datetime.now(UTC)
-    settings = load_settings()
+    settings = load_settings(os.environ)
     store, queue = Store(firestore_client(settings.project)), TaskQueue(settings)
     todo = plan(config, store=store, task_queue=queue, now=now)
     _say(f"Applying {_shown(config.path)}:")
@@ -336,11 +336,27 @@ from this folder; for other shells and tools: eval "$(.venv/bin/freshet demo env
 Ctrl-C stops everything.""")
 
 
+def env_cli() -> int:
+    """`freshet demo env`: the running stack's variables as `export` lines, for
+    eval "$(freshet demo env)" in another shell (freshet.ops.context)."""
+    from freshet.ops import context
+
+    found = context.active()
+    if found is None:
+        print("freshet demo: no local stack is running here (start one with `freshet "
+              "demo`; `freshet context` says what was found)", file=sys.stderr)
+        return 2
+    print(found.shell(), flush=True)
+    return 0
+
+
 def cli(argv=None) -> int:
     """main() with the errors a user can cause as one line each, not a traceback."""
     from freshet.core.errors import ValidationError
     from freshet_local.emulators import EmulatorError
 
+    if list(sys.argv[1:] if argv is None else argv) == ["env"]:
+        return env_cli()
     try:
         return main(argv)
     except KeyboardInterrupt:

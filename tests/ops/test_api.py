@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from freshet.core.catalog import Catalog, DatasetSpec
-from freshet.core.control import Control
 from freshet.core.settings import Settings
 from freshet.gcp.certs import CertCache
 from freshet.gcp.store import Store
@@ -25,7 +24,8 @@ from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
 
 SPEC = yaml.safe_load((Path(api_module.__file__).parent / "openapi.yaml").read_text())
-SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE)
+SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE,
+                    allowed_callers=OPERATOR)
 JOB = {"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *",
                                                     "timezone": "Europe/London"},
        "produces": ["sales.orders"], "max_retries": 2}
@@ -43,7 +43,6 @@ class Api:
     """Calls the api through Flask's test client; checks each answer against the spec."""
 
     def __init__(self, db, signing, monkeypatch):
-        monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", OPERATOR)
         self.key, certs = signing
         self.store = Store(db)
         self.queue = RecordingQueue(SETTINGS)
@@ -201,12 +200,12 @@ def test_control_round_trip_and_invalid_control_changes_nothing(api):
                                                      "paused_all": False})
     assert status == 200 and body["control"]["disabled_kinds"] == ["http_fetch"]
     assert api.call("GET", "/control")[1]["control"]["disabled_kinds"] == ["http_fetch"]
-    assert api.store.control()["updated_by"] == OPERATOR
+    assert api.store.control_doc()["updated_by"] == OPERATOR
     status, body = api.call("PUT", "/control", json={"paused_all": "yes"})
     assert status == 400 and body["error"]["field"] == "paused_all"
     status, body = api.call("PUT", "/control", json={"colour": "red"})
     assert status == 400 and body["error"]["field"] == "colour"
-    assert Control.from_doc(api.store.control()).disabled_kinds == {"http_fetch"}
+    assert api.store.control().disabled_kinds == {"http_fetch"}
 
 
 def test_datasets_and_status_show_freshness(api):
@@ -262,6 +261,18 @@ def test_unknown_kind_and_duplicate_ids_are_refused(api):
     assert (status, body["error"]["field"]) == (400, "kind")
     api.call("POST", "/jobs", json=JOB)
     assert api.call("POST", "/jobs", json=JOB)[0] == 409
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"kind": "http_fetch", "params": {"url": "http://169.254.169.254/computeMetadata/v1/"}},
+     "params.url"),
+    ({"kind": "http_fetch", "params": {"url": "https://x.example/", "format": "xml"}},
+     "params.format"),
+])
+def test_a_jobs_params_are_checked_by_its_kind_as_apply_checks_them(api, change, field):
+    status, body = api.call("POST", "/jobs", json={**JOB, **change})
+    assert (status, body["error"]["field"]) == (400, field)
+    assert api.store.list_jobs() == []
 
 
 def test_unknown_job_is_404(api):

@@ -7,8 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from freshet.core.catalog import Catalog
-from freshet.core.control import Control
 from freshet.core.schedules import next_after
 from freshet.core.settings import load_settings
 from freshet.gcp.store import Store
@@ -23,7 +21,7 @@ from tests.ops.helpers import PIPELINE, T0
 def env(db, tasks_emulator):
     queue_name = f"q-{uuid.uuid4().hex[:10]}"  # the tasks emulator outlives each test
     text = PIPELINE.replace("name: freshet-runs", f"name: {queue_name}")
-    settings = load_settings(project="demo-freshet", region="europe-west1", queue=queue_name,
+    settings = load_settings({}, project="demo-freshet", region="europe-west1", queue=queue_name,
                              tasks_emulator_host=tasks_emulator.address)
     return Store(db), TaskQueue(settings), text, queue_name
 
@@ -65,9 +63,9 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
     orders = store.job("orders")
     assert orders.status == "active" and orders.created_at == T0
     assert orders.next_run_at == next_after(orders.schedule, T0)
-    assert Catalog.from_doc(store.catalog_doc()).datasets["sales.revenue"].upstream == (
+    assert store.catalog().datasets["sales.revenue"].upstream == (
         "sales.orders", "finance.rates")
-    assert Control.from_doc(store.control()).manual_actions_enabled is False
+    assert store.control().manual_actions_enabled is False
     created = queue.queues()[queue_name]
     assert created.rate_limits.max_dispatches_per_second == 50
     assert created.retry_config.min_backoff.seconds == 5
@@ -152,7 +150,7 @@ def test_what_cloud_tasks_adds_to_a_queue_on_its_own_is_no_change():
 
     from freshet.gcp.tasks import changed_queue_fields
 
-    queue = TaskQueue(load_settings(project="demo-freshet", region="europe-west1"))
+    queue = TaskQueue(load_settings({}, project="demo-freshet", region="europe-west1"))
     spec = config_of(PIPELINE).queues[0]
     wanted = queue.build_queue(spec)
     echoed = tasks_v2.Queue(wanted)
@@ -167,7 +165,7 @@ def test_what_cloud_tasks_adds_to_a_queue_on_its_own_is_no_change():
 
 
 def test_each_task_carries_the_dispatch_deadline_run_tasks_timeout_covers():
-    settings = load_settings(project="demo-freshet", dispatch_deadline_s=900,
+    settings = load_settings({}, project="demo-freshet", dispatch_deadline_s=900,
                              invoker_email="freshet-invoker@demo-freshet.iam.gserviceaccount.com")
     task = TaskQueue(settings).build_task("orders__20261128T120000Z", 1)
     assert task.dispatch_deadline == timedelta(minutes=15)
@@ -261,9 +259,29 @@ def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(en
     assert todo.maintenance_changes == ["window vacuum added", "window migration added"]
     assert "  ~ maintenance: window vacuum added" in todo.lines()
     apply(todo, store=store, task_queue=queue, now=T0)
-    stored = Control.from_doc(store.control())
+    stored = store.control()
     assert [w.id for w in stored.maintenance.windows] == ["vacuum", "migration"]
     assert plan(config, store=store, task_queue=queue, now=T0).empty
     apply(config_of(text), store=store, task_queue=queue, now=T0)  # removed from the file
-    assert Control.from_doc(store.control()).maintenance.windows == ()
-    assert Control.from_doc(store.control()).manual_actions_enabled is True
+    assert store.control().maintenance.windows == ()
+    assert store.control().manual_actions_enabled is True
+
+
+def test_the_http_fetch_policy_is_planned_and_written_to_the_control_document(env):
+    """The policy reaches run_task and publish_status in the control document they read
+    anyway: apply is enough to change it, no redeploy, no environment variable."""
+    from freshet.core.egress import EgressPolicy
+
+    store, queue, text, _ = env
+    section = "http_fetch:\n  allowed_hosts: [api.example.com]\n  allow_private_addresses: false\n"
+    config = config_of(text + section)
+    todo = plan(config, store=store, task_queue=queue, now=T0)
+    assert todo.egress_changes == ["allowed_hosts: [] -> ['api.example.com']",
+                                   "allow_private: True -> False"]
+    assert "  ~ http_fetch: allow_private: True -> False" in todo.lines()
+    apply(todo, store=store, task_queue=queue, now=T0)
+    stored = store.control()
+    assert stored.egress == EgressPolicy(("api.example.com",), False, False)
+    assert plan(config, store=store, task_queue=queue, now=T0).empty
+    apply(config_of(text), store=store, task_queue=queue, now=T0)  # the section removed
+    assert store.control().egress == EgressPolicy()

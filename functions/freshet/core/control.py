@@ -7,15 +7,18 @@ Stored in settings/control.
 Read once per tick / request; no deploy is needed to flip one.
 
 The same document carries the maintenance windows (field `maintenance`,
-freshet.core.windows), so that the tick and run_task learn both from the one read they
-make. The windows are declared in the pipeline config and written by `apply` alone:
-`to_doc` (what PUT /control writes and GET /control shows) leaves them out.
+freshet.core.windows) and the egress policy (field `egress`, freshet.core.egress), so
+that the tick, run_task and publish_status learn them from the one read they make.
+Both are declared in the pipeline config and written by `apply` alone: `to_doc` (what
+PUT /control writes and GET /control shows) leaves them out.
 """
 
 import re
 from dataclasses import dataclass, field
 
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
+from freshet.core.values import check_bool
 from freshet.core.windows import NO_MAINTENANCE, Maintenance
 
 MAX_DISABLED_KINDS = 200
@@ -29,6 +32,9 @@ class Control:
     paused_all: bool = False
     reason: str = ""
     maintenance: Maintenance = NO_MAINTENANCE
+    # Where http_fetch and the notification routes may connect (the config's
+    # `http_fetch:` section), written by apply alone, like the windows.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     def kind_enabled(self, kind: str) -> bool:
         return not self.paused_all and kind not in self.disabled_kinds
@@ -50,6 +56,7 @@ class Control:
             paused_all=bool(doc.get("paused_all", False)),
             reason=str(doc.get("reason") or ""),
             maintenance=Maintenance.from_doc(doc.get("maintenance")),
+            egress=EgressPolicy.from_doc(doc.get("egress")),
         )
 
 
@@ -69,8 +76,8 @@ def parse_control(data: object, field_prefix: str = "") -> Control:
         raise ValidationError(f"{field_prefix}disabled_kinds",
                               f"may list at most {MAX_DISABLED_KINDS} kinds")
     for name in ("manual_actions_enabled", "paused_all"):
-        if name in data and not isinstance(data[name], bool):
-            raise ValidationError(f"{field_prefix}{name}", "must be true or false")
+        if name in data:
+            check_bool(data[name], f"{field_prefix}{name}")
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ValidationError(f"{field_prefix}reason", "must be a string of at most 500 characters")

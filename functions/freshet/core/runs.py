@@ -27,7 +27,7 @@ from freshet.core.schedules import previous_slot
 from freshet.core.settings import Settings
 from freshet.core.specs import pool_queue
 from freshet.core.text import MAX_ERROR_CHARS, shorten
-from freshet.core.values import INT64_MAX
+from freshet.core.values import INT64_MAX, is_int
 
 MAX_KEY_CHARS = 200
 
@@ -165,7 +165,7 @@ def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,
 
 def record_count(value: object) -> int | None:
     """A sync's record count as a dataset can store it: a whole number in int64, or None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+    if not is_int(value) or not 0 <= value <= INT64_MAX:
         return None
     return value
 
@@ -197,6 +197,14 @@ def retrying(run: Run, now: datetime, error: str, wait: timedelta, *,
     return replace(run, status=RunStatus.RETRYING, lease_expires_at=now + wait,
                    error=shorten(error, MAX_ERROR_CHARS), stuck=run.stuck or stuck,
                    attempts=_close_attempt(run, now, outcome, error))
+
+
+def renewed(run: Run | None, attempt: int, now: datetime, lease: timedelta) -> Run | None:
+    """A heartbeat: the run with its lease renewed, or None when the attempt is no
+    longer the one running (finished, taken over by recovery, or gone)."""
+    if run is None or run.status != RunStatus.RUNNING or run.attempt_number != attempt:
+        return None
+    return replace(run, heartbeat_at=now, lease_expires_at=now + lease)
 
 
 def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool) -> Run:

@@ -1,15 +1,14 @@
-"""Configuration, read once per process (freshet.ops.deps) into a frozen object that
-fails loudly.
+"""Configuration, read once per process into a frozen object that fails loudly.
 
 Every knob comes from an environment variable (Cloud Functions sets them at deploy;
-the local demo and tests set them for their processes).
+the local demo and tests set them for their processes). Core does no I/O: the entry
+points (freshet.ops.deps for the functions, freshet.ops.cli for the command) hand their
+environment to `load_settings`, which has no default for it.
 """
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 from freshet.core.herd import MAX_DISPATCH_SHARDS
 
@@ -28,6 +27,8 @@ class Settings:
     tasks_emulator_host: str | None = None
     # The service account Cloud Tasks and Cloud Scheduler sign OIDC tokens as.
     invoker_email: str | None = None
+    # Operators allowed to call the api besides the invoker (comma-separated emails).
+    allowed_callers: str = ""
     # "oidc" verifies Google-signed tokens; "local" accepts any caller and must be
     # chosen explicitly (FRESHET_AUTH=local), never as a fallback.
     auth_mode: str = "oidc"
@@ -37,6 +38,9 @@ class Settings:
     # Set by Cloud Run (K_SERVICE): the function sits behind Google's front end, which
     # verified the caller's token and replaced its signature (see freshet.ops.auth).
     k_service: str | None = None
+    # Where Google's token signing certificates are; tests and the local demo serve
+    # their own (unset: Google's, freshet.gcp.certs).
+    oidc_certs_url: str | None = None
     # How long Cloud Tasks waits for run_task before retrying (Task.dispatch_deadline).
     dispatch_deadline_s: int = 600
     # "json": one JSON object per line on stdout, as Cloud Logging reads them.
@@ -70,10 +74,12 @@ class Settings:
     # (0: read everything every time).
     publish_rebuild_after_s: int = 86400
     config_path: str | None = None
-    # Where http_fetch may fetch from (freshet.core.egress; pipeline.yaml's http_fetch:).
-    fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
-    fetch_allow_private: bool = True
-    fetch_allow_link_local: bool = False
+    # Set locally: the Firestore emulator the process talks to (Google's client reads
+    # it too); the CLI checks it is reachable and treats the stack as local.
+    firestore_emulator_host: str | None = None
+    # Who a CLI action is by (incident notes: FRESHET_AUTHOR, else the login name).
+    author: str | None = None
+    login_name: str | None = None
 
 
 _ENV = {
@@ -83,9 +89,11 @@ _ENV = {
     "run_task_url": "FRESHET_RUN_TASK_URL",
     "tasks_emulator_host": "FRESHET_TASKS_EMULATOR_HOST",
     "invoker_email": "FRESHET_INVOKER_EMAIL",
+    "allowed_callers": "FRESHET_ALLOWED_CALLERS",
     "auth_mode": "FRESHET_AUTH",
     "audience": "FRESHET_AUDIENCE",
     "k_service": "K_SERVICE",
+    "oidc_certs_url": "FRESHET_OIDC_CERTS_URL",
     "dispatch_deadline_s": "FRESHET_DISPATCH_DEADLINE_S",
     "log_format": "FRESHET_LOG_FORMAT",
     "lookahead_s": "FRESHET_LOOKAHEAD_S",
@@ -108,13 +116,15 @@ _ENV = {
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
     "publish_rebuild_after_s": "FRESHET_PUBLISH_REBUILD_AFTER_S",
     "config_path": "FRESHET_CONFIG",
-    "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
-    "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
-    "fetch_allow_link_local": "FRESHET_FETCH_ALLOW_LINK_LOCAL",
+    "firestore_emulator_host": "FIRESTORE_EMULATOR_HOST",
+    "author": "FRESHET_AUTHOR",
+    "login_name": "USER",
 }
 
 
-def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
+def load_settings(env: Mapping[str, str], /, **overrides) -> Settings:
+    """The settings `env` (the caller's environment, or {} for the defaults) and the
+    overrides say."""
     values: dict = {}
     defaults = Settings()
     for name, var in _ENV.items():
@@ -131,17 +141,10 @@ def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
-    egress_policy(settings)  # fails loudly on a bad host list
     if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
         raise ValidationError("FRESHET_DISPATCH_SHARDS",
                               f"must be from 1 to {MAX_DISPATCH_SHARDS}")
     return settings
-
-
-def egress_policy(settings: Settings) -> EgressPolicy:
-    """The hosts and addresses http_fetch may reach."""
-    return EgressPolicy.parse(settings.fetch_allowed_hosts, settings.fetch_allow_private,
-                              settings.fetch_allow_link_local, "FRESHET_FETCH_ALLOWED_HOSTS")
 
 
 def _convert(name: str, var: str, raw: str, default):

@@ -9,13 +9,16 @@ transaction, and no lock for concurrent requests to wait on.
 import logging
 from datetime import datetime
 
+from freshet.core.commit import new_run_task
 from freshet.core.control import Control
+from freshet.core.created import Created
 from freshet.core.errors import Conflict, Disabled, NotFound
 from freshet.core.models import JobStatus, Run
 from freshet.core.runs import manual_run_id, new_run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.followups import send_tasks
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
             control: Control | None = None) -> tuple[Run, bool]:
     """Returns (the run, whether this call created it). Raises NotFound, Conflict, Disabled."""
     run_id = manual_run_id(job_id, now, idempotency_key)
-    control = control or Control.from_doc(store.control())
+    control = control or store.control()
     if not control.manual_actions_enabled:
         raise Disabled("manual actions are switched off by a kill switch"
                        + (f" ({control.reason})" if control.reason else ""))
@@ -46,10 +49,7 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
                   idempotency_key=idempotency_key)
     # No transaction: creating the run document is the dedup, so concurrent requests
     # never wait on each other's locks; the losers read the winner's run.
-    if not store.create_run(run):
+    if store.create_run(run) is Created.EXISTS:
         return store.run(run_id), False
-    try:
-        queue.enqueue(run.id, 1, queue=run.queue, job_id=job.id)
-    except Exception:  # the run is queued with a lease: recovery sends it
-        log.exception("enqueue failed for run %s; recovery will send it", run.id)
+    send_tasks(queue, [new_run_task(run, job_id=job.id, what="run")])
     return run, True

@@ -24,15 +24,15 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
 from freshet.core.backfill import check_max_parallel
-from freshet.core.catalog import Catalog
-from freshet.core.control import Control, parse_control
+from freshet.core.control import parse_control
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import parse_scope
 from freshet.core.limits import check_job
 from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
 from freshet.core.timeutil import isoformat, parse_datetime
+from freshet.core.values import check_bool
 from freshet.loop import backfill as backfills
-from freshet.loop.registry import known_kinds
+from freshet.loop.registry import CheckContext, check_params
 from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
 from freshet.ops.config import JOB_KEYS
@@ -127,9 +127,8 @@ def create_job(call: Call):
         if key not in body:
             raise ValidationError(key, "is required")
     job = new_job(**body)  # a schedule, a trigger, or both
-    if job.kind not in known_kinds():
-        raise ValidationError("kind", f"unknown kind {job.kind!r} (known: "
-                              f"{', '.join(known_kinds())})")
+    egress = call.store.control().egress  # the applied http_fetch: policy
+    check_params(job.kind, dict(job.params), CheckContext(egress=egress))  # as apply does
     settings = call.deps.settings  # a job must fit one Cloud Tasks delivery, as in apply
     check_job(stuck_threshold_minutes=job.stuck_threshold_minutes,
               expected_runtime_minutes=job.expected_runtime_minutes,
@@ -189,11 +188,11 @@ def list_datasets(call: Call):
 def get_dataset(call: Call):
     query(call, ())
     key = check_dataset_key(call.params["key"], "key")
-    catalog = Catalog.from_doc(call.store.catalog_doc())
+    catalog = call.store.catalog()
     dataset = call.store.get_dataset(key)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
-    control = Control.from_doc(call.store.control())
+    control = call.store.control()
     producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
     return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
                                          producers)}
@@ -225,8 +224,7 @@ def create_backfill(call: Call):
     start, end = parse_datetime(body["from"], "from"), parse_datetime(body["to"], "to")
     flags = {k: body.get(k, False) for k in ("rerun", "dry_run")}
     for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise ValidationError(name, "must be true or false")
+        check_bool(value, name)
     parallel = check_max_parallel(body.get("max_parallel", 1))
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
@@ -268,7 +266,7 @@ def cancel_backfill(call: Call):
 
 def get_control(call: Call):
     query(call, ())
-    return 200, {"control": Control.from_doc(call.store.control()).to_doc()}
+    return 200, {"control": call.store.control().to_doc()}
 
 
 def put_control(call: Call):

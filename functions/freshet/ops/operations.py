@@ -9,7 +9,6 @@ next_run_at only when the schedule changed, so re-applying a config never shifts
 from dataclasses import replace
 from datetime import datetime
 
-from freshet.core.catalog import Catalog
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.models import Job, JobStatus
 from freshet.core.schedules import first_slot, next_after
@@ -93,7 +92,7 @@ def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
     declares, and its trigger makes no cycle with the jobs there are."""
     if job.pool not in (None, DEFAULT_POOL) and \
-            Catalog.from_doc(store.catalog_doc()).pool(job.pool) is None:
+            store.catalog().pool(job.pool) is None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
     if job.trigger is not None:

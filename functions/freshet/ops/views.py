@@ -128,8 +128,8 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
 
 def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
                  control: Control | None = None) -> list[dict]:
-    catalog = Catalog.from_doc(store.catalog_doc())
-    control = control or Control.from_doc(store.control())
+    catalog = store.catalog()
+    control = control or store.control()
     jobs = store.list_jobs() if jobs is None else jobs
     producers: dict[str, list[str]] = {}
     for job in jobs:
@@ -156,7 +156,7 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
     """Counts, the worst dataset state, late jobs, the kill switches, maintenance under
     way, open incidents and the notification routes (api and CLI)."""
     jobs = store.list_jobs()
-    control = Control.from_doc(store.control())
+    control = store.control()
     datasets = all_datasets(store, now, jobs, control)
     late = sorted(j.id for j in jobs
                   if j.status == JobStatus.ACTIVE and j.next_run_at is not None
@@ -175,5 +175,5 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
         "incidents": [{"id": i.id, "title": i.title, "eta": isoformat(i.eta),
                        "scope": i.scope.to_json()}
                       for i in store.incidents(now) if i.open],
-        "routes": routes_json(store, Catalog.from_doc(store.catalog_doc()), settings),
+        "routes": routes_json(store, store.catalog(), settings),
     }
