@@ -1,6 +1,7 @@
 """Shared fixtures: the Firestore / Cloud Tasks emulators and a freshly wiped Firestore client."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ if str(ROOT) not in sys.path:
 from freshet_local import emulators  # noqa: E402
 
 PROJECT = "demo-freshet"
+# A demo running in this folder must not steer the tests' CLI calls (freshet.ops.context).
+os.environ["FRESHET_CONTEXT"] = "none"
 
 
 @pytest.fixture(scope="session")

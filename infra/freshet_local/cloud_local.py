@@ -289,24 +289,36 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m freshet_local.cloud_local",
                                      description=main.__doc__)
-    parser.add_argument("--config", default=str(ROOT / "infra" / "demo" / "pipeline.yaml"))
-    parser.add_argument("--run-for", type=float, default=None)
+    parser.add_argument("--config", default=str(ROOT / "infra" / "demo" / "pipeline.yaml"),
+                        help="the pipeline config (default: the demo's)")
+    parser.add_argument("--data-port", type=int,
+                        default=int(os.environ.get("FRESHET_DEMO_DATA_PORT") or 0) or None,
+                        help="the demo's data server (default: $FRESHET_DEMO_DATA_PORT, else "
+                             "the port the config's URLs name, 8095)")
+    parser.add_argument("--run-for", type=float, default=None,
+                        help="stop by itself after this many seconds (default: at Ctrl-C)")
     args = parser.parse_args(argv)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    work = Path(tempfile.mkdtemp(prefix="freshet-cloud-"))
+    config_path = args.config
+    if args.data_port:
+        from freshet_local.demo import with_data_port
+
+        config_path = str(with_data_port(args.config, args.data_port, into=work))
     data = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", _demo_data_port(args.config)),
+        ("127.0.0.1", _demo_data_port(config_path)),
         functools.partial(_QuietFiles, directory=str(ROOT / "infra" / "demo" / "data")))
     threading.Thread(target=data.serve_forever, daemon=True).start()
-    work = Path(tempfile.mkdtemp(prefix="freshet-cloud-"))
     print("Starting the cloud-shaped demo (emulators, five functions, the front) ...",
           flush=True)
-    with start(args.config, workdir=work, run_scheduler=True) as cloud:
+    with start(config_path, workdir=work, run_scheduler=True) as cloud:
+        write_context(cloud, data_url=f"http://127.0.0.1:{data.server_address[1]}/")
         for job in cloud.scheduler.jobs:
             cloud.scheduler.fire_now(job)
-        site, fn = cloud.config.site, cloud.config.functions
-        page = f"{cloud.storage.url}/storage/v1/b/{site.bucket}/o/index.html?alt=media"
+        fn = cloud.config.functions
+        page = public_page(cloud)
         mint = (f"{sys.executable} -m freshet_local.local_google mint "
                 f"--key={work / 'google-key.json'} --email={fn.invoker_email} "
                 f"--audience={fn.url('api')}")
@@ -321,11 +333,50 @@ Freshet is running cloud-shaped.
 Every call needs an ID token the front accepts, e.g. as the invoker account:
   curl -H "Authorization: Bearer $({mint})" {fn.url('api')}/jobs
 
+The CLI finds this stack from this folder (.freshet/context.json): freshet context, freshet
+jobs list; other shells: eval "$(freshet demo env)".
+
 Ctrl-C stops everything.""", flush=True)
-        stop.wait(args.run_for)
+        try:
+            stop.wait(args.run_for)
+        finally:
+            from freshet.ops import context
+
+            context.remove(context.write_path(CONTEXT_FILE))
     data.shutdown()
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+CONTEXT_FILE = ROOT / ".freshet" / "context.json"
+# The API function's variables the CLI does not need (or must not take: the platform's).
+_NOT_FOR_THE_CLI = ("K_SERVICE", "K_REVISION", "K_CONFIGURATION", "PORT", "PATH", "HOME",
+                    "PYTHONUNBUFFERED", "PYTHONPATH")
+
+
+def public_page(cloud: CloudLocal) -> str:
+    """The page as storage.googleapis.com/<bucket>/index.html serves it: its relative
+    links (feed.xml, consumers/..., badges/...) resolve to the files, not to the JSON
+    API's object metadata."""
+    return f"{cloud.storage.url}/{cloud.config.site.bucket}/index.html"
+
+
+def write_context(cloud: CloudLocal, *, data_url: str) -> None:
+    """.freshet/context.json (freshet.ops.context): the CLI talks to the emulators with
+    deploy's settings (run_task behind the front, tokens minted by the tasks emulator)."""
+    from freshet.ops import context
+
+    config = cloud.config
+    env = {k: v for k, v in cloud.envs["api"].items() if k not in _NOT_FOR_THE_CLI}
+    env.update({**cloud.firestore.env(), **cloud.tasks.env(), **cloud.storage.env(),
+                "GOOGLE_CLOUD_PROJECT": config.project, "FRESHET_CONFIG": config.path})
+    site = public_page(cloud)
+    context.write(context.write_path(CONTEXT_FILE), name="demo-cloud",
+                  project=config.project, env=env, config=config.path, addresses={
+                      "firestore": cloud.firestore.address, "tasks": cloud.tasks.address,
+                      "storage": cloud.storage.url, "front": cloud.front.url,
+                      **{ep: config.functions.url(ep) for ep in ENTRY_POINTS},
+                      "site": site, "data": data_url})
 
 
 def _demo_data_port(config_path: str) -> int:

@@ -27,6 +27,7 @@ DEMO_CONFIG = ROOT / "infra" / "demo" / "pipeline.yaml"
 DEMO_DATA = ROOT / "infra" / "demo" / "data"
 SITE_DIR = ROOT / "site" / "public"
 LOG_DIR = ROOT / ".freshet" / "logs"
+CONTEXT_FILE = ROOT / ".freshet" / "context.json"  # what the CLI reads (freshet context)
 # The demo config's http_fetch URLs name this origin; the demo points them at --data-port.
 DATA_ORIGIN = "http://127.0.0.1:8095"
 
@@ -35,17 +36,25 @@ def parse_args(argv):
     def port(name: str, default: int) -> int:
         return int(os.environ.get(f"FRESHET_DEMO_{name}_PORT", default))
 
-    p = argparse.ArgumentParser(prog="freshet demo", description=__doc__.splitlines()[0])
-    p.add_argument("--config", default=str(DEMO_CONFIG))
-    p.add_argument("--firestore-port", type=int, default=port("FIRESTORE", 8080))
-    p.add_argument("--tasks-port", type=int, default=port("TASKS", 8123))
+    p = argparse.ArgumentParser(
+        prog="freshet demo", description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Each port can also be set as FRESHET_DEMO_<NAME>_PORT (e.g. "
+               "FRESHET_DEMO_SITE_PORT). `freshet demo env` prints the running demo's "
+               'variables for other shells: eval "$(freshet demo env)".')
+    p.add_argument("--config", default=str(DEMO_CONFIG), help="the pipeline config")
+    p.add_argument("--firestore-port", type=int, default=port("FIRESTORE", 8080),
+                   help="the Firestore emulator")
+    p.add_argument("--tasks-port", type=int, default=port("TASKS", 8123),
+                   help="the Cloud Tasks emulator")
     p.add_argument("--functions-port", type=int, default=port("FUNCTIONS", 8081),
                    help="first of five consecutive ports, one per function")
-    p.add_argument("--site-port", type=int, default=port("SITE", 5000))
+    p.add_argument("--site-port", type=int, default=port("SITE", 5000),
+                   help="the status page")
     p.add_argument("--data-port", type=int, default=port("DATA", 8095),
                    help="the demo's upstream data server (the http_fetch jobs fetch from it)")
     p.add_argument("--run-for", type=float, default=None,
-                   help="stop by itself after this many seconds (for checks)")
+                   help="stop by itself after this many seconds (default: at Ctrl-C)")
     return p.parse_args(argv)
 
 
@@ -112,8 +121,16 @@ def main(argv=None) -> int:
     from freshet_local.functions_host import ENTRY_POINTS, serve, stop_all
 
     stop = threading.Event()
+    starting = [True]
+
+    def on_signal(*_) -> None:
+        stop.set()
+        if starting[0]:  # Ctrl-C during start-up stops at once, not after it
+            starting[0] = False
+            raise KeyboardInterrupt
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     SITE_DIR.mkdir(parents=True, exist_ok=True)
     started = []
@@ -121,7 +138,7 @@ def main(argv=None) -> int:
         _say("Starting the Firestore emulator (Google's, through firebase-tools) ...")
         fs = emulators.start_firestore(port=args.firestore_port)
         started.append(fs)
-        config = with_data_port(_load(args.config), args.data_port)
+        config = _load(with_data_port(args.config, args.data_port))
         _say("Starting the Cloud Tasks emulator ...")
         tasks = emulators.start_tasks(port=args.tasks_port)
         started.append(tasks)
@@ -145,7 +162,13 @@ def main(argv=None) -> int:
         for job in scheduler.jobs:  # a first tick and page right away
             scheduler.fire_now(job)
         scheduler.start()
+        write_context("demo", env, {
+            "firestore": fs.address, "tasks": tasks.address,
+            **{name: served.url for name, served in functions.items()},
+            "site": f"http://127.0.0.1:{args.site_port}/",
+            "data": f"http://127.0.0.1:{args.data_port}/"}, config.path)
         _banner(args, fs, tasks, functions)
+        starting[0] = False
         stop.wait(args.run_for)
         _say("\nStopping ...")
         scheduler.stop()
@@ -153,10 +176,33 @@ def main(argv=None) -> int:
             server.shutdown()
         return 0
     finally:
+        starting[0] = False
+        from freshet.ops import context
+
+        context.remove(context.write_path(CONTEXT_FILE))
         stop_all()
         for handle in reversed(started):
             handle.stop()
         _say("Stopped everything the demo started.")
+
+
+def _shown(path: str | Path) -> str:
+    """A path relative to the work tree when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_context(name: str, env: dict[str, str], addresses: dict[str, str],
+                  config_path: str | None) -> None:
+    """.freshet/context.json (or $FRESHET_CONTEXT): the stack's addresses and the
+    variables the CLI needs."""
+    from freshet.ops import context
+
+    context.write(context.write_path(CONTEXT_FILE), name=name,
+                  project=env["GOOGLE_CLOUD_PROJECT"], env=env, addresses=addresses,
+                  config=config_path)
 
 
 def _load(path):
@@ -165,19 +211,21 @@ def _load(path):
     return load_config(path)
 
 
-def with_data_port(config, port: int):
-    """The config with its http_fetch URLs on the demo's data server at `port`."""
-    from dataclasses import replace
-
-    def moved(job):
-        url = job.params.get("url")
-        if job.kind != "http_fetch" or not isinstance(url, str) or \
-                not url.startswith(DATA_ORIGIN + "/"):
-            return job
-        return replace(job, params={**job.params,
-                                    "url": f"http://127.0.0.1:{port}" + url[len(DATA_ORIGIN):]})
-
-    return replace(config, jobs=tuple(moved(j) for j in config.jobs))
+def with_data_port(config_path: str | Path, port: int, into: Path = ROOT / ".freshet") -> Path:
+    """The config file with its data server's URLs on `port`: the file itself for the
+    default port, else a copy in `into` (demo-pipeline.yaml). The stack is applied from
+    it and the context names it, so `freshet apply` and `doctor` plan against the same
+    file and never move the URLs back."""
+    source = Path(config_path)
+    text = source.read_text(encoding="utf-8")
+    origin = f"http://127.0.0.1:{port}"
+    if origin == DATA_ORIGIN or DATA_ORIGIN + "/" not in text:
+        return source
+    into.mkdir(parents=True, exist_ok=True)
+    ported = into / f"{source.stem}.data-port-{port}.yaml"
+    ported.write_text(f"# {source} with its data URLs on port {port} (written by the demo)\n"
+                      + text.replace(DATA_ORIGIN + "/", origin + "/"), encoding="utf-8")
+    return ported
 
 
 def _function_env(fs, tasks, config, ports, site_port: int) -> dict[str, str]:
@@ -230,7 +278,7 @@ def _apply(config) -> None:
     settings = load_settings(os.environ)
     store, queue = Store(firestore_client(settings.project)), TaskQueue(settings)
     todo = plan(config, store=store, task_queue=queue, now=now)
-    _say(f"Applying {Path(config.path).relative_to(ROOT)}:")
+    _say(f"Applying {_shown(config.path)}:")
     for line in todo.lines():
         _say(f"  {line}")
     apply(todo, store=store, task_queue=queue, now=now)
@@ -275,9 +323,11 @@ shows on its banner); events-sync succeeds but its data is 50 minutes behind (st
 data), so the web analytics team misses its deadlines; marketing-sync is paused. Two
 notification routes deliver to a local receiver: {LOG_DIR.relative_to(ROOT)}/alerts.log.
 
-Try, in another terminal:
-  export FIRESTORE_EMULATOR_HOST={fs.address} GOOGLE_CLOUD_PROJECT={fs.project}
+Try, in another terminal (the CLI finds this demo through {CONTEXT_FILE.relative_to(ROOT)}
+from this folder; for other shells and tools: eval "$(.venv/bin/freshet demo env)"):
+  .venv/bin/freshet context
   .venv/bin/freshet jobs list
+  .venv/bin/freshet jobs run rates-sync
   .venv/bin/freshet datasets
   .venv/bin/freshet backfill orders-sync --from <an hour ago> --to <now> --max-parallel 4 --rerun
   .venv/bin/freshet backfill status
@@ -286,13 +336,33 @@ Try, in another terminal:
 Ctrl-C stops everything.""")
 
 
+def env_cli() -> int:
+    """`freshet demo env`: the running stack's variables as `export` lines, for
+    eval "$(freshet demo env)" in another shell (freshet.ops.context)."""
+    from freshet.ops import context
+
+    found = context.active()
+    if found is None:
+        print("freshet demo: no local stack is running here (start one with `freshet "
+              "demo`; `freshet context` says what was found)", file=sys.stderr)
+        return 2
+    print(found.shell(), flush=True)
+    return 0
+
+
 def cli(argv=None) -> int:
     """main() with the errors a user can cause as one line each, not a traceback."""
     from freshet.core.errors import ValidationError
     from freshet_local.emulators import EmulatorError
 
+    if list(sys.argv[1:] if argv is None else argv) == ["env"]:
+        return env_cli()
     try:
         return main(argv)
+    except KeyboardInterrupt:
+        print("freshet demo: interrupted during start-up; everything it started is stopped.",
+              file=sys.stderr)
+        return 130
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             print(f"freshet demo: a port is already in use ({exc.strerror}); is another demo "

@@ -1007,7 +1007,9 @@ def main(argv: list[str] | None = None) -> int:
         cloud_run = start_cloud_run(jobs, host=args.host, port=args.cloud_run_port)
         print(f"BigQuery emulator: {bigquery.address} (bqemulator, in memory)")
         print(f"Cloud Run Jobs stand-in: {cloud_run.address} ({len(jobs)} jobs)")
-        print("# export these in your shell:")
+        _write_context(firestore, tasks)
+        print(f"The CLI finds them from this folder ({CONTEXT_FILE.relative_to(REPO_ROOT)}); "
+              'other shells: eval "$(freshet demo env)", or export:')
         for key, value in {**firestore.env(), **tasks.env(), **bigquery.env(),
                            **cloud_run.env()}.items():
             print(f"export {key}={value}")
@@ -1026,10 +1028,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        from freshet.ops import context
+
+        context.remove(context.write_path(CONTEXT_FILE))
         for emu in (cloud_run, bigquery, tasks, firestore):
             if emu is not None:
                 emu.stop()
         print("emulators stopped.", flush=True)
+
+
+CONTEXT_FILE = REPO_ROOT / ".freshet" / "context.json"
+
+
+def _write_context(firestore: FirestoreEmulator, tasks: TasksEmulator) -> None:
+    """.freshet/context.json (freshet.ops.context): what the CLI needs to find them."""
+    from freshet.ops import context
+
+    context.write(context.write_path(CONTEXT_FILE), name="emulators",
+                  project=firestore.project,
+                  env={**firestore.env(), **tasks.env()},
+                  addresses={"firestore": firestore.address, "tasks": tasks.address})
 
 
 if __name__ == "__main__":

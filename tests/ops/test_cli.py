@@ -104,9 +104,9 @@ def test_jobs_runs_datasets_and_status_read_well(capsys, pipeline):
     code, out, _ = run(capsys, "jobs", "show", "orders")
     assert "kind:" in out and "noop" in out
     code, out, _ = run(capsys, "datasets")
-    assert "sales.revenue" in out and "UNKNOWN" in out
+    assert "sales.revenue" in out and "Unknown" in out
     code, out, _ = run(capsys, "status")
-    assert code == 0 and out.startswith("Overall: UNKNOWN") and "2 active" in out
+    assert code == 0 and out.startswith("Overall: Unknown") and "2 active" in out
 
 
 def test_runs_show_prints_the_run_its_attempts_and_its_logs_explorer_link(capsys, pipeline):

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import ExitStack
 
@@ -28,10 +29,16 @@ def test_each_port_has_an_option_and_an_environment_default(name, monkeypatch):
     assert getattr(parse_args([]), PORTS[name]) == 9322
 
 
-def test_the_demo_pipelines_fetches_follow_the_data_port():
-    config = with_data_port(load_config(DEMO_CONFIG), 9321)
+def test_the_demo_pipelines_fetches_follow_the_data_port(tmp_path):
+    config = load_config(with_data_port(DEMO_CONFIG, 9321, into=tmp_path))
     urls = [j.params["url"] for j in config.jobs if j.kind == "http_fetch"]
     assert len(urls) == 2 and all(u.startswith("http://127.0.0.1:9321/") for u in urls)
+    assert config.path.startswith(str(tmp_path))  # a file `apply` and `doctor` can reread
+
+
+def test_on_the_default_data_port_the_demo_config_is_used_as_it_is(tmp_path):
+    assert with_data_port(DEMO_CONFIG, 8095, into=tmp_path) == DEMO_CONFIG
+    assert not list(tmp_path.iterdir())
 
 
 def free_ports(count: int, *, consecutive: int = 1) -> list[int]:
@@ -63,10 +70,13 @@ def _hold(port: int, stack: ExitStack) -> None:
 
 
 @pytest.mark.slow
-def test_a_demo_runs_beside_another_holding_the_default_ports():
+def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
+    """...and the CLI, given nothing but the context file the demo writes, starts a run
+    that succeeds within seconds (not at recovery's sweep, minutes later)."""
     functions, firestore, tasks, site, data = free_ports(5, consecutive=5)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FRESHET_", "FIRESTORE_EMULATOR", "GOOGLE_CLOUD_PROJECT"))}
+    env["FRESHET_CONTEXT"] = str(tmp_path / "context.json")
     with ExitStack() as stack:
         for port in (8080, 8123, 8081, 5000, 8095):  # the defaults: "another demo"
             _hold(port, stack)
@@ -82,11 +92,27 @@ def test_a_demo_runs_beside_another_holding_the_default_ports():
             run = wait_for(lambda: _succeeded_run(api), 90, interval=1)
             rows = len((ROOT / "infra/demo/data/orders.csv").read_text().splitlines()) - 1
             assert run["records"] == {"sales.orders": rows}  # fetched from our data port
+            assert f"127.0.0.1:{firestore}" in _cli(env, "context")
+            started = time.monotonic()
+            run_id = _cli(env, "jobs", "run", "rates-sync").split()[1]
+            wait_for(lambda: "succeeded" in _cli(env, "runs", "show", run_id), 30,
+                     interval=0.5)
+            assert time.monotonic() - started < 30
         finally:
             demo.send_signal(signal.SIGTERM)
             output, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, output[-3000:]
     assert "already in use" not in output
+
+
+def _cli(env: dict, *argv: str) -> str:
+    """`freshet ARGV` as a user types it, in another folder: only the context file
+    (FRESHET_CONTEXT) says where the demo is."""
+    result = subprocess.run([sys.executable, "-m", "freshet.ops.cli", *argv], cwd="/",
+                            env={**env, "PYTHONPATH": f"{ROOT}/functions:{ROOT}/infra"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _post(url: str):
@@ -105,3 +131,30 @@ def _succeeded_run(api: str):
         return None
     return next((r for r in runs if r["status"] == "succeeded"), None)
 
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_start_up_stops_at_once(tmp_path):
+    functions, firestore, tasks, site, data = free_ports(5, consecutive=5)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("FRESHET_", "FIRESTORE_EMULATOR", "GOOGLE_CLOUD_PROJECT"))}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "freshet_local.demo", f"--firestore-port={firestore}",
+         f"--tasks-port={tasks}", f"--functions-port={functions}", f"--site-port={site}",
+         f"--data-port={data}"],
+        cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}/functions:{ROOT}/infra",
+                       "FRESHET_CONTEXT": str(tmp_path / "context.json")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: _listening(firestore) or demo.poll() is not None, 90, interval=0.1)
+    demo.send_signal(signal.SIGINT)  # the Firestore emulator is up, the rest is not
+    started = time.monotonic()
+    output, _ = demo.communicate(timeout=60)
+    assert time.monotonic() - started < 20, output[-2000:]
+    assert demo.returncode == 130 and "interrupted during start-up" in output
+    assert "Freshet is running locally" not in output
+    assert not (tmp_path / "context.json").exists()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -177,6 +177,24 @@ def test_doctor_against_the_local_stack(db, tasks_emulator, tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "✓ Firestore emulator: at " in out and "✓ pipeline applied: 2 job(s)" in out
     assert out.splitlines()[-1] == "All 6 checks passed."
+    monkeypatch.delenv("FRESHET_CONFIG", raising=False)
+    assert cli.main(["doctor"]) == 0  # no --config: the file the stack was applied from
+    captured = capsys.readouterr()
+    assert f"Config: {path} (the one the local stack was applied from)." in captured.err
+    assert f"for {path} (FIRESTORE_EMULATOR_HOST is set)" in captured.out
+
+
+def test_a_stopped_stack_is_not_checked_and_its_old_page_is_not_passed():
+    cfg = parse_config(PIPELINE, "p.yaml", env={})
+    facts = doctor.LocalFacts(page={"where": "site/public/index.html",
+                                    "updated": NOW - timedelta(seconds=53)})
+    lines = [c.line() for c in doctor.local_checks(cfg, facts, NOW)]
+    assert "✗ queues: not checked: the Cloud Tasks emulator is not reachable — fix: start " \
+        "the stack (freshet demo)" in lines
+    assert "✗ pipeline applied: not checked: the Firestore emulator is not reachable — " \
+        "fix: start the stack (freshet demo)" in lines
+    assert lines[-1].startswith("✗ status page: site/public/index.html was published 53 s "
+                                "ago, but nothing publishes it now")
 
 
 def test_the_local_judging_names_what_is_missing():

@@ -73,7 +73,7 @@ def test_page_shows_banners_and_states_of_the_seeded_pipeline(site, browser):
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.clock.install(time=(NOW + timedelta(minutes=2)).timestamp())
     page.goto(site)
-    assert page.title() == "Some data cannot be trusted · Freshet status"
+    assert page.title() == "Ad Performance cannot be trusted · Freshet status"
     banners = page.locator("#consumers .banner")
     assert banners.count() == 3
     first = banners.nth(0).inner_text()

@@ -393,3 +393,35 @@ def test_open_incidents_reach_the_datasets_and_consumers_they_are_about():
     assert set(m.consumer("c").incidents) == {on_job.id, everywhere.id}
     assert m.consumer("d").incidents == (everywhere.id,)
     assert [i.id for i in m.open_incidents] == [on_job.id, everywhere.id]
+
+
+def test_an_incident_on_an_upstream_reaches_the_consumers_of_what_is_built_from_it():
+    from freshet.core.incidents import open_incident
+    from freshet.core.windows import Scope
+
+    on_orders = open_incident(title="Orders export late", scope=Scope(jobs=("orders-sync",)),
+                              now=NOW)
+    cat = catalog({"sales.orders": (), "sales.revenue": ("sales.orders",),
+                   "sales.forecast": ("sales.revenue",), "crm": ()},
+                  [consumer("revenue", "Revenue dashboard", requirement("sales.forecast")),
+                   consumer("crm-team", "CRM team", requirement("crm"))])
+    m = model(datasets=[synced(k, H) for k in ("sales.orders", "sales.revenue",
+                                               "sales.forecast", "crm")], cat=cat,
+              jobs=[job("orders-sync", produces=["sales.orders"])], incidents=[on_orders])
+    assert m.consumer("revenue").incidents == (on_orders.id,)  # two hops downstream
+    assert m.consumer("crm-team").incidents == ()
+
+
+def test_a_dataset_whose_jobs_are_all_paused_or_archived_says_so():
+    from freshet.core.models import JobStatus
+
+    paused = job("marketing-sync", produces=["marketing.audiences"], status=JobStatus.PAUSED)
+    archived = job("old-export", produces=["ledger"], status=JobStatus.ARCHIVED)
+    one_left = [job("a", produces=["both"], status=JobStatus.PAUSED),
+                job("b", produces=["both"])]
+    m = model(jobs=[paused, archived, *one_left],
+              cat=catalog({"marketing.audiences": (), "ledger": (), "both": ()}))
+    assert m.dataset("marketing.audiences").reason == \
+        "never synced; its job marketing-sync is paused"
+    assert m.dataset("ledger").reason.endswith("; its job old-export is archived")
+    assert "paused" not in m.dataset("both").reason

@@ -123,7 +123,8 @@ def test_unchanged_badges_are_not_rewritten_unless_asked(db, tmp_path):
     assert first.badges_unchanged == 0
     assert again.badges_unchanged == 6  # 3 datasets + 3 consumers
     assert again.files_unchanged == 7  # and status.schema.json
-    assert again.files_written == first.files_written - 7 == 3  # page, json, feed
+    # page, json, feed, and each consumer's page and json (they say when they were built)
+    assert again.files_written == first.files_written - 7 == 3 + 2 * 3
     full = publish_once(store, sink, now=NOW + 2 * MIN, settings=settings(), full=True)
     assert full.files_written == first.files_written
 
@@ -214,7 +215,7 @@ def test_status_json_and_the_feed_carry_data_time_deadlines_incidents_and_mainte
                                                                "2026-11-28T13:00:00Z")
     assert {r["id"]: r["last_status"] for r in doc["routes"]} == {"growth-slack": "delivered",
                                                                    "ops-hook": "failed"}
-    assert doc["overall"]["headline"] == "Some data cannot be trusted"
+    assert doc["overall"]["headline"] == "Ad Performance and 1 other cannot be trusted"
     feed = (tmp_path / "feed.xml").read_text()
     assert feed.count("<entry>") == 4  # the notes of both incidents; no change yet
     assert "Incident update: Meta ads API outage" in feed

@@ -90,8 +90,26 @@ def test_status_json_meets_its_schema():
     m, files = hostile_site()
     doc = json.loads(files["status.json"].data)
     jsonschema.validate(doc, SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert doc["overall"] == {"state": "error", "headline": "Some data cannot be trusted"}
+    assert doc["overall"] == {"state": "error", "headline": f"{HOSTILE} cannot be trusted"}
     assert doc["datasets"][0]["history"]["days"][-1] in "opf-"
+
+
+def test_the_headline_names_the_affected_consumers_worst_first():
+    def headline(*states):
+        keys = [f"ds.{i}" for i in range(len(states))]
+        ages = {"error": 30 * H, "warn": 25 * H, "fresh": H}
+        cat = catalog({k: () for k in keys}, [consumer(f"c{i}", f"Consumer {i}",
+                                                       requirement(k))
+                                              for i, k in enumerate(keys)])
+        return model(datasets=[synced(k, ages[s]) for k, s in zip(keys, states, strict=True)],
+                     cat=cat).headline
+
+    assert headline("fresh", "error") == "Consumer 1 cannot be trusted"
+    assert headline("error", "warn", "error") == "Consumer 0 and 1 other cannot be trusted"
+    assert headline("error", "error", "error") == "Consumer 0 and 2 others cannot be trusted"
+    assert headline("warn", "fresh", "warn") == "Consumer 0 and 1 other need attention"
+    assert headline("fresh", "warn") == "Consumer 1 needs attention"
+    assert headline("fresh", "fresh") == "All data is fresh"
 
 
 def test_the_page_is_self_contained():
@@ -147,9 +165,11 @@ def hrefs(html: str) -> list[str]:
 def test_a_script_url_from_a_stored_catalog_is_rendered_as_plain_text(url):
     files = linked_site(url)
     html = files["index.html"].data.decode()
-    assert all(h.startswith(("#", "feed.xml", "status.", "https://status.example"))
-               or h == "" for h in hrefs(html)), hrefs(html)
+    assert all(h.startswith(("#", "feed.xml", "status.", "https://status.example",
+                             "consumers/")) or h == "" for h in hrefs(html)), hrefs(html)
     assert "<strong>Ads</strong>" in html
+    page = files["consumers/ads.html"].data.decode()
+    assert all(h.startswith(("#", "../index.html")) for h in hrefs(page)), hrefs(page)
     assert json.loads(files["status.json"].data)["consumers"][0]["url"] == ""
 
 
@@ -295,3 +315,31 @@ def test_an_incident_page_is_the_same_at_the_next_publish_until_the_incident_cha
     again = render_site(model(incidents=noted, now=NOW + timedelta(minutes=10)), [])
     assert again[page].digest != first[page].digest
     assert "fixed upstream" in again[page].data.decode()
+
+
+def test_each_consumer_has_a_page_with_only_what_it_depends_on():
+    from freshet.core.incidents import open_incident
+    from freshet.core.windows import Scope
+    from freshet.status.render import consumer_page
+
+    on_orders = open_incident(title="Orders export late", scope=Scope(jobs=("orders-sync",)),
+                              now=NOW)
+    cat = catalog({"sales.orders": (), "sales.revenue": ("sales.orders",), "crm": ()},
+                  [consumer("revenue", "Revenue dashboard", requirement("sales.revenue")),
+                   consumer("crm team/é", "CRM team", requirement("crm"))])
+    m = model(datasets=[synced("sales.orders", 30 * H), synced("sales.revenue", H),
+                        synced("crm", H)], cat=cat, incidents=[on_orders],
+              jobs=[job("orders-sync", produces=["sales.orders"])])
+    files = render_site(m, [])
+    page = files["consumers/revenue.html"].data.decode()
+    assert "Revenue dashboard" in page and "Orders export late" in page
+    assert "sales.orders" in page and "(upstream)" in page and "crm" not in page
+    doc = json.loads(files["consumers/revenue.json"].data)
+    assert doc["consumer"]["id"] == "revenue" and doc["built_from"] == ["sales.orders"]
+    assert [d["key"] for d in doc["datasets"]] == ["sales.revenue", "sales.orders"]
+    assert [i["id"] for i in doc["incidents"]] == [on_orders.id]
+    unsafe = consumer_page("crm team/é")
+    assert unsafe.startswith("consumers/crm-team-") and unsafe in files
+    assert "Orders export late" not in files[unsafe].data.decode()
+    index = files["index.html"].data.decode()
+    assert 'href="consumers/revenue.html"' in index

@@ -242,3 +242,18 @@ def test_slot_at_or_before_of_a_one_time_schedule():
     schedule = make_schedule(run_at=at.isoformat())
     assert slot_at_or_before(schedule, at - timedelta(seconds=1)) is None
     assert slot_at_or_before(schedule, at) == at
+
+
+@pytest.mark.parametrize("cron, words", [
+    ("*/2 * * * *", "Every 2 minutes (UTC)"),
+    ("*/10 * * * *", "Every 10 minutes (UTC)"),
+    ("*/5 * * * *", "Every 5 minutes (UTC)"),
+    ("0 */2 * * *", "At minute 0 past every 2 hours (UTC)"),
+    ("* * * * *", "Every minute (UTC)"),
+    ("0 6 * * *", "At 06:00 every day (UTC)"),
+])
+def test_schedules_are_described_in_one_wording(cron, words):
+    from freshet.core.models import Schedule
+    from freshet.core.schedules import describe
+
+    assert describe(Schedule(cron=cron, timezone="UTC")) == words

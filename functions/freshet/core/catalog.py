@@ -57,6 +57,30 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class AppliedFrom:
+    """Which config file the stored catalog was applied from, and its content's digest
+    (sha256 of the file's bytes): doctor, apply and `site build` default to it."""
+
+    path: str
+    digest: str = ""
+
+    def to_doc(self) -> dict:
+        return {"path": self.path, "digest": self.digest}
+
+    @classmethod
+    def from_doc(cls, doc: object) -> "AppliedFrom | None":
+        if not isinstance(doc, dict) or not isinstance(doc.get("path"), str):
+            return None
+        return cls(doc["path"], str(doc.get("digest") or ""))
+
+    def describe(self) -> str:
+        return f"{self.path} (sha256 {self.digest[:12]})" if self.digest else self.path
+
+
+APPLIED_FROM = "applied_from"  # its key in the catalog document
+
+
+@dataclass(frozen=True)
 class Catalog:
     datasets: dict[str, DatasetSpec] = field(default_factory=dict)
     consumers: tuple[Consumer, ...] = ()

@@ -7,6 +7,7 @@ and once, at the first 01:30, on the fall-back day.
 """
 
 import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -241,10 +242,26 @@ def describe(schedule: Schedule) -> str:
     if not schedule.recurring:
         return f"Once at {schedule.run_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     try:
-        words = CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain()
+        words = uniform_steps(CronSim(schedule.cron, datetime(2000, 1, 1, tzinfo=UTC)).explain())
     except Exception:  # explain() does not cover every expression cronsim accepts
         words = f"cron {schedule.cron}"
     return f"{words} ({schedule.timezone})"
+
+
+_ORDINALS = {"second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+             "eighth": 8, "ninth": 9}
+_STEP = re.compile(r"\b(every) (second|third|fourth|fifth|sixth|seventh|eighth|ninth|"
+                   r"(\d+)(?:st|nd|rd|th)) (minute|hour|day)( of every hour)?", re.IGNORECASE)
+
+
+def uniform_steps(words: str) -> str:
+    """One wording for steps: 'Every 2 minutes', 'Every 10 minutes', 'past every 2 hours'
+    (cron's explainer says 'Every second minute of every hour' but 'Every 10th minute')."""
+    def step(match: re.Match) -> str:
+        count = int(match.group(3)) if match.group(3) else _ORDINALS[match.group(2).lower()]
+        return f"{match.group(1)} {count} {match.group(4)}s"
+
+    return _STEP.sub(step, words)
 
 
 _EPSILON = timedelta(microseconds=1)

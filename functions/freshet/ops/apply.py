@@ -13,10 +13,13 @@ the jobs its success triggers (`triggers`), so that run_task's finish finds them
 without a query.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
+from freshet.core.catalog import APPLIED_FROM, AppliedFrom
 from freshet.core.control import Control
 from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
@@ -72,12 +75,21 @@ class Plan:
                     or (self.scheduler is not None and not self.scheduler.empty))
 
     def count(self) -> int:
+        """The changes the plan lists, one per line."""
+        sched = self.scheduler
+        return (len(self.jobs) + len(self.catalog_changes) + len(self.control_changes)
+                + len(self.maintenance_changes) + len(self.egress_changes)
+                + len(self.queues) + len(self.triggers)
+                + (0 if sched is None
+                   else len(sched.create) + len(sched.update) + len(sched.delete)))
+
+    def steps(self) -> int:
+        """The writes apply reports as it goes ([step/steps])."""
         sched = self.scheduler
         return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
                 + bool(self.maintenance_changes) + bool(self.egress_changes)
                 + len(self.queues) + len(self.triggers)
-                + (0 if sched is None
-                   else len(sched.create) + len(sched.update) + len(sched.delete)))
+                + (sched is not None and not sched.empty))
 
     def lines(self) -> list[str]:
         """The plan as a terminal reads it: one line per change, '+' '~' '-' marks."""
@@ -192,9 +204,27 @@ def check_first_slots(config: PipelineConfig, changes: list[JobChange], now: dat
                                    exc.message) from None
 
 
+def config_source(config: PipelineConfig) -> AppliedFrom:
+    """The config's file and the sha256 of its bytes (empty when it cannot be read)."""
+    try:
+        digest = hashlib.sha256(Path(config.path).read_bytes()).hexdigest()
+    except OSError:
+        digest = ""
+    return AppliedFrom(str(config.path), digest)
+
+
+def declared_catalog(config: PipelineConfig) -> dict:
+    """The catalog document apply stores: the config's catalog and where it came from."""
+    return {**config.catalog.to_doc(), APPLIED_FROM: config_source(config).to_doc()}
+
+
 def plan_catalog(declared: dict, stored: dict) -> list[str]:
     """Pure: what differs between the declared and the stored catalog documents."""
     out = []
+    source, before = (AppliedFrom.from_doc(d.get(APPLIED_FROM)) for d in (declared, stored))
+    if source != before:
+        out.append(f"applied from {source.describe() if source else '-'}"
+                   + (f" (was {before.describe()})" if before else ""))
     for section, key in (("datasets", "key"), ("consumers", "id"), ("pools", "name"),
                          ("routes", "id")):
         want = {d[key]: d for d in declared.get(section) or []}
@@ -274,7 +304,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     after = jobs_after(config.jobs, current, result.jobs)
     result.triggers = plan_triggers(after, listed)
     result.live_jobs = sum(1 for j in after if j.status != JobStatus.ARCHIVED)
-    result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
+    result.catalog_changes = plan_catalog(declared_catalog(config), store.catalog_doc())
     stored_control = store.control_doc()
     result.control_changes = plan_control(config.control, stored_control)
     result.maintenance_changes = plan_maintenance(config.maintenance, stored_control)
@@ -317,7 +347,7 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
         todo = plan(todo, store=store, task_queue=task_queue,
                     scheduler_admin=scheduler_admin, now=now)
     say = progress or (lambda _msg: None)
-    config, result, step, total = todo.config, ApplyResult(), 0, max(todo.count(), 1)
+    config, result, step, total = todo.config, ApplyResult(), 0, max(todo.steps(), 1)
 
     def tell(message: str) -> None:
         nonlocal step
@@ -332,7 +362,7 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
             result.jobs[change.job_id], _ = upsert_job(store, change.job, now=now)
         tell(f"job {change.job_id}: {result.jobs[change.job_id]}")
     if todo.catalog_changes:
-        store.put_catalog_doc(config.catalog.to_doc())
+        store.put_catalog_doc(declared_catalog(config))
         result.catalog_written = True
         tell("catalog written")
     if todo.control_changes:

@@ -16,6 +16,7 @@ A user error is one line on stderr and exit code 2; nothing prints a traceback
 """
 
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -29,6 +30,13 @@ from freshet.core.text import one_line, printable, shorten
 from freshet.ops.answers import UserError
 
 DEFAULT_CONFIG = "infra/pipeline.yaml"
+ETA_HELP = ("when it should be over: a time with a zone (2026-12-07T14:00Z), a time of day "
+            "with a zone (14:00Z: the next one), or a duration from now (2h, 90m)")
+INCIDENT_ID_HELP = ("the incident's id, a unique prefix of it, or its last 6 characters "
+                    "(freshet incident list)")
+CONFIG_HELP = ("the pipeline config (default: $FRESHET_CONFIG, which the running local "
+               "stack's context sets; else the file the local stack was applied from; else "
+               "infra/pipeline.yaml)")
 MEASURED = "measured.json"  # in this package: the benchmarks' figures `freshet cost` uses
 
 
@@ -42,17 +50,63 @@ def progress(message: str) -> None:
 
 # -- output helpers ----------------------------------------------------------------------
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int = 48) -> str:
-    """Left-aligned columns, cells cut at `width` characters, a rule under the header."""
-    def cell(value: object) -> str:
-        return "-" if value is None or value == "" else shorten(one_line(str(value)), width)
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int = 48,
+          whole: int = 1) -> str:
+    """Left-aligned columns, cells cut at `width` characters (not the first `whole`
+    columns: ids stay whole, to be pasted), a rule under the header."""
+    def cell(value: object, column: int) -> str:
+        if value is None or value == "":
+            return "-"
+        text = one_line(str(value))
+        return text if column < whole else shorten(text, width)
 
-    cells = [[cell(v) for v in row] for row in rows]
+    cells = [[cell(v, i) for i, v in enumerate(row)] for row in rows]
     sizes = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(sizes[i]) for i, h in enumerate(headers)).rstrip(),
              "  ".join("-" * s for s in sizes)]
     lines += ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(r)).rstrip() for r in cells]
     return "\n".join(lines)
+
+
+def stamp(value: datetime | str | None) -> str:
+    """A moment for people: to the second, in UTC, no microseconds."""
+    from freshet.core.timeutil import parse_datetime, to_utc
+
+    if value is None or value == "":
+        return "-"
+    moment = parse_datetime(value, "time") if isinstance(value, str) else to_utc(value)
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def plain(value: object) -> str:
+    """A value for people: lists joined, mappings as key=value, never a Python repr."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(plain(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def state_label(state: str) -> str:
+    """A freshness state as the page, the badges and the feed name it."""
+    from freshet.status.model import LABELS
+
+    return LABELS.get(state, state)
+
+
+def emit_json(value: object) -> None:
+    """What a listing prints with --json: one JSON document, for scripts."""
+    import json
+
+    say(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def nothing_matched(what: str) -> int:
+    """A filtered listing that found nothing: said on stderr, exit 1 (like grep)."""
+    progress(f"freshet: {what}")
+    return 1
 
 
 def when(value: datetime | None, now: datetime) -> str:
@@ -102,12 +156,26 @@ def open_store(project: str):
 
 
 def open_queue(settings):
+    """A TaskQueue whose client exists: on the emulator (checked reachable first) or on
+    Cloud Tasks with credentials; never a run created that cannot be sent."""
+    from google.auth.exceptions import DefaultCredentialsError
+
     from freshet.gcp.tasks import TaskQueue
 
     if settings.tasks_emulator_host:
         _check_reachable(settings.tasks_emulator_host, "Cloud Tasks emulator",
                          "FRESHET_TASKS_EMULATOR_HOST")
-    return TaskQueue(settings)
+    elif os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        raise UserError("FIRESTORE_EMULATOR_HOST is set but FRESHET_TASKS_EMULATOR_HOST is "
+                        'not: run `eval "$(freshet demo env)"` (or unset both for Google '
+                        "Cloud)")
+    queue = TaskQueue(settings)
+    try:
+        queue.client  # noqa: B018 - made now, so a missing credential fails before any write
+    except DefaultCredentialsError:
+        raise UserError("no Google Cloud credentials: run `gcloud auth application-default "
+                        "login`, or start the local demo (freshet demo)") from None
+    return queue
 
 
 def _now() -> datetime:
@@ -120,9 +188,16 @@ def _now() -> datetime:
 
 def cmd_jobs_list(args) -> int:
     from freshet.core.schedules import describe
+    from freshet.ops.views import job_json
 
     settings, now = _settings(), _now()
     jobs = sorted(open_store(settings.project).list_jobs(args.status), key=lambda j: j.id)
+    if args.json:
+        emit_json([job_json(j) for j in jobs])
+    if not jobs and args.status:
+        return nothing_matched(f"no {args.status} jobs")
+    if args.json:
+        return 0
     rows = [(j.id, j.kind, j.status, describe(j.schedule), when(j.next_run_at, now),
              when(j.last_run_at, now), j.last_run_status, j.last_error) for j in jobs]
     say(table(("JOB", "KIND", "STATUS", "SCHEDULE", "NEXT RUN", "LAST RUN", "LAST", "ERROR"),
@@ -138,10 +213,16 @@ def cmd_jobs_show(args) -> int:
     store = open_store(settings.project)
     job = store.job(args.job_id)
     doc = job_json(job)
+    if args.json:
+        from freshet.ops.views import run_json
+
+        emit_json({**doc, "runs": [run_json(r, settings.project) for r in
+                                   store.recent_runs(job_id=job.id, limit=args.limit)]})
+        return 0
     for key in ("id", "kind", "status", "description", "produces", "max_retries",
                 "stuck_threshold_minutes", "params", "catchup", "max_lateness", "pool",
                 "last_run_status", "last_error"):
-        say(f"{key + ':':26}{doc[key] if doc[key] not in (None, '', []) else '-'}")
+        say(f"{key + ':':26}{plain(doc[key])}")
     say(f"{'schedule:':26}{doc['schedule']['description']}")
     if doc["trigger"]:
         say(f"{'trigger:':26}runs {doc['trigger']['description']} ({doc['trigger']['when']})")
@@ -169,6 +250,7 @@ def cmd_jobs_run(args) -> int:
 
     settings, now = _settings(), _now()
     store = open_store(settings.project)
+    store.job(args.job_id)  # an unknown job is said before anything about the queue
     run, created = run_now(store, open_queue(settings), args.job_id, now=now,
                            settings=settings, idempotency_key=args.key, source="manual")
     verb = "queued" if created else "already requested"
@@ -190,10 +272,19 @@ def _job_action(name: str) -> Callable:
 
 
 def cmd_runs_list(args) -> int:
+    from freshet.core.errors import NotFound
+    from freshet.ops.views import run_json
+
     settings, now = _settings(), _now()
-    runs = open_store(settings.project).recent_runs(job_id=args.job, limit=args.limit)
-    _print_runs(runs, now)
-    return 0
+    store = open_store(settings.project)
+    if args.job and store.get_job(args.job) is None:
+        raise NotFound("job", args.job)
+    runs = store.recent_runs(job_id=args.job, limit=args.limit)
+    if args.json:
+        emit_json([run_json(r, settings.project) for r in runs])
+    elif runs:
+        _print_runs(runs, now)
+    return 0 if runs else nothing_matched(f"no runs{' of ' + args.job if args.job else ''}")
 
 
 def cmd_runs_show(args) -> int:
@@ -201,6 +292,11 @@ def cmd_runs_show(args) -> int:
 
     settings, now = _settings(), _now()
     run = open_store(settings.project).run(args.run_id)
+    if args.json:
+        from freshet.ops.views import run_json
+
+        emit_json(run_json(run, settings.project))
+        return 0
     for label, value in (("run", run.id), ("job", run.job_id), ("kind", run.kind),
                          ("status", run.status + (" (stuck)" if run.stuck else "")),
                          ("source", run.trigger_source + (f" (chain depth {run.trigger_depth})"
@@ -225,9 +321,13 @@ def cmd_datasets(args) -> int:
 
     settings, now = _settings(), _now()
     rows = all_datasets(open_store(settings.project), now)
+    if args.json:
+        emit_json(rows)
+        return 0
     say(table(("DATASET", "STATE", "LAST SUCCESS", "DATA AS OF", "FAILURES", "REASON"),
-              [(d["key"], d["state"].upper(), d["last_success_at"], d["data_as_of"],
-                d["consecutive_failures"], d["reason"]) for d in rows], width=70))
+              [(d["key"], state_label(d["state"]), stamp(d["last_success_at"]),
+                stamp(d["data_as_of"]), d["consecutive_failures"], d["reason"])
+               for d in rows], width=70))
     return 0
 
 
@@ -236,10 +336,14 @@ def cmd_status(args) -> int:
 
     settings, now = _settings(), _now()
     summary = status_summary(open_store(settings.project), settings, now)
-    say(f"Overall: {summary['worst'].upper()}   (at {summary['now']})")
+    if args.json:
+        emit_json(summary)
+        return 0
+    say(f"Overall: {state_label(summary['worst'])}   (at {stamp(summary['now'])})")
     say("Jobs:     " + (", ".join(f"{n} {s}" for s, n in summary["jobs"].items() if n)
                         or "none"))
-    say("Datasets: " + (", ".join(f"{n} {s}" for s, n in summary["datasets"].items() if n)
+    say("Datasets: " + (", ".join(f"{n} {state_label(s).lower()}"
+                                  for s, n in summary["datasets"].items() if n)
                         or "none"))
     if summary["late_jobs"]:
         say("Late (is the scheduler ticking?): " + ", ".join(summary["late_jobs"]))
@@ -254,11 +358,11 @@ def cmd_status(args) -> int:
     say("Kill switches: " + ("; ".join(switches) if switches else "none")
         + (f" ({control['reason']})" if control["reason"] else ""))
     for window in summary["maintenance"]:
-        say(f"Maintenance: {window['id']} until {window['end']}"
+        say(f"Maintenance: {window['id']} until {stamp(window['end'])}"
             + (f" ({window['note']})" if window["note"] else ""))
     for incident in summary["incidents"]:
         say(f"Incident: {incident['title']} [{incident['id']}]"
-            + (f", ETA {incident['eta']}" if incident["eta"] else ""))
+            + (f", ETA {stamp(incident['eta'])}" if incident["eta"] else ""))
     if summary["routes"]:
         say(table(("ROUTE", "TYPE", "LAST DELIVERY", "STATUS", "WAITING", "DROPPED", "ERROR"),
                   [(r["id"], r["type"], when(_time(r["last_attempt_at"]), now),
@@ -283,9 +387,9 @@ def _print_incident(incident) -> None:
     doc = incident.to_json()
     say(f"incident {doc['id']}: {doc['status']} — {doc['title']}")
     say(f"  about: {incident.scope.describe()}"
-        + (f"; ETA {doc['eta']}" if doc["eta"] else ""))
+        + (f"; ETA {stamp(doc['eta'])}" if doc["eta"] else ""))
     for note in doc["notes"]:
-        say(f"  {note['at']}  {note['kind']:8} {note['text']}"
+        say(f"  {stamp(note['at'])}  {note['kind']:8} {note['text']}"
             + (f"  — {note['author']}" if note["author"] else ""))
 
 
@@ -296,9 +400,10 @@ def cmd_incident_open(args) -> int:
     settings = _settings()
     scope = Scope(jobs=tuple(args.job), datasets=tuple(args.dataset),
                   consumers=tuple(args.consumer))
+    now = _now()
     incident, created = incidents.open_incident(
         open_store(settings.project), title=args.title, note=args.note, scope=scope,
-        eta=args.eta, author=_author(), now=_now())
+        eta=eta_text(args.eta, now), author=_author(), now=now)
     if not created:
         say("(already open: the same title within the same minute)")
     _print_incident(incident)
@@ -309,9 +414,10 @@ def cmd_incident_note(args) -> int:
     from freshet.ops import incidents
 
     settings = _settings()
-    _print_incident(incidents.add_note(open_store(settings.project), args.incident_id,
-                                       text=args.text, eta=args.eta, author=_author(),
-                                       now=_now()))
+    store, now = open_store(settings.project), _now()
+    _print_incident(incidents.add_note(store, find_incident(store, args.incident_id, now).id,
+                                       text=args.text, eta=eta_text(args.eta, now),
+                                       author=_author(), now=now))
     return 0
 
 
@@ -319,8 +425,13 @@ def cmd_incident_resolve(args) -> int:
     from freshet.ops import incidents
 
     settings = _settings()
-    _print_incident(incidents.resolve(open_store(settings.project), args.incident_id,
-                                      text=args.text, author=_author(), now=_now()))
+    store, now = open_store(settings.project), _now()
+    incident = find_incident(store, args.incident_id, now)
+    if not incident.open:
+        raise UserError(f"incident {incident.id} was resolved {when(incident.resolved_at, now)}"
+                        "; nothing was recorded (open a new one, or add a note)")
+    _print_incident(incidents.resolve(store, incident.id, text=args.text, author=_author(),
+                                      now=now))
     return 0
 
 
@@ -329,6 +440,9 @@ def cmd_incident_list(args) -> int:
 
     settings, now = _settings(), _now()
     found = incidents.recent(open_store(settings.project), now)
+    if args.json:
+        emit_json([i.to_json() for i in found])
+        return 0
     say(table(("INCIDENT", "STATUS", "TITLE", "ABOUT", "OPENED", "ETA", "NOTES"),
               [(i.id, i.status, i.title, i.scope.describe(), when(i.opened_at, now),
                 when(i.eta, now), len(i.notes)) for i in found], width=50))
@@ -337,14 +451,52 @@ def cmd_incident_list(args) -> int:
 
 
 def cmd_incident_show(args) -> int:
-    from freshet.core.errors import NotFound
 
     settings = _settings()
-    incident = open_store(settings.project).get_incident(args.incident_id)
-    if incident is None:
-        raise NotFound("incident", args.incident_id)
+    incident = find_incident(open_store(settings.project), args.incident_id, _now())
+    if args.json:
+        emit_json(incident.to_json())
+        return 0
     _print_incident(incident)
     return 0
+
+
+def find_incident(store, given: str, now: datetime):
+    """An incident by its id, a unique prefix of it, or its last 6 characters (the
+    short id): like git's abbreviated hashes."""
+    from freshet.core.errors import NotFound
+    from freshet.ops import incidents
+
+    exact = store.get_incident(given)
+    if exact is not None:
+        return exact
+    matches = [i for i in incidents.recent(store, now)
+               if given and (i.id.startswith(given) or i.id.endswith("-" + given))]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise UserError(f"{given!r} matches {len(matches)} incidents ("
+                        + ", ".join(i.id for i in matches[:4]) + "): give more of the id")
+    raise NotFound("incident", given)
+
+
+def eta_text(value: str | None, now: datetime) -> str | None:
+    """--eta as typed: a time with a zone, a duration ('2h'), or a time of day with a zone
+    ('14:00Z', '14:00+01:00'): the next such moment."""
+    import re
+    from datetime import timedelta
+
+    from freshet.core.timeutil import parse_datetime
+
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})(Z|[+-]\d{2}:?\d{2})", (value or "").strip())
+    if not match:
+        return value
+    hour, minute, zone = match.groups()
+    zone = "+00:00" if zone == "Z" else zone
+    moment = parse_datetime(f"{now:%Y-%m-%d}T{int(hour):02d}:{minute}:00{zone}", "--eta")
+    while moment - timedelta(days=1) > now:  # the zone's date may be behind UTC's
+        moment -= timedelta(days=1)
+    return (moment if moment > now else moment + timedelta(days=1)).isoformat()
 
 
 def cmd_backfill(args) -> int:
@@ -414,15 +566,25 @@ def _backfill_status(args) -> int:
     store = open_store(settings.project)
     if args.ident is not None:
         view = backfill.backfill_view(store, args.ident)
+        if args.json:
+            from freshet.ops.views import backfill_json
+
+            emit_json(backfill_json(view.backfill, view.progress))
+            return 0
         _print_backfill(view)
         for run_id in view.progress.current_runs:
             say(f"  in flight: {run_id}")
         return 0
     views = backfill.recent_views(store, job_id=args.job, limit=args.limit)
-    for view in views:
-        _print_backfill(view)
-    say(f"{len(views)} backfill(s)")
-    return 0
+    if args.json:
+        from freshet.ops.views import backfill_json
+
+        emit_json([backfill_json(v.backfill, v.progress) for v in views])
+    else:
+        for view in views:
+            _print_backfill(view)
+        say(f"{len(views)} backfill(s)")
+    return 0 if views or not args.job else nothing_matched(f"no backfills of {args.job}")
 
 
 def _backfill_cancel(args) -> int:
@@ -438,18 +600,58 @@ def _backfill_cancel(args) -> int:
     return 0
 
 
+def _applied_from(store):
+    """Which config file the stored catalog was applied from (None: never applied)."""
+    from freshet.core.catalog import APPLIED_FROM, AppliedFrom
+
+    return AppliedFrom.from_doc(store.catalog_doc().get(APPLIED_FROM))
+
+
+def choose_config(given: str | None) -> tuple[str, str]:
+    """The pipeline config a command serves, and why that one: --config, else
+    $FRESHET_CONFIG (the local stack's context sets it), else the file the local stack
+    was applied from, else infra/pipeline.yaml."""
+    from freshet.ops import context
+
+    if given:
+        return given, "--config"
+    if os.environ.get("FRESHET_CONFIG"):
+        found = context.active()
+        from_context = found is not None and found.env.get("FRESHET_CONFIG") == \
+            os.environ["FRESHET_CONFIG"]
+        return os.environ["FRESHET_CONFIG"], (f"the running {found.name}'s" if from_context
+                                              else "FRESHET_CONFIG")
+    if os.environ.get("FIRESTORE_EMULATOR_HOST"):
+        with contextlib.suppress(Exception):  # unreachable: the default, and doctor says so
+            applied = _applied_from(open_store(_settings().project))
+            if applied is not None and Path(applied.path).is_file():
+                return applied.path, "the one the local stack was applied from"
+    return _default_config(), "the default"
+
+
+def _say_config(path: str, why: str) -> None:
+    if why != "--config":  # chosen for the user: say which, and why
+        progress(f"Config: {path} ({why}).")
+
+
 def cmd_apply(args) -> int:
     from freshet.gcp.scheduler import SchedulerAdmin
-    from freshet.ops.apply import apply, plan
+    from freshet.ops.apply import apply, config_source, plan
     from freshet.ops.config import load_config
 
-    config = load_config(args.config, project=args.project)
+    path, why = choose_config(args.config)
+    config = load_config(path, project=args.project)
     settings = _settings(project=config.project, region=config.region, queue=config.queue)
     store, queue = open_store(config.project), open_queue(settings)
+    _say_config(path, why)  # once it can be served: an error stays one line
     local = bool(settings.firestore_emulator_host)
     managed = not (args.skip_scheduler or local)
     admin = SchedulerAdmin(config.project, config.region) if managed else None
     now = _now()
+    applied = _applied_from(store)
+    if applied is not None and applied.path != config_source(config).path:
+        progress(f"Note: the pipeline was applied from {applied.describe()}; this plans "
+                 f"{config.path} instead.")
     todo = plan(config, store=store, task_queue=queue, scheduler_admin=admin, now=now)
     for line in todo.lines():
         say(line)
@@ -471,7 +673,9 @@ def cmd_doctor(args) -> int:
     from freshet.ops import doctor
     from freshet.ops.config import load_config
 
-    config = load_config(args.config, project=args.project)
+    path, why = choose_config(args.config)
+    _say_config(path, why)
+    config = load_config(path, project=args.project)
     settings, now = _settings(), _now()
     local = bool(settings.firestore_emulator_host)
     stale = _timedelta(settings.page_stale_after_s)
@@ -503,10 +707,24 @@ def cmd_site_build(args) -> int:
 
     settings = _settings()
     store = open_store(settings.project)
-    progress("publishing the status page…")
+    applied = _applied_from(store)
+    progress("Publishing the status page of the pipeline applied from "
+             f"{applied.describe() if applied else '(nothing applied yet)'} ...")
     result = publish_once(store, sink_from_settings(settings), now=_now(), settings=settings)
-    say(f"status page published: {result}")
+    where = f"gs://{settings.site_bucket}/" if settings.site_bucket else \
+        str(Path(settings.site_dir).resolve()) + "/"
+    say(f"Status page published to {where} ({settings.site_url}): {_publish_summary(result)}.")
     return 0
+
+
+def _publish_summary(result) -> str:
+    """A publish's result in words."""
+    from freshet.status.model import LABELS, OVERALL_TEXT
+
+    words = OVERALL_TEXT.get(result.state) or LABELS.get(result.state, result.state)
+    return (f"{words}; {result.files_written} file(s) "
+            f"written ({result.bytes_written:,} bytes, {result.mode} build); "
+            f"{result.notifications_sent} notification(s) sent")
 
 
 def cmd_cost(args) -> int:
@@ -562,6 +780,48 @@ def _default_measured() -> str:
     return str(Path(__file__).with_name(MEASURED))
 
 
+def cmd_context(args) -> int:
+    """Which stack the CLI talks to, and why."""
+    import json
+
+    from freshet.ops import context
+
+    path = context.context_path()
+    found = context.load()
+    active = context.active()
+    if args.json:
+        say(json.dumps({"active": active is not None, "path": str(path) if path else None,
+                        "context": found.to_json() if found else None,
+                        "environment": {k: os.environ[k] for k in context.IDENTITY
+                                        if os.environ.get(k)}}, indent=2))
+        return 0 if active is not None else 1
+    if active is not None:
+        say(f"Talking to the local {active.name} (project {active.project}, pid "
+            f"{active.pid}, up since {active.written_at}).")
+        say(f"Context file: {active.path}")
+        for name, address in active.addresses.items():
+            say(f"  {name + ':':20}{address}")
+        if active.config:
+            say(f"  {'config:':20}{active.config}")
+        say('Other shells: eval "$(freshet demo env)"')
+        return 0
+    if found is not None and not found.alive():
+        say(f"{found.path}: the {found.name} that wrote it (pid {found.pid}) is not running.")
+    elif found is not None:
+        say(f"{found.path}: not used, the environment says otherwise ("
+            + ", ".join(f"{k}={os.environ[k]}" for k in found.conflicts(os.environ)) + ").")
+    elif path is None:
+        say(f"No context file ({context.ENV_VAR}={os.environ.get(context.ENV_VAR)}).")
+    else:
+        say(f"No local stack found ({path} does not exist; `freshet demo` writes it).")
+    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    say(f"Talking to: {'the Firestore emulator at ' + emulator if emulator else 'Google Cloud'}"
+        + (f", project {project} (from the environment)." if project else
+           f", project {_settings().project} (the default; set GOOGLE_CLOUD_PROJECT)."))
+    return 1 if emulator is None and found is None else 0
+
+
 PLUGIN_GROUP = "freshet.commands"
 
 
@@ -587,6 +847,10 @@ def _add_plugins(parser: argparse.ArgumentParser, sub, plugins: dict) -> None:
 # -- parsing -----------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
@@ -615,35 +879,46 @@ def _real(low: float, high: float) -> Callable[[str], float]:
 
 
 def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog="freshet", description="Operate a Freshet pipeline.")
+    from freshet import __version__
+
+    parser = _Parser(prog="freshet", description="Operate a Freshet pipeline.",
+                     epilog="It talks to the local stack that `freshet demo` started in this "
+                            "folder (see `freshet context`), else to what the environment "
+                            "names (FIRESTORE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT).")
+    parser.add_argument("--version", action="version", version=f"freshet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     jobs = sub.add_parser("jobs", help="list, show, run, pause, resume or archive jobs")
     jsub = jobs.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p = jsub.add_parser("list", help="all jobs")
-    p.add_argument("--status", choices=("active", "paused", "archived", "completed"))
+    p.add_argument("--status", choices=("active", "paused", "archived", "completed"),
+                   help="only jobs in this state (none found: exit 1)")
+    _json_option(p)
     p.set_defaults(fn=cmd_jobs_list)
     p = jsub.add_parser("show", help="one job and its recent runs")
-    p.add_argument("job_id")
-    p.add_argument("--limit", type=_whole(1, 500), default=10)
+    p.add_argument("job_id", help="the job's id (freshet jobs list)")
+    p.add_argument("--limit", type=_whole(1, 500), default=10, help="how many recent runs")
+    _json_option(p)
     p.set_defaults(fn=cmd_jobs_show)
     p = jsub.add_parser("run", help="run a job now")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job's id (freshet jobs list)")
     p.add_argument("--key", help="idempotency key: the same key never runs twice")
     p.set_defaults(fn=cmd_jobs_run)
     for name in ("pause", "resume", "archive"):
         p = jsub.add_parser(name, help=f"{name} a job")
-        p.add_argument("job_id")
+        p.add_argument("job_id", help="the job's id (freshet jobs list)")
         p.set_defaults(fn=_job_action(name))
 
     runs = sub.add_parser("runs", help="recent runs")
     rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p = rsub.add_parser("list", help="recent runs, newest first")
-    p.add_argument("--job", help="only this job's runs")
-    p.add_argument("--limit", type=_whole(1, 500), default=20)
+    p.add_argument("--job", help="only this job's runs (unknown job: exit 2; none: exit 1)")
+    p.add_argument("--limit", type=_whole(1, 500), default=20, help="how many")
+    _json_option(p)
     p.set_defaults(fn=cmd_runs_list)
     p = rsub.add_parser("show", help="one run, its attempts and its Logs Explorer link")
-    p.add_argument("run_id")
+    p.add_argument("run_id", help="the run's id (freshet runs list)")
+    _json_option(p)
     p.set_defaults(fn=cmd_runs_show)
 
     p = sub.add_parser(
@@ -652,52 +927,59 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                     "[--rerun]: one run per slot of JOB in [T1, T2] (up to now) that has no "
                     "successful run yet, at most N at once. `freshet backfill status [ID]` "
                     "shows progress; `freshet backfill cancel ID` cancels.")
-    p.add_argument("target", metavar="JOB|status|cancel")
+    p.add_argument("target", metavar="JOB|status|cancel",
+                   help="the job to backfill, or `status` / `cancel`")
     p.add_argument("ident", nargs="?", metavar="ID", help="a backfill's id (status, cancel)")
     p.add_argument("--from", dest="start", help="first slot, ISO 8601 with a zone")
     p.add_argument("--to", dest="end", help="last slot, ISO 8601 with a zone")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--max-parallel", type=_whole(0, 10**6), default=1,
-                   help="runs at once (default 1)")
+                   help="runs at once")
     p.add_argument("--rerun", action="store_true", help="run slots that succeeded too")
     p.add_argument("--key", help="idempotency key: the same key never backfills twice")
     p.add_argument("--job", help="status: only this job's backfills")
-    p.add_argument("--limit", type=_whole(1, 500), default=10,
-                   help="status: how many (default 10)")
+    p.add_argument("--limit", type=_whole(1, 500), default=10, help="status: how many")
+    _json_option(p, "status: as JSON, for scripts")
     p.set_defaults(fn=cmd_backfill)
 
     incident = sub.add_parser("incident", help="open, note, resolve, list or show incidents")
     isub = incident.add_subparsers(dest="action", required=True, parser_class=_Parser)
     p = isub.add_parser("open", help="open an incident (a banner on the status page)")
-    p.add_argument("title")
+    p.add_argument("title", help="one line, shown on the page")
     p.add_argument("--note", help="the first note (default: the title)")
     for name in ("job", "dataset", "consumer"):
         p.add_argument(f"--{name}", action="append", default=[],
                        help=f"a {name} it is about (repeatable; none: the whole pipeline)")
-    p.add_argument("--eta", help="when it should be over: a time with a zone, or '2h'")
+    p.add_argument("--eta", help=ETA_HELP)
     p.set_defaults(fn=cmd_incident_open)
     p = isub.add_parser("note", help="add a timestamped note")
-    p.add_argument("incident_id")
-    p.add_argument("text")
-    p.add_argument("--eta", help="a new ETA: a time with a zone, or '2h'")
+    p.add_argument("incident_id", help=INCIDENT_ID_HELP)
+    p.add_argument("text", help="the note")
+    p.add_argument("--eta", help="a new ETA: " + ETA_HELP)
     p.set_defaults(fn=cmd_incident_note)
-    p = isub.add_parser("resolve", help="resolve it, with a closing note")
-    p.add_argument("incident_id")
-    p.add_argument("text", nargs="?")
+    p = isub.add_parser("resolve", help="resolve it, with a closing note (an incident "
+                                        "resolved already: exit 2)")
+    p.add_argument("incident_id", help=INCIDENT_ID_HELP)
+    p.add_argument("text", nargs="?", help="the closing note (default: 'Resolved.')")
     p.set_defaults(fn=cmd_incident_resolve)
-    isub.add_parser("list", help="open incidents, then recent ones").set_defaults(
-        fn=cmd_incident_list)
+    p = isub.add_parser("list", help="open incidents, then recent ones")
+    _json_option(p)
+    p.set_defaults(fn=cmd_incident_list)
     p = isub.add_parser("show", help="one incident and its notes")
-    p.add_argument("incident_id")
+    p.add_argument("incident_id", help=INCIDENT_ID_HELP)
+    _json_option(p)
     p.set_defaults(fn=cmd_incident_show)
 
-    sub.add_parser("datasets", help="datasets and how fresh they are").set_defaults(
-        fn=cmd_datasets)
-    sub.add_parser("status", help="overall status").set_defaults(fn=cmd_status)
+    p = sub.add_parser("datasets", help="datasets and how fresh they are")
+    _json_option(p)
+    p.set_defaults(fn=cmd_datasets)
+    p = sub.add_parser("status", help="overall status")
+    _json_option(p)
+    p.set_defaults(fn=cmd_status)
 
     p = sub.add_parser("apply", help="make Firestore, Cloud Tasks and Cloud Scheduler "
                                      "match the pipeline config")
-    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--skip-scheduler", action="store_true",
                    help="leave Cloud Scheduler alone")
@@ -707,12 +989,13 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="check a deployment (read-only): APIs, functions, "
                                       "accounts, roles, queue, jobs, heartbeat, page")
-    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--config", help=CONFIG_HELP)
     p.add_argument("--project", help="the deployed project, instead of the config's")
     p.set_defaults(fn=cmd_doctor)
 
     p = sub.add_parser("cost", help="estimate the pipeline's monthly Google Cloud bill")
-    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
+    p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config(),
+                   help="the pipeline config")
     p.add_argument("--measured", default=_default_measured(),
                    help="the benchmarks' figures (default: the copy of bench/results.json "
                         "this package carries)")
@@ -720,11 +1003,11 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                    help="a price table like freshet/ops/prices.yaml (yours, for your "
                         "location)")
     p.add_argument("--retry-rate", type=_real(0, 1), default=0.02,
-                   help="share of attempts that fail transiently and are retried (0.02)")
+                   help="share of attempts that fail transiently and are retried")
     p.add_argument("--sync-seconds", type=_real(0, 3600), default=1.0,
-                   help="how long a sync itself runs inside run_task (1.0)")
+                   help="how long a sync itself runs inside run_task, in seconds")
     p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
-                   help="how long run documents are kept, for their storage (90)")
+                   help="how long run documents are kept, for their storage")
     p.set_defaults(fn=cmd_cost)
 
     site = sub.add_parser("site", help="the status page")
@@ -732,8 +1015,17 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     ssub.add_parser("build", help="render and publish the status page now").set_defaults(
         fn=cmd_site_build)
 
+    p = sub.add_parser("context", help="which stack the CLI talks to (the local demo's "
+                                       ".freshet/context.json, or the environment)")
+    p.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    p.set_defaults(fn=cmd_context)
+
     _add_plugins(parser, sub, plugins or {})
     return parser
+
+
+def _json_option(parser, text: str = "as JSON, for scripts") -> None:
+    parser.add_argument("--json", action="store_true", help=text)
 
 
 def _default_config() -> str:
@@ -746,30 +1038,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _loaded.clear()
     try:
-        parser = build_parser()
-        if not argv or argv[0] not in parser.get_default("commands"):
-            # Not a built-in: look for plugins only now (scanning entry points costs
-            # ~0.1 s, which a built-in command need not pay).
-            plugins = plugin_commands()
-            parser = build_parser(plugins)
-        if argv[:1] and argv[0] in parser.get_default("plugins"):
-            return plugins[argv[0]].load()(argv[1:])  # it parses its own options
-        if argv[:1] == ["demo"]:
-            raise UserError("`freshet demo` comes with the work tree's local tooling: run "
-                            "`make demo` there (it installs the tooling's commands)")
-        args = parser.parse_args(argv)
-        return args.fn(args)
+        with _context_environment():
+            parser = build_parser()
+            if not argv or argv[0] not in parser.get_default("commands"):
+                # Not a built-in: look for plugins only now (scanning entry points costs
+                # ~0.1 s, which a built-in command need not pay).
+                plugins = plugin_commands()
+                parser = build_parser(plugins)
+            if argv[:1] and argv[0] in parser.get_default("plugins"):
+                return plugins[argv[0]].load()(argv[1:])  # it parses its own options
+            if argv[:1] == ["demo"]:
+                raise UserError("`freshet demo` comes with the work tree's local tooling: "
+                                "run `make demo` there (it installs the tooling's commands)")
+            args = parser.parse_args(argv)
+            return args.fn(args)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:
         print("freshet: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `freshet runs list | head`: the reader has all it wants
+        _quiet_stdout()
+        return 0
     except Exception as exc:  # one line, never a traceback
         message, code = describe_error(exc)
         if os.environ.get("FRESHET_DEBUG"):
             traceback.print_exc()
         print(f"freshet: error: {printable(message)}", file=sys.stderr)
         return code
+
+
+@contextlib.contextmanager
+def _context_environment():
+    """The running local stack's variables (freshet.ops.context) for this command, where
+    the environment does not set them; the environment as it was afterwards."""
+    from freshet.ops import context
+
+    found = context.active()
+    added = found.missing_env(os.environ) if found is not None else {}
+    os.environ.update(added)
+    try:
+        yield found
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: send what is left to /dev/null so exit prints nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:

@@ -350,23 +350,36 @@ def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
                         f"at {facts.tasks}" if known(facts.tasks)
                         else f"unreachable ({why(facts.tasks)})",
                         "make emulators, and export FRESHET_TASKS_EMULATOR_HOST"))
-    missing_queues = ([q.name for q in config.all_queues if q.name not in facts.queues]
-                      if known(facts.queues) else [q.name for q in config.all_queues])
-    checks.append(Check(not missing_queues, "queues", "present" if not missing_queues else
-                        f"missing: {', '.join(missing_queues)}",
-                        f"freshet apply --config={config.path}"))
-    missing_jobs = (sorted(config.job_ids - set(facts.jobs)) if known(facts.jobs)
-                    else sorted(config.job_ids))
-    checks.append(Check(not missing_jobs, "pipeline applied",
-                        f"{len(config.job_ids)} job(s) stored" if not missing_jobs else
-                        f"jobs not stored: {', '.join(missing_jobs[:5])}",
-                        f"freshet apply --config={config.path}"))
+    # What cannot be read is "not checked", never "missing" (that would send the reader
+    # to apply into a stack that is merely stopped).
+    if not known(facts.queues):
+        checks.append(Check(False, "queues", "not checked: the Cloud Tasks emulator is "
+                            "not reachable", "start the stack (freshet demo)"))
+    else:
+        missing_queues = [q.name for q in config.all_queues if q.name not in facts.queues]
+        checks.append(Check(not missing_queues, "queues", "present" if not missing_queues
+                            else f"missing: {', '.join(missing_queues)}",
+                            f"freshet apply --config={config.path}"))
+    if not known(facts.jobs):
+        checks.append(Check(False, "pipeline applied", "not checked: the Firestore emulator "
+                            "is not reachable", "start the stack (freshet demo)"))
+    else:
+        missing_jobs = sorted(config.job_ids - set(facts.jobs))
+        checks.append(Check(not missing_jobs, "pipeline applied",
+                            f"{len(config.job_ids)} job(s) stored" if not missing_jobs else
+                            f"jobs not stored: {', '.join(missing_jobs[:5])}",
+                            f"freshet apply --config={config.path}"))
     checks.append(_heartbeat(facts.heartbeats, now))
     page = facts.page
     if not known(page) or page.get("updated") is None:
         checks.append(Check(False, "status page", "not published yet"
                             if known(page) else f"unreachable ({why(page)})",
                             "freshet site build"))
+    elif not known(facts.firestore):
+        age = now - to_utc(page["updated"])
+        checks.append(Check(False, "status page", f"{page['where']} was published "
+                            f"{human_duration(age)} ago, but nothing publishes it now "
+                            "(the stack is not running)", "start the stack (freshet demo)"))
     else:
         age = now - to_utc(page["updated"])
         checks.append(Check(age <= page_stale_after, "status page",

@@ -17,7 +17,7 @@ from freshet.core.timeutil import format_duration, isoformat
 from freshet.core.triggers import describe_trigger
 from freshet.core.windows import NO_MAINTENANCE, Maintenance
 from freshet.gcp.store import Store
-from freshet.status.model import route_statuses
+from freshet.status.model import halted_producers, route_statuses
 from freshet.status.render import route_json
 
 
@@ -139,14 +139,20 @@ def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
                  control: Control | None = None) -> list[dict]:
     catalog = store.catalog()
     control = control or store.control()
+    jobs = store.list_jobs() if jobs is None else jobs
     producers: dict[str, list[str]] = {}
-    for job in store.list_jobs() if jobs is None else jobs:
+    for job in jobs:
         for key in job.produces:
             producers.setdefault(key, []).append(job.id)
+    halted = halted_producers(jobs)  # as the page says it: "its job X is paused"
     stored = {d.key: d for d in store.list_datasets()}
     keys = list(catalog.datasets) + sorted(k for k in stored if k not in catalog.datasets)
-    return [dataset_json(k, stored.get(k), catalog, now, control.maintenance,
-                         tuple(producers.get(k, ()))) for k in keys]
+    found = [dataset_json(k, stored.get(k), catalog, now, control.maintenance,
+                          tuple(producers.get(k, ()))) for k in keys]
+    for doc in found:
+        if doc["key"] in halted:
+            doc["reason"] = f"{doc['reason']}; {halted[doc['key']]}"
+    return found
 
 
 def routes_json(store: Store, catalog: Catalog, settings: Settings) -> list[dict]:

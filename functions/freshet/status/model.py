@@ -342,14 +342,15 @@ def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], ca
     downs = _downstreams(ups)
     consumers_of = _consumers_of(catalog)
     incidents = tuple(incidents)
-    about = _incidents_about(incidents, catalog, producers)
+    about = _incidents_about(incidents, catalog, producers, downs)
+    halted = halted_producers(jobs)
     maintained = _maintenance_days(windows, now)
     statuses = [
         _dataset_status(k, docs.get(k), catalog, reqs[k], own[k], stale_up.get(k, ()),
                         consumers_of.get(k, ()), now, dataset_secrets.get(k, ()),
                         ups.get(k, ()), downs.get(k, ()),
                         _days_for(maintained, k, producers.get(k, ())),
-                        incidents_of(about, f"dataset:{k}"))
+                        incidents_of(about, f"dataset:{k}"), halted.get(k, ""))
         for k in keys
     ]
     statuses.sort(key=lambda d: (-SEVERITY[d.state], d.key))
@@ -387,6 +388,19 @@ def _pool_statuses(pools: tuple[Pool, ...], counts: dict[str, tuple[int, int]]
                  for p in pools)
 
 
+def halted_producers(jobs: Iterable[Job]) -> dict[str, str]:
+    """dataset key -> "its job X is paused" when every job producing it is paused or
+    archived: nothing will sync it until someone resumes one."""
+    found: dict[str, list[Job]] = {}
+    for job in jobs:
+        for key in job.produces:
+            found.setdefault(key, []).append(job)
+    halted = (JobStatus.PAUSED, JobStatus.ARCHIVED)
+    return {key: "; ".join(f"its job {j.id} is {j.status}" for j in producing)
+            for key, producing in found.items()
+            if all(j.status in halted for j in producing)}
+
+
 def producers_of(jobs: Iterable[Job]) -> dict[str, tuple[str, ...]]:
     """dataset key -> the jobs that produce it."""
     found: dict[str, list[str]] = {}
@@ -402,11 +416,27 @@ def _excused(freshness: Freshness, occurrence: Occurrence | None) -> Freshness:
     return excuse(freshness, occurrence.describe(), occurrence.window.id)
 
 
+# What the headline says of the consumers at the page's level: (one, several).
+AFFECTED_WORDS = {"warn": ("needs attention", "need attention"),
+                  "error": ("cannot be trusted", "cannot be trusted")}
+
+
 def _headline(level: str, consumers, datasets) -> str:
+    """Who is affected, first: "Revenue dashboard and 2 others cannot be trusted" (the
+    worst first); with no consumer at that level, what the data is."""
     states = [c.state for c in consumers] if consumers else [d.state for d in datasets]
     if level == "ok" and State.MAINTENANCE in states:
         return MAINTENANCE_TEXT
-    return OVERALL_TEXT[level]
+    affected = sorted((c for c in consumers if LEVELS[c.state] == level),
+                      key=lambda c: -SEVERITY[c.state])
+    if level not in AFFECTED_WORDS or not affected:
+        return OVERALL_TEXT[level]
+    one, several = AFFECTED_WORDS[level]
+    first = shorten(affected[0].title, 60)
+    if len(affected) == 1:
+        return f"{first} {one}"
+    others = len(affected) - 1
+    return f"{first} and {others} other{'s' if others > 1 else ''} {several}"
 
 
 # -- datasets -------------------------------------------------------------------
@@ -491,13 +521,15 @@ def _dataset_status(key: str, doc: Dataset | None, catalog: Catalog, req: Requir
                     stale_up: tuple[str, ...], consumers: tuple[str, ...], now: datetime,
                     secrets: tuple[str, ...], upstream: tuple[str, ...],
                     downstream: tuple[str, ...], maintained: frozenset[str] = frozenset(),
-                    incidents: tuple[str, ...] = ()) -> DatasetStatus:
+                    incidents: tuple[str, ...] = (), halted: str = "") -> DatasetStatus:
     spec = catalog.datasets.get(key) or DatasetSpec(key=key)
     doc = doc or Dataset(key=key)
     state = _with_risk(own.state, stale_up)
     reason = own.reason
     if stale_up:
         reason = f"{reason}; upstream stale: {', '.join(stale_up)}"
+    if halted:
+        reason = f"{reason}; {halted}"
     start, history = day_history(doc.daily, now, maintained=maintained)
     return DatasetStatus(
         key=key, title=spec.title or key, owner=spec.owner, description=spec.description,
@@ -740,10 +772,13 @@ EVERYTHING = "*"
 
 
 def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
-                     producers: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+                     producers: dict[str, tuple[str, ...]],
+                     downstream: dict[str, tuple[str, ...]] | None = None
+                     ) -> dict[str, tuple[str, ...]]:
     """"dataset:<key>" / "consumer:<id>" / "job:<id>" -> the open incidents about it
-    (directly, through the jobs producing a dataset, or through what a consumer needs);
-    EVERYTHING holds those opened on the whole pipeline."""
+    (directly, through the jobs producing a dataset, or through what a consumer needs,
+    built from any upstream: an incident on orders reaches the revenue dashboard built
+    from them); EVERYTHING holds those opened on the whole pipeline."""
     produced: dict[str, list[str]] = {}
     for key, jobs in producers.items():
         for job_id in jobs:
@@ -756,12 +791,26 @@ def _incidents_about(incidents: tuple[Incident, ...], catalog: Catalog,
             found.setdefault(EVERYTHING, []).append(incident.id)
             continue
         keys = set(scope.datasets).union(*(produced.get(j, ()) for j in scope.jobs))
-        consumers = set(scope.consumers).union(*(consumers_of.get(k, ()) for k in keys))
+        built_from = _closure(keys, downstream or {})
+        consumers = set(scope.consumers).union(*(consumers_of.get(k, ())
+                                                 for k in keys | built_from))
         subjects = ([f"dataset:{k}" for k in keys] + [f"consumer:{c}" for c in consumers]
                     + [f"job:{j}" for j in scope.jobs])
         for subject in subjects:
             found.setdefault(subject, []).append(incident.id)
     return {k: tuple(v) for k, v in found.items()}
+
+
+def _closure(keys: set[str], edges: dict[str, tuple[str, ...]]) -> set[str]:
+    """Every key reachable from `keys` along `edges` (not `keys` themselves)."""
+    found: set[str] = set()
+    todo = [n for k in keys for n in edges.get(k, ())]
+    while todo:
+        key = todo.pop()
+        if key not in found:
+            found.add(key)
+            todo.extend(edges.get(key, ()))
+    return found - keys
 
 
 def incidents_of(about: dict[str, tuple[str, ...]], subject: str) -> tuple[str, ...]:

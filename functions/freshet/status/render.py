@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jinja2
@@ -28,6 +28,7 @@ from freshet.status.changes import Event
 from freshet.status.model import (
     DAY_CODES,
     LABELS,
+    LEVELS,
     ConsumerStatus,
     DatasetStatus,
     RouteStatus,
@@ -58,11 +59,8 @@ BADGE_COLOURS = {
     "at_risk": "#a34400", "unknown": "#5f6368", "failing": "#b3261e",
     "stale_data": "#8c1d18", "error": "#8c1d18",
 }
-BADGE_WORDS = {
-    "fresh": "fresh", "running": "refreshing", "maintenance": "maintenance", "warn": "late",
-    "at_risk": "at risk", "unknown": "unknown", "failing": "failing",
-    "stale_data": "old data", "error": "stale",
-}
+# One name per state: a badge says the page's label (freshet.status.model.LABELS).
+BADGE_WORDS = {state: label.lower() for state, label in LABELS.items()}
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,16 @@ def _printable(value: object) -> object:
     return printable(value) if isinstance(value, str) else value
 
 
+def time_attribute(value: datetime | None) -> str | None:
+    """A moment as HTML's <time datetime> and Atom accept it: UTC, at most three digits
+    of a second (HTML refuses more)."""
+    if value is None:
+        return None
+    moment = value.astimezone(UTC)
+    spec = "milliseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
 @functools.cache
 def _env(source: Path) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -108,9 +116,10 @@ def _env(source: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_printable,
     )
-    env.filters.update(when=_when, age=_age, dur=_dur, iso=isoformat, short=shorten,
+    env.filters.update(when=_when, age=_age, dur=_dur, iso=time_attribute, short=shorten,
                        num=lambda n: f"{n:,}", link=safe_link, pct=percent)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
+                       consumer_page=consumer_page,
                        window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
@@ -144,6 +153,7 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     }
     files.update(render_badges(model))
     files.update(render_incident_pages(model))
+    files.update(render_consumers(model))
     return files
 
 
@@ -164,13 +174,61 @@ def render_incident_pages(model: StatusModel) -> dict[str, Output]:
             for i in model.incidents}
 
 
+def consumer_page(consumer_id: str, ext: str = "html") -> str:
+    """`consumers/<id>.html` (and .json): linkable from a dashboard; unsafe ids get a slug
+    and a hash, as badges do."""
+    ident = badge_path("consumer", consumer_id).removeprefix("badges/consumer/")
+    return f"consumers/{ident.removesuffix('.svg')}.{ext}"
+
+
+def _built_from(keys: tuple[str, ...], by_key: dict[str, DatasetStatus]) -> list[str]:
+    """The datasets `keys` are built from, transitively, nearest first."""
+    found: list[str] = []
+    todo = [u for k in keys if k in by_key for u in by_key[k].upstream]
+    while todo:
+        key = todo.pop(0)
+        if key not in found and key not in keys:
+            found.append(key)
+            todo.extend(by_key[key].upstream if key in by_key else ())
+    return found
+
+
+def render_consumers(model: StatusModel) -> dict[str, Output]:
+    """One short page per consumer, and the same as JSON: only what it depends on (the
+    datasets it needs and those they are built from) and the incidents that reach it."""
+    source = site_source()
+    css, js = _static(source, "status.css"), _static(source, "status.js")
+    template = _env(source).get_template("consumer.html.j2")
+    by_key = {d.key: d for d in model.datasets}
+    incidents = {i.id: i for i in model.incidents}
+    out = {}
+    for c in model.consumers:
+        needed = tuple(d.key for d in c.datasets)
+        upstream = _built_from(needed, by_key)
+        datasets = [by_key[k] for k in (*needed, *upstream) if k in by_key]
+        about = [incidents[i] for i in c.incidents if i in incidents]
+        html = template.render(
+            m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
+            incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
+            csp=_csp(css, js), stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
+        doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
+               "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
+               "built_from": upstream, "datasets": [_dataset_json(d) for d in datasets],
+               "incidents": [_incident_json(i) for i in about]}
+        out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8")
+        out[consumer_page(c.id, "json")] = Output(
+            json.dumps(printable_all(doc), ensure_ascii=False, separators=(",", ":")).encode(),
+            "application/json")
+    return out
+
+
 def render_index(model: StatusModel, events: list[Event]) -> str:
     source = site_source()
     css, js = _static(source, "status.css"), _static(source, "status.js")
     detailed = model.datasets[:DETAILED_DATASETS]
     rest = model.datasets[DETAILED_DATASETS:]
     return _env(source).get_template("index.html.j2").render(
-        m=model, now=model.built_at, built_iso=isoformat(model.built_at),
+        m=model, now=model.built_at, built_iso=time_attribute(model.built_at),
         detailed_datasets=detailed, other_datasets=rest,
         other_dataset_counts=_counts(d.state for d in rest),
         detailed_jobs=model.jobs[:DETAILED_JOBS], other_jobs=model.jobs[DETAILED_JOBS:],
@@ -225,7 +283,7 @@ def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
 def render_feed(model: StatusModel, events: list[Event]) -> str:
     entries = feed_entries(model, events)
     return _env(site_source()).get_template("feed.xml.j2").render(
-        m=model, entries=entries, built_iso=isoformat(model.built_at),
+        m=model, entries=entries, built_iso=time_attribute(model.built_at),
         updated=entries[0].at if entries else isoformat(model.built_at),
     )
 
@@ -410,7 +468,7 @@ def _counts(states) -> dict[str, int]:
 
 
 def _window_words(window: Window) -> str:
-    """'every 10th minute of every hour (UTC)': when a recurring window starts, in words."""
+    """'every 10 minutes (UTC)': when a recurring window starts, in words."""
     words = describe(Schedule(cron=window.cron, timezone=window.timezone))
     return words[:1].lower() + words[1:]
 
