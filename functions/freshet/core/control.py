@@ -9,7 +9,9 @@ Read once per tick / request; no deploy is needed to flip one.
 The same document carries the maintenance windows (field `maintenance`,
 freshet.core.windows), so that the tick and run_task learn both from the one read they
 make. The windows are declared in the pipeline config and written by `apply` alone:
-`to_doc` (what PUT /control writes and GET /control shows) leaves them out.
+`to_doc` (what PUT /control writes and GET /control shows) leaves them out. Windows
+opened now from the console or the CLI (freshet.core.interventions) are kept beside
+them in `adhoc_maintenance`, which apply leaves alone.
 """
 
 import re
@@ -49,7 +51,9 @@ class Control:
             manual_actions_enabled=bool(doc.get("manual_actions_enabled", True)),
             paused_all=bool(doc.get("paused_all", False)),
             reason=str(doc.get("reason") or ""),
-            maintenance=Maintenance.from_doc(doc.get("maintenance")),
+            # declared (written by apply) and ad-hoc (opened from the console) alike
+            maintenance=Maintenance.from_doc([*(doc.get("maintenance") or ()),
+                                              *(doc.get("adhoc_maintenance") or ())]),
         )
 
 

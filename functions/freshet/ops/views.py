@@ -15,7 +15,7 @@ from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
 from freshet.core.timeutil import format_duration, isoformat
 from freshet.core.triggers import describe_trigger
-from freshet.core.windows import NO_MAINTENANCE, Maintenance
+from freshet.core.windows import NO_MAINTENANCE, Maintenance, Window
 from freshet.gcp.store import Store
 from freshet.status.model import route_statuses
 from freshet.status.render import route_json
@@ -41,6 +41,7 @@ def job_json(job: Job) -> dict:
         **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
         "last_run_id": job.last_run_id, "last_run_status": job.last_run_status,
         "last_error": job.last_error,
+        "paused_reason": job.paused_reason, "paused_by": job.paused_by,
     }
 
 
@@ -127,8 +128,8 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
 
 
 def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
-                 control: Control | None = None) -> list[dict]:
-    catalog = Catalog.from_doc(store.catalog_doc())
+                 control: Control | None = None, catalog: Catalog | None = None) -> list[dict]:
+    catalog = catalog or Catalog.from_doc(store.catalog_doc())
     control = control or Control.from_doc(store.control())
     producers: dict[str, list[str]] = {}
     for job in store.list_jobs() if jobs is None else jobs:
@@ -171,3 +172,26 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
                       for i in store.incidents(now) if i.open],
         "routes": routes_json(store, Catalog.from_doc(store.catalog_doc()), settings),
     }
+
+
+def window_json(window: Window, *, adhoc: bool, now: datetime) -> dict:
+    """A maintenance window: declared in the config, or opened now (ad-hoc)."""
+    current = window.at(now)
+    return {"id": window.id, "note": window.note, "adhoc": adhoc,
+            "mode": str(window.mode), "scope": window.scope.to_json(),
+            "start": isoformat(window.start), "end": isoformat(window.end),
+            "cron": window.cron, "timezone": window.timezone if window.recurring else None,
+            "duration": format_duration(window.duration) if window.duration else None,
+            "active": current is not None,
+            "current_end": isoformat(current.end) if current else None}
+
+
+def maintenance_json(store: Store, now: datetime) -> dict:
+    """Declared windows (the config's, written by apply), then the ad-hoc ones not over."""
+    doc = store.control()
+    declared = Maintenance.from_doc(doc.get("maintenance")).windows
+    adhoc = [w for w in Maintenance.from_doc(doc.get("adhoc_maintenance")).windows
+             if w.end is not None and w.end > now]
+    return {"now": isoformat(now),
+            "declared": [window_json(w, adhoc=False, now=now) for w in declared],
+            "adhoc": [window_json(w, adhoc=True, now=now) for w in adhoc]}
