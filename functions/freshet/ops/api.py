@@ -7,7 +7,7 @@
     POST /runs/{run_id}/cancel | retry      GET /overview?state=&pool=&owner=&kind=&q=
     GET  /maintenance   POST /maintenance  {"minutes": N, "note": ...}
     POST /maintenance/{window_id}/end       (ad-hoc windows; declared ones are the config's)
-    GET  /datasets  /datasets/{key}   GET /status   GET|PUT /control
+    GET  /datasets  /datasets/{key}   GET /consumers   GET /status   GET|PUT /control
     GET  /backfills  /backfills/{backfill_id}   POST /backfills (or dry run)
     POST /backfills/{backfill_id}/cancel
     GET  /incidents  /incidents/{id}  POST /incidents        (open)
@@ -44,6 +44,7 @@ from freshet.ops.overview import Filters, overview
 from freshet.ops.views import (
     all_datasets,
     backfill_json,
+    consumers_json,
     dataset_json,
     job_json,
     maintenance_json,
@@ -266,6 +267,11 @@ def list_datasets(call: Call):
     return 200, {"now": isoformat(call.now), "datasets": all_datasets(call.store, call.now)}
 
 
+def list_consumers(call: Call):
+    query(call, ())
+    return 200, {"now": isoformat(call.now), "consumers": consumers_json(call.store, call.now)}
+
+
 def get_dataset(call: Call):
     query(call, ())
     key = check_dataset_key(call.params["key"], "key")
@@ -434,6 +440,7 @@ ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("POST", "/maintenance/{window_id}/end", end_window),
     Route("GET", "/datasets", list_datasets),
     Route("GET", "/datasets/{key}", get_dataset),
+    Route("GET", "/consumers", list_consumers),
     Route("GET", "/status", get_status),
     Route("GET", "/backfills", list_backfills),
     Route("POST", "/backfills", create_backfill),

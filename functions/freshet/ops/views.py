@@ -195,3 +195,26 @@ def maintenance_json(store: Store, now: datetime) -> dict:
     return {"now": isoformat(now),
             "declared": [window_json(w, adhoc=False, now=now) for w in declared],
             "adhoc": [window_json(w, adhoc=True, now=now) for w in adhoc]}
+
+
+def consumers_json(store: Store, now: datetime) -> list[dict]:
+    """Each consumer: what it requires, its deadlines and their attainment (30 and 90
+    days), from the catalog and the deadline records (one query)."""
+    catalog = Catalog.from_doc(store.catalog_doc())
+    records = store.deadline_records()
+    today = now.date()
+    found = []
+    for c in catalog.consumers:
+        record = records.get(c.id)
+        found.append({
+            "id": c.id, "title": c.title, "kind": c.kind, "owner": c.owner,
+            "requires": [{"dataset": r.dataset,
+                          "warn_after_s": int(r.warn_after.total_seconds()),
+                          "error_after_s": int(r.error_after.total_seconds())}
+                         for r in c.requires],
+            "deadlines": [d.describe() for d in c.deadlines],
+            "attainment_30d": record.attainment(today, 30) if record else None,
+            "attainment_90d": record.attainment(today) if record else None,
+            "deadline_counts": record.counts(today) if record else {},
+        })
+    return found
