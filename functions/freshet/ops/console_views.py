@@ -69,8 +69,9 @@ def register(app: flask.Flask, st: State) -> None:
 
     def _problem(answer: Answer, doing: str) -> flask.Response:
         html = st.env.get_template("problem.html").render(
-            title="Not shown", nav="", csrf=st.csrf, notice=("error", sentence(answer, doing)),
-            now=st.clock(), rel=lambda v: v, url=url, q=quote)
+            title="Not shown", nav="", csrf=st.csrf,
+            notice=st.flash.take(flask.request.args.get("msg")),  # what an action said
+            problem=sentence(answer, doing), now=st.clock(), rel=lambda v: v, url=url, q=quote)
         return flask.Response(html, status=answer.status, mimetype="text/html")
 
     def act(method: str, path: str, body: dict | None, doing: str, back: str,
