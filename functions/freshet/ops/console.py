@@ -340,25 +340,27 @@ def build_api(api_url: str | None):
     return InProcessApi(Deps.from_env(), operator())
 
 
-def serve_console(*, host: str = "127.0.0.1", port: int = 8765, api: str | None = None,
-                  say: Callable[[str], None] = print, ready: threading.Event | None = None
-                  ) -> int:
-    """Serve until interrupted. Refuses a non-loopback address before anything else."""
+def console_server(host: str = "127.0.0.1", port: int = 8765, api: str | None = None):
+    """A server for the console, bound (loopback only, refused otherwise) and not yet
+    serving: `serve_forever()` it; `server_port` is the port it got (0: a free one)."""
     from werkzeug.serving import make_server
 
     address = check_loopback(host)
     if not 0 <= port <= 65535:
         raise ValidationError("--port", "must be 0-65535")
-    server = make_server(address, port, create_app(build_api(api), port=port or 0),
-                         threaded=True)
-    real_port = server.server_port
-    if port == 0:  # the Host check must know the port it got
-        server.app = create_app(build_api(api), port=real_port)
-    shown = "127.0.0.1" if address == "127.0.0.1" else f"[{address}]"
-    say(f"Freshet console: http://{shown}:{real_port}/  (acting as {operator()}"
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # actions are logged, not GETs
+    server = make_server(address, port, None, threaded=True)
+    server.app = create_app(build_api(api), port=server.server_port)  # Host check: its port
+    return server
+
+
+def serve_console(*, host: str = "127.0.0.1", port: int = 8765, api: str | None = None,
+                  say: Callable[[str], None] = print) -> int:
+    """Serve until interrupted. Refuses a non-loopback address before anything else."""
+    server = console_server(host, port, api)
+    shown = host if ":" not in server.server_address[0] else f"[{server.server_address[0]}]"
+    say(f"Freshet console: http://{shown}:{server.server_port}/  (acting as {operator()}"
         + (f" through {api}" if api else " with your Google credentials") + "; Ctrl-C stops)")
-    if ready is not None:
-        ready.set()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
