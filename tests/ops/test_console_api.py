@@ -8,11 +8,13 @@ import pytest
 
 from freshet.core import runs
 from freshet.core.models import RunStatus, TriggerSource
+from freshet.gcp.storage import LocalSink
 from freshet.loop.tick import tick_once
 from freshet.ops.apply import plan
 from freshet.ops.config import parse_config
 from freshet.ops.operations import pause_job
-from freshet.ops.overview import Filters, overview
+from freshet.ops.overview import Filters, forget, overview
+from freshet.status.publish import publish_once
 from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import PIPELINE, T0
 from tests.ops.test_api import JOB, SETTINGS, Api, SigningKey
@@ -177,15 +179,26 @@ def test_the_overview_lists_failures_first_and_filters(api):
     assert (status, body["error"]["field"]) == (400, "state")
 
 
-def test_the_overview_reads_each_collection_once_whatever_the_page(api):
+def test_the_overview_reads_each_collection_once_whatever_the_page(api, tmp_path):
     for i in range(30):
         api.call("POST", "/jobs", json={**JOB, "id": f"job-{i:02}", "produces": []})
+    forget()
     api.store.stats.reset()
     overview(api.store, T0, Filters(), limit=5)
     first = api.store.stats.reads
+    forget()
     api.store.stats.reset()
     overview(api.store, T0, Filters(q="job-2"), limit=50)
     assert api.store.stats.reads == first
-    # 31 jobs, the (empty) dataset query, control, catalog, the incidents' two queries:
-    # no read per job, no run read
-    assert first == 31 + 1 + 1 + 1 + 2
+    # No publish yet: the manifest (absent), 31 jobs, the (empty) dataset query, control,
+    # catalog, the incidents' two queries: no read per job, no run read
+    assert first == 1 + 31 + 1 + 1 + 1 + 2
+    publish_once(api.store, LocalSink(tmp_path), now=T0, settings=SETTINGS, environ={})
+    api.store.update_job("job-07", {"description": "changed since the publish"})
+    forget()
+    api.store.stats.reset()
+    rows = overview(api.store, T0, Filters(q="changed since"), limit=50)["jobs"]
+    assert [r["id"] for r in rows] == ["job-07"]
+    # the manifest, a chunk each for jobs and datasets, the one changed job, the (empty)
+    # dataset changes, control, catalog, incidents
+    assert api.store.stats.reads == 1 + 2 + 1 + 1 + 1 + 1 + 2
