@@ -25,7 +25,7 @@ from freshet.core import runs
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.models import Job, JobStatus, Run, RunStatus, TriggerSource
 from freshet.core.schedules import next_after
-from freshet.core.text import printable
+from freshet.core.text import printable, shorten
 from freshet.core.timeutil import parse_datetime, parse_duration
 from freshet.core.windows import MAX_DURATION, Mode, Scope, Window
 
@@ -172,7 +172,7 @@ def adhoc_window(*, minutes: object, note: object, by: str, now: datetime,
     if mode not in tuple(Mode):
         raise ValidationError("mode", "must be skip or drain")
     end = now + min(timedelta(minutes=minutes), MAX_DURATION)
-    who = f" (by {by})" if by else ""
+    who = f" (by {shorten(by, 200)})" if by else ""
     return Window(id=f"adhoc-{now:%Y%m%d-%H%M%S}", note=note.strip() + who, start=now, end=end,
                   scope=scope, mode=Mode(mode))
 
