@@ -23,6 +23,7 @@ from freshet.core.control import Control
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import worst
 from freshet.core.models import Dataset, Job, JobStatus, LastRun
+from freshet.core.text import shorten
 from freshet.core.timeutil import isoformat
 from freshet.gcp.store import MODEL_MANIFEST, Store
 from freshet.ops.views import all_datasets
@@ -52,10 +53,10 @@ class Filters:
 
 
 def first_line(text: str | None) -> str | None:
-    if not text:
+    """An error's first line, at most 300 characters (None for no error or a blank one)."""
+    if not text or not text.strip():
         return None
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line[:300]
+    return shorten(text.strip().splitlines()[0], 300)
 
 
 def job_row(job: Job, datasets: dict[str, dict], owners: dict[str, str], control: Control,
