@@ -218,11 +218,7 @@ def register(app: flask.Flask, st: State) -> None:
         for d in found:
             for up in d["upstream"]:
                 downstream.setdefault(up, []).append(d["key"])
-        producers: dict[str, list[str]] = {}
-        jobs = read("/overview", "view this pipeline", {"limit": "500"}).body["jobs"]
-        for row in jobs:
-            for d in row["datasets"]:
-                producers.setdefault(d["key"], []).append(row["id"])
+        producers = {d["key"]: d["producers"] for d in found}
         consumers = read("/consumers", "view consumers").body["consumers"]
         return render("datasets.html", "Datasets", "datasets", datasets=found,
                       downstream=downstream, producers=producers, consumers=consumers)

@@ -106,7 +106,7 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
         fresh = excuse(fresh, window.describe(), window.window.id)
     d = dataset or Dataset(key=key)
     return {
-        "key": key, "declared": spec is not None,
+        "key": key, "declared": spec is not None, "producers": list(producers),
         "title": spec.title if spec else "", "owner": spec.owner if spec else "",
         "upstream": list(spec.upstream) if spec else [],
         "consumers": list(index.consumers.get(key, ())) if index else [
