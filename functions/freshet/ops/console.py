@@ -216,6 +216,14 @@ def relative(value: str | None, now: datetime) -> str:
         f"{human_duration(-delta)} ago"
 
 
+def stamp(value: str | None) -> str:
+    """An API time as people read it: `2026-11-28 12:00 UTC` (seconds when not :00)."""
+    when = _time(value)
+    if when is None:
+        return "—"
+    return f"{when:%Y-%m-%d %H:%M}" + (f":{when:%S}" if when.second else "") + " UTC"
+
+
 def seconds(value: float | None) -> str:
     if value is None:
         return "—"
@@ -233,7 +241,8 @@ def make_env() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(_site() / "templates" / "console"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
         lstrip_blocks=True, finalize=_printable)
-    env.filters.update(short=lambda s, n=120: shorten(s, n) if s else s, link=safe_link,
+    env.filters.update(at=stamp, short=lambda s, n=120: shorten(s, n) if s else s,
+                       link=safe_link,
                        secs=seconds, line=lambda s: one_line(s) if s else s,
                        json=lambda v: json.dumps(v, indent=2, sort_keys=True, default=str))
     return env
