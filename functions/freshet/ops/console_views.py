@@ -148,10 +148,10 @@ def register(app: flask.Flask, st: State) -> None:
 
     @app.post("/jobs/<job_id>/backfill")
     def backfill(job_id: str):
+        parallel = form.get("max_parallel") or "1"  # not a number: the API says so
         body = {"job_id": job_id, "from": form.get("from", ""), "to": form.get("to", ""),
                 "rerun": form.get("rerun") == "on",
-                "max_parallel": int(form.get("max_parallel") or 1)
-                if (form.get("max_parallel") or "1").isdigit() else form.get("max_parallel")}
+                "max_parallel": int(parallel) if parallel.isdigit() else parallel}
         if form.get("confirm") != "yes":  # first the dry run, shown before Confirm
             answer = st.api.call("POST", "/backfills", None, {**body, "dry_run": True})
             if not answer.ok:
