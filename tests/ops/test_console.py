@@ -103,3 +103,21 @@ def test_a_viewer_who_presses_run_now_reads_why_not(deployed_api):
     assert "You may not view this job: ask for the viewer role" in text
     assert deps.store.recent_runs(job_id="orders") == []
     assert INVOKER  # the invoker is allowed too; the viewer is neither
+
+
+@pytest.mark.parametrize("back, location", [
+    ("/jobs/orders", "/jobs/orders?msg="), ("//evil.example/x", "/runs?msg="),
+    ("/\\evil.example", "/runs?msg="), ("https://evil.example", "/runs?msg="),
+    ("/jobs/orders?x=1", "/runs?msg=")])
+def test_a_cancel_goes_back_only_to_a_console_path(back, location):
+    class Refusing:  # every call refused: only where the answer goes back matters here
+        caller = "t"
+
+        def call(self, method, path, query=None, body=None):
+            return Answer(404, {"error": {"field": "run_id", "message": "not found"}})
+
+    app = create_app(Refusing(), port=8765, csrf_token="t")
+    response = app.test_client().post("/runs/x/cancel", data={"csrf": "t", "back": back},
+                                      headers={"Host": "127.0.0.1:8765",
+                                               "Origin": "http://127.0.0.1:8765"})
+    assert response.status_code == 303 and response.headers["Location"].startswith(location)

@@ -2,6 +2,7 @@
 (freshet.ops.console's InProcessApi or HttpApi) and renders a Jinja2 template from
 site/templates/console/. Nothing here decides anything the API does not."""
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from freshet.core.timeutil import utcnow
 RUN_STATES = ("queued", "running", "retrying", "succeeded", "failed", "skipped", "cancelled")
 OVERVIEW_STATES = ("active", "paused", "archived", "completed", "failing", "kill_switched",
                    "maintenance")
+SAFE_BACK = re.compile(r"/[A-Za-z0-9_.%~-]+(/[A-Za-z0-9_.%~-]+)*")
 PAGE_ROWS = 25  # rows a screen lists at a time
 MAX_BULK = 100  # runs one bulk action may name
 STATIC = {"status.css": "text/css", "console.css": "text/css",
@@ -167,7 +169,7 @@ def register(app: flask.Flask, st: State) -> None:
     @app.post("/runs/<run_id>/cancel")
     def cancel(run_id: str):
         back = form.get("back") or "/runs"
-        if not back.startswith("/") or back.startswith("//"):
+        if not SAFE_BACK.fullmatch(back):  # a path here, never //host or /\\host
             back = "/runs"
         return act("POST", f"/runs/{quote(run_id)}/cancel", None, "cancel runs", back,
                    f"Run {run_id} cancelled.")
