@@ -17,11 +17,7 @@ from freshet.gcp.store import Store
 from freshet.ops.console import InProcessApi, create_app
 from freshet.ops.deps import Deps
 from tests.ops.console_seed import SETTINGS, seed_console
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from tests.status.test_browser import ARTIFACTS, CHROMIUM, FLAGS
 
 pytestmark = [
     pytest.mark.browser,
