@@ -340,6 +340,10 @@ def operator() -> str:
 
 
 def build_api(api_url: str | None):
+    """The console's API, found the way the CLI finds the pipeline: from the environment
+    (GOOGLE_CLOUD_PROJECT, FIRESTORE_EMULATOR_HOST, FRESHET_TASKS_EMULATOR_HOST, the
+    FRESHET_* settings). The local stack's discovery file (.freshet/context.json) belongs
+    here, applied to the environment before Deps.from_env, as in the CLI's settings."""
     from freshet.core.settings import load_settings
 
     if api_url:
