@@ -11,6 +11,8 @@ import pytest
 from freshet.core import alerts
 from freshet.core.alerts import Message, RouteState, notice, subject_key
 from freshet.core.bookkeeping import MAX_DATA_POINTS, apply_success
+from freshet.core.commit import differs
+from freshet.core.created import Created
 from freshet.core.deadlines import (
     ATTAINMENT_DAYS,
     RECENT_VERDICTS,
@@ -28,7 +30,7 @@ from freshet.core.incidents import (
     resolve,
 )
 from freshet.core.models import Dataset
-from freshet.gcp.store import Store, differs
+from freshet.gcp.store import Store
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 WIDE = "\u00e9" * 10_000  # two bytes each in UTF-8
@@ -65,7 +67,7 @@ def test_an_incident_with_every_note_it_may_keep_fits_and_refuses_one_more(db):
         add_note(incident, text="one more", now=T0 + timedelta(days=1))
     incident = resolve(incident, text=WIDE[:MAX_NOTE_CHARS], now=T0 + timedelta(days=1))
     store = Store(db)
-    assert store.create_incident(incident)
+    assert store.create_incident(incident) is Created.NEW
     assert store.get_incident(incident.id) == incident
     assert size(incident.to_doc()) < LIMIT * 0.5
 

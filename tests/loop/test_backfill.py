@@ -9,6 +9,7 @@ import pytest
 
 from freshet.core import backfill as bf
 from freshet.core.control import Control
+from freshet.core.created import Created
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.lifecycle import SyncOutcome
 from freshet.core.models import RunStatus, TriggerSource
@@ -40,12 +41,23 @@ NOW = T0 + 30 * MIN
 SLOTS = [T0 - (11 - i) * H for i in range(12)]  # 01:00 .. 12:00
 
 
-@pytest.fixture
-def world(db, probe):
-    store, settings = Store(db), loop_settings()
+def _world(store):
+    settings = loop_settings()
     add_job(store, "orders", kind="slot_probe", cron="0 * * * *", produces=("sales.orders",),
             next_run_at=T0 + H)
     return store, settings, RecordingQueue(settings)
+
+
+@pytest.fixture
+def world(db, probe):
+    """On the emulator: for tests that read Firestore itself or check its invariants."""
+    return _world(Store(db))
+
+
+@pytest.fixture
+def mem_world(memory_store, probe):
+    """On the in-memory store: for tests of the backfill's logic alone."""
+    return _world(memory_store)
 
 
 def succeed(store, settings, slots):
@@ -57,8 +69,8 @@ def succeed(store, settings, slots):
     deliver_all(store, queue, settings, lambda: slots[-1] + MIN)
 
 
-def test_the_plan_skips_slots_that_succeeded_and_slots_in_flight(world):
-    store, settings, _ = world
+def test_the_plan_skips_slots_that_succeeded_and_slots_in_flight(mem_world):
+    store, settings, _ = mem_world
     succeed(store, settings, SLOTS[2:4])
     store.update_job("orders", {"next_run_at": SLOTS[5]})
     tick_once(store, RecordingQueue(settings), now=SLOTS[5], settings=settings)  # queued
@@ -70,8 +82,8 @@ def test_the_plan_skips_slots_that_succeeded_and_slots_in_flight(world):
     assert len(rerun.todo) == 11 and rerun.busy == (SLOTS[5],)
 
 
-def test_a_backfill_runs_each_missing_slot_once_with_the_ticks_ids(world, probe):
-    store, settings, queue = world
+def test_a_backfill_runs_each_missing_slot_once_with_the_ticks_ids(mem_world, probe):
+    store, settings, queue = mem_world
     succeed(store, settings, SLOTS[2:4])
     made, created = start_backfill(store, queue, "orders", SLOTS[0], SLOTS[-1], now=NOW,
                                    settings=settings, max_parallel=3)
@@ -117,9 +129,9 @@ def test_a_backfill_racing_the_tick_never_makes_a_slot_twice(world, db):
     assert sorted(ids) == sorted(scheduled_run_id("orders", s) for s in SLOTS[-3:])
 
 
-def test_failed_slots_run_again_as_the_next_generation_and_rerun_runs_everything(world,
+def test_failed_slots_run_again_as_the_next_generation_and_rerun_runs_everything(mem_world,
                                                                                   probe):
-    store, settings, queue = world
+    store, settings, queue = mem_world
     probe.fail = {SLOTS[1]}
     first, _ = start_backfill(store, queue, "orders", SLOTS[0], SLOTS[2], now=NOW,
                               settings=settings, max_parallel=2)
@@ -139,8 +151,8 @@ def test_failed_slots_run_again_as_the_next_generation_and_rerun_runs_everything
          scheduled_run_id("orders", SLOTS[2]) + "G1"])
 
 
-def test_cancelling_ends_queued_runs_lets_running_ones_finish_and_starts_nothing(world, probe):
-    store, settings, queue = world
+def test_cancelling_ends_queued_runs_lets_running_ones_finish_and_starts_nothing(mem_world, probe):
+    store, settings, queue = mem_world
     made, _ = start_backfill(store, queue, "orders", SLOTS[0], SLOTS[-1], now=NOW,
                              settings=settings, max_parallel=2)
     first, second = (t.run_id for t in queue.sent[:2])
@@ -208,8 +220,8 @@ def test_recovery_releases_a_lane_whose_next_run_was_never_made(world, db):
     assert sweep_once(store, queue, now=NOW + 2 * MIN, settings=settings).backfill_runs == []
 
 
-def test_a_switched_off_kind_pauses_the_backfill_instead_of_failing_every_slot(world):
-    store, settings, queue = world
+def test_a_switched_off_kind_pauses_the_backfill_instead_of_failing_every_slot(mem_world):
+    store, settings, queue = mem_world
     made, _ = start_backfill(store, queue, "orders", SLOTS[0], SLOTS[3], now=NOW,
                              settings=settings, max_parallel=1)
     store.set_control({"disabled_kinds": ["slot_probe"]})
@@ -222,8 +234,8 @@ def test_a_switched_off_kind_pauses_the_backfill_instead_of_failing_every_slot(w
         scheduled_run_id("orders", SLOTS[1])]
 
 
-def test_refusals_name_what_is_wrong(world):
-    store, settings, queue = world
+def test_refusals_name_what_is_wrong(mem_world):
+    store, settings, queue = mem_world
     with pytest.raises(NotFound):
         start_backfill(store, queue, "nope", SLOTS[0], SLOTS[1], now=NOW, settings=settings)
     with pytest.raises(ValidationError) as err:
@@ -249,13 +261,13 @@ def test_the_largest_backfill_fits_its_documents(world):
     plan = bf.SlotPlan(slots=minutely, todo=minutely, done=(), busy=())
     made = bf.new_backfill(job, plan, start=minutely[0], end=minutely[-1], max_parallel=1,
                            rerun=False, now=NOW)
-    assert store.create_backfill(made, bf.lanes_for(made, minutely))
+    assert store.create_backfill(made, bf.lanes_for(made, minutely)) is Created.NEW
     (lane,) = store.lanes(made.id)
     assert len(lane.slots) == bf.MAX_SLOTS and lane.slots[-1] == T0
 
 
-def test_folding_a_backfills_success_twice_writes_once(world):
-    store, settings, queue = world
+def test_folding_a_backfills_success_twice_writes_once(mem_world):
+    store, settings, queue = mem_world
     made, _ = start_backfill(store, queue, "orders", SLOTS[-3], SLOTS[-1], now=NOW,
                              settings=settings, max_parallel=3)
     deliver_all(store, queue, settings, lambda: NOW + MIN)

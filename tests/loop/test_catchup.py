@@ -3,8 +3,6 @@ runs (and in which order), what is recorded as skipped, where the schedule resum
 
 from datetime import timedelta
 
-from google.cloud.firestore_v1.base_query import FieldFilter
-
 from freshet.core.models import LastRun, RunStatus, TriggerSource
 from freshet.gcp.store import Store
 from freshet.loop.recover import sweep_once
@@ -24,9 +22,10 @@ NOW = T0 + 7 * MIN  # back at 12:07 after three days down; 73 hourly slots are d
 DUE = [T0 - timedelta(days=3) + i * H for i in range(73)]
 
 
-def runs_of(db, job_id):
-    query = db.collection("runs").where(filter=FieldFilter("job_id", "==", job_id))
-    return sorted((d.to_dict() for d in query.stream()), key=lambda r: r["scheduled_for"])
+def runs_of(store, job_id):
+    """The job's runs as documents, oldest slot first (either store)."""
+    return sorted((r.to_doc() for r in store.recent_runs(job_id=job_id, limit=1000)),
+                  key=lambda r: r["scheduled_for"])
 
 
 def outage(store, **policy):
@@ -34,8 +33,8 @@ def outage(store, **policy):
             next_run_at=DUE[0], **policy)
 
 
-def test_latest_runs_the_latest_slot_once_and_records_nothing(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_latest_runs_the_latest_slot_once_and_records_nothing(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     outage(store)
     queue = RecordingQueue(settings)
     result = tick_once(store, queue, now=NOW, settings=settings)
@@ -43,7 +42,7 @@ def test_latest_runs_the_latest_slot_once_and_records_nothing(db, probe):
     deliver_all(store, queue, settings, lambda: NOW + MIN)
     assert probe.slots == [T0]
     assert probe.seen[0].interval == (T0 - H, T0)  # the hour ending at 12:00
-    assert len(runs_of(db, "hourly")) == 1
+    assert len(runs_of(store, "hourly")) == 1
     assert store.job("hourly").next_run_at == T0 + H
 
 
@@ -60,7 +59,7 @@ def test_all_runs_the_newest_24_oldest_first_and_records_the_rest_as_skipped(db,
     assert probe.peak == 1
     assert all(c.trigger_source == TriggerSource.CATCHUP for c in probe.seen)
     assert [c.interval for c in probe.seen[:2]] == [(DUE[-25], DUE[-24]), (DUE[-24], DUE[-23])]
-    docs = runs_of(db, "hourly")
+    docs = runs_of(store, "hourly")
     assert len(docs) == 73  # every due slot has exactly one run document
     skipped = [d for d in docs if d["status"] == RunStatus.SKIPPED]
     assert [d["scheduled_for"] for d in skipped] == DUE[:49]
@@ -76,8 +75,8 @@ def test_all_runs_the_newest_24_oldest_first_and_records_the_rest_as_skipped(db,
     assert store.job("hourly").next_run_at == T0 + H
 
 
-def test_all_after_a_short_outage_runs_each_missed_slot(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_all_after_a_short_outage_runs_each_missed_slot(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     add_job(store, "hourly", kind="slot_probe", cron="0 * * * *", produces=("ds.hourly",),
             next_run_at=T0 - 2 * H, catchup="all")
     queue = RecordingQueue(settings)
@@ -86,22 +85,22 @@ def test_all_after_a_short_outage_runs_each_missed_slot(db, probe):
     assert probe.slots == [T0 - 2 * H, T0 - H, T0]
 
 
-def test_skip_records_every_missed_slot_and_the_next_slot_runs_on_time(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_skip_records_every_missed_slot_and_the_next_slot_runs_on_time(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     outage(store, catchup="skip")
     queue = RecordingQueue(settings)
     result = tick_once(store, queue, now=NOW, settings=settings)
     assert result.created == [] and result.skipped_slots == 73 and queue.sent == []
     job = store.job("hourly")
     assert job.next_run_at == T0 + H and job.last_run_status == LastRun.SKIPPED
-    assert {d["status"] for d in runs_of(db, "hourly")} == {RunStatus.SKIPPED}
+    assert {d["status"] for d in runs_of(store, "hourly")} == {RunStatus.SKIPPED}
     # the next slot, claimed ahead as usual, runs
     ahead = tick_once(store, queue, now=T0 + H - MIN, settings=settings)
     assert ahead.created == ["hourly__20261128T130000Z"]
 
 
-def test_max_lateness_skips_a_run_that_could_not_start_in_time(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_max_lateness_skips_a_run_that_could_not_start_in_time(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     add_job(store, "hourly", kind="slot_probe", cron="0 * * * *", produces=("ds.hourly",),
             next_run_at=T0, max_lateness="10m")
     queue = RecordingQueue(settings)
@@ -114,17 +113,17 @@ def test_max_lateness_skips_a_run_that_could_not_start_in_time(db, probe):
     assert store.get_dataset("ds.hourly") is None  # nothing ran: nothing to record
 
 
-def test_max_lateness_at_the_tick_skips_without_creating_a_run_to_skip_later(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_max_lateness_at_the_tick_skips_without_creating_a_run_to_skip_later(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     outage(store, max_lateness="5m")
     result = tick_once(store, RecordingQueue(settings), now=NOW, settings=settings)
     assert result.created == [] and result.skipped_slots == 1
-    (record,) = runs_of(db, "hourly")
+    (record,) = runs_of(store, "hourly")
     assert record["scheduled_for"] == T0 and record["status"] == RunStatus.SKIPPED
 
 
-def test_a_skipped_slot_a_backfill_already_ran_keeps_its_run(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_a_skipped_slot_a_backfill_already_ran_keeps_its_run(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     outage(store, catchup="skip")
     from freshet.core.runs import new_run, scheduled_run_id
 

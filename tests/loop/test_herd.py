@@ -64,8 +64,8 @@ def claim_all(store, queue, settings, tasks, now=T0, threads=1):
         w.join()
 
 
-def test_a_herd_is_fanned_out_not_claimed_by_the_tick(db):
-    store, settings = Store(db), herd_settings()
+def test_a_herd_is_fanned_out_not_claimed_by_the_tick(memory_store):
+    store, settings = memory_store, herd_settings()
     add_herd(store, 120)
     queue = RecordingQueue(settings)
     store.stats.reset()
@@ -78,8 +78,8 @@ def test_a_herd_is_fanned_out_not_claimed_by_the_tick(db):
     assert store.stats.reads == 1 + 21 + 1 + 1
 
 
-def test_the_shards_claim_every_job_once_ahead_of_its_slot(db):
-    store, settings = Store(db), herd_settings()
+def test_the_shards_claim_every_job_once_ahead_of_its_slot(memory_store):
+    store, settings = memory_store, herd_settings()
     ids = add_herd(store, 120)
     queue = RecordingQueue(settings)
     tick_once(store, queue, now=T0, settings=settings)
@@ -104,8 +104,8 @@ def test_shards_delivered_twice_and_racing_each_other_create_each_run_once(db):
     assert sorted({r.job_id for r in store.recent_runs(limit=500)}) == ids
 
 
-def test_a_shard_larger_than_a_handlers_batch_is_sent_on_until_done(db):
-    store, settings = Store(db), herd_settings(claim_batch=3)
+def test_a_shard_larger_than_a_handlers_batch_is_sent_on_until_done(memory_store):
+    store, settings = memory_store, herd_settings(claim_batch=3)
     ids = add_herd(store, 60)
     shard = herd.claim_shard(ids[0])
     mine = [i for i in ids if herd.claim_shard(i) == shard]
@@ -132,16 +132,16 @@ def test_jobs_stored_before_shards_existed_are_claimed_by_the_tick_and_get_their
                                                             for i in ids[:3]]
 
 
-def test_without_a_claim_handler_the_tick_claims_the_herd_itself(db):
-    store, settings = Store(db), loop_settings(claim_fanout_above=5)  # no claim_url
+def test_without_a_claim_handler_the_tick_claims_the_herd_itself(memory_store):
+    store, settings = memory_store, loop_settings(claim_fanout_above=5)  # no claim_url
     add_herd(store, 12)
     queue = RecordingQueue(settings)
     result = tick_once(store, queue, now=T0, settings=settings)
     assert (len(result.created), result.shards_sent, queue.claims) == (12, 0, [])
 
 
-def test_runs_spread_over_the_pools_queues_by_job(db):
-    store, settings = Store(db), loop_settings(dispatch_shards=4)
+def test_runs_spread_over_the_pools_queues_by_job(memory_store):
+    store, settings = memory_store, loop_settings(dispatch_shards=4)
     add_herd(store, 80)
     queue = RecordingQueue(settings)
     tick_once(store, queue, now=T0, settings=settings)
@@ -160,8 +160,8 @@ def _call(store, settings, body: str):
         return serve(flask.request, entries.scheduler_tick, deps)
 
 
-def test_the_claim_handler_is_scheduler_tick_called_with_a_shard(db):
-    store, settings = Store(db), herd_settings()
+def test_the_claim_handler_is_scheduler_tick_called_with_a_shard(memory_store):
+    store, settings = memory_store, herd_settings()
     ids = add_herd(store, 40)
     shard = herd.claim_shard(ids[0])
     answer = _call(store, settings, json.dumps(ShardTask(shard, T0 + MIN).to_json()))
@@ -174,6 +174,6 @@ def test_the_claim_handler_is_scheduler_tick_called_with_a_shard(db):
 @pytest.mark.parametrize("body,field", [('{"claim_shard": 99, "until": "2026-11-28T12:01:00Z"}',
                                          "claim_shard"),
                                         ('{"claim_shard": 1}', "until")])
-def test_a_bad_claim_shard_is_a_400_naming_the_field(db, body, field):
-    answer = _call(Store(db), herd_settings(), body)
+def test_a_bad_claim_shard_is_a_400_naming_the_field(memory_store, body, field):
+    answer = _call(memory_store, herd_settings(), body)
     assert answer.status_code == 400 and answer.get_json()["error"]["field"] == field

@@ -4,7 +4,6 @@ deferrals behind an overlapping run), go to the job's pool queue."""
 from datetime import timedelta
 
 from freshet.core.control import Control
-from freshet.gcp.store import Store
 from freshet.loop.manual import run_now
 from freshet.loop.recover import sweep_once
 from freshet.loop.run import _claim, handle_one
@@ -14,8 +13,8 @@ from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 POOL_QUEUE = "freshet-runs-warehouse"
 
 
-def test_a_pooled_jobs_runs_and_every_later_task_go_to_its_pool_queue(db):
-    store, settings = Store(db), loop_settings(queued_grace_s=60)
+def test_a_pooled_jobs_runs_and_every_later_task_go_to_its_pool_queue(memory_store):
+    store, settings = memory_store, loop_settings(queued_grace_s=60)
     add_job(store, "load", pool="warehouse", next_run_at=T0, cron="*/5 * * * *")
     add_job(store, "plain", next_run_at=T0)
     queue = RecordingQueue(settings)
@@ -28,8 +27,8 @@ def test_a_pooled_jobs_runs_and_every_later_task_go_to_its_pool_queue(db):
     assert {t.run_id: t.queue for t in queue.sent[2:]} == wanted
 
 
-def test_a_deferred_run_waits_in_its_pool_queue(db):
-    store, settings = Store(db), loop_settings()
+def test_a_deferred_run_waits_in_its_pool_queue(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "load", pool="warehouse", next_run_at=T0, cron="*/5 * * * *")
     queue = RecordingQueue(settings)
     first = tick_once(store, queue, now=T0, settings=settings).created[0]
@@ -41,8 +40,8 @@ def test_a_deferred_run_waits_in_its_pool_queue(db):
     assert (queue.sent[-1].run_id, queue.sent[-1].queue) == (second, POOL_QUEUE)
 
 
-def test_a_manual_run_of_a_pooled_job_goes_to_its_pool(db):
-    store, settings = Store(db), loop_settings()
+def test_a_manual_run_of_a_pooled_job_goes_to_its_pool(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "load", pool="warehouse", next_run_at=T0 + timedelta(days=1))
     queue = RecordingQueue(settings)
     run, _ = run_now(store, queue, "load", now=T0, settings=settings)

@@ -32,8 +32,8 @@ def start_and_abandon(store, settings, job_id="a", **kw):
     return run_id, queue
 
 
-def test_crash_mid_run_is_recovered_and_retried(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings(default_stuck_minutes=30)
+def test_crash_mid_run_is_recovered_and_retried(memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings(default_stuck_minutes=30)
     run_id, queue = start_and_abandon(store, settings)
     result = sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings)
     assert result.stuck_retried == [run_id]
@@ -48,23 +48,23 @@ def test_crash_mid_run_is_recovered_and_retried(db, crash_then_succeed):
     assert store.get_dataset("ds.a").consecutive_failures == 0
 
 
-def test_stuck_threshold_boundary_per_job(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings(default_stuck_minutes=30)
+def test_stuck_threshold_boundary_per_job(memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings(default_stuck_minutes=30)
     run_id, queue = start_and_abandon(store, settings, stuck_threshold_minutes=90)
     assert sweep_once(store, queue, now=T0 + 89 * MIN, settings=settings).expired == 0
     assert sweep_once(store, queue, now=T0 + 91 * MIN, settings=settings).stuck_retried == [
         run_id]
 
 
-def test_default_threshold_boundary(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings(default_stuck_minutes=30)
+def test_default_threshold_boundary(memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings(default_stuck_minutes=30)
     run_id, queue = start_and_abandon(store, settings)
     assert sweep_once(store, queue, now=T0 + 29 * MIN, settings=settings).expired == 0
     assert sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings).expired == 1
 
 
-def test_stuck_on_the_last_attempt_fails_the_run_as_stuck(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings()
+def test_stuck_on_the_last_attempt_fails_the_run_as_stuck(memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings()
     run_id, queue = start_and_abandon(store, settings, max_retries=0)
     result = sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings)
     assert result.stuck_failed == [run_id]
@@ -73,8 +73,8 @@ def test_stuck_on_the_last_attempt_fails_the_run_as_stuck(db, crash_then_succeed
     assert "stuck" in store.job("a").last_error
 
 
-def test_queued_run_whose_task_never_arrived_is_sent_again(db):
-    store, settings = Store(db), loop_settings(queued_grace_s=600)
+def test_queued_run_whose_task_never_arrived_is_sent_again(memory_store):
+    store, settings = memory_store, loop_settings(queued_grace_s=600)
     add_job(store, "a", next_run_at=T0)
     lost = RecordingQueue(settings, fail=True)
     run_id = tick_once(store, lost, now=T0, settings=settings).created[0]
@@ -85,8 +85,8 @@ def test_queued_run_whose_task_never_arrived_is_sent_again(db):
     assert (queue.sent[0].attempt, queue.sent[0].dispatch) == (1, 1)
 
 
-def test_recovery_reports_jobs_the_scheduler_did_not_tick(db):
-    store, settings = Store(db), loop_settings(not_ticking_after_s=600)
+def test_recovery_reports_jobs_the_scheduler_did_not_tick(memory_store):
+    store, settings = memory_store, loop_settings(not_ticking_after_s=600)
     add_job(store, "idle", next_run_at=T0)
     queue = RecordingQueue(settings)
     assert sweep_once(store, queue, now=T0 + 9 * MIN, settings=settings).not_ticking == []
@@ -94,8 +94,8 @@ def test_recovery_reports_jobs_the_scheduler_did_not_tick(db):
         "idle"]
 
 
-def test_sweep_reads_only_expired_runs(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings()
+def test_sweep_reads_only_expired_runs(memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings()
     run_id, queue = start_and_abandon(store, settings)
     for i in range(20):
         add_job(store, f"ok{i}", next_run_at=T0 + timedelta(days=1))
@@ -110,14 +110,14 @@ def test_sweep_reads_only_expired_runs(db, crash_then_succeed):
 
 
 def test_a_run_that_changed_after_the_query_is_decided_on_what_it_is_now(
-        db, crash_then_succeed):
+        memory_store, crash_then_succeed):
     from freshet.loop import recover
 
-    store, settings = Store(db), loop_settings()
+    store, settings = memory_store, loop_settings()
     run_id, queue = start_and_abandon(store, settings)
     [(found, version)] = store.expired_runs_versioned(T0 + 31 * MIN)
     store.update_run(run_id, {"lease_expires_at": T0 + 60 * MIN})  # a late heartbeat
-    decision, _ = recover._recover_run(store, found, version, T0 + 31 * MIN, settings)
+    decision = recover._recover_run(store, found, version, T0 + 31 * MIN, settings)
     assert decision.verdict == "settled"
     assert store.run(run_id).status == "running"
 
@@ -132,8 +132,9 @@ def test_a_stuck_run_whose_job_is_gone_is_still_recovered(db, crash_then_succeed
     assert db.collection("jobs").document("a").get().exists is False  # not recreated
 
 
-def test_a_stuck_run_of_a_one_time_job_reads_the_job_and_completes_it(db, crash_then_succeed):
-    store, settings = Store(db), loop_settings()
+def test_a_stuck_run_of_a_one_time_job_reads_the_job_and_completes_it(memory_store,
+                                                                      crash_then_succeed):
+    store, settings = memory_store, loop_settings()
     run_id, queue = start_and_abandon(store, settings, max_retries=0,
                                       schedule={"run_at": T0.isoformat()})
     store.stats.reset()
@@ -145,8 +146,8 @@ def test_a_stuck_run_of_a_one_time_job_reads_the_job_and_completes_it(db, crash_
 
 
 def test_a_run_started_before_runs_kept_their_threshold_takes_it_from_the_job(
-        db, crash_then_succeed):
-    store, settings = Store(db), loop_settings()
+        memory_store, crash_then_succeed):
+    store, settings = memory_store, loop_settings()
     run_id, queue = start_and_abandon(store, settings, stuck_threshold_minutes=40)
     store.update_run(run_id, {"stuck_threshold_minutes": None})
     result = sweep_once(store, queue, now=T0 + 41 * MIN, settings=settings)

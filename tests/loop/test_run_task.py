@@ -41,8 +41,8 @@ def queued_run(store, settings, job_id="a", **kw):
     return run_id, queue
 
 
-def test_success_records_the_run_the_job_and_the_dataset(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_success_records_the_run_the_job_and_the_dataset(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings)
     store.update_job("a", {"last_error": "old failure"})
     outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings,
@@ -58,8 +58,8 @@ def test_success_records_the_run_the_job_and_the_dataset(db, calls):
     assert ds.last_success_at == T0 + 2 * MIN and ds.last_record_count == 5
 
 
-def test_duplicate_delivery_of_a_finished_run_is_a_noop(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_duplicate_delivery_of_a_finished_run_is_a_noop(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings)
     handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
     again = handle_one(store, queue, run_id, 1, now=T0 + 2 * MIN, settings=settings)
@@ -87,8 +87,8 @@ def test_the_same_task_delivered_twice_at_once_runs_the_sync_once(db, calls):
     assert sorted(outcomes) == ["noop", "succeeded"]
 
 
-def test_max_retries_n_gives_n_plus_one_attempts_then_fails_with_last_error(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_max_retries_n_gives_n_plus_one_attempts_then_fails_with_last_error(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings, max_retries=2)
 
     def fail(ctx):
@@ -110,8 +110,8 @@ def test_max_retries_n_gives_n_plus_one_attempts_then_fails_with_last_error(db, 
     assert (late.status, calls.count) == (200, 3)
 
 
-def test_permanent_error_is_not_retried(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_permanent_error_is_not_retried(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings, max_retries=5)
 
     def bad(ctx):
@@ -124,8 +124,8 @@ def test_permanent_error_is_not_retried(db, calls):
     assert store.job("a").last_error == "PermanentError: params.url is missing"
 
 
-def test_unknown_kind_fails_permanently(db):
-    store, settings = Store(db), loop_settings()
+def test_unknown_kind_fails_permanently(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "ghost", kind="no_such_kind", next_run_at=T0)
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
@@ -133,15 +133,15 @@ def test_unknown_kind_fails_permanently(db):
     assert outcome.state == "failed" and "no sync is registered" in store.run(run_id).error
 
 
-def test_second_run_of_a_job_waits_while_the_first_is_running(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_second_run_of_a_job_waits_while_the_first_is_running(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     add_job(store, "a", kind="test_counted", produces=("ds.a",), cron="* * * * *",
             next_run_at=T0)
     queue = RecordingQueue(settings)
     first = tick_once(store, queue, now=T0, settings=settings).created[0]
     second = tick_once(store, queue, now=T0 + MIN, settings=settings).created[0]
     calls.gate.clear()
-    runner = threading.Thread(target=handle_one, args=(Store(db), queue, first, 1),
+    runner = threading.Thread(target=handle_one, args=(memory_store, queue, first, 1),
                               kwargs={"now": T0 + MIN, "settings": settings})
     runner.start()
     for _ in range(100):
@@ -157,15 +157,15 @@ def test_second_run_of_a_job_waits_while_the_first_is_running(db, calls):
     assert calls.count == 1
 
 
-def test_job_that_allows_overlap_runs_concurrently(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_job_that_allows_overlap_runs_concurrently(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     add_job(store, "a", kind="test_counted", produces=("ds.a",), cron="* * * * *",
             next_run_at=T0, allow_overlap=True)
     queue = RecordingQueue(settings)
     first = tick_once(store, queue, now=T0, settings=settings).created[0]
     second = tick_once(store, queue, now=T0 + MIN, settings=settings).created[0]
     calls.gate.clear()
-    runner = threading.Thread(target=handle_one, args=(Store(db), queue, first, 1),
+    runner = threading.Thread(target=handle_one, args=(memory_store, queue, first, 1),
                               kwargs={"now": T0 + MIN, "settings": settings})
     runner.start()
     while store.run(first).status != "running":
@@ -176,8 +176,8 @@ def test_job_that_allows_overlap_runs_concurrently(db, calls):
     assert outcome.state == "succeeded" and calls.count == 2
 
 
-def test_kind_switched_off_fails_the_run_without_running_it(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_kind_switched_off_fails_the_run_without_running_it(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings)
     store.set_control({"disabled_kinds": ["test_counted"], "reason": "vendor outage"})
     outcome = handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings)
@@ -186,8 +186,8 @@ def test_kind_switched_off_fails_the_run_without_running_it(db, calls):
     assert store.get_dataset("ds.a") is None
 
 
-def test_one_time_job_completes_after_its_run(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_one_time_job_completes_after_its_run(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     add_job(store, "once", kind="test_counted", schedule={"run_at": T0}, next_run_at=T0)
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
@@ -196,10 +196,10 @@ def test_one_time_job_completes_after_its_run(db, calls):
     assert job.status == "completed" and job.completed_at == T0 + MIN
 
 
-def test_a_watermark_without_a_timezone_fails_the_run_permanently(db, calls):
+def test_a_watermark_without_a_timezone_fails_the_run_permanently(memory_store, calls):
     from datetime import datetime
 
-    store, settings = Store(db), loop_settings()
+    store, settings = memory_store, loop_settings()
     calls.behaviour = lambda ctx: registry.SyncResult(
         records={"ds.a": 1}, watermarks={"ds.a": datetime(2026, 11, 28, 9, 0)})
     run_id, queue = queued_run(store, settings, max_retries=3)
@@ -208,8 +208,8 @@ def test_a_watermark_without_a_timezone_fails_the_run_permanently(db, calls):
     assert "must be a timezone-aware datetime" in store.run(run_id).error
 
 
-def test_a_success_keeps_the_job_timings_and_the_data_time(db, calls):
-    store, settings = Store(db), loop_settings()
+def test_a_success_keeps_the_job_timings_and_the_data_time(memory_store, calls):
+    store, settings = memory_store, loop_settings()
     calls.behaviour = lambda ctx: registry.SyncResult(
         records={"ds.a": 1}, watermarks={"ds.a": T0 - 3 * MIN})
     run_id, queue = queued_run(store, settings)
@@ -222,12 +222,12 @@ def test_a_success_keeps_the_job_timings_and_the_data_time(db, calls):
     assert ds.data_points == [{"at": T0 + 3 * MIN, "as_of": T0 - 3 * MIN}]
 
 
-def test_a_delivery_during_a_maintenance_window_does_not_start_the_sync(db, calls):
+def test_a_delivery_during_a_maintenance_window_does_not_start_the_sync(memory_store, calls):
     from freshet.core.errors import Conflict
     from freshet.core.windows import Maintenance, make_window
     from freshet.loop.manual import run_now
 
-    store, settings = Store(db), loop_settings()
+    store, settings = memory_store, loop_settings()
     run_id, queue = queued_run(store, settings)
     window = make_window({"id": "vacuum", "start": "2026-11-28T12:00:30Z",
                           "end": "2026-11-28T12:30:00Z"}, "m")

@@ -16,8 +16,8 @@ def runs_of(db, job_id):
     return [d.to_dict() for d in query.stream()]
 
 
-def test_due_job_gets_one_run_and_its_schedule_advances(db):
-    store, settings = Store(db), loop_settings()
+def test_due_job_gets_one_run_and_its_schedule_advances(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "a", next_run_at=T0)
     queue = RecordingQueue(settings)
     result = tick_once(store, queue, now=T0 + timedelta(seconds=5), settings=settings)
@@ -50,8 +50,8 @@ def test_two_ticks_at_once_create_each_run_exactly_once(db):
         f"job{i}__20261128T120000Z" for i in range(15))
 
 
-def test_retried_tick_creates_nothing_new(db):
-    store, settings = Store(db), loop_settings()
+def test_retried_tick_creates_nothing_new(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "a", next_run_at=T0)
     queue = RecordingQueue(settings)
     now = T0 + timedelta(seconds=2)
@@ -60,8 +60,8 @@ def test_retried_tick_creates_nothing_new(db):
     assert again.created == [] and len(queue.sent) == 1
 
 
-def test_job_three_days_behind_runs_once_for_the_latest_slot(db):
-    store, settings = Store(db), loop_settings()
+def test_job_three_days_behind_runs_once_for_the_latest_slot(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "late", cron="*/5 * * * *", next_run_at=T0 - timedelta(days=3))
     queue = RecordingQueue(settings)
     result = tick_once(store, queue, now=T0 + timedelta(minutes=7), settings=settings)
@@ -71,8 +71,8 @@ def test_job_three_days_behind_runs_once_for_the_latest_slot(db):
     assert second.created == []
 
 
-def test_job_due_within_lookahead_is_enqueued_for_its_slot(db):
-    store, settings = Store(db), loop_settings(lookahead_s=60)
+def test_job_due_within_lookahead_is_enqueued_for_its_slot(memory_store):
+    store, settings = memory_store, loop_settings(lookahead_s=60)
     add_job(store, "soon", next_run_at=T0 + timedelta(seconds=40))
     queue = RecordingQueue(settings)
     tick_once(store, queue, now=T0, settings=settings)
@@ -80,14 +80,14 @@ def test_job_due_within_lookahead_is_enqueued_for_its_slot(db):
     assert store.run("soon__20261128T120040Z").scheduled_for == T0 + timedelta(seconds=40)
 
 
-def test_job_outside_lookahead_waits(db):
-    store, settings = Store(db), loop_settings(lookahead_s=60)
+def test_job_outside_lookahead_waits(memory_store):
+    store, settings = memory_store, loop_settings(lookahead_s=60)
     add_job(store, "later", next_run_at=T0 + timedelta(seconds=61))
     assert tick_once(store, RecordingQueue(settings), now=T0, settings=settings).created == []
 
 
-def test_paused_and_archived_jobs_are_skipped(db):
-    store, settings = Store(db), loop_settings()
+def test_paused_and_archived_jobs_are_skipped(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "p", status="paused")
     add_job(store, "z", status="archived")
     result = tick_once(store, RecordingQueue(settings), now=T0 + MIN, settings=settings)
@@ -104,8 +104,8 @@ def test_kind_switched_off_is_skipped_and_advanced(db):
     assert runs_of(db, "k") == []
 
 
-def test_a_job_skipped_by_a_kill_switch_shows_as_skipped_not_running(db):
-    store, settings = Store(db), loop_settings()
+def test_a_job_skipped_by_a_kill_switch_shows_as_skipped_not_running(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "k", next_run_at=T0)
     store.set_control({"disabled_kinds": ["noop"]})
     tick_once(store, RecordingQueue(settings), now=T0 + MIN, settings=settings)
@@ -115,8 +115,8 @@ def test_a_job_skipped_by_a_kill_switch_shows_as_skipped_not_running(db):
     assert job_health(job, Control()) == JobHealth.SKIPPED
 
 
-def test_failed_task_creation_leaves_the_run_queued_with_a_lease(db):
-    store, settings = Store(db), loop_settings(queued_grace_s=300)
+def test_failed_task_creation_leaves_the_run_queued_with_a_lease(memory_store):
+    store, settings = memory_store, loop_settings(queued_grace_s=300)
     add_job(store, "a", next_run_at=T0)
     result = tick_once(store, RecordingQueue(settings, fail=True), now=T0, settings=settings)
     assert result.enqueue_failed == ["a__20261128T120000Z"]
@@ -124,8 +124,8 @@ def test_failed_task_creation_leaves_the_run_queued_with_a_lease(db):
     assert run.status == "queued" and run.lease_expires_at == T0 + timedelta(seconds=300)
 
 
-def test_tick_stops_at_its_time_budget_and_leaves_the_rest(db):
-    store, settings = Store(db), loop_settings()
+def test_tick_stops_at_its_time_budget_and_leaves_the_rest(memory_store):
+    store, settings = memory_store, loop_settings()
     for i in range(3):
         add_job(store, f"j{i}", next_run_at=T0)
     result = tick_once(store, RecordingQueue(settings), now=T0, settings=settings, budget_s=0)
@@ -134,8 +134,8 @@ def test_tick_stops_at_its_time_budget_and_leaves_the_rest(db):
     assert len(later.created) == 3
 
 
-def test_one_time_job_runs_once(db):
-    store, settings = Store(db), loop_settings()
+def test_one_time_job_runs_once(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "once", schedule={"run_at": T0}, next_run_at=T0)
     queue = RecordingQueue(settings)
     tick_once(store, queue, now=T0, settings=settings)
@@ -144,8 +144,8 @@ def test_one_time_job_runs_once(db):
     assert store.job("once").next_run_at is None
 
 
-def test_completed_one_time_job_is_archived_after_retention(db):
-    store, settings = Store(db), loop_settings(completed_retention_days=7)
+def test_completed_one_time_job_is_archived_after_retention(memory_store):
+    store, settings = memory_store, loop_settings(completed_retention_days=7)
     add_job(store, "done", schedule={"run_at": T0}, status="completed", next_run_at=None)
     store.update_job("done", {"completed_at": T0})
     queue = RecordingQueue(settings)
@@ -156,10 +156,10 @@ def test_completed_one_time_job_is_archived_after_retention(db):
     assert store.job("done").status == "archived"
 
 
-def test_the_run_records_the_name_of_its_task(db):
+def test_the_run_records_the_name_of_its_task(memory_store):
     from freshet.gcp.tasks import task_id
 
-    store, settings = Store(db), loop_settings()
+    store, settings = memory_store, loop_settings()
     add_job(store, "a", next_run_at=T0)
     tick_once(store, RecordingQueue(settings), now=T0, settings=settings)
     assert store.run("a__20261128T120000Z").task_name == task_id("a__20261128T120000Z", 1)
@@ -189,8 +189,8 @@ def test_a_slot_inside_a_maintenance_window_passes_unrun_and_the_next_one_runs(d
     assert "a__20261128T121500Z" in later.created
 
 
-def test_a_one_time_job_inside_a_window_runs_when_it_ends(db):
-    store, settings = Store(db), loop_settings()
+def test_a_one_time_job_inside_a_window_runs_when_it_ends(memory_store):
+    store, settings = memory_store, loop_settings()
     add_job(store, "once", schedule={"run_at": T0 + 2 * MIN}, next_run_at=T0 + 2 * MIN)
     maintenance_window(store)
     queue = RecordingQueue(settings)
@@ -200,10 +200,10 @@ def test_a_one_time_job_inside_a_window_runs_when_it_ends(db):
     assert len(result.created) == 1
 
 
-def test_maintenance_windows_survive_a_kill_switch_change(db):
-    store = Store(db)
+def test_maintenance_windows_survive_a_kill_switch_change(memory_store):
+    store = memory_store
     maintenance_window(store)
     store.set_control({**Control(paused_all=True, reason="x").to_doc()})
-    control = Control.from_doc(store.control())
+    control = store.control()
     assert control.paused_all and [w.id for w in control.maintenance.windows] == ["vacuum"]
     assert "maintenance" not in control.to_doc()

@@ -4,8 +4,6 @@ records the upstream's success, once per upstream version, never twice."""
 import threading
 from datetime import timedelta
 
-from google.cloud.firestore_v1.base_query import FieldFilter
-
 from freshet.core.models import RunStatus, TriggerSource
 from freshet.core.triggers import triggered_run_id
 from freshet.gcp.store import Store
@@ -38,9 +36,9 @@ def pipeline(store, when="all"):
     register_triggers(store, rollup)
 
 
-def rollups(db):
-    query = db.collection("runs").where(filter=FieldFilter("job_id", "==", "rollup"))
-    return [d.to_dict() for d in query.stream()]
+def rollups(store):
+    """The rollup job's runs, as documents (either store)."""
+    return [r.to_doc() for r in store.recent_runs(job_id="rollup", limit=100)]
 
 
 def run_once(store, settings, queue, job_id, at):
@@ -54,14 +52,14 @@ def run_once(store, settings, queue, job_id, at):
     return run_id
 
 
-def test_all_runs_once_both_upstreams_are_fresh_in_the_commit_of_the_second(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_all_runs_once_both_upstreams_are_fresh_in_the_commit_of_the_second(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     pipeline(store)
     queue = RecordingQueue(settings)
     o1 = run_once(store, settings, queue, "orders", T0)
-    assert rollups(db) == []  # rates has never succeeded
+    assert rollups(store) == []  # rates has never succeeded
     r1 = run_once(store, settings, queue, "rates", T0 + 5 * MIN)
-    (doc,) = rollups(db)
+    (doc,) = rollups(store)
     assert doc["id"] == triggered_run_id("rollup", {"sales.orders": o1, "fx.rates": r1})
     assert doc["upstream_versions"] == {"sales.orders": o1, "fx.rates": r1}
     assert doc["trigger_source"] == TriggerSource.UPSTREAM
@@ -71,9 +69,9 @@ def test_all_runs_once_both_upstreams_are_fresh_in_the_commit_of_the_second(db, 
     assert job.trigger_versions == {"sales.orders": o1, "fx.rates": r1}
     # orders again: rates has nothing new for rollup yet
     o2 = run_once(store, settings, queue, "orders", T0 + H)
-    assert len(rollups(db)) == 1
+    assert len(rollups(store)) == 1
     r2 = run_once(store, settings, queue, "rates", T0 + H + 5 * MIN)
-    assert len(rollups(db)) == 2
+    assert len(rollups(store)) == 2
     second = store.run(triggered_run_id("rollup", {"sales.orders": o2, "fx.rates": r2}))
     assert second.interval_start == T0 + 6 * MIN  # from the previous trigger
     deliver_all(store, queue, settings, lambda: T0 + 2 * H)
@@ -81,23 +79,23 @@ def test_all_runs_once_both_upstreams_are_fresh_in_the_commit_of_the_second(db, 
                                                                     T0 + H + 6 * MIN]
 
 
-def test_a_duplicate_delivery_of_the_upstream_triggers_nothing_more(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_a_duplicate_delivery_of_the_upstream_triggers_nothing_more(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     pipeline(store, when="any")
     queue = RecordingQueue(settings)
     o1 = run_once(store, settings, queue, "orders", T0)
     again = handle_one(store, queue, o1, 1, now=T0 + 2 * MIN, settings=settings)
-    assert again.state == "noop" and len(rollups(db)) == 1
+    assert again.state == "noop" and len(rollups(store)) == 1
 
 
-def test_any_runs_for_each_new_upstream_version(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_any_runs_for_each_new_upstream_version(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     pipeline(store, when="any")
     queue = RecordingQueue(settings)
     run_once(store, settings, queue, "orders", T0)
     run_once(store, settings, queue, "rates", T0 + 5 * MIN)
     run_once(store, settings, queue, "orders", T0 + H)
-    assert len(rollups(db)) == 3
+    assert len(rollups(store)) == 3
 
 
 def test_two_upstreams_finishing_at_once_make_one_run_in_all_mode(db, probe):
@@ -106,7 +104,7 @@ def test_two_upstreams_finishing_at_once_make_one_run_in_all_mode(db, probe):
     queue = RecordingQueue(settings)
     run_once(store, settings, queue, "orders", T0)
     run_once(store, settings, queue, "rates", T0)  # rollup ran for both
-    assert len(rollups(db)) == 1
+    assert len(rollups(store)) == 1
     # both again, finishing together: only the second commit sees both fresh
     ids = []
     for job_id in ("orders", "rates"):
@@ -127,30 +125,30 @@ def test_two_upstreams_finishing_at_once_make_one_run_in_all_mode(db, probe):
     for t in threads:
         t.join(60)
     assert all(store.run(i).status == RunStatus.SUCCEEDED for i in ids)
-    assert len(rollups(db)) == 2
+    assert len(rollups(store)) == 2
 
 
-def test_a_paused_downstream_is_not_triggered_and_catches_up_when_resumed(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_a_paused_downstream_is_not_triggered_and_catches_up_when_resumed(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     pipeline(store)
     queue = RecordingQueue(settings)
     pause_job(store, "rollup", reason="hold the rollup", now=T0)
     run_once(store, settings, queue, "orders", T0)
     run_once(store, settings, queue, "rates", T0)
-    assert rollups(db) == []
+    assert rollups(store) == []
     resume_job(store, "rollup", now=T0 + H)
     run_once(store, settings, queue, "orders", T0 + H)
-    assert len(rollups(db)) == 1  # both have versions rollup never ran with
+    assert len(rollups(store)) == 1  # both have versions rollup never ran with
 
 
-def test_a_backfill_of_an_old_slot_triggers_nothing_downstream(db, probe):
-    store, settings = Store(db), loop_settings()
+def test_a_backfill_of_an_old_slot_triggers_nothing_downstream(memory_store, probe):
+    store, settings = memory_store, loop_settings()
     pipeline(store, when="any")
     queue = RecordingQueue(settings)
     run_once(store, settings, queue, "orders", T0)
-    assert len(rollups(db)) == 1
+    assert len(rollups(store)) == 1
     start_backfill(store, queue, "orders", T0 - 5 * H, T0 - H, now=T0 + 10 * MIN,
                    settings=settings, max_parallel=2)
     deliver_all(store, queue, settings, lambda: T0 + 20 * MIN, start=len(queue.sent) - 2)
     assert len([c for c in probe.seen if c.trigger_source == "backfill"]) == 5
-    assert len(rollups(db)) == 1
+    assert len(rollups(store)) == 1

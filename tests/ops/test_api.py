@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from freshet.core.catalog import Catalog, DatasetSpec
-from freshet.core.control import Control
 from freshet.core.settings import Settings
 from freshet.gcp.certs import CertCache
 from freshet.gcp.store import Store
@@ -201,12 +200,12 @@ def test_control_round_trip_and_invalid_control_changes_nothing(api):
                                                      "paused_all": False})
     assert status == 200 and body["control"]["disabled_kinds"] == ["http_fetch"]
     assert api.call("GET", "/control")[1]["control"]["disabled_kinds"] == ["http_fetch"]
-    assert api.store.control()["updated_by"] == OPERATOR
+    assert api.store.control_doc()["updated_by"] == OPERATOR
     status, body = api.call("PUT", "/control", json={"paused_all": "yes"})
     assert status == 400 and body["error"]["field"] == "paused_all"
     status, body = api.call("PUT", "/control", json={"colour": "red"})
     assert status == 400 and body["error"]["field"] == "colour"
-    assert Control.from_doc(api.store.control()).disabled_kinds == {"http_fetch"}
+    assert api.store.control().disabled_kinds == {"http_fetch"}
 
 
 def test_datasets_and_status_show_freshness(api):

@@ -7,8 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from freshet.core.catalog import Catalog
-from freshet.core.control import Control
 from freshet.core.schedules import next_after
 from freshet.core.settings import load_settings
 from freshet.gcp.store import Store
@@ -65,9 +63,9 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
     orders = store.job("orders")
     assert orders.status == "active" and orders.created_at == T0
     assert orders.next_run_at == next_after(orders.schedule, T0)
-    assert Catalog.from_doc(store.catalog_doc()).datasets["sales.revenue"].upstream == (
+    assert store.catalog().datasets["sales.revenue"].upstream == (
         "sales.orders", "finance.rates")
-    assert Control.from_doc(store.control()).manual_actions_enabled is False
+    assert store.control().manual_actions_enabled is False
     created = queue.queues()[queue_name]
     assert created.rate_limits.max_dispatches_per_second == 50
     assert created.retry_config.min_backoff.seconds == 5
@@ -261,9 +259,9 @@ def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(en
     assert todo.maintenance_changes == ["window vacuum added", "window migration added"]
     assert "  ~ maintenance: window vacuum added" in todo.lines()
     apply(todo, store=store, task_queue=queue, now=T0)
-    stored = Control.from_doc(store.control())
+    stored = store.control()
     assert [w.id for w in stored.maintenance.windows] == ["vacuum", "migration"]
     assert plan(config, store=store, task_queue=queue, now=T0).empty
     apply(config_of(text), store=store, task_queue=queue, now=T0)  # removed from the file
-    assert Control.from_doc(store.control()).maintenance.windows == ()
-    assert Control.from_doc(store.control()).manual_actions_enabled is True
+    assert store.control().maintenance.windows == ()
+    assert store.control().manual_actions_enabled is True

@@ -80,7 +80,7 @@ def seed_trust(store: Store, now: datetime = NOW) -> None:
     from freshet.core.windows import Maintenance, Scope, make_window
 
     seed_pipeline(store, now)
-    cat = Catalog.from_doc(store.catalog_doc())
+    cat = store.catalog()
     events = DatasetSpec("web.events", "Web events", owner="web", routes=("ops-hook",))
     deadline = Deadline(by="0 7 * * *", timezone="Europe/Paris", as_of="midnight")
     trust = Catalog(

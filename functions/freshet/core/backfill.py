@@ -19,20 +19,33 @@ Everything here is pure; freshet.loop.backfill reads and writes.
 """
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
 from freshet.core.errors import ValidationError
-from freshet.core.models import Job, Run, RunStatus, TriggerSource, _datetimes_to_utc, _known
-from freshet.core.runs import scheduled_run_id
+from freshet.core.models import (
+    Job,
+    JobStatus,
+    Run,
+    RunStatus,
+    TriggerSource,
+    _datetimes_to_utc,
+    _known,
+)
+from freshet.core.runs import new_run, scheduled_run_id
 from freshet.core.schedules import slots_between
+from freshet.core.settings import Settings
 from freshet.core.timeutil import to_utc
 
 MAX_SLOTS = 10_000  # per backfill: each lane document lists its slots (bounded size)
 MAX_PARALLEL = 50
 MAX_GENERATIONS = 50  # runs of one slot a backfill will look through
 MAX_READS_PER_RELEASE = 60  # a lane that must skip more waits for recovery's sweep
+# A backfill was asked for by an operator: it runs for a paused job too. A catch-up
+# chain is the job's schedule: it stops when the job is paused.
+BACKFILL_STATUSES = (JobStatus.ACTIVE, JobStatus.PAUSED)
 
 
 class BackfillStatus(StrEnum):
@@ -200,6 +213,48 @@ def settled(lane: Lane, run: Run, now: datetime) -> Lane:
         lane = replace(lane, newest_success_slot=run.scheduled_for,
                        newest_success_run_id=run.id)
     return lane
+
+
+@dataclass(frozen=True)
+class Released:
+    """What a lane's release decided: the lane after it, the run to create (if any), or
+    `need`: the run id it must know about first (read it and ask again)."""
+
+    lane: Lane
+    run: Run | None = None
+    need: str | None = None
+
+
+def release(lane: Lane, job: Job | None, known: Mapping[str, Run | None], now: datetime,
+            settings: Settings) -> Released:
+    """The lane's next slot that needs a run becomes one. Slots are looked at in order,
+    each through its generations (`known`: the runs read so far by id, None: no such
+    run): a slot done or in flight is passed over, never run twice. The ids are
+    deterministic, so the caller reads exactly the ones asked for, one at a time; past
+    MAX_READS_PER_RELEASE the lane waits for recovery's sweep."""
+    reads = 0
+    allowed = BACKFILL_STATUSES if lane.source == TriggerSource.BACKFILL else (JobStatus.ACTIVE,)
+    while not lane.stopped and lane.next < len(lane.slots):
+        if job is None or job.status not in allowed:
+            return Released(stopped(lane, now))  # its job is gone: nothing more to run
+        slot = lane.slots[lane.next]
+        state, generation = SlotState.NEXT, -1
+        while state == SlotState.NEXT and generation + 1 < MAX_GENERATIONS:
+            if reads >= MAX_READS_PER_RELEASE:
+                return Released(lane)  # recovery's sweep carries on from here
+            generation += 1
+            run_id = generation_run_id(job.id, slot, generation)
+            if run_id not in known:
+                return Released(lane, need=run_id)
+            state = slot_state(known[run_id], lane.rerun)
+            reads += 1
+        if state == SlotState.FREE:
+            run = new_run(job, generation_run_id(job.id, slot, generation), slot,
+                          source=lane.source, now=now, settings=settings,
+                          backfill_id=lane.backfill_id, lane=lane.index)
+            return Released(taken(lane, run.id, now), run)
+        lane = passed_over(lane, now)  # done or in flight already: not run twice
+    return Released(lane)
 
 
 def newest_success(lanes: list[Lane]) -> tuple[datetime, str] | None:

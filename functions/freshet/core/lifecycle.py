@@ -5,9 +5,10 @@ attempt, the kill switches and one `now` in; what to write out.
     decide_finish     run_task, after the sync: succeeded, retrying or failed
     decide_recovery   recover_stuck_runs: a run whose lease ran out
 
-A step's transaction reads the documents, calls one of these, and writes what the
-decision holds (`run`, `job_fields`, `datasets`); what must happen after the commit
-(a task to send) is in `send`. tests/unit/test_lifecycle.py covers every rule without
+A step's transaction reads the documents, calls one of these, and hands the decision
+to core.commit, which makes the whole commit of it (the run, `job_fields`, the
+datasets after `datasets`, a lane and its next run, triggered runs, the tasks to send:
+`send` is the run's own). tests/unit/test_lifecycle.py covers every rule without
 an emulator.
 """
 
@@ -18,7 +19,6 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from freshet.core import bookkeeping, catchup, runs, timing
-from freshet.core.backfill import Lane
 from freshet.core.control import Control
 from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
@@ -115,18 +115,6 @@ class Send:
 
 
 V = TypeVar("V", ClaimVerdict, FinishVerdict, RecoveryVerdict)
-
-
-@dataclass
-class Followups:
-    """What else a run's ending writes in the same commit: the runs it creates (its
-    backfill lane's next slot, the runs its success triggers), the other jobs it
-    updates (their trigger state) and its lane. Tasks for the new runs are sent after
-    the commit."""
-
-    runs: list[Run] = field(default_factory=list)
-    jobs: dict[str, dict] = field(default_factory=dict)
-    lanes: list[Lane] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -199,6 +199,14 @@ def retrying(run: Run, now: datetime, error: str, wait: timedelta, *,
                    attempts=_close_attempt(run, now, outcome, error))
 
 
+def renewed(run: Run | None, attempt: int, now: datetime, lease: timedelta) -> Run | None:
+    """A heartbeat: the run with its lease renewed, or None when the attempt is no
+    longer the one running (finished, taken over by recovery, or gone)."""
+    if run is None or run.status != RunStatus.RUNNING or run.attempt_number != attempt:
+        return None
+    return replace(run, heartbeat_at=now, lease_expires_at=now + lease)
+
+
 def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool) -> Run:
     """A new task: for the same attempt (it never arrived, or it waits for an overlapping
     run) or the next one."""

@@ -3,22 +3,27 @@
 Everything else works on typed models (freshet.core.models) and calls these methods.
 `Store.transact(fn)` runs `fn(tx)` in a Firestore transaction; the client retries
 it on contention, so `fn` must have no side effect beyond the `tx` calls it makes.
-Reads, commits and document writes are counted so benchmarks can report what an
-operation costs (Firestore bills per document read and per document written).
+Every read, commit and document write is counted (freshet.gcp.stats) so benchmarks
+and `freshet cost` can report what an operation costs (Firestore bills per document
+read and per document written).
 
-Every document written here carries `updated_at` = Firestore's commit time
-(SERVER_TIMESTAMP), whatever the caller put there: the status page asks each
-collection for what changed since the newest `updated_at` it has seen, which is
-only sound if that field is the moment the change became visible. A time taken
-from the writer's clock at the start of its request could commit after a publish
-had already moved past it, and that change would never be read.
+Every document written here, in a transaction, a batch or alone, carries `updated_at`
+= Firestore's commit time (SERVER_TIMESTAMP), whatever the caller put there: the
+status page asks each collection for what changed since the newest `updated_at` it has
+seen, which is only sound if that field is the moment the change became visible. A
+time taken from the writer's clock at the start of its request could commit after a
+publish had already moved past it, and that change would never be read. Writes go
+through `Tx._write` or `freshet.gcp.batch.Batch`, which stamp and count each one.
+
+A create answers `Created` (new, or already there: ids are deterministic, so that is
+the dedup); an update of a missing document raises freshet's NotFound; getters return
+Freshet's types. Paged settings documents are freshet.gcp.paging's.
 """
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -28,13 +33,18 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
+from freshet.core.created import Created
 from freshet.core.deadlines import DeadlineRecord, Judgement
-from freshet.core.docsize import PAGE_BYTES, doc_size, join_pages, paginate
-from freshet.core.errors import Conflict, NotFound, ValidationError
+from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import Incident
-from freshet.core.lifecycle import Decision, Followups
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
+from freshet.gcp.batch import Batch, stamped
+from freshet.gcp.paging import PagedSettings
+from freshet.gcp.ports import CommitWriter, TypedReads
+from freshet.gcp.stats import Stats
+
+__all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -78,27 +88,6 @@ def _contended(exc: BaseException) -> bool:
         isinstance(exc, ValueError) and isinstance(exc.__cause__, gexc.Aborted))
 
 
-def differs(before: Dataset, after: Dataset) -> bool:
-    """Whether writing `after` changes anything: `updated_at` is the commit time Firestore
-    stamps, never what a caller set, so it does not count."""
-    return replace(before, updated_at=None) != replace(after, updated_at=None)
-
-
-def stamped(fields: dict[str, Any]) -> dict[str, Any]:
-    """`fields` with `updated_at` set to the commit time (see the module's docstring)."""
-    return {**fields, "updated_at": firestore.SERVER_TIMESTAMP}
-
-
-@dataclass
-class Stats:
-    reads: int = 0
-    commits: int = 0
-    writes: int = 0  # documents written (created, set, updated or deleted)
-
-    def reset(self) -> None:
-        self.reads = self.commits = self.writes = 0
-
-
 @dataclass
 class Changes(Generic[M]):
     """Documents of one collection read by `updated_at`, and the newest `updated_at` seen.
@@ -116,7 +105,7 @@ def _newest(docs: list[dict], since: datetime | None) -> datetime | None:
     return max(stamps + ([since] if since is not None else []), default=None)
 
 
-class Tx:
+class Tx(CommitWriter):
     """Reads and writes inside one transaction. All reads must come before writes."""
 
     def __init__(self, store: "Store", transaction: firestore.Transaction):
@@ -141,32 +130,51 @@ class Tx:
         doc = self._get(DATASETS, key)
         return None if doc is None else Dataset.from_doc(doc)
 
-    def set_job(self, job: Job) -> None:
-        self._t.set(self._store._ref(JOBS, job.id), stamped(job.to_doc()))
+    def _get_all(self, collection: str, ids: list[str]) -> dict[str, dict | None]:
+        """Documents by id in one batched read (None: missing), each billed as a read."""
+        if not ids:
+            return {}
+        refs = [self._store._ref(collection, i) for i in dict.fromkeys(ids)]
+        found: dict[str, dict | None] = {ref.id: None for ref in refs}
+        for snap in self._t.get_all(refs):
+            self._store.stats.read()
+            found[snap.id] = snap.to_dict() if snap.exists else None
+        return found
+
+    def get_datasets(self, keys: list[str]) -> dict[str, Dataset | None]:
+        return {k: None if d is None else Dataset.from_doc(d)
+                for k, d in self._get_all(DATASETS, keys).items()}
+
+    def get_jobs(self, job_ids: list[str]) -> dict[str, Job | None]:
+        return {k: None if d is None else Job.from_doc(d)
+                for k, d in self._get_all(JOBS, job_ids).items()}
+
+    def _write(self, op: str, ref, doc: dict, **option) -> None:
+        """Every write of a transaction: stamped with the commit time, counted (added to
+        the store's stats when the transaction commits)."""
+        getattr(self._t, op)(ref, stamped(doc, ref), **option)
         self.writes += 1
+
+    def set_job(self, job: Job) -> None:
+        self._write("set", self._store._ref(JOBS, job.id), job.to_doc())
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
-        self._t.update(self._store._ref(JOBS, job_id), stamped(fields))
-        self.writes += 1
+        self._write("update", self._store._ref(JOBS, job_id), fields)
 
     def create_run(self, run: Run) -> None:
-        self._t.create(self._store._ref(RUNS, run.id), stamped(run.to_doc()))
-        self.writes += 1
+        self._write("create", self._store._ref(RUNS, run.id), run.to_doc())
 
     def set_run(self, run: Run) -> None:
-        self._t.set(self._store._ref(RUNS, run.id), stamped(run.to_doc()))
-        self.writes += 1
+        self._write("set", self._store._ref(RUNS, run.id), run.to_doc())
 
     def get_control(self) -> dict:
         return self._get(SETTINGS, CONTROL_DOC) or {}
 
     def merge_control(self, fields: dict[str, Any]) -> None:
-        self._t.set(self._store._ref(SETTINGS, CONTROL_DOC), stamped(fields), merge=True)
-        self.writes += 1
+        self._write("set", self._store._ref(SETTINGS, CONTROL_DOC), fields, merge=True)
 
     def set_dataset(self, dataset: Dataset) -> None:
-        self._t.set(self._store._ref(DATASETS, dataset.key), stamped(dataset.to_doc()))
-        self.writes += 1
+        self._write("set", self._store._ref(DATASETS, dataset.key), dataset.to_doc())
 
     def get_lane(self, backfill_id: str, index: int) -> Lane | None:
         snap = self._store._lane_ref(backfill_id, index).get(transaction=self._t)
@@ -174,88 +182,51 @@ class Tx:
         return Lane.from_doc(snap.to_dict()) if snap.exists else None
 
     def set_lane(self, lane: Lane) -> None:
-        self._t.set(self._store._lane_ref(lane.backfill_id, lane.index), lane.to_doc())
+        self._write("set", self._store._lane_ref(lane.backfill_id, lane.index), lane.to_doc())
 
     def get_backfill(self, backfill_id: str) -> Backfill | None:
         doc = self._get(BACKFILLS, backfill_id)
         return None if doc is None else Backfill.from_doc(doc)
 
     def set_backfill(self, backfill: Backfill) -> None:
-        self._t.set(self._store._ref(BACKFILLS, backfill.id), backfill.to_doc())
+        self._write("set", self._store._ref(BACKFILLS, backfill.id), backfill.to_doc())
 
     def get_deadline_record(self, consumer_id: str) -> DeadlineRecord | None:
         doc = self._get(DEADLINES, consumer_id)
         return None if doc is None else DeadlineRecord.from_doc(doc)
 
     def set_deadline_record(self, record: DeadlineRecord) -> None:
-        self._t.set(self._store._ref(DEADLINES, record.consumer), stamped(record.to_doc()))
-        self.writes += 1
+        self._write("set", self._store._ref(DEADLINES, record.consumer), record.to_doc())
 
     def get_incident(self, incident_id: str) -> Incident | None:
         doc = self._get(INCIDENTS, incident_id)
         return None if doc is None else Incident.from_doc(doc)
 
     def set_incident(self, incident: Incident) -> None:
-        self._t.set(self._store._ref(INCIDENTS, incident.id), incident.to_doc())
+        self._write("set", self._store._ref(INCIDENTS, incident.id), incident.to_doc())
 
     def get_route_state(self, route_id: str) -> RouteState | None:
         doc = self._get(ROUTES, route_id)
         return None if doc is None else RouteState.from_doc(doc)
 
     def set_route_state(self, state: RouteState) -> None:
-        self._t.set(self._store._ref(ROUTES, state.id), state.to_doc())
-
-    def read_datasets(self, decision: Decision) -> dict[str, Dataset]:
-        """The datasets a decision changes, as they are (missing ones: empty)."""
-        change, run = decision.datasets, decision.run
-        keys = run.produces if change is not None and run is not None else []
-        return {k: self.get_dataset(k) or Dataset(key=k) for k in keys}
+        self._write("set", self._store._ref(ROUTES, state.id), state.to_doc())
 
     def set_run_if_unchanged(self, run: Run, version: datetime) -> None:
         """Write the run only if its document is still at `version` (a compare-and-set
         without a read: the commit fails if another writer came first)."""
-        self._t.update(self._store._ref(RUNS, run.id), stamped(run.to_doc()),
-                       option=self._store.db.write_option(last_update_time=version))
-        self.writes += 1
-
-    def write(self, decision: Decision, job_id: str,
-              datasets: dict[str, Dataset] | None = None, *,
-              run_version: datetime | None = None) -> dict[str, Dataset]:
-        """Carry out a lifecycle decision: the run (only if still at `run_version`, when
-        given: a compare-and-set without a read), the job's fields and the datasets.
-
-        `datasets`: what read_datasets returned, when the caller read them already
-        (reads come first in a transaction); a dataset the decision leaves as it was is
-        not written, so past-slot runs finishing in parallel do not contend on it.
-        Returns the datasets as written."""
-        before = self.read_datasets(decision) if datasets is None else datasets
-        after = {k: decision.datasets.apply(d) for k, d in before.items()}
-        if decision.run is not None and run_version is not None:
-            self.set_run_if_unchanged(decision.run, run_version)
-        elif decision.run is not None:
-            self.set_run(decision.run)
-        if decision.job_fields:
-            self.update_job(job_id, decision.job_fields)
-        for key, dataset in after.items():
-            if differs(before[key], dataset):
-                self.set_dataset(dataset)
-        return after
-
-    def write_followups(self, followups: Followups) -> None:
-        for run in followups.runs:
-            self.create_run(run)
-        for job_id, fields in followups.jobs.items():
-            self.update_job(job_id, fields)
-        for lane in followups.lanes:
-            self.set_lane(lane)
+        self._write("update", self._store._ref(RUNS, run.id), run.to_doc(),
+                    option=self._store.db.write_option(last_update_time=version))
 
 
-class Store:
+class Store(TypedReads):
     def __init__(self, db: firestore.Client):
         self.db = db
         self.stats = Stats()
-        # (version, pages) of each paged document as last read or written here
-        self._versions: dict[str, tuple[str, int]] = {}
+        self.paged = PagedSettings(db, self.stats, PAGED_LISTS)
+
+    def _batch(self) -> Batch:
+        return Batch(self.db, self.stats)
 
     def _ref(self, collection: str, doc_id: str):
         return self.db.collection(collection).document(doc_id)
@@ -288,8 +259,7 @@ class Store:
                     raise
                 time.sleep(min(0.1 * 2 ** attempt, 3.0) * (0.5 + random.random()))
                 continue
-            self.stats.commits += 1
-            self.stats.writes += last[-1].writes
+            self.stats.committed(last[-1].writes)
             return result
         raise AssertionError("unreachable")
 
@@ -317,7 +287,7 @@ class Store:
 
     def _stream_versioned(self, query) -> list[tuple[dict, datetime]]:
         found = [(snap.to_dict(), snap.update_time) for snap in query.stream()]
-        self.stats.reads += max(1, len(found))  # an empty query is billed as one read
+        self.stats.read(len(found))  # an empty query is billed as one read
         return found
 
     def _stream(self, query) -> Iterator[dict]:
@@ -339,21 +309,9 @@ class Store:
         self.stats.reads += 1
         return (Job.from_doc(snap.to_dict()), snap.update_time) if snap.exists else None
 
-    def job(self, job_id: str) -> Job:
-        job = self.get_job(job_id)
-        if job is None:
-            raise NotFound("job", job_id)
-        return job
-
     def get_run(self, run_id: str) -> Run | None:
         doc = self._get(RUNS, run_id)
         return None if doc is None else Run.from_doc(doc)
-
-    def run(self, run_id: str) -> Run:
-        run = self.get_run(run_id)
-        if run is None:
-            raise NotFound("run", run_id)
-        return run
 
     def get_dataset(self, key: str) -> Dataset | None:
         doc = self._get(DATASETS, key)
@@ -381,10 +339,9 @@ class Store:
 
     def due_jobs_versioned(self, until: datetime, limit: int) -> list[tuple[Job, datetime]]:
         """Like due_jobs, with each document's update time for a compare-and-set."""
-        found = []
-        for snap in self._due_query(until, limit).stream():
-            found.append((Job.from_doc(snap.to_dict()), snap.update_time))
-        self.stats.reads += max(1, len(found))
+        found = [(Job.from_doc(snap.to_dict()), snap.update_time)
+                 for snap in self._due_query(until, limit).stream()]
+        self.stats.read(len(found))  # an empty query is billed as one read
         return found
 
     def due_jobs_in_shard_versioned(self, shard: int, until: datetime,
@@ -407,23 +364,21 @@ class Store:
         the run's create() is the dedup. `chain`: a catch-up chain (its backfill
         document and lane) created in the same commit instead of a run.
         """
-        batch = self.db.batch()
-        batch.update(self._ref(JOBS, job_id), stamped(job_fields),
+        batch = self._batch()
+        batch.update(self._ref(JOBS, job_id), job_fields,
                      option=self.db.write_option(last_update_time=version))
         if run is not None:
-            batch.create(self._ref(RUNS, run.id), stamped(run.to_doc()))
+            batch.create(self._ref(RUNS, run.id), run.to_doc())
         if chain is not None:
             backfill, lane = chain
             batch.create(self._ref(BACKFILLS, backfill.id), backfill.to_doc())
             batch.create(self._lane_ref(backfill.id, lane.index), lane.to_doc())
-        self.stats.commits += 1
         try:
             batch.commit()
         except (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound):
             return SlotClaim.LOST
         except (gexc.AlreadyExists, gexc.Conflict):
             return SlotClaim.EXISTS
-        self.stats.writes += 1 if run is None else 2
         return SlotClaim.CLAIMED
 
     def _recent_query(self, job_id: str | None, limit: int):
@@ -460,34 +415,23 @@ class Store:
         return self._count(query)
 
     def _count(self, query) -> int:
-        self.stats.reads += 1
+        self.stats.read()
         return int(query.count().get()[0][0].value)
 
     # -- backfills --------------------------------------------------------------
 
-    def create_backfill(self, backfill: Backfill, lanes: list[Lane]) -> bool:
-        """The backfill and its lanes in one commit; False if the backfill exists (a
+    def create_backfill(self, backfill: Backfill, lanes: list[Lane]) -> Created:
+        """The backfill and its lanes in one commit; EXISTS if the backfill does (a
         repeated request: its id is derived from it)."""
-        batch = self.db.batch()
+        batch = self._batch()
         batch.create(self._ref(BACKFILLS, backfill.id), backfill.to_doc())
         for lane in lanes:
             batch.create(self._lane_ref(backfill.id, lane.index), lane.to_doc())
-        self.stats.commits += 1
-        try:
-            batch.commit()
-        except (gexc.AlreadyExists, gexc.Conflict):
-            return False
-        return True
+        return _created(batch)
 
     def get_backfill(self, backfill_id: str) -> Backfill | None:
         doc = self._get(BACKFILLS, backfill_id)
         return None if doc is None else Backfill.from_doc(doc)
-
-    def backfill(self, backfill_id: str) -> Backfill:
-        found = self.get_backfill(backfill_id)
-        if found is None:
-            raise NotFound("backfill", backfill_id)
-        return found
 
     def lanes(self, backfill_id: str) -> list[Lane]:
         query = self._ref(BACKFILLS, backfill_id).collection(LANES)
@@ -521,14 +465,12 @@ class Store:
     # -- trigger lists (apply) ----------------------------------------------------
 
     def add_dataset_trigger(self, key: str, job_id: str) -> None:
-        self._ref(DATASETS, key).set({"key": key, "triggers": firestore.ArrayUnion([job_id])},
-                                     merge=True)
-        self.stats.commits += 1
+        self._set(DATASETS, key, {"key": key, "triggers": firestore.ArrayUnion([job_id])},
+                  merge=True)
 
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
         """Only the `triggers` field: the run-time fields belong to bookkeeping."""
-        self._ref(DATASETS, key).set({"key": key, "triggers": job_ids}, merge=True)
-        self.stats.commits += 1
+        self._set(DATASETS, key, {"key": key, "triggers": job_ids}, merge=True)
 
     def completed_jobs_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
         query = (self.db.collection(JOBS)
@@ -539,10 +481,10 @@ class Store:
         return [Job.from_doc(d) for d in self._stream(query)]
 
     def applied_doc(self) -> dict:
-        return self._get_paged(APPLIED_DOC)
+        return self.paged.get(APPLIED_DOC)
 
     def put_applied_doc(self, doc: dict) -> None:
-        self._put_paged(APPLIED_DOC, doc)
+        self.paged.put(APPLIED_DOC, doc)
 
     def heartbeats(self) -> dict:
         """settings/heartbeat: when tick, recovery and publish last ran, and what they did."""
@@ -551,100 +493,86 @@ class Store:
     def put_heartbeat(self, name: str, data: dict) -> None:
         self._set(SETTINGS, HEARTBEAT_DOC, {name: data}, merge=True)
 
-    def control(self) -> dict:
+    def control_doc(self) -> dict:
+        """settings/control as apply wrote it (apply compares its config with it)."""
         return self._setting(CONTROL_DOC)
 
     def catalog_doc(self) -> dict:
-        return self._get_paged(CATALOG_DOC)
+        """settings/catalog as apply wrote it (apply compares its config with it)."""
+        return self.paged.get(CATALOG_DOC)
 
     def put_catalog_doc(self, doc: dict) -> None:
-        self._put_paged(CATALOG_DOC, doc)
+        self.paged.put(CATALOG_DOC, doc)
 
     # -- plain writes ---------------------------------------------------------
 
     def _set(self, collection: str, doc_id: str, doc: dict, *, merge: bool = False) -> None:
-        self._ref(collection, doc_id).set(stamped(doc), merge=merge)
-        self.stats.commits += 1
-        self.stats.writes += 1
+        batch = self._batch()
+        batch.set(self._ref(collection, doc_id), doc, merge=merge)
+        batch.commit()
 
-    def create_job(self, job: Job) -> None:
-        try:
-            self._ref(JOBS, job.id).create(stamped(job.to_doc()))
-        except gexc.AlreadyExists:
-            raise Conflict(f"job {job.id!r} already exists") from None
-        self.stats.commits += 1
-        self.stats.writes += 1
+    def _create(self, collection: str, doc_id: str, doc: dict) -> Created:
+        batch = self._batch()
+        batch.create(self._ref(collection, doc_id), doc)
+        return _created(batch)
 
-    def create_run(self, run: Run) -> bool:
-        """Create the run document; False if one with its id exists (the dedup)."""
-        self.stats.commits += 1
-        try:
-            self._ref(RUNS, run.id).create(stamped(run.to_doc()))
-        except (gexc.AlreadyExists, gexc.Conflict):
-            return False
-        self.stats.writes += 1
-        return True
-
-    def create_runs(self, runs: list[Run]) -> int:
-        """Create many run documents, keeping those that exist: one batch when none
-        does, one commit each otherwise. Returns how many were created."""
-        if not runs:
-            return 0
-        batch = self.db.batch()
-        for run in runs:
-            batch.create(self._ref(RUNS, run.id), run.to_doc())
-        self.stats.commits += 1
+    def _update(self, collection: str, doc_id: str, fields: dict[str, Any], what: str) -> None:
+        batch = self._batch()
+        batch.update(self._ref(collection, doc_id), fields)
         try:
             batch.commit()
-            return len(runs)
-        except (gexc.AlreadyExists, gexc.Conflict):
-            return sum(self.create_run(run) for run in runs)
+        except gexc.NotFound:
+            raise NotFound(what, doc_id) from None
+
+    def create_job(self, job: Job) -> Created:
+        return self._create(JOBS, job.id, job.to_doc())
+
+    def create_run(self, run: Run) -> Created:
+        """Create the run document; EXISTS if one with its id does (the dedup)."""
+        return self._create(RUNS, run.id, run.to_doc())
+
+    def create_runs(self, runs: list[Run]) -> dict[str, Created]:
+        """Create many run documents, keeping those that exist: one batch when none
+        does, one commit each otherwise. Returns each run id's answer."""
+        if not runs:
+            return {}
+        batch = self._batch()
+        for run in runs:
+            batch.create(self._ref(RUNS, run.id), run.to_doc())
+        if _created(batch) is Created.NEW:
+            return {run.id: Created.NEW for run in runs}
+        return {run.id: self.create_run(run) for run in runs}
 
     def put_job(self, job: Job) -> None:
         self._set(JOBS, job.id, job.to_doc())
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
-        try:
-            self._ref(JOBS, job_id).update(stamped(fields))
-        except gexc.NotFound:
-            raise NotFound("job", job_id) from None
-        self.stats.commits += 1
-        self.stats.writes += 1
+        self._update(JOBS, job_id, fields, "job")
 
     def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
-        self._ref(RUNS, run_id).update(stamped(fields))
-        self.stats.commits += 1
-        self.stats.writes += 1
+        self._update(RUNS, run_id, fields, "run")
 
     def set_control(self, fields: dict[str, Any]) -> None:
         self._set(SETTINGS, CONTROL_DOC, fields, merge=True)
 
     def put_many(self, collection: str, docs: Iterable[tuple[str, dict]]) -> int:
         """Bulk load (benchmarks, demo seeding): batches of 500, the Firestore maximum."""
-        count, batch = 0, self.db.batch()
+        count, batch = 0, self._batch()
         for doc_id, doc in docs:
-            batch.set(self._ref(collection, doc_id), stamped(doc))
+            batch.set(self._ref(collection, doc_id), doc)
             count += 1
-            if count % 500 == 0:
+            if batch.size == 500:
                 batch.commit()
-                self.stats.commits += 1
-                batch = self.db.batch()
-        if count % 500:
+                batch = self._batch()
+        if batch.size:
             batch.commit()
-            self.stats.commits += 1
-        self.stats.writes += count
         return count
 
     # -- incidents
 
-    def create_incident(self, incident: Incident) -> bool:
-        """False if an incident with its id exists (the same open, repeated)."""
-        self.stats.commits += 1
-        try:
-            self._ref(INCIDENTS, incident.id).create(incident.to_doc())
-        except (gexc.AlreadyExists, gexc.Conflict):
-            return False
-        return True
+    def create_incident(self, incident: Incident) -> Created:
+        """EXISTS if an incident with its id does (the same open, repeated)."""
+        return self._create(INCIDENTS, incident.id, incident.to_doc())
 
     def get_incident(self, incident_id: str) -> Incident | None:
         doc = self._get(INCIDENTS, incident_id)
@@ -714,75 +642,10 @@ class Store:
 
     def status_state(self) -> dict:
         """settings/status_state: what the previous publish saw (freshet.status.changes)."""
-        return self._get_paged(STATUS_DOC)
+        return self.paged.get(STATUS_DOC)
 
     def put_status_state(self, doc: dict) -> None:
-        self._put_paged(STATUS_DOC, doc)
-
-    # -- paged settings documents ---------------------------------------------
-
-    def _get_paged(self, doc_id: str) -> dict:
-        """The document with its pages' lists put back in order ({} if there is none)."""
-        head = self._setting(doc_id)
-        count, version = head.pop("pages", 0), head.pop("version", "")
-        self._versions[doc_id] = (version, count)
-        if not count:
-            return head  # small enough to be written whole (or from before pages)
-        refs = [self._ref(SETTINGS, _page_id(doc_id, version, i)) for i in range(count)]
-        found = {snap.id: snap.to_dict() or {} for snap in self.db.get_all(refs)}
-        self.stats.reads += count
-        for name in PAGED_LISTS[doc_id]:
-            head[name] = []
-        for name, items in join_pages(found.get(ref.id, {}) for ref in refs):
-            head.setdefault(name, []).extend(items)
-        return head
-
-    def _put_paged(self, doc_id: str, doc: dict) -> None:
-        """Write `doc` whole when it fits, else as pages of a new version and then the
-        head naming that version: a reader sees the old document or the new one, never
-        a mix. The previous version's pages are deleted afterwards."""
-        names = PAGED_LISTS[doc_id]
-        if doc_size(f"{SETTINGS}/{doc_id}", doc) <= PAGE_BYTES:
-            head, pages = dict(doc), []
-        else:
-            head = {k: v for k, v in doc.items() if k not in names}
-            pages = paginate({k: list(doc.get(k) or []) for k in names})
-        if doc_id not in self._versions:
-            self._get_paged_head(doc_id)
-        old_version, old_count = self._versions[doc_id]
-        version = uuid.uuid4().hex[:12] if pages else ""
-        self._write_all((self._ref(SETTINGS, _page_id(doc_id, version, i)), page)
-                        for i, page in enumerate(pages))
-        self._ref(SETTINGS, doc_id).set(stamped({**head, "pages": len(pages), "version": version}))
-        self.stats.commits += 1
-        self.stats.writes += 1
-        self._versions[doc_id] = (version, len(pages))
-        self._write_all((self._ref(SETTINGS, _page_id(doc_id, old_version, i)), None)
-                        for i in range(old_count))
-
-    def _get_paged_head(self, doc_id: str) -> None:
-        head = self._get(SETTINGS, doc_id) or {}
-        self._versions[doc_id] = (head.get("version", ""), head.get("pages", 0))
-
-    def _write_all(self, writes: Iterable[tuple[Any, dict | None]]) -> None:
-        """Sets (or, for None, deletes) in batches within Firestore's limits: 500 writes
-        and 10 MiB a request (4 MiB through the emulator), so at most 4 pages a batch."""
-        batch, count, pages = self.db.batch(), 0, 0
-        for ref, data in writes:
-            if count == 500 or (data is not None and pages == 4):
-                batch.commit()
-                self.stats.commits += 1
-                batch, count, pages = self.db.batch(), 0, 0
-            if data is None:
-                batch.delete(ref)
-            else:
-                batch.set(ref, data)
-                pages += 1
-            count += 1
-            self.stats.writes += 1
-        if count:
-            batch.commit()
-            self.stats.commits += 1
+        self.paged.put(STATUS_DOC, doc)
 
     def _changes(self, query, since: datetime | None, convert: Callable[[dict], M],
                  limit: int | None = None) -> Changes[M]:
@@ -838,7 +701,6 @@ class Store:
     def put_status_model_doc(self, doc_id: str, doc: dict) -> None:
         self._set(STATUS_MODEL, doc_id, doc)
 
-
     # -- the operator console ---------------------------------------------------
 
     def change_adhoc_windows(self, change: Callable[[list[dict]], list[dict]]) -> list[dict]:
@@ -880,7 +742,7 @@ class Store:
         query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
         if after is not None:
             snap = self._ref(RUNS, after).get()
-            self.stats.reads += 1
+            self.stats.read()
             if not snap.exists:
                 raise ValidationError("cursor", "names no run (the page it came from is gone)")
             query = query.start_after(snap)
@@ -889,5 +751,11 @@ class Store:
         return page, page[-1].id if len(docs) > limit and page else None
 
 
-def _page_id(doc_id: str, version: str, index: int) -> str:
-    return f"{doc_id}.{version}.p{index + 1}"
+def _created(batch: Batch) -> Created:
+    """Commit a batch of creates: NEW, or EXISTS when one of its documents was there
+    (then nothing of the batch was written)."""
+    try:
+        batch.commit()
+    except (gexc.AlreadyExists, gexc.Conflict):
+        return Created.EXISTS
+    return Created.NEW

@@ -2,8 +2,9 @@
 
     plan_backfill   which of a job's slots in a range need a run (the dry run)
     start_backfill  the backfill document, its lanes, and each lane's first run
-    release         inside a transaction: a lane's next slot becomes a run
-    settle_lane     inside a run's ending transaction: count it, release the next
+    release_lane    an idle lane's next slot becomes a run (core.backfill.release
+                    decides; a run's ending does the same inside its commit:
+                    core.commit.ending)
     cancel_backfill queued runs end cancelled, running ones finish, nothing more starts
     sweep_backfills recovery's backstop: idle lanes (a failed enqueue, a crash between
                     commits, a kill switch switched back on) get their next run
@@ -14,23 +15,24 @@ is shared by concurrent finishes.
 """
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from freshet.core import backfill as bf
+from freshet.core import commit
 from freshet.core.backfill import Backfill, BackfillStatus, Lane, Progress, SlotPlan, SlotState
-from freshet.core.bookkeeping import apply_success
-from freshet.core.control import Control
+from freshet.core.commit import Commit
+from freshet.core.created import Created
 from freshet.core.errors import Conflict, NotFound
-from freshet.core.models import Dataset, Job, JobStatus, Run, RunStatus, TriggerSource
-from freshet.core.runs import cancelled, new_run
+from freshet.core.models import Job, Run
 from freshet.core.settings import Settings
-from freshet.gcp.store import Store, Tx, differs
+from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.followups import send_tasks
 
 log = logging.getLogger(__name__)
 
-BACKFILL_STATUSES = (JobStatus.ACTIVE, JobStatus.PAUSED)
+
 
 
 # -- planning ----------------------------------------------------------------------------
@@ -58,7 +60,7 @@ def slot_states(store: Store, job: Job, slots: tuple[datetime, ...], rerun: bool
 def plan_backfill(store: Store, job_id: str, start: datetime, end: datetime, *,
                   now: datetime, rerun: bool = False) -> tuple[Job, SlotPlan]:
     job = store.job(job_id)
-    if job.status not in BACKFILL_STATUSES:
+    if job.status not in bf.BACKFILL_STATUSES:
         raise Conflict(f"job {job_id!r} is {job.status}; only an active or paused job "
                        "can be backfilled")
     slots = bf.range_slots(job, start, end, now)
@@ -80,7 +82,7 @@ def start_backfill(store: Store, queue: TaskQueue, job_id: str, start: datetime,
     if existing is not None:
         return existing, False
     lanes = bf.lanes_for(backfill, plan.todo) if plan.todo else []
-    if not store.create_backfill(backfill, lanes):
+    if store.create_backfill(backfill, lanes) is Created.EXISTS:
         return store.backfill(backfill.id), False
     for lane in lanes:
         try:
@@ -95,75 +97,23 @@ def release_lane(store: Store, queue: TaskQueue, backfill_id: str, index: int, *
                  now: datetime, settings: Settings) -> Run | None:
     """Give an idle lane its next run, in a transaction; send its task after it."""
 
-    def body(tx: Tx) -> Run | None:
+    def body(tx: Tx) -> Commit | None:
         lane = tx.get_lane(backfill_id, index)
         if lane is None or not lane.idle:
             return None
-        lane, run = release(tx, lane, tx.get_job(lane.job_id), now, settings)
-        tx.set_lane(lane)
-        if run is not None:
-            tx.create_run(run)
-        return run
+        job = tx.get_job(lane.job_id)
+        known: dict[str, Run | None] = {}
+        while (released := bf.release(lane, job, known, now, settings)).need is not None:
+            known[released.need] = tx.get_run(released.need)
+        made = commit.released(released.lane, released.run)
+        tx.persist(made)
+        return made
 
-    run = store.transact(body)
-    send_new(queue, [run] if run else [])
-    return run
-
-
-def send_new(queue: TaskQueue, new_runs: list[Run]) -> None:
-    """Tasks for runs a commit created (a lane's next slot, triggered runs). A failed
-    enqueue leaves the run queued with a lease: recovery sends it."""
-    for run in new_runs:
-        try:
-            queue.enqueue(run.id, 1, schedule_time=None, queue=run.queue)
-        except Exception:
-            log.exception("enqueue failed for new run %s; recovery will send it", run.id)
-
-
-# -- inside transactions -----------------------------------------------------------------
-
-def release(tx: Tx, lane: Lane, job: Job | None, now: datetime, settings: Settings
-            ) -> tuple[Lane, Run | None]:
-    """The lane's next slot that needs a run becomes one (not written yet: the caller
-    writes the lane and creates the run). Reads only: safe before the writes."""
-    reads = 0
-    # A catch-up chain is the job's schedule: it stops when the job is paused. A
-    # backfill was asked for by an operator: it runs for a paused job too.
-    allowed = BACKFILL_STATUSES if lane.source == TriggerSource.BACKFILL else (JobStatus.ACTIVE,)
-    while not lane.stopped and lane.next < len(lane.slots):
-        if job is None or job.status not in allowed:
-            return bf.stopped(lane, now), None  # its job is gone: nothing more to run
-        slot = lane.slots[lane.next]
-        state, generation = SlotState.NEXT, -1
-        while state == SlotState.NEXT and generation + 1 < bf.MAX_GENERATIONS:
-            if reads >= bf.MAX_READS_PER_RELEASE:
-                return lane, None  # recovery's sweep carries on from here
-            generation += 1
-            run_id = bf.generation_run_id(job.id, slot, generation)
-            state = bf.slot_state(tx.get_run(run_id), lane.rerun)
-            reads += 1
-        if state == SlotState.FREE:
-            run = new_run(job, bf.generation_run_id(job.id, slot, generation), slot,
-                          source=lane.source, now=now, settings=settings,
-                          backfill_id=lane.backfill_id, lane=lane.index)
-            return bf.taken(lane, run.id, now), run
-        lane = bf.passed_over(lane, now)  # done or in flight already: not run twice
-    return lane, None
-
-
-def settle_lane(tx: Tx, run: Run, job: Job | None, now: datetime, settings: Settings, *,
-                release_next: bool = True) -> tuple[Lane | None, Run | None]:
-    """The ending `run` belongs to a lane: count it and (unless told not to) release
-    the lane's next slot. Reads only; returns the lane and the new run to write."""
-    if run.backfill_id is None or run.lane is None or not run.terminal:
-        return None, None
-    lane = tx.get_lane(run.backfill_id, run.lane)
-    if lane is None or lane.current_run_id != run.id:
-        return None, None
-    lane = bf.settled(lane, run, now)
-    if not release_next:
-        return lane, None
-    return release(tx, lane, job, now, settings)
+    made = store.transact(body)
+    if made is None:
+        return None
+    send_tasks(queue, made.tasks)
+    return made.runs[0] if made.runs else None
 
 
 # -- cancelling --------------------------------------------------------------------------
@@ -176,23 +126,13 @@ def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
         backfill = tx.get_backfill(backfill_id)
         if backfill is None:
             raise NotFound("backfill", backfill_id)
-        if backfill.status != BackfillStatus.ACTIVE:
-            return backfill
-        lanes = [tx.get_lane(backfill_id, i) for i in range(backfill.lanes)]
-        current = {x.index: tx.get_run(x.current_run_id) for x in lanes
+        lanes = [tx.get_lane(backfill_id, i) for i in range(backfill.lanes)] \
+            if backfill.status == BackfillStatus.ACTIVE else []
+        current = {x.current_run_id: tx.get_run(x.current_run_id) for x in lanes
                    if x is not None and x.current_run_id}
-        reason = f"backfill {backfill_id} was cancelled" + (f" by {who}" if who else "")
-        for lane in (x for x in lanes if x is not None):
-            run = current.get(lane.index)
-            if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
-                run = cancelled(run, now, reason)
-                tx.set_run(run)
-                lane = bf.settled(lane, run, now)
-            tx.set_lane(bf.stopped(lane, now))
-        done = replace(backfill, status=BackfillStatus.CANCELLED, cancelled_at=now,
-                       updated_at=now)
-        tx.set_backfill(done)
-        return done
+        made = commit.cancelling(backfill, lanes, current, now, who)
+        tx.persist(made)
+        return made.backfills[0] if made.backfills else backfill
 
     done = store.transact(body)
     fold_successes(store, done.job_id, store.lanes(backfill_id), now)  # what did succeed
@@ -232,7 +172,7 @@ def sweep_backfills(store: Store, queue: TaskQueue, *, now: datetime,
             continue
         if not any(lane.idle for lane in lanes):
             continue
-        control = control or Control.from_doc(store.control())
+        control = control or store.control()
         job = store.get_job(backfill.job_id)
         if job is not None and not control.kind_enabled(job.kind):
             continue  # switched off: the lanes wait for the switch
@@ -257,11 +197,9 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
     changed = []
     for key in job.produces:
         def body(tx: Tx, key=key) -> bool:
-            before = tx.get_dataset(key) or Dataset(key=key)
-            after = apply_success(before, run_id, slot, slot=slot, past=True)
-            if differs(before, after):
-                tx.set_dataset(after)
-            return differs(before, after)
+            made = commit.folding(tx.get_dataset(key), key, slot, run_id)
+            tx.persist(made)
+            return bool(made.datasets)
 
         if store.transact(body):
             changed.append(key)
@@ -269,10 +207,4 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
 
 
 def _mark_done(store: Store, backfill_id: str, now: datetime) -> None:
-    def body(tx: Tx) -> None:
-        backfill = tx.get_backfill(backfill_id)
-        if backfill is not None and backfill.status == BackfillStatus.ACTIVE:
-            tx.set_backfill(replace(backfill, status=BackfillStatus.DONE, finished_at=now,
-                                    updated_at=now))
-
-    store.transact(body)
+    store.transact(lambda tx: tx.persist(commit.finishing(tx.get_backfill(backfill_id), now)))

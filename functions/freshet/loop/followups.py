@@ -1,56 +1,53 @@
-"""What else the commit that ends a run writes: its lane's next run (backfills and
-catch-up chains) and the runs its success triggers downstream.
+"""The two ends of every loop transaction around core.commit's one decision.
 
-Called inside the ending transaction after the decision and before any write: it only
-reads (the lane and the candidate slot's runs, the downstream jobs the produced
-datasets list, for `all` their other upstream datasets) and returns core.lifecycle's
-Followups for the caller to write with the decision. The new runs' tasks are sent
-after the commit (freshet.loop.backfill.send_new).
+`end` is a run's ending, inside its transaction: read the facts core.commit.next_reads
+asks for, round by round (the run's datasets and lane; each of the lane's candidate
+runs; the downstream jobs; for `all` triggers their other upstreams), call
+core.commit.ending, persist the Commit as it is. `send_tasks` is what every step does
+after a commit lands: create the tasks it asks for. A failed enqueue is logged, not
+raised: the run is queued with a lease, so recovery sends it.
 """
 
+import logging
+from collections.abc import Iterable
 from datetime import datetime
 
-from freshet.core import triggers
-from freshet.core.lifecycle import Decision, Followups
-from freshet.core.models import Dataset, Job, Run, RunStatus, TriggerSource
-from freshet.core.runs import new_run
+from freshet.core import commit as core
+from freshet.core.commit import Commit, Facts, Task
+from freshet.core.lifecycle import Decision, V
+from freshet.core.models import Job
 from freshet.core.settings import Settings
 from freshet.gcp.store import Tx
-from freshet.loop.backfill import settle_lane
+from freshet.gcp.tasks import TaskQueue
+
+log = logging.getLogger(__name__)
 
 
-def after_end(tx: Tx, decision: Decision, job: Job | None, before: dict[str, Dataset],
-              now: datetime, settings: Settings, *, release_next: bool = True
-              ) -> Followups:
-    """`before`: the run's datasets as read (Tx.read_datasets) for this decision."""
-    run, found = decision.run, Followups()
-    if run is None or not run.terminal:
-        return found
-    lane, next_run = settle_lane(tx, run, job, now, settings, release_next=release_next)
-    if lane is not None:
-        found.lanes.append(lane)
-    if next_run is not None:
-        found.runs.append(next_run)
-    if run.status == RunStatus.SUCCEEDED and decision.datasets is not None:
-        after = {k: decision.datasets.apply(d) for k, d in before.items()}
-        _triggered(tx, run, before, after, now, settings, found)
-    return found
+def end(tx: Tx, decision: Decision[V], job_id: str | None, job: Job | None, now: datetime,
+        settings: Settings, *, release_next: bool = True,
+        run_version: datetime | None = None, what: str = "run") -> Commit[V]:
+    """Read what core.commit asks for, round by round; build the commit; persist it."""
+    facts = None
+    while (reads := core.next_reads(decision, job, facts, now, settings,
+                                    release_next=release_next)) is not None:
+        facts = tx.read(reads, facts or Facts())
+    made = core.ending(decision, job_id, job, facts or Facts(), now, settings,
+                       release_next=release_next, run_version=run_version, what=what)
+    tx.persist(made)
+    return made
 
 
-def _triggered(tx: Tx, run: Run, before: dict[str, Dataset], after: dict[str, Dataset],
-               now: datetime, settings: Settings, found: Followups) -> None:
-    new = triggers.advanced(before, after, run.id)
-    if not new:
-        return  # nothing got newer (an old slot's backfill): nothing downstream runs
-    versions: dict[str, str | None] = {k: d.last_success_run_id for k, d in after.items()}
-    for job_id in triggers.downstream_of(after, new):
-        job = tx.get_job(job_id)
-        for key in triggers.upstreams_to_read(job, versions):
-            dataset = tx.get_dataset(key)
-            versions[key] = None if dataset is None else dataset.last_success_run_id
-        fire = triggers.decide_trigger(job, new, versions, now)
-        if fire is None:
-            continue
-        found.runs.append(new_run(job, fire.run_id, now, source=TriggerSource.UPSTREAM,
-                                  now=now, settings=settings, upstream_versions=fire.versions))
-        found.jobs[job_id] = fire.job_fields
+def send_tasks(queue: TaskQueue, tasks: Iterable[Task]) -> list[str]:
+    """Create the tasks a landed commit asks for; returns the run ids whose enqueue
+    failed (logged: recovery sends them)."""
+    failed = []
+    for task in tasks:
+        send = task.send
+        try:
+            queue.enqueue(task.run_id, send.attempt, dispatch=send.dispatch,
+                          schedule_time=send.at, queue=send.queue, job_id=task.job_id)
+        except Exception:
+            log.exception("enqueue failed for %s %s; recovery will send it", task.what,
+                          task.run_id)
+            failed.append(task.run_id)
+    return failed

@@ -9,7 +9,9 @@ transaction, and no lock for concurrent requests to wait on.
 import logging
 from datetime import datetime
 
+from freshet.core.commit import new_run_task
 from freshet.core.control import Control
+from freshet.core.created import Created
 from freshet.core.errors import Conflict, Disabled, NotFound
 from freshet.core.interventions import retry_of, retry_run_id
 from freshet.core.models import Job, JobStatus, Run
@@ -17,6 +19,7 @@ from freshet.core.runs import manual_run_id, new_run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.followups import send_tasks
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def run_now(store: Store, queue: TaskQueue, job_id: str, *, now: datetime,
             control: Control | None = None) -> tuple[Run, bool]:
     """Returns (the run, whether this call created it). Raises NotFound, Conflict, Disabled."""
     run_id = manual_run_id(job_id, now, idempotency_key)
-    control = control or Control.from_doc(store.control())
+    control = control or store.control()
     check_manual_actions(control)
     existing = store.get_run(run_id)
     if existing is not None:
@@ -61,12 +64,9 @@ def send_new(store: Store, queue: TaskQueue, run: Run) -> tuple[Run, bool]:
     """Create the run and send its first task: (the run, whether this call created it)."""
     # No transaction: creating the run document is the dedup, so concurrent requests
     # never wait on each other's locks; the losers read the winner's run.
-    if not store.create_run(run):
+    if store.create_run(run) is Created.EXISTS:
         return store.run(run.id), False
-    try:
-        queue.enqueue(run.id, 1, queue=run.queue, job_id=run.job_id)
-    except Exception:  # the run is queued with a lease: recovery sends it
-        log.exception("enqueue failed for run %s; recovery will send it", run.id)
+    send_tasks(queue, [new_run_task(run, job_id=run.job_id, what="run")])
     return run, True
 
 
@@ -75,7 +75,7 @@ def retry_run(store: Store, queue: TaskQueue, run_id: str, *, now: datetime,
     """Run a failed (or cancelled) run's slot again, as one new run whatever how often
     it is asked (freshet.core.interventions.retry_of): (the retry, whether this call
     created it)."""
-    control = control or Control.from_doc(store.control())
+    control = control or store.control()
     check_manual_actions(control)
     failed = store.run(run_id)
     existing = store.get_run(retry_run_id(failed))

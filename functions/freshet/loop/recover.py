@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import assert_never
 
+from freshet.core.commit import Commit
 from freshet.core.lifecycle import (
-    Decision,
     RecoveryVerdict,
     decide_recovery,
     recovery_reads_job,
@@ -33,9 +33,8 @@ from freshet.core.models import Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
-from freshet.loop.backfill import send_new, sweep_backfills
-from freshet.loop.followups import after_end
-from freshet.loop.run import send
+from freshet.loop.backfill import sweep_backfills
+from freshet.loop.followups import end, send_tasks
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +70,8 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
         if time.monotonic() - started > budget:
             result.deferred = len(expired) - index
             break
-        decision, created = _recover_run(store, run, version, now, settings)
-        _act(queue, run, decision, result)
-        send_new(queue, created)
+        made = _recover_run(store, run, version, now, settings)
+        _act(run, made, send_tasks(queue, made.tasks), result)
     late = now - timedelta(seconds=settings.not_ticking_after_s)
     result.not_ticking = [job.id for job in store.due_jobs(late, 100)]
     if result.not_ticking:
@@ -84,10 +82,10 @@ def sweep_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Setti
     return result
 
 
-def _act(queue: TaskQueue, run: Run, decision: Decision[RecoveryVerdict],
+def _act(run: Run, made: Commit[RecoveryVerdict], failed: list[str],
          result: SweepResult) -> None:
     run_id = run.id
-    match decision.verdict:
+    match made.verdict:
         case RecoveryVerdict.SETTLED:
             return
         case RecoveryVerdict.REDISPATCHED:
@@ -97,14 +95,14 @@ def _act(queue: TaskQueue, run: Run, decision: Decision[RecoveryVerdict],
         case RecoveryVerdict.STUCK_FAILED:
             result.stuck_failed.append(run_id)
         case _:
-            assert_never(decision.verdict)
+            assert_never(made.verdict)
     # A failed enqueue leaves the lease renewed: the next sweep tries again.
-    if not send(queue, run_id, decision.send, "recovered run", job_id=run.job_id):
+    if run_id in failed:
         result.enqueue_failed.append(run_id)
 
 
 def _recover_run(store: Store, run: Run, version: datetime, now: datetime,
-                 settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
+                 settings: Settings) -> Commit[RecoveryVerdict]:
     """Decide on the run as the sweep's query found it (a compare-and-set on `version`),
     or, when the job must be read or the run changed meanwhile, read both again."""
     if not recovery_reads_job(run):
@@ -116,23 +114,16 @@ def _recover_run(store: Store, run: Run, version: datetime, now: datetime,
 
 
 def _recover_as_found(tx: Tx, run: Run, version: datetime, now: datetime,
-                      settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
+                      settings: Settings) -> Commit[RecoveryVerdict]:
     decision = decide_recovery(run, None, now, settings, job_read=False)
-    before = tx.read_datasets(decision)
-    follow = after_end(tx, decision, None, before, now, settings)
-    tx.write(decision, run.job_id, before, run_version=version)
-    tx.write_followups(follow)
-    return decision, follow.runs
+    return end(tx, decision, run.job_id, None, now, settings, run_version=version,
+               what="recovered run")
 
 
 def _recover(tx: Tx, run_id: str, job_id: str, now: datetime,
-             settings: Settings) -> tuple[Decision[RecoveryVerdict], list[Run]]:
+             settings: Settings) -> Commit[RecoveryVerdict]:
     run = tx.get_run(run_id)
     # The job is needed for a running run only (its stuck threshold, its hold).
     job = tx.get_job(job_id) if run is not None and run.status == RunStatus.RUNNING else None
     decision = decide_recovery(run, job, now, settings)
-    before = tx.read_datasets(decision)
-    follow = after_end(tx, decision, job, before, now, settings)  # a stuck run's lane
-    tx.write(decision, job_id, before)
-    tx.write_followups(follow)
-    return decision, follow.runs
+    return end(tx, decision, job_id, job, now, settings, what="recovered run")  # + its lane

@@ -4,25 +4,25 @@ Cloud Tasks delivers at least once, so every delivery first claims the run in a
 transaction: a finished run, a run already running, or a stale attempt is a no-op
 answered 2xx. The sync runs outside any transaction; its outcome, the job's
 last_* fields and every produced dataset commit together in one transaction.
-Each transaction reads, asks core.lifecycle for the decision, and writes it.
+Each transaction reads, asks core (lifecycle, then commit) for the whole commit,
+persists it as it is, and after it lands sends the tasks it asks for.
 """
 
 import logging
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
 from freshet.core import runs
+from freshet.core.commit import Commit
 from freshet.core.control import Control
 from freshet.core.errors import PermanentError
 from freshet.core.lifecycle import (
     ClaimVerdict,
-    Decision,
     FinishVerdict,
-    Send,
     SyncOutcome,
     decide_claim,
     decide_finish,
@@ -35,8 +35,7 @@ from freshet.core.text import MAX_LOGGED_CHARS, clip
 from freshet.core.timeutil import utcnow
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
-from freshet.loop.backfill import send_new
-from freshet.loop.followups import after_end
+from freshet.loop.followups import end, send_tasks
 from freshet.loop.registry import SyncContext, as_result, handler_for
 
 log = logging.getLogger(__name__)
@@ -59,15 +58,13 @@ class Outcome:
 def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
                now: datetime, settings: Settings, clock=utcnow) -> Outcome:
     """Claim, run and finish one attempt. `clock` is read after the sync returns."""
-    control = Control.from_doc(store.control())
-    claim, job, created = store.transact(
-        lambda tx: _claim(tx, run_id, attempt, control, now, settings))
-    send_new(queue, created)
+    control = store.control()
+    claim, job = store.transact(lambda tx: _claim(tx, run_id, attempt, control, now, settings))
+    send_tasks(queue, claim.tasks)
     match claim.verdict:
         case ClaimVerdict.START:
             pass
         case ClaimVerdict.DEFER:
-            send(queue, run_id, claim.send, "deferred run", job_id=claim.run.job_id)
             return Outcome(200, "deferred", claim.detail)
         case ClaimVerdict.DISABLED | ClaimVerdict.MAINTENANCE:
             return Outcome(200, "failed", claim.detail)
@@ -79,14 +76,13 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
             assert_never(claim.verdict)
     outcome = _execute(store, claim.run, job, now, settings)
     finished_at = clock()
-    finish, created = store.transact(
-        lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
-    send_new(queue, created)
+    finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
+    send_tasks(queue, finish.tasks)
     return _answer(finish)
 
 
 def _claim(tx: Tx, run_id: str, attempt: int, control: Control, now: datetime,
-           settings: Settings) -> tuple[Decision[ClaimVerdict], Job | None, list[Run]]:
+           settings: Settings) -> tuple[Commit[ClaimVerdict], Job | None]:
     run = tx.get_run(run_id)
     unsettled = run is not None and not run.terminal and run.status != RunStatus.RUNNING
     job = tx.get_job(run.job_id) if unsettled else None
@@ -95,32 +91,22 @@ def _claim(tx: Tx, run_id: str, attempt: int, control: Control, now: datetime,
     holder_id = holder_to_check(run, job)
     holder = tx.get_run(holder_id) if holder_id else None
     decision = decide_claim(run, job, holder, attempt, control, now, settings)
-    if run is None:
-        return decision, job, []
-    before = tx.read_datasets(decision)
     # A run that ends here unrun (switched off, too late) frees its backfill lane; a
     # switched-off kind's lane waits for the switch (recovery's sweep) rather than
     # failing every slot behind it.
-    follow = after_end(tx, decision, job, before, now, settings,
-                       release_next=decision.verdict != ClaimVerdict.DISABLED)
-    tx.write(decision, run.job_id, before)
-    tx.write_followups(follow)
-    return decision, job, follow.runs
+    return end(tx, decision, run and run.job_id, job, now, settings, what="deferred run",
+               release_next=decision.verdict != ClaimVerdict.DISABLED), job
 
 
 def _finish(tx: Tx, claimed: Run, outcome: SyncOutcome, now: datetime,
-            settings: Settings) -> tuple[Decision[FinishVerdict], list[Run]]:
+            settings: Settings) -> Commit[FinishVerdict]:
     run = tx.get_run(claimed.id)
     job = tx.get_job(claimed.job_id)
     decision = decide_finish(run, claimed.attempt_number, job, outcome, now, settings)
-    before = tx.read_datasets(decision)
-    follow = after_end(tx, decision, job, before, now, settings)
-    tx.write(decision, claimed.job_id, before)
-    tx.write_followups(follow)
-    return decision, follow.runs
+    return end(tx, decision, claimed.job_id, job, now, settings)
 
 
-def _answer(finish: Decision[FinishVerdict]) -> Outcome:
+def _answer(finish: Commit[FinishVerdict]) -> Outcome:
     match finish.verdict:
         case FinishVerdict.SUCCEEDED:
             return Outcome(200, "succeeded", finish.detail)
@@ -132,21 +118,6 @@ def _answer(finish: Decision[FinishVerdict]) -> Outcome:
             return Outcome(200, "noop", finish.detail)
         case _:
             assert_never(finish.verdict)
-
-
-def send(queue: TaskQueue, run_id: str, task: Send | None, what: str, *, job_id: str) -> bool:
-    """Create a task a committed decision asked for (on the queue the job hashes to). A
-    failure is logged, not raised: the run is queued with a lease, so recovery sends it
-    again."""
-    if task is None:
-        return True
-    try:
-        queue.enqueue(run_id, task.attempt, dispatch=task.dispatch, schedule_time=task.at,
-                      queue=task.queue, job_id=job_id)
-        return True
-    except Exception:
-        log.exception("enqueue failed for %s %s; recovery will send it", what, run_id)
-        return False
 
 
 # -- execute -------------------------------------------------------------------
@@ -215,9 +186,7 @@ class _Heartbeat:
         return self._store.transact(self._renew)
 
     def _renew(self, tx: Tx) -> bool:
-        run = tx.get_run(self._run_id)
-        if run is None or run.status != RunStatus.RUNNING or run.attempt_number != self._attempt:
-            return False
-        now = utcnow()
-        tx.set_run(replace(run, heartbeat_at=now, lease_expires_at=now + self._lease))
-        return True
+        renewed = runs.renewed(tx.get_run(self._run_id), self._attempt, utcnow(), self._lease)
+        if renewed is not None:
+            tx.set_run(renewed)
+        return renewed is not None

@@ -27,7 +27,9 @@ from typing import assert_never
 from freshet.core import backfill as bf
 from freshet.core import herd
 from freshet.core.catchup import CatchupPlan, plan_catchup
+from freshet.core.commit import new_run_task
 from freshet.core.control import Control
+from freshet.core.created import Created
 from freshet.core.herd import ShardTask
 from freshet.core.interventions import due_to_resume, resumed
 from freshet.core.models import Job, JobStatus, LastRun, TriggerSource
@@ -37,6 +39,7 @@ from freshet.core.settings import Settings
 from freshet.gcp.store import Store
 from freshet.gcp.tasks import TaskQueue
 from freshet.loop.backfill import release_lane
+from freshet.loop.followups import send_tasks
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,7 @@ def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settin
     started = time.monotonic()
     budget = settings.tick_budget_s if budget_s is None else budget_s
     result = TickResult()
-    control = Control.from_doc(store.control())
+    control = store.control()
     until = now + timedelta(seconds=settings.lookahead_s)
     sample = settings.claim_fanout_above + 1 if queue.fans_out else settings.tick_batch
     due = store.due_jobs_versioned(until, sample)
@@ -102,7 +105,7 @@ def claim_shard_once(store: Store, queue: TaskQueue, task: ShardTask, *, now: da
     started = time.monotonic()
     budget = settings.tick_budget_s if budget_s is None else budget_s
     result = TickResult()
-    control = Control.from_doc(store.control())
+    control = store.control()
     due = store.due_jobs_in_shard_versioned(task.shard, task.until, settings.claim_batch)
     result.due = len(due)
     _claim_all(store, queue, due, now, settings, control, result, started, budget)
@@ -190,12 +193,9 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
     if outcome == SlotClaim.EXISTS or run is None:
         return outcome
     result.created.append(run.id)
-    try:
-        queue.enqueue(run.id, 1, schedule_time=slot if slot > now else None, queue=run.queue,
-                      job_id=job.id)
-    except Exception:  # the run stays queued with a lease: recovery enqueues it again
-        log.exception("enqueue failed for run %s; recovery will retry", run.id)
-        result.enqueue_failed.append(run.id)
+    # a failed enqueue leaves the run queued with a lease: recovery enqueues it again
+    result.enqueue_failed += send_tasks(queue, [new_run_task(
+        run, at=slot if slot > now else None, job_id=job.id, what="run")])
     return outcome
 
 
@@ -229,7 +229,8 @@ def _record_skipped(store: Store, job: Job, plan: CatchupPlan, now: datetime,
     """One skipped run per passed-over slot (a bounded number: core.catchup). After the
     claim's commit: a slot whose run exists already (a backfill's) keeps it."""
     records = [skipped_run(job, s.slot, s.reason, now=now) for s in plan.skipped]
-    result.skipped_slots += store.create_runs(records)
+    created = store.create_runs(records)
+    result.skipped_slots += sum(c is Created.NEW for c in created.values())
 
 
 def _skip_for_maintenance(store: Store, job: Job, version: datetime, slot: datetime,

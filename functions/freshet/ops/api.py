@@ -28,8 +28,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
 from freshet.core.backfill import check_max_parallel
-from freshet.core.catalog import Catalog
-from freshet.core.control import Control, parse_control
+from freshet.core.control import parse_control
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import parse_scope
 from freshet.core.limits import check_job
@@ -275,11 +274,11 @@ def list_consumers(call: Call):
 def get_dataset(call: Call):
     query(call, ())
     key = check_dataset_key(call.params["key"], "key")
-    catalog = Catalog.from_doc(call.store.catalog_doc())
+    catalog = call.store.catalog()
     dataset = call.store.get_dataset(key)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
-    control = Control.from_doc(call.store.control())
+    control = call.store.control()
     producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
     return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
                                          producers)}
@@ -354,7 +353,7 @@ def cancel_backfill(call: Call):
 
 def get_control(call: Call):
     query(call, ())
-    return 200, {"control": Control.from_doc(call.store.control()).to_doc()}
+    return 200, {"control": call.store.control().to_doc()}
 
 
 def put_control(call: Call):

@@ -272,7 +272,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}
     result.triggers = plan_triggers(jobs_after(config.jobs, current, result.jobs), listed)
     result.catalog_changes = plan_catalog(config.catalog.to_doc(), store.catalog_doc())
-    stored_control = store.control()
+    stored_control = store.control_doc()
     result.control_changes = plan_control(config.control, stored_control)
     result.maintenance_changes = plan_maintenance(config.maintenance, stored_control)
     existing = task_queue.queues()

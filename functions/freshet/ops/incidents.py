@@ -8,7 +8,7 @@ create() (a repeated open finds the first), a note or a resolution one transacti
 from datetime import datetime, timedelta
 
 from freshet.core import incidents
-from freshet.core.catalog import Catalog
+from freshet.core.created import Created
 from freshet.core.errors import ValidationError
 from freshet.core.incidents import Incident
 from freshet.core.windows import Scope
@@ -19,7 +19,7 @@ HISTORY = timedelta(days=90)
 
 def check_scope(store: Store, scope: Scope, field: str = "scope") -> None:
     """Every id an incident names must exist: a typo would put the banner nowhere."""
-    catalog = Catalog.from_doc(store.catalog_doc())
+    catalog = store.catalog()
     consumers = {c.id for c in catalog.consumers}
     for i, key in enumerate(scope.datasets):
         if key not in catalog.datasets and store.get_dataset(key) is None:
@@ -40,7 +40,7 @@ def open_incident(store: Store, *, title: object, note: object = None,
                                        eta=incidents.parse_eta(eta, now), author=author,
                                        now=now)
     check_scope(store, scope)
-    if store.create_incident(incident):
+    if store.create_incident(incident) is Created.NEW:
         return incident, True
     return store.get_incident(incident.id), False
 

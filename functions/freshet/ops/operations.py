@@ -10,7 +10,6 @@ import base64
 from dataclasses import replace
 from datetime import datetime
 
-from freshet.core.catalog import Catalog
 from freshet.core.errors import Conflict, NotFound, ValidationError
 from freshet.core.incidents import EVERYTHING
 from freshet.core.interventions import (
@@ -107,7 +106,7 @@ def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
     declares, and its trigger makes no cycle with the jobs there are."""
     if job.pool not in (None, DEFAULT_POOL) and \
-            Catalog.from_doc(store.catalog_doc()).pool(job.pool) is None:
+            store.catalog().pool(job.pool) is None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
     if job.trigger is not None:

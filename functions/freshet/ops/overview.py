@@ -142,7 +142,7 @@ def _catalog(store: Store) -> Catalog:
         at, source, catalog = _catalog_cache[0]
         if source is store and now - at < CATALOG_TTL_S:
             return catalog
-    catalog = Catalog.from_doc(store.catalog_doc())
+    catalog = store.catalog()
     _catalog_cache[:] = [(now, store, catalog)]
     return catalog
 
@@ -184,7 +184,7 @@ def overview(store: Store, now: datetime, filters: Filters = Filters(), *,
     filters.check()
     offset = parse_offset(cursor)
     jobs, stored = current_jobs_and_datasets(store)
-    control = Control.from_doc(store.control())
+    control = store.control()
     catalog = _catalog(store)
     datasets = {d["key"]: d for d in all_datasets(store, now, jobs, control,
                                                   catalog=catalog, stored=stored)}

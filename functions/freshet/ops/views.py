@@ -155,8 +155,8 @@ class CatalogIndex:
 def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
                  control: Control | None = None, catalog: Catalog | None = None,
                  stored: list[Dataset] | None = None) -> list[dict]:
-    catalog = catalog or Catalog.from_doc(store.catalog_doc())
-    control = control or Control.from_doc(store.control())
+    catalog = catalog or store.catalog()
+    control = control or store.control()
     producers: dict[str, list[str]] = {}
     for job in store.list_jobs() if jobs is None else jobs:
         for key in job.produces:
@@ -178,7 +178,7 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
     """Counts, the worst dataset state, late jobs, the kill switches, maintenance under
     way, open incidents and the notification routes (api and CLI)."""
     jobs = store.list_jobs()
-    control = Control.from_doc(store.control())
+    control = store.control()
     datasets = all_datasets(store, now, jobs, control)
     late = sorted(j.id for j in jobs
                   if j.status == JobStatus.ACTIVE and j.next_run_at is not None
@@ -197,7 +197,7 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
         "incidents": [{"id": i.id, "title": i.title, "eta": isoformat(i.eta),
                        "scope": i.scope.to_json()}
                       for i in store.incidents(now) if i.open],
-        "routes": routes_json(store, Catalog.from_doc(store.catalog_doc()), settings),
+        "routes": routes_json(store, store.catalog(), settings),
     }
 
 
@@ -215,7 +215,7 @@ def window_json(window: Window, *, adhoc: bool, now: datetime) -> dict:
 
 def maintenance_json(store: Store, now: datetime) -> dict:
     """Declared windows (the config's, written by apply), then the ad-hoc ones not over."""
-    doc = store.control()
+    doc = store.control_doc()
     declared = Maintenance.from_doc(doc.get("maintenance")).windows
     adhoc = [w for w in Maintenance.from_doc(doc.get("adhoc_maintenance")).windows
              if w.end is not None and w.end > now]
@@ -227,7 +227,7 @@ def maintenance_json(store: Store, now: datetime) -> dict:
 def consumers_json(store: Store, now: datetime) -> list[dict]:
     """Each consumer: what it requires, its deadlines and their attainment (30 and 90
     days), from the catalog and the deadline records (one query)."""
-    catalog = Catalog.from_doc(store.catalog_doc())
+    catalog = store.catalog()
     records = store.deadline_records()
     today = now.date()
     found = []

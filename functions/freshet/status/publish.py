@@ -121,7 +121,7 @@ def read_inputs(store: Store, *, now: datetime, settings: Settings, full: bool =
     got = loaded.inputs
     return Inputs(
         jobs=got.job_list(), datasets=got.dataset_list(), runs=got.run_list(),
-        catalog=Catalog.from_doc(store.catalog_doc()), control=Control.from_doc(store.control()),
+        catalog=store.catalog(), control=store.control(),
         memory_doc=store.status_state(), heartbeats=store.heartbeats(),
         records=dict(got.deadlines), incidents=store.incidents(now - INCIDENT_HISTORY),
         routes=store.route_states(), loaded=loaded,

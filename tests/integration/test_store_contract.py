@@ -1,0 +1,197 @@
+"""One contract for both stores: the Firestore adapter on Google's emulator and the
+in-memory store (freshet.gcp.memory), so loop tests that do not test Firestore's own
+semantics can use the fast one. Each test runs against both."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from freshet.core import backfill as bf
+from freshet.core import runs
+from freshet.core.created import Created
+from freshet.core.errors import NotFound
+from freshet.core.models import Dataset, Job, RunStatus, TriggerSource, new_job
+from freshet.core.runs import SlotClaim
+from freshet.core.settings import load_settings
+from freshet.gcp.memory import MemoryStore
+from freshet.gcp.ports import RunStore, Transaction
+from freshet.gcp.store import Store
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+SETTINGS = load_settings({}, auth_mode="local")
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def store(request):
+    if request.param == "memory":
+        return MemoryStore()
+    return Store(request.getfixturevalue("db"))
+
+
+def job(job_id="orders", next_run_at=T0, **kw) -> Job:
+    made = new_job(id=job_id, kind="noop", schedule={"cron": "0 * * * *", "timezone": "UTC"},
+                   produces=["sales.orders"], **kw)
+    made.next_run_at = next_run_at
+    return made
+
+
+def a_run(slot=T0, j=None):
+    j = j or job()
+    return runs.new_run(j, runs.scheduled_run_id(j.id, slot), slot,
+                        source=TriggerSource.SCHEDULE, now=slot, settings=SETTINGS)
+
+
+def test_both_stores_keep_the_protocols(store):
+    assert isinstance(store, RunStore)
+    assert store.transact(lambda tx: isinstance(tx, Transaction))
+
+
+def test_a_create_answers_new_then_exists_and_keeps_the_first(store):
+    run = a_run()
+    assert store.create_run(run) is Created.NEW
+    assert store.create_run(replace(run, kind="other")) is Created.EXISTS
+    assert store.run(run.id).kind == "noop"
+    assert store.create_job(job()) is Created.NEW
+    assert store.create_job(job()) is Created.EXISTS
+
+
+def test_many_creates_answer_each_run_and_keep_the_ones_there(store):
+    first, second, third = (a_run(T0 + i * H) for i in range(3))
+    assert store.create_runs([first]) == {first.id: Created.NEW}
+    assert store.create_runs([first, second, third]) == {
+        first.id: Created.EXISTS, second.id: Created.NEW, third.id: Created.NEW}
+    assert store.create_runs([]) == {}
+
+
+def test_an_update_of_a_missing_document_is_not_found(store):
+    with pytest.raises(NotFound):
+        store.update_run("nope", {"status": "failed"})
+    with pytest.raises(NotFound):
+        store.update_job("nope", {"status": "paused"})
+
+
+def test_every_write_is_stamped_with_a_later_commit_time(store):
+    """Whatever the caller put in updated_at, and whatever path writes: a batch of
+    creates (catch-up's skipped runs), a claim, a transaction, a lane."""
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    store.put_job(replace(job(), updated_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    stamped = store.job("orders").updated_at
+    assert stamped > before
+    skipped = [runs.skipped(a_run(T0 - i * H), T0, "catch-up") for i in range(1, 3)]
+    store.create_runs(skipped)
+    assert all(store.run(r.id).updated_at > stamped for r in skipped)
+    store.update_job("orders", {"last_error": "x"})
+    assert store.job("orders").updated_at > stamped
+    backfill = bf.Backfill(id="bf1", job_id="orders", start=T0 - 2 * H, end=T0,
+                           max_parallel=1, created_at=T0, updated_at=T0)
+    lane = bf.Lane(backfill_id="bf1", index=0, job_id="orders", slots=[T0 - H],
+                   updated_at=T0)
+    assert store.create_backfill(backfill, [lane]) is Created.NEW
+    assert store.create_backfill(backfill, [lane]) is Created.EXISTS
+    assert store.lanes("bf1")[0].updated_at > stamped
+    assert store.backfill("bf1").updated_at > stamped
+
+
+def test_a_claim_is_a_compare_and_set_on_the_job_and_a_create_of_the_run(store):
+    store.put_job(job())
+    [(found, version)] = store.due_jobs_versioned(T0, 10)
+    run = a_run()
+    assert store.claim_slot(found.id, version, {"next_run_at": T0 + H}, run) == \
+        SlotClaim.CLAIMED
+    assert store.job("orders").next_run_at == T0 + H
+    # the same version again: someone (this claim) moved the job meanwhile
+    assert store.claim_slot(found.id, version, {"next_run_at": T0 + 2 * H}, None) == \
+        SlotClaim.LOST
+    [(again, current)] = store.due_jobs_versioned(T0 + H, 10)
+    assert store.claim_slot(again.id, current, {"next_run_at": T0 + 2 * H}, run) == \
+        SlotClaim.EXISTS
+    assert store.job("orders").next_run_at == T0 + H  # nothing of a refused commit lands
+
+
+def test_a_compare_and_set_in_a_transaction_is_refused_once_the_run_moved(store):
+    run = a_run()
+    store.create_run(run)
+    [(found, version)] = [(r, v) for r, v in store.expired_runs_versioned(T0 + 2 * H)]
+    store.update_run(run.id, {"status": RunStatus.RUNNING})
+    written = store.transact_if_current(
+        lambda tx: tx.set_run_if_unchanged(replace(found, status=RunStatus.FAILED), version))
+    assert written is None
+    assert store.run(run.id).status == RunStatus.RUNNING
+
+
+def test_due_jobs_are_the_active_ones_up_to_the_limit_oldest_slot_first(store):
+    store.put_job(job("late", next_run_at=T0 - H))
+    store.put_job(job("now", next_run_at=T0))
+    store.put_job(job("later", next_run_at=T0 + H))
+    store.put_job(job("paused", next_run_at=T0 - 2 * H, status="paused"))
+    assert [j.id for j in store.due_jobs(T0, 10)] == ["late", "now"]
+    assert [j.id for j in store.due_jobs(T0, 1)] == ["late"]
+
+
+def test_paused_jobs_whose_until_came_are_found_soonest_first(store):
+    for job_id, until in (("later", T0 + H), ("at", T0), ("before", T0 - H), ("open", None)):
+        store.put_job(replace(job(job_id), status="paused", paused_reason="x",
+                              paused_until=until))
+    store.put_job(replace(job("active"), paused_until=T0 - H))  # not paused: not found
+    assert [j.id for j in store.paused_until_due(T0)] == ["before", "at"]
+    assert [j.id for j in store.paused_until_due(T0, limit=1)] == ["before"]
+
+
+def test_a_transaction_whose_create_finds_the_document_decides_again(store):
+    """A run another writer created first: the body runs again and reads it."""
+    run = a_run()
+    store.create_run(run)
+    calls = []
+
+    def body(tx):
+        calls.append(1)
+        if len(calls) == 1:
+            tx.create_run(replace(run, kind="mine"))  # decided on a read made before it
+            return None
+        return tx.get_run(run.id)
+
+    assert store.transact(body).kind == "noop" and len(calls) == 2
+
+
+def test_reads_commits_and_writes_are_counted_alike(store):
+    store.put_job(job())
+    store.stats.reset()
+    store.transact(lambda tx: (tx.get_job("orders"), tx.get_run("nope"),
+                               tx.update_job("orders", {"last_error": None})))
+    assert (store.stats.reads, store.stats.commits, store.stats.writes) == (2, 1, 1)
+    store.stats.reset()
+    store.create_runs([a_run(T0 + i * H) for i in range(3)])
+    assert (store.stats.commits, store.stats.writes) == (1, 3)
+    store.stats.reset()
+    assert store.expired_runs(T0) == [] and store.stats.reads == 1  # empty: billed as one
+    store.stats.reset()
+    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"]))
+    assert datasets == {"a": None, "b": None} and store.stats.reads == 2
+
+
+def test_both_task_queues_keep_the_queue_protocol():
+    """The Cloud Tasks adapter and the recording one the loop tests use (the adapter
+    with Google's call replaced by a record) answer the same calls."""
+    from freshet.gcp.ports import RunQueue
+    from freshet.gcp.tasks import TaskQueue
+    from freshet_local.recording_queue import RecordingQueue
+
+    assert isinstance(TaskQueue(SETTINGS), RunQueue)
+    recording = RecordingQueue(SETTINGS)
+    assert isinstance(recording, RunQueue)
+    recording.enqueue("orders__20261128T120000Z", 1, queue="freshet-runs")
+    assert [(t.run_id, t.attempt, t.queue) for t in recording.sent] == [
+        ("orders__20261128T120000Z", 1, "freshet-runs")]
+
+
+def test_a_datasets_trigger_list_grows_once_per_job_and_keeps_its_run_fields(store):
+    store.transact(lambda tx: tx.set_dataset(Dataset("x", last_success_run_id="r1")))
+    store.add_dataset_trigger("x", "rollup")
+    store.add_dataset_trigger("x", "rollup")
+    store.add_dataset_trigger("x", "report")
+    found = store.get_dataset("x")
+    assert found.triggers == ["rollup", "report"] and found.last_success_run_id == "r1"
+    store.set_dataset_triggers("x", ["report"])
+    assert store.get_dataset("x").triggers == ["report"]
