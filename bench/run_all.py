@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# The copy the package carries for `freshet cost` (tests/ops/test_cost.py keeps it equal).
+PACKAGED = HERE.parent / "functions" / "freshet" / "ops" / "measured.json"
 sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402,F401  (import paths)
@@ -68,7 +70,9 @@ def main(names: list[str]) -> int:
         "results": results,
     }
     saved.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nwritten to {saved}")
+    # `freshet cost` reads the package's copy: the product never reads the work tree.
+    PACKAGED.write_text(saved.read_text())
+    print(f"\nwritten to {saved} and {PACKAGED}")
     return 0
 
 

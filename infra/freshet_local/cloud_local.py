@@ -263,7 +263,7 @@ def apply_config(cloud: CloudLocal):
     from freshet.ops.apply import apply, plan
 
     config = cloud.config
-    settings = load_settings(project=config.project, region=config.region,
+    settings = load_settings(os.environ, project=config.project, region=config.region,
                              queue=config.queue, tasks_emulator_host=cloud.tasks.address)
     client = gfirestore.Client(project=config.project)
     store, queue = Store(client), TaskQueue(settings)

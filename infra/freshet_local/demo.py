@@ -230,7 +230,7 @@ def _apply(config) -> None:
     from freshet.ops.operations import pause_job
 
     now = datetime.now(UTC)
-    settings = load_settings()
+    settings = load_settings(os.environ)
     store, queue = Store(firestore_client(settings.project)), TaskQueue(settings)
     todo = plan(config, store=store, task_queue=queue, now=now)
     _say(f"Applying {Path(config.path).relative_to(ROOT)}:")

@@ -3,6 +3,7 @@
 import http.server
 import json
 import logging
+import os
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -284,8 +285,8 @@ def test_link_local_addresses_can_be_allowed_by_the_pipeline(policy):
     from freshet.core.settings import egress_policy, load_settings
 
     policy(allow_link_local="true")
-    assert egress_policy(load_settings()) == EgressPolicy((), True, True)
-    assert egress_policy(load_settings()).host_refusal("169.254.169.254") is None
+    assert egress_policy(load_settings(os.environ)) == EgressPolicy((), True, True)
+    assert egress_policy(load_settings(os.environ)).host_refusal("169.254.169.254") is None
 
 
 @pytest.mark.parametrize("header", ["Metadata-Flavor", "metadata-flavor",

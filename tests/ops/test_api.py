@@ -24,7 +24,8 @@ from tests.loop.helpers import RecordingQueue
 from tests.ops.helpers import AUDIENCE, INVOKER, OPERATOR, T0, CertServer, SigningKey
 
 SPEC = yaml.safe_load((Path(api_module.__file__).parent / "openapi.yaml").read_text())
-SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE)
+SETTINGS = Settings(auth_mode="oidc", invoker_email=INVOKER, audience=AUDIENCE,
+                    allowed_callers=OPERATOR)
 JOB = {"id": "orders", "kind": "noop", "schedule": {"cron": "*/15 * * * *",
                                                     "timezone": "Europe/London"},
        "produces": ["sales.orders"], "max_retries": 2}
@@ -42,7 +43,6 @@ class Api:
     """Calls the api through Flask's test client; checks each answer against the spec."""
 
     def __init__(self, db, signing, monkeypatch):
-        monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", OPERATOR)
         self.key, certs = signing
         self.store = Store(db)
         self.queue = RecordingQueue(SETTINGS)

@@ -21,7 +21,7 @@ from tests.ops.helpers import PIPELINE, T0
 def env(db, tasks_emulator):
     queue_name = f"q-{uuid.uuid4().hex[:10]}"  # the tasks emulator outlives each test
     text = PIPELINE.replace("name: freshet-runs", f"name: {queue_name}")
-    settings = load_settings(project="demo-freshet", region="europe-west1", queue=queue_name,
+    settings = load_settings({}, project="demo-freshet", region="europe-west1", queue=queue_name,
                              tasks_emulator_host=tasks_emulator.address)
     return Store(db), TaskQueue(settings), text, queue_name
 
@@ -150,7 +150,7 @@ def test_what_cloud_tasks_adds_to_a_queue_on_its_own_is_no_change():
 
     from freshet.gcp.tasks import changed_queue_fields
 
-    queue = TaskQueue(load_settings(project="demo-freshet", region="europe-west1"))
+    queue = TaskQueue(load_settings({}, project="demo-freshet", region="europe-west1"))
     spec = config_of(PIPELINE).queues[0]
     wanted = queue.build_queue(spec)
     echoed = tasks_v2.Queue(wanted)
@@ -165,7 +165,7 @@ def test_what_cloud_tasks_adds_to_a_queue_on_its_own_is_no_change():
 
 
 def test_each_task_carries_the_dispatch_deadline_run_tasks_timeout_covers():
-    settings = load_settings(project="demo-freshet", dispatch_deadline_s=900,
+    settings = load_settings({}, project="demo-freshet", dispatch_deadline_s=900,
                              invoker_email="freshet-invoker@demo-freshet.iam.gserviceaccount.com")
     task = TaskQueue(settings).build_task("orders__20261128T120000Z", 1)
     assert task.dispatch_deadline == timedelta(minutes=15)

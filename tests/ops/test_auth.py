@@ -44,9 +44,9 @@ def test_the_invokers_token_is_accepted(keys, certs):
     assert call(keys[0].token(), certs) == INVOKER
 
 
-def test_an_allowed_operator_is_accepted(keys, certs, monkeypatch):
-    monkeypatch.setenv("FRESHET_ALLOWED_CALLERS", f"someone@example.com, {OPERATOR}")
-    assert call(keys[0].token(email=OPERATOR), certs) == OPERATOR
+def test_an_allowed_operator_is_accepted(keys, certs):
+    settings = replace(SETTINGS, allowed_callers=f"someone@example.com, {OPERATOR}")
+    assert call(keys[0].token(email=OPERATOR), certs, settings) == OPERATOR
 
 
 def test_a_missing_token_is_401(certs):

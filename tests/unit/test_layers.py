@@ -56,3 +56,14 @@ def test_each_layer_is_a_package_with_a_docstring():
     for layer in ("core", "gcp", "loop", "ops", "status"):
         init = PACKAGE / layer / "__init__.py"
         assert ast.get_docstring(ast.parse(init.read_text())), layer
+
+
+def test_no_module_outside_the_adapters_imports_googles_exceptions():
+    """Google's exceptions are translated at the adapters (freshet.gcp.errors): above them
+    only Freshet's classes are caught (import-linter cannot name a subpackage of an
+    external package, hence this check)."""
+    offenders = [str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
+                 if "gcp" not in p.relative_to(PACKAGE).parts
+                 and any(m == "google.api_core" or m.startswith("google.api_core.")
+                         for m in imported_modules(p))]
+    assert offenders == []

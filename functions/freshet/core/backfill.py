@@ -38,6 +38,7 @@ from freshet.core.runs import new_run, scheduled_run_id
 from freshet.core.schedules import slots_between
 from freshet.core.settings import Settings
 from freshet.core.timeutil import to_utc
+from freshet.core.values import check_int
 
 MAX_SLOTS = 10_000  # per backfill: each lane document lists its slots (bounded size)
 MAX_PARALLEL = 50
@@ -311,9 +312,7 @@ class Backfill:
 
 
 def check_max_parallel(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
-        raise ValidationError("max_parallel", f"must be an integer from 1 to {MAX_PARALLEL}")
-    return value
+    return check_int(value, "max_parallel", 1, MAX_PARALLEL)
 
 
 def new_backfill(job: Job, plan: SlotPlan, *, start: datetime, end: datetime,

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from freshet.core.errors import ValidationError
+from freshet.core.values import check_bool
 from freshet.core.windows import NO_MAINTENANCE, Maintenance
 
 MAX_DISABLED_KINDS = 200
@@ -73,8 +74,8 @@ def parse_control(data: object, field_prefix: str = "") -> Control:
         raise ValidationError(f"{field_prefix}disabled_kinds",
                               f"may list at most {MAX_DISABLED_KINDS} kinds")
     for name in ("manual_actions_enabled", "paused_all"):
-        if name in data and not isinstance(data[name], bool):
-            raise ValidationError(f"{field_prefix}{name}", "must be true or false")
+        if name in data:
+            check_bool(data[name], f"{field_prefix}{name}")
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ValidationError(f"{field_prefix}reason", "must be a string of at most 500 characters")

@@ -49,6 +49,7 @@ from freshet.core.schedules import (
 )
 from freshet.core.text import shorten
 from freshet.core.timeutil import format_duration, human_duration, parse_duration, to_utc
+from freshet.core.values import is_number
 from freshet.core.windows import Maintenance, Window
 
 ATTAINMENT_DAYS = 90
@@ -171,7 +172,7 @@ def make_deadline(doc: object, where: str, required: Iterable[str]) -> Deadline:
 
 
 def _checked_as_of(value: object, field: str) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if is_number(value):
         return format_duration(parse_duration(value, field))
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(field, "must be a cron such as '0 0 * * *', 'midnight' or a "

@@ -40,6 +40,32 @@ class Disabled(FreshetError):
     """A kill switch turned this action or job kind off."""
 
 
+class ServiceError(FreshetError):
+    """A Google service failed the call. The adapters (freshet.gcp) translate Google's
+    exceptions into these, so nothing above them knows Google's classes; the original
+    stays the `__cause__`."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class Unavailable(ServiceError):
+    """The service could not be reached or did not answer in time: transient."""
+
+
+class Forbidden(ServiceError):
+    """The service refused this process's identity (permission, authentication)."""
+
+
+class NoCredentials(Forbidden):
+    """No Google credentials could be found for this process."""
+
+
+class Rejected(ServiceError):
+    """The service answered the call with any other error."""
+
+
 def check_keys(value: object, where: str, allowed: tuple[str, ...], shape: str) -> dict:
     """`value` as a mapping whose keys are all `allowed`; else the error names the field
     (`shape` says what a good one looks like)."""

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from freshet.core.errors import ValidationError
 from freshet.core.timeutil import isoformat, parse_datetime
+from freshet.core.values import check_int
 
 # Fixed, like a partition count: changing it would need every job's stored shard
 # rewritten. 32 handlers of ~300 claims each take a 10,000-job herd; see docs/scale.md
@@ -74,12 +75,8 @@ class ShardTask:
     @classmethod
     def from_json(cls, body: dict) -> "ShardTask":
         shard, seq = body.get("claim_shard"), body.get("seq", 0)
-        if isinstance(shard, bool) or not isinstance(shard, int) or \
-                not 0 <= shard < CLAIM_SHARDS:
-            raise ValidationError("claim_shard", f"must be an integer from 0 to "
-                                                 f"{CLAIM_SHARDS - 1}")
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 10_000:
-            raise ValidationError("seq", "must be an integer from 0 to 9999")
+        check_int(shard, "claim_shard", 0, CLAIM_SHARDS - 1)
+        check_int(seq, "seq", 0, 9999)
         unknown = set(body) - {"claim_shard", "until", "seq"}
         if unknown:
             raise ValidationError(sorted(unknown)[0], "unknown field")

@@ -14,7 +14,7 @@ from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
 from freshet.core.timeutil import parse_duration, to_utc
-from freshet.core.values import check_value, json_size
+from freshet.core.values import check_bool, check_int, check_value, is_int, json_size
 
 
 class JobStatus(StrEnum):
@@ -297,22 +297,14 @@ def new_job(
     secret_params = _string_list(secret_params, "secret_params")
     if len(secret_params) > MAX_PRODUCES:
         raise ValidationError("secret_params", f"may list at most {MAX_PRODUCES} params")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+    if not is_int(max_retries):
         raise ValidationError("max_retries", "must be an integer")
     if not 0 <= max_retries <= MAX_MAX_RETRIES:
         raise ValidationError("max_retries", f"must be between 0 and {MAX_MAX_RETRIES}")
-    if stuck_threshold_minutes is not None and (
-        isinstance(stuck_threshold_minutes, bool)
-        or not isinstance(stuck_threshold_minutes, int)
-        or not 1 <= stuck_threshold_minutes <= 7 * 24 * 60
-    ):
-        raise ValidationError("stuck_threshold_minutes", "must be an integer from 1 to 10080")
-    if expected_runtime_minutes is not None and (
-        isinstance(expected_runtime_minutes, bool)
-        or not isinstance(expected_runtime_minutes, int)
-        or not 1 <= expected_runtime_minutes <= 60
-    ):
-        raise ValidationError("expected_runtime_minutes", "must be an integer from 1 to 60")
+    if stuck_threshold_minutes is not None:
+        check_int(stuck_threshold_minutes, "stuck_threshold_minutes", 1, 7 * 24 * 60)
+    if expected_runtime_minutes is not None:
+        check_int(expected_runtime_minutes, "expected_runtime_minutes", 1, 60)
     produces = [check_dataset_key(k, f"produces[{i}]")
                 for i, k in enumerate(_string_list(produces, "produces"))]
     if len(set(produces)) != len(produces):
@@ -322,8 +314,7 @@ def new_job(
     if trigger is not None and set(trigger.after) & set(produces):
         raise ValidationError("trigger.after", "names a dataset the job produces itself: "
                               f"{sorted(set(trigger.after) & set(produces))[0]!r}")
-    if not isinstance(allow_overlap, bool):
-        raise ValidationError("allow_overlap", "must be true or false")
+    check_bool(allow_overlap, "allow_overlap")
     if not isinstance(description, str) or len(description) > 2000:
         raise ValidationError("description", "must be a string of at most 2000 characters")
     check_value(description, "description", max_depth=0)
@@ -334,9 +325,7 @@ def new_job(
     status, trigger_source = JobStatus(status), TriggerSource(trigger_source)
     if catchup not in tuple(Catchup):
         raise ValidationError("catchup", f"must be one of {', '.join(Catchup)}")
-    if isinstance(max_catchup, bool) or not isinstance(max_catchup, int) \
-            or not 1 <= max_catchup <= MAX_MAX_CATCHUP:
-        raise ValidationError("max_catchup", f"must be an integer from 1 to {MAX_MAX_CATCHUP}")
+    check_int(max_catchup, "max_catchup", 1, MAX_MAX_CATCHUP)
     lateness = None if max_lateness is None else parse_duration(max_lateness, "max_lateness")
     pool = None if pool is None else check_pool(pool)
     job_id = check_id(id, "id")

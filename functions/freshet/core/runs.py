@@ -27,7 +27,7 @@ from freshet.core.schedules import previous_slot
 from freshet.core.settings import Settings
 from freshet.core.specs import pool_queue
 from freshet.core.text import MAX_ERROR_CHARS, shorten
-from freshet.core.values import INT64_MAX
+from freshet.core.values import INT64_MAX, is_int
 
 MAX_KEY_CHARS = 200
 
@@ -165,7 +165,7 @@ def _close_attempt(run: Run, now: datetime, outcome: AttemptOutcome,
 
 def record_count(value: object) -> int | None:
     """A sync's record count as a dataset can store it: a whole number in int64, or None."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+    if not is_int(value) or not 0 <= value <= INT64_MAX:
         return None
     return value
 

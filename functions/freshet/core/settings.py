@@ -1,11 +1,11 @@
-"""Configuration, read once per process (freshet.ops.deps) into a frozen object that
-fails loudly.
+"""Configuration, read once per process into a frozen object that fails loudly.
 
 Every knob comes from an environment variable (Cloud Functions sets them at deploy;
-the local demo and tests set them for their processes).
+the local demo and tests set them for their processes). Core does no I/O: the entry
+points (freshet.ops.deps for the functions, freshet.ops.cli for the command) hand their
+environment to `load_settings`, which has no default for it.
 """
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +28,8 @@ class Settings:
     tasks_emulator_host: str | None = None
     # The service account Cloud Tasks and Cloud Scheduler sign OIDC tokens as.
     invoker_email: str | None = None
+    # Operators allowed to call the api besides the invoker (comma-separated emails).
+    allowed_callers: str = ""
     # "oidc" verifies Google-signed tokens; "local" accepts any caller and must be
     # chosen explicitly (FRESHET_AUTH=local), never as a fallback.
     auth_mode: str = "oidc"
@@ -37,6 +39,9 @@ class Settings:
     # Set by Cloud Run (K_SERVICE): the function sits behind Google's front end, which
     # verified the caller's token and replaced its signature (see freshet.ops.auth).
     k_service: str | None = None
+    # Where Google's token signing certificates are; tests and the local demo serve
+    # their own (unset: Google's, freshet.gcp.certs).
+    oidc_certs_url: str | None = None
     # How long Cloud Tasks waits for run_task before retrying (Task.dispatch_deadline).
     dispatch_deadline_s: int = 600
     # "json": one JSON object per line on stdout, as Cloud Logging reads them.
@@ -74,6 +79,12 @@ class Settings:
     fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
     fetch_allow_private: bool = True
     fetch_allow_link_local: bool = False
+    # Set locally: the Firestore emulator the process talks to (Google's client reads
+    # it too); the CLI checks it is reachable and treats the stack as local.
+    firestore_emulator_host: str | None = None
+    # Who a CLI action is by (incident notes: FRESHET_AUTHOR, else the login name).
+    author: str | None = None
+    login_name: str | None = None
 
 
 _ENV = {
@@ -83,9 +94,11 @@ _ENV = {
     "run_task_url": "FRESHET_RUN_TASK_URL",
     "tasks_emulator_host": "FRESHET_TASKS_EMULATOR_HOST",
     "invoker_email": "FRESHET_INVOKER_EMAIL",
+    "allowed_callers": "FRESHET_ALLOWED_CALLERS",
     "auth_mode": "FRESHET_AUTH",
     "audience": "FRESHET_AUDIENCE",
     "k_service": "K_SERVICE",
+    "oidc_certs_url": "FRESHET_OIDC_CERTS_URL",
     "dispatch_deadline_s": "FRESHET_DISPATCH_DEADLINE_S",
     "log_format": "FRESHET_LOG_FORMAT",
     "lookahead_s": "FRESHET_LOOKAHEAD_S",
@@ -111,10 +124,15 @@ _ENV = {
     "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
     "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
     "fetch_allow_link_local": "FRESHET_FETCH_ALLOW_LINK_LOCAL",
+    "firestore_emulator_host": "FIRESTORE_EMULATOR_HOST",
+    "author": "FRESHET_AUTHOR",
+    "login_name": "USER",
 }
 
 
-def load_settings(env: Mapping[str, str] = os.environ, **overrides) -> Settings:
+def load_settings(env: Mapping[str, str], /, **overrides) -> Settings:
+    """The settings `env` (the caller's environment, or {} for the defaults) and the
+    overrides say."""
     values: dict = {}
     defaults = Settings()
     for name, var in _ENV.items():

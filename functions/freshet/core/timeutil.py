@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from freshet.core.errors import ValidationError
+from freshet.core.values import is_number
 
 
 def utcnow() -> datetime:
@@ -67,9 +68,7 @@ def parse_duration(value: object, field: str) -> timedelta:
     """'90s', '30m', '26h', '2d', '1h30m' or a number of seconds."""
     if isinstance(value, timedelta):
         result = value
-    elif isinstance(value, bool):
-        raise ValidationError(field, "must be a duration like '30m', '26h' or '2d'")
-    elif isinstance(value, int | float):
+    elif is_number(value):  # a bool is not a number of seconds: the else below
         result = timedelta(seconds=value)
     elif isinstance(value, str):
         result = _parse_duration_text(value.strip().lower(), field)

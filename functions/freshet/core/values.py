@@ -16,6 +16,33 @@ from freshet.core.errors import ValidationError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _RESERVED_KEY = re.compile(r"^__.*__$")
+BOOLEAN = "must be true or false"
+
+
+def is_int(value: object) -> bool:
+    """An integer, and not a bool: Python's True is the int 1, JSON's and YAML's true
+    are no number."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """An int or a float, and not a bool."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_int(value: object, field: str, low: int, high: int, message: str | None = None
+              ) -> int:
+    """`value` when it is an integer (not a bool) from `low` to `high`; else a
+    ValidationError naming `field`."""
+    if not is_int(value) or not low <= value <= high:  # type: ignore[operator]
+        raise ValidationError(field, message or f"must be an integer from {low} to {high}")
+    return value  # type: ignore[return-value]
+
+
+def check_bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(field, BOOLEAN)
+    return value
 
 
 def check_value(value: object, field: str, *, max_depth: int) -> None:

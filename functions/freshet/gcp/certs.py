@@ -4,18 +4,16 @@ The one module that fetches them; freshet.ops.auth verifies tokens against them.
 """
 
 import json
-import os
 import re
 import threading
 import time
-from collections.abc import Mapping
 
 import requests
 
+from freshet.core.settings import Settings
 from freshet.core.values import joined_within
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
-CERTS_URL_ENV = "FRESHET_OIDC_CERTS_URL"  # tests and the local demo serve their own
 _MAX_AGE_RE = re.compile(r"max-age=(\d{1,9})")
 # Google's answer is ~3 KB (two or three PEM certificates); a larger one is not theirs.
 MAX_CERTS_BYTES = 64 * 1024
@@ -83,8 +81,8 @@ def _parse(body: bytes) -> dict[str, str]:
     return certs
 
 
-def certs_url(env: Mapping[str, str] = os.environ) -> str:
-    """Google's certificates, unless the environment names a stand-in."""
-    return env.get(CERTS_URL_ENV) or GOOGLE_CERTS_URL
+def certs_url(settings: Settings) -> str:
+    """Google's certificates, unless the settings name a stand-in."""
+    return settings.oidc_certs_url or GOOGLE_CERTS_URL
 
 

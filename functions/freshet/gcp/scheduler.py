@@ -17,6 +17,7 @@ from google.cloud import scheduler_v1
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from freshet.core.specs import ControlSchedule
+from freshet.gcp.errors import translates
 
 MANAGED_MARK = "[managed by freshet]"
 # The fields Freshet sets; everything else on a Job is Cloud Scheduler's own state.
@@ -137,6 +138,7 @@ def requests_for(diff: SchedulerDiff, parent: str) -> list:
     return reqs
 
 
+@translates
 class SchedulerAdmin:
     """Reads and changes the Cloud Scheduler jobs of one location."""
 

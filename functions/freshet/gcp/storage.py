@@ -15,6 +15,7 @@ from typing import Protocol
 
 from freshet.core.errors import ValidationError
 from freshet.core.settings import Settings
+from freshet.gcp.errors import translated, translates
 
 # Short for the page and the feed (readers should see a rebuild soon), longer for badges.
 CACHE_CONTROL = {"image/svg+xml": "public, max-age=300"}
@@ -58,8 +59,26 @@ class LocalSink:
         return f"LocalSink({str(self.folder)!r})"
 
 
+class StorageClient:
+    """One Cloud Storage client for the sinks that share it, created on first use."""
+
+    def __init__(self, client=None):
+        self._client = client
+        self._lock = threading.Lock()
+
+    def bucket(self, name: str):
+        with self._lock:
+            if self._client is None:
+                from google.cloud import storage
+
+                self._client = storage.Client()
+        return self._client.bucket(name)
+
+
+@translates
 class BucketSink:
-    """Objects in a Cloud Storage bucket, under an optional prefix."""
+    """Objects in a Cloud Storage bucket, under an optional prefix. `client`: a
+    StorageClient (or Google's) shared with other sinks; else one of its own."""
 
     def __init__(self, bucket: str, prefix: str = "", client=None):
         if not bucket:
@@ -104,13 +123,24 @@ def parse_bucket(value: str, field: str = "FRESHET_SITE_BUCKET") -> tuple[str, s
     return bucket, prefix
 
 
-def sink_from_settings(settings: Settings) -> Sink:
-    """The bucket when FRESHET_SITE_BUCKET is set, else the folder FRESHET_SITE_DIR."""
+def sink_from_settings(settings: Settings, client: StorageClient | None = None) -> Sink:
+    """The status site's sink: the bucket when FRESHET_SITE_BUCKET is set, else the
+    folder FRESHET_SITE_DIR."""
     if settings.site_bucket:
-        return BucketSink(*parse_bucket(settings.site_bucket))
+        return BucketSink(*parse_bucket(settings.site_bucket), client=client)
     return LocalSink(settings.site_dir)
 
 
+def snapshot_sink(settings: Settings, client: StorageClient | None = None) -> Sink:
+    """Where syncs keep what they fetched: the bucket when FRESHET_SNAPSHOT_BUCKET is
+    set, else the folder FRESHET_SNAPSHOT_DIR."""
+    if settings.snapshot_bucket:
+        return BucketSink(*parse_bucket(settings.snapshot_bucket, "FRESHET_SNAPSHOT_BUCKET"),
+                          client=client)
+    return LocalSink(settings.snapshot_dir)
+
+
+@translated
 def bucket_facts(bucket: str, name: str, client=None) -> dict:
     """For `freshet doctor`: when the object was last written, and who may read the bucket
     (IAM members holding roles/storage.objectViewer)."""
@@ -125,6 +155,7 @@ def bucket_facts(bucket: str, name: str, client=None) -> dict:
     return {"updated": blob.updated if blob else None, "members": members}
 
 
+@translated
 def local_page_facts(settings: Settings) -> dict:
     """For `freshet doctor` locally: where the page is and when it was last written."""
     if settings.site_bucket:

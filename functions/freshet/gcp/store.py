@@ -40,6 +40,7 @@ from freshet.core.incidents import Incident
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 from freshet.gcp.batch import Batch, stamped
+from freshet.gcp.errors import translated, translates
 from freshet.gcp.paging import PagedSettings
 from freshet.gcp.ports import CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
@@ -72,6 +73,7 @@ STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.s
 MODEL_MANIFEST = "manifest"
 
 
+@translated
 def firestore_client(project: str | None) -> firestore.Client:
     """A client for the project ($FIRESTORE_EMULATOR_HOST sends it to the emulator). It
     connects on first use, so creating one at a cold start costs nothing."""
@@ -219,6 +221,7 @@ class Tx(CommitWriter):
                     option=self._store.db.write_option(last_update_time=version))
 
 
+@translates
 class Store(TypedReads):
     def __init__(self, db: firestore.Client):
         self.db = db

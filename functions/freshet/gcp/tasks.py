@@ -25,6 +25,7 @@ from freshet.core.herd import ShardTask
 from freshet.core.runs import job_of_run, task_id
 from freshet.core.settings import Settings
 from freshet.core.specs import QueueSpec
+from freshet.gcp.errors import translates
 
 RUN_TASK_CONTENT_TYPE = "application/json"
 
@@ -35,6 +36,7 @@ def _duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
+@translates
 class TaskQueue:
     """Enqueues run deliveries for run_task, and manages queues for `apply`."""
 

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 
 from freshet.core.errors import ValidationError
 from freshet.core.models import MAX_ATTEMPTS
+from freshet.core.values import check_int
 
 RETRY_COUNT_HEADER = "X-CloudTasks-TaskRetryCount"
 # <job id>__<slot or manual key> (freshet.core.runs); anything else is not a task Freshet sent.
@@ -23,9 +24,8 @@ def parse_delivery(headers: Mapping[str, str], body: dict) -> tuple[str, int]:
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise ValidationError("run_id", "must be a run id such as 'orders-sync__20261128T120000Z'")
     base = body.get("attempt", 1)
-    if isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= MAX_ATTEMPTS:
-        # Freshet sends a task per attempt, and a run has at most MAX_ATTEMPTS of them.
-        raise ValidationError("attempt", f"must be an integer from 1 to {MAX_ATTEMPTS}")
+    # Freshet sends a task per attempt, and a run has at most MAX_ATTEMPTS of them.
+    check_int(base, "attempt", 1, MAX_ATTEMPTS)
     raw = (headers.get(RETRY_COUNT_HEADER, "0") or "0").strip()
     if not _COUNT.match(raw) or int(raw) > MAX_RETRY_COUNT:
         raise ValidationError(RETRY_COUNT_HEADER, f"must be an integer from 0 to "

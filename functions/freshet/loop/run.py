@@ -33,6 +33,7 @@ from freshet.core.secrets import redact, secret_values
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_LOGGED_CHARS, clip
 from freshet.core.timeutil import utcnow
+from freshet.gcp.storage import Sink, snapshot_sink
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
 from freshet.loop.followups import end, send_tasks
@@ -56,8 +57,10 @@ class Outcome:
 
 
 def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
-               now: datetime, settings: Settings, clock=utcnow) -> Outcome:
-    """Claim, run and finish one attempt. `clock` is read after the sync returns."""
+               now: datetime, settings: Settings, clock=utcnow,
+               snapshots: Sink | None = None) -> Outcome:
+    """Claim, run and finish one attempt. `clock` is read after the sync returns;
+    `snapshots` is the process's snapshot sink (freshet.ops.deps; else one for this call)."""
     control = store.control()
     claim, job = store.transact(lambda tx: _claim(tx, run_id, attempt, control, now, settings))
     send_tasks(queue, claim.tasks)
@@ -74,7 +77,8 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
             return Outcome(200, "noop", claim.detail)
         case _:
             assert_never(claim.verdict)
-    outcome = _execute(store, claim.run, job, now, settings)
+    outcome = _execute(store, claim.run, job, now, settings,
+                       snapshots or snapshot_sink(settings))
     finished_at = clock()
     finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
     send_tasks(queue, finish.tasks)
@@ -124,7 +128,7 @@ def _answer(finish: Commit[FinishVerdict]) -> Outcome:
 
 
 def _execute(store: Store, run: Run, job: Job, now: datetime,
-             settings: Settings) -> SyncOutcome:
+             settings: Settings, snapshots: Sink) -> SyncOutcome:
     handler = handler_for(run.kind)
     if handler is None:
         return SyncOutcome(error=f"no sync is registered for kind {run.kind!r}", permanent=True)
@@ -136,7 +140,7 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
         upstream_versions=dict(run.upstream_versions),
         heartbeat=_Heartbeat(store, run.id, run.attempt_number, lease),
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
-        snapshot=_snapshot_writer(settings, job.id),
+        snapshot=_snapshot_writer(snapshots, job.id),
     )
     secrets = secret_values(job)  # errors are stored, shown and logged: never with these
     try:
@@ -151,16 +155,10 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
         return SyncOutcome(error=redact(_describe(exc), secrets))
 
 
-def _snapshot_writer(settings: Settings, job_id: str):
+def _snapshot_writer(snapshots: Sink, job_id: str):
     """ctx.snapshot(name, data, content_type): kept under <job id>/ in the snapshot sink."""
-    from freshet.gcp.storage import BucketSink, LocalSink, parse_bucket
-
     def write(name: str, data: bytes, content_type: str) -> None:
-        if settings.snapshot_bucket:
-            sink = BucketSink(*parse_bucket(settings.snapshot_bucket, "FRESHET_SNAPSHOT_BUCKET"))
-        else:
-            sink = LocalSink(settings.snapshot_dir)
-        sink.write(f"{job_id}/{name}", data, content_type)
+        snapshots.write(f"{job_id}/{name}", data, content_type)
 
     return write
 

@@ -34,6 +34,7 @@ from freshet.core.incidents import parse_scope
 from freshet.core.limits import check_job
 from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_job
 from freshet.core.timeutil import isoformat, parse_datetime
+from freshet.core.values import check_bool
 from freshet.loop import backfill as backfills
 from freshet.loop.registry import known_kinds
 from freshet.ops import incidents as incident_ops
@@ -310,8 +311,7 @@ def create_backfill(call: Call):
     start, end = parse_datetime(body["from"], "from"), parse_datetime(body["to"], "to")
     flags = {k: body.get(k, False) for k in ("rerun", "dry_run")}
     for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise ValidationError(name, "must be true or false")
+        check_bool(value, name)
     parallel = check_max_parallel(body.get("max_parallel", 1))
     key = body.get("idempotency_key")
     if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):

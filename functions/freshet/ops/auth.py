@@ -22,9 +22,8 @@ explicit setting, never as a fallback when verification fails.
 
 import base64
 import json
-import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 import flask
 import google.auth.exceptions
@@ -33,7 +32,6 @@ from google.auth import jwt
 from freshet.core.settings import Settings
 from freshet.gcp.certs import CertCache, CertsError
 
-ALLOWED_CALLERS_ENV = "FRESHET_ALLOWED_CALLERS"
 ISSUERS = ("https://accounts.google.com", "accounts.google.com")
 CLOCK_SKEW_S = 10
 STRIPPED_SIGNATURE = "SIGNATURE_REMOVED_BY_GOOGLE"
@@ -52,9 +50,9 @@ class AuthError(Exception):
         self.message = message
 
 
-def allowed_callers(settings: Settings, env: Mapping[str, str] = os.environ) -> frozenset[str]:
-    listed = {e.strip().lower() for e in env.get(ALLOWED_CALLERS_ENV, "").split(",")
-              if e.strip()}
+def allowed_callers(settings: Settings) -> frozenset[str]:
+    """The invoker and the operators FRESHET_ALLOWED_CALLERS lists (settings: read once)."""
+    listed = {e.strip().lower() for e in settings.allowed_callers.split(",") if e.strip()}
     if settings.invoker_email:
         listed.add(settings.invoker_email.lower())
     return frozenset(listed)

@@ -6,11 +6,13 @@
     freshet backfill JOB --from T1 --to T2 [--dry-run] [--max-parallel N] [--rerun]
     freshet backfill status [ID]    freshet backfill cancel ID
     freshet incident open|note|resolve|list|show        freshet cost [--config FILE]
-    freshet site build    freshet demo
+    freshet site build    freshet demo (from the local tooling, when it is installed)
     freshet runs page|cancel|retry    freshet maintenance list|start|end
     freshet console [--port N] [--api URL]           (the operator console, on 127.0.0.1)
 
 It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
+Other installed packages may add subcommands (entry points in the group
+`freshet.commands`): the work tree's local tooling adds `freshet demo`.
 A user error is one line on stderr and exit code 2; nothing prints a traceback
 (FRESHET_DEBUG=1 shows one for a bug).
 """
@@ -24,15 +26,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from freshet.core.errors import FreshetError
 from freshet.core.text import one_line, printable, shorten
+from freshet.ops.answers import UserError
 
 DEFAULT_CONFIG = "infra/pipeline.yaml"
-EXIT_USER_ERROR = 2
-
-
-class UserError(Exception):
-    """Something the user can fix; printed as one line."""
+MEASURED = "measured.json"  # in this package: the benchmarks' figures `freshet cost` uses
 
 
 def say(message: str = "") -> None:
@@ -70,10 +68,17 @@ def when(value: datetime | None, now: datetime) -> str:
 
 # -- wiring ------------------------------------------------------------------------------
 
+_loaded: dict = {}  # this invocation's settings, read from the environment once (main)
+
+
 def _settings(**overrides):
     from freshet.core.settings import load_settings
 
-    return load_settings(**overrides)
+    if overrides:
+        return load_settings(os.environ, **overrides)
+    if "settings" not in _loaded:
+        _loaded["settings"] = load_settings(os.environ)
+    return _loaded["settings"]
 
 
 def _check_reachable(host_port: str, what: str, env_var: str) -> None:
@@ -87,19 +92,14 @@ def _check_reachable(host_port: str, what: str, env_var: str) -> None:
 
 
 def open_store(project: str):
-    """A Store on the emulator (checked reachable first) or on Cloud Firestore."""
-    from google.auth.exceptions import DefaultCredentialsError
-
+    """A Store on the emulator (checked reachable first) or on Cloud Firestore (no
+    credentials: freshet.gcp says so, NoCredentials)."""
     from freshet.gcp.store import Store, firestore_client
 
-    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    emulator = _settings().firestore_emulator_host
     if emulator:
         _check_reachable(emulator, "Firestore emulator", "FIRESTORE_EMULATOR_HOST")
-    try:
-        return Store(firestore_client(project))
-    except DefaultCredentialsError:
-        raise UserError("no Google Cloud credentials: run `gcloud auth application-default "
-                        "login`, or set FIRESTORE_EMULATOR_HOST for the emulator") from None
+    return Store(firestore_client(project))
 
 
 def open_queue(settings):
@@ -272,7 +272,8 @@ def _time(value: str | None) -> datetime | None:
 
 def _author() -> str:
     """Who a note is by: $FRESHET_AUTHOR, else the login name."""
-    return os.environ.get("FRESHET_AUTHOR") or os.environ.get("USER") or "cli"
+    settings = _settings()
+    return settings.author or settings.login_name or "cli"
 
 
 def _print_incident(incident) -> None:
@@ -382,7 +383,7 @@ def _backfill_start(args) -> int:
     made, created = backfill.start_backfill(
         store, open_queue(settings), args.target, start, end, now=now, settings=settings,
         max_parallel=args.max_parallel, rerun=args.rerun, key=args.key,
-        requested_by=os.environ.get("USER") or "cli")
+        requested_by=settings.login_name or "cli")
     view = backfill.backfill_view(store, made.id)
     verb = "started" if created else "already requested"
     say(f"backfill {made.id} {verb}: {made.planned} of {made.slots} slot(s) to run, "
@@ -427,7 +428,7 @@ def _backfill_cancel(args) -> int:
     settings = _settings()
     store = open_store(settings.project)
     backfill.cancel_backfill(store, args.ident, now=_now(),
-                             who=os.environ.get("USER") or "cli")
+                             who=settings.login_name or "cli")
     _print_backfill(backfill.backfill_view(store, args.ident))
     return 0
 
@@ -440,7 +441,7 @@ def cmd_apply(args) -> int:
     config = load_config(args.config, project=args.project)
     settings = _settings(project=config.project, region=config.region, queue=config.queue)
     store, queue = open_store(config.project), open_queue(settings)
-    local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+    local = bool(settings.firestore_emulator_host)
     managed = not (args.skip_scheduler or local)
     admin = SchedulerAdmin(config.project, config.region) if managed else None
     now = _now()
@@ -467,7 +468,7 @@ def cmd_doctor(args) -> int:
 
     config = load_config(args.config, project=args.project)
     settings, now = _settings(), _now()
-    local = bool(os.environ.get("FIRESTORE_EMULATOR_HOST"))
+    local = bool(settings.firestore_emulator_host)
     stale = _timedelta(settings.page_stale_after_s)
     if local:
         say(f"Checking the local stack for {config.path} (FIRESTORE_EMULATOR_HOST is set):")
@@ -551,19 +552,31 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at)
 
 
 def _default_measured() -> str:
-    return str(Path(__file__).resolve().parents[3] / "bench" / "results.json")
+    """The benchmarks' figures as the package carries them: a copy of bench/results.json
+    (bench/run_all.py writes both; tests/ops/test_package_data.py keeps them equal)."""
+    return str(Path(__file__).with_name(MEASURED))
 
 
-def cmd_demo(args) -> int:
-    try:
-        from freshet_local.demo import cli as demo_cli
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("freshet_local"):
-            raise UserError("the local demo is not available here (freshet_local.demo "
-                            "is missing; run from the project's work tree)") from None
-        raise
-    rest = list(args.demo_args)
-    return demo_cli(rest[1:] if rest[:1] == ["--"] else rest)
+PLUGIN_GROUP = "freshet.commands"
+
+
+def plugin_commands() -> dict:
+    """Subcommands that other installed packages add: entry points in PLUGIN_GROUP, each a
+    callable that takes the rest of the command line and returns the exit code (the
+    product never imports the local tooling; the tooling registers `demo` here)."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_GROUP)}
+
+
+def _add_plugins(parser: argparse.ArgumentParser, sub, plugins: dict) -> None:
+    """List the plugins in --help; a built-in command's name stays the built-in's."""
+    parser.set_defaults(commands=frozenset(sub.choices),
+                        plugins=frozenset(set(plugins) - set(sub.choices)))
+    for name in sorted(parser.get_default("plugins")):
+        module = plugins[name].value.partition(":")[0]
+        sub.add_parser(name, help=f"from {module} (options: freshet {name} --help)",
+                       add_help=False)
 
 
 # -- the console's actions, and the console ----------------------------------------------
@@ -725,7 +738,7 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="freshet", description="Operate a Freshet pipeline.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -825,7 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="estimate the pipeline's monthly Google Cloud bill")
     p.add_argument("--config", default=os.environ.get("FRESHET_CONFIG") or _default_config())
     p.add_argument("--measured", default=_default_measured(),
-                   help="the benchmarks' figures (bench/results.json)")
+                   help="the benchmarks' figures (default: the copy of bench/results.json "
+                        "this package carries)")
     p.add_argument("--prices", default=str(Path(__file__).with_name("prices.yaml")),
                    help="a price table like freshet/ops/prices.yaml (yours, for your "
                         "location)")
@@ -842,10 +856,7 @@ def build_parser() -> argparse.ArgumentParser:
     ssub.add_parser("build", help="render and publish the status page now").set_defaults(
         fn=cmd_site_build)
 
-    demo = sub.add_parser("demo", help="run the local demo (options: freshet demo --help)",
-                          add_help=False)
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
-    demo.set_defaults(fn=cmd_demo)
+    _add_plugins(parser, sub, plugins or {})
     return parser
 
 
@@ -857,10 +868,20 @@ def _default_config() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _loaded.clear()
     try:
-        if argv[:1] == ["demo"]:  # the demo parses its own options (freshet demo --help)
-            argv = ["demo", "--", *argv[1:]]
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        if not argv or argv[0] not in parser.get_default("commands"):
+            # Not a built-in: look for plugins only now (scanning entry points costs
+            # ~0.1 s, which a built-in command need not pay).
+            plugins = plugin_commands()
+            parser = build_parser(plugins)
+        if argv[:1] and argv[0] in parser.get_default("plugins"):
+            return plugins[argv[0]].load()(argv[1:])  # it parses its own options
+        if argv[:1] == ["demo"]:
+            raise UserError("`freshet demo` comes with the work tree's local tooling: run "
+                            "`make demo` there (it installs the tooling's commands)")
+        args = parser.parse_args(argv)
         return args.fn(args)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
@@ -876,27 +897,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
+    """The one line and the exit code, from the table the HTTP layer uses too."""
+    from freshet.ops.answers import answer_for
 
-    from freshet.ops.config import ConfigError
-
-    if isinstance(exc, UserError | ConfigError | FreshetError):
-        return _one_line(str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.RetryError | gexc.ServiceUnavailable | gexc.DeadlineExceeded):
-        return "cannot reach Google Cloud (Firestore or Cloud Tasks): " + _one_line(
-            str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.PermissionDenied | gexc.Unauthenticated
-                  | auth_exc.GoogleAuthError):
-        return "not allowed by Google Cloud: " + _one_line(str(exc)), EXIT_USER_ERROR
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return "Google Cloud refused the request: " + _one_line(str(exc)), EXIT_USER_ERROR
-    return (f"internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
-            "rerun with FRESHET_DEBUG=1 for details"), 1
-
-
-def _one_line(text: str, limit: int = 400) -> str:
-    return shorten(" ".join(text.split()), limit)
+    answer = answer_for(exc)
+    return answer.line, answer.exit_code
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from freshet.core.specs import (
 )
 from freshet.core.timeutil import parse_duration
 from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
+from freshet.core.values import check_bool, is_int, is_number
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import known_kinds
@@ -438,8 +439,7 @@ def _optional_text(value: object, where: str, limit: int = 2000) -> str:
 
 
 def _number(value: object, where: str, low: float, high: float, integer: bool = True):
-    kinds = int if integer else int | float
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if not (is_int(value) if integer else is_number(value)):
         raise ValidationError(where, "must be an integer" if integer else "must be a number")
     if not low <= value <= high:
         raise ValidationError(where, f"must be between {low:g} and {high:g}")
@@ -450,7 +450,7 @@ def _limit(key: str, value: object, where: str) -> object:
     if key == "timeout":
         return parse_duration(value, where)
     if key in ("memory", "cpu"):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if is_number(value):
             value = f"{value:g}"
         return _text(value, where)
     return _number(value, where, 1, 1000)
@@ -581,7 +581,7 @@ class _Parser:
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
             if name in FETCH_ENV:
                 raise ValidationError(f"{where}env.{name}", "set by the http_fetch: section")
-            if not isinstance(val, str | int | float) or isinstance(val, bool):
+            if not (isinstance(val, str) or is_number(val)):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
         build = _text(doc.get("build_service_account", "freshet-build" + account),
                       where + "build_service_account", _EMAIL_RE, "an email address")
@@ -617,9 +617,7 @@ class _Parser:
 
     def site(self, value: object, project: str) -> SiteConfig:
         doc = _mapping(value or {}, "site", SITE_KEYS)
-        public = doc.get("public", False)
-        if not isinstance(public, bool):
-            raise ValidationError("site.public", "must be true or false")
+        public = check_bool(doc.get("public", False), "site.public")
         viewers = tuple(_text(v, f"site.viewers[{i}]", _MEMBER_RE,
                               "an IAM member such as group:team@example.com, "
                               "user:ann@example.com or domain:example.com")

@@ -33,7 +33,7 @@ import jinja2
 import markupsafe
 from werkzeug.test import EnvironBuilder
 
-from freshet.core.errors import ValidationError
+from freshet.core.errors import Forbidden, NoCredentials, Unavailable, ValidationError
 from freshet.core.text import one_line, printable, safe_link, shorten
 from freshet.core.timeutil import human_duration, parse_datetime, utcnow
 
@@ -89,9 +89,6 @@ class InProcessApi:
 
     def call(self, method: str, path: str, query: dict | None = None,
              body: dict | None = None) -> Answer:
-        from google.api_core import exceptions as gexc
-        from google.auth import exceptions as auth_exc
-
         from freshet.ops.api import route
         from freshet.ops.web import Call, error_for
 
@@ -103,9 +100,9 @@ class InProcessApi:
         try:
             status, answer = route(Call(request, self.deps, self.deps.clock(), self.caller))
             return Answer(status, json.loads(json.dumps(answer, default=str)))
-        except (gexc.PermissionDenied, gexc.Unauthenticated, auth_exc.GoogleAuthError) as exc:
+        except (Forbidden, NoCredentials) as exc:  # the operator's own: IAM said no
             return Answer(403, {"error": {"field": "iam", "message": one_line(str(exc))[:300]}})
-        except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.RetryError) as exc:
+        except Unavailable as exc:
             return Answer(503, {"error": {"field": None, "message": one_line(str(exc))[:300]}})
         except Exception as exc:  # the API's own table: 4xx for what the caller can fix
             response = error_for(exc, f"console {method} {path}")

@@ -27,6 +27,7 @@ from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
+from freshet.core.values import is_number
 
 MONTH = timedelta(days=30)
 MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
@@ -95,7 +96,7 @@ class Measured:
         for name in (f.name for f in fields(cls)):
             figure = cls.FIGURES[name]
             value = results.get(figure)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if not is_number(value):
                 raise ValidationError(figure, "is not in the benchmark results: run "
                                               "`make bench` (or bench/run_all.py)")
             values[name] = float(value)
@@ -146,7 +147,7 @@ class Prices:
                      "cloud_storage.class_a_per_1000"):
             section, key = path.split(".")
             value = (doc.get(section) or {}).get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValidationError(f"prices.{path}", "must be a number >= 0")
         return cls(str(doc["as_of"]), doc)
 

@@ -1,6 +1,7 @@
 """The process's dependencies: settings, the Firestore store, the task queue, the token
-certificates and the clock. Built once, on first use, and shared by every entry point;
-tests build their own `Deps` and pass it in."""
+certificates, the status site's and the snapshots' sinks (one Cloud Storage client for
+both) and the clock. Built once, on first use, from the environment read once here,
+and shared by every entry point; tests build their own `Deps` and pass it in."""
 
 import os
 import threading
@@ -11,6 +12,7 @@ from datetime import datetime
 from freshet.core.settings import Settings, load_settings
 from freshet.core.timeutil import utcnow
 from freshet.gcp.certs import CertCache, certs_url
+from freshet.gcp.storage import Sink, StorageClient, sink_from_settings, snapshot_sink
 from freshet.gcp.store import Store, firestore_client
 from freshet.gcp.tasks import TaskQueue
 
@@ -22,12 +24,22 @@ class Deps:
     task_queue: TaskQueue
     certs: CertCache
     clock: Callable[[], datetime] = field(default=utcnow)
+    # Unset: the settings' sinks, made once with this Deps and sharing one client.
+    site_sink: Sink | None = None
+    snapshots: Sink | None = None
+
+    def __post_init__(self) -> None:
+        storage = StorageClient()
+        if self.site_sink is None:
+            self.site_sink = sink_from_settings(self.settings, storage)
+        if self.snapshots is None:
+            self.snapshots = snapshot_sink(self.settings, storage)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Deps":
+    def from_env(cls, env: Mapping[str, str]) -> "Deps":
         settings = load_settings(env)
         return cls(settings=settings, store=Store(firestore_client(settings.project)),
-                   task_queue=TaskQueue(settings), certs=CertCache(certs_url(env)))
+                   task_queue=TaskQueue(settings), certs=CertCache(certs_url(settings)))
 
 
 _lock = threading.Lock()
@@ -39,7 +51,7 @@ def process_deps() -> Deps:
     global _process
     with _lock:
         if _process is None:
-            _process = Deps.from_env()
+            _process = Deps.from_env(os.environ)  # the one read of this process's env
         return _process
 
 

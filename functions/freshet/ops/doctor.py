@@ -372,7 +372,8 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
                         "roles/iam.serviceAccountUser")
     facts.caller_act_as = read(reader.can_act_as, fn.invoker_email)
     facts.database = read(reader.database)
-    settings = load_settings(project=config.project, region=config.region, queue=config.queue)
+    settings = load_settings(os.environ, project=config.project, region=config.region,
+                             queue=config.queue)
     queue = TaskQueue(settings)
     for spec in config.all_queues:
         facts.queues[spec.name] = read(queue.queue_facts, spec.name)

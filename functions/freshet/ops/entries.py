@@ -9,7 +9,7 @@ from freshet.core.errors import ValidationError
 from freshet.core.herd import ShardTask
 from freshet.core.runs import job_of_run
 from freshet.core.timeutil import isoformat
-from freshet.gcp.storage import sink_from_settings
+from freshet.core.values import check_bool
 from freshet.loop.delivery import parse_delivery
 from freshet.loop.recover import sweep_once
 from freshet.loop.run import handle_one
@@ -44,7 +44,8 @@ def run_task(call: Call) -> Answer:
     # Every line logged for this delivery carries the run, its job and the attempt.
     with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
         outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
-                             settings=deps.settings, clock=deps.clock)
+                             settings=deps.settings, clock=deps.clock,
+                             snapshots=deps.snapshots)
     return outcome.status, {"run_id": run_id, "attempt": attempt, **outcome.to_dict()}
 
 
@@ -57,7 +58,7 @@ def publish_status(call: Call) -> Answer:
     rewrites every file."""
     deps = call.deps
     full = _full_option(call)
-    result = publish_once(deps.store, sink_from_settings(deps.settings), now=call.now,
+    result = publish_once(deps.store, deps.site_sink, now=call.now,
                           settings=deps.settings, full=full)
     return 200, result.to_json()
 
@@ -86,6 +87,4 @@ def _full_option(call: Call) -> bool:
         if full.lower() not in ("1", "true", "0", "false", ""):
             raise ValidationError("full", "must be true or false")
         full = full.lower() in ("1", "true")
-    if not isinstance(full, bool):
-        raise ValidationError("full", "must be true or false")
-    return full
+    return check_bool(full, "full")

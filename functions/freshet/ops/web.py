@@ -16,10 +16,11 @@ from datetime import datetime
 import flask
 
 from freshet.core import logcontext
-from freshet.core.errors import Conflict, Disabled, NotFound, ValidationError
+from freshet.core.errors import ValidationError
 from freshet.core.text import MAX_LOGGED_CHARS, clip
 from freshet.core.values import parse_json
-from freshet.ops.auth import AuthError, authenticate
+from freshet.ops.answers import HttpError, answer_for
+from freshet.ops.auth import authenticate
 from freshet.ops.deps import Deps, process_deps
 
 log = logging.getLogger(__name__)
@@ -30,16 +31,6 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 2000
 MAX_ANSWER_CHARS = 32 * 1024
 MAX_BODY_DEPTH = 32
-
-
-class HttpError(Exception):
-    """An answer decided while parsing: 404 route, 405 method, 413 body."""
-
-    def __init__(self, status: int, field: str | None, message: str,
-                 headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.field, self.message = status, field, message
-        self.headers = headers or {}
 
 
 def json_response(status: int, body: dict, headers: dict | None = None) -> flask.Response:
@@ -71,28 +62,14 @@ def error_response(status: int, field: str | None, message: str,
 
 
 def error_for(exc: Exception, what: str) -> flask.Response:
-    """The answer to an exception raised while handling `what` (for the log)."""
-    if isinstance(exc, HttpError):
-        return error_response(exc.status, exc.field, exc.message, exc.headers)
-    if isinstance(exc, AuthError):
-        if exc.status >= 500:
-            log.error("%s: %s", what, exc.message)
-        else:
-            log.warning("%s refused: %s", what, exc.message)
-        return error_response(exc.status, "Authorization", exc.message)
-    if isinstance(exc, ValidationError):
-        return error_response(400, exc.field, exc.message)
-    if isinstance(exc, NotFound):
-        field = {"job": "job_id", "run": "run_id", "backfill": "backfill_id",
-                 "incident": "incident_id"}.get(exc.what, exc.what)
-        return error_response(404, field, str(exc))
-    if isinstance(exc, Disabled):
-        return error_response(403, "control", str(exc))
-    if isinstance(exc, Conflict):
-        return error_response(409, "status", str(exc))
-    # The traceback, clipped: an exception may carry a message of any size.
-    log.error("%s failed: %s", what, clip(traceback.format_exc(), MAX_LOGGED_CHARS))
-    return error_response(500, None, "internal error; see the function's logs")
+    """The answer to an exception raised while handling `what`, from the one table
+    (freshet.ops.answers); what the caller is not told is logged."""
+    answer = answer_for(exc)
+    if answer.log_level is not None:
+        # The traceback, clipped: an exception may carry a message of any size.
+        detail = traceback.format_exc() if answer.trace else answer.message
+        log.log(answer.log_level, "%s failed: %s", what, clip(detail, MAX_LOGGED_CHARS))
+    return error_response(answer.status, answer.field, answer.message, dict(answer.headers))
 
 
 @dataclass

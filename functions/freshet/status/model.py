@@ -53,8 +53,7 @@ from freshet.core.freshness import (
 )
 from freshet.core.incidents import Incident
 from freshet.core.links import logs_url
-from freshet.core.models import AttemptOutcome, Dataset, Job, LastRun, Run
-from freshet.core.models import JobStatus as Lifecycle
+from freshet.core.models import AttemptOutcome, Dataset, Job, JobStatus, LastRun, Run
 from freshet.core.schedules import describe, zone
 from freshet.core.secrets import SECRET_MASK, redact, secret_values
 from freshet.core.settings import Settings
@@ -209,7 +208,7 @@ class ConsumerStatus:
 
 
 @dataclass(frozen=True)
-class JobStatus:
+class JobSummary:
     id: str
     kind: str
     description: str
@@ -234,7 +233,7 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
-class RunStatus:
+class RunSummary:
     id: str
     job_id: str
     kind: str
@@ -282,8 +281,8 @@ class StatusModel:
     control: Control
     consumers: tuple[ConsumerStatus, ...]
     datasets: tuple[DatasetStatus, ...]  # worst first, then by key
-    jobs: tuple[JobStatus, ...]  # needing attention first, then by id
-    runs: tuple[RunStatus, ...]  # newest first
+    jobs: tuple[JobSummary, ...]  # needing attention first, then by id
+    runs: tuple[RunSummary, ...]  # newest first
     dataset_counts: dict[str, int]
     job_counts: dict[str, int]
     loop: LoopHealth | None = None
@@ -306,7 +305,7 @@ class StatusModel:
     def consumer(self, consumer_id: str) -> ConsumerStatus:
         return next(c for c in self.consumers if c.id == consumer_id)
 
-    def job(self, job_id: str) -> JobStatus:
+    def job(self, job_id: str) -> JobSummary:
         return next(j for j in self.jobs if j.id == job_id)
 
 
@@ -418,7 +417,7 @@ def lineage(catalog: Catalog, jobs: list[Job]) -> dict[str, tuple[str, ...]]:
     triggered by `a` that produces `b` builds `b` from `a`)."""
     found: dict[str, set[str]] = {k: set(d.upstream) for k, d in catalog.datasets.items()}
     for job in jobs:
-        if job.trigger is None or job.status == Lifecycle.ARCHIVED:
+        if job.trigger is None or job.status == JobStatus.ARCHIVED:
             continue
         for key in job.produces:
             found.setdefault(key, set()).update(k for k in job.trigger.after if k != key)
@@ -822,13 +821,13 @@ def _run_is_stuck(run: Run) -> bool:
 
 def job_health(job: Job, control: Control) -> JobHealth:
     match job.status:
-        case Lifecycle.ACTIVE:
+        case JobStatus.ACTIVE:
             pass
-        case Lifecycle.PAUSED:
+        case JobStatus.PAUSED:
             return JobHealth.PAUSED
-        case Lifecycle.COMPLETED:
+        case JobStatus.COMPLETED:
             return JobHealth.COMPLETED
-        case Lifecycle.ARCHIVED:
+        case JobStatus.ARCHIVED:
             return JobHealth.ARCHIVED
         case _:
             assert_never(job.status)
@@ -848,13 +847,13 @@ def job_health(job: Job, control: Control) -> JobHealth:
 
 
 def _job_statuses(jobs: list[Job], runs: list[Run], control: Control,
-                  secrets: dict[str, tuple[str, ...]]) -> tuple[JobStatus, ...]:
+                  secrets: dict[str, tuple[str, ...]]) -> tuple[JobSummary, ...]:
     runs_by_id = {r.id: r for r in runs}
     stuck = Counter(r.job_id for r in runs if _run_is_stuck(r))
     statuses = []
     for job in jobs:
         last = runs_by_id.get(job.last_run_id) if job.last_run_id else None
-        statuses.append(JobStatus(
+        statuses.append(JobSummary(
             id=job.id, kind=job.kind, description=job.description, status=job.status,
             health=job_health(job, control), schedule=describe(job.schedule),
             timezone=job.schedule.timezone if job.schedule.recurring else "UTC",
@@ -879,8 +878,8 @@ def _catchup_words(job: Job) -> str:
     return words
 
 
-def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunStatus:
-    return RunStatus(
+def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunSummary:
+    return RunSummary(
         id=run.id, job_id=run.job_id, kind=run.kind, status=run.status,
         trigger_source=run.trigger_source, attempt_number=run.attempt_number,
         max_attempts=run.max_attempts, scheduled_for=run.scheduled_for,
@@ -891,6 +890,6 @@ def _run_status(run: Run, secrets: tuple[str, ...], project: str) -> RunStatus:
     )
 
 
-def _run_order(run: RunStatus):
+def _run_order(run: RunSummary):
     when = run.created_at or run.scheduled_for or run.started_at
     return (when.timestamp() if when else 0.0, run.id)

@@ -35,6 +35,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import socket
 import threading
 import time
@@ -83,7 +84,7 @@ def http_fetch(ctx: SyncContext) -> SyncResult:
     deadline = _deadline(ctx.deadline, timeout, utcnow())
     body, content_type, last_modified = fetch(
         url, headers, max_bytes=max_bytes, deadline_s=deadline,
-        policy=egress_policy(load_settings()), heartbeat=ctx.heartbeat)
+        policy=egress_policy(load_settings(os.environ)), heartbeat=ctx.heartbeat)
     fmt = fmt if fmt != "auto" else ("csv" if "csv" in content_type else "json")
     count = _count(body, fmt, ctx.params.get("records_path"))
     as_of = read_watermark(mark, body, fmt, last_modified) if mark else None
