@@ -3,13 +3,13 @@
 import http.server
 import json
 import logging
-import os
 import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import PermanentError
 from freshet.core.timeutil import utcnow
 from freshet.loop.registry import SyncContext, handler_for
@@ -60,6 +60,10 @@ def upstream():
     server.shutdown()
 
 
+# The pipeline's http_fetch policy as run_task hands it to the sync (ctx.egress).
+POLICY = {"now": EgressPolicy()}
+
+
 def fetch(params, tmp_path: Path | None = None, produces=("ds.a",)):
     saved = {}
 
@@ -69,7 +73,7 @@ def fetch(params, tmp_path: Path | None = None, produces=("ds.a",)):
     ctx = SyncContext(job_id="j", run_id="j__r1", attempt=1, params=params,
                       produces=list(produces), deadline=utcnow() + timedelta(minutes=5),
                       heartbeat=lambda: True, logger=logging.getLogger("test"),
-                      snapshot=snapshot)
+                      snapshot=snapshot, egress=POLICY["now"])
     return handler_for("http_fetch")(ctx), saved
 
 
@@ -203,15 +207,14 @@ def servers():
 
 
 @pytest.fixture
-def policy(monkeypatch):
-    """Set pipeline.yaml's http_fetch policy the way deploy does: the functions' env."""
-    def set_policy(**env):
-        for key in ("ALLOWED_HOSTS", "ALLOW_PRIVATE", "ALLOW_LINK_LOCAL"):
-            monkeypatch.delenv(f"FRESHET_FETCH_{key}", raising=False)
-        for key, value in env.items():
-            monkeypatch.setenv(f"FRESHET_FETCH_{key.upper()}", value)
+def policy():
+    """Set pipeline.yaml's http_fetch policy as the sync receives it (ctx.egress)."""
+    def set_policy(allowed_hosts="", allow_private="true", allow_link_local="false"):
+        POLICY["now"] = EgressPolicy(tuple(h for h in allowed_hosts.split(",") if h),
+                                     allow_private == "true", allow_link_local == "true")
 
-    return set_policy
+    yield set_policy
+    POLICY["now"] = EgressPolicy()
 
 
 def refused(params) -> str:
@@ -280,13 +283,35 @@ def test_link_local_metadata_and_unusable_addresses_are_refused_before_connectin
     assert "refused" in message
 
 
-def test_link_local_addresses_can_be_allowed_by_the_pipeline(policy):
-    from freshet.core.egress import EgressPolicy
-    from freshet.core.settings import egress_policy, load_settings
+def test_the_applied_policy_reaches_the_sync_through_its_context_not_the_environment(
+        db, servers, tmp_path, monkeypatch):
+    """apply writes the http_fetch: section to settings/control; run_task hands it to
+    the sync. The old environment variables no longer change anything."""
+    from freshet.gcp.store import Store
+    from freshet.loop.run import handle_one
+    from freshet.loop.tick import tick_once
+    from tests.loop.helpers import RecordingQueue, add_job, loop_settings
 
-    policy(allow_link_local="true")
-    assert egress_policy(load_settings(os.environ)) == EgressPolicy((), True, True)
-    assert egress_policy(load_settings(os.environ)).host_refusal("169.254.169.254") is None
+    a, _ = servers
+    a.serve("/x.json", b"[1]")
+    monkeypatch.setenv("FRESHET_FETCH_ALLOW_PRIVATE", "true")  # ignored now
+    store, settings = Store(db), loop_settings(snapshot_dir=str(tmp_path))
+    store.set_control({"egress": EgressPolicy(allow_private=False).to_doc()})
+    assert store.control().egress == EgressPolicy(allow_private=False)
+    now = utcnow()
+    add_job(store, "private", kind="http_fetch", produces=("ds.p",),
+            params={"url": a.url("/x.json")}, next_run_at=now)
+    queue = RecordingQueue(settings)
+    run_id = tick_once(store, queue, now=now, settings=settings).created[0]
+    outcome = handle_one(store, queue, run_id, 1, now=now, settings=settings)
+    assert outcome.state == "failed" and "private address" in store.get_run(run_id).error
+    assert a.requests == []
+
+
+def test_link_local_addresses_can_be_allowed_by_the_pipeline():
+    assert EgressPolicy(allow_link_local=True).host_refusal("169.254.169.254") is None
+    assert EgressPolicy.from_doc(EgressPolicy((), True, True).to_doc()) == \
+        EgressPolicy((), True, True)
 
 
 @pytest.mark.parametrize("header", ["Metadata-Flavor", "metadata-flavor",
@@ -342,14 +367,14 @@ def silent(handler, seconds=30):
 def fetch_within(params, lease_s: float, monkeypatch):
     import time
 
-    from freshet.loop.syncs import http_fetch as module
+    from freshet.gcp import egress as module
 
     monkeypatch.setattr(module, "HEARTBEAT_EVERY_S", 0.2)
     beats = []
     ctx = SyncContext(job_id="j", run_id="j__r1", attempt=1, params=params, produces=["ds.a"],
                       deadline=utcnow() + timedelta(seconds=lease_s),
                       heartbeat=lambda: beats.append(time.monotonic()),
-                      logger=logging.getLogger("test"))
+                      logger=logging.getLogger("test"), egress=POLICY["now"])
     started = time.monotonic()
     with pytest.raises(Exception) as caught:
         handler_for("http_fetch")(ctx)
@@ -486,9 +511,20 @@ def test_run_task_records_the_data_time_on_the_dataset(db, upstream, tmp_path):
 
 
 def test_a_date_is_its_midnight_in_the_watermark_timezone():
-    from freshet.loop.syncs.http_fetch import read_watermark, watermark_spec
+    from freshet.loop.syncs.http_fetch.sync import read_watermark, watermark_spec
 
     spec = watermark_spec({"json_path": "day", "timezone": "Europe/Paris"})
     assert read_watermark(spec, b'{"day": "2026-11-28"}', "json", None) == \
         stamp("2026-11-27T23:00:00+00:00")
     assert read_watermark(spec, b'{"day": []}', "json", None) is None  # no value: none
+
+
+def test_a_stored_job_with_a_key_apply_would_refuse_still_runs(upstream):
+    """apply and POST /jobs refuse unknown params; a job stored before keeps running."""
+    from freshet.core.errors import ValidationError
+    from freshet.loop.registry import CheckContext, check_params
+
+    params = {"url": f"{upstream}/list.json", "legacy_option": True}
+    with pytest.raises(ValidationError, match="params.legacy_option: unknown key"):
+        check_params("http_fetch", params, CheckContext())
+    assert fetch(params)[0].records == {"ds.a": 4}

@@ -263,6 +263,18 @@ def test_unknown_kind_and_duplicate_ids_are_refused(api):
     assert api.call("POST", "/jobs", json=JOB)[0] == 409
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"kind": "http_fetch", "params": {"url": "http://169.254.169.254/computeMetadata/v1/"}},
+     "params.url"),
+    ({"kind": "http_fetch", "params": {"url": "https://x.example/", "format": "xml"}},
+     "params.format"),
+])
+def test_a_jobs_params_are_checked_by_its_kind_as_apply_checks_them(api, change, field):
+    status, body = api.call("POST", "/jobs", json={**JOB, **change})
+    assert (status, body["error"]["field"]) == (400, field)
+    assert api.store.list_jobs() == []
+
+
 def test_unknown_job_is_404(api):
     for method, template, sent in (("GET", "/jobs/{job_id}", None),
                                    ("POST", "/jobs/{job_id}/pause", {"reason": "x"}),

@@ -265,3 +265,23 @@ def test_maintenance_windows_are_planned_and_written_beside_the_kill_switches(en
     apply(config_of(text), store=store, task_queue=queue, now=T0)  # removed from the file
     assert store.control().maintenance.windows == ()
     assert store.control().manual_actions_enabled is True
+
+
+def test_the_http_fetch_policy_is_planned_and_written_to_the_control_document(env):
+    """The policy reaches run_task and publish_status in the control document they read
+    anyway: apply is enough to change it, no redeploy, no environment variable."""
+    from freshet.core.egress import EgressPolicy
+
+    store, queue, text, _ = env
+    section = "http_fetch:\n  allowed_hosts: [api.example.com]\n  allow_private_addresses: false\n"
+    config = config_of(text + section)
+    todo = plan(config, store=store, task_queue=queue, now=T0)
+    assert todo.egress_changes == ["allowed_hosts: [] -> ['api.example.com']",
+                                   "allow_private: True -> False"]
+    assert "  ~ http_fetch: allow_private: True -> False" in todo.lines()
+    apply(todo, store=store, task_queue=queue, now=T0)
+    stored = store.control()
+    assert stored.egress == EgressPolicy(("api.example.com",), False, False)
+    assert plan(config, store=store, task_queue=queue, now=T0).empty
+    apply(config_of(text), store=store, task_queue=queue, now=T0)  # the section removed
+    assert store.control().egress == EgressPolicy()

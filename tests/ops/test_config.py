@@ -368,14 +368,15 @@ def with_fetch(url: str, section: str = "") -> str:
     return text + section
 
 
-def test_the_http_fetch_section_reaches_the_functions_as_their_environment(tmp_path):
+def test_the_http_fetch_section_is_the_configs_policy_and_no_environment_variable(tmp_path):
+    from freshet.core.egress import EgressPolicy
+
     text = with_fetch("https://api.example.com/rates.json",
                       "http_fetch:\n  allowed_hosts: [api.example.com, \"*.example.org\"]\n"
                       "  allow_private_addresses: false\n")
-    env = dict(load_config(write_config(tmp_path, text), env={}).functions.env)
-    assert env["FRESHET_FETCH_ALLOWED_HOSTS"] == "api.example.com,*.example.org"
-    assert (env["FRESHET_FETCH_ALLOW_PRIVATE"], env["FRESHET_FETCH_ALLOW_LINK_LOCAL"]) == (
-        "false", "false")
+    config = load_config(write_config(tmp_path, text), env={})
+    assert config.egress == EgressPolicy(("api.example.com", "*.example.org"), False, False)
+    assert not [k for k, _ in config.functions.env if k.startswith("FRESHET_FETCH_")]
 
 
 @pytest.mark.parametrize(("url", "section", "reason"), [
@@ -604,3 +605,29 @@ def test_the_demo_pipeline_shows_each_trust_feature():
     assert {r.type for r in config.catalog.routes} == {"slack", "webhook"}
     routed = [c for c in config.catalog.consumers if c.routes]
     assert {r for c in routed for r in c.routes} == {r.id for r in config.catalog.routes}
+
+
+@pytest.mark.parametrize(("params", "field", "reason"), [
+    ("{url: \"https://api.example.com/x\", format: xml}", "jobs[1].params.format",
+     "json, csv or auto"),
+    ("{url: \"https://api.example.com/x\", timeout_s: 99999}", "jobs[1].params.timeout_s",
+     "up to 3600"),
+    ("{url: \"https://api.example.com/x\", headers: {Host: evil}}",
+     "jobs[1].params.headers.Host", "never sent"),
+    ("{url: \"https://api.example.com/x\", watermark: {json_pth: a}}",
+     "jobs[1].params.watermark.json_pth", "unknown key"),
+    ("{url: \"https://api.example.com/x\", urll: y}", "jobs[1].params.urll", "unknown key"),
+])
+def test_each_kinds_own_params_check_runs_at_apply_and_is_named_at_its_line(tmp_path, params,
+                                                                              field, reason):
+    text = PIPELINE.replace("  - id: rates\n    kind: noop\n    schedule: {cron: \"0 6 * * *\"}\n",
+                            FETCH_JOB.replace("{url: \"URL\"}", params))
+    err = error_for(tmp_path, text)
+    assert (err.field, err.line) == (field, line_of(text, "params:"))
+    assert reason in str(err)
+
+
+def test_noop_keeps_whatever_params_it_is_given():
+    from freshet.loop.registry import CheckContext, check_params
+
+    check_params("noop", {"anything": [1, {"x": 2}]}, CheckContext(), "jobs[0]")

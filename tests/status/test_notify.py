@@ -123,9 +123,7 @@ def test_a_delivery_error_never_shows_the_webhook_url_or_the_secret():
                                      RouteType.WEBHOOK, Reference(env="OPS_SECRET"))
     with pytest.raises(DeliveryError) as caught:
         send_message(spec, message, after, {"OPS_SECRET": "s3cr3t-hmac-key"})
-    text = str(caught.value)
-    assert "XXXXSECRETPATH" not in text and "s3cr3t" not in text
-    assert "[redacted]" in text
+    assert str(caught.value) == "cannot connect"  # Freshet's words: no URL, no secret
 
 
 # -- chat markup from syncs stays text ---------------------------------------------------
@@ -181,3 +179,104 @@ def test_slack_fetches_no_preview_and_the_page_link_is_our_own():
     assert payload["text"].endswith("Status page: https://status.example/")
     unsafe = failed_job_payload("boom", site_url="javascript:alert(1)")
     assert "javascript" not in unsafe["text"] and unsafe["freshet"]["page"] == ""
+
+
+# -- the guarded client: what a route may reach, and what is shown (issue 20, section 3) --
+
+SECRET_HOOK = "/services/T0SECRET/B0SECRET/XXXXSECRETPATH?token=QUERYSECRET"
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+    "http://metadata.google.internal/computeMetadata/v1/", "http://[fe80::1]/hook",
+    "http://0.0.0.0/hook",
+])
+def test_a_route_never_reaches_a_link_local_or_metadata_address(url):
+    import time
+
+    from freshet.core.egress import EgressPolicy
+
+    spec, _, message, after = queued("unused")
+    spec = RouteSpec("ops", RouteType.SLACK, Reference(env="OPS_URL"))
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="^refused: ") as caught:
+        send_message(spec, message, after, {"OPS_URL": url},
+                     EgressPolicy(allow_link_local=True))  # http_fetch's switch: not routes'
+    assert time.monotonic() - started < 2  # never tried
+    assert "169.254" not in str(caught.value) and "metadata.google" not in str(caught.value)
+
+
+def test_a_name_leading_to_a_private_address_is_refused_where_it_connects(receiver):
+    from freshet.core.egress import EgressPolicy
+
+    spec, _, message, after = queued(receiver.url.replace("127.0.0.1", "localhost"))
+    with pytest.raises(DeliveryError, match="private address") as caught:
+        send_message(spec, message, after, {}, EgressPolicy(allow_private=False))
+    assert receiver.attempts == 0 and "127.0.0.1" not in str(caught.value)
+
+
+def test_a_redirect_is_an_error_naming_its_status_and_the_signed_body_goes_nowhere_else():
+    with WebhookReceiver() as first, WebhookReceiver() as elsewhere:
+        first.answer = (307, {"Location": elsewhere.url}, b"")
+        spec, _, message, after = queued(first.url, RouteType.WEBHOOK,
+                                         Reference(env="OPS_SECRET"))
+        with pytest.raises(DeliveryError) as caught:
+            send_message(spec, message, after, {"OPS_SECRET": "s3cr3t-hmac-key"})
+        assert str(caught.value) == "HTTP 307: a redirect, not followed"
+        assert first.attempts == 1 and elsewhere.attempts == 0
+
+
+def test_the_receivers_answer_is_never_the_stored_error_and_is_logged_redacted(receiver,
+                                                                                caplog):
+    import logging
+
+    url = receiver.url.replace("/hook", SECRET_HOOK)
+    receiver.answer = (403, {}, b"forbidden: password=hunter2 for /services/T0SECRET/"
+                       b"B0SECRET/XXXXSECRETPATH and token QUERYSECRET " + b"x" * 5000)
+    spec, state, message, after = queued(url)
+    with caplog.at_level(logging.WARNING, logger="freshet.status.routes"), \
+            pytest.raises(DeliveryError) as caught:
+        send_message(spec, message, after, {})
+    assert str(caught.value) == "HTTP 403"
+    state = after_delivery(state, [Attempted(message.id, NOW, str(caught.value))])
+    assert (state.last_error, state.backlog[0].last_error) == ("HTTP 403", "HTTP 403")
+    logged = caplog.text
+    assert "HTTP 403" in logged and "forbidden" in logged  # the log has it, for operators
+    for part in ("T0SECRET", "B0SECRET", "XXXXSECRETPATH", "QUERYSECRET"):
+        assert part not in logged
+    assert len(logged) < 1000  # clipped
+
+
+def test_no_proxy_is_taken_from_the_environment(receiver, monkeypatch):
+    with WebhookReceiver() as proxy:
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url.rsplit("/", 1)[0])
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        spec, _, message, after = queued(receiver.url)
+        send_message(spec, message, after, {})
+        assert (receiver.attempts, proxy.attempts) == (1, 0)
+
+
+def test_a_receiver_that_never_answers_is_a_timeout_in_our_words(receiver):
+    import time
+
+    receiver.delay_s = 6
+    spec, _, message, after = queued(receiver.url)
+    started = time.monotonic()
+    with pytest.raises(DeliveryError, match="^no complete answer within 5 s$|^timed out$"):
+        send_message(spec, message, after, {})
+    assert time.monotonic() - started < 7
+
+
+def test_every_part_of_a_route_url_that_could_echo_is_redacted():
+    from freshet.status.routes.base import secret_parts
+
+    parts = secret_parts("https://hooks.example/services/T0SECRET/B0%2FSECRET"
+                         "?token=QUERYSECRET&x=1", "hmac-key")
+    text = ("echo T0SECRET, B0%2FSECRET, B0/SECRET, QUERYSECRET, hmac-key, services")
+    from freshet.core.secrets import redact
+
+    shown = redact(text, parts)
+    for secret in ("T0SECRET", "B0%2FSECRET", "B0/SECRET", "QUERYSECRET", "hmac-key"):
+        assert secret not in shown

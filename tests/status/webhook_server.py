@@ -11,12 +11,29 @@ class WebhookReceiver:
         self.requests: list[tuple[dict, bytes]] = []  # (headers, raw body) of each delivery
         self.attempts = 0
         self.fail_next = 0  # answer 500 to this many requests first
+        # (status, headers, body) to answer every request with instead (a 403 with a
+        # chatty body, a redirect), and seconds to wait before answering.
+        self.answer: tuple[int, dict, bytes] | None = None
+        self.delay_s = 0.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.attempts += 1
+                if receiver.delay_s:
+                    import time
+                    time.sleep(receiver.delay_s)
+                if receiver.answer is not None:
+                    status, headers, answer = receiver.answer
+                    receiver.requests.append((dict(self.headers), body))
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
                 if receiver.fail_next > 0:
                     receiver.fail_next -= 1
                     self.send_response(500)

@@ -18,12 +18,13 @@ from freshet.core.alerts import (
     after_delivery,
     backoff,
     decide_route,
-    make_route,
     subject_key,
     tell_of,
 )
 from freshet.core.deadlines import Judgement, Verdict
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
+from freshet.status.notify import make_route
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -196,6 +197,9 @@ def test_states_round_trip():
         ({"id": "x", "type": "slack"}, "r.url", "is required"),
         ({"id": "x", "type": "teams", "url": "https://x"}, "r.type", "slack or webhook"),
         ({"id": "x", "url": "ftp://x"}, "r.url", "http"),
+        ({"id": "x", "url": "https://"}, "r.url", "http"),
+        ({"id": "x", "url": "https://hooks.example:99999/x"}, "r.url", "valid port"),
+        ({"id": "x", "url": "http://[::1/x"}, "r.url", "http"),
         ({"id": "x", "type": "webhook", "url": "https://x"}, "r.secret", "is required"),
         ({"id": "x", "type": "webhook", "url": "https://x", "secret": "plain"}, "r.secret",
          "{env: NAME}"),
@@ -222,3 +226,32 @@ def test_secret_manager_references_become_an_environment_variable():
     assert route.secret.resolve({"FRESHET_ROUTE_OPS_HOOK_SECRET": "k"}) == "k"
     assert route.url.resolve({}) is None
     assert RouteSpec.from_doc(route.to_doc()) == route
+
+
+@pytest.mark.parametrize("url", [
+    "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+    "http://metadata.google.internal/computeMetadata/v1/", "http://[fe80::1]/hook",
+    "http://0.0.0.0/hook", "http://[::ffff:169.254.169.254]/x",
+])
+@pytest.mark.parametrize("link_local", [False, True])
+def test_a_route_to_a_link_local_metadata_or_unusable_address_is_refused_at_apply(url,
+                                                                                  link_local):
+    """Whatever http_fetch may reach, a route never reaches the metadata server."""
+    policy = EgressPolicy(allow_private=True, allow_link_local=link_local)
+    with pytest.raises(ValidationError) as caught:
+        make_route({"id": "x", "url": url}, "routes[0]", policy)
+    assert caught.value.field == "routes[0].url"
+    assert "allow_link_local" not in caught.value.message  # no setting allows it
+
+
+def test_a_route_to_a_private_address_is_refused_when_the_pipeline_refuses_them():
+    strict = EgressPolicy(allow_private=False)
+    with pytest.raises(ValidationError, match="private address"):
+        make_route({"id": "x", "url": "http://127.0.0.1:8085/hook"}, "r", strict)
+    assert make_route({"id": "x", "url": "http://127.0.0.1:8085/hook"}, "r").url.value
+
+
+def test_a_route_is_not_held_to_http_fetchs_allowed_hosts():
+    policy = EgressPolicy(("api.example.com",))
+    assert make_route({"id": "x", "url": "https://hooks.slack.com/services/T/B/C"}, "r",
+                      policy).url.value

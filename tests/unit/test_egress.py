@@ -82,3 +82,25 @@ def test_urls_in_errors_lose_credentials_and_query():
     assert shown_url("https://user:pw@api.example.com:8443/v1/x?token=abc#f") == \
         "https://api.example.com:8443/v1/x"
     assert shown_url("http://[::1]:99999/x") == "http://[::1]/x"
+
+
+def test_the_policy_apply_stores_reads_back_the_same_and_nothing_stored_is_the_default():
+    policy = EgressPolicy(("api.example.com", "*.example.org"), False, True)
+    assert EgressPolicy.from_doc(policy.to_doc()) == policy
+    assert EgressPolicy.from_doc(None) == EgressPolicy.from_doc({}) == EgressPolicy()
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "fe80::1", "::ffff:169.254.169.254",
+                                     "fd00:ec2::254", "0.0.0.0", "224.0.0.1"])
+def test_a_route_never_reaches_a_link_local_address_whatever_http_fetch_may(address):
+    routes = EgressPolicy(("only.example.com",), allow_link_local=True).for_routes()
+    refusal = routes.address_refusal(address)
+    assert refusal is not None and "allow_link_local" not in refusal
+    assert routes.host_refusal("metadata.google.internal") is not None
+
+
+def test_a_route_keeps_the_private_address_rule_and_ignores_the_host_list():
+    assert EgressPolicy(allow_private=False).for_routes().address_refusal("10.0.0.1")
+    assert EgressPolicy(allow_private=True).for_routes().address_refusal("10.0.0.1") is None
+    assert EgressPolicy(("api.example.com",)).for_routes().host_refusal("hooks.slack.com") \
+        is None

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from freshet.core.deadlines import Judgement, Verdict
 from freshet.core.errors import ValidationError, check_keys
@@ -37,6 +38,11 @@ from freshet.core.text import shorten
 from freshet.core.timeutil import format_duration, isoformat, parse_duration, to_utc
 
 MAX_BACKLOG = 10  # messages waiting per route
+# Consumers and datasets one route may follow: its state document files a line or two
+# per subject (45 bytes at most) beside a full backlog, and must stay under Firestore's
+# 1 MiB: at its worst 225 KB of subjects beside 731 KB of backlog, 956 KB in all.
+# apply refuses more (tests/integration/test_route_bounds.py writes the worst case).
+MAX_SUBJECTS_PER_ROUTE = 5000
 MAX_EVENTS_PER_MESSAGE = 20  # the rest are counted in `more`
 MAX_ATTEMPTS = 8
 FIRST_BACKOFF = timedelta(minutes=1)
@@ -47,6 +53,9 @@ DEFAULT_ROUTE = "default"  # FRESHET_WEBHOOK_URL: every change of the feed, unro
 
 
 class RouteType(StrEnum):
+    """The built-in route types' names. Each is a package under freshet/status/routes/
+    (its keys, its apply-time check, its sender); a RouteSpec's `type` is the name."""
+
     SLACK = "slack"  # {"text": ...}, as Slack's incoming webhooks (and many others) take it
     WEBHOOK = "webhook"  # Freshet's JSON, signed: X-Freshet-Signature: sha256=HMAC(...)
 
@@ -103,7 +112,7 @@ class Reference:
 @dataclass(frozen=True)
 class RouteSpec:
     id: str
-    type: RouteType
+    type: str  # a route type's name (RouteType for the built-in ones)
     url: Reference
     secret: Reference | None = None  # webhook: the HMAC key
     min_interval: timedelta = timedelta(0)
@@ -117,7 +126,7 @@ class RouteSpec:
     @classmethod
     def from_doc(cls, doc: dict) -> "RouteSpec":
         interval = doc.get("min_interval") or "0s"
-        return cls(id=doc["id"], type=RouteType(doc.get("type") or "slack"),
+        return cls(id=doc["id"], type=str(doc.get("type") or RouteType.SLACK),
                    url=Reference.from_doc(doc.get("url")),
                    secret=Reference.from_doc(doc["secret"]) if doc.get("secret") else None,
                    min_interval=timedelta(0) if interval == "0s"
@@ -133,7 +142,6 @@ def route_specs(declared: Iterable[RouteSpec], webhook_url: str | None) -> list[
     return specs
 
 
-ROUTE_KEYS = ("id", "type", "url", "secret", "min_interval")
 _ENV_NAME = "FRESHET_ROUTE_{id}_{what}"
 
 
@@ -143,34 +151,38 @@ def secret_env_name(route_id: str, what: str) -> str:
     return _ENV_NAME.format(id=ident, what=what)
 
 
-def make_route(doc: object, where: str) -> RouteSpec:
-    check_keys(doc, where, ROUTE_KEYS, "with id, type and url")
+def route_common(doc: object, where: str, keys: tuple[str, ...]
+                 ) -> tuple[str, Reference, timedelta]:
+    """What every route type shares, checked: its id, its URL (a literal http(s) URL or
+    a reference) and its minimum interval. `keys`: the keys the type allows."""
+    check_keys(doc, where, keys, "with id, type and url")
     route_id = check_id(doc.get("id"), f"{where}.id")
-    kind = doc.get("type", "slack")
-    if kind not in tuple(RouteType):
-        raise ValidationError(f"{where}.type", "must be slack or webhook")
     if "url" not in doc:
         raise ValidationError(f"{where}.url", "is required")
-    url = _reference(doc["url"], f"{where}.url", route_id, "URL", literal_ok=True)
-    if url.value and not url.value.startswith(("https://", "http://")):
-        raise ValidationError(f"{where}.url", "must be an http(s) URL")
-    secret = None
-    if kind == RouteType.WEBHOOK:
-        if "secret" not in doc:
-            raise ValidationError(f"{where}.secret", "is required for a webhook route (the "
-                                  "HMAC key: {env: NAME} or {secret_manager: projects/...})")
-        secret = _reference(doc["secret"], f"{where}.secret", route_id, "SECRET",
-                            literal_ok=False)
-    elif "secret" in doc:
-        raise ValidationError(f"{where}.secret", "only a webhook route is signed")
+    url = reference(doc["url"], f"{where}.url", route_id, "URL", literal_ok=True)
+    if url.value:
+        _check_url(url.value, f"{where}.url")
     interval = doc.get("min_interval", 0)
     interval = timedelta(0) if interval in (0, "0", "0s") else parse_duration(
         interval, f"{where}.min_interval")
-    return RouteSpec(route_id, RouteType(kind), url, secret, interval)
+    return route_id, url, interval
 
 
-def _reference(value: object, where: str, route_id: str, what: str, *,
-               literal_ok: bool) -> Reference:
+def _check_url(url: str, where: str) -> None:
+    """An http(s) URL with a host and a valid port (named neither: it may be secret)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises on a port out of range)
+    except ValueError:
+        raise ValidationError(where, "must be an http(s) URL with a valid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(where, "must be an http(s) URL")
+
+
+def reference(value: object, where: str, route_id: str, what: str, *,
+              literal_ok: bool) -> Reference:
+    """A URL or secret given as a literal (`literal_ok`), {env: NAME} or
+    {secret_manager: projects/P/secrets/S/versions/V}."""
     if isinstance(value, str) and literal_ok:
         return Reference(value=value)
     if not isinstance(value, dict) or len(value) != 1 or \

@@ -7,16 +7,18 @@ Stored in settings/control.
 Read once per tick / request; no deploy is needed to flip one.
 
 The same document carries the maintenance windows (field `maintenance`,
-freshet.core.windows), so that the tick and run_task learn both from the one read they
-make. The windows are declared in the pipeline config and written by `apply` alone:
-`to_doc` (what PUT /control writes and GET /control shows) leaves them out. Windows
-opened now from the console or the CLI (freshet.core.interventions) are kept beside
-them in `adhoc_maintenance`, which apply leaves alone.
+freshet.core.windows) and the egress policy (field `egress`, freshet.core.egress), so
+that the tick, run_task and publish_status learn them from the one read they make.
+Both are declared in the pipeline config and written by `apply` alone: `to_doc` (what
+PUT /control writes and GET /control shows) leaves them out. Windows opened now from
+the console or the CLI (freshet.core.interventions) are kept beside the declared ones
+in `adhoc_maintenance`, which apply leaves alone.
 """
 
 import re
 from dataclasses import dataclass, field
 
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 from freshet.core.values import check_bool
 from freshet.core.windows import NO_MAINTENANCE, Maintenance
@@ -32,6 +34,9 @@ class Control:
     paused_all: bool = False
     reason: str = ""
     maintenance: Maintenance = NO_MAINTENANCE
+    # Where http_fetch and the notification routes may connect (the config's
+    # `http_fetch:` section), written by apply alone, like the windows.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     def kind_enabled(self, kind: str) -> bool:
         return not self.paused_all and kind not in self.disabled_kinds
@@ -55,6 +60,7 @@ class Control:
             # declared (written by apply) and ad-hoc (opened from the console) alike
             maintenance=Maintenance.from_doc([*(doc.get("maintenance") or ()),
                                               *(doc.get("adhoc_maintenance") or ())]),
+            egress=EgressPolicy.from_doc(doc.get("egress")),
         )
 
 

@@ -1,4 +1,7 @@
-"""Where a sync may fetch from: pure decisions on hosts, addresses and redirects.
+"""Where http_fetch may fetch from, and where a notification route may send: pure
+decisions on hosts, addresses and redirects (the connections are made, and checked,
+by freshet.gcp.egress). The policy is the pipeline's `http_fetch:` section, which
+apply stores in settings/control and run_task and publish_status read from there.
 
 A sync that fetches URLs from a job's params (http_fetch) runs with the function's
 service account. The cloud's metadata server (169.254.169.254, metadata.google.internal)
@@ -12,13 +15,16 @@ be pointed or redirected there would store the token as a snapshot. The rules:
 - with `allowed_hosts`, only those hosts (exact, or `*.example.com` for subdomains);
 - a redirect to another host is refused unless that host is listed in `allowed_hosts`.
 
+A route takes the same address rules (`for_routes`) but never a link-local address and
+no host list: it never needs the metadata server, and alerts go where sources do not.
+
 The addresses are checked where the connection is made, so a name that resolves to a
 different address the second time (DNS rebinding) gains nothing.
 """
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from freshet.core.errors import ValidationError
@@ -45,6 +51,9 @@ class EgressPolicy:
     allowed_hosts: tuple[str, ...] = ()  # empty: any host
     allow_private: bool = True
     allow_link_local: bool = False
+    # Whether a refusal may suggest allow_link_local (never for a route: no setting
+    # lets a route reach a link-local or metadata address).
+    hints_link_local: bool = field(default=True, compare=False)
 
     @classmethod
     def parse(cls, hosts: str, allow_private: bool, allow_link_local: bool,
@@ -52,6 +61,25 @@ class EgressPolicy:
         names = tuple(check_host_pattern(h, f"{field}[{i}]")
                       for i, h in enumerate(h for h in hosts.split(",") if h.strip()))
         return cls(names, allow_private, allow_link_local)
+
+    def to_doc(self) -> dict:
+        return {"allowed_hosts": list(self.allowed_hosts), "allow_private": self.allow_private,
+                "allow_link_local": self.allow_link_local}
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "EgressPolicy":
+        """The policy apply stored (settings/control, field `egress`); none stored: the
+        defaults, as the pipeline's `http_fetch:` section has them."""
+        doc = doc or {}
+        return cls(tuple(doc.get("allowed_hosts") or ()), bool(doc.get("allow_private", True)),
+                   bool(doc.get("allow_link_local", False)))
+
+    def for_routes(self) -> "EgressPolicy":
+        """What a notification route may reach: the same address rules, never a
+        link-local or metadata address, and any host (allowed_hosts lists http_fetch's
+        sources, not where alerts go)."""
+        return EgressPolicy((), self.allow_private, allow_link_local=False,
+                            hints_link_local=False)
 
     def listed(self, host: str) -> bool:
         """`host` is named by `allowed_hosts` (an empty list names nothing)."""
@@ -65,7 +93,7 @@ class EgressPolicy:
         if self.allowed_hosts and not self.listed(name):
             return f"host {name} is not in http_fetch.allowed_hosts"
         if name in METADATA_HOSTS and not self.allow_link_local:
-            return _METADATA
+            return self._metadata()
         address = _address(name)
         return None if address is None else self.address_refusal(address)
 
@@ -77,12 +105,15 @@ class EgressPolicy:
                 address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255")):
             return "the host resolves to an address no HTTP server listens on"
         if any(address in net for net in _LINK_LOCAL) or address.is_link_local:
-            return None if self.allow_link_local else _METADATA
+            return None if self.allow_link_local else self._metadata()
         if not self.allow_private and (address.is_private or address.is_loopback
                                        or address in _CGNAT):
             return ("the host resolves to a private address "
                     "(allow with http_fetch.allow_private_addresses)")
         return None
+
+    def _metadata(self) -> str:
+        return _METADATA + (_METADATA_HINT if self.hints_link_local else "")
 
     def redirect_refusal(self, from_url: str, to_url: str) -> str | None:
         """Why following a redirect from `from_url` to `to_url` is refused, or None.
@@ -99,8 +130,8 @@ class EgressPolicy:
         return None if refusal is None else f"a redirect where {refusal}"
 
 
-_METADATA = ("the host is a link-local or metadata address "
-             "(allow with http_fetch.allow_link_local)")
+_METADATA = "the host is a link-local or metadata address"
+_METADATA_HINT = " (allow with http_fetch.allow_link_local)"
 
 
 def _same_host(a, b) -> bool:

@@ -9,7 +9,6 @@ environment to `load_settings`, which has no default for it.
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 from freshet.core.herd import MAX_DISPATCH_SHARDS
 
@@ -75,10 +74,6 @@ class Settings:
     # (0: read everything every time).
     publish_rebuild_after_s: int = 86400
     config_path: str | None = None
-    # Where http_fetch may fetch from (freshet.core.egress; pipeline.yaml's http_fetch:).
-    fetch_allowed_hosts: str = ""  # comma-separated; empty: any host
-    fetch_allow_private: bool = True
-    fetch_allow_link_local: bool = False
     # Set locally: the Firestore emulator the process talks to (Google's client reads
     # it too); the CLI checks it is reachable and treats the stack as local.
     firestore_emulator_host: str | None = None
@@ -121,9 +116,6 @@ _ENV = {
     "page_stale_after_s": "FRESHET_PAGE_STALE_AFTER_S",
     "publish_rebuild_after_s": "FRESHET_PUBLISH_REBUILD_AFTER_S",
     "config_path": "FRESHET_CONFIG",
-    "fetch_allowed_hosts": "FRESHET_FETCH_ALLOWED_HOSTS",
-    "fetch_allow_private": "FRESHET_FETCH_ALLOW_PRIVATE",
-    "fetch_allow_link_local": "FRESHET_FETCH_ALLOW_LINK_LOCAL",
     "firestore_emulator_host": "FIRESTORE_EMULATOR_HOST",
     "author": "FRESHET_AUTHOR",
     "login_name": "USER",
@@ -149,17 +141,10 @@ def load_settings(env: Mapping[str, str], /, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
-    egress_policy(settings)  # fails loudly on a bad host list
     if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
         raise ValidationError("FRESHET_DISPATCH_SHARDS",
                               f"must be from 1 to {MAX_DISPATCH_SHARDS}")
     return settings
-
-
-def egress_policy(settings: Settings) -> EgressPolicy:
-    """The hosts and addresses http_fetch may reach."""
-    return EgressPolicy.parse(settings.fetch_allowed_hosts, settings.fetch_allow_private,
-                              settings.fetch_allow_link_local, "FRESHET_FETCH_ALLOWED_HOSTS")
 
 
 def _convert(name: str, var: str, raw: str, default):

@@ -77,7 +77,7 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
             return Outcome(200, "noop", claim.detail)
         case _:
             assert_never(claim.verdict)
-    outcome = _execute(store, claim.run, job, now, settings,
+    outcome = _execute(store, claim.run, job, now, settings, control,
                        snapshots or snapshot_sink(settings))
     finished_at = clock()
     finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
@@ -127,8 +127,8 @@ def _answer(finish: Commit[FinishVerdict]) -> Outcome:
 # -- execute -------------------------------------------------------------------
 
 
-def _execute(store: Store, run: Run, job: Job, now: datetime,
-             settings: Settings, snapshots: Sink) -> SyncOutcome:
+def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings,
+             control: Control, snapshots: Sink) -> SyncOutcome:
     handler = handler_for(run.kind)
     if handler is None:
         return SyncOutcome(error=f"no sync is registered for kind {run.kind!r}", permanent=True)
@@ -140,7 +140,7 @@ def _execute(store: Store, run: Run, job: Job, now: datetime,
         upstream_versions=dict(run.upstream_versions),
         heartbeat=_Heartbeat(store, run.id, run.attempt_number, lease),
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
-        snapshot=_snapshot_writer(snapshots, job.id),
+        snapshot=_snapshot_writer(snapshots, job.id), egress=control.egress,
     )
     secrets = secret_values(job)  # errors are stored, shown and logged: never with these
     try:

@@ -36,7 +36,7 @@ from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_j
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.core.values import check_bool
 from freshet.loop import backfill as backfills
-from freshet.loop.registry import known_kinds
+from freshet.loop.registry import CheckContext, check_params
 from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
 from freshet.ops.config import JOB_KEYS
@@ -135,9 +135,8 @@ def create_job(call: Call):
         if key not in body:
             raise ValidationError(key, "is required")
     job = new_job(**body)  # a schedule, a trigger, or both
-    if job.kind not in known_kinds():
-        raise ValidationError("kind", f"unknown kind {job.kind!r} (known: "
-                              f"{', '.join(known_kinds())})")
+    egress = call.store.control().egress  # the applied http_fetch: policy
+    check_params(job.kind, dict(job.params), CheckContext(egress=egress))  # as apply does
     settings = call.deps.settings  # a job must fit one Cloud Tasks delivery, as in apply
     check_job(stuck_threshold_minutes=job.stuck_threshold_minutes,
               expected_runtime_minutes=job.expected_runtime_minutes,

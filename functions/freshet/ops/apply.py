@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from freshet.core.control import Control
+from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 from freshet.core.models import Catchup, Job, JobStatus
 from freshet.core.schedules import first_slot
@@ -56,6 +57,7 @@ class Plan:
     catalog_changes: list[str] = field(default_factory=list)
     control_changes: dict[str, tuple] = field(default_factory=dict)
     maintenance_changes: list[str] = field(default_factory=list)
+    egress_changes: list[str] = field(default_factory=list)
     queues: list[QueueChange] = field(default_factory=list)
     # dataset -> (the jobs it triggers now, after apply)
     triggers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
@@ -67,13 +69,14 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not (self.jobs or self.catalog_changes or self.control_changes or self.queues
-                    or self.triggers or self.maintenance_changes
+                    or self.triggers or self.maintenance_changes or self.egress_changes
                     or (self.scheduler is not None and not self.scheduler.empty))
 
     def count(self) -> int:
         sched = self.scheduler
         return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
-                + bool(self.maintenance_changes) + len(self.queues) + len(self.triggers)
+                + bool(self.maintenance_changes) + bool(self.egress_changes)
+                + len(self.queues) + len(self.triggers)
                 + (0 if sched is None
                    else len(sched.create) + len(sched.update) + len(sched.delete)))
 
@@ -96,6 +99,7 @@ class Plan:
         for name, (old, new) in self.control_changes.items():
             out.append(f"  ~ kill switch {name}: {_short(old)} -> {_short(new)}")
         out += [f"  ~ maintenance: {c}" for c in self.maintenance_changes]
+        out += [f"  ~ http_fetch: {c}" for c in self.egress_changes]
         pools = {q.queue(self.config.queue): q for q in self.config.pools}
         for q in self.queues:
             extra = list(q.changes)
@@ -234,6 +238,14 @@ def plan_maintenance(declared: Maintenance, stored: dict) -> list[str]:
     return out
 
 
+def plan_egress(declared: EgressPolicy, stored: dict) -> list[str]:
+    """Pure: how the http_fetch/route egress policy the file declares differs from the
+    stored one (no section and nothing stored are both the defaults)."""
+    have = EgressPolicy.from_doc(stored.get("egress")).to_doc()
+    return [f"{k}: {_short(have[k])} -> {_short(v)}" for k, v in declared.to_doc().items()
+            if have[k] != v]
+
+
 def plan_queue(task_queue: TaskQueue, spec: QueueSpec, existing: dict) -> QueueChange | None:
     current = existing.get(spec.name)
     if current is None:
@@ -275,6 +287,7 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     stored_control = store.control_doc()
     result.control_changes = plan_control(config.control, stored_control)
     result.maintenance_changes = plan_maintenance(config.maintenance, stored_control)
+    result.egress_changes = plan_egress(config.egress, stored_control)
     existing = task_queue.queues()
     result.queues = [c for c in (plan_queue(task_queue, s, existing)
                                  for s in config.all_queues) if c]
@@ -299,6 +312,7 @@ class ApplyResult:
     catalog_written: bool = False
     control_written: bool = False
     maintenance_written: bool = False
+    egress_written: bool = False
     queues: dict[str, str] = field(default_factory=dict)
     scheduler_requests: int = 0
 
@@ -338,6 +352,10 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
         store.set_control({"maintenance": config.maintenance.to_doc()})
         result.maintenance_written = True
         tell("maintenance windows written")
+    if todo.egress_changes:
+        store.set_control({"egress": config.egress.to_doc()})
+        result.egress_written = True
+        tell("http_fetch and route egress policy written")
     for q in todo.queues:
         result.queues[q.spec.name] = _ensure_queue(task_queue, q)
         tell(f"queue {q.spec.name}: {result.queues[q.spec.name]}")

@@ -16,12 +16,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from urllib.parse import urlsplit
 
 import yaml
 
 from freshet.core import herd
-from freshet.core.alerts import RouteSpec, make_route
+from freshet.core.alerts import MAX_SUBJECTS_PER_ROUTE, RouteSpec
 from freshet.core.catalog import (
     CONSUMER_KINDS,
     Catalog,
@@ -64,7 +63,8 @@ from freshet.core.triggers import check_triggers, describe_cycle, trigger_cycle
 from freshet.core.values import check_bool, is_int, is_number
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
-from freshet.loop.registry import known_kinds
+from freshet.loop.registry import CheckContext, check_params
+from freshet.status.notify import make_route
 
 HTTP_METHODS = ("POST", "GET", "PUT")
 
@@ -142,6 +142,8 @@ class PipelineConfig:
     firestore_location: str = ""  # permanent once the database exists; default: the region
     pools: tuple[PoolSpec, ...] = ()
     maintenance: Maintenance = NO_MAINTENANCE
+    # Where http_fetch and the routes may connect: apply writes it to settings/control.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -392,9 +394,11 @@ REQUIREMENT_KEYS = ("dataset", "warn_after", "error_after")
 MAX_UPSTREAM = 100
 MAX_REQUIRES = 1000
 HTTP_FETCH_KEYS = ("allowed_hosts", "allow_private_addresses", "allow_link_local")
-# http_fetch's policy reaches run_task as these variables (deploy sets functions' env).
-FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
-             "FRESHET_FETCH_ALLOW_LINK_LOCAL")
+# The variables that once carried the http_fetch: section to the functions: nothing
+# reads them now (apply stores the policy in settings/control), so setting one is a
+# mistake worth naming.
+OLD_FETCH_ENV = ("FRESHET_FETCH_ALLOWED_HOSTS", "FRESHET_FETCH_ALLOW_PRIVATE",
+                 "FRESHET_FETCH_ALLOW_LINK_LOCAL")
 
 
 def _mapping(value: object, where: str, allowed: tuple[str, ...],
@@ -479,21 +483,21 @@ class _Parser:
         modules = self.sync_modules(doc.get("sync_modules"))
         queues = self.queues(doc.get("queues"))
         pools = self.pools(doc.get("pools"), queues)
-        catalog = self.catalog(doc, queues[0], pools)
         policy = self.http_fetch(doc.get("http_fetch"))
+        catalog = self.catalog(doc, queues[0], pools, policy)
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
         control = None if doc.get("control") is None else parse_control(doc["control"],
                                                                           "control.")
         maintenance = self.maintenance(doc.get("maintenance"), jobs, catalog)
         config = PipelineConfig(
             path=path, project=project, region=region, firestore_location=location,
-            functions=self.functions(doc.get("functions"), project, region,
-                                     _fetch_env(policy) if "http_fetch" in doc else ()),
+            functions=self.functions(doc.get("functions"), project, region),
             site=self.site(doc.get("site"), project),
             queues=queues,
             control_schedules=self.schedules(doc.get("control_schedules")),
             jobs=jobs, catalog=catalog, control=control, sync_modules=modules,
             job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
+            egress=policy,
         )
         check_time_limits(config)
         return config
@@ -558,8 +562,7 @@ class _Parser:
                 raise ValidationError(f"http_fetch.{key}", "must be true or false")
         return EgressPolicy(hosts, flags["allow_private_addresses"], flags["allow_link_local"])
 
-    def functions(self, value: object, project: str, region: str,
-                  fetch_env: tuple[tuple[str, str], ...] = ()) -> FunctionsConfig:
+    def functions(self, value: object, project: str, region: str) -> FunctionsConfig:
         doc = _mapping(value or {}, "functions", FUNCTIONS_KEYS)
         where = "functions."
         base_url = doc.get("base_url") or f"https://{region}-{project}.cloudfunctions.net"
@@ -579,8 +582,9 @@ class _Parser:
             raise ValidationError(f"{where}env", "must be a mapping of NAME: value")
         for name, val in env.items():
             _text(name, f"{where}env.{name}", _ENV_NAME_RE, "an upper-case variable name")
-            if name in FETCH_ENV:
-                raise ValidationError(f"{where}env.{name}", "set by the http_fetch: section")
+            if name in OLD_FETCH_ENV:
+                raise ValidationError(f"{where}env.{name}", "not read: set the http_fetch: "
+                                      "section (apply stores it)")
             if not (isinstance(val, str) or is_number(val)):
                 raise ValidationError(f"{where}env.{name}", "must be a string or a number")
         build = _text(doc.get("build_service_account", "freshet-build" + account),
@@ -592,7 +596,7 @@ class _Parser:
             source=_text(doc.get("source", "functions"), where + "source"),
             runtime=_text(doc.get("runtime", "python311"), where + "runtime",
                           re.compile(r"^python3\d+$"), "a Python runtime such as python311"),
-            env=tuple(sorted([(k, str(v)) for k, v in env.items()] + list(fetch_env))),
+            env=tuple(sorted((k, str(v)) for k, v in env.items())),
         )
 
     @staticmethod
@@ -712,8 +716,10 @@ class _Parser:
         _unique([s.name for s in found], "name", "control_schedules")
         return tuple(found)
 
-    def routes(self, value: object) -> tuple[RouteSpec, ...]:
-        routes = tuple(make_route(raw, f"routes[{i}]")
+    def routes(self, value: object, policy: EgressPolicy) -> tuple[RouteSpec, ...]:
+        """Each route checked by its type (freshet.status.routes), its literal URL by
+        the pipeline's policy."""
+        routes = tuple(make_route(raw, f"routes[{i}]", policy)
                        for i, raw in enumerate(_list(value, "routes")))
         _unique([r.id for r in routes], "id", "routes")
         return routes
@@ -727,8 +733,9 @@ class _Parser:
                                       "under routes)")
         return tuple(ids)
 
-    def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...]) -> Catalog:
-        routes = self.routes(doc.get("routes"))
+    def catalog(self, doc: dict, default: QueueSpec, pools: tuple[PoolSpec, ...],
+                policy: EgressPolicy) -> Catalog:
+        routes = self.routes(doc.get("routes"), policy)
         route_ids = {r.id for r in routes}
         datasets: dict[str, DatasetSpec] = {}
         raw_sets = _list(doc.get("datasets"), "datasets")
@@ -763,6 +770,7 @@ class _Parser:
         shown = (Pool(DEFAULT_POOL, default.name, default.max_concurrent_dispatches),
                  *(Pool(p.name, p.queue(default.name), p.max_concurrent) for p in pools))
         catalog = Catalog(datasets=datasets, consumers=consumers, pools=shown, routes=routes)
+        _check_route_subjects(catalog)
         check_catalog(catalog)  # the same checks publish_status relies on
         return catalog
 
@@ -812,7 +820,7 @@ class _Parser:
 
     def jobs(self, value: object, catalog: Catalog, pools: tuple[PoolSpec, ...],
              policy: EgressPolicy) -> tuple[Job, ...]:
-        kinds = set(known_kinds())
+        context = CheckContext(egress=policy)
         jobs: list[Job] = []
         for i, raw in enumerate(_list(value, "jobs")):
             where = f"jobs[{i}]"
@@ -824,10 +832,7 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
-            if job.kind not in kinds:
-                raise ValidationError(f"{where}.kind", f"unknown kind {job.kind!r} (known: "
-                                      f"{', '.join(sorted(kinds))}; add yours with sync_modules)")
-            _check_fetch_url(job, policy, where)
+            check_params(job.kind, dict(job.params), context, where)  # the kind's own
             for field_name, keys in (("produces", job.produces),
                                      ("trigger.after", job.trigger.after if job.trigger else ())):
                 for j, key in enumerate(keys):
@@ -848,24 +853,18 @@ class _Parser:
         return tuple(jobs)
 
 
-def _fetch_env(policy: EgressPolicy) -> tuple[tuple[str, str], ...]:
-    flag = {True: "true", False: "false"}
-    return tuple(zip(FETCH_ENV, (",".join(policy.allowed_hosts), flag[policy.allow_private],
-                                 flag[policy.allow_link_local]), strict=True))
-
-
-def _check_fetch_url(job: Job, policy: EgressPolicy, where: str) -> None:
-    """An http_fetch job's URL the policy refuses is refused here, at its line, rather
-    than failing every run (the run still checks every address and redirect)."""
-    url = job.params.get("url")
-    if job.kind != "http_fetch" or not isinstance(url, str):
-        return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"{where}.params.url", "must be an http(s) URL")
-    refusal = policy.host_refusal(parts.hostname)
-    if refusal:
-        raise ValidationError(f"{where}.params.url", refusal)
+def _check_route_subjects(catalog: Catalog) -> None:
+    """A route's state document files each subject it follows: at most
+    MAX_SUBJECTS_PER_ROUTE, so that it stays under 1 MiB with a full backlog."""
+    counts = {r.id: 0 for r in catalog.routes}
+    for item in (*catalog.consumers, *catalog.datasets.values()):
+        for route in item.routes:
+            counts[route] = counts.get(route, 0) + 1
+    for i, route in enumerate(catalog.routes):
+        if counts[route.id] > MAX_SUBJECTS_PER_ROUTE:
+            raise ValidationError(f"routes[{i}]", f"followed by {counts[route.id]} consumers "
+                                  f"and datasets; at most {MAX_SUBJECTS_PER_ROUTE} per route "
+                                  "(its state must fit one document): split it into routes")
 
 
 # -- limits that span sections ----------------------------------------------------------

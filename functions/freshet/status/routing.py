@@ -10,13 +10,16 @@ written nor sent to. Two publishes at once queue each message once (the second
 transaction sees the first's baseline); a message may be sent twice (at least once:
 receivers dedupe on X-Freshet-Message or the events' ids).
 
-Nothing here raises into the publish: the page matters more than the message.
+Nothing here raises into the publish: the page matters more than the message. A
+route whose round fails (its state cannot be read or written) is not silent: the log
+says so with the route's id, and the route's stored status becomes `failed` with
+that reason, which the page and `freshet status` show.
 """
 
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from freshet.core.alerts import (
@@ -116,9 +119,25 @@ def notify_routes(store: Store, model: StatusModel, catalog: Catalog,
         try:
             _one_route(store, spec, model, catalog, records, events, states, now, environ,
                        send, deadline, result)
-        except Exception:  # one route's trouble (or Firestore's) must not stop the others
-            log.exception("notification route %s failed this round", spec.id)
+        except Exception as exc:  # one route's trouble (or Firestore's) must not stop the others
+            log.exception("notification route %s failed this round: its state was not "
+                          "recorded and its messages wait", spec.id)
+            result.failed += 1
+            result.routes[spec.id] = "failed"
+            _record_failure(store, spec.id, exc, now)
     return result
+
+
+def _record_failure(store: Store, route_id: str, exc: Exception, now: datetime) -> None:
+    """Say on the route itself (the page, `freshet status`) that this round failed: two
+    small fields changed on the document as stored, which fits wherever it did."""
+    reason = f"this round could not be recorded ({type(exc).__name__}); its messages wait"
+    try:
+        store.change_route(route_id, lambda s: (replace(
+            s, last_status="failed", last_error=reason, last_attempt_at=now), None))
+    except Exception:
+        log.exception("notification route %s: its failure could not be recorded either",
+                      route_id)
 
 
 def _one_route(store: Store, spec: RouteSpec, model: StatusModel, catalog: Catalog,
@@ -160,12 +179,12 @@ def _send_due(spec: RouteSpec, state: RouteState, model: StatusModel, now: datet
             if send is not None:
                 send(spec, message, model)
             else:
-                send_message(spec, message, model, environ)
+                send_message(spec, message, model, environ, model.control.egress)
             attempts.append(Attempted(message.id, now))
         except DeliveryError as exc:
             attempts.append(Attempted(message.id, now, shorten(str(exc), 500)))
-        except Exception as exc:  # a receiver's or our bug: recorded, never raised
-            attempts.append(Attempted(message.id, now, f"{type(exc).__name__}: {exc}"[:500]))
+        except Exception as exc:  # our bug (a custom sender's): recorded in our words
+            attempts.append(Attempted(message.id, now, f"failed ({type(exc).__name__})"))
         if attempts[-1].error:
             log.warning("route %s: message %s not delivered: %s", spec.id, message.id,
                         attempts[-1].error)

@@ -1,3 +1,5 @@
-"""Built-in sync kinds. Importing this package registers them."""
+"""Built-in sync kinds, one package each (params.py, sync.py, KIND in __init__.py).
 
-from freshet.loop.syncs import http_fetch, noop  # noqa: F401
+Importing this package registers nothing: freshet.loop.registry lists the built-in
+kinds, and the kinds import only freshet.loop.syncs.base, never the registry.
+"""
