@@ -37,6 +37,8 @@ TARGETS = {
     "herd_10k_runs_created": "10000",
     "herd_10k_duplicates": "0",
     "cost_usd_month_1k_hourly_5k_datasets": "< $10",
+    "console_overview_s_1k_jobs": "< 1 s",
+    "console_render_s_1k_rows": "< 1 s",
 }
 
 

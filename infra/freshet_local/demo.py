@@ -53,6 +53,8 @@ def parse_args(argv):
                    help="the status page")
     p.add_argument("--data-port", type=int, default=port("DATA", 8095),
                    help="the demo's upstream data server (the http_fetch jobs fetch from it)")
+    p.add_argument("--console-port", type=int, default=port("CONSOLE", 8766),
+                   help="the operator console (freshet console)")
     p.add_argument("--run-for", type=float, default=None,
                    help="stop by itself after this many seconds (default: at Ctrl-C)")
     return p.parse_args(argv)
@@ -158,6 +160,7 @@ def main(argv=None) -> int:
         os.environ.update(env)
         _apply(config)
         servers.append(_static_server(SITE_DIR, args.site_port))
+        servers.append(_console(args.console_port))
         scheduler = _scheduler(config, ports)
         for job in scheduler.jobs:  # a first tick and page right away
             scheduler.fire_now(job)
@@ -282,9 +285,17 @@ def _apply(config) -> None:
     for line in todo.lines():
         _say(f"  {line}")
     apply(todo, store=store, task_queue=queue, now=now)
-    pause_job(store, "marketing-sync", now=now)
+    pause_job(store, "marketing-sync", reason="demo: paused on purpose", by="demo", now=now)
     _say("  paused marketing-sync (a paused job never runs)")
     _open_incident(store, now)
+
+
+def _console(port: int):
+    from freshet.ops.console import console_server
+
+    server = console_server("127.0.0.1", port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def _scheduler(config, ports):
@@ -308,6 +319,7 @@ def _banner(args, fs, tasks, functions) -> None:
 Freshet is running locally.
 
   Status page      {site}            (rebuilt every minute; also status.json, feed.xml, badges/)
+  Console          http://127.0.0.1:{args.console_port}/   (operate: run, pause, retry, backfill)
   API              {api}/jobs
   Firestore        {fs.address}   (emulator)    Cloud Tasks {tasks.address} (emulator)
   Function logs    {LOG_DIR.relative_to(ROOT)}/

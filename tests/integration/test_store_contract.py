@@ -130,6 +130,15 @@ def test_due_jobs_are_the_active_ones_up_to_the_limit_oldest_slot_first(store):
     assert [j.id for j in store.due_jobs(T0, 1)] == ["late"]
 
 
+def test_paused_jobs_whose_until_came_are_found_soonest_first(store):
+    for job_id, until in (("later", T0 + H), ("at", T0), ("before", T0 - H), ("open", None)):
+        store.put_job(replace(job(job_id), status="paused", paused_reason="x",
+                              paused_until=until))
+    store.put_job(replace(job("active"), paused_until=T0 - H))  # not paused: not found
+    assert [j.id for j in store.paused_until_due(T0)] == ["before", "at"]
+    assert [j.id for j in store.paused_until_due(T0, limit=1)] == ["before"]
+
+
 def test_a_transaction_whose_create_finds_the_document_decides_again(store):
     """A run another writer created first: the body runs again and reads it."""
     run = a_run()

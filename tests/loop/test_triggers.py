@@ -137,7 +137,7 @@ def test_a_paused_downstream_is_not_triggered_and_catches_up_when_resumed(memory
     store, settings = memory_store, loop_settings()
     pipeline(store)
     queue = RecordingQueue(settings)
-    pause_job(store, "rollup", now=T0)
+    pause_job(store, "rollup", reason="hold the rollup", now=T0)
     run_once(store, settings, queue, "orders", T0)
     run_once(store, settings, queue, "rates", T0)
     assert rollups(store) == []

@@ -99,7 +99,7 @@ def test_spec_and_implementation_list_the_same_routes():
 def test_every_route_in_the_spec_answers(api):
     api.call("POST", "/jobs", json=JOB)
     params = {"job_id": "orders", "run_id": "none", "key": "sales.orders",
-              "backfill_id": "none", "incident_id": "none"}
+              "backfill_id": "none", "incident_id": "none", "window_id": "none"}
     for template, ops in SPEC["paths"].items():
         for method in ops:
             if method in ("get", "post", "put"):
@@ -115,8 +115,8 @@ def test_create_list_show_pause_resume_archive_a_job(api):
     assert api.call("GET", "/jobs")[1]["jobs"][0]["id"] == "orders"
     status, body = api.call("GET", "/jobs/{job_id}", {"job_id": "orders"})
     assert body["job"]["schedule"]["cron"] == "*/15 * * * *" and body["recent_runs"] == []
-    assert api.call("POST", "/jobs/{job_id}/pause", {"job_id": "orders"})[1]["job"][
-        "status"] == "paused"
+    assert api.call("POST", "/jobs/{job_id}/pause", {"job_id": "orders"},
+                    json={"reason": "vendor outage"})[1]["job"]["status"] == "paused"
     assert api.call("GET", "/jobs", query_string={"status": "paused"})[1]["jobs"]
     api.now = T0 + timedelta(hours=1, minutes=1)
     status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "orders"})
@@ -276,9 +276,10 @@ def test_a_jobs_params_are_checked_by_its_kind_as_apply_checks_them(api, change,
 
 
 def test_unknown_job_is_404(api):
-    for method, template in (("GET", "/jobs/{job_id}"), ("POST", "/jobs/{job_id}/pause"),
-                             ("POST", "/jobs/{job_id}/run")):
-        status, body = api.call(method, template, {"job_id": "ghost"})
+    for method, template, sent in (("GET", "/jobs/{job_id}", None),
+                                   ("POST", "/jobs/{job_id}/pause", {"reason": "x"}),
+                                   ("POST", "/jobs/{job_id}/run", None)):
+        status, body = api.call(method, template, {"job_id": "ghost"}, json=sent)
         assert status == 404 and body["error"]["field"] == "job_id"
         assert "ghost" in body["error"]["message"]
     assert api.call("GET", "/runs/{run_id}", {"run_id": "ghost__x"})[0] == 404
@@ -461,7 +462,7 @@ def test_a_one_time_job_just_missed_runs_once_at_once(api):
 
 def test_a_paused_one_time_job_whose_moment_passed_runs_when_resumed(api):
     api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
-    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"}, json={"reason": "hold"})
     api.now = T0 + timedelta(days=3)
     status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})
     assert status == 200 and body["job"]["status"] == "active"
@@ -470,7 +471,7 @@ def test_a_paused_one_time_job_whose_moment_passed_runs_when_resumed(api):
 
 def test_a_paused_one_time_job_that_already_ran_completes_when_resumed(api):
     api.call("POST", "/jobs", json=one_time((T0 + timedelta(hours=1)).isoformat()))
-    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"})
+    api.call("POST", "/jobs/{job_id}/pause", {"job_id": "once"}, json={"reason": "hold"})
     api.store.update_job("once", {"last_run_id": "once__20261128T130000Z",
                                   "next_run_at": None})
     status, body = api.call("POST", "/jobs/{job_id}/resume", {"job_id": "once"})

@@ -137,7 +137,7 @@ def test_jobs_not_declared_by_any_apply_are_left_alone(env):
 def test_a_paused_job_stays_paused_across_applies(env):
     store, queue, text, _ = env
     apply(config_of(text), store=store, task_queue=queue, now=T0)
-    pause_job(store, "orders", now=T0)
+    pause_job(store, "orders", reason="vendor outage", now=T0)
     apply(config_of(text.replace("max_retries: 2", "max_retries: 4")), store=store,
           task_queue=queue, now=T0)
     assert store.job("orders").status == "paused" and store.job("rates").max_retries == 4

@@ -54,7 +54,8 @@ def test_usage_errors_are_one_line(capsys):
 
 
 def test_unknown_job(capsys, db):
-    for argv in (("jobs", "show", "ghost"), ("jobs", "pause", "ghost"), ("jobs", "run", "ghost")):
+    for argv in (("jobs", "show", "ghost"), ("jobs", "pause", "ghost", "--reason", "x"),
+                 ("jobs", "run", "ghost")):
         code, _, err = run(capsys, *argv)
         assert code == 2 and one_line_error(err) == "freshet: error: job 'ghost' not found"
 
@@ -92,8 +93,8 @@ def test_jobs_runs_datasets_and_status_read_well(capsys, pipeline):
     header, rule, *rows = out.splitlines()
     assert header.split()[:3] == ["JOB", "KIND", "STATUS"] and set(rule) <= {"-", " "}
     assert rows[0].split()[:3] == ["orders", "noop", "active"] and rows[-1] == "2 job(s)"
-    code, out, _ = run(capsys, "jobs", "pause", "orders")
-    assert out.strip() == "job orders: paused"
+    code, out, _ = run(capsys, "jobs", "pause", "orders", "--reason", "vendor outage")
+    assert out.splitlines()[0] == "job orders: paused"
     assert run(capsys, "jobs", "resume", "orders")[1].strip() == "job orders: active"
     code, out, _ = run(capsys, "jobs", "run", "orders", "--key", "cli-1")
     assert code == 0 and "queued" in out

@@ -18,7 +18,7 @@ from tests.loop.helpers import wait_for
 from tests.ops.helpers import ROOT
 
 PORTS = {"FIRESTORE": "firestore_port", "TASKS": "tasks_port", "FUNCTIONS": "functions_port",
-         "SITE": "site_port", "DATA": "data_port"}
+         "SITE": "site_port", "DATA": "data_port", "CONSOLE": "console_port"}
 
 
 @pytest.mark.parametrize("name", sorted(PORTS))
@@ -72,18 +72,19 @@ def _hold(port: int, stack: ExitStack) -> None:
 @pytest.mark.slow
 def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
     """...and the CLI, given nothing but the context file the demo writes, starts a run
-    that succeeds within seconds (not at recovery's sweep, minutes later)."""
-    functions, firestore, tasks, site, data = free_ports(5, consecutive=5)
+    that succeeds within seconds (not at recovery's sweep, minutes later); the console
+    serves its overview."""
+    functions, firestore, tasks, site, data, console = free_ports(6, consecutive=5)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("FRESHET_", "FIRESTORE_EMULATOR", "GOOGLE_CLOUD_PROJECT"))}
     env["FRESHET_CONTEXT"] = str(tmp_path / "context.json")
     with ExitStack() as stack:
-        for port in (8080, 8123, 8081, 5000, 8095):  # the defaults: "another demo"
+        for port in (8080, 8123, 8081, 5000, 8095, 8766):  # the defaults: "another demo"
             _hold(port, stack)
         demo = subprocess.Popen(
             [sys.executable, "-m", "freshet_local.demo", f"--firestore-port={firestore}",
              f"--tasks-port={tasks}", f"--functions-port={functions}", f"--site-port={site}",
-             f"--data-port={data}", "--run-for=240"],
+             f"--data-port={data}", f"--console-port={console}", "--run-for=240"],
             cwd=ROOT, env={**env, "PYTHONPATH": f"{ROOT}/functions:{ROOT}/infra"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
@@ -98,6 +99,8 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
             wait_for(lambda: "succeeded" in _cli(env, "runs", "show", run_id), 30,
                      interval=0.5)
             assert time.monotonic() - started < 30
+            with urllib.request.urlopen(f"http://127.0.0.1:{console}/", timeout=10) as page:
+                assert 'id="j-orders-sync"' in page.read().decode()  # the console's overview
         finally:
             demo.send_signal(signal.SIGTERM)
             output, _ = demo.communicate(timeout=60)

@@ -122,6 +122,12 @@ QUERY_CALLS = {
     "runs_changed_since": [lambda s: s.runs_changed_since(T, 10)],
     "_changes": [],  # the building block of the three above
     "_recent_query": [],  # recent_runs's and recent_runs_marked's
+    "paused_until_due": [lambda s: s.paused_until_due(T)],
+    "runs_page": [lambda s: s.runs_page(), lambda s: s.runs_page(job_id="j"),
+                  lambda s: s.runs_page(statuses=("failed",)),
+                  lambda s: s.runs_page(job_id="j", statuses=("queued", "running")),
+                  lambda s: s.runs_page(job_id="j", statuses=("failed",), since=T, until=T),
+                  lambda s: s.runs_page(since=T), lambda s: s.runs_page(until=T)],
 }
 
 

@@ -47,9 +47,6 @@ def test_each_shown_command_parses(name, command):
         return
     assert words[0] in (".venv/bin/freshet", "freshet"), f"{name}: {command}"
     argv = words[1:]
-    if argv[:1] == ["console"] and "console" not in build_parser()._subparsers._actions[
-            -1].choices:
-        pytest.skip("`freshet console` is being built on another branch (issue 22)")
     if argv[:1] == ["demo"]:  # the demo's own command line (a plugin of the CLI)
         if argv[1:] != ["env"]:  # `demo env` is freshet_local.demo.env_cli
             demo_args(argv[1:])

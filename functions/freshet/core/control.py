@@ -10,7 +10,9 @@ The same document carries the maintenance windows (field `maintenance`,
 freshet.core.windows) and the egress policy (field `egress`, freshet.core.egress), so
 that the tick, run_task and publish_status learn them from the one read they make.
 Both are declared in the pipeline config and written by `apply` alone: `to_doc` (what
-PUT /control writes and GET /control shows) leaves them out.
+PUT /control writes and GET /control shows) leaves them out. Windows opened now from
+the console or the CLI (freshet.core.interventions) are kept beside the declared ones
+in `adhoc_maintenance`, which apply leaves alone.
 """
 
 import re
@@ -55,7 +57,9 @@ class Control:
             manual_actions_enabled=bool(doc.get("manual_actions_enabled", True)),
             paused_all=bool(doc.get("paused_all", False)),
             reason=str(doc.get("reason") or ""),
-            maintenance=Maintenance.from_doc(doc.get("maintenance")),
+            # declared (written by apply) and ad-hoc (opened from the console) alike
+            maintenance=Maintenance.from_doc([*(doc.get("maintenance") or ()),
+                                              *(doc.get("adhoc_maintenance") or ())]),
             egress=EgressPolicy.from_doc(doc.get("egress")),
         )
 

@@ -206,13 +206,19 @@ class Job:
     # (freshet.core.herd); None on jobs stored before shards existed, until the
     # tick's next claim of the job writes it.
     claim_shard: int | None = None
+    # An operator's pause (freshet.core.interventions): why, by whom, since when, and
+    # when it ends by itself (None: when someone resumes it). Runtime state, like status.
+    paused_reason: str = ""
+    paused_by: str = ""
+    paused_at: datetime | None = None
+    paused_until: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     completed_at: datetime | None = None
     archived_at: datetime | None = None
 
     _TIMES = ("next_run_at", "last_run_at", "last_triggered_at", "created_at", "updated_at",
-              "completed_at", "archived_at")
+              "completed_at", "archived_at", "paused_at", "paused_until")
 
     @property
     def max_attempts(self) -> int:

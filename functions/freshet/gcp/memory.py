@@ -286,6 +286,14 @@ class MemoryStore(TypedReads):
         return [Job.from_doc(d) for d, _ in self._query(
             JOBS, keep, lambda d: d["completed_at"], limit=limit)]
 
+    def paused_until_due(self, now: datetime, limit: int = 100) -> list[Job]:
+        def keep(d: dict) -> bool:
+            return d.get("status") == "paused" and d.get("paused_until") is not None \
+                and d["paused_until"] <= now
+
+        return [Job.from_doc(d) for d, _ in self._query(
+            JOBS, keep, lambda d: d["paused_until"], limit=limit)]
+
     def recent_runs(self, *, job_id: str | None = None, limit: int = 50) -> list[Run]:
         def keep(d: dict) -> bool:
             return d.get("created_at") is not None and (job_id is None

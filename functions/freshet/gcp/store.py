@@ -35,7 +35,7 @@ from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
 from freshet.core.created import Created
 from freshet.core.deadlines import DeadlineRecord, Judgement
-from freshet.core.errors import NotFound
+from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import Incident
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
@@ -57,6 +57,7 @@ INCIDENTS = "incidents"  # incidents/{id}: an incident and its notes (core.incid
 ROUTES = "routes"  # routes/{id}: a notification route's state and backlog (core.alerts)
 INCIDENTS_LISTED = 100  # open ones, and as many recently updated ones: the page's read
 CONTROL_DOC = "control"  # settings/control: kill switches
+ADHOC_FIELD = "adhoc_maintenance"  # settings/control: windows opened from the console
 CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
@@ -170,6 +171,12 @@ class Tx(CommitWriter):
 
     def set_run(self, run: Run) -> None:
         self._write("set", self._store._ref(RUNS, run.id), run.to_doc())
+
+    def get_control(self) -> dict:
+        return self._get(SETTINGS, CONTROL_DOC) or {}
+
+    def merge_control(self, fields: dict[str, Any]) -> None:
+        self._write("set", self._store._ref(SETTINGS, CONTROL_DOC), fields, merge=True)
 
     def set_dataset(self, dataset: Dataset) -> None:
         self._write("set", self._store._ref(DATASETS, dataset.key), dataset.to_doc())
@@ -721,6 +728,55 @@ class Store(TypedReads):
 
     def put_status_model_doc(self, doc_id: str, doc: dict) -> None:
         self._set(STATUS_MODEL, doc_id, doc)
+
+    # -- the operator console ---------------------------------------------------
+
+    def change_adhoc_windows(self, change: Callable[[list[dict]], list[dict]]) -> list[dict]:
+        """settings/control's ad-hoc windows (field ADHOC_FIELD), read and rewritten in
+        one transaction: two operators opening windows at once lose neither. `apply`
+        writes only the declared ones (field `maintenance`)."""
+
+        def body(tx: Tx) -> list[dict]:
+            windows = change(list(tx.get_control().get(ADHOC_FIELD) or ()))
+            tx.merge_control({ADHOC_FIELD: windows})
+            return windows
+
+        return self.transact(body)
+
+    def paused_until_due(self, now: datetime, limit: int = 100) -> list[Job]:
+        """Paused jobs whose pause ends by `now` (composite index status, paused_until)."""
+        query = (self.db.collection(JOBS)
+                 .where(filter=FieldFilter("status", "==", "paused"))
+                 .where(filter=FieldFilter("paused_until", "<=", now))
+                 .order_by("paused_until")
+                 .limit(limit))
+        return [Job.from_doc(d) for d in self._stream(query)]
+
+    def runs_page(self, *, job_id: str | None = None, statuses: tuple[str, ...] = (),
+                  since: datetime | None = None, until: datetime | None = None,
+                  after: str | None = None, limit: int = 50) -> tuple[list[Run], str | None]:
+        """Runs newest first (created_at), filtered, `limit` at a time: (the page, the id
+        of its last run when more follow). `after`: the previous page's last run id.
+        Composite indexes: (status, created_at), (job_id, status, created_at)."""
+        query = self.db.collection(RUNS)
+        if job_id is not None:
+            query = query.where(filter=FieldFilter("job_id", "==", job_id))
+        if statuses:
+            query = query.where(filter=FieldFilter("status", "in", list(statuses)))
+        if since is not None:
+            query = query.where(filter=FieldFilter("created_at", ">=", since))
+        if until is not None:
+            query = query.where(filter=FieldFilter("created_at", "<", until))
+        query = query.order_by("created_at", direction=firestore.Query.DESCENDING)
+        if after is not None:
+            snap = self._ref(RUNS, after).get()
+            self.stats.read()
+            if not snap.exists:
+                raise ValidationError("cursor", "names no run (the page it came from is gone)")
+            query = query.start_after(snap)
+        docs = list(self._stream(query.limit(limit + 1)))
+        page = [Run.from_doc(d) for d in docs[:limit]]
+        return page, page[-1].id if len(docs) > limit and page else None
 
 
 def _created(batch: Batch) -> Created:

@@ -31,6 +31,7 @@ from freshet.core.commit import new_run_task
 from freshet.core.control import Control
 from freshet.core.created import Created
 from freshet.core.herd import ShardTask
+from freshet.core.interventions import due_to_resume, resumed
 from freshet.core.models import Job, JobStatus, LastRun, TriggerSource
 from freshet.core.runs import SlotClaim, new_run, scheduled_run_id, skipped_run
 from freshet.core.schedules import next_after
@@ -60,6 +61,7 @@ class TickResult:
     shards_sent: int = 0  # claim shards fanned out (a herd)
     shard_failed: int = 0  # claim shards whose task could not be created
     continued: bool = False  # a claim handler sent the rest of its shard on
+    resumed: list[str] = field(default_factory=list)  # pauses whose `until` came
 
     def to_dict(self) -> dict:
         return {
@@ -70,6 +72,7 @@ class TickResult:
             "skipped_slots": self.skipped_slots, "catchup_chains": self.chains[:50],
             "deferred": self.deferred, "shards_sent": self.shards_sent,
             "shard_failed": self.shard_failed, "continued": self.continued,
+            "resumed": self.resumed[:50],
             "runs": self.created[:50],
         }
 
@@ -91,6 +94,7 @@ def tick_once(store: Store, queue: TaskQueue, *, now: datetime, settings: Settin
         _send_shards(queue, until, result)
     _claim_all(store, queue, due, now, settings, control, result, started, budget)
     _archive_completed(store, now, settings, result)
+    _resume_paused(store, now, result)
     return result
 
 
@@ -245,6 +249,21 @@ def _skip_for_maintenance(store: Store, job: Job, version: datetime, slot: datet
 def _shard_field(job: Job) -> dict:
     """A job stored before claim shards existed gets its shard with its next claim."""
     return {"claim_shard": job.shard} if job.claim_shard is None else {}
+
+
+def _resume_paused(store: Store, now: datetime, result: TickResult) -> None:
+    """A pause given an end (`until`) ends by itself: the job is scheduled again from
+    `now` on, as a resume by hand would (one query; an empty one is one read)."""
+    for job in store.paused_until_due(now):
+        def body(tx, job_id: str = job.id) -> bool:
+            fresh = tx.get_job(job_id)
+            if not due_to_resume(fresh, now):  # resumed or paused again meanwhile
+                return False
+            tx.set_job(resumed(fresh, now))
+            return True
+
+        if store.transact(body):
+            result.resumed.append(job.id)
 
 
 def _archive_completed(store: Store, now: datetime, settings: Settings,

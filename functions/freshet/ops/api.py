@@ -2,8 +2,12 @@
 
     GET  /jobs  /jobs/{job_id}        POST /jobs                (create)
     POST /jobs/{job_id}/run | pause | resume | archive
-    GET  /runs?job_id=&limit=  /runs/{run_id}
-    GET  /datasets  /datasets/{key}   GET /status   GET|PUT /control
+    POST /jobs/{job_id}/pause  {"reason": ..., "until": "2h" | a time}
+    GET  /runs?job_id=&state=&since=&until=&limit=&cursor=  /runs/{run_id}
+    POST /runs/{run_id}/cancel | retry      GET /overview?state=&pool=&owner=&kind=&q=
+    GET  /maintenance   POST /maintenance  {"minutes": N, "note": ...}
+    POST /maintenance/{window_id}/end       (ad-hoc windows; declared ones are the config's)
+    GET  /datasets  /datasets/{key}   GET /consumers   GET /status   GET|PUT /control
     GET  /backfills  /backfills/{backfill_id}   POST /backfills (or dry run)
     POST /backfills/{backfill_id}/cancel
     GET  /incidents  /incidents/{id}  POST /incidents        (open)
@@ -36,14 +40,18 @@ from freshet.loop.registry import CheckContext, check_params
 from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
 from freshet.ops.config import JOB_KEYS
+from freshet.ops.overview import Filters, overview
 from freshet.ops.views import (
     all_datasets,
     backfill_json,
+    consumers_json,
     dataset_json,
     job_json,
+    maintenance_json,
     plan_json,
     run_json,
     status_summary,
+    window_json,
 )
 from freshet.ops.web import Answer, Call, HttpError, json_body
 
@@ -164,24 +172,102 @@ def _job_action(action):
     return handler
 
 
+def pause_job(call: Call):
+    query(call, ())
+    body = json_body(call.request, ("reason", "until"))
+    job = operations.pause_job(call.store, _job_id(call), reason=body.get("reason"),
+                               until=body.get("until"), by=call.caller, now=call.now)
+    return 200, {"job": job_json(job)}
+
+
 def list_runs(call: Call):
-    q = query(call, ("job_id", "limit"))
+    """Newest first, a page at a time: `next_cursor` asks for the next page."""
+    q = query(call, ("job_id", "limit", "state", "since", "until", "cursor"))
     job_id = check_id(q["job_id"], "job_id") if "job_id" in q else None
-    runs = call.store.recent_runs(job_id=job_id, limit=limit_param(q.get("limit")))
-    return 200, {"runs": [run_json(r, call.deps.settings.project) for r in runs]}
+    states = tuple(s for s in q.get("state", "").split(",") if s)
+    if len(states) > 10:
+        raise ValidationError("state", "names at most 10 states")
+    runs, cursor = operations.runs_page(
+        call.store, job_id=job_id, states=states,
+        since=parse_datetime(q["since"], "since") if "since" in q else None,
+        until=parse_datetime(q["until"], "until") if "until" in q else None,
+        cursor=q.get("cursor"), limit=limit_param(q.get("limit")))
+    return 200, {"runs": [run_json(r, call.deps.settings.project) for r in runs],
+                 "next_cursor": cursor}
+
+
+def _run_id(call: Call) -> str:
+    run_id = call.params["run_id"]
+    if len(run_id) > 500:
+        raise ValidationError("run_id", "is longer than 500 characters")
+    return run_id
+
+
+def cancel_run(call: Call):
+    query(call, ())
+    json_body(call.request, ())
+    run = operations.cancel_run(call.store, _run_id(call), by=call.caller, now=call.now)
+    return 200, {"run": run_json(run, call.deps.settings.project)}
+
+
+def retry_run(call: Call):
+    from freshet.loop.manual import retry_run as retry
+
+    query(call, ())
+    json_body(call.request, ())
+    run, created = retry(call.store, call.deps.task_queue, _run_id(call), now=call.now,
+                         settings=call.deps.settings)
+    return (201 if created else 200), {"run": run_json(run, call.deps.settings.project),
+                                       "created": created}
+
+
+def get_overview(call: Call):
+    q = query(call, ("state", "pool", "owner", "kind", "q", "limit", "cursor"))
+    filters = Filters(**{k: q.get(k) or None for k in ("state", "pool", "owner", "kind", "q")})
+    return 200, overview(call.store, call.now, filters, cursor=q.get("cursor"),
+                         limit=limit_param(q.get("limit"), default=50))
+
+
+def list_maintenance(call: Call):
+    query(call, ())
+    return 200, maintenance_json(call.store, call.now)
+
+
+def open_window(call: Call):
+    query(call, ())
+    body = json_body(call.request, ("minutes", "note", "mode", "scope"))
+    for key in ("minutes", "note"):
+        if key not in body:
+            raise ValidationError(key, "is required")
+    scope = parse_scope(body.get("scope"))
+    incident_ops.check_scope(call.store, scope)
+    window = operations.open_window(call.store, minutes=body["minutes"], note=body["note"],
+                                    by=call.caller, scope=scope, mode=body.get("mode", "skip"),
+                                    now=call.now)
+    return 201, {"window": window_json(window, adhoc=True, now=call.now)}
+
+
+def end_window(call: Call):
+    query(call, ())
+    json_body(call.request, ())
+    window_id = check_id(call.params["window_id"], "window_id")
+    operations.end_window(call.store, window_id, now=call.now)
+    return 200, maintenance_json(call.store, call.now)
 
 
 def get_run(call: Call):
     query(call, ())
-    run_id = call.params["run_id"]
-    if len(run_id) > 500:
-        raise ValidationError("run_id", "is longer than 500 characters")
-    return 200, {"run": run_json(call.store.run(run_id), call.deps.settings.project)}
+    return 200, {"run": run_json(call.store.run(_run_id(call)), call.deps.settings.project)}
 
 
 def list_datasets(call: Call):
     query(call, ())
     return 200, {"now": isoformat(call.now), "datasets": all_datasets(call.store, call.now)}
+
+
+def list_consumers(call: Call):
+    query(call, ())
+    return 200, {"now": isoformat(call.now), "consumers": consumers_json(call.store, call.now)}
 
 
 def get_dataset(call: Call):
@@ -338,13 +424,20 @@ ROUTES = (  # the spec (openapi.yaml) is checked against this table both ways
     Route("POST", "/jobs", create_job),
     Route("GET", "/jobs/{job_id}", get_job),
     Route("POST", "/jobs/{job_id}/run", run_job),
-    Route("POST", "/jobs/{job_id}/pause", _job_action(operations.pause_job)),
+    Route("POST", "/jobs/{job_id}/pause", pause_job),
     Route("POST", "/jobs/{job_id}/resume", _job_action(operations.resume_job)),
     Route("POST", "/jobs/{job_id}/archive", _job_action(operations.archive_job)),
     Route("GET", "/runs", list_runs),
     Route("GET", "/runs/{run_id}", get_run),
+    Route("POST", "/runs/{run_id}/cancel", cancel_run),
+    Route("POST", "/runs/{run_id}/retry", retry_run),
+    Route("GET", "/overview", get_overview),
+    Route("GET", "/maintenance", list_maintenance),
+    Route("POST", "/maintenance", open_window),
+    Route("POST", "/maintenance/{window_id}/end", end_window),
     Route("GET", "/datasets", list_datasets),
     Route("GET", "/datasets/{key}", get_dataset),
+    Route("GET", "/consumers", list_consumers),
     Route("GET", "/status", get_status),
     Route("GET", "/backfills", list_backfills),
     Route("POST", "/backfills", create_backfill),

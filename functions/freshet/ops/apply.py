@@ -67,6 +67,8 @@ class Plan:
     scheduler: SchedulerDiff | None = None  # None: Cloud Scheduler not managed here
     applied_ids: frozenset[str] = frozenset()
     live_jobs: int = 0  # jobs not archived once applied: the trigger depth bound
+    # Jobs an operator paused: runtime state that apply keeps, shown so nobody is surprised.
+    paused: list[Job] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -95,7 +97,7 @@ class Plan:
         """The plan as a terminal reads it: one line per change, '+' '~' '-' marks."""
         if self.empty:
             return ["No changes: Firestore, Cloud Tasks and Cloud Scheduler match "
-                    f"{self.config.path}."]
+                    f"{self.config.path}.", *self.paused_lines()]
         out = [f"Plan for {self.config.project} ({self.config.region}) "
                f"from {self.config.path}:"]
         marks = {"create": "+", "update": "~", "archive": "-"}
@@ -127,7 +129,16 @@ class Plan:
                     for j, c in self.scheduler.update]
             out += [f"  - scheduler job {_leaf(n)}: delete" for n in self.scheduler.delete]
         out.append(f"{self.count()} change(s).")
-        return out
+        return out + self.paused_lines()
+
+    def paused_lines(self) -> list[str]:
+        """`= job X: paused ...`: kept as it is (pausing is an operator's decision)."""
+        return [f"  = job {j.id}: paused (kept) — {j.paused_reason or 'no reason given'}"
+                + (f", by {j.paused_by}" if j.paused_by else "")
+                + (f", resumes by itself at {j.paused_until:%Y-%m-%d %H:%M} UTC"
+                   if j.paused_until else "")
+                for j in sorted(self.paused, key=lambda j: j.id)
+                if j.status == JobStatus.PAUSED][:50]
 
 
 def scheduling(job: Job) -> str:
@@ -297,7 +308,8 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     """Read the current state and diff it against the config. Changes nothing."""
     current = {j.id: j for j in store.list_jobs()}
     previously = applied_ids(store)
-    result = Plan(config=config, applied_ids=previously)
+    result = Plan(config=config, applied_ids=previously,
+                  paused=[j for j in current.values() if j.status == JobStatus.PAUSED])
     result.jobs = plan_jobs(config.jobs, current, previously)
     check_first_slots(config, result.jobs, now)
     listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}

@@ -7,6 +7,8 @@
     freshet backfill status [ID]    freshet backfill cancel ID
     freshet incident open|note|resolve|list|show        freshet cost [--config FILE]
     freshet site build    freshet demo (from the local tooling, when it is installed)
+    freshet runs page|cancel|retry    freshet maintenance list|start|end
+    freshet console [--port N] [--api URL]           (the operator console, on 127.0.0.1)
 
 It talks to Firestore directly (the emulator when FIRESTORE_EMULATOR_HOST is set).
 Other installed packages may add subcommands (entry points in the group
@@ -844,6 +846,161 @@ def _add_plugins(parser: argparse.ArgumentParser, sub, plugins: dict) -> None:
                        add_help=False)
 
 
+# -- the console's actions, and the console ----------------------------------------------
+
+def cmd_jobs_pause(args) -> int:
+    from freshet.core.timeutil import isoformat
+    from freshet.ops import operations
+
+    settings = _settings()
+    job = operations.pause_job(open_store(settings.project), args.job_id, reason=args.reason,
+                               until=args.until, by=_author(), now=_now())
+    say(f"job {job.id}: {job.status}")
+    say(f"  reason: {job.paused_reason}"
+        + (f"; resumes by itself at {isoformat(job.paused_until)}" if job.paused_until else
+           "; until someone resumes it"))
+    return 0
+
+
+def cmd_runs_cancel(args) -> int:
+    from freshet.ops import operations
+
+    settings, now = _settings(), _now()
+    store = open_store(settings.project)
+    for run_id in args.run_id:
+        run = operations.cancel_run(store, run_id, by=_author(), now=now)
+        say(f"run {run.id}: {run.status}")
+    return 0
+
+
+def cmd_runs_retry(args) -> int:
+    from freshet.loop.manual import retry_run
+
+    settings, now = _settings(), _now()
+    store, queue = open_store(settings.project), open_queue(settings)
+    for run_id in args.run_id:
+        run, created = retry_run(store, queue, run_id, now=now, settings=settings)
+        say(f"run {run_id}: retried as {run.id}"
+            + ("" if created else f" (already requested: {run.status})"))
+    return 0
+
+
+def cmd_runs_page(args) -> int:
+    from freshet.core.timeutil import parse_datetime
+    from freshet.ops import operations
+
+    settings, now = _settings(), _now()
+    runs, cursor = operations.runs_page(
+        open_store(settings.project), job_id=args.job,
+        states=tuple(s for s in (args.state or "").split(",") if s),
+        since=parse_datetime(args.since, "--since") if args.since else None,
+        until=parse_datetime(args.until, "--until") if args.until else None,
+        cursor=args.cursor, limit=args.limit)
+    _print_runs(runs, now)
+    if cursor:
+        say(f"more: --cursor {cursor}")
+    return 0
+
+
+def cmd_maintenance_list(args) -> int:
+    from freshet.ops.views import maintenance_json
+
+    settings = _settings()
+    doc = maintenance_json(open_store(settings.project), _now())
+    rows = [(w["id"], "ad-hoc" if w["adhoc"] else "declared",
+             "now" if w["active"] else "", w["cron"] or w["start"],
+             w["duration"] or w["end"], w["mode"], w["note"])
+            for w in doc["declared"] + doc["adhoc"]]
+    say(table(("WINDOW", "FROM", "ACTIVE", "CRON / START", "DURATION / END", "MODE", "NOTE"),
+              rows, width=50))
+    return 0
+
+
+def cmd_maintenance_start(args) -> int:
+    from freshet.core.timeutil import isoformat
+    from freshet.core.windows import Scope
+    from freshet.ops import incidents, operations
+
+    settings = _settings()
+    store = open_store(settings.project)
+    scope = Scope(jobs=tuple(args.job), datasets=tuple(args.dataset))
+    incidents.check_scope(store, scope)
+    window = operations.open_window(store, minutes=args.minutes, note=args.note, by=_author(),
+                                    scope=scope, mode=args.mode, now=_now())
+    say(f"maintenance window {window.id} open until {isoformat(window.end)} "
+        f"({window.scope.describe()}, {window.mode})")
+    return 0
+
+
+def cmd_maintenance_end(args) -> int:
+    from freshet.ops import operations
+
+    settings = _settings()
+    operations.end_window(open_store(settings.project), args.window_id, now=_now())
+    say(f"maintenance window {args.window_id} ended")
+    return 0
+
+
+def cmd_console(args) -> int:
+    from freshet.ops import console
+
+    return console.serve_console(host=args.host, port=args.port, api=args.api, say=say)
+
+
+def _run_action_parsers(rsub) -> None:
+    p = rsub.add_parser("page", help="runs, filtered, a page at a time (--cursor for more)")
+    p.add_argument("--job", help="only this job's runs")
+    p.add_argument("--state", help="run states, comma-separated (e.g. failed,cancelled)")
+    p.add_argument("--since", help="created at or after (ISO 8601 with a zone)")
+    p.add_argument("--until", help="created before (ISO 8601 with a zone)")
+    p.add_argument("--cursor", help="the cursor the previous page printed")
+    p.add_argument("--limit", type=_whole(1, 500), default=20, help="runs on one page")
+    p.set_defaults(fn=cmd_runs_page)
+    p = rsub.add_parser("cancel", help="cancel queued or running runs (they end cancelled)")
+    p.add_argument("run_id", nargs="+", help="the runs' ids (freshet runs list)")
+    p.set_defaults(fn=cmd_runs_cancel)
+    p = rsub.add_parser("retry", help="run failed runs' slots again (once, however often "
+                                      "asked)")
+    p.add_argument("run_id", nargs="+", help="the failed runs' ids (freshet runs list)")
+    p.set_defaults(fn=cmd_runs_retry)
+
+
+def _console_parsers(jsub, sub, parser_class) -> None:
+    """`jobs pause` with its reason and until; `maintenance`; `console`."""
+    p = jsub.choices["pause"]
+    p.add_argument("--reason", required=True, help="why (required; shown to everyone)")
+    p.add_argument("--until", help="resume by itself then: a time with a zone, or '2h'")
+    p.set_defaults(fn=cmd_jobs_pause)
+
+    maint = sub.add_parser("maintenance", help="list maintenance windows; start an ad-hoc "
+                                               "one now, or end it")
+    msub = maint.add_subparsers(dest="action", required=True, parser_class=parser_class)
+    msub.add_parser("list", help="declared and ad-hoc windows").set_defaults(
+        fn=cmd_maintenance_list)
+    p = msub.add_parser("start", help="open a window now for N minutes")
+    p.add_argument("--minutes", type=_whole(1, 31 * 24 * 60), required=True,
+                   help="how long it lasts, from now")
+    p.add_argument("--note", required=True, help="why (shown on the page)")
+    p.add_argument("--mode", choices=("skip", "drain"), default="skip",
+                   help="skip: nothing starts, not even a next attempt; drain: runs under "
+                        "way go on, nothing new starts")
+    for name in ("job", "dataset"):
+        p.add_argument(f"--{name}", action="append", default=[],
+                       help=f"a {name} it is about (repeatable; none: the whole pipeline)")
+    p.set_defaults(fn=cmd_maintenance_start)
+    p = msub.add_parser("end", help="end an ad-hoc window now")
+    p.add_argument("window_id", help="the window's id (freshet maintenance list)")
+    p.set_defaults(fn=cmd_maintenance_end)
+
+    p = sub.add_parser("console", help="the operator console in your browser, on 127.0.0.1")
+    p.add_argument("--port", type=_whole(1, 65535), default=8765, help="its port")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="loopback only (127.0.0.1, ::1 or localhost); anything else is refused")
+    p.add_argument("--api", help="act through a deployed api at this URL instead of "
+                                 "Firestore directly")
+    p.set_defaults(fn=cmd_console)
+
+
 # -- parsing -----------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
@@ -908,6 +1065,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
         p = jsub.add_parser(name, help=f"{name} a job")
         p.add_argument("job_id", help="the job's id (freshet jobs list)")
         p.set_defaults(fn=_job_action(name))
+    _console_parsers(jsub, sub, parser_class=_Parser)
 
     runs = sub.add_parser("runs", help="recent runs")
     rsub = runs.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -920,6 +1078,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("run_id", help="the run's id (freshet runs list)")
     _json_option(p)
     p.set_defaults(fn=cmd_runs_show)
+    _run_action_parsers(rsub)
 
     p = sub.add_parser(
         "backfill", help="run a job's past slots (or: backfill status [ID], backfill cancel ID)",

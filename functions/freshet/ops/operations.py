@@ -6,14 +6,28 @@ upsert changes only what a definition declares (SPEC_FIELDS) and recomputes
 next_run_at only when the schedule changed, so re-applying a config never shifts a job.
 """
 
+import base64
 from dataclasses import replace
 from datetime import datetime
 
 from freshet.core.errors import Conflict, NotFound, ValidationError
-from freshet.core.models import Job, JobStatus
-from freshet.core.schedules import first_slot, next_after
+from freshet.core.incidents import EVERYTHING
+from freshet.core.interventions import (
+    adhoc_window,
+    check_reason,
+    decide_cancel,
+    parse_until,
+    paused,
+    resumed,
+    with_window,
+    without_window,
+)
+from freshet.core.models import RUN_STATUSES, Job, JobStatus, Run
+from freshet.core.schedules import first_slot
 from freshet.core.specs import DEFAULT_POOL
+from freshet.core.text import shorten
 from freshet.core.triggers import check_triggers
+from freshet.core.windows import Scope, Window
 from freshet.gcp.store import Store, Tx
 
 SPEC_FIELDS = ("kind", "params", "secret_params", "schedule", "max_retries",
@@ -155,39 +169,19 @@ def _change_status(store: Store, job_id: str, change) -> Job:
     return store.transact(body)
 
 
-def pause_job(store: Store, job_id: str, *, now: datetime) -> Job:
-    """Stop scheduling the job (already paused: no change)."""
-
-    def change(job: Job) -> Job:
-        if job.status == JobStatus.PAUSED:
-            return job
-        if job.status != JobStatus.ACTIVE:
-            raise Conflict(f"job {job_id!r} is {job.status}; only an active job can be paused")
-        return replace(job, status=JobStatus.PAUSED, updated_at=now)
-
-    return _change_status(store, job_id, change)
+def pause_job(store: Store, job_id: str, *, reason: object, until: object = None,
+              by: str = "", now: datetime) -> Job:
+    """Stop scheduling the job, saying why; with `until` (a time, or '2h') the tick
+    resumes it by itself then. A paused job gets the new reason and until."""
+    why = check_reason(reason)
+    ends = parse_until(until, now)
+    return _change_status(store, job_id, lambda job: paused(
+        job, reason=why, until=ends, by=shorten(by, 200) or "", now=now))
 
 
 def resume_job(store: Store, job_id: str, *, now: datetime) -> Job:
-    """Schedule the job again from `now` on: missed slots while paused are skipped; a
-    one-time job whose moment passed while it was paused runs once, at once (or is
-    completed, if its run happened meanwhile): none is left active with nothing to run."""
-
-    def change(job: Job) -> Job:
-        if job.status == JobStatus.ACTIVE:
-            return job
-        if job.status != JobStatus.PAUSED:
-            raise Conflict(f"job {job_id!r} is {job.status}; only a paused job can be resumed")
-        if job.schedule.recurring:
-            return replace(job, status=JobStatus.ACTIVE,
-                           next_run_at=next_after(job.schedule, now), updated_at=now)
-        if job.last_run_id is not None:  # its one run happened while it was paused
-            return replace(job, status=JobStatus.COMPLETED, completed_at=now, next_run_at=None,
-                           updated_at=now)
-        return replace(job, status=JobStatus.ACTIVE, next_run_at=job.schedule.run_at,
-                       updated_at=now)
-
-    return _change_status(store, job_id, change)
+    """Schedule the job again from `now` on (freshet.core.interventions.resumed)."""
+    return _change_status(store, job_id, lambda job: resumed(job, now))
 
 
 def archive_job(store: Store, job_id: str, *, now: datetime) -> Job:
@@ -200,3 +194,70 @@ def archive_job(store: Store, job_id: str, *, now: datetime) -> Job:
                        updated_at=now)
 
     return _change_status(store, job_id, change)
+
+
+# -- runs, windows: what the console asks of the operations layer ----------------------
+
+def cancel_run(store: Store, run_id: str, *, by: str = "", now: datetime) -> Run:
+    """End a queued or running run `cancelled` (freshet.core.interventions.decide_cancel):
+    its later task is a no-op, a running sync's ending is discarded, its lease and its
+    job's hold are released, its datasets are left alone. Cancelled already: no change."""
+
+    def body(tx: Tx) -> Run:
+        run = tx.get_run(run_id)
+        if run is None:
+            raise NotFound("run", run_id)
+        job = tx.get_job(run.job_id)
+        decision = decide_cancel(run, job, by=by, now=now)
+        if decision is None:
+            return run
+        tx.set_run(decision.run)
+        if decision.job_fields:
+            tx.update_job(run.job_id, decision.job_fields)
+        return decision.run
+
+    return store.transact(body)
+
+
+def open_window(store: Store, *, minutes: object, note: object, by: str = "",
+                scope: Scope = EVERYTHING, mode: object = "skip", now: datetime) -> Window:
+    """A maintenance window from now for N minutes, beside the declared ones."""
+    window = adhoc_window(minutes=minutes, note=note, by=by, now=now, scope=scope, mode=mode)
+    store.change_adhoc_windows(lambda stored: with_window(stored, window, now))
+    return window
+
+
+def end_window(store: Store, window_id: str, *, now: datetime) -> None:
+    """End an ad-hoc window now (a declared one ends in the config)."""
+    store.change_adhoc_windows(lambda stored: without_window(stored, window_id, now))
+
+
+def encode_cursor(run_id: str | None) -> str | None:
+    return None if run_id is None else base64.urlsafe_b64encode(run_id.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        run_id = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
+        raise ValidationError("cursor", "is not a cursor this API gave") from None
+    if not run_id or len(run_id) > 500 or "/" in run_id:
+        raise ValidationError("cursor", "is not a cursor this API gave")
+    return run_id
+
+
+def runs_page(store: Store, *, job_id: str | None = None, states: tuple[str, ...] = (),
+              since: datetime | None = None, until: datetime | None = None,
+              cursor: str | None = None, limit: int = 50) -> tuple[list[Run], str | None]:
+    """Runs newest first, `limit` at a time: (the page, the cursor of the next one)."""
+    for i, state in enumerate(states):
+        if state not in RUN_STATUSES:
+            raise ValidationError(f"state[{i}]" if len(states) > 1 else "state",
+                                  f"must be one of {', '.join(RUN_STATUSES)}")
+    if since is not None and until is not None and until <= since:
+        raise ValidationError("until", "must be after since")
+    page, last = store.runs_page(job_id=job_id, statuses=tuple(states), since=since,
+                                 until=until, after=decode_cursor(cursor), limit=limit)
+    return page, encode_cursor(last)

@@ -7,7 +7,7 @@ from datetime import datetime
 from freshet.core.backfill import Backfill, Progress, SlotPlan, progress_bar
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
-from freshet.core.freshness import State, evaluate, excuse, worst
+from freshet.core.freshness import Requirement, State, evaluate, excuse, worst
 from freshet.core.links import logs_url
 from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
 from freshet.core.schedules import describe
@@ -15,7 +15,7 @@ from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
 from freshet.core.timeutil import format_duration, isoformat
 from freshet.core.triggers import describe_trigger
-from freshet.core.windows import NO_MAINTENANCE, Maintenance
+from freshet.core.windows import NO_MAINTENANCE, Maintenance, Window
 from freshet.gcp.store import Store
 from freshet.status.model import halted_producers, route_statuses
 from freshet.status.render import route_json
@@ -42,6 +42,7 @@ def job_json(job: Job) -> dict:
         **{name: isoformat(getattr(job, name)) for name in Job._TIMES},
         "last_run_id": job.last_run_id, "last_run_status": job.last_run_status,
         "last_error": job.last_error,
+        "paused_reason": job.paused_reason, "paused_by": job.paused_by,
     }
 
 
@@ -105,20 +106,20 @@ def plan_json(job_id: str, start: datetime, end: datetime, rerun: bool, max_para
 
 def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datetime,
                  maintenance: Maintenance = NO_MAINTENANCE,
-                 producers: tuple[str, ...] = ()) -> dict:
+                 producers: tuple[str, ...] = (), index: "CatalogIndex | None" = None) -> dict:
     spec = catalog.datasets.get(key)
-    requirement = catalog.requirement_for(key)
+    requirement = index.requirement(key) if index else catalog.requirement_for(key)
     fresh = evaluate(dataset, requirement, now)
     window = maintenance.covering_dataset(key, producers, now)
     if window is not None:
         fresh = excuse(fresh, window.describe(), window.window.id)
     d = dataset or Dataset(key=key)
     return {
-        "key": key, "declared": spec is not None,
+        "key": key, "declared": spec is not None, "producers": list(producers),
         "title": spec.title if spec else "", "owner": spec.owner if spec else "",
         "upstream": list(spec.upstream) if spec else [],
-        "consumers": [c.id for c in catalog.consumers
-                      if any(r.dataset == key for r in c.requires)],
+        "consumers": list(index.consumers.get(key, ())) if index else [
+            c.id for c in catalog.consumers if any(r.dataset == key for r in c.requires)],
         "state": fresh.state, "reason": fresh.reason,
         "age_s": None if fresh.age is None else int(fresh.age.total_seconds()),
         "warn_after_s": int(requirement.warn_after.total_seconds()),
@@ -135,9 +136,35 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
     }
 
 
+class CatalogIndex:
+    """Who requires what, looked up once: every dataset's strictest requirement and its
+    consumers, without walking every consumer per dataset (quadratic at 5,000)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.found: dict[str, list] = {}
+        self.consumers: dict[str, list[str]] = {}
+        for c in catalog.consumers:
+            for r in c.requires:
+                self.found.setdefault(r.dataset, []).append(r)
+                if c.id not in self.consumers.get(r.dataset, ()):
+                    self.consumers.setdefault(r.dataset, []).append(c.id)
+        self._strictest: dict[str, Requirement] = {}
+
+    def requirement(self, key: str) -> Requirement:
+        if key not in self.found:
+            return self.catalog.requirement_for(key)  # the default
+        if key not in self._strictest:
+            rs = self.found[key]
+            self._strictest[key] = Requirement(key, min(r.warn_after for r in rs),
+                                               min(r.error_after for r in rs))
+        return self._strictest[key]
+
+
 def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
-                 control: Control | None = None) -> list[dict]:
-    catalog = store.catalog()
+                 control: Control | None = None, catalog: Catalog | None = None,
+                 stored: list[Dataset] | None = None) -> list[dict]:
+    catalog = catalog or store.catalog()
     control = control or store.control()
     jobs = store.list_jobs() if jobs is None else jobs
     producers: dict[str, list[str]] = {}
@@ -145,14 +172,15 @@ def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
         for key in job.produces:
             producers.setdefault(key, []).append(job.id)
     halted = halted_producers(jobs)  # as the page says it: "its job X is paused"
-    stored = {d.key: d for d in store.list_datasets()}
-    keys = list(catalog.datasets) + sorted(k for k in stored if k not in catalog.datasets)
-    found = [dataset_json(k, stored.get(k), catalog, now, control.maintenance,
-                          tuple(producers.get(k, ()))) for k in keys]
-    for doc in found:
+    found = {d.key: d for d in (store.list_datasets() if stored is None else stored)}
+    keys = list(catalog.datasets) + sorted(k for k in found if k not in catalog.datasets)
+    index = CatalogIndex(catalog)
+    docs = [dataset_json(k, found.get(k), catalog, now, control.maintenance,
+                         tuple(producers.get(k, ())), index) for k in keys]
+    for doc in docs:
         if doc["key"] in halted:
             doc["reason"] = f"{doc['reason']}; {halted[doc['key']]}"
-    return found
+    return docs
 
 
 def routes_json(store: Store, catalog: Catalog, settings: Settings) -> list[dict]:
@@ -186,3 +214,49 @@ def status_summary(store: Store, settings: Settings, now: datetime) -> dict:
                       for i in store.incidents(now) if i.open],
         "routes": routes_json(store, store.catalog(), settings),
     }
+
+
+def window_json(window: Window, *, adhoc: bool, now: datetime) -> dict:
+    """A maintenance window: declared in the config, or opened now (ad-hoc)."""
+    current = window.at(now)
+    return {"id": window.id, "note": window.note, "adhoc": adhoc,
+            "mode": str(window.mode), "scope": window.scope.to_json(),
+            "start": isoformat(window.start), "end": isoformat(window.end),
+            "cron": window.cron, "timezone": window.timezone if window.recurring else None,
+            "duration": format_duration(window.duration) if window.duration else None,
+            "active": current is not None,
+            "current_end": isoformat(current.end) if current else None}
+
+
+def maintenance_json(store: Store, now: datetime) -> dict:
+    """Declared windows (the config's, written by apply), then the ad-hoc ones not over."""
+    doc = store.control_doc()
+    declared = Maintenance.from_doc(doc.get("maintenance")).windows
+    adhoc = [w for w in Maintenance.from_doc(doc.get("adhoc_maintenance")).windows
+             if w.end is not None and w.end > now]
+    return {"now": isoformat(now),
+            "declared": [window_json(w, adhoc=False, now=now) for w in declared],
+            "adhoc": [window_json(w, adhoc=True, now=now) for w in adhoc]}
+
+
+def consumers_json(store: Store, now: datetime) -> list[dict]:
+    """Each consumer: what it requires, its deadlines and their attainment (30 and 90
+    days), from the catalog and the deadline records (one query)."""
+    catalog = store.catalog()
+    records = store.deadline_records()
+    today = now.date()
+    found = []
+    for c in catalog.consumers:
+        record = records.get(c.id)
+        found.append({
+            "id": c.id, "title": c.title, "kind": c.kind, "owner": c.owner,
+            "requires": [{"dataset": r.dataset,
+                          "warn_after_s": int(r.warn_after.total_seconds()),
+                          "error_after_s": int(r.error_after.total_seconds())}
+                         for r in c.requires],
+            "deadlines": [d.describe() for d in c.deadlines],
+            "attainment_30d": record.attainment(today, 30) if record else None,
+            "attainment_90d": record.attainment(today) if record else None,
+            "deadline_counts": record.counts(today) if record else {},
+        })
+    return found
