@@ -67,7 +67,7 @@ def test_apply_writes_jobs_catalog_kill_switches_and_the_queue(env):
         "sales.orders", "finance.rates")
     assert store.control().manual_actions_enabled is False
     created = queue.queues()[queue_name]
-    assert created.rate_limits.max_dispatches_per_second == 50
+    assert created.rate_limits.max_dispatches_per_second == 500
     assert created.retry_config.min_backoff.seconds == 5
 
 
@@ -79,8 +79,8 @@ def test_a_pool_with_dispatch_shards_is_that_many_queues_sharing_its_limits(env)
     assert result.queues == {**{n: "created" for n in names}, f"{queue_name}-claims": "created"}
     existing = queue.queues()
     for name in names:
-        assert existing[name].rate_limits.max_dispatches_per_second == 50 / 4
-        assert existing[name].rate_limits.max_concurrent_dispatches == 100 // 4
+        assert existing[name].rate_limits.max_dispatches_per_second == 500 / 4
+        assert existing[name].rate_limits.max_concurrent_dispatches == 200 // 4
     assert plan(config_of(sharded), store=store, task_queue=queue, now=T0).empty
 
 

@@ -453,7 +453,7 @@ def test_catchup_triggers_and_pools_parse(tmp_path):
     assert config.all_queues[1].max_concurrent_dispatches == 4
     assert config.all_queues[1].min_backoff_s == config.queues[0].min_backoff_s
     assert [(p.name, p.max_concurrent) for p in config.catalog.pools] == [
-        ("default", 100), ("warehouse", 4)]
+        ("default", 200), ("warehouse", 4)]
 
 
 @pytest.mark.parametrize("old, new, field, needle", [

@@ -52,11 +52,13 @@ def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier(
                          fanout_above=10_000)
     m = measured(run_reads_1ds=10, run_writes_1ds=6, run_tasks=1, tick_idle_reads=3,
                  tick_idle_writes=1, sweep_idle_reads=2, sweep_idle_writes=1,
-                 publish_reads_idle_5k=20, publish_writes_steady_5k=8)
+                 publish_reads_idle_5k=20, publish_reads_hour_median=20 + 588 * 1.5,
+                 publish_writes_hour_median=8)
     est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
     lines = {(line.service, line.item.split(" (")[0]): line for line in est.lines}
     reads = lines[("Firestore", "document reads")]
-    publish_reads = m.publish_reads_fixed(2000) + load.changed_per_publish()
+    assert m.reads_per_changed() == pytest.approx(1.5)
+    publish_reads = m.publish_reads_fixed(2000) + load.changed_per_publish() * 1.5
     assert reads.quantity == pytest.approx(720_000 * 10 + 43_200 * 3 + 8_640 * 2
                                            + 8_640 * publish_reads)
     assert reads.free == 1_500_000  # 50,000 a day for 30 days
@@ -68,7 +70,7 @@ def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier(
     assert est.total == pytest.approx(sum(line.usd for line in est.lines))
 
 
-def test_retries_add_their_attempts_and_a_sync_is_billed_in_run_task():
+def test_retries_add_their_attempts_and_a_sync_is_the_users_compute_beside_the_total():
     load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
                          fanout_above=10_000)
     quiet = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0))
@@ -77,7 +79,39 @@ def test_retries_add_their_attempts_and_a_sync_is_billed_in_run_task():
     quiet_calls, flaky_calls = (next(x for x in e.lines if x.item == "requests").quantity
                                 for e in (quiet, flaky))
     assert flaky_calls - quiet_calls == pytest.approx(720_000)  # half the attempts fail
-    assert slow.by_service()["Cloud Run functions"] > quiet.by_service()["Cloud Run functions"]
+    # A minute-long sync costs the user more, never the control plane.
+    assert slow.sync_total > quiet.sync_total
+    assert slow.total == pytest.approx(quiet.total)
+    assert all(line not in slow.lines for line in slow.sync_lines)
+
+
+def test_syncs_use_what_the_control_plane_leaves_of_the_free_tier():
+    load = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
+                         fanout_above=10_000)
+    est = cost.estimate(load, measured(run_s=0.1), PRICES, cost.Assumptions(sync_s=1))
+    vcpu = next(x for x in est.sync_lines if x.item.startswith("vCPU"))
+    assert vcpu.quantity > 0 and vcpu.usd == 0  # 7,200 syncs fit the free tier
+
+
+def test_the_ttl_deletes_one_run_per_run_created_and_has_no_free_tier():
+    load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
+                         fanout_above=10_000)
+    est = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0.5))
+    deletes = next(x for x in est.lines if x.item.startswith("TTL deletes"))
+    assert deletes.quantity == 720_000 and deletes.free == 0
+    assert deletes.usd == pytest.approx(720_000 * 0.01 / 1e5)
+
+
+def test_the_median_publish_of_the_benchmarks_hour_is_what_a_month_of_publishes_costs():
+    spread = [cost.JobLoad(make_schedule(cron=f"{i % 60} * * * *"), 5) for i in range(1000)]
+    load = cost.workload(spread, CONTROL, datasets=5000, fanout_above=100)
+    m = measured(publish_reads_idle_5k=65, publish_reads_hour_median=700,
+                 publish_writes_hour_median=6, publish_files_hour_median=5)
+    est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
+    files = next(x for x in est.lines if x.item.startswith("class A"))
+    assert files.quantity == pytest.approx(8_640 * 5)  # the bench's own size: no scaling
+    # The benchmark's workload changes what it measured: 84 jobs, runs and 420 datasets.
+    assert load.changed_per_publish() == pytest.approx(cost.Measured.SCALE_CHANGED, rel=0.01)
 
 
 def test_a_missing_figure_is_named():

@@ -84,3 +84,53 @@ def test_dispatch_shards_out_of_range_fail_loudly(value):
     with pytest.raises(ValidationError) as caught:
         load_settings({"FRESHET_DISPATCH_SHARDS": value})
     assert caught.value.field == "FRESHET_DISPATCH_SHARDS"
+
+
+# -- the herd's modelled start ------------------------------------------------------
+
+def _start(jobs, **kw):
+    args = dict(queue_rates=[500.0], queue_concurrency=200, instances=200, concurrency=1,
+                call_s=1.0, lookahead_s=60.0, cold_start_s=3.0)
+    return herd.herd_start(jobs, **{**args, **kw})
+
+
+@pytest.mark.parametrize("kw, bound, rate", [
+    ({"queue_rates": [50.0]}, "the queues' dispatch rate", 50.0),
+    ({}, "calls in flight (queue concurrency, run_task instances)", 200.0),
+    ({"instances": 100}, "calls in flight (queue concurrency, run_task instances)", 100.0),
+    ({"instances": 10, "concurrency": 80}, "calls in flight (queue concurrency, "
+                                           "run_task instances)", 200.0),
+    ({"queue_rates": [500.0] * 4, "queue_concurrency": 4000, "instances": 1000,
+      "call_s": 0.1}, "Firestore's ~500 writes/s on the runs", 500.0),
+    ({"queue_rates": [900.0]}, "calls in flight (queue concurrency, run_task instances)",
+     200.0),
+])
+def test_the_tightest_limit_sets_the_herds_start_rate(kw, bound, rate):
+    start = _start(10_000, **kw)
+    assert (start.bound, start.rate) == (bound, pytest.approx(rate))
+    assert start.start_s == pytest.approx(3.0 + 10_000 / rate)
+
+
+def test_the_shipped_defaults_start_10k_one_second_runs_within_a_minute():
+    from freshet.core.specs import DEFAULT_FUNCTION_LIMITS, QueueSpec
+
+    q, run_task = QueueSpec(name="runs"), DEFAULT_FUNCTION_LIMITS["run_task"]
+    start = herd.herd_start(10_000, queue_rates=[q.max_dispatches_per_second],
+                            queue_concurrency=q.max_concurrent_dispatches,
+                            instances=run_task.max_instances,
+                            concurrency=run_task.concurrency, call_s=1.123, lookahead_s=60)
+    assert start.fits and start.start_s <= 60
+
+
+def test_one_queue_caps_at_500_a_second_and_a_cold_target_ramps_500_50_5():
+    assert herd.dispatch_rates([2000.0], 10**6, 0.01)["the queues' dispatch rate"] == 500
+    # 300,000 runs at a wanted 2,000/s: 5 minutes at 500/s (150k), then 750/s.
+    assert herd.ramped_seconds(300_000, 2000.0) == pytest.approx(300 + 150_000 / 750)
+    assert herd.ramped_seconds(1_000, 2000.0) == pytest.approx(2.0)
+
+
+def test_a_herd_that_cannot_be_claimed_within_the_lookahead_starts_late():
+    start = _start(100_000, lookahead_s=60.0)
+    assert start.claim_s == pytest.approx(200.0)  # the runs' 500 writes/s
+    assert start.late_s == pytest.approx(140.0) and not start.fits
+    assert _start(100, lookahead_s=60.0).late_s == 0

@@ -103,3 +103,73 @@ def fan_out(due_sampled: int, above: int) -> bool:
 def shard_tasks(until: datetime) -> list[ShardTask]:
     return [ShardTask(shard, until) for shard in range(CLAIM_SHARDS)]
 
+
+
+# -- how long a herd takes to start, from the config ----------------------------------
+
+# Cloud Tasks dispatches at most 500 tasks/s from one queue; Google asks that traffic to a
+# target start at 500/s and grow by 50 % every 5 minutes ("500/50/5", Cloud Tasks' "Manage
+# scaling risks"); the runs collection takes about 500 writes/s (its timestamps are
+# indexed: Firestore's "sharded timestamps"). See docs/scale.md for the sources.
+QUEUE_MAX_RATE = 500.0
+RAMP_START_RATE, RAMP_GROWTH, RAMP_STEP_S = 500.0, 1.5, 300.0
+RUNS_WRITE_CEILING = 500.0
+
+
+@dataclass(frozen=True)
+class HerdStart:
+    """When a herd of `jobs` due at one slot has started: claimed within the lookahead
+    (or late), then dispatched at `rate` runs a second, bound by `bound`."""
+
+    jobs: int
+    claim_s: float  # claiming it, before the slot
+    late_s: float  # how far past the slot the claiming ends (0 when it fits the lookahead)
+    rate: float  # runs started per second once dispatch is under way
+    bound: str  # what sets that rate
+    start_s: float  # from the slot until the last of its runs has started
+    lookahead_s: float
+
+    @property
+    def fits(self) -> bool:
+        return self.start_s <= self.lookahead_s
+
+
+def dispatch_rates(queue_rates: list[float], concurrent: float, call_s: float
+                   ) -> dict[str, float]:
+    """Each limit on how many runs a second a pool starts: its queues' rates (each at
+    most 500/s), the calls in flight (queues' concurrency and run_task's instances x
+    concurrency, each call lasting `call_s`), and the runs' write ceiling."""
+    return {
+        "the queues' dispatch rate": sum(min(QUEUE_MAX_RATE, r) for r in queue_rates),
+        "calls in flight (queue concurrency, run_task instances)":
+            concurrent / max(call_s, 1e-3),
+        "Firestore's ~500 writes/s on the runs": RUNS_WRITE_CEILING,
+    }
+
+
+def ramped_seconds(jobs: int, rate: float) -> float:
+    """Seconds to dispatch `jobs` at `rate`, with traffic to a cold target following
+    500/50/5: at most 500/s for 5 minutes, then 50 % more every 5 minutes."""
+    done = elapsed = 0.0
+    step = 0
+    while True:
+        cap = min(rate, RAMP_START_RATE * RAMP_GROWTH ** step)
+        if done + cap * RAMP_STEP_S >= jobs:
+            return elapsed + (jobs - done) / cap
+        done, elapsed, step = done + cap * RAMP_STEP_S, elapsed + RAMP_STEP_S, step + 1
+
+
+def herd_start(jobs: int, *, queue_rates: list[float], queue_concurrency: int,
+               instances: int, concurrency: int, call_s: float, lookahead_s: float,
+               claim_latency_s: float = 0.05, cold_start_s: float = 3.0) -> HerdStart:
+    """The modelled start of a herd. Claiming: CLAIM_SHARDS handlers at
+    `claim_latency_s` a claim (a commit and a CreateTask; Google publishes no figure,
+    50 ms is the central case of docs/scale.md), never faster than the runs' writes.
+    Starting: the tightest of `dispatch_rates`, ramped, plus one cold start."""
+    claim_s = max(jobs * claim_latency_s / CLAIM_SHARDS, jobs / RUNS_WRITE_CEILING)
+    late_s = max(0.0, claim_s - lookahead_s)
+    rates = dispatch_rates(queue_rates, min(queue_concurrency, instances * concurrency),
+                           call_s)
+    bound = min(rates, key=rates.get)
+    start_s = late_s + cold_start_s + ramped_seconds(jobs, rates[bound])
+    return HerdStart(jobs, claim_s, late_s, rates[bound], bound, start_s, lookahead_s)

@@ -23,8 +23,8 @@ class QueueSpec:
     min_backoff_s: float = 10.0
     max_backoff_s: float = 600.0
     max_doublings: int = 5
-    max_dispatches_per_second: float = 50.0
-    max_concurrent_dispatches: int = 100
+    max_dispatches_per_second: float = 500.0  # one queue's most: herds start sooner
+    max_concurrent_dispatches: int = 200
     # How long Cloud Tasks waits for run_task before it retries (Google's default: 10m).
     dispatch_deadline_s: float = 600.0
     # Queues the pool is spread over, runs hashed by job (freshet.core.herd): one Cloud
@@ -107,8 +107,10 @@ DEFAULT_FUNCTION_LIMITS = {
     # Also the claim handler: one instance per claim shard while a herd is claimed.
     "scheduler_tick": FunctionLimits(timeout=timedelta(minutes=2),
                                      max_instances=herd.CLAIM_SHARDS + 2),
+    # 200 calls in flight start a 10,000-run herd of 1 s syncs within a minute of its
+    # slot (docs/scale.md, `freshet cost`); instances exist only while calls do.
     "run_task": FunctionLimits(timeout=timedelta(minutes=15), memory="512Mi",
-                               max_instances=100),
+                               max_instances=200),
     "recover_stuck_runs": FunctionLimits(timeout=timedelta(minutes=5), max_instances=2),
     "publish_status": FunctionLimits(timeout=timedelta(minutes=5), memory="512Mi",
                                      max_instances=2),

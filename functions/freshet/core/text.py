@@ -34,6 +34,8 @@ MAX_LOGGED_CHARS = 16 * 1024
 def printable(text: str) -> str:
     """Unsafe characters (controls, bidi overrides, BOM, surrogates) become U+FFFD;
     tab and line breaks stay."""
+    if text.isascii() and text.isprintable():  # most text: nothing to replace, no regex
+        return text
     return _SEPARATORS.sub("\n", _UNSAFE.sub("\ufffd", text))
 
 

@@ -751,11 +751,15 @@ def cmd_cost(args) -> int:
     measured = cost.Measured.from_results(results.get("results") or {})
     estimate = cost.estimate(cost.workload_of(config, assumptions), measured, prices,
                              assumptions)
-    _print_estimate(estimate, config.path, args.measured, results.get("measured_at"))
+    _print_estimate(estimate, config.path, args.measured, results.get("measured_at"),
+                    region=config.firestore_location or config.region)
+    say(cost.herd_text(cost.herd_of(config, measured, assumptions, jobs=args.herd,
+                                    lookahead_s=args.lookahead_s)))
     return 0
 
 
-def _print_estimate(estimate, config_path: str, measured_path: str, measured_at) -> None:
+def _print_estimate(estimate, config_path: str, measured_path: str, measured_at, *,
+                    region: str) -> None:
     load, a = estimate.workload, estimate.assumptions
     say(f"Monthly estimate for {config_path}: {load.jobs:,} jobs, {load.datasets:,} "
         f"datasets, {load.runs:,.0f} runs a month ({load.datasets_per_run:.1f} datasets "
@@ -766,14 +770,18 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at)
     say(table(("SERVICE", "ITEM", "A MONTH", "FREE", "BILLED", "USD"), rows, width=44))
     say("")
     say("By service: " + ", ".join(f"{s} ${v:,.2f}" for s, v in estimate.by_service().items()))
-    say(f"Total: ${estimate.total:,.2f} a month")
+    say(f"Total: ${estimate.total:,.2f} a month for the control plane")
+    say(f"Your syncs' own compute inside run_task (not in the total, as under any "
+        f"orchestrator): ${estimate.sync_total:,.2f} a month")
     low, high = estimate.composer()
     say(f"The smallest Cloud Composer environment: about ${low:,.0f}-{high:,.0f} a month "
         f"(always on), {low / max(estimate.total, 0.01):,.0f}x or more.")
     say(f"Assumed: {a.retry_rate:.0%} of attempts retried, syncs of {a.sync_s:g} s, runs "
-        f"kept {a.run_retention_days} days (Freshet deletes none: add a TTL policy).")
+        f"kept {a.run_retention_days} days (a TTL policy deletes them; TTL deletes and "
+        f"named databases get no free tier: the free tier is the (default) database's).")
     say(f"Counts measured by the benchmarks ({measured_path}, {measured_at or 'undated'}); "
-        f"prices as of {estimate.prices.as_of}, {estimate.prices.doc.get('location', '')}.")
+        f"prices as of {estimate.prices.as_of}, {estimate.prices.doc.get('location', '')}; "
+        f"this config deploys to {region} (pass --prices for its prices).")
 
 
 def _default_measured() -> str:
@@ -1167,6 +1175,10 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                    help="how long a sync itself runs inside run_task, in seconds")
     p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
                    help="how long run documents are kept, for their storage")
+    p.add_argument("--herd", type=_whole(1, 10**7), default=10_000,
+                   help="runs due at one slot, for the herd's modelled start")
+    p.add_argument("--lookahead-s", type=_real(1, 3600), default=60.0,
+                   help="the tick's lookahead, FRESHET_LOOKAHEAD_S")
     p.set_defaults(fn=cmd_cost)
 
     site = sub.add_parser("site", help="the status page")

@@ -11,9 +11,12 @@ Three inputs, none guessed:
   - a dated price table with its sources and free tiers (freshet/ops/prices.yaml).
 
 Two assumptions are the user's to state, with defaults: how often an attempt fails
-transiently (each retry is another attempt), and how long a sync itself takes (it runs
-inside run_task, whose time is billed). A third, how long runs are kept, sizes the
-runs' storage: Freshet deletes no run, so without a TTL policy storage keeps growing.
+transiently (each retry is another attempt), and how long a sync itself takes. A sync
+that runs inside run_task is the user's own compute, as it would be under any
+orchestrator: it is priced on lines of its own (`Estimate.sync_lines`), beside the
+control plane's total, never in it. A third, how long runs are kept (`retention`),
+sizes the runs' storage and the TTL deletes that keep it steady; TTL deletes have no
+free tier.
 """
 
 import functools
@@ -27,6 +30,7 @@ from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
+from freshet.core.specs import QueueSpec
 from freshet.core.values import is_number
 
 MONTH = timedelta(days=30)
@@ -61,9 +65,10 @@ class Measured:
     sweep_idle_writes: float
     sweep_idle_s: float
     publish_reads_idle_5k: float
-    publish_writes_steady_5k: float
-    publish_s_steady_5k: float
-    publish_files_written_steady_5k: float
+    publish_reads_hour_median: float
+    publish_writes_hour_median: float
+    publish_s_hour_median: float
+    publish_files_hour_median: float
     site_bytes_5k: float
     bytes_run_1ds: float
     bytes_run_5ds: float
@@ -81,14 +86,19 @@ class Measured:
         "sweep_idle_reads": "ops_sweep_idle_reads",
         "sweep_idle_writes": "ops_sweep_idle_writes", "sweep_idle_s": "ops_sweep_idle_s",
         "publish_reads_idle_5k": "page_publish_reads_idle_5k",
-        "publish_writes_steady_5k": "page_publish_writes_steady_5k",
-        "publish_s_steady_5k": "page_publish_s_steady_5k",
-        "publish_files_written_steady_5k": "page_files_written_steady_5k",
+        "publish_reads_hour_median": "page_publish_reads_hour_median",
+        "publish_writes_hour_median": "page_publish_writes_hour_median",
+        "publish_s_hour_median": "page_publish_s_hour_median",
+        "publish_files_hour_median": "page_files_written_hour_median",
         "site_bytes_5k": "page_site_bytes_5k",
         "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
         "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
+    # What changed in each 5 minutes of the benchmark's hour (bench_status: 84 runs, their
+    # 84 jobs and 420 datasets): the median publish's reads are the idle publish's plus
+    # these, at the reads per changed document it measured.
+    SCALE_CHANGED = 84 + 84 + 420
 
     @classmethod
     def from_results(cls, results: Mapping[str, object]) -> "Measured":
@@ -122,9 +132,15 @@ class Measured:
         scale = documents / (self.SCALE_DATASETS * 1.2)  # the bench: 5k datasets + 1k jobs
         return PUBLISH_FIXED_READS + max(3.0, math.ceil(chunks * scale))
 
+    def reads_per_changed(self) -> float:
+        """Reads a changed document costs a publish, as the hour's median measured it."""
+        return max(0.0, self.publish_reads_hour_median - self.publish_reads_idle_5k) \
+            / self.SCALE_CHANGED
+
     def publish_writes(self, documents: int) -> float:
-        chunks = self.publish_writes_steady_5k - 2  # + the manifest and the memory
-        return 2 + max(3.0, math.ceil(chunks * documents / (self.SCALE_DATASETS * 1.2)))
+        """The median publish's writes (changed model chunks, manifest, memory), scaled
+        with the pipeline's size."""
+        return self.publish_writes_hour_median * documents / (self.SCALE_DATASETS * 1.2)
 
 
 # -- the prices -------------------------------------------------------------------------
@@ -267,9 +283,16 @@ class Estimate:
     prices: Prices
     assumptions: Assumptions
 
+    sync_lines: tuple[Line, ...] = ()  # the syncs' own compute: the user's, not ours
+
     @property
     def total(self) -> float:
+        """The control plane's monthly cost (the syncs' own compute is not in it)."""
         return sum(line.usd for line in self.lines)
+
+    @property
+    def sync_total(self) -> float:
+        return sum(line.usd for line in self.sync_lines)
 
     def by_service(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -300,18 +323,20 @@ def estimate(load: Workload, measured: Measured, prices: Prices,
     k = load.datasets_per_run
     retries = load.runs * assumptions.retry_rate / (1 - assumptions.retry_rate)
     documents = load.jobs + load.datasets
-    publish_reads = measured.publish_reads_fixed(documents) + load.changed_per_publish()
+    publish_reads = (measured.publish_reads_fixed(documents)
+                     + load.changed_per_publish() * measured.reads_per_changed())
     shard_calls = load.herds * herd.CLAIM_SHARDS
+    functions, syncs = _functions(load, measured, prices, assumptions, retries, shard_calls)
     lines = [
         *_firestore(load, measured, prices, assumptions, k, retries, publish_reads,
                     documents, shard_calls),
         *_tasks(load, measured, prices, retries, shard_calls),
-        *_functions(load, measured, prices, assumptions, retries, shard_calls),
+        *functions,
         _line("Cloud Scheduler", "jobs", load.scheduler_jobs, "jobs",
               prices.free("cloud_scheduler", "jobs"), prices("cloud_scheduler", "job_month")),
         *_storage(load, measured, prices, documents),
     ]
-    return Estimate(tuple(lines), load, prices, assumptions)
+    return Estimate(tuple(lines), load, prices, assumptions, tuple(syncs))
 
 
 def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, documents,
@@ -327,6 +352,8 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
     kept_runs = load.runs / days * assumptions.run_retention_days
     stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
               + kept_runs * measured.run_bytes(k)) / GIB
+    # In the steady state the TTL policy deletes as many runs a month as are created
+    # (each `retention` after it ends); TTL deletes get no free tier.
     return [
         _line("Firestore", "document reads", reads, "reads",
               prices.free("firestore", "reads_per_day") * days,
@@ -337,6 +364,8 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
         _line("Firestore", f"storage ({assumptions.run_retention_days} days of runs)", stored,
               "GiB", prices.free("firestore", "storage_gib"),
               prices("firestore", "storage_gib_month")),
+        _line("Firestore", "TTL deletes (expired runs)", load.runs, "deletes",
+              0.0, prices("firestore", "delete_per_100k") / 1e5),
     ]
 
 
@@ -349,17 +378,21 @@ def _tasks(load, measured, prices, retries, shard_calls) -> list[Line]:
                   prices("cloud_tasks", "operations_per_million") / 1e6)]
 
 
-def _functions(load, measured, prices, assumptions, retries, shard_calls) -> list[Line]:
+def _functions(load, measured, prices, assumptions, retries, shard_calls
+               ) -> tuple[list[Line], list[Line]]:
+    """The control plane's function time, and the syncs' own time inside run_task (the
+    free tier is the billing account's: the control plane uses it first)."""
     step = float(prices.doc["cloud_run_functions"].get("billing_increment_s", 0.1))
 
     def billed(seconds: float) -> float:
         return max(step, math.ceil(round(seconds / step, 6)) * step)
 
+    attempts = load.runs + retries
     calls = {  # function -> (requests a month, seconds each)
-        "run_task": (load.runs + retries, measured.run_s + assumptions.sync_s),
+        "run_task": (attempts, measured.run_s),
         "scheduler_tick": (load.ticks + shard_calls, measured.tick_idle_s),
         "recover_stuck_runs": (load.sweeps, measured.sweep_idle_s),
-        "publish_status": (load.publishes, measured.publish_s_steady_5k),
+        "publish_status": (load.publishes, measured.publish_s_hour_median),
     }
     requests = vcpu_s = gib_s = 0.0
     for name, (count, seconds) in calls.items():
@@ -369,21 +402,38 @@ def _functions(load, measured, prices, assumptions, retries, shard_calls) -> lis
         vcpu_s += time_s * vcpu_of(limits)
         gib_s += time_s * memory_mib(limits.memory) / 1024
     section = "cloud_run_functions"
-    return [
+    free_vcpu = prices.free(section, "vcpu_seconds_per_month")
+    free_gib = prices.free(section, "gib_seconds_per_month")
+    ours = [
         _line("Cloud Run functions", "requests", requests, "requests",
               prices.free(section, "requests_per_month"),
               prices(section, "requests_per_million") / 1e6),
-        _line("Cloud Run functions", "vCPU-seconds", vcpu_s, "vCPU-s",
-              prices.free(section, "vcpu_seconds_per_month"), prices(section, "vcpu_second")),
-        _line("Cloud Run functions", "GiB-seconds", gib_s, "GiB-s",
-              prices.free(section, "gib_seconds_per_month"), prices(section, "gib_second")),
+        _line("Cloud Run functions", "vCPU-seconds", vcpu_s, "vCPU-s", free_vcpu,
+              prices(section, "vcpu_second")),
+        _line("Cloud Run functions", "GiB-seconds", gib_s, "GiB-s", free_gib,
+              prices(section, "gib_second")),
     ]
+    run_task = load.memory.get("run_task") or FunctionLimits()
+    # A sync's own time is billed on top of run_task's (rounded as one request).
+    sync_time = attempts * max(0.0, billed(measured.run_s + assumptions.sync_s)
+                               - billed(measured.run_s))
+    syncs = [
+        _line("Syncs (your compute)", "vCPU-seconds in run_task",
+              sync_time * vcpu_of(run_task), "vCPU-s", max(0.0, free_vcpu - vcpu_s),
+              prices(section, "vcpu_second")),
+        _line("Syncs (your compute)", "GiB-seconds in run_task",
+              sync_time * memory_mib(run_task.memory) / 1024, "GiB-s",
+              max(0.0, free_gib - gib_s), prices(section, "gib_second")),
+    ]
+    return ours, syncs
 
 
 def _storage(load, measured, prices, documents) -> list[Line]:
     scale = documents / (Measured.SCALE_DATASETS * 1.2)
-    # The page, status.json and the feed change at every publish; badges as states do.
-    files = load.publishes * max(3.0, measured.publish_files_written_steady_5k * scale)
+    # A file is written when its bytes change: the page, status.json and the feed at
+    # most every publish, badges as states do (the hour's median publish, measured).
+    median = measured.publish_files_hour_median
+    files = load.publishes * max(min(3.0, median), median * scale)
     site = measured.site_bytes_5k * scale / GIB
     return [
         _line("Cloud Storage", "class A operations (page files written)", files, "ops",
@@ -462,3 +512,39 @@ def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
     return workload((JobLoad(j.schedule, len(j.produces)) for j in active), control,
                     datasets=len(datasets), fanout_above=assumptions.fanout_above,
                     memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS})
+
+
+# -- the herd: when N runs due at one slot have started ---------------------------------
+
+def herd_start(jobs: int, *, queue: QueueSpec, run_task: FunctionLimits, call_s: float,
+               lookahead_s: float) -> herd.HerdStart:
+    """The modelled start of `jobs` runs due at one slot, from the default pool's queues
+    (rate, concurrency, dispatch shards) and run_task's instances and concurrency."""
+    queues = queue.queues()
+    return herd.herd_start(
+        jobs, queue_rates=[q.max_dispatches_per_second for q in queues],
+        queue_concurrency=sum(q.max_concurrent_dispatches for q in queues),
+        instances=run_task.max_instances, concurrency=run_task.concurrency,
+        call_s=call_s, lookahead_s=lookahead_s)
+
+
+def herd_of(config, measured: Measured, assumptions: Assumptions, *, jobs: int,
+            lookahead_s: float) -> herd.HerdStart:
+    """`herd_start` for a pipeline config: a run_task call lasts the measured control
+    plane's time plus the assumed sync."""
+    return herd_start(jobs, queue=config.run_queue,
+                      run_task=config.functions.limits_for("run_task"),
+                      call_s=measured.run_s + assumptions.sync_s, lookahead_s=lookahead_s)
+
+
+def herd_text(start: herd.HerdStart) -> str:
+    text = (f"A herd of {start.jobs:,} runs due at one slot starts within "
+            f"{start.start_s:,.0f} s of it ({start.rate:,.0f} runs/s, bound by "
+            f"{start.bound})")
+    if start.late_s:
+        text += f"; claiming it takes {start.claim_s:,.0f} s, {start.late_s:,.0f} s past the slot"
+    if not start.fits:
+        text += (f". Warning: that is longer than the lookahead ({start.lookahead_s:,.0f} s): "
+                 "raise the queue's max_dispatches_per_second, its max_concurrent_dispatches "
+                 "and run_task's max_instances (docs/scale.md)")
+    return text + "."

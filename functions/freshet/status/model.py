@@ -595,7 +595,10 @@ def _days_for(maintained: list[tuple[Window, frozenset[str]]], key: str,
 
 
 @functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _day_index(today: date, days: int) -> tuple[str, dict[str, int]]:
+    """The bar's days (one question per publish, not per dataset: 5,000 datasets asked
+    for the same 90 dates)."""
     first = today - timedelta(days=days - 1)
     return first.isoformat(), {(first + timedelta(days=i)).isoformat(): i for i in range(days)}
 
