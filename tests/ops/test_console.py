@@ -121,3 +121,12 @@ def test_a_cancel_goes_back_only_to_a_console_path(back, location):
                                       headers={"Host": "127.0.0.1:8765",
                                                "Origin": "http://127.0.0.1:8765"})
     assert response.status_code == 303 and response.headers["Location"].startswith(location)
+
+
+def test_the_console_builds_its_in_process_api_from_the_environment(firestore_emulator,
+                                                                      tasks_emulator):
+    """`freshet console` without --api (and the demo's console) acts in-process through
+    Deps made from the environment, as every CLI command does."""
+    from freshet.ops.console import InProcessApi, build_api
+
+    assert isinstance(build_api(None), InProcessApi)

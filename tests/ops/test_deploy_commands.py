@@ -123,7 +123,7 @@ def test_the_commands_for_operators_viewers_and_a_public_page_parse_too(tmp_path
         "allowed_callers: []", "allowed_callers: [ops@freshet-acme-prod.iam.gserviceaccount.com]"
     ).replace("viewers: []", "viewers: [group:data@example.com, domain:example.com]").replace(
         "public: false", "public: true").replace(
-        "run_task: {timeout: 15m, memory: 512Mi, max_instances: 100}",
+        "run_task: {timeout: 15m, memory: 512Mi, max_instances: 200}",
         "run_task: {timeout: 15m, memory: 2Gi, cpu: 1, concurrency: 4, max_instances: 100}")
     everything = generated_commands(text, tmp_path)
     plain = set(generated_commands())

@@ -160,7 +160,7 @@ def test_what_never_becomes_ready_stops_deploy_with_one_line_and_the_resume_comm
     ({"quota": [{"metric": "run.googleapis.com/mem_allocation", "metricUnit": "MiBy",
                  "dimensionsInfos": [{"dimensions": {"region": "europe-west1"},
                                       "details": {"value": "20480"}}]}]},
-     "run_task: 100 instances x 512 MiB needs 51200 MiB, above the Cloud Run memory quota "
+     "run_task: 200 instances x 512 MiB needs 102400 MiB, above the Cloud Run memory quota "
      "of 20480 in europe-west1: set max_instances: 40 for run_task"),
 ])
 def test_preflight_refuses_in_one_line_with_the_fix_before_anything_is_created(

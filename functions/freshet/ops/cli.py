@@ -1001,7 +1001,8 @@ def _console_parsers(jsub, sub, parser_class) -> None:
     p.set_defaults(fn=cmd_maintenance_end)
 
     p = sub.add_parser("console", help="the operator console in your browser, on 127.0.0.1")
-    p.add_argument("--port", type=_whole(1, 65535), default=8765, help="its port")
+    p.add_argument("--port", type=_whole(0, 65535), default=8765,
+                   help="its port (0: any free one)")
     p.add_argument("--host", default="127.0.0.1",
                    help="loopback only (127.0.0.1, ::1 or localhost); anything else is refused")
     p.add_argument("--api", help="act through a deployed api at this URL instead of "

@@ -347,7 +347,7 @@ def build_api(api_url: str | None):
         return HttpApi(api_url, id_token_for(api_url), project=load_settings(os.environ).project)
     from freshet.ops.deps import Deps
 
-    return InProcessApi(Deps.from_env(), operator())
+    return InProcessApi(Deps.from_env(os.environ), operator())
 
 
 def console_server(host: str = "127.0.0.1", port: int = 8765, api: str | None = None):
