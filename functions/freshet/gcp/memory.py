@@ -23,12 +23,12 @@ from freshet.core.created import Created
 from freshet.core.errors import NotFound
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
-from freshet.gcp.ports import CommitWriter, TypedReads
+from freshet.gcp.ports import DATASETS, JOBS, RUNS, CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 T = TypeVar("T")
 
-JOBS, RUNS, DATASETS, SETTINGS, BACKFILLS = "jobs", "runs", "datasets", "settings", "backfills"
+SETTINGS, BACKFILLS = "settings", "backfills"
 CONTROL_DOC, CATALOG_DOC, HEARTBEAT_DOC = "control", "catalog", "heartbeat"
 TRIGGER_GRAPH_DOC = "trigger_graph"  # as freshet.gcp.store
 TRIES = 5  # a transaction whose create found its document is decided again, like Firestore's
@@ -62,18 +62,6 @@ class MemoryTx(CommitWriter):
     def _get(self, collection: str, doc_id: str) -> dict | None:
         self._store.stats.read()
         return self._store._doc(collection, doc_id)
-
-    def get_job(self, job_id: str) -> Job | None:
-        doc = self._get(JOBS, job_id)
-        return None if doc is None else Job.from_doc(doc)
-
-    def get_run(self, run_id: str) -> Run | None:
-        doc = self._get(RUNS, run_id)
-        return None if doc is None else Run.from_doc(doc)
-
-    def get_dataset(self, key: str) -> Dataset | None:
-        doc = self._get(DATASETS, key)
-        return None if doc is None else Dataset.from_doc(doc)
 
     def get_datasets(self, keys: list[str]) -> dict[str, Dataset | None]:
         return {k: self.get_dataset(k) for k in dict.fromkeys(keys)}

@@ -25,6 +25,9 @@ from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 from freshet.gcp.stats import Stats
 
+# The collections both stores keep their documents in.
+JOBS, RUNS, DATASETS = "jobs", "runs", "datasets"
+
 T = TypeVar("T")
 
 
@@ -125,7 +128,23 @@ class RunQueue(Protocol):
 
 class CommitWriter:
     """What both stores' transactions share, built on their own reads and writes: one
-    round of reads into Facts, and a Commit persisted as it is."""
+    round of reads into Facts, the typed reads on their own `_get`, and a Commit
+    persisted as it is."""
+
+    def _get(self, collection: str, doc_id: str) -> dict | None:
+        raise NotImplementedError
+
+    def get_job(self, job_id: str) -> Job | None:
+        doc = self._get(JOBS, job_id)
+        return None if doc is None else Job.from_doc(doc)
+
+    def get_run(self, run_id: str) -> Run | None:
+        doc = self._get(RUNS, run_id)
+        return None if doc is None else Run.from_doc(doc)
+
+    def get_dataset(self, key: str) -> Dataset | None:
+        doc = self._get(DATASETS, key)
+        return None if doc is None else Dataset.from_doc(doc)
 
     def read(self, reads: Reads, facts: Facts) -> Facts:
         """One round of core.commit.next_reads, added to what was read before."""

@@ -42,7 +42,7 @@ from freshet.core.runs import SlotClaim
 from freshet.gcp.batch import Batch, stamped
 from freshet.gcp.errors import translated, translates
 from freshet.gcp.paging import PagedSettings
-from freshet.gcp.ports import CommitWriter, TypedReads
+from freshet.gcp.ports import DATASETS, JOBS, RUNS, CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
@@ -50,7 +50,7 @@ __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "st
 T = TypeVar("T")
 M = TypeVar("M")
 
-JOBS, RUNS, DATASETS, SETTINGS = "jobs", "runs", "datasets", "settings"
+SETTINGS = "settings"
 BACKFILLS, LANES = "backfills", "lanes"  # lanes: a subcollection of each backfill
 DEADLINES = "deadlines"  # deadlines/{consumer id}: verdicts and cursors (core.deadlines)
 INCIDENTS = "incidents"  # incidents/{id}: an incident and its notes (core.incidents)
@@ -122,18 +122,6 @@ class Tx(CommitWriter):
         snap = self._store._ref(collection, doc_id).get(transaction=self._t)
         self._store.stats.reads += 1
         return snap.to_dict() if snap.exists else None
-
-    def get_job(self, job_id: str) -> Job | None:
-        doc = self._get(JOBS, job_id)
-        return None if doc is None else Job.from_doc(doc)
-
-    def get_run(self, run_id: str) -> Run | None:
-        doc = self._get(RUNS, run_id)
-        return None if doc is None else Run.from_doc(doc)
-
-    def get_dataset(self, key: str) -> Dataset | None:
-        doc = self._get(DATASETS, key)
-        return None if doc is None else Dataset.from_doc(doc)
 
     def _get_all(self, collection: str, ids: list[str]) -> dict[str, dict | None]:
         """Documents by id in one batched read (None: missing), each billed as a read."""
