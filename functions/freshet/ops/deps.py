@@ -15,6 +15,7 @@ from freshet.gcp.certs import CertCache, certs_url
 from freshet.gcp.storage import Sink, StorageClient, sink_from_settings, snapshot_sink
 from freshet.gcp.store import Store, firestore_client
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.observe import EngineReader, Reader
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Deps:
     # Unset: the settings' sinks, made once with this Deps and sharing one client.
     site_sink: Sink | None = None
     snapshots: Sink | None = None
+    # What the observe pass reads through (BigQuery, Cloud Storage); unset: the engines'
+    # adapters for the settings' project, their clients made on first use.
+    observer: Reader | None = None
 
     def __post_init__(self) -> None:
         storage = StorageClient()
@@ -34,6 +38,8 @@ class Deps:
             self.site_sink = sink_from_settings(self.settings, storage)
         if self.snapshots is None:
             self.snapshots = snapshot_sink(self.settings, storage)
+        if self.observer is None:
+            self.observer = EngineReader(self.settings.project, storage=storage)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Deps":
