@@ -306,9 +306,17 @@ def recorded(before: Seen | None, observation: Observation, now: datetime
     return seen, before is None or before.error != "" or before.as_of != seen.as_of
 
 
-# The longest a ledger waits before the next pass, whatever the datasets' cadence: a
-# dataset newly declared by apply (not in the ledger) is read within this time.
-MAX_PASS_GAP = DEFAULT_OBSERVE_EVERY
+# The longest a ledger waits before the next pass, whatever the datasets' cadence
+# (with none observed: a pass an hour reads the catalog and finds nothing). apply makes
+# a pass due at once when it writes the catalog (`due_now`), so a newly declared
+# dataset is read at the next tick; this bounds the wait should that write be lost.
+MAX_PASS_GAP = timedelta(hours=1)
+
+
+def due_now(doc: dict | None) -> dict:
+    """The ledger document with a pass due at the next tick (apply, after it writes
+    the catalog: what is observed, and how often, may have changed)."""
+    return {**(doc or {}), "next_at": None}
 
 
 def next_pass(specs: dict[str, ObserveSpec], seen: dict[str, Seen], now: datetime
