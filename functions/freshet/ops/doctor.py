@@ -77,6 +77,7 @@ class CloudFacts:
     site: object = None  # {"updated": datetime | None, "members": set}
     page_answer: object = None  # HTTP status the page's object answers the caller
     storage_audit: object = None  # Data Access audit logs record Cloud Storage reads
+    observed: dict = field(default_factory=dict)  # dataset key -> TableFacts (tables.get)
 
 
 def _sa(email: str) -> str:
@@ -111,7 +112,47 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
     checks.append(_heartbeat(facts.heartbeats, now))
     checks.append(_site(config, facts.site, now, page_stale_after))
     checks.append(_page_opens(config, facts.page_answer, facts.storage_audit))
+    return checks + observed_checks(config, facts.observed, now)
+
+
+# Observed tables doctor reads with tables.get (free metadata), at most: the pass reads
+# them all, every few minutes, and says which fail on the page.
+DOCTOR_OBSERVED = 50
+
+
+def _observed_tables(config: PipelineConfig) -> list[tuple[str, str]]:
+    from freshet.core.observe import ObserveKind
+
+    return [(key, spec.target) for key, spec in config.observed
+            if spec.kind == ObserveKind.BIGQUERY_TABLE][:DOCTOR_OBSERVED]
+
+
+def observed_checks(config: PipelineConfig, observed: dict, now: datetime) -> list[Check]:
+    """Each observed BigQuery table (up to DOCTOR_OBSERVED) as the caller sees it: there,
+    a table (not a view: its lastModifiedTime is not its data's), and when it changed."""
+    checks = []
+    for key, table in _observed_tables(config):
+        label, found = f"observed table {table} ({key})", observed.get(key)
+        if found is None:
+            continue
+        if isinstance(found, Unknown):
+            checks.append(Check(False, label, found.reason,
+                                f"name a table the runtime account "
+                                f"{config.functions.service_account} may read "
+                                "(roles/bigquery.metadataViewer on it)"))
+            continue
+        age = human_duration(max(now - found.modified, timedelta(0)))
+        checks.append(Check(True, label, f"a table, last modified {age} ago (read with "
+                            "your credentials: the runtime account needs "
+                            "roles/bigquery.metadataViewer on it)"))
     return checks
+
+
+def _read_observed(config: PipelineConfig) -> dict:
+    from freshet.gcp.bigquery import BigQuery
+
+    bigquery = BigQuery(config.project)
+    return {key: read(bigquery.table_facts, table) for key, table in _observed_tables(config)}
 
 
 def _deploy(config: PipelineConfig) -> str:
@@ -333,6 +374,7 @@ class LocalFacts:
     jobs: object = None  # job ids stored
     heartbeats: object = None
     page: object = None  # {"where": str, "updated": datetime | None}
+    observed: dict = field(default_factory=dict)  # as CloudFacts', from the emulator
 
 
 def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
@@ -385,7 +427,7 @@ def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
         checks.append(Check(age <= page_stale_after, "status page",
                             f"{page['where']} published {human_duration(age)} ago",
                             "freshet site build (or is the local scheduler running?)"))
-    return checks
+    return checks + observed_checks(config, facts.observed, now)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -437,6 +479,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     facts.site = read(bucket_facts, config.site.bucket, "index.html")
     facts.page_answer = read(reader.object_answer, config.site.bucket, "index.html")
     facts.storage_audit = read(reader.storage_data_read_audited)
+    facts.observed = _read_observed(config)
     return facts
 
 
@@ -461,6 +504,8 @@ def collect_local(config: PipelineConfig, env=os.environ) -> LocalFacts:
         facts.heartbeats = read(store.heartbeats)
     settings = load_settings(env)
     facts.page = read(local_page_facts, settings)
+    if env.get("BIGQUERY_EMULATOR_HOST"):  # the demo's vendor table lives there
+        facts.observed = _read_observed(config)
     return facts
 
 
