@@ -227,3 +227,42 @@ def test_the_next_pass_is_due_when_the_earliest_dataset_is(memory_store):
     reader = Answers(tables=tables)
     observe(store, reader, T0 + 2 * M)
     assert reader.calls == [("table", "p-roj1.d.a")]
+
+
+def test_the_tick_entry_point_runs_a_due_pass_and_a_broken_one_fails_not_the_tick(
+        memory_store):
+    import json
+
+    import flask
+
+    from freshet.ops import entries
+    from freshet.ops.deps import Deps
+    from freshet.ops.web import serve
+
+    store, settings = memory_store, loop_settings()
+    declare(store, {"v.a": spec(ObserveKind.BIGQUERY_TABLE, "p-roj1.d.a")})
+
+    def tick(reader):
+        deps = Deps(settings=settings, store=store, task_queue=RecordingQueue(settings),
+                    certs=None, clock=lambda: T0, observer=reader)
+        with flask.Flask(__name__).test_request_context(
+                "/scheduler_tick", method="POST", data="{}", content_type="application/json"):
+            response = serve(flask.request, entries.scheduler_tick, deps)
+        return response.status_code, json.loads(response.data)
+
+    status, body = tick(Answers(tables={"p-roj1.d.a": T0 - M}))
+    assert status == 200 and body["observe"]["changed"] == 1
+    assert store.get_dataset("v.a").data_as_of == T0 - M
+
+    class Broken:
+        def table_time(self, table):
+            raise RuntimeError("a bug")
+
+    store.put_observations_doc({})  # due again: a read that raises what is not Freshet's
+    status, body = tick(Broken())  # is kept as transient, the others read on
+    assert status == 200 and body["observe"]["transient"] == 1
+    assert store.get_dataset("v.a").data_as_of == T0 - M
+    store.put_catalog_doc({"datasets": [{"key": "v.a", "observe": {"every": "5m"}}]})
+    store.put_observations_doc({})
+    status, body = tick(Broken())  # a pass that cannot even plan: said, not the tick's
+    assert status == 200 and body["observe"]["error"] and body["created"] == 0

@@ -96,6 +96,9 @@ def _observe(key: str, read: Callable[[], datetime | None]) -> Observation:
         return Observation(key, error=str(exc), transient=True)
     except FreshetError as exc:
         return Observation(key, error=str(exc))
+    except Exception as exc:  # not Freshet's (a bug, a library's): keep the state, say so
+        log.exception("observing %s failed", key)
+        return Observation(key, error=f"{type(exc).__name__}: {exc}", transient=True)
 
 
 def read_plan(plan: ObservePlan, reader: Reader, parallel: int = PARALLEL_READS,
