@@ -8,6 +8,8 @@ test_storage_newest.py)."""
 import threading
 from datetime import timedelta
 
+import pytest
+
 from freshet.core.catalog import Catalog, Consumer, DatasetSpec
 from freshet.core.errors import PermanentError, TransientError
 from freshet.core.freshness import State, make_requirement
@@ -157,8 +159,17 @@ def test_a_permanent_read_error_is_a_failure_written_once(memory_store):
     assert not store.get_dataset("v.a").failing  # read again: healed
 
 
-def test_new_observed_data_triggers_the_job_waiting_for_it_once_per_data_time(memory_store):
-    store, settings = memory_store, loop_settings()
+@pytest.fixture(params=["memory", "firestore"])
+def either_store(request):
+    if request.param == "memory":
+        return request.getfixturevalue("memory_store")
+    from freshet.gcp.store import Store
+
+    return Store(request.getfixturevalue("db"))
+
+
+def test_new_observed_data_triggers_the_job_waiting_for_it_once_per_data_time(either_store):
+    store, settings = either_store, loop_settings()
     declare(store, {"vendor.orders": spec(ObserveKind.BIGQUERY_TABLE, "vendor-p.s.orders")})
     rollup = add_job(store, "rollup", produces=("sales.rollup",), schedule=None,
                      next_run_at=None, trigger={"after": ["vendor.orders"]})

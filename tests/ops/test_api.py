@@ -611,6 +611,9 @@ def test_a_job_producing_an_observed_dataset_is_refused(api):
     assert status == 400 and body["error"]["field"] == "produces[1]"
     assert "is observed" in body["error"]["message"]
     assert api.store.get_job(JOB["id"]) is None
+    status, body = api.call("GET", "/datasets/{key}", {"key": "vendor.orders"})
+    assert status == 200 and body["dataset"]["observe"] == {
+        "bigquery_table": "vendor-proj.sales.orders", "every": "5m"}
 
 
 # -- incidents --------------------------------------------------------------------------
