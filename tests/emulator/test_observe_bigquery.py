@@ -86,3 +86,19 @@ def test_a_view_is_refused_saying_its_time_is_not_its_datas(bigquery_emulator, v
     assert result.failed == 1
     error = store.get_dataset("vendor.orders").last_error
     assert "is a view" in error and "not its data" in error
+
+
+def test_an_observation_sql_gives_the_data_time_it_selects(bigquery_emulator, vendor):
+    client, name = vendor
+    client.query(f"CREATE OR REPLACE TABLE {name}.events AS SELECT "
+                 "TIMESTAMP '2026-12-07 05:45:00+00' AS loaded_at").result()
+    store, settings = MemoryStore(), loop_settings()
+    spec = ObserveSpec(ObserveKind.BIGQUERY_SQL, f"SELECT MAX(loaded_at) FROM {name}.events",
+                       maximum_bytes_billed=20_000_000)
+    store.put_catalog_doc(Catalog(datasets={
+        "vendor.events": DatasetSpec("vendor.events", observe=spec)}).to_doc())
+    reader = EngineReader(PROJECT, bigquery=BigQuery(PROJECT, client=client))
+    observe_once(store, RecordingQueue(settings), now=datetime(2026, 12, 7, 6, 0, tzinfo=UTC),
+                 settings=settings, reader=reader)
+    assert store.get_dataset("vendor.events").data_as_of == datetime(2026, 12, 7, 5, 45,
+                                                                      tzinfo=UTC)

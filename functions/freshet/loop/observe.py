@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 PARALLEL_READS = 16
 BUDGET_S = 20.0  # of a tick's time: the tick's own work comes first
 MAX_READS_PER_PASS = 5_000
+SQL_TIMEOUT_S = 20.0  # an observation query's answer, at most, inside a tick
 
 
 class Reader(Protocol):
@@ -85,8 +86,9 @@ class EngineReader:
         return newest_update(bucket, prefix, self.storage.client)
 
     def sql_time(self, spec: ObserveSpec) -> datetime | None:
+        # Within the tick's time: a query slower than this is read again next pass.
         return self.bigquery.query_time(spec.target, spec.maximum_bytes_billed or 0,
-                                        spec.location)
+                                        spec.location, result_timeout_s=SQL_TIMEOUT_S)
 
 
 def _observe(key: str, read: Callable[[], datetime | None]) -> Observation:
