@@ -14,6 +14,10 @@ REST transport, and answers in the shapes of Google's REST reference:
       https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.executions/list
   executions.cancel   POST /v2/{name=projects/*/locations/*/jobs/*/executions/*}:cancel
       https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.executions/cancel
+  jobs.getIamPolicy   GET /v2/{resource=projects/*/locations/*/jobs/*}:getIamPolicy
+      https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs/getIamPolicy
+      -> a Policy (https://cloud.google.com/iam/docs/reference/rest/v1/Policy): the
+      job's configured `bindings` {role: [members]}
   the Execution       https://cloud.google.com/run/docs/reference/rest/v2/projects.locations.jobs.executions#Execution
 
 The client asks for `$alt=json;enum-encoding=int`, so enums (a Condition's `state`) are
@@ -60,6 +64,7 @@ _ROUTES = [
     ("GET", re.compile(rf"^/v2/({_JOB}/executions/[^/:]+)$"), "get"),
     ("POST", re.compile(rf"^/v2/({_JOB}/executions/[^/:]+):cancel$"), "cancel"),
     ("GET", re.compile(rf"^/v2/({_JOB})/executions$"), "list"),
+    ("GET", re.compile(rf"^/v2/({_JOB}):getIamPolicy$"), "policy"),
 ]
 
 
@@ -94,6 +99,7 @@ class JobConfig:
     env: dict[str, str] = field(default_factory=dict)
     args: list[str] = field(default_factory=list)
     image: str = "local"
+    bindings: dict[str, list[str]] = field(default_factory=dict)  # role -> members
 
 
 @dataclass
@@ -293,6 +299,15 @@ class CloudRunStandIn:
             doc["nextPageToken"] = str(start + size)
         return doc
 
+    def policy(self, job: str) -> dict:
+        config = self.jobs.get(job)
+        if config is None:
+            raise ApiError(404, "NOT_FOUND", f"Job {job.rsplit('/', 1)[-1]} not found.")
+        bindings = [{"role": role, "members": sorted(members)}
+                    for role, members in sorted(config.bindings.items()) if members]
+        return {"version": 1, "etag": "BwYAAAAAAAA=", **({"bindings": bindings}
+                                                         if bindings else {})}
+
     def stop(self) -> None:
         for execution in list(self.executions.values()):
             for proc in execution.procs:
@@ -356,7 +371,9 @@ def load_jobs(path: Path) -> dict[str, JobConfig]:
                                task_count=int(raw.get("task_count", 1)),
                                timeout_s=_seconds(raw.get("timeout"), 600.0),
                                env=dict(raw.get("env") or {}), args=list(raw.get("args") or []),
-                               image=raw.get("image", "local"))
+                               image=raw.get("image", "local"),
+                               bindings={str(k): list(v) for k, v
+                                         in (raw.get("bindings") or {}).items()})
     return jobs
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from freshet.core.limits import memory_mib
 from freshet.core.specs import ENTRY_POINTS
+from freshet.ops import engine_access
 from freshet.ops.config import PipelineConfig, load_config
 from freshet_local import deploy_run
 
@@ -342,7 +343,9 @@ def iam_target(config: PipelineConfig) -> Target:
     fn = config.functions
     project_binding = ("gcloud", "projects", "add-iam-policy-binding", config.project)
     steps = [_say("== Roles, each at the narrowest scope Google offers for it")]
-    for email, roles in ((fn.service_account, RUNTIME_PROJECT_ROLES),
+    runtime_roles = RUNTIME_PROJECT_ROLES + ((engine_access.BIGQUERY_JOB_ROLE,)
+                                             if engine_access.needs_bigquery_jobs(config) else ())
+    for email, roles in ((fn.service_account, runtime_roles),
                          (fn.build_service_account, BUILD_PROJECT_ROLES)):
         steps += [Step(run=(*project_binding, f"--member={_member(email)}", f"--role={role}",
                             "--condition=None", "--format=none"), retry=True)
@@ -352,8 +355,20 @@ def iam_target(config: PipelineConfig) -> Target:
         "gcloud", "iam", "service-accounts", "add-iam-policy-binding", fn.invoker_email,
         f"--member={_member(fn.service_account)}", f"--role={ACT_AS_ROLE}",
         *_loc(config), "--format=none"), retry=True))
-    steps += secret_access(config)
+    steps += secret_access(config) + engine_grants(config)
     return Target("deploy-iam", ("deploy-accounts",), steps)
+
+
+def engine_grants(config: PipelineConfig) -> list[Step]:
+    """The runtime account's roles on each Cloud Run job a `cloud_run_job` runs, granted
+    on that job alone (freshet.ops.engine_access). The job must exist: Freshet never
+    creates one."""
+    member = _member(config.functions.service_account)
+    return [Step(run=("gcloud", "run", "jobs", "add-iam-policy-binding", job.name,
+                      f"--region={job.region}", f"--project={job.project}",
+                      f"--member={member}", f"--role={role}", "--format=none"), retry=True)
+            for job in engine_access.cloud_run_jobs(config)
+            for role, _ in engine_access.RUN_JOB_ROLES]
 
 
 def database_describe(config: PipelineConfig) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ from freshet_local import emulators
 
 PROJECT, REGION = "demo-freshet", "europe-west1"
 JOBS = f"projects/{PROJECT}/locations/{REGION}/jobs"
+RUNTIME = f"serviceAccount:freshet-runtime@{PROJECT}.iam.gserviceaccount.com"
 # Each task writes what it was started with into $OUT/<execution>-<task>.json.
 REPORT = ("import json, os, sys; from pathlib import Path; "
           "Path(os.environ['OUT'], os.environ['CLOUD_RUN_EXECUTION'] + '-' + "
@@ -55,7 +56,8 @@ def stand_in(out):
         f"{JOBS}/report": {"command": [sys.executable, "-c", REPORT],
                            "env": {"OUT": str(out), "FROM_JOB": "yes"}, "args": ["default"]},
         f"{JOBS}/partial": {"command": [sys.executable, "-c", FAIL_TASK_1], "task_count": 3},
-        f"{JOBS}/slow": {"command": [sys.executable, "-c", "import time; time.sleep(120)"]},
+        f"{JOBS}/slow": {"command": [sys.executable, "-c", "import time; time.sleep(120)"],
+                         "bindings": {"roles/run.viewer": [RUNTIME]}},
     }
     emu = emulators.start_cloud_run(jobs)
     yield emu
@@ -209,6 +211,26 @@ def make_client_list(stand_in, job: str) -> list[dict]:
     url = f"{stand_in.url}/v2/{JOBS}/{job}/executions?pageSize=1000"
     with urllib.request.urlopen(url, timeout=10) as resp:
         return json.loads(resp.read())["executions"]
+
+
+# -- jobs.getIamPolicy (freshet doctor's check of the runtime account's roles) --------------
+
+
+def test_get_iam_policy_is_a_get_on_the_job_and_answers_its_bindings(cloud_run, proxy):
+    assert cloud_run.job_policy("slow") == {"roles/run.viewer": {RUNTIME}}
+    # The REST reference: GET /v2/{resource=projects/*/locations/*/jobs/*}:getIamPolicy
+    last = proxy.requests[-1]
+    assert (last["method"], last["path"].split("?")[0]) == ("GET",
+                                                          f"/v2/{JOBS}/slow:getIamPolicy")
+
+
+def test_a_job_nobody_was_granted_on_has_an_empty_policy(cloud_run):
+    assert cloud_run.job_policy("report") == {}
+
+
+def test_the_policy_of_a_job_that_does_not_exist_is_not_found(cloud_run):
+    with pytest.raises(NotFound):
+        cloud_run.job_policy("nope")
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -284,6 +284,36 @@ def test_every_account_role_and_binding_the_functions_need_is_granted():
                    "firestore.googleapis.com", "firebaserules.googleapis.com")
 
 
+def test_the_runtime_gets_exactly_the_roles_it_needs_on_each_named_cloud_run_job():
+    from freshet.core.models import Job, Schedule
+
+    config = cloud_config()
+    runtime = f"serviceAccount:{config.functions.service_account}"
+    hourly = Schedule(cron="0 * * * *")
+    plain = [" ".join(a) for a in argvs(config)]
+    assert not [r for r in plain if "run jobs" in r or "bigquery.jobUser" in r]
+    config = replace(config, jobs=config.jobs + (
+        Job("report", "cloud_run_job", hourly, params={"job": "nightly-report"}),
+        Job("again", "cloud_run_job", hourly, params={"job": "nightly-report"}),
+        Job("other", "cloud_run_job", hourly,
+            params={"job": "projects/data-prod/locations/us-central1/jobs/export"}),
+        Job("rollup", "bigquery_query", hourly, params={})))
+    runs = [" ".join(a) for a in argvs(config)]
+    grants = [r for r in runs if r.startswith("gcloud run jobs add-iam-policy-binding")]
+    # One binding per role per job (two Freshet jobs running one Cloud Run job: once),
+    # on the job alone, never the project; in the job's own project and region.
+    assert grants == [
+        f"gcloud run jobs add-iam-policy-binding {job} --region={region} --project={project} "
+        f"--member={runtime} --role={role} --format=none"
+        for job, region, project in (("nightly-report", config.region, PROJECT),
+                                     ("export", "us-central1", "data-prod"))
+        for role in ("roles/run.jobsExecutorWithOverrides", "roles/run.viewer")]
+    assert not [r for r in runs if "projects add-iam-policy-binding" in r and "roles/run." in r]
+    # BigQuery jobs are created in the project: jobUser is granted there, only when used.
+    assert [r for r in runs if "projects add-iam-policy-binding" in r
+            and "--role=roles/bigquery.jobUser" in r and runtime in r]
+
+
 def test_operators_are_invokers_of_the_api_only_and_viewers_read_the_page(tmp_path):
     text = (ROOT / deploy.CONFIG).read_text().replace(
         "allowed_callers: []", "allowed_callers: [ops@acme-prod.iam.gserviceaccount.com]"

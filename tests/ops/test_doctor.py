@@ -214,6 +214,66 @@ def test_a_public_page_opens_whatever_the_audit_logs_record():
     assert failing(doctor.cloud_checks(cfg, facts, NOW)) == {}
 
 
+# -- the engines' roles (freshet.ops.engine_access) ---------------------------------------
+
+def with_engine_jobs(cfg):
+    from freshet.core.models import Job, Schedule
+
+    jobs = (Job("report", "cloud_run_job", Schedule(cron="0 * * * *"),
+                params={"job": "nightly-report"}),
+            Job("report-eu", "cloud_run_job", Schedule(cron="0 * * * *"),
+                params={"job": "nightly-report", "region": "europe-west1"}),
+            Job("rollup", "bigquery_query", Schedule(cron="0 * * * *"), params={}))
+    return replace(cfg, jobs=cfg.jobs + jobs)
+
+
+def test_a_cloud_run_job_the_runtime_may_run_and_follow_passes():
+    cfg = with_engine_jobs(config())
+    runtime = f"serviceAccount:{cfg.functions.service_account}"
+    facts = healthy(cfg)
+    facts.engine_jobs = {f"projects/{PROJECT}/locations/europe-west1/jobs/nightly-report": {
+        "roles/run.jobsExecutorWithOverrides": {runtime}, "roles/run.viewer": {runtime}}}
+    facts.project_roles[runtime] |= {"roles/bigquery.jobUser"}
+    checks = doctor.cloud_checks(cfg, facts, NOW)
+    assert failing(checks) == {}
+    # One line per Cloud Run job, naming every Freshet job that runs it.
+    [line] = [c for c in checks if c.name.startswith("Cloud Run job")]
+    assert line.name == "Cloud Run job nightly-report (europe-west1), run by report, report-eu"
+
+
+def test_a_missing_role_on_the_job_is_named_with_what_it_is_for_and_the_grant():
+    cfg = with_engine_jobs(config())
+    runtime = f"serviceAccount:{cfg.functions.service_account}"
+    facts = healthy(cfg)
+    facts.engine_jobs = {f"projects/{PROJECT}/locations/europe-west1/jobs/nightly-report": {
+        "roles/run.invoker": {runtime}, "roles/run.viewer": {runtime}}}
+    [bad] = [c for c in failing(doctor.cloud_checks(cfg, facts, NOW)).values()
+             if c.name.startswith("Cloud Run job")]
+    assert "lacks roles/run.jobsExecutorWithOverrides (to start it with this run's" in bad.detail
+    assert "roles/run.viewer" not in bad.detail
+    assert bad.fix == (f"gcloud run jobs add-iam-policy-binding nightly-report "
+                       f"--region=europe-west1 --project={PROJECT} --member={runtime} "
+                       "--role=roles/run.jobsExecutorWithOverrides")
+    # ...and BigQuery jobs without roles/bigquery.jobUser are refused: said too.
+    assert f"roles/bigquery.jobUser for {cfg.functions.service_account}" in failing(
+        doctor.cloud_checks(cfg, facts, NOW))
+
+
+def test_a_job_that_cannot_be_read_says_why_and_that_freshet_never_creates_one():
+    cfg = with_engine_jobs(config())
+    facts = healthy(cfg)
+    facts.engine_jobs = {f"projects/{PROJECT}/locations/europe-west1/jobs/nightly-report":
+                         Unknown("Job nightly-report not found.")}
+    [bad] = [c for c in failing(doctor.cloud_checks(cfg, facts, NOW)).values()
+             if c.name.startswith("Cloud Run job")]
+    assert "not found" in bad.detail and "never creates one" in bad.detail
+
+
+def test_without_engine_kinds_no_engine_line_is_added():
+    names = {c.name for c in doctor.cloud_checks(config(), healthy(config()), NOW)}
+    assert not any(n.startswith("Cloud Run job") or "bigquery" in n for n in names)
+
+
 def test_each_observed_table_is_checked_and_a_view_is_a_failure_saying_why():
     from freshet.gcp.bigquery import TableFacts
 

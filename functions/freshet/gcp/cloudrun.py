@@ -157,6 +157,16 @@ class CloudRun:
             if not self.poll(execution).finished:
                 raise
 
+    def job_policy(self, job: str) -> dict[str, set[str]]:
+        """Who holds which role on the job: {role: members} (jobs.getIamPolicy).
+        NotFound (freshet.gcp.calls) when there is no such job."""
+        jobs, _ = self._clients()
+        name = job_path(self.project, self.region, job)
+        with self._calling(f"reading the IAM policy of {name}"):
+            policy = jobs.get_iam_policy(request={"resource": name}, retry=self.retry,
+                                         timeout=self.timeout)
+        return {b.role: set(b.members) for b in policy.bindings}
+
 
 def make_client(cls):
     """A run_v2 client on the REST transport; with FRESHET_CLOUD_RUN_EMULATOR_HOST set,

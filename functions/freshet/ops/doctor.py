@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from freshet.core.specs import ENTRY_POINTS
 from freshet.core.text import one_line
 from freshet.core.timeutil import human_duration, to_utc
+from freshet.ops import engine_access
 from freshet.ops.config import PipelineConfig
 from freshet.status.loop_health import loop_health
 
@@ -77,6 +78,8 @@ class CloudFacts:
     site: object = None  # {"updated": datetime | None, "members": set}
     page_answer: object = None  # HTTP status the page's object answers the caller
     storage_audit: object = None  # Data Access audit logs record Cloud Storage reads
+    # The Cloud Run jobs the config's cloud_run_job jobs name: path -> {role: members}.
+    engine_jobs: dict = field(default_factory=dict)
     observed: dict = field(default_factory=dict)  # dataset key -> TableFacts (tables.get)
 
 
@@ -104,6 +107,7 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
         checks += _function(config, name, facts.functions.get(name),
                             facts.invokers.get(name))
     checks += _accounts(config, facts)
+    checks += _engines(config, facts)
     checks.append(_database(config, facts.database))
     for queue in config.all_queues:  # the declared ones and one per pool
         checks.append(_queue(config, queue.name, facts.queues.get(queue.name)))
@@ -257,6 +261,43 @@ def _accounts(config: PipelineConfig, facts: CloudFacts) -> list[Check]:
                         f"gcloud iam service-accounts add-iam-policy-binding "
                         f"{fn.invoker_email} --member=user:YOU "
                         f"--role=roles/iam.serviceAccountUser --project={config.project}"))
+    return checks
+
+
+def _engines(config: PipelineConfig, facts: CloudFacts) -> list[Check]:
+    """The runtime account's roles on the engines the jobs use (freshet.ops.engine_access)."""
+    runtime = _sa(config.functions.service_account)
+    checks = []
+    for job in engine_access.cloud_run_jobs(config):
+        label = f"Cloud Run job {job.name} ({job.region}), run by {', '.join(job.used_by)}"
+        policy = facts.engine_jobs.get(job.path)
+        if _missing(policy):
+            checks.append(Check(False, label, f"cannot read its IAM policy ({_why(policy)}); "
+                                "Freshet runs an existing job and never creates one",
+                                f"gcloud run jobs describe {job.name} --region={job.region} "
+                                f"--project={job.project}"))
+            continue
+        missing = engine_access.missing_job_roles(runtime, policy)
+        checks.append(Check(
+            not missing, label,
+            f"{config.functions.service_account} may run and follow it" if not missing else
+            f"{config.functions.service_account} lacks " + "; ".join(
+                f"{role} (to {why})" for role, why in missing),
+            _deploy(config) if not missing else " && ".join(
+                f"gcloud run jobs add-iam-policy-binding {job.name} --region={job.region} "
+                f"--project={job.project} --member={runtime} --role={role}"
+                for role, _ in missing)))
+    if engine_access.needs_bigquery_jobs(config):
+        role, roles = engine_access.BIGQUERY_JOB_ROLE, facts.project_roles
+        label = f"{role} for {config.functions.service_account}"
+        if _missing(roles):
+            checks.append(Check(False, label, "cannot read the project's IAM policy",
+                                "run as a project owner"))
+        else:
+            ok = role in roles.get(runtime, set())
+            checks.append(Check(ok, label, "granted (BigQuery jobs)" if ok else
+                                "not granted: every BigQuery job a run submits is refused",
+                                _deploy(config)))
     return checks
 
 
@@ -435,6 +476,7 @@ def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
 def collect_cloud(config: PipelineConfig) -> CloudFacts:
     """Every fact cloud_checks judges, read with the caller's credentials."""
     from freshet.core.settings import load_settings
+    from freshet.gcp.cloudrun import CloudRun
     from freshet.gcp.project import ProjectReader
     from freshet.gcp.scheduler import SchedulerAdmin, job_summary
     from freshet.gcp.storage import bucket_facts
@@ -479,6 +521,9 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     facts.site = read(bucket_facts, config.site.bucket, "index.html")
     facts.page_answer = read(reader.object_answer, config.site.bucket, "index.html")
     facts.storage_audit = read(reader.storage_data_read_audited)
+    for job in engine_access.cloud_run_jobs(config):
+        engines = CloudRun(job.project, job.region)
+        facts.engine_jobs[job.path] = read(engines.job_policy, job.path)
     facts.observed = _read_observed(config)
     return facts
 
