@@ -308,7 +308,8 @@ def cmd_runs_show(args) -> int:
                          ("started", when(run.started_at, now)),
                          ("finished", when(run.finished_at, now)),
                          ("took", None if run.duration_s is None else f"{run.duration_s:.1f} s"),
-                         ("task", run.task_name), ("error", run.error)):
+                         ("task", run.task_name), ("error", run.error),
+                         *_external_rows(run, now)):
         say(f"{label + ':':16}{'-' if value in (None, '') else value}")
     if run.attempts:
         say(table(("ATTEMPT", "STARTED", "FINISHED", "OUTCOME", "ERROR"),
@@ -316,6 +317,18 @@ def cmd_runs_show(args) -> int:
                     a.error) for a in run.attempts]))
     say(f"{'logs:':16}{logs_url(settings.project, run.id)}")
     return 0
+
+
+def _external_rows(run, now) -> tuple:
+    """A waiting run's work on its engine: what, where, how many polls, the next one."""
+    ext = run.external
+    if ext is None:
+        return ()
+    return (("engine", f"{ext.engine} {ext.external_id}" + (" (adopted)" if ext.adopted
+                                                             else "")),
+            ("polls", f"{ext.polls}, next {when(ext.next_poll_at, now)}"
+             if run.status == "waiting" else str(ext.polls)),
+            ("engine link", ext.link or None), ("cancelled", ext.cancel_reason or None))
 
 
 def cmd_datasets(args) -> int:
