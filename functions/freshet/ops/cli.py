@@ -760,7 +760,8 @@ def cmd_cost(args) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read {args.measured} or {args.prices}: {exc}") from None
     assumptions = cost.Assumptions(retry_rate=args.retry_rate, sync_s=args.sync_seconds,
-                                   run_retention_days=args.run_retention_days)
+                                   run_retention_days=args.run_retention_days,
+                                   engine_s=args.engine_minutes * 60)
     measured = cost.Measured.from_results(results.get("results") or {})
     estimate = cost.estimate(cost.workload_of(config, assumptions), measured, prices,
                              assumptions)
@@ -776,7 +777,9 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at,
     load, a = estimate.workload, estimate.assumptions
     say(f"Monthly estimate for {config_path}: {load.jobs:,} jobs, {load.datasets:,} "
         f"datasets, {load.runs:,.0f} runs a month ({load.datasets_per_run:.1f} datasets "
-        f"each), {load.publishes:,.0f} publishes")
+        f"each), {load.publishes:,.0f} publishes"
+        + (f", {load.polls:,.0f} polls of waiting runs (engine work of "
+           f"{a.engine_s / 60:g} min each)" if load.polls else ""))
     rows = [(line.service, line.item, f"{line.quantity:,.2f} {line.unit}",
              f"{line.free:,.2f}", f"{line.billable:,.2f}", f"${line.usd:,.2f}")
             for line in estimate.lines]
@@ -1187,6 +1190,10 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                    help="share of attempts that fail transiently and are retried")
     p.add_argument("--sync-seconds", type=_real(0, 3600), default=1.0,
                    help="how long a sync itself runs inside run_task, in seconds")
+    p.add_argument("--engine-minutes", type=_real(0, 168 * 60), default=10.0,
+                   help="how long a BigQuery or Cloud Run job's work runs, in minutes: its "
+                        "run waits that long, polled with backoff (each poll a task, a "
+                        "call, a read and a write)")
     p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
                    help="how long run documents are kept, for their storage")
     p.add_argument("--herd", type=_whole(1, 10**7), default=10_000,
