@@ -980,7 +980,9 @@ def _run_action_parsers(rsub) -> None:
     p.add_argument("--cursor", help="the cursor the previous page printed")
     p.add_argument("--limit", type=_whole(1, 500), default=20, help="runs on one page")
     p.set_defaults(fn=cmd_runs_page)
-    p = rsub.add_parser("cancel", help="cancel queued or running runs (they end cancelled)")
+    p = rsub.add_parser("cancel", help="cancel queued, running or waiting runs (they end "
+                                       "cancelled; a waiting run's engine work is cancelled "
+                                       "by its next poll)")
     p.add_argument("run_id", nargs="+", help="the runs' ids (freshet runs list)")
     p.set_defaults(fn=cmd_runs_cancel)
     p = rsub.add_parser("retry", help="run failed runs' slots again (once, however often "
