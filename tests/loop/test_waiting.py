@@ -220,3 +220,31 @@ def test_work_that_fails_on_the_engine_is_retried_as_a_new_attempt(memory_store,
     assert again.state == "waiting" and engine.starts == [run_id, run_id]
     _deliver_next(memory_store, queue, engine, settings)
     assert memory_store.get_run(run_id).status == RunStatus.SUCCEEDED
+
+
+def test_run_task_routes_a_poll_body_to_the_poll_and_refuses_a_bad_one(memory_store, engine):
+    import json
+
+    import flask
+
+    from freshet.ops import entries
+    from freshet.ops.deps import Deps
+    from freshet.ops.web import serve
+
+    engine.ends_at = T0
+    settings, queue, run_id, _ = _started(memory_store, engine)
+    deps = Deps(settings=settings, store=memory_store, task_queue=queue, certs=None,
+                clock=lambda: T0 + MIN, engines=engine)
+
+    def post(body):
+        with flask.Flask(__name__).test_request_context(
+                "/run_task", method="POST", data=json.dumps(body),
+                content_type="application/json"):
+            return serve(flask.request, entries.run_task, deps)
+
+    bad = post({"run_id": run_id, "attempt": 1, "poll": 0})
+    assert bad.status_code == 400 and b"poll" in bad.data
+    done = post({"run_id": run_id, "attempt": 1, "poll": 1})
+    assert done.status_code == 200 and done.json["state"] == "succeeded", done.data
+    assert memory_store.get_run(run_id).status == RunStatus.SUCCEEDED
+    assert post({"run_id": run_id, "attempt": 1, "poll": 1}).json["state"] == "noop"

@@ -49,7 +49,7 @@ def run_task(call: Call) -> Answer:
     with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
         outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
                              settings=deps.settings, clock=deps.clock,
-                             snapshots=deps.snapshots)
+                             snapshots=deps.snapshots, engines=deps.engines)
     return outcome.status, {"run_id": run_id, "attempt": attempt, **outcome.to_dict()}
 
 
@@ -59,7 +59,7 @@ def _poll(call: Call, body: dict) -> Answer:
     run_id, attempt, poll = parse_poll(body)
     with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
         polled = poll_one(deps.store, deps.task_queue, run_id, attempt, poll, now=call.now,
-                          settings=deps.settings, clock=deps.clock)
+                          settings=deps.settings, clock=deps.clock, engines=deps.engines)
     return polled.status, {"run_id": run_id, "attempt": attempt, "poll": poll,
                            **polled.to_dict()}
 
