@@ -143,6 +143,19 @@ class CloudRun:
                                              timeout=self.timeout)
         return status_of(found)
 
+    def job_members(self, job: str, region: str = "") -> dict[str, set[str]]:
+        """The job's own IAM policy, member -> roles (freshet doctor)."""
+        jobs, _ = self._clients()
+        name = job_path(self.project, region or self.region, job)
+        with self._calling(f"reading the IAM policy of {name}"):
+            policy = jobs.get_iam_policy(request={"resource": name}, retry=self.retry,
+                                         timeout=self.timeout)
+        members: dict[str, set[str]] = {}
+        for binding in policy.bindings:
+            for member in binding.members:
+                members.setdefault(member, set()).add(binding.role)
+        return members
+
     def cancel(self, execution: str) -> None:
         """Cancels the execution; one that has already ended stays as it ended."""
         _, executions = self._clients()

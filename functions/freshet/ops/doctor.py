@@ -77,6 +77,8 @@ class CloudFacts:
     site: object = None  # {"updated": datetime | None, "members": set}
     page_answer: object = None  # HTTP status the page's object answers the caller
     storage_audit: object = None  # Data Access audit logs record Cloud Storage reads
+    # cloud_run_job jobs: the Cloud Run job's path -> its IAM policy (member -> roles)
+    cloud_run_jobs: dict = field(default_factory=dict)
 
 
 def _sa(email: str) -> str:
@@ -108,6 +110,9 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
         checks.append(_queue(config, queue.name, facts.queues.get(queue.name)))
     for schedule in config.control_schedules:
         checks.append(_job(config, schedule.name, facts.jobs.get(schedule.name), now))
+    for path, where in cloud_run_jobs(config).items():
+        checks.append(_cloud_run_job(config, path, where, facts.cloud_run_jobs.get(path),
+                                     facts.project_roles))
     checks.append(_heartbeat(facts.heartbeats, now))
     checks.append(_site(config, facts.site, now, page_stale_after))
     checks.append(_page_opens(config, facts.page_answer, facts.storage_audit))
@@ -217,6 +222,54 @@ def _accounts(config: PipelineConfig, facts: CloudFacts) -> list[Check]:
                         f"{fn.invoker_email} --member=user:YOU "
                         f"--role=roles/iam.serviceAccountUser --project={config.project}"))
     return checks
+
+
+# What the runtime account needs on a `cloud_run_job`'s job: to run it with overrides
+# and cancel its executions (run.jobs.run, run.jobs.runWithOverrides,
+# run.executions.cancel), and to read them (run.executions.get, .list: the polls).
+# https://cloud.google.com/run/docs/reference/iam/roles
+RUN_JOB_ROLES = ("roles/run.jobsExecutorWithOverrides", "roles/run.developer",
+                 "roles/run.admin", "roles/editor", "roles/owner")
+READ_EXECUTION_ROLES = ("roles/run.viewer", "roles/run.developer", "roles/run.admin",
+                        "roles/viewer", "roles/editor", "roles/owner")
+
+
+def cloud_run_jobs(config: PipelineConfig) -> dict[str, str]:
+    """The Cloud Run jobs the pipeline's active `cloud_run_job` jobs run: path -> the
+    Freshet jobs that run it."""
+    from freshet.core.models import JobStatus
+    from freshet.gcp.cloudrun import job_path
+    from freshet.loop.syncs.cloud_run_job.params import check
+
+    found: dict[str, list[str]] = {}
+    for job in config.jobs:
+        if job.kind == "cloud_run_job" and job.status == JobStatus.ACTIVE:
+            params = check(job.params)
+            path = job_path(config.project, params.region or config.region, params.job)
+            found.setdefault(path, []).append(job.id)
+    return {path: ", ".join(ids) for path, ids in found.items()}
+
+
+def _cloud_run_job(config: PipelineConfig, path: str, where: str, policy: object,
+                   project_roles: object) -> Check:
+    account = config.functions.service_account
+    name = f"Cloud Run job {path.rsplit('/', 1)[-1]} (run by {where})"
+    if _missing(policy) or _missing(project_roles):
+        return Check(False, name, f"cannot read who may run it ({_why(policy)})",
+                     "run as a project owner")
+    held = set(policy.get(_sa(account), set())) | set(project_roles.get(_sa(account), set()))
+    missing = [role for role, accepted in ((RUN_JOB_ROLES[0], RUN_JOB_ROLES),
+                                           (READ_EXECUTION_ROLES[0], READ_EXECUTION_ROLES))
+               if not held & set(accepted)]
+    if not missing:
+        return Check(True, name, f"{account} may run it with overrides and read its "
+                     "executions")
+    job, region = path.rsplit("/", 1)[-1], path.split("/")[3]
+    return Check(False, name, f"{account} lacks {' and '.join(missing)} on it: its runs "
+                 "would fail", "; ".join(
+                     f"gcloud run jobs add-iam-policy-binding {job} --region={region} "
+                     f"--member=serviceAccount:{account} --role={role} "
+                     f"--project={config.project}" for role in missing))
 
 
 def _database(config: PipelineConfig, db: object) -> Check:
@@ -437,6 +490,12 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     facts.site = read(bucket_facts, config.site.bucket, "index.html")
     facts.page_answer = read(reader.object_answer, config.site.bucket, "index.html")
     facts.storage_audit = read(reader.storage_data_read_audited)
+    if cloud_run_jobs(config):
+        from freshet.gcp.cloudrun import CloudRun
+
+        cloud_run = CloudRun(config.project, config.region)
+        for path in cloud_run_jobs(config):
+            facts.cloud_run_jobs[path] = read(cloud_run.job_members, path)
     return facts
 
 
