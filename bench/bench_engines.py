@@ -13,9 +13,13 @@ external_submit_duplicates_20_deliveries  BigQuery jobs beyond the first that on
                                           the job adopted)
 external_polls_per_run_10min              polls of a run whose work takes 10 minutes,
                                           with the default backoff (10 s doubling to a
-                                          2-minute cap): each is one task, one function
-                                          call, 1 read and 1 write (freshet cost)
-external_poll_commit_writes               documents one poll's commit writes (the run)
+                                          2-minute cap): each is one task and one
+                                          function call (freshet cost counts them)
+external_poll_reads                       document reads of one poll that finds the work
+                                          still running: the run, the kill switches
+                                          (settings/control), the run again in the
+                                          commit's transaction
+external_poll_commit_writes               documents that poll's commit writes (the run)
 """
 
 import logging
@@ -97,8 +101,8 @@ class _TenMinutes(Engines):
         return EngineStatus(EngineState.SUCCEEDED if done else EngineState.RUNNING)
 
 
-def polls_per_run() -> tuple[int, float]:
-    """(polls until the end is recorded, documents written per waiting poll)."""
+def polls_per_run() -> tuple[int, float, float]:
+    """(polls until the end is recorded, reads and writes of a poll that waits on)."""
     registry.sync("bench_engine")(lambda ctx: Started("bigquery", f"freshet_{ctx.run_id}"))
     try:
         store, settings = MemoryStore(), load_settings({}, auth_mode="local")
@@ -108,26 +112,26 @@ def polls_per_run() -> tuple[int, float]:
         run_id = tick_once(store, queue, now=NOW, settings=settings).created[0]
         handle_one(store, queue, run_id, 1, now=NOW, settings=settings, engines=engine,
                    clock=lambda: NOW)
-        polls, writes = 0, []
+        polls, counts = 0, []
         while store.get_run(run_id).status == RunStatus.WAITING:
             task = [t for t in queue.sent if t.poll is not None][-1]
             engine.now = task.schedule_time
-            before = store.stats.writes
+            reads, writes = store.stats.reads, store.stats.writes
             poll_one(store, queue, run_id, 1, task.poll, now=task.schedule_time,
                      settings=settings, engines=engine, clock=lambda t=task: t.schedule_time)
-            writes.append(store.stats.writes - before)
+            counts.append((store.stats.reads - reads, store.stats.writes - writes))
             polls += 1
-        waiting = writes[:-1]  # the last poll commits the end, as run_task would
-        return polls, round(sum(waiting) / len(waiting), 2) if waiting else 0.0
+        waiting = counts[:-1]  # the last poll commits the end, as run_task would
+        return polls, *(round(sum(c[i] for c in waiting) / len(waiting), 2) for i in (0, 1))
     finally:
         registry.unregister("bench_engine")
 
 
 def run() -> dict:
-    polls, writes = polls_per_run()
+    polls, reads, writes = polls_per_run()
     return {"external_submit_duplicates_20_deliveries": duplicates(),
             "external_polls_per_run_10min": polls,
-            "external_poll_commit_writes": writes}
+            "external_poll_reads": reads, "external_poll_commit_writes": writes}
 
 
 if __name__ == "__main__":

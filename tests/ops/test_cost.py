@@ -85,7 +85,7 @@ def test_retries_add_their_attempts_and_a_sync_is_the_users_compute_beside_the_t
     assert all(line not in slow.lines for line in slow.sync_lines)
 
 
-def test_a_waiting_runs_polls_are_each_a_task_a_call_a_read_and_a_write():
+def test_a_waiting_runs_polls_are_each_a_task_a_call_and_the_measured_reads_and_writes():
     plain = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
                           fanout_above=10_000)
     waits = cost.workload([cost.JobLoad(HOURLY, 1, polls=8)] * 10, CONTROL, datasets=10,

@@ -1195,7 +1195,7 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--engine-minutes", type=_real(0, 168 * 60), default=10.0,
                    help="how long a BigQuery or Cloud Run job's work runs, in minutes: its "
                         "run waits that long, polled with backoff (each poll a task, a "
-                        "call, a read and a write)")
+                        "call, 3 reads and a write)")
     p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
                    help="how long run documents are kept, for their storage")
     p.add_argument("--herd", type=_whole(1, 10**7), default=10_000,

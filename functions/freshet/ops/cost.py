@@ -75,6 +75,8 @@ class Measured:
     bytes_run_5ds: float
     bytes_job: float
     bytes_dataset_90d: float
+    poll_reads: float  # a waiting run's poll: the run, the switches, the run again
+    poll_writes: float
 
     FIGURES = {
         "run_reads_1ds": "ops_run_reads_1ds", "run_reads_5ds": "ops_run_reads_5ds",
@@ -94,6 +96,7 @@ class Measured:
         "site_bytes_5k": "page_site_bytes_5k",
         "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
         "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
+        "poll_reads": "external_poll_reads", "poll_writes": "external_poll_commit_writes",
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
     # What changed in each 5 minutes of the benchmark's hour (bench_status: 84 runs, their
@@ -217,7 +220,8 @@ class Workload:
     scheduler_jobs: int
     herds: float  # ticks that fan out (more jobs due in one minute than fanout_above)
     memory: Mapping[str, FunctionLimits] = field(default_factory=dict)
-    # Polls of waiting runs: each one task, one run_task call, 1 read and 1 write.
+    # Polls of waiting runs: each one task, one run_task call, and the reads and writes
+    # bench_engines measured.
     polls: float = 0.0
 
     @property
@@ -354,12 +358,12 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
     reads = (load.runs * measured.run_reads(k) + retries * measured.retry_reads
              + load.ticks * measured.tick_idle_reads + load.sweeps * measured.sweep_idle_reads
              + load.publishes * publish_reads + shard_calls  # a handler reads the switches
-             + load.polls)  # a poll reads its run
+             + load.polls * measured.poll_reads)
     writes = (load.runs * measured.run_writes(k) + retries * measured.retry_writes
               + load.ticks * measured.tick_idle_writes
               + load.sweeps * measured.sweep_idle_writes
               + load.publishes * measured.publish_writes(documents)
-              + load.polls)  # and writes it
+              + load.polls * measured.poll_writes)
     kept_runs = load.runs / days * assumptions.run_retention_days
     stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
               + kept_runs * measured.run_bytes(k)) / GIB
