@@ -121,3 +121,14 @@ def test_recovery_polls_a_waiting_run_again_and_never_fails_it():
     assert (made.send.poll, made.send.at) == (9, late)
     assert decide_recovery(run, None, run.lease_expires_at - timedelta(seconds=1),
                            SETTINGS).verdict == RecoveryVerdict.SETTLED
+
+
+def test_the_attempts_whose_work_may_exist_unrecorded_are_the_abandoned_and_retried_ones():
+    run = runs.new_run(job(), "nightly__1", T0, source="schedule", now=T0, settings=SETTINGS)
+    first = runs.retrying(runs.started(run, 1, T0, timedelta(minutes=30)), T0, "503",
+                          GRACE)  # its submit's answer was lost
+    second = runs.retrying(runs.started(first, 2, T0, timedelta(minutes=30)), T0, "stuck",
+                           GRACE, stuck=True)  # recovery took it over
+    third = runs.started(second, 3, T0, timedelta(minutes=30))
+    assert runs.unrecorded_attempts(third) == (1, 2)
+    assert runs.unrecorded_attempts(runs.started(run, 1, T0, GRACE)) == ()

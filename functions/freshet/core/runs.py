@@ -235,11 +235,13 @@ def waiting(run: Run, external: External, grace: timedelta) -> Run:
 
 
 def unrecorded_attempts(run: Run) -> tuple[int, ...]:
-    """Earlier attempts that recovery abandoned while running: their sync may have
-    started work on an engine before it could record it (a crash between the submit
-    and its commit). An engine kind adopts such work rather than start it again."""
-    return tuple(a.number for a in run.attempts
-                 if a.outcome == AttemptOutcome.STUCK and a.number < run.attempt_number)
+    """Earlier attempts whose sync may have started work on an engine without recording
+    it: abandoned by recovery (a crash between the submit and its commit), or failed
+    transiently (a submit whose answer was lost: a 503 after BigQuery took the job). An
+    engine kind adopts such work if it is running or succeeded, rather than start it
+    again; work that failed is not adopted."""
+    return tuple(a.number for a in run.attempts if a.number < run.attempt_number
+                 and a.outcome in (AttemptOutcome.STUCK, AttemptOutcome.RETRYING))
 
 
 def attempts_left(run: Run) -> bool:
