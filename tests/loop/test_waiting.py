@@ -248,3 +248,23 @@ def test_run_task_routes_a_poll_body_to_the_poll_and_refuses_a_bad_one(memory_st
     assert done.status_code == 200 and done.json["state"] == "succeeded", done.data
     assert memory_store.get_run(run_id).status == RunStatus.SUCCEEDED
     assert post({"run_id": run_id, "attempt": 1, "poll": 1}).json["state"] == "noop"
+
+
+def test_work_started_for_a_run_cancelled_meanwhile_is_cancelled_on_the_engine(
+        memory_store, engine):
+    settings, queue = loop_settings(), RecordingQueue(loop_settings())
+    add_job(memory_store, "rollup", kind="engine_probe", cron="0 12 28 11 *",
+            produces=("ds.rollup",))
+    run_id = tick_once(memory_store, queue, now=T0, settings=settings).created[0]
+
+    def start_while_cancelled(ctx):
+        cancel_run(memory_store, ctx.run_id, by="ops@example.com", now=T0)
+        return Started("bigquery", f"freshet_{ctx.run_id}_{ctx.attempt}")
+
+    registry.unregister("engine_probe")
+    registry.sync("engine_probe")(start_while_cancelled)
+    outcome = handle_one(memory_store, queue, run_id, 1, now=T0, settings=settings,
+                         engines=engine)
+    assert outcome.state == "noop"
+    assert memory_store.get_run(run_id).status == RunStatus.CANCELLED
+    assert engine.cancels == [f"freshet_{run_id}_1"] and _polls(queue) == []

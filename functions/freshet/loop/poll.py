@@ -14,7 +14,7 @@ backfill) is already over: its next poll only cancels the work on the engine.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from freshet.core.commit import Commit
@@ -28,7 +28,7 @@ from freshet.core.external import (
     judge_poll_error,
 )
 from freshet.core.lifecycle import SyncOutcome
-from freshet.core.models import Run, RunStatus
+from freshet.core.models import External, Run, RunStatus
 from freshet.core.settings import Settings
 from freshet.core.timeutil import utcnow
 from freshet.core.waiting import (
@@ -123,6 +123,17 @@ def _cancel_cancelled(run: Run, engines: Engines) -> Polled:
     asked = _ask_cancel(engines, run, run.error or "cancelled")
     return Polled(200, "cancelled", f"cancel asked of {run.external.engine}" if asked
                   else "the engine's cancel did not get through")
+
+
+def cancel_unrecorded(store: Store, run_id: str, started: External, engines: Engines) -> bool:
+    """Work a start submitted for a run that was cancelled meanwhile (its commit was
+    refused, so no poll follows): cancel it on the engine. A run recovery took over
+    keeps it: the next attempt adopts it."""
+    run = store.get_run(run_id)
+    if run is None or run.status != RunStatus.CANCELLED:
+        return False
+    return bool(_ask_cancel(engines, replace(run, external=started),
+                            run.error or "cancelled"))
 
 
 def _outcome(store: Store, run: Run, status: EngineStatus, engines: Engines) -> SyncOutcome:

@@ -38,6 +38,7 @@ from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
 from freshet.loop.engines import Engines, process_engines
 from freshet.loop.followups import end, send_tasks
+from freshet.loop.poll import cancel_unrecorded
 from freshet.loop.registry import SyncContext, as_result, kind_for
 from freshet.loop.syncs.base import Started
 
@@ -85,6 +86,10 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
     finished_at = clock()
     finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
     send_tasks(queue, finish.tasks)
+    if outcome.started is not None and finish.verdict == FinishVerdict.TAKEN_OVER:
+        # cancelled while it submitted: nothing will poll the work, so stop it now
+        cancel_unrecorded(store, claim.run.id, outcome.started,
+                          engines or process_engines(settings))
     return _answer(finish)
 
 
