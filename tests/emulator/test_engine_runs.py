@@ -241,3 +241,24 @@ def test_a_cancelled_backfill_cancels_its_execution_on_the_engine(flaky, cr_engi
     assert len(_executions("slow")) == 1
     assert [t for t in queue.sent if t.poll is None and t.run_id != run_id] == []
     assert store.get_run(run_id).status == RunStatus.CANCELLED
+
+
+def test_a_killed_start_of_a_cloud_run_job_is_adopted_by_its_marker_not_run_twice(
+        flaky, cr_engines):
+    store, settings = KilledStore(die_after=-1), loop_settings()
+    queue = RecordingQueue(settings)
+    _cloud_run_job(store, "slow", next_run_at=T0)
+    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
+    before = len(_executions("slow"))
+    store.left = 1  # the claim lands; run_task dies before the commit of the start
+    with pytest.raises(RuntimeError, match="killed"):
+        handle_one(store, queue, run_id, 1, now=T0, settings=settings, engines=cr_engines)
+    assert sweep_once(store, queue, now=T0 + 31 * MIN, settings=settings).stuck_retried == [
+        run_id]
+    retry = handle_one(store, queue, run_id, 2, now=T0 + 32 * MIN, settings=settings,
+                       engines=cr_engines)
+    assert retry.state == "waiting"
+    external = store.get_run(run_id).external
+    assert external.adopted and external.external_id.startswith(f"{JOBS}/slow/executions/")
+    assert len(_executions("slow")) == before + 1  # one execution for the run
+    cr_engines.cloud_run.cancel(external.external_id)  # do not leave it sleeping
