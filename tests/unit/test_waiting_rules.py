@@ -20,6 +20,7 @@ from freshet.core.waiting import (
     ended_outcome,
     is_current,
     poll_action,
+    unconfirmed_cancel,
 )
 from freshet.core.windows import Maintenance, make_window
 
@@ -132,3 +133,19 @@ def test_the_attempts_whose_work_may_exist_unrecorded_are_the_abandoned_and_retr
     third = runs.started(second, 3, T0, timedelta(minutes=30))
     assert runs.unrecorded_attempts(third) == (1, 2)
     assert runs.unrecorded_attempts(runs.started(run, 1, T0, GRACE)) == ()
+
+
+@pytest.mark.parametrize(("asked_ago", "state", "ends"), [
+    (None, EngineState.RUNNING, False),  # never asked
+    (timedelta(minutes=9), EngineState.RUNNING, False),
+    (timedelta(minutes=10), EngineState.RUNNING, True),
+    (timedelta(minutes=30), EngineState.SUCCEEDED, False),  # the engine's end stands
+])
+def test_a_cancel_the_engine_never_confirms_ends_the_run_after_ten_minutes(asked_ago, state,
+                                                                          ends):
+    now = T0 + timedelta(hours=1)
+    external = replace(EXTERNAL, cancelled_at=None if asked_ago is None else now - asked_ago,
+                       cancel_reason="timed out")
+    status = unconfirmed_cancel(EngineStatus(state), external, now)
+    assert (status.state == EngineState.CANCELLED) is ends
+    assert unconfirmed_cancel(None, replace(external, cancelled_at=None), now) is None

@@ -7,9 +7,11 @@ decision out.
     decide_polled     the engine is still at it (or was just asked to cancel): the next
                       poll, with the run's lease renewed
     ended_outcome     the engine's end as the SyncOutcome a run's finish takes
+    unconfirmed_cancel  a cancel the engine has not confirmed after 10 minutes ends it
     decide_ended      that end, finished exactly as run_task finishes a run
                       (core.lifecycle.decide_finish): a retry's task is sent here, since
                       no delivery is there to answer 5xx
+    poll_action       a cancel is asked of the engine once; then the run waits for it
 
 A poll that fails transiently (429, 5xx) is a poll again, never a failure
 (core.external.judge_poll_error); waiting itself never fails a run.
@@ -98,6 +100,23 @@ def decide_ended(run: Run, attempt: int, poll: int, job: Job | None, outcome: Sy
     again = decision.run
     return replace(decision, send=Send(again.attempt_number + 1, again.dispatches,
                                        queue=again.queue))
+
+
+# An engine asked to cancel that still says "running" this long after is not waited on
+# for ever: the run ends failed, as cancelled.
+CANCEL_GRACE = timedelta(minutes=10)
+
+
+def unconfirmed_cancel(status: EngineStatus | None, external: External,
+                       now: datetime) -> EngineStatus | None:
+    """The poll's status, or a cancelled one when the engine has not confirmed a cancel
+    asked more than CANCEL_GRACE ago."""
+    asked = external.cancelled_at
+    if (status is not None and status.finished) or asked is None or \
+            now - asked < CANCEL_GRACE:
+        return status
+    return EngineStatus(EngineState.CANCELLED, f"the engine did not confirm the cancel "
+                        f"asked at {asked:%Y-%m-%d %H:%M:%S} UTC")
 
 
 def poll_action(decision: PollDecision, external: External) -> PollAction:

@@ -40,6 +40,7 @@ from freshet.core.waiting import (
     poll_action,
     poll_cap,
     timeout_reason,
+    unconfirmed_cancel,
 )
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
@@ -72,7 +73,7 @@ def poll_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, poll: in
     if not is_current(run, attempt, poll):
         return Polled(200, "noop", "not the poll this run waits for")
     external = run.external
-    status = _poll(engines, run)
+    status = unconfirmed_cancel(_poll(engines, run), external, now)
     wanted = cancel_reason(run, store.control(), now)
     decision = decide_poll(status, polls=poll, now=now, deadline=external.deadline,
                            cancel_requested=bool(wanted), cap=poll_cap(settings))
