@@ -268,3 +268,22 @@ def test_work_started_for_a_run_cancelled_meanwhile_is_cancelled_on_the_engine(
     assert outcome.state == "noop"
     assert memory_store.get_run(run_id).status == RunStatus.CANCELLED
     assert engine.cancels == [f"freshet_{run_id}_1"] and _polls(queue) == []
+
+
+def test_cancelling_a_waiting_run_through_the_api_stops_its_work_at_once(memory_store,
+                                                                        engine):
+    import flask
+
+    from freshet.ops import entries
+    from freshet.ops.deps import Deps
+    from freshet.ops.web import serve
+
+    settings, queue, run_id, _ = _started(memory_store, engine)
+    deps = Deps(settings=settings, store=memory_store, task_queue=queue, certs=None,
+                clock=lambda: T0 + MIN, engines=engine)
+    with flask.Flask(__name__).test_request_context(f"/runs/{run_id}/cancel",
+                                                    method="POST"):
+        answer = serve(flask.request, entries.api, deps)
+    assert answer.status_code == 200, answer.data
+    assert answer.json["run"]["status"] == "cancelled"
+    assert engine.cancels == [f"freshet_{run_id}_1"]  # before any poll

@@ -126,6 +126,13 @@ def _cancel_cancelled(run: Run, engines: Engines) -> Polled:
                   else "the engine's cancel did not get through")
 
 
+def cancel_work(run: Run, engines: Engines) -> bool:
+    """An operator cancelled a waiting run: stop its work on the engine now, best effort
+    (its next poll asks again). Whether the engine took the cancel."""
+    return run.external is not None and bool(_ask_cancel(engines, run, run.error or
+                                                         "cancelled"))
+
+
 def cancel_unrecorded(store: Store, run_id: str, started: External, engines: Engines) -> bool:
     """Work a start submitted for a run that was cancelled meanwhile (its commit was
     refused, so no poll follows): cancel it on the engine. A run recovery took over
