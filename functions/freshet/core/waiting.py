@@ -33,6 +33,7 @@ from freshet.core.lifecycle import (
 )
 from freshet.core.models import External, Job, Run, RunStatus
 from freshet.core.settings import Settings
+from freshet.core.text import MAX_ERROR_CHARS, shorten
 
 
 def poll_cap(settings: Settings) -> timedelta:
@@ -65,7 +66,8 @@ def decide_polled(run: Run, poll: int, decision: PollDecision, now: datetime,
     the engine was asked to cancel just now, and why (its next poll sees the end)."""
     external = replace(run.external, polls=poll, next_poll_at=decision.next_poll_at)
     if cancel_asked and not external.cancel_reason:
-        external = replace(external, cancel_reason=cancel_asked, cancelled_at=now)
+        external = replace(external, cancel_reason=shorten(cancel_asked, MAX_ERROR_CHARS),
+                           cancelled_at=now)
     waits = runs.waiting(run, external, runs.queued_grace(settings))
     detail = f"poll {poll}: {decision.reason}" + (f"; cancel asked: {cancel_asked}"
                                                   if cancel_asked else "")
