@@ -52,7 +52,7 @@ class Outcome:
     """What run_task answers: `status` is the HTTP code (5xx asks Cloud Tasks to retry)."""
 
     status: int
-    state: str  # succeeded | failed | retrying | noop | deferred
+    state: str  # succeeded | failed | retrying | waiting | noop | deferred | skipped
     detail: str = ""
 
     def to_dict(self) -> dict:
