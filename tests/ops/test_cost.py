@@ -85,6 +85,22 @@ def test_retries_add_their_attempts_and_a_sync_is_the_users_compute_beside_the_t
     assert all(line not in slow.lines for line in slow.sync_lines)
 
 
+def test_a_waiting_runs_polls_are_each_a_task_a_call_and_the_measured_reads_and_writes():
+    plain = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
+                          fanout_above=10_000)
+    waits = cost.workload([cost.JobLoad(HOURLY, 1, polls=8)] * 10, CONTROL, datasets=10,
+                          fanout_above=10_000)
+    assert (plain.polls, waits.polls) == (0, 7200 * 8)
+
+    def counts(load):
+        est = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0))
+        return {line.item.split(" (")[0]: line.quantity for line in est.lines}
+
+    more = {k: counts(waits)[k] - v for k, v in counts(plain).items()}
+    assert more["document reads"] == more["document writes"] == more["requests"] == 57_600
+    assert more["operations"] == 2 * 57_600  # a task: created, delivered
+
+
 def test_syncs_use_what_the_control_plane_leaves_of_the_free_tier():
     load = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
                          fanout_above=10_000)

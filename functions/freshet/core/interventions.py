@@ -99,7 +99,8 @@ def due_to_resume(job: Job | None, now: datetime) -> bool:
 
 # -- cancel ----------------------------------------------------------------------------
 
-CANCELLABLE = (RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING)
+# A waiting run's work on its engine is cancelled by its next poll (freshet.loop.poll).
+CANCELLABLE = (RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING, RunStatus.WAITING)
 
 
 @dataclass(frozen=True)

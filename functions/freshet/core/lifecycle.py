@@ -4,6 +4,7 @@ attempt, the kill switches and one `now` in; what to write out.
     decide_claim      run_task, before the sync: start it, or not, and why
     decide_finish     run_task, after the sync: succeeded, retrying or failed
     decide_recovery   recover_stuck_runs: a run whose lease ran out
+A run that waits on an engine is polled by freshet.loop.poll (core.waiting decides).
 
 A step's transaction reads the documents, calls one of these, and hands the decision
 to core.commit, which makes the whole commit of it (the run, `job_fields`, the
@@ -13,14 +14,15 @@ an emulator.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from freshet.core import bookkeeping, catchup, runs, timing
 from freshet.core.control import Control
-from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
+from freshet.core.external import deadline_of, poll_delay
+from freshet.core.models import Dataset, External, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 from freshet.core.timeutil import human_duration
@@ -46,10 +48,12 @@ class FinishVerdict(StrEnum):
     RETRYING = "retrying"  # a transient failure with attempts left
     FAILED = "failed"  # a permanent failure, or the last attempt
     TAKEN_OVER = "taken_over"  # recovery declared the attempt stuck meanwhile
+    WAITING = "waiting"  # the sync started work on an engine: polls follow
 
 
 class RecoveryVerdict(StrEnum):
     REDISPATCHED = "redispatched"  # queued or retrying, its task never arrived: send again
+    REPOLLED = "repolled"  # waiting, its poll task never arrived: poll again (never a failure)
     STUCK_RETRIED = "stuck_retried"  # running without heartbeat: the next attempt is sent
     STUCK_FAILED = "stuck_failed"  # the same on the last attempt: the run fails as stuck
     SETTLED = "settled"  # finished or renewed since the sweep's query: nothing to do
@@ -112,6 +116,7 @@ class Send:
     dispatch: int
     at: datetime | None = None  # schedule_time; None: now
     queue: str | None = None  # None: the default queue
+    poll: int | None = None  # a poll of a waiting run (its number), not a delivery
 
 
 V = TypeVar("V", ClaimVerdict, FinishVerdict, RecoveryVerdict)
@@ -143,7 +148,7 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
     """May this delivery of `attempt` run the sync? `holder`: holder_to_check's run."""
     if run is None:
         return Decision(ClaimVerdict.ORPHAN, "unknown run")
-    if run.terminal or run.status == RunStatus.RUNNING:
+    if run.terminal or run.status.under_way:
         return Decision(ClaimVerdict.DUPLICATE, f"run already {run.status}")
     due = next_attempt(run)
     if attempt < due:
@@ -222,7 +227,7 @@ def _not_started(run: Run, job: Job, window: Occurrence, now: datetime
 
 def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:
     return (not job.allow_overlap and holder is not None and holder.id == job.running_run_id
-            and holder.status == RunStatus.RUNNING
+            and holder.status.under_way
             and (holder.lease_expires_at or now) > now)
 
 
@@ -237,14 +242,17 @@ class SyncOutcome:
     error: str | None = None
     permanent: bool = False
     watermarks: Mapping[str, datetime] | None = None  # what the data is current to
+    started: External | None = None  # the sync started this work on an engine: wait
 
 
 def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
                   outcome: SyncOutcome, now: datetime, settings: Settings
                   ) -> Decision[FinishVerdict]:
     """The run as it is now (re-read), the attempt this process ran, and how it went."""
-    if run is None or run.status != RunStatus.RUNNING or run.attempt_number != claimed_attempt:
+    if run is None or not run.status.under_way or run.attempt_number != claimed_attempt:
         return Decision(FinishVerdict.TAKEN_OVER, "attempt was taken over by recovery")
+    if outcome.started is not None and outcome.error is None:
+        return _waiting(run, outcome.started, now, settings)
     if outcome.error is None:
         records = {k: int(v) for k, v in (outcome.records or {}).items()}
         watermarks = dict(outcome.watermarks or {})
@@ -262,6 +270,30 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
                         run=runs.retrying(run, now, outcome.error, runs.queued_grace(settings)),
                         job_fields=_released(job, run))
     return _failed(run, job, outcome.error, now, FinishVerdict.FAILED)
+
+
+def _waiting(run: Run, started: External, now: datetime,
+             settings: Settings) -> Decision[FinishVerdict]:
+    """The work runs on its engine: the run waits, its first poll is sent (10 s on,
+    never after the job's timeout)."""
+    timeout = None if started.timeout_s is None else timedelta(seconds=started.timeout_s)
+    deadline = deadline_of(now, timeout)
+    first = now + poll_delay(0, timedelta(seconds=settings.poll_cap_s))
+    waits = runs.waiting(run, replace(
+        started, submitted_at=now, deadline=deadline, polls=0,
+        next_poll_at=first if deadline is None else min(first, deadline)),
+        runs.queued_grace(settings))
+    return Decision(FinishVerdict.WAITING,
+                    f"attempt {run.attempt_number} waits on {started.engine} "
+                    f"{started.external_id}", run=waits,
+                    send=poll_send(waits))
+
+
+def poll_send(run: Run) -> Send:
+    """The task of a waiting run's next poll: named by run, attempt and poll number."""
+    external = run.external
+    return Send(run.attempt_number, run.dispatches, external.next_poll_at, run.queue,
+                poll=external.polls + 1)
 
 
 def _failed(run: Run, job: Job | None, error: str, now: datetime, verdict: V, *,
@@ -319,6 +351,12 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
             run.lease_expires_at > now:
         return Decision(RecoveryVerdict.SETTLED, "handled meanwhile")
     grace = runs.queued_grace(settings)
+    if run.status == RunStatus.WAITING and run.external is not None:
+        # Its poll task was lost: poll again now. Waiting is never a failure.
+        external = replace(run.external, next_poll_at=now, polls=run.external.polls + 1)
+        again = runs.waiting(run, external, grace)
+        return Decision(RecoveryVerdict.REPOLLED, "its poll never arrived; polled again",
+                        run=again, send=poll_send(again))
     if run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
         again = runs.redispatched(run, now, grace, next_attempt=run.status == RunStatus.RETRYING)
         return Decision(RecoveryVerdict.REDISPATCHED, "its task never arrived; sent again",

@@ -2,6 +2,7 @@
 
     queued -> running -> succeeded | failed
                  \\-> retrying -> running ...     (transient failure, attempts remain)
+                 \\-> waiting -> succeeded | failed | retrying   (work on an engine)
 
 Every run that is not finished has `lease_expires_at`: the moment by which
 something must have happened to it (its task arrived, its heartbeat renewed, its
@@ -18,6 +19,7 @@ from freshet.core.models import (
     MAX_ATTEMPTS,
     Attempt,
     AttemptOutcome,
+    External,
     Job,
     Run,
     RunStatus,
@@ -46,6 +48,15 @@ def task_id(run_id: str, attempt: int, dispatch: int = 0) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
     return f"{digest}-{readable}-a{attempt}-d{dispatch}"
+
+
+def poll_task_id(run_id: str, attempt: int, poll: int) -> str:
+    """The task of poll number `poll` of a waiting run's attempt: a duplicate of one
+    poll has the same name (Cloud Tasks refuses it), the next poll a new one."""
+    key = f"{run_id}|{attempt}|poll|{poll}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
+    return f"{digest}-{readable}-a{attempt}-p{poll}"
 
 
 def scheduled_run_id(job_id: str, slot: datetime) -> str:
@@ -214,6 +225,23 @@ def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool
     return replace(run, status=RunStatus.QUEUED, enqueued_at=now, lease_expires_at=now + wait,
                    attempt_number=attempt, dispatches=run.dispatches + 1,
                    task_name=task_id(run.id, attempt, run.dispatches + 1))
+
+
+def waiting(run: Run, external: External, grace: timedelta) -> Run:
+    """The attempt's work runs on an engine: the run waits for its next poll, leased
+    until that poll is due plus `grace` (past it, recovery polls again)."""
+    return replace(run, status=RunStatus.WAITING, external=external,
+                   lease_expires_at=external.next_poll_at + grace)
+
+
+def unrecorded_attempts(run: Run) -> tuple[int, ...]:
+    """Earlier attempts whose sync may have started work on an engine without recording
+    it: abandoned by recovery (a crash between the submit and its commit), or failed
+    transiently (a submit whose answer was lost: a 503 after BigQuery took the job). An
+    engine kind adopts such work if it is running or succeeded, rather than start it
+    again; work that failed is not adopted."""
+    return tuple(a.number for a in run.attempts if a.number < run.attempt_number
+                 and a.outcome in (AttemptOutcome.STUCK, AttemptOutcome.RETRYING))
 
 
 def attempts_left(run: Run) -> bool:

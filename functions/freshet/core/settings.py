@@ -61,6 +61,8 @@ class Settings:
     completed_retention_days: int = 7
     not_ticking_after_s: int = 600
     queued_grace_s: int = 600
+    # A waiting run's engine is polled after 10 s, then doubling up to this cap.
+    poll_cap_s: int = 120
     # Where syncs keep what they fetched (http_fetch snapshots): a bucket, else a folder.
     snapshot_bucket: str | None = None
     snapshot_dir: str = ".freshet/snapshots"
@@ -107,6 +109,7 @@ _ENV = {
     "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
     "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
     "queued_grace_s": "FRESHET_QUEUED_GRACE_S",
+    "poll_cap_s": "FRESHET_POLL_CAP_S",
     "snapshot_bucket": "FRESHET_SNAPSHOT_BUCKET",
     "snapshot_dir": "FRESHET_SNAPSHOT_DIR",
     "site_dir": "FRESHET_SITE_DIR",
@@ -141,6 +144,8 @@ def load_settings(env: Mapping[str, str], /, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
+    if not 10 <= settings.poll_cap_s <= 3600:
+        raise ValidationError("FRESHET_POLL_CAP_S", "must be between 10 and 3600 seconds")
     if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
         raise ValidationError("FRESHET_DISPATCH_SHARDS",
                               f"must be from 1 to {MAX_DISPATCH_SHARDS}")

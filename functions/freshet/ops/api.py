@@ -36,6 +36,8 @@ from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_j
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.core.values import check_bool
 from freshet.loop import backfill as backfills
+from freshet.loop.engines import process_engines
+from freshet.loop.poll import cancel_work
 from freshet.loop.registry import CheckContext, check_params
 from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
@@ -207,6 +209,10 @@ def cancel_run(call: Call):
     query(call, ())
     json_body(call.request, ())
     run = operations.cancel_run(call.store, _run_id(call), by=call.caller, now=call.now)
+    if run.external is not None and run.external.cancelled_at is None:
+        # a waiting run's work: stopped now, not at its next poll (which asks again)
+        deps = call.deps
+        cancel_work(run, getattr(deps, "engines", None) or process_engines(deps.settings))
     return 200, {"run": run_json(run, call.deps.settings.project)}
 
 

@@ -65,7 +65,6 @@ from freshet.core.values import check_bool, is_int, is_number
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, check_windows, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import CheckContext, check_params
-from freshet.loop.syncs.engine_params import check_engine_params
 from freshet.status.notify import make_route
 
 HTTP_METHODS = ("POST", "GET", "PUT")
@@ -854,8 +853,6 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
-            # The engine kinds' params are checked even while their runtime is not wired.
-            check_engine_params(job.kind, job.params, f"{where}.params")
             check_params(job.kind, dict(job.params), context, where)  # the kind's own
             for field_name, keys in (("produces", job.produces),
                                      ("trigger.after", job.trigger.after if job.trigger else ())):

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from freshet.core import herd
 from freshet.core.errors import ValidationError
+from freshet.core.external import polls_for
 from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
@@ -74,6 +75,8 @@ class Measured:
     bytes_run_5ds: float
     bytes_job: float
     bytes_dataset_90d: float
+    poll_reads: float  # a waiting run's poll: the run, the switches, the run again
+    poll_writes: float
 
     FIGURES = {
         "run_reads_1ds": "ops_run_reads_1ds", "run_reads_5ds": "ops_run_reads_5ds",
@@ -93,6 +96,7 @@ class Measured:
         "site_bytes_5k": "page_site_bytes_5k",
         "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
         "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
+        "poll_reads": "external_poll_reads", "poll_writes": "external_poll_commit_writes",
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
     # What changed in each 5 minutes of the benchmark's hour (bench_status: 84 runs, their
@@ -182,6 +186,9 @@ class Assumptions:
     sync_s: float = 1.0  # a sync's own time inside run_task
     run_retention_days: int = 90  # how long run documents are kept
     fanout_above: int = 100  # the tick's claim_fanout_above
+    # How long an engine kind's work (a BigQuery job, a Cloud Run execution) runs: its
+    # run waits that long, polled with backoff (core.external.polls_for).
+    engine_s: float = 600.0
 
     def __post_init__(self):
         if not 0 <= self.retry_rate < 1:
@@ -196,6 +203,7 @@ class Assumptions:
 class JobLoad:
     schedule: Schedule
     datasets: int
+    polls: int = 0  # an engine kind's: the polls of each run's wait
 
 
 @dataclass(frozen=True)
@@ -212,6 +220,9 @@ class Workload:
     scheduler_jobs: int
     herds: float  # ticks that fan out (more jobs due in one minute than fanout_above)
     memory: Mapping[str, FunctionLimits] = field(default_factory=dict)
+    # Polls of waiting runs: each one task, one run_task call, and the reads and writes
+    # bench_engines measured.
+    polls: float = 0.0
 
     @property
     def datasets_per_run(self) -> float:
@@ -241,13 +252,14 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
              datasets: int, fanout_above: int,
              memory: Mapping[str, FunctionLimits] | None = None) -> Workload:
     """`control`: the control schedules as (schedule, target function)."""
-    groups = Counter((j.schedule, j.datasets) for j in jobs)
+    groups = Counter((j.schedule, j.datasets, j.polls) for j in jobs)
     per_minute: Counter = Counter()
-    runs = dataset_runs = 0.0
-    for (schedule, produced), count in groups.items():
+    runs = dataset_runs = polls = 0.0
+    for (schedule, produced, waits), count in groups.items():
         slots = slots_in_month(schedule)
         runs += len(slots) * count
         dataset_runs += len(slots) * count * produced
+        polls += len(slots) * count * waits
         for slot in slots:
             per_minute[slot.replace(second=0, microsecond=0)] += count
     calls = Counter()
@@ -257,7 +269,8 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
     return Workload(jobs=sum(groups.values()), datasets=datasets, runs=runs,
                     dataset_runs=dataset_runs, ticks=calls["scheduler_tick"],
                     sweeps=calls["recover_stuck_runs"], publishes=calls["publish_status"],
-                    scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}))
+                    scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}),
+                    polls=polls)
 
 
 # -- the estimate -----------------------------------------------------------------------
@@ -344,11 +357,13 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
     days = MONTH.days
     reads = (load.runs * measured.run_reads(k) + retries * measured.retry_reads
              + load.ticks * measured.tick_idle_reads + load.sweeps * measured.sweep_idle_reads
-             + load.publishes * publish_reads + shard_calls)  # a handler reads the switches
+             + load.publishes * publish_reads + shard_calls  # a handler reads the switches
+             + load.polls * measured.poll_reads)
     writes = (load.runs * measured.run_writes(k) + retries * measured.retry_writes
               + load.ticks * measured.tick_idle_writes
               + load.sweeps * measured.sweep_idle_writes
-              + load.publishes * measured.publish_writes(documents))
+              + load.publishes * measured.publish_writes(documents)
+              + load.polls * measured.poll_writes)
     kept_runs = load.runs / days * assumptions.run_retention_days
     stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
               + kept_runs * measured.run_bytes(k)) / GIB
@@ -372,7 +387,7 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
 def _tasks(load, measured, prices, retries, shard_calls) -> list[Line]:
     # Each task is created once and delivered at least once; a retry is a delivery.
     operations = (load.runs * measured.run_tasks * 2 + retries * (measured.retry_tasks + 1)
-                  + shard_calls * 2)
+                  + shard_calls * 2 + load.polls * 2)
     return [_line("Cloud Tasks", "operations (create + deliveries)", operations, "ops",
                   prices.free("cloud_tasks", "operations_per_month"),
                   prices("cloud_tasks", "operations_per_million") / 1e6)]
@@ -389,7 +404,7 @@ def _functions(load, measured, prices, assumptions, retries, shard_calls
 
     attempts = load.runs + retries
     calls = {  # function -> (requests a month, seconds each)
-        "run_task": (attempts, measured.run_s),
+        "run_task": (attempts + load.polls, measured.run_s),
         "scheduler_tick": (load.ticks + shard_calls, measured.tick_idle_s),
         "recover_stuck_runs": (load.sweeps, measured.sweep_idle_s),
         "publish_status": (load.publishes, measured.publish_s_hour_median),
@@ -509,7 +524,12 @@ def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
     datasets = set(config.catalog.datasets) | {k for j in active for k in j.produces}
     control = [(make_schedule(cron=s.cron, timezone=s.timezone), s.target)
                for s in config.control_schedules]
-    return workload((JobLoad(j.schedule, len(j.produces)) for j in active), control,
+    from freshet.loop.registry import kind_for
+
+    waits = polls_for(timedelta(seconds=assumptions.engine_s))
+    engine_kinds = {j.kind for j in active if (k := kind_for(j.kind)) and k.finish}
+    return workload((JobLoad(j.schedule, len(j.produces),
+                             waits if j.kind in engine_kinds else 0) for j in active), control,
                     datasets=len(datasets), fanout_above=assumptions.fanout_above,
                     memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS})
 

@@ -15,6 +15,7 @@ from freshet.gcp.certs import CertCache, certs_url
 from freshet.gcp.storage import Sink, StorageClient, sink_from_settings, snapshot_sink
 from freshet.gcp.store import Store, firestore_client
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.engines import Engines
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Deps:
     # Unset: the settings' sinks, made once with this Deps and sharing one client.
     site_sink: Sink | None = None
     snapshots: Sink | None = None
+    # The engines' adapters (BigQuery, Cloud Run) for waiting runs; unset: the process's,
+    # made on first use (freshet.loop.engines.process_engines).
+    engines: Engines | None = None
 
     def __post_init__(self) -> None:
         storage = StorageClient()
