@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from freshet.core import runs
+from freshet.core.bookkeeping import with_running
 from freshet.core.control import Control
 from freshet.core.lifecycle import (
     OVERLAP_RETRY_DELAY,
@@ -94,14 +95,38 @@ def test_a_claim_of_a_run_whose_job_is_gone_writes_nothing():
     assert decision.verdict == ClaimVerdict.ORPHAN and decision.run is None
 
 
-def test_starting_takes_the_job_marks_the_datasets_and_sets_the_lease():
+def test_starting_takes_the_job_marks_it_running_and_sets_the_lease():
     j = job(stuck_threshold_minutes=20)
     decision = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
     assert decision.run.status == RunStatus.RUNNING
     assert decision.run.lease_expires_at == T0 + 20 * MIN
-    assert decision.job_fields == {"running_run_id": queued().id}
-    assert decision.datasets.event == DatasetEvent.START
-    assert decision.datasets.apply(Dataset("sales.orders")).running_run_id == queued().id
+    assert decision.job_fields == {"running_run_id": queued().id,
+                                   "refresh_run_id": queued().id, "refresh_started_at": T0,
+                                   "refresh_ended_run_id": None}
+    assert decision.datasets is None  # one job document, not one write per dataset
+    marked = replace(j, **decision.job_fields)
+    [shown] = with_running([Dataset("sales.orders")], [marked])
+    assert shown.running_run_id == queued().id and shown.last_started_at == T0
+
+
+def test_a_job_that_allows_overlap_is_marked_running_without_a_hold():
+    j = job(allow_overlap=True)
+    decision = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
+    assert decision.job_fields == {"refresh_run_id": queued().id, "refresh_started_at": T0,
+                                   "refresh_ended_run_id": None}
+
+
+def test_an_ending_records_its_start_on_the_datasets_and_ends_the_mark():
+    j = job()
+    claimed = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
+    marked = replace(j, **claimed.job_fields)
+    done = decide_finish(claimed.run, 1, marked, SyncOutcome(records={}), T0 + MIN, SETTINGS)
+    ended = replace(marked, **done.job_fields)
+    assert not ended.refreshing
+    after = done.datasets.apply(Dataset("sales.orders"))
+    assert after.last_started_at == T0 and after.last_started_run_id == queued().id
+    assert not after.running and after.last_success_at == T0 + MIN
+    assert with_running([after], [ended]) == [after]
 
 
 @pytest.mark.parametrize("run,delivered,starts", [
@@ -372,7 +397,8 @@ def test_a_run_records_its_threshold_when_it_starts_and_whether_its_job_is_one_t
 def test_recovery_without_the_job_writes_its_last_fields_blind():
     retried = decide_recovery(running(1), None, NOW, SETTINGS, job_read=False)
     assert retried.verdict == RecoveryVerdict.STUCK_RETRIED
-    assert set(retried.job_fields) == {"last_error", "updated_at"}  # the hold is left
+    # the hold is left; the running mark ends blind (a later run's mark would stay)
+    assert set(retried.job_fields) == {"last_error", "updated_at", "refresh_ended_run_id"}
     assert "no heartbeat for 30 min" in retried.job_fields["last_error"]
     failed = decide_recovery(running(3), None, NOW, SETTINGS, job_read=False)
     assert failed.verdict == RecoveryVerdict.STUCK_FAILED

@@ -191,6 +191,13 @@ class Job:
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
     running_run_id: str | None = None
+    # The running mark its datasets show: the run refreshing them and when it started,
+    # set by its claim; `refresh_ended_run_id` names the last run whose end was recorded,
+    # written blind (recovery does not read the job). A run's start thus writes this one
+    # document, not one per dataset (core.bookkeeping.with_running shows it on them).
+    refresh_run_id: str | None = None
+    refresh_started_at: datetime | None = None
+    refresh_ended_run_id: str | None = None
     # Triggered runs: the upstream versions (dataset -> the run that made it) the last
     # triggered run was created for, and when (its data interval starts there).
     trigger_versions: dict[str, str] = field(default_factory=dict)
@@ -221,6 +228,12 @@ class Job:
               "completed_at", "archived_at", "paused_at", "paused_until")
 
     @property
+    def refreshing(self) -> bool:
+        """A run of this job is refreshing its datasets right now."""
+        return self.refresh_run_id is not None and \
+            self.refresh_run_id != self.refresh_ended_run_id
+
+    @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
@@ -240,7 +253,7 @@ class Job:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Job":
-        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data = _datetimes_to_utc(_known(cls, dict(data)), (*cls._TIMES, "refresh_started_at"))
         sched = dict(data.get("schedule") or {})
         if isinstance(sched.get("run_at"), datetime):
             sched["run_at"] = to_utc(sched["run_at"])
