@@ -8,6 +8,7 @@ import pytest
 from freshet.core import runs
 from freshet.core.bookkeeping import with_running
 from freshet.core.control import Control
+from freshet.core.errors import ValidationError
 from freshet.core.lifecycle import (
     OVERLAP_RETRY_DELAY,
     ClaimVerdict,
@@ -26,6 +27,7 @@ from freshet.core.models import (
     Dataset,
     JobStatus,
     LastRun,
+    Run,
     RunStatus,
     TriggerSource,
     new_job,
@@ -413,3 +415,36 @@ def test_the_threshold_a_run_started_under_is_the_one_recovery_reports():
     legacy = decide_recovery(running(1, stuck_threshold_minutes=None), later, T0 + 95 * MIN,
                              SETTINGS)
     assert "no heartbeat for 90 min" in legacy.detail
+
+
+# -- retention --------------------------------------------------------------------------
+
+KEPT = load_settings({"FRESHET_RUN_RETENTION_DAYS": "30"})
+
+
+@pytest.mark.parametrize("ending", [
+    lambda r, at: runs.succeeded(runs.started(r, 1, T0, 30 * MIN), at, {}),
+    lambda r, at: runs.failed(runs.started(r, 1, T0, 30 * MIN), at, "boom"),
+    lambda r, at: runs.skipped(r, at, "too late"),
+    lambda r, at: runs.cancelled(r, at, "cancelled"),
+], ids=["succeeded", "failed", "skipped", "cancelled"])
+def test_a_run_expires_its_retention_after_it_ends(ending):
+    made = runs.new_run(job(), "orders__x", T0, source="schedule", now=T0, settings=KEPT)
+    assert made.keep_days == 30 and made.expire_at is None  # a run under way never expires
+    ended = ending(made, T0 + 5 * MIN)
+    assert ended.expire_at == T0 + 5 * MIN + timedelta(days=30)
+    assert runs.retrying(runs.started(made, 1, T0, 30 * MIN), T0 + MIN, "503",
+                         10 * MIN).expire_at is None
+
+
+def test_a_slot_recorded_skipped_expires_from_when_it_was_recorded():
+    skipped = runs.skipped_run(job(), T0, "catch-up: latest only", now=T0 + MIN, settings=KEPT)
+    assert skipped.expire_at == T0 + MIN + timedelta(days=30)
+    assert Run.from_doc(skipped.to_doc()).expire_at == skipped.expire_at
+
+
+@pytest.mark.parametrize("value", ["0", "3651", "soon"])
+def test_a_run_retention_out_of_range_is_named(value):
+    with pytest.raises(ValidationError) as caught:
+        load_settings({"FRESHET_RUN_RETENTION_DAYS": value})
+    assert caught.value.field == "FRESHET_RUN_RETENTION_DAYS"

@@ -13,6 +13,7 @@ from typing import Any
 from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
+from freshet.core.settings import DEFAULT_RUN_RETENTION_DAYS
 from freshet.core.timeutil import parse_duration, to_utc
 from freshet.core.values import check_bool, check_int, check_value, is_int, json_size
 
@@ -457,6 +458,10 @@ class Run:
     # and whether the job is one-time (its completion depends on the job's status).
     stuck_threshold_minutes: int | None = None
     one_time: bool = False
+    # How long the run is kept once it ends (set when it is created), and so when:
+    # `expire_at`, set as it ends, is what the Firestore TTL policy deletes it by.
+    keep_days: int = DEFAULT_RUN_RETENTION_DAYS
+    expire_at: datetime | None = None
     updated_at: datetime | None = None  # Firestore's commit time (freshet.gcp.store)
 
     _TIMES = ("scheduled_for", "interval_start", "created_at", "enqueued_at", "started_at",
@@ -482,7 +487,7 @@ class Run:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Run":
-        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data = _datetimes_to_utc(_known(cls, dict(data)), (*cls._TIMES, "expire_at"))
         data["attempts"] = [Attempt.from_doc(a) for a in data.get("attempts") or []]
         data["watermarks"] = {k: to_utc(v) for k, v in (data.get("watermarks") or {}).items()}
         data["status"] = RunStatus(data.get("status", RunStatus.QUEUED))
