@@ -215,6 +215,7 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
         ("FRESHET_SNAPSHOT_BUCKET", site.snapshot_bucket),
         ("FRESHET_SITE_URL", site.url),
         ("FRESHET_LOG_FORMAT", "json"),
+        ("FRESHET_RUN_RETENTION_DAYS", str(config.runs_days)),
     ]
     if entry_point == "api" and fn.allowed_callers:
         env.append(("FRESHET_ALLOWED_CALLERS", ",".join(fn.allowed_callers)))

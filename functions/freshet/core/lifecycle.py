@@ -60,7 +60,6 @@ class RecoveryVerdict(StrEnum):
 
 
 class DatasetEvent(StrEnum):
-    START = "start"
     SUCCESS = "success"
     FAILURE = "failure"
 
@@ -68,7 +67,9 @@ class DatasetEvent(StrEnum):
 @dataclass(frozen=True)
 class DatasetChange:
     """What a decision does to each dataset the run produces (core.bookkeeping's rules).
-    `slot` and `past` carry the run's slot and whether it is for a past slot."""
+    `slot` and `past` carry the run's slot and whether it is for a past slot; an
+    ending's `started_at` is its attempt's start, recorded with it (the start itself is
+    marked on the job: start_mark)."""
 
     event: DatasetEvent
     run_id: str
@@ -78,11 +79,12 @@ class DatasetChange:
     slot: datetime | None = None
     past: bool = False
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # data as of, per key
+    started_at: datetime | None = None
 
     def apply(self, dataset: Dataset) -> Dataset:
+        if self.started_at is not None and not self.past:
+            dataset = bookkeeping.apply_started(dataset, self.run_id, self.started_at)
         match self.event:
-            case DatasetEvent.START:
-                return bookkeeping.apply_start(dataset, self.run_id, self.at)
             case DatasetEvent.SUCCESS:
                 return bookkeeping.apply_success(dataset, self.run_id, self.at,
                                                  self.records.get(dataset.key),
@@ -105,7 +107,22 @@ def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = N
         return None
     return DatasetChange(event, run.id, at, error=error, records=records or {},
                          watermarks=watermarks or {}, slot=run.scheduled_for,
-                         past=run.trigger_source.past_slot)
+                         past=run.trigger_source.past_slot, started_at=run.started_at)
+
+
+def start_mark(run: Run, now: datetime) -> dict:
+    """The job's fields that mark its datasets running (not for a past slot's run: it
+    is not a refresh of the data in use). One document, however many datasets."""
+    if run.trigger_source.past_slot:
+        return {}
+    return {"refresh_run_id": run.id, "refresh_started_at": now,
+            "refresh_ended_run_id": None}
+
+
+def end_mark(run: Run) -> dict:
+    """The job's field that ends the run's running mark, written blind: a later run's
+    mark (another refresh id) stays."""
+    return {"refresh_ended_run_id": run.id}
 
 
 @dataclass(frozen=True)
@@ -184,11 +201,11 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
                                   now + OVERLAP_RETRY_DELAY, later.queue))
     begun = runs.started(run, due, now, runs.stuck_threshold(job, settings))
     holds = not job.allow_overlap and runs.holds_job(run)
+    # The datasets are not written here: they are marked running on the job.
+    fields = {"running_run_id": run.id} if holds else {}
+    fields.update(start_mark(run, now))
     return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
-                    job_fields={"running_run_id": run.id} if holds else None,
-                    # a past slot's run is not a refresh of the data in use
-                    datasets=None if run.trigger_source.past_slot
-                    else DatasetChange(DatasetEvent.START, run.id, now))
+                    job_fields=fields or None)
 
 
 LATENESS_SOURCES = (TriggerSource.SCHEDULE, TriggerSource.CATCHUP, TriggerSource.UPSTREAM)
@@ -318,7 +335,8 @@ def _last_run(job: Job | None, run: Run, status: LastRun, error: str | None,
     if read and job is None:
         return None
     fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
-              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now}
+              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now,
+              **end_mark(run)}
     if read:
         fields.update(_released(job, run) or {})
         if job.schedule.one_time and job.status == "active":
@@ -372,7 +390,7 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
     again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
                               next_attempt=True)
     job_fields = None if job_read and job is None else {
-        "last_error": error, "updated_at": now,
+        "last_error": error, "updated_at": now, **end_mark(run),
         **((_released(job, run) if job_read else None) or {})}
     return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again,
                     job_fields=_job_fields(run, job_fields),

@@ -117,31 +117,40 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
         queue=pool_queue(settings.queue, job.pool), interval_start=start,
         backfill_id=backfill_id, lane=lane, upstream_versions=dict(upstream_versions or {}),
         trigger_depth=trigger_depth, one_time=job.schedule.one_time,
+        keep_days=settings.run_retention_days,
     )
 
 
-def skipped_run(job: Job, slot: datetime, reason: str, *, now: datetime,
+def skipped_run(job: Job, slot: datetime, reason: str, *, now: datetime, settings: Settings,
                 source: TriggerSource = TriggerSource.SCHEDULE) -> Run:
     """The record of a slot the catch-up policy or max_lateness passed over: finished,
     never run, never leased (recovery has nothing to do with it)."""
-    return Run(
+    run = Run(
         id=scheduled_run_id(job.id, slot), job_id=job.id, kind=job.kind, scheduled_for=slot,
         trigger_source=source, status=RunStatus.SKIPPED, attempt_number=1,
         max_attempts=job.max_attempts, produces=list(job.produces), task_name=None,
-        created_at=now, finished_at=now, error=reason, interval_start=None,
+        created_at=now, error=reason, interval_start=None,
+        keep_days=settings.run_retention_days,
     )
+    return replace(run, **_end(run, now))
+
+
+def _end(run: Run, now: datetime) -> dict:
+    """Every ending's fields: when, and so when the TTL policy deletes the run."""
+    return {"finished_at": now, "lease_expires_at": None,
+            "expire_at": now + timedelta(days=run.keep_days)}
 
 
 def skipped(run: Run, now: datetime, reason: str) -> Run:
     """A queued run that will not run (too late to start): it ends skipped."""
-    return replace(run, status=RunStatus.SKIPPED, finished_at=now, lease_expires_at=None,
-                   error=shorten(reason, MAX_ERROR_CHARS))
+    return replace(run, status=RunStatus.SKIPPED, error=shorten(reason, MAX_ERROR_CHARS),
+                   **_end(run, now))
 
 
 def cancelled(run: Run, now: datetime, reason: str) -> Run:
     """A queued run of a cancelled backfill: it ends cancelled, unrun."""
-    return replace(run, status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None,
-                   error=shorten(reason, MAX_ERROR_CHARS))
+    return replace(run, status=RunStatus.CANCELLED, error=shorten(reason, MAX_ERROR_CHARS),
+                   **_end(run, now))
 
 
 def holds_job(run: Run) -> bool:
@@ -187,8 +196,8 @@ def succeeded(run: Run, now: datetime, records: dict[str, int],
     result is not allowed to grow the run document or break its write."""
     history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
     kept = {k: record_count(records[k]) for k in run.produces if k in records}
-    return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
-                   error=None, records={k: v for k, v in kept.items() if v is not None},
+    return replace(run, status=RunStatus.SUCCEEDED, **_end(run, now), error=None,
+                   records={k: v for k, v in kept.items() if v is not None},
                    watermarks={k: v for k, v in (watermarks or {}).items()
                                if k in run.produces},
                    attempts=history)
@@ -196,7 +205,7 @@ def succeeded(run: Run, now: datetime, records: dict[str, int],
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:
     outcome = AttemptOutcome.STUCK if stuck else AttemptOutcome.FAILED
-    return replace(run, status=RunStatus.FAILED, finished_at=now, lease_expires_at=None,
+    return replace(run, status=RunStatus.FAILED, **_end(run, now),
                    error=shorten(error, MAX_ERROR_CHARS), stuck=run.stuck or stuck,
                    attempts=_close_attempt(run, now, outcome, error))
 

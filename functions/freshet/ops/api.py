@@ -28,6 +28,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
 from freshet.core.backfill import check_max_parallel
+from freshet.core.bookkeeping import with_running
 from freshet.core.control import parse_control
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import parse_scope
@@ -280,11 +281,14 @@ def get_dataset(call: Call):
     query(call, ())
     key = check_dataset_key(call.params["key"], "key")
     catalog = call.store.catalog()
-    dataset = call.store.get_dataset(key)
+    jobs = [j for j in call.store.list_jobs() if key in j.produces]
+    stored = call.store.get_dataset(key)
+    # as shown: running from its jobs (a first refresh under way, before any document)
+    dataset = next(iter(with_running([stored] if stored else [], jobs)), None)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
     control = call.store.control()
-    producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
+    producers = tuple(j.id for j in jobs)
     return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
                                          producers)}
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from freshet.core.settings import MAX_RUN_RETENTION_DAYS
 from freshet.core.text import one_line, printable, shorten
 from freshet.ops.answers import UserError
 
@@ -759,8 +760,9 @@ def cmd_cost(args) -> int:
                         "`make bench`)") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read {args.measured} or {args.prices}: {exc}") from None
+    days = config.runs_days if args.run_retention_days is None else args.run_retention_days
     assumptions = cost.Assumptions(retry_rate=args.retry_rate, sync_s=args.sync_seconds,
-                                   run_retention_days=args.run_retention_days,
+                                   run_retention_days=days,
                                    engine_s=args.engine_minutes * 60)
     measured = cost.Measured.from_results(results.get("results") or {})
     estimate = cost.estimate(cost.workload_of(config, assumptions), measured, prices,
@@ -1196,8 +1198,10 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                    help="how long a BigQuery or Cloud Run job's work runs, in minutes: its "
                         "run waits that long, polled with backoff (each poll a task, a "
                         "call, 3 reads and a write)")
-    p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
-                   help="how long run documents are kept, for their storage")
+    p.add_argument("--run-retention-days", type=_whole(1, MAX_RUN_RETENTION_DAYS),
+                   default=None,
+                   help="how long run documents are kept, for their storage and TTL "
+                        "deletes (default: the config's retention.runs_days)")
     p.add_argument("--herd", type=_whole(1, 10**7), default=10_000,
                    help="runs due at one slot, for the herd's modelled start")
     p.add_argument("--lookahead-s", type=_real(1, 3600), default=60.0,

@@ -33,6 +33,7 @@ from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
 from freshet.core.values import is_number
+from freshet.gcp.ports import UNINDEXED
 
 MONTH = timedelta(days=30)
 MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
@@ -500,11 +501,15 @@ def _indexed(path: str, value: object):
 def stored_bytes(collection: str, doc_id: str, doc: Mapping[str, object]) -> int:
     """About what Firestore stores for a document of a root collection: the document
     (its name, its fields, 32 bytes) and its automatic single-field index entries (each
-    about the document's name, the field path, the value and 32 bytes). Composite
-    indexes, a few per collection, are left out."""
+    about the document's name, the field path, the value and 32 bytes), but for the
+    fields exempted from them (freshet.gcp.ports.UNINDEXED, deployed as the indexes'
+    fieldOverrides). Composite indexes, a few per collection, are left out."""
     name = _string_size(collection) + _string_size(doc_id) + 16
     size = name + sum(_string_size(k) + value_size(v) for k, v in doc.items()) + 32
+    exempt = UNINDEXED.get(collection, ())
     for key, value in doc.items():
+        if key in exempt:
+            continue
         for path, leaf, entries in _indexed(key, value):
             size += entries * (name + _string_size(path) + value_size(leaf) + 32)
     return size

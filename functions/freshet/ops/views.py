@@ -5,6 +5,7 @@ gather what `GET /datasets` and `GET /status` show."""
 from datetime import datetime
 
 from freshet.core.backfill import Backfill, Progress, SlotPlan, progress_bar
+from freshet.core.bookkeeping import with_running
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.freshness import Requirement, State, evaluate, excuse, worst
@@ -183,7 +184,8 @@ def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
         for key in job.produces:
             producers.setdefault(key, []).append(job.id)
     halted = halted_producers(jobs)  # as the page says it: "its job X is paused"
-    found = {d.key: d for d in (store.list_datasets() if stored is None else stored)}
+    found = {d.key: d for d in with_running(
+        store.list_datasets() if stored is None else stored, jobs)}
     keys = list(catalog.datasets) + sorted(k for k in found if k not in catalog.datasets)
     index = CatalogIndex(catalog)
     docs = [dataset_json(k, found.get(k), catalog, now, control.maintenance,
