@@ -27,10 +27,15 @@ $(NODE): infra/package.json infra/package-lock.json
 	cd infra && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Four workers on two cores: much of the suite waits (on emulators, on deadlines and
+# leases that must pass), and each worker starts its own emulators. Whole files go to
+# one worker (module fixtures start once) and the longest files go first (conftest.py).
+TEST_WORKERS ?= 4
+
 test: setup
 	$(BIN)/ruff check .
 	cd functions && ../$(BIN)/lint-imports ../pyproject.toml
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

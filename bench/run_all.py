@@ -39,6 +39,8 @@ TARGETS = {
     "cost_usd_month_1k_hourly_5k_datasets": "< $10",
     "console_overview_s_1k_jobs": "< 1 s",
     "console_render_s_1k_rows": "< 1 s",
+    "external_submit_duplicates_20_deliveries": "0",
+    "external_polls_per_run_10min": "≈ 8",
 }
 
 

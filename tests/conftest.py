@@ -23,6 +23,13 @@ PROJECT = "demo-freshet"
 os.environ["FRESHET_CONTEXT"] = "none"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The files holding `slow` tests first, so that with several workers (make test:
+    pytest -n 4 --dist loadfile) the longest files start at once rather than last."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: order kept otherwise
+
+
 @pytest.fixture(scope="session")
 def firestore_emulator():
     """$FIRESTORE_EMULATOR_HOST if it answers, else Google's emulator for the session.
@@ -81,7 +88,8 @@ def bigquery_emulator():
 
 class RecordingProxy:
     """Forwards HTTP to an emulator and keeps each request's method, path (with its
-    query) and JSON body: what a Google client really sent, without patching it."""
+    query) and JSON body: what a Google client really sent, without patching it.
+    While `failing`, it answers 503 instead (the service unavailable for a moment)."""
 
     def __init__(self, target: str) -> None:
         import json
@@ -91,6 +99,7 @@ class RecordingProxy:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.requests: list[dict] = []
+        self.failing = False
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,6 +107,9 @@ class RecordingProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 proxy.requests.append({"method": self.command, "path": self.path,
                                        "body": json.loads(body) if body else None})
+                if proxy.failing:
+                    return self._answer(503, b'{"error": {"code": 503, "status": '
+                                             b'"UNAVAILABLE"}}')
                 req = urllib.request.Request(f"http://{target}{self.path}", data=body or None,
                                              method=self.command,
                                              headers={"Content-Type": "application/json"})
@@ -106,6 +118,9 @@ class RecordingProxy:
                         status, data = resp.status, resp.read()
                 except urllib.error.HTTPError as err:
                     status, data = err.code, err.read()
+                self._answer(status, data)
+
+            def _answer(self, status: int, data: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

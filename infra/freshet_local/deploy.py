@@ -4,7 +4,7 @@
     python -m freshet_local.deploy --check          # exit 1 if infra/deploy.mk is out of date
     python -m freshet_local.deploy preflight --project=P   # what `make deploy` checks first
     python -m freshet_local.deploy digest NAME --project=P # a function's source+flags digest
-    python -m freshet_local.deploy retry -- CMD...  # CMD again while IAM has not caught up
+    python -m freshet_local.deploy_run retry -- CMD...  # again while IAM has not caught up
     python -m freshet_local.deploy wait database|indexes|page --project=P  # bounded waits
     python -m freshet_local.deploy function NAME --project=P -- DEPLOY...  # see deploy_run
 
@@ -36,7 +36,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +153,7 @@ def _command_name(argv: tuple[str, ...]) -> str:
 def _shell(step: Step) -> str:
     run, check = _q(step.run), _q(step.check)
     if step.retry:
-        run = f"{PYTHON} -m freshet_local.deploy retry -- {run}"
+        run = f"{PYTHON} -m freshet_local.deploy_run retry -- {run}"
     if step.via:
         run = f"{_q(step.via)} -- {run}" if step.run else _q(step.via)
     if step.mode == "say":
@@ -216,6 +215,7 @@ def function_env(config: PipelineConfig, entry_point: str) -> list[tuple[str, st
         ("FRESHET_SNAPSHOT_BUCKET", site.snapshot_bucket),
         ("FRESHET_SITE_URL", site.url),
         ("FRESHET_LOG_FORMAT", "json"),
+        ("FRESHET_RUN_RETENTION_DAYS", str(config.runs_days)),
     ]
     if entry_point == "api" and fn.allowed_callers:
         env.append(("FRESHET_ALLOWED_CALLERS", ",".join(fn.allowed_callers)))
@@ -894,22 +894,7 @@ def digest(config: PipelineConfig, entry_point: str, root: Path = ROOT) -> str:
     return h.hexdigest()[:40]
 
 
-RETRY_WHEN = ("does not exist", "not found", "NOT_FOUND", "is not a valid service account")
-
-
-def retry(argv: list[str], *, attempts: int = 7, wait_s: float | None = None) -> int:
-    """Run argv; while it fails because IAM does not know a new account yet, again."""
-    for attempt in range(1, attempts + 1):
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        sys.stdout.write(proc.stdout)
-        if proc.returncode == 0 or attempt == attempts or not any(
-                needle in proc.stderr for needle in RETRY_WHEN):
-            sys.stderr.write(proc.stderr)
-            return proc.returncode
-        wait = deploy_run.seconds("POLL") if wait_s is None else wait_s
-        print(f"  (IAM has not caught up yet; trying again in {wait:g} s)", flush=True)
-        time.sleep(wait)
-    return 1
+retry = deploy_run.retry  # `python -m freshet_local.deploy retry` still works
 
 
 # -- command line ------------------------------------------------------------------------

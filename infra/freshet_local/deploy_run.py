@@ -417,3 +417,36 @@ def read_json(argv: Sequence[str]) -> object:
 def last_line(text: str) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""
+
+
+# -- retry: its own entry, so that each of deploy's grants does not import the config --
+
+RETRY_WHEN = ("does not exist", "not found", "NOT_FOUND", "is not a valid service account")
+
+
+def retry(argv: list[str], *, attempts: int = 7, wait_s: float | None = None) -> int:
+    """Run argv; while it fails because IAM does not know a new account yet, again."""
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        sys.stdout.write(proc.stdout)
+        if proc.returncode == 0 or attempt == attempts or not any(
+                needle in proc.stderr for needle in RETRY_WHEN):
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
+        wait = seconds("POLL") if wait_s is None else wait_s
+        print(f"  (IAM has not caught up yet; trying again in {wait:g} s)", flush=True)
+        time.sleep(wait)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] != ["retry"] or len(argv) < 2:
+        print("usage: python -m freshet_local.deploy_run retry [--] CMD...", file=sys.stderr)
+        return 2
+    rest = argv[1:]
+    return retry(rest[1:] if rest[:1] == ["--"] else rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,7 @@ class Enqueued:
     dispatch: int
     schedule_time: datetime | None
     queue: str = ""  # the queue it would go to (its pool's, or its job's dispatch shard)
+    poll: int | None = None  # a poll of a waiting run (its number), not a delivery
 
 
 class RecordingQueue(TaskQueue):
@@ -39,6 +40,15 @@ class RecordingQueue(TaskQueue):
         with self._record_lock:
             self.sent.append(Enqueued(run_id, attempt, dispatch, schedule_time,
                                       self.run_queue(job_id or job_of_run(run_id), queue)))
+        return run_id
+
+    def enqueue_poll(self, run_id, attempt, poll, *, schedule_time=None, queue=None,
+                     job_id=None):
+        if self.fail:
+            raise ConnectionError("task queue unavailable")
+        with self._record_lock:
+            self.sent.append(Enqueued(run_id, attempt, 0, schedule_time,
+                                      self.run_queue(job_id or job_of_run(run_id), queue), poll))
         return run_id
 
     def enqueue_claim(self, shard: ShardTask) -> str:

@@ -207,3 +207,18 @@ def test_the_observe_ledger_round_trips_whole_even_past_one_documents_size(store
     assert Ledger.from_doc(store.observations_doc()) == ledger
     store.put_observations_doc(Ledger({"a": Seen(T0, None)}, None).to_doc())
     assert Ledger.from_doc(store.observations_doc()).seen == {"a": Seen(T0, None)}
+def test_a_waiting_run_keeps_its_engine_handle_and_is_found_when_its_lease_runs_out(store):
+    from freshet.core.models import External
+
+    started = runs.started(a_run(), 1, T0, timedelta(minutes=30))
+    handle = External("cloud_run", "projects/p/locations/r/jobs/j/executions/e-1",
+                      location="europe-west1", submitted_at=T0,
+                      next_poll_at=T0 + timedelta(seconds=10), polls=3,
+                      deadline=T0 + H, timeout_s=3600)
+    waiting = runs.waiting(started, handle, timedelta(minutes=10))
+    store.create_run(waiting)
+    back = store.run(waiting.id)
+    assert back.status == RunStatus.WAITING and back.external == handle
+    assert back.external.deadline.tzinfo is not None
+    late = T0 + timedelta(minutes=11)
+    assert [r.id for r in store.expired_runs(late)] == [waiting.id]

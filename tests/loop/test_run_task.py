@@ -3,11 +3,13 @@ from datetime import timedelta
 
 import pytest
 
+from freshet.core.bookkeeping import with_running
 from freshet.core.errors import PermanentError
 from freshet.gcp.store import Store
 from freshet.loop import registry
 from freshet.loop.run import handle_one
 from freshet.loop.tick import tick_once
+from freshet.ops.views import all_datasets
 from tests.loop.helpers import MIN, T0, RecordingQueue, add_job, loop_settings
 
 
@@ -39,6 +41,39 @@ def queued_run(store, settings, job_id="a", **kw):
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
     return run_id, queue
+
+
+def test_a_run_marks_its_job_running_and_writes_each_dataset_once_when_it_ends(
+        memory_store, calls):
+    """The start writes the run and the job, however many datasets: the page, the API
+    and the console show the datasets running from the job (with_running)."""
+    store, settings = memory_store, loop_settings()
+    keys = [f"ds.{i}" for i in range(5)]
+    add_job(store, "five", kind="test_counted", produces=keys, next_run_at=T0)
+    queue = RecordingQueue(settings)
+    run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
+    seen = {}
+
+    def during(ctx):
+        job = store.job("five")
+        seen["stored"] = [store.get_dataset(k) for k in keys]
+        seen["shown"] = with_running([], [job])
+        seen["api"] = all_datasets(store, T0 + MIN, [job])
+        return {k: 1 for k in ctx.produces}
+
+    calls.behaviour = during
+    store.stats.reset()
+    assert handle_one(store, queue, run_id, 1, now=T0 + MIN, settings=settings,
+                      clock=lambda: T0 + 2 * MIN).state == "succeeded"
+    assert seen["stored"] == [None] * 5  # the start wrote no dataset
+    assert {(d.key, d.running_run_id, d.last_started_at) for d in seen["shown"]} == {
+        (k, run_id, T0 + MIN) for k in keys}
+    assert {d["key"]: d["last_started_at"] for d in seen["api"]} == {
+        k: "2026-11-28T12:01:00Z" for k in keys}
+    assert store.stats.writes == 2 + 2 + 5  # claim: run, job; finish: run, job, datasets
+    after = store.get_dataset("ds.0")
+    assert after.last_started_at == T0 + MIN and after.last_started_run_id == run_id
+    assert not after.running and not store.job("five").refreshing
 
 
 def test_success_records_the_run_the_job_and_the_dataset(memory_store, calls):

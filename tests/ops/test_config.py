@@ -644,3 +644,19 @@ def test_noop_keeps_whatever_params_it_is_given():
     from freshet.loop.registry import CheckContext, check_params
 
     check_params("noop", {"anything": [1, {"x": 2}]}, CheckContext(), "jobs[0]")
+
+
+def test_runs_are_kept_90_days_unless_retention_says_otherwise(tmp_path):
+    assert load_config(write_config(tmp_path)).runs_days == 90
+    kept = load_config(write_config(tmp_path, PIPELINE + "retention: {runs_days: 30}\n"))
+    assert kept.runs_days == 30
+
+
+@pytest.mark.parametrize("value, needle", [
+    ("0", "between 1 and 3650"), ("3651", "between 1 and 3650"), ("30.5", "integer"),
+    ("true", "integer"), ("soon", "integer")])
+def test_a_bad_retention_is_named_with_its_line(tmp_path, value, needle):
+    text = PIPELINE + f"retention:\n  runs_days: {value}\n"
+    err = error_for(tmp_path, text)
+    assert err.field == "retention.runs_days", str(err)
+    assert err.line == line_of(text, "runs_days") and needle in str(err)

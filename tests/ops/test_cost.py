@@ -11,7 +11,7 @@ from freshet.core.errors import ValidationError
 from freshet.core.schedules import make_schedule
 from freshet.ops import cost
 from freshet.ops.cli import main
-from tests.ops.helpers import write_config
+from tests.ops.helpers import PIPELINE, write_config
 
 PRICES = cost.Prices.from_doc(yaml.safe_load(
     (Path(cost.__file__).with_name("prices.yaml")).read_text()))
@@ -87,6 +87,22 @@ def test_retries_add_their_attempts_and_a_sync_is_the_users_compute_beside_the_t
     assert all(line not in slow.lines for line in slow.sync_lines)
 
 
+def test_a_waiting_runs_polls_are_each_a_task_a_call_and_the_measured_reads_and_writes():
+    plain = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
+                          fanout_above=10_000)
+    waits = cost.workload([cost.JobLoad(HOURLY, 1, polls=8)] * 10, CONTROL, datasets=10,
+                          fanout_above=10_000)
+    assert (plain.polls, waits.polls) == (0, 7200 * 8)
+
+    def counts(load):
+        est = cost.estimate(load, measured(), PRICES, cost.Assumptions(retry_rate=0))
+        return {line.item.split(" (")[0]: line.quantity for line in est.lines}
+
+    more = {k: counts(waits)[k] - v for k, v in counts(plain).items()}
+    assert more["document reads"] == more["document writes"] == more["requests"] == 57_600
+    assert more["operations"] == 2 * 57_600  # a task: created, delivered
+
+
 def test_syncs_use_what_the_control_plane_leaves_of_the_free_tier():
     load = cost.workload([cost.JobLoad(HOURLY, 1)] * 10, CONTROL, datasets=10,
                          fanout_above=10_000)
@@ -142,6 +158,17 @@ def test_freshet_cost_prints_a_table_a_total_and_the_composer_comparison(tmp_pat
     for text in ("Firestore", "Cloud Tasks", "Cloud Run functions", "Cloud Scheduler",
                  "Cloud Storage", "Total: $", "Cloud Composer", "as of 2026-11-29"):
         assert text in out, text
+
+
+def test_freshet_cost_keeps_runs_as_long_as_the_configs_retention_says(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"measured_at": "2026-11-29", "results": FIGURES}))
+    config = write_config(tmp_path, PIPELINE + "retention: {runs_days: 30}\n")
+    assert main(["cost", "--config", str(config), "--measured", str(results)]) == 0
+    assert "storage (30 days of runs)" in capsys.readouterr().out
+    assert main(["cost", "--config", str(config), "--measured", str(results),
+                 "--run-retention-days", "7"]) == 0
+    assert "storage (7 days of runs)" in capsys.readouterr().out
 
 
 def test_freshet_cost_without_measured_figures_says_so_in_one_line(tmp_path, capsys):

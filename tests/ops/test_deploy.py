@@ -17,6 +17,7 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.types import StructuredQuery
 
 from freshet.gcp import store as store_module
+from freshet.gcp.ports import UNINDEXED
 from freshet.gcp.store import Store, Tx
 from freshet.ops.config import load_config
 from freshet_local import deploy
@@ -156,6 +157,23 @@ def test_indexes_cover_every_query_the_store_makes():
     assert ("jobs", frozenset({"status"}), (("next_run_at", "ASCENDING"),)) in needing
     missing = [s for s in needing if not covered(s, indexes)]
     assert not missing, f"queries without a composite index: {missing}"
+
+
+def test_the_fields_exempt_from_indexes_are_the_ones_no_query_uses():
+    """Exempt fields store no index entries (a run's storage, freshet cost); a query on
+    one would fail in Firestore (not in the emulator, which needs no index)."""
+    overrides = json.loads((ROOT / "infra/firestore.indexes.json").read_text())[
+        "fieldOverrides"]
+    assert {(o["collectionGroup"], o["fieldPath"]) for o in overrides if not o["indexes"]} \
+        == {(c, f) for c, fields in UNINDEXED.items() for f in fields}
+    store = RecordingStore()
+    for calls in QUERY_CALLS.values():
+        for call in calls:
+            call(store)
+    used = {(c, f) for c, eq, orders in map(shape, store.queries)
+            for f in (*eq, *(name for name, _ in orders))}
+    assert ("runs", "lease_expires_at") in used
+    assert not used & {(c, f) for c, fields in UNINDEXED.items() for f in fields}
 
 
 def test_no_module_but_the_store_builds_queries():

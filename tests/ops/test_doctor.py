@@ -296,3 +296,52 @@ def test_each_observed_table_is_checked_and_a_view_is_a_failure_saying_why():
     assert "roles/bigquery.metadataViewer" in view.fix
     healthy_cfg = config()
     assert doctor.observed_checks(healthy_cfg, {}, NOW) == []  # nothing observed
+def with_cloud_run_job():
+    text = PIPELINE.replace("""datasets:
+""", """  - id: nightly-export
+    kind: cloud_run_job
+    schedule: {cron: "0 2 * * *"}
+    params: {job: exporter, timeout: 2h}
+    produces: [sales.export]
+datasets:
+  - key: sales.export
+""", 1)
+    return parse_config(text, "p.yaml", env={}, project=PROJECT)
+
+
+EXPORTER = f"projects/{PROJECT}/locations/europe-west1/jobs/exporter"
+
+
+@pytest.mark.parametrize(("on_job", "on_project", "missing"), [
+    ({"roles/run.jobsExecutorWithOverrides", "roles/run.viewer"}, set(), []),
+    ({"roles/run.developer"}, set(), []),
+    ({"roles/run.jobsExecutorWithOverrides"}, {"roles/run.viewer"}, []),
+    (set(), set(), ["roles/run.jobsExecutorWithOverrides", "roles/run.viewer"]),
+    ({"roles/run.invoker", "roles/run.viewer"}, set(),  # no overrides allowed
+     ["roles/run.jobsExecutorWithOverrides"]),
+    ({"roles/run.jobsExecutorWithOverrides"}, set(), ["roles/run.viewer"]),
+])
+def test_doctor_says_which_role_the_runtime_account_lacks_on_a_cloud_run_job(
+        on_job, on_project, missing):
+    cfg = with_cloud_run_job()
+    account = f"serviceAccount:{cfg.functions.service_account}"
+    facts = healthy(cfg)
+    facts.project_roles[account] |= on_project
+    facts.engine_jobs = {EXPORTER: {role: {account} for role in on_job}
+                         | {"roles/run.admin": {"user:someone@example.com"}}}
+    checks = {c.name: c for c in doctor.cloud_checks(cfg, facts, NOW)}
+    check = checks["Cloud Run job exporter (europe-west1), run by nightly-export"]
+    assert check.ok is (not missing), check.line()
+    for role in missing:
+        assert role in check.detail and f"--role={role}" in check.fix
+        assert "gcloud run jobs add-iam-policy-binding exporter --region=europe-west1" in \
+            check.fix
+
+
+def test_a_cloud_run_jobs_policy_that_cannot_be_read_says_why():
+    cfg = with_cloud_run_job()
+    facts = healthy(cfg)
+    facts.engine_jobs = {EXPORTER: Unknown("403 run.jobs.getIamPolicy denied")}
+    check = failing(doctor.cloud_checks(cfg, facts, NOW))[
+        "Cloud Run job exporter (europe-west1), run by nightly-export"]
+    assert "403 run.jobs.getIamPolicy denied" in check.detail

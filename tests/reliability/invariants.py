@@ -10,7 +10,8 @@ It reads every job, run and dataset and asserts what Freshet promises users:
     succeeded run producing it, last failure = the newest failure event (a failed
     run or an attempt recovery marked stuck) unless a newer success superseded it,
     `failing` exactly when the newest outcome is a failure, `running` only while a
-    run producing it is in progress, last start = the newest attempt start. Runs for
+    run producing it is in progress, last start = the newest attempt start (both as
+    shown: the loop marks a start on the job, core.bookkeeping.with_running). Runs for
     past slots (backfills, catch-up) count as of their slot, an outcome for a slot
     older than a slot that succeeded changes nothing, and they never mark a start; a
     backfill's failures are its own, and its successes reach the dataset when recovery's
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from freshet.core.bookkeeping import with_running
 from freshet.core.models import Dataset, Job, Run
 from freshet.gcp.store import DATASETS, JOBS, RUNS
 
@@ -160,9 +162,10 @@ def _events(world: World):
 
 def _datasets_agree(world: World, settled: bool) -> list[str]:
     starts, successes, failures, running = _events(world)
+    shown = {d.key: d for d in with_running(world.datasets.values(), world.jobs.values())}
     problems = []
-    for key in set(world.datasets) | set(starts):
-        ds = world.datasets.get(key) or Dataset(key=key)
+    for key in set(shown) | set(starts):
+        ds = shown.get(key) or Dataset(key=key)
         say = problems.append
         newest_success = max(successes[key], default=None)
         newest_failure = max(failures[key], default=None)

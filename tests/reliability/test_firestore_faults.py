@@ -33,6 +33,8 @@ from tests.reliability import syncs
 from tests.reliability.harness import CloudTasks, dump, in_process, restore, settle
 from tests.reliability.invariants import check
 
+pytestmark = pytest.mark.slow  # each test restarts or pauses its own emulator
+
 PAUSE_S = 2.0
 
 

@@ -2,8 +2,11 @@
 and 1 % hanging, 2 % of tasks delivered twice (bench/bench_soak.py has the details
 and the full 500 x 10 run)."""
 
+import pytest
 
 from bench.bench_soak import soak
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_short_soak_loses_nothing_and_keeps_every_invariant(db):

@@ -202,7 +202,7 @@ KEYS = [f"ds.{i}" for i in range(6)]
 jobs_op = st.tuples(st.just("job"), st.integers(0, 4),
                     st.sampled_from(["succeeded", "failed", None]),
                     st.sampled_from(["active", "paused", "archived"]),
-                    st.sampled_from(["put", "update", "tx"]))
+                    st.sampled_from(["put", "update", "tx"]), st.booleans())
 dataset_op = st.tuples(st.just("dataset"), st.sampled_from(KEYS), st.sampled_from(TIMES),
                        st.sampled_from(TIMES), st.booleans(), st.sampled_from(["batch", "tx"]))
 run_op = st.tuples(st.just("run"), st.integers(0, 3), st.sampled_from(TIMES[:3] + [None]),
@@ -223,10 +223,13 @@ operations = st.lists(st.sampled_from(WEIGHTED).flatmap(KINDS.__getitem__),
 def _apply(store: Store, op: tuple, bursts: list[int]) -> None:
     kind = op[0]
     if kind == "job":
-        _, i, last, status, how = op
+        _, i, last, status, how, marked = op
+        # marked: a run of it is refreshing its datasets (they show running)
+        mark = {"refresh_run_id": f"run-{i}" if marked else None,
+                "refresh_started_at": NOW - 4 * MIN if marked else None}
         made = job(f"job-{i}", produces=[KEYS[i], KEYS[i + 1]], last_run_status=last,
                    status=status, last_error="broke" if last == "failed" else None,
-                   next_run_at=NOW + i * MIN)
+                   next_run_at=NOW + i * MIN, **mark)
         if how == "put":
             store.put_job(made)
         elif how == "tx":
@@ -234,7 +237,7 @@ def _apply(store: Store, op: tuple, bursts: list[int]) -> None:
         elif store.get_job(made.id) is None:
             store.put_job(made)
         else:
-            store.update_job(made.id, {"last_run_status": last, "status": status})
+            store.update_job(made.id, {"last_run_status": last, "status": status, **mark})
     elif kind == "dataset":
         _, key, ok, bad, running, how = op
         made = Dataset(key, last_success_at=ok, last_failure_at=bad,

@@ -1,6 +1,7 @@
 """The pure invariants of dataset bookkeeping (the transactional versions are tested
 against the emulator in tests/integration)."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +12,9 @@ from freshet.core.bookkeeping import (
     apply_start,
     apply_success,
     judge_watermark,
+    with_running,
 )
-from freshet.core.models import Dataset
+from freshet.core.models import Dataset, new_job
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -204,3 +206,34 @@ def test_a_failure_at_the_same_instant_as_the_last_success_loses_the_tie_in_eith
     # One minute on, the failure is the newest outcome again.
     ds = apply_failure(apply_success(Dataset(key="d"), "ok", T0), "f", T0 + M, "x")
     assert ds.failing and ds.consecutive_failures == 1
+
+
+def _refreshing(job_id: str, run_id: str, at: datetime, produces=("d",), ended=None):
+    job = new_job(id=job_id, kind="noop", schedule={"cron": "0 * * * *"},
+                  produces=list(produces))
+    job.refresh_run_id, job.refresh_started_at, job.refresh_ended_run_id = run_id, at, ended
+    return job
+
+
+def test_a_job_refreshing_its_datasets_shows_them_running_from_its_start():
+    ds = apply_success(Dataset(key="d"), "r1", T0)
+    [shown] = with_running([ds], [_refreshing("j", "r2", T0 + M)])
+    assert shown.running_run_id == "r2" and shown.last_started_at == T0 + M
+    assert shown.last_success_at == T0  # nothing else changes
+
+
+def test_a_first_refresh_shows_a_dataset_no_run_has_written_yet():
+    [shown] = with_running([], [_refreshing("j", "r1", T0)])
+    assert shown.key == "d" and shown.running and shown.last_success_at is None
+
+
+def test_an_ended_mark_or_one_older_than_the_recorded_start_is_not_running():
+    ds = replace(Dataset(key="d"), last_started_at=T0 + 2 * M)
+    assert with_running([ds], [_refreshing("j", "r1", T0, ended="r1")]) == [ds]
+    assert with_running([ds], [_refreshing("j", "r1", T0 + M)]) == [ds]  # r2 started since
+
+
+def test_of_two_jobs_refreshing_a_dataset_the_newest_start_shows():
+    jobs = [_refreshing("a", "ra", T0 + M), _refreshing("b", "rb", T0 + 2 * M)]
+    [shown] = with_running([Dataset(key="d")], jobs)
+    assert shown.running_run_id == "rb" and shown.last_started_at == T0 + 2 * M

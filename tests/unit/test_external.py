@@ -21,6 +21,7 @@ from freshet.core.external import (
     judge_poll_error,
     label_value,
     poll_delay,
+    polls_for,
     run_labels,
     run_marker,
 )
@@ -234,3 +235,10 @@ def test_a_run_waiting_two_hours_without_timeout_keeps_waiting_at_the_cap():
     decision = decide_poll(RUNNING, polls=60, now=T0 + timedelta(hours=2), deadline=None)
     assert decision.action == PollAction.WAIT
     assert decision.next_poll_at == T0 + timedelta(hours=2, minutes=2)
+
+
+@pytest.mark.parametrize(("minutes", "polls"), [
+    (0, 1), (0.1, 1), (0.5, 2), (10, 8), (60, 33)])
+def test_polls_for_work_of_a_length_see_its_end(minutes, polls):
+    # 10, 20, 40, 80 s, then every 2 minutes: 150 s after four polls
+    assert polls_for(timedelta(minutes=minutes)) == polls

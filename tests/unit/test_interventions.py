@@ -156,6 +156,15 @@ def test_cancelling_a_run_that_does_not_hold_its_job_leaves_the_job_alone():
     assert decision.job_fields is None and decision.run.error == "cancelled while queued"
 
 
+def test_cancelling_the_run_marked_running_ends_the_mark_its_datasets_show():
+    run = running_run()
+    marked = job(running_run_id=run.id, refresh_run_id=run.id, refresh_started_at=T0)
+    decision = decide_cancel(run, marked, by="", now=T0 + MIN)
+    assert decision.job_fields == {"running_run_id": None, "refresh_ended_run_id": run.id,
+                                   "updated_at": T0 + MIN}
+    assert not replace(marked, **decision.job_fields).refreshing
+
+
 def test_cancelling_twice_changes_nothing_the_second_time():
     ended = decide_cancel(queued_run(), job(), by="", now=T0).run
     assert decide_cancel(ended, job(), by="", now=T0 + MIN) is None

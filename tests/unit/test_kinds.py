@@ -32,11 +32,13 @@ def test_no_sync_kind_imports_the_registry_so_there_is_no_cycle():
 
 
 def test_each_builtin_kind_is_a_package_with_its_kind_and_is_registered():
-    # A kind runs once it has its sync.py (the engine kinds have only their params and
-    # submit so far: registered with their runtime, issue 21).
     folders = sorted(p.name for p in (PACKAGE / "loop" / "syncs").iterdir()
                      if (p / "sync.py").exists())
-    assert folders == sorted(k.name for k in registry.BUILTIN) == ["http_fetch", "noop"]
+    assert folders == sorted(k.name for k in registry.BUILTIN) == [
+        "bigquery_load", "bigquery_query", "cloud_run_job", "http_fetch", "noop"]
+    # the engine kinds read their work's end (freshet.loop.poll); the others have none
+    assert {k.name for k in registry.BUILTIN if k.finish} == {
+        "bigquery_load", "bigquery_query", "cloud_run_job"}
     assert all(isinstance(k, Kind) and registry.kind_for(k.name) is k
                for k in registry.BUILTIN)
     assert registry.known_kinds() == sorted(registry.known_kinds())
@@ -71,7 +73,8 @@ def test_a_custom_kind_can_bring_its_own_check():
 
 
 def test_an_unknown_kind_is_named_with_the_known_ones():
-    with pytest.raises(ValidationError, match="unknown kind 'teleport' .*http_fetch, noop"):
+    with pytest.raises(ValidationError, match="unknown kind 'teleport' .*cloud_run_job, "
+                       "http_fetch, noop"):
         registry.check_params("teleport", {}, CheckContext(), "jobs[0]")
 
 

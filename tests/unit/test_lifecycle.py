@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from freshet.core import runs
+from freshet.core.bookkeeping import with_running
 from freshet.core.control import Control
+from freshet.core.errors import ValidationError
 from freshet.core.lifecycle import (
     OVERLAP_RETRY_DELAY,
     ClaimVerdict,
@@ -25,6 +27,7 @@ from freshet.core.models import (
     Dataset,
     JobStatus,
     LastRun,
+    Run,
     RunStatus,
     TriggerSource,
     new_job,
@@ -94,14 +97,38 @@ def test_a_claim_of_a_run_whose_job_is_gone_writes_nothing():
     assert decision.verdict == ClaimVerdict.ORPHAN and decision.run is None
 
 
-def test_starting_takes_the_job_marks_the_datasets_and_sets_the_lease():
+def test_starting_takes_the_job_marks_it_running_and_sets_the_lease():
     j = job(stuck_threshold_minutes=20)
     decision = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
     assert decision.run.status == RunStatus.RUNNING
     assert decision.run.lease_expires_at == T0 + 20 * MIN
-    assert decision.job_fields == {"running_run_id": queued().id}
-    assert decision.datasets.event == DatasetEvent.START
-    assert decision.datasets.apply(Dataset("sales.orders")).running_run_id == queued().id
+    assert decision.job_fields == {"running_run_id": queued().id,
+                                   "refresh_run_id": queued().id, "refresh_started_at": T0,
+                                   "refresh_ended_run_id": None}
+    assert decision.datasets is None  # one job document, not one write per dataset
+    marked = replace(j, **decision.job_fields)
+    [shown] = with_running([Dataset("sales.orders")], [marked])
+    assert shown.running_run_id == queued().id and shown.last_started_at == T0
+
+
+def test_a_job_that_allows_overlap_is_marked_running_without_a_hold():
+    j = job(allow_overlap=True)
+    decision = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
+    assert decision.job_fields == {"refresh_run_id": queued().id, "refresh_started_at": T0,
+                                   "refresh_ended_run_id": None}
+
+
+def test_an_ending_records_its_start_on_the_datasets_and_ends_the_mark():
+    j = job()
+    claimed = decide_claim(queued(j), j, None, 1, Control(), T0, SETTINGS)
+    marked = replace(j, **claimed.job_fields)
+    done = decide_finish(claimed.run, 1, marked, SyncOutcome(records={}), T0 + MIN, SETTINGS)
+    ended = replace(marked, **done.job_fields)
+    assert not ended.refreshing
+    after = done.datasets.apply(Dataset("sales.orders"))
+    assert after.last_started_at == T0 and after.last_started_run_id == queued().id
+    assert not after.running and after.last_success_at == T0 + MIN
+    assert with_running([after], [ended]) == [after]
 
 
 @pytest.mark.parametrize("run,delivered,starts", [
@@ -372,7 +399,8 @@ def test_a_run_records_its_threshold_when_it_starts_and_whether_its_job_is_one_t
 def test_recovery_without_the_job_writes_its_last_fields_blind():
     retried = decide_recovery(running(1), None, NOW, SETTINGS, job_read=False)
     assert retried.verdict == RecoveryVerdict.STUCK_RETRIED
-    assert set(retried.job_fields) == {"last_error", "updated_at"}  # the hold is left
+    # the hold is left; the running mark ends blind (a later run's mark would stay)
+    assert set(retried.job_fields) == {"last_error", "updated_at", "refresh_ended_run_id"}
     assert "no heartbeat for 30 min" in retried.job_fields["last_error"]
     failed = decide_recovery(running(3), None, NOW, SETTINGS, job_read=False)
     assert failed.verdict == RecoveryVerdict.STUCK_FAILED
@@ -387,3 +415,36 @@ def test_the_threshold_a_run_started_under_is_the_one_recovery_reports():
     legacy = decide_recovery(running(1, stuck_threshold_minutes=None), later, T0 + 95 * MIN,
                              SETTINGS)
     assert "no heartbeat for 90 min" in legacy.detail
+
+
+# -- retention --------------------------------------------------------------------------
+
+KEPT = load_settings({"FRESHET_RUN_RETENTION_DAYS": "30"})
+
+
+@pytest.mark.parametrize("ending", [
+    lambda r, at: runs.succeeded(runs.started(r, 1, T0, 30 * MIN), at, {}),
+    lambda r, at: runs.failed(runs.started(r, 1, T0, 30 * MIN), at, "boom"),
+    lambda r, at: runs.skipped(r, at, "too late"),
+    lambda r, at: runs.cancelled(r, at, "cancelled"),
+], ids=["succeeded", "failed", "skipped", "cancelled"])
+def test_a_run_expires_its_retention_after_it_ends(ending):
+    made = runs.new_run(job(), "orders__x", T0, source="schedule", now=T0, settings=KEPT)
+    assert made.keep_days == 30 and made.expire_at is None  # a run under way never expires
+    ended = ending(made, T0 + 5 * MIN)
+    assert ended.expire_at == T0 + 5 * MIN + timedelta(days=30)
+    assert runs.retrying(runs.started(made, 1, T0, 30 * MIN), T0 + MIN, "503",
+                         10 * MIN).expire_at is None
+
+
+def test_a_slot_recorded_skipped_expires_from_when_it_was_recorded():
+    skipped = runs.skipped_run(job(), T0, "catch-up: latest only", now=T0 + MIN, settings=KEPT)
+    assert skipped.expire_at == T0 + MIN + timedelta(days=30)
+    assert Run.from_doc(skipped.to_doc()).expire_at == skipped.expire_at
+
+
+@pytest.mark.parametrize("value", ["0", "3651", "soon"])
+def test_a_run_retention_out_of_range_is_named(value):
+    with pytest.raises(ValidationError) as caught:
+        load_settings({"FRESHET_RUN_RETENTION_DAYS": value})
+    assert caught.value.field == "FRESHET_RUN_RETENTION_DAYS"

@@ -11,7 +11,7 @@ from freshet.core.models import new_job
 from freshet.core.runs import record_count
 from freshet.core.timeutil import parse_duration
 from freshet.core.values import check_bool, check_int, is_int, is_number
-from freshet.loop.delivery import parse_delivery
+from freshet.loop.delivery import parse_delivery, parse_poll
 
 
 @pytest.mark.parametrize("value", [True, False, 1.0, "1", None, [1], 0, 11])
@@ -45,6 +45,8 @@ def test_is_int_is_number_and_check_bool_tell_bools_apart():
     (lambda v: ShardTask.from_json({"claim_shard": 0, "seq": v}), "seq"),
     (lambda v: parse_delivery({}, {"run_id": "orders__20261128T120000Z", "attempt": v}),
      "attempt"),
+    (lambda v: parse_poll({"run_id": "orders__20261128T120000Z", "attempt": 1, "poll": v}),
+     "poll"),
     (lambda v: new_job(id="j", kind="noop", schedule={"cron": "* * * * *"}, max_catchup=v),
      "max_catchup"),
     (lambda v: new_job(id="j", kind="noop", schedule={"cron": "* * * * *"},
@@ -60,3 +62,12 @@ def test_a_bool_is_refused_where_an_integer_comes_in_naming_the_field(check, fie
 
 def test_a_bool_record_count_is_not_stored():
     assert (record_count(True), record_count(3)) == (None, 3)
+
+
+@pytest.mark.parametrize("poll", [0, -1, "3", 1.5, None, 10**7])
+def test_a_poll_task_names_a_poll_number_or_is_refused_naming_it(poll):
+    with pytest.raises(ValidationError) as caught:
+        parse_poll({"run_id": "orders__20261128T120000Z", "attempt": 1, "poll": poll})
+    assert caught.value.field == "poll"
+    assert parse_poll({"run_id": "orders__20261128T120000Z", "attempt": 2, "poll": 7}) == (
+        "orders__20261128T120000Z", 2, 7)

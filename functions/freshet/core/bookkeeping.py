@@ -5,6 +5,8 @@ enforce the invariants, whatever order events arrive in:
   - a failure never touches `last_success_at`;
   - `last_success_at` never moves backwards (two runs finishing out of order);
   - a start never marks anything successful;
+  - the loop's runs mark their start on their job, not here (with_running shows it on
+    the datasets) and record it here when they end (apply_started);
   - a run's finish clears the running mark it set, whatever the clocks say;
   - `consecutive_failures` counts failures newer than the last success, and resets
     on a success newer than the last failure;
@@ -20,11 +22,12 @@ The control loop calls them inside its own transactions, so a run's outcome and 
 datasets commit together; freshet.loop.datasets runs one on its own.
 """
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from freshet.core.models import Dataset
+from freshet.core.models import Dataset, Job
 from freshet.core.runs import record_count
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 
@@ -62,6 +65,36 @@ def apply_start(dataset: Dataset, run_id: str, at: datetime) -> Dataset:
         return dataset
     return replace(dataset, last_started_at=at, last_started_run_id=run_id,
                    running_run_id=run_id, updated_at=at)
+
+
+def apply_started(dataset: Dataset, run_id: str, at: datetime) -> Dataset:
+    """A run's start, recorded when it ends (the loop marks the start on the job): the
+    newest start, without a running mark."""
+    if not _newer(at, dataset.last_started_at):
+        return dataset
+    return replace(dataset, last_started_at=at, last_started_run_id=run_id)
+
+
+def with_running(datasets: Iterable[Dataset], jobs: Iterable[Job]) -> list[Dataset]:
+    """The datasets as they are shown: each produced by a job whose run is refreshing
+    it now carries that run's running mark and start (the newest such start wins; one
+    older than the dataset's last recorded start is over, as when it was marked on the
+    dataset). A dataset no run ever ended yet appears with its first refresh."""
+    marks: dict[str, tuple[datetime, str]] = {}
+    for job in jobs:
+        if not job.refreshing or job.refresh_started_at is None:
+            continue
+        mark = (job.refresh_started_at, job.refresh_run_id)
+        for key in job.produces:
+            if key not in marks or mark[0] > marks[key][0]:
+                marks[key] = mark
+    shown = {d.key: d for d in datasets}
+    for key, (at, run_id) in marks.items():
+        dataset = shown.get(key) or Dataset(key=key)
+        if _newer(at, dataset.last_started_at):
+            shown[key] = replace(dataset, last_started_at=at, last_started_run_id=run_id,
+                                 running_run_id=run_id)
+    return list(shown.values())
 
 
 def _finished(dataset: Dataset, run_id: str) -> Dataset:

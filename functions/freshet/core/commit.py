@@ -284,8 +284,9 @@ def released(lane: Lane, run: Run | None) -> Commit:
 def cancelling(backfill: Backfill | None, lanes: list[Lane | None],
                current: Mapping[str, Run | None], now: datetime, who: str | None = None
                ) -> Commit:
-    """A backfill cancelled: its queued runs end cancelled (counted on their lanes),
-    running ones finish, every lane stops, the backfill is marked. `current`: each
+    """A backfill cancelled: its queued runs end cancelled (counted on their lanes), and
+    so do waiting ones (their next poll cancels the work on its engine); running ones
+    finish, every lane stops, the backfill is marked. `current`: each
     lane's run in flight, by id, as read. A backfill no longer active is left as it is
     (`detail` says so)."""
     if backfill is None or backfill.status != BackfillStatus.ACTIVE:
@@ -294,7 +295,8 @@ def cancelling(backfill: Backfill | None, lanes: list[Lane | None],
     ended, stopped = [], []
     for lane in (x for x in lanes if x is not None):
         run = current.get(lane.current_run_id) if lane.current_run_id else None
-        if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
+        if run is not None and run.status in (RunStatus.QUEUED, RunStatus.RETRYING,
+                                              RunStatus.WAITING):
             run = cancelled(run, now, reason)
             ended.append(run)
             lane = bf.settled(lane, run, now)

@@ -5,6 +5,7 @@ and when to cancel it.
     external_job_id   the BigQuery job id of run + attempt (a resubmit gets 409 and adopts)
     run_marker        the env override that marks a Cloud Run execution as the run's
     poll_delay        10 s, doubling, up to a cap (2 min by default)
+    polls_for         how many polls work of a given length costs
     judge_bigquery    a jobs.get answer -> running | succeeded | failed | cancelled
     judge_cloud_run   an executions.get answer -> the same; success only when every task
                       succeeded (apache/airflow#57791: a cancelled execution is no success)
@@ -129,6 +130,17 @@ def poll_delay(polls: int, cap: timedelta = DEFAULT_POLL_CAP,
     if polls < 0:
         raise ValueError(f"polls must be >= 0, not {polls}")
     return min(first * 2 ** min(polls, 32), max(cap, first))  # 2**32 * 10 s > any cap
+
+
+def polls_for(duration: timedelta, cap: timedelta = DEFAULT_POLL_CAP) -> int:
+    """How many polls see work that lasts `duration` to its end (the last one sees it):
+    what a waiting run costs (freshet cost, bench_engines)."""
+    polls, waited = 0, timedelta(0)
+    while True:
+        waited += poll_delay(polls, cap)
+        polls += 1
+        if waited >= duration:
+            return polls
 
 
 def judge_bigquery(state: str, error_reason: str = "", error_message: str = "",

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from freshet.core import runs
 from freshet.core.errors import Conflict, NotFound, ValidationError
+from freshet.core.lifecycle import end_mark
 from freshet.core.models import Job, JobStatus, Run, RunStatus, TriggerSource
 from freshet.core.schedules import next_after
 from freshet.core.text import printable, shorten
@@ -99,7 +100,8 @@ def due_to_resume(job: Job | None, now: datetime) -> bool:
 
 # -- cancel ----------------------------------------------------------------------------
 
-CANCELLABLE = (RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING)
+# A waiting run's work on its engine is cancelled by its next poll (freshet.loop.poll).
+CANCELLABLE = (RunStatus.QUEUED, RunStatus.RETRYING, RunStatus.RUNNING, RunStatus.WAITING)
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,12 @@ def decide_cancel(run: Run, job: Job | None, *, by: str, now: datetime) -> Cance
     ended = runs.cancelled(run, now, reason)
     attempts = [replace(a, finished_at=now, error=reason) if a.outcome is None
                 and a.finished_at is None else a for a in ended.attempts]
-    held = job is not None and job.running_run_id == run.id
+    fields = {"running_run_id": None} if job is not None and job.running_run_id == run.id \
+        else {}
+    if job is not None and job.refresh_run_id == run.id:
+        fields.update(end_mark(run))  # its datasets no longer show it running
     return Cancel(replace(ended, attempts=attempts),
-                  {"running_run_id": None, "updated_at": now} if held else None)
+                  {**fields, "updated_at": now} if fields else None)
 
 
 # -- retry -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ attempt, the kill switches and one `now` in; what to write out.
     decide_claim      run_task, before the sync: start it, or not, and why
     decide_finish     run_task, after the sync: succeeded, retrying or failed
     decide_recovery   recover_stuck_runs: a run whose lease ran out
+A run that waits on an engine is polled by freshet.loop.poll (core.waiting decides).
 
 A step's transaction reads the documents, calls one of these, and hands the decision
 to core.commit, which makes the whole commit of it (the run, `job_fields`, the
@@ -13,14 +14,15 @@ an emulator.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 from freshet.core import bookkeeping, catchup, runs, timing
 from freshet.core.control import Control
-from freshet.core.models import Dataset, Job, LastRun, Run, RunStatus, TriggerSource
+from freshet.core.external import deadline_of, poll_delay
+from freshet.core.models import Dataset, External, Job, LastRun, Run, RunStatus, TriggerSource
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS, shorten
 from freshet.core.timeutil import human_duration
@@ -46,17 +48,18 @@ class FinishVerdict(StrEnum):
     RETRYING = "retrying"  # a transient failure with attempts left
     FAILED = "failed"  # a permanent failure, or the last attempt
     TAKEN_OVER = "taken_over"  # recovery declared the attempt stuck meanwhile
+    WAITING = "waiting"  # the sync started work on an engine: polls follow
 
 
 class RecoveryVerdict(StrEnum):
     REDISPATCHED = "redispatched"  # queued or retrying, its task never arrived: send again
+    REPOLLED = "repolled"  # waiting, its poll task never arrived: poll again (never a failure)
     STUCK_RETRIED = "stuck_retried"  # running without heartbeat: the next attempt is sent
     STUCK_FAILED = "stuck_failed"  # the same on the last attempt: the run fails as stuck
     SETTLED = "settled"  # finished or renewed since the sweep's query: nothing to do
 
 
 class DatasetEvent(StrEnum):
-    START = "start"
     SUCCESS = "success"
     FAILURE = "failure"
 
@@ -64,7 +67,9 @@ class DatasetEvent(StrEnum):
 @dataclass(frozen=True)
 class DatasetChange:
     """What a decision does to each dataset the run produces (core.bookkeeping's rules).
-    `slot` and `past` carry the run's slot and whether it is for a past slot."""
+    `slot` and `past` carry the run's slot and whether it is for a past slot; an
+    ending's `started_at` is its attempt's start, recorded with it (the start itself is
+    marked on the job: start_mark)."""
 
     event: DatasetEvent
     run_id: str
@@ -74,11 +79,12 @@ class DatasetChange:
     slot: datetime | None = None
     past: bool = False
     watermarks: Mapping[str, datetime] = field(default_factory=dict)  # data as of, per key
+    started_at: datetime | None = None
 
     def apply(self, dataset: Dataset) -> Dataset:
+        if self.started_at is not None and not self.past:
+            dataset = bookkeeping.apply_started(dataset, self.run_id, self.started_at)
         match self.event:
-            case DatasetEvent.START:
-                return bookkeeping.apply_start(dataset, self.run_id, self.at)
             case DatasetEvent.SUCCESS:
                 return bookkeeping.apply_success(dataset, self.run_id, self.at,
                                                  self.records.get(dataset.key),
@@ -101,7 +107,22 @@ def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = N
         return None
     return DatasetChange(event, run.id, at, error=error, records=records or {},
                          watermarks=watermarks or {}, slot=run.scheduled_for,
-                         past=run.trigger_source.past_slot)
+                         past=run.trigger_source.past_slot, started_at=run.started_at)
+
+
+def start_mark(run: Run, now: datetime) -> dict:
+    """The job's fields that mark its datasets running (not for a past slot's run: it
+    is not a refresh of the data in use). One document, however many datasets."""
+    if run.trigger_source.past_slot:
+        return {}
+    return {"refresh_run_id": run.id, "refresh_started_at": now,
+            "refresh_ended_run_id": None}
+
+
+def end_mark(run: Run) -> dict:
+    """The job's field that ends the run's running mark, written blind: a later run's
+    mark (another refresh id) stays."""
+    return {"refresh_ended_run_id": run.id}
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ class Send:
     dispatch: int
     at: datetime | None = None  # schedule_time; None: now
     queue: str | None = None  # None: the default queue
+    poll: int | None = None  # a poll of a waiting run (its number), not a delivery
 
 
 V = TypeVar("V", ClaimVerdict, FinishVerdict, RecoveryVerdict)
@@ -143,7 +165,7 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
     """May this delivery of `attempt` run the sync? `holder`: holder_to_check's run."""
     if run is None:
         return Decision(ClaimVerdict.ORPHAN, "unknown run")
-    if run.terminal or run.status == RunStatus.RUNNING:
+    if run.terminal or run.status.under_way:
         return Decision(ClaimVerdict.DUPLICATE, f"run already {run.status}")
     due = next_attempt(run)
     if attempt < due:
@@ -179,11 +201,11 @@ def decide_claim(run: Run | None, job: Job | None, holder: Run | None, attempt: 
                                   now + OVERLAP_RETRY_DELAY, later.queue))
     begun = runs.started(run, due, now, runs.stuck_threshold(job, settings))
     holds = not job.allow_overlap and runs.holds_job(run)
+    # The datasets are not written here: they are marked running on the job.
+    fields = {"running_run_id": run.id} if holds else {}
+    fields.update(start_mark(run, now))
     return Decision(ClaimVerdict.START, f"attempt {begun.attempt_number} started", run=begun,
-                    job_fields={"running_run_id": run.id} if holds else None,
-                    # a past slot's run is not a refresh of the data in use
-                    datasets=None if run.trigger_source.past_slot
-                    else DatasetChange(DatasetEvent.START, run.id, now))
+                    job_fields=fields or None)
 
 
 LATENESS_SOURCES = (TriggerSource.SCHEDULE, TriggerSource.CATCHUP, TriggerSource.UPSTREAM)
@@ -222,7 +244,7 @@ def _not_started(run: Run, job: Job, window: Occurrence, now: datetime
 
 def _held_by_another(job: Job, holder: Run | None, now: datetime) -> bool:
     return (not job.allow_overlap and holder is not None and holder.id == job.running_run_id
-            and holder.status == RunStatus.RUNNING
+            and holder.status.under_way
             and (holder.lease_expires_at or now) > now)
 
 
@@ -237,14 +259,17 @@ class SyncOutcome:
     error: str | None = None
     permanent: bool = False
     watermarks: Mapping[str, datetime] | None = None  # what the data is current to
+    started: External | None = None  # the sync started this work on an engine: wait
 
 
 def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
                   outcome: SyncOutcome, now: datetime, settings: Settings
                   ) -> Decision[FinishVerdict]:
     """The run as it is now (re-read), the attempt this process ran, and how it went."""
-    if run is None or run.status != RunStatus.RUNNING or run.attempt_number != claimed_attempt:
+    if run is None or not run.status.under_way or run.attempt_number != claimed_attempt:
         return Decision(FinishVerdict.TAKEN_OVER, "attempt was taken over by recovery")
+    if outcome.started is not None and outcome.error is None:
+        return _waiting(run, outcome.started, now, settings)
     if outcome.error is None:
         records = {k: int(v) for k, v in (outcome.records or {}).items()}
         watermarks = dict(outcome.watermarks or {})
@@ -262,6 +287,30 @@ def decide_finish(run: Run | None, claimed_attempt: int, job: Job | None,
                         run=runs.retrying(run, now, outcome.error, runs.queued_grace(settings)),
                         job_fields=_released(job, run))
     return _failed(run, job, outcome.error, now, FinishVerdict.FAILED)
+
+
+def _waiting(run: Run, started: External, now: datetime,
+             settings: Settings) -> Decision[FinishVerdict]:
+    """The work runs on its engine: the run waits, its first poll is sent (10 s on,
+    never after the job's timeout)."""
+    timeout = None if started.timeout_s is None else timedelta(seconds=started.timeout_s)
+    deadline = deadline_of(now, timeout)
+    first = now + poll_delay(0, timedelta(seconds=settings.poll_cap_s))
+    waits = runs.waiting(run, replace(
+        started, submitted_at=now, deadline=deadline, polls=0,
+        next_poll_at=first if deadline is None else min(first, deadline)),
+        runs.queued_grace(settings))
+    return Decision(FinishVerdict.WAITING,
+                    f"attempt {run.attempt_number} waits on {started.engine} "
+                    f"{started.external_id}", run=waits,
+                    send=poll_send(waits))
+
+
+def poll_send(run: Run) -> Send:
+    """The task of a waiting run's next poll: named by run, attempt and poll number."""
+    external = run.external
+    return Send(run.attempt_number, run.dispatches, external.next_poll_at, run.queue,
+                poll=external.polls + 1)
 
 
 def _failed(run: Run, job: Job | None, error: str, now: datetime, verdict: V, *,
@@ -286,7 +335,8 @@ def _last_run(job: Job | None, run: Run, status: LastRun, error: str | None,
     if read and job is None:
         return None
     fields = {"last_run_at": now, "last_run_id": run.id, "last_run_status": status,
-              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now}
+              "last_error": shorten(error, MAX_ERROR_CHARS), "updated_at": now,
+              **end_mark(run)}
     if read:
         fields.update(_released(job, run) or {})
         if job.schedule.one_time and job.status == "active":
@@ -319,6 +369,12 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
             run.lease_expires_at > now:
         return Decision(RecoveryVerdict.SETTLED, "handled meanwhile")
     grace = runs.queued_grace(settings)
+    if run.status == RunStatus.WAITING and run.external is not None:
+        # Its poll task was lost: poll again now. Waiting is never a failure.
+        external = replace(run.external, next_poll_at=now, polls=run.external.polls + 1)
+        again = runs.waiting(run, external, grace)
+        return Decision(RecoveryVerdict.REPOLLED, "its poll never arrived; polled again",
+                        run=again, send=poll_send(again))
     if run.status in (RunStatus.QUEUED, RunStatus.RETRYING):
         again = runs.redispatched(run, now, grace, next_attempt=run.status == RunStatus.RETRYING)
         return Decision(RecoveryVerdict.REDISPATCHED, "its task never arrived; sent again",
@@ -334,7 +390,7 @@ def decide_recovery(run: Run | None, job: Job | None, now: datetime, settings: S
     again = runs.redispatched(runs.retrying(run, now, error, grace, stuck=True), now, grace,
                               next_attempt=True)
     job_fields = None if job_read and job is None else {
-        "last_error": error, "updated_at": now,
+        "last_error": error, "updated_at": now, **end_mark(run),
         **((_released(job, run) if job_read else None) or {})}
     return Decision(RecoveryVerdict.STUCK_RETRIED, error, run=again,
                     job_fields=_job_fields(run, job_fields),

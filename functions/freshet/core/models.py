@@ -13,6 +13,7 @@ from typing import Any
 from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.schedules import Schedule, make_schedule
+from freshet.core.settings import DEFAULT_RUN_RETENTION_DAYS
 from freshet.core.timeutil import parse_duration, to_utc
 from freshet.core.values import check_bool, check_int, check_value, is_int, json_size
 
@@ -29,11 +30,14 @@ class JobStatus(StrEnum):
 class RunStatus(StrEnum):
     """queued -> running -> succeeded | failed, with retrying between attempts.
 
+    A run whose sync started work on an engine (a BigQuery job, a Cloud Run execution)
+    is `waiting` until a poll sees the end: no function holds it meanwhile.
     A slot the catch-up policy or `max_lateness` passed over ends `skipped` without
     running; a queued run of a cancelled backfill ends `cancelled`."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -43,6 +47,11 @@ class RunStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self in _TERMINAL
+
+    @property
+    def under_way(self) -> bool:
+        """An attempt is in progress: in a function (running) or on an engine (waiting)."""
+        return self in (RunStatus.RUNNING, RunStatus.WAITING)
 
 
 _TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED,
@@ -191,6 +200,13 @@ class Job:
     # The run holding the job while it runs (no overlap): the claim reads this one
     # document instead of querying runs, and the finish clears it.
     running_run_id: str | None = None
+    # The running mark its datasets show: the run refreshing them and when it started,
+    # set by its claim; `refresh_ended_run_id` names the last run whose end was recorded,
+    # written blind (recovery does not read the job). A run's start thus writes this one
+    # document, not one per dataset (core.bookkeeping.with_running shows it on them).
+    refresh_run_id: str | None = None
+    refresh_started_at: datetime | None = None
+    refresh_ended_run_id: str | None = None
     # Triggered runs: the upstream versions (dataset -> the run that made it) the last
     # triggered run was created for, and when (its data interval starts there).
     trigger_versions: dict[str, str] = field(default_factory=dict)
@@ -221,6 +237,12 @@ class Job:
               "completed_at", "archived_at", "paused_at", "paused_until")
 
     @property
+    def refreshing(self) -> bool:
+        """A run of this job is refreshing its datasets right now."""
+        return self.refresh_run_id is not None and \
+            self.refresh_run_id != self.refresh_ended_run_id
+
+    @property
     def max_attempts(self) -> int:
         return self.max_retries + 1
 
@@ -240,7 +262,7 @@ class Job:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Job":
-        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data = _datetimes_to_utc(_known(cls, dict(data)), (*cls._TIMES, "refresh_started_at"))
         sched = dict(data.get("schedule") or {})
         if isinstance(sched.get("run_at"), datetime):
             sched["run_at"] = to_utc(sched["run_at"])
@@ -402,6 +424,38 @@ class Attempt:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class External:
+    """The work a waiting run started on an engine: what to poll, when, and since when.
+
+    `engine` is "bigquery" (`external_id` the job id) or "cloud_run" (the execution's
+    full name); `polls` counts the polls made (each poll task's name carries the next
+    number, so a duplicate of it dedupes); `deadline` is the job's timeout from the
+    submission (None: the engine's own limits); `cancel_reason` is set once Freshet has
+    asked the engine to cancel (a timeout, a kill switch, a `skip` window, an operator)."""
+
+    engine: str
+    external_id: str
+    location: str = ""
+    submitted_at: datetime | None = None
+    next_poll_at: datetime | None = None
+    polls: int = 0
+    deadline: datetime | None = None
+    timeout_s: int | None = None  # the job's timeout, which sets `deadline`
+    link: str = ""
+    adopted: bool = False  # an earlier delivery's job was found and adopted
+    cancel_reason: str = ""
+    cancelled_at: datetime | None = None  # when the engine was asked to cancel
+
+    _TIMES = ("submitted_at", "next_poll_at", "deadline", "cancelled_at")
+
+    @classmethod
+    def from_doc(cls, data: dict | None) -> "External | None":
+        if not data:
+            return None
+        return cls(**_datetimes_to_utc(_known(cls, dict(data)), cls._TIMES))
+
+
 @dataclass
 class Run:
     id: str
@@ -444,6 +498,12 @@ class Run:
     # and whether the job is one-time (its completion depends on the job's status).
     stuck_threshold_minutes: int | None = None
     one_time: bool = False
+    # A waiting run's work on its engine (and, once it ended, the record of it).
+    external: External | None = None
+    # How long the run is kept once it ends (set when it is created), and so when:
+    # `expire_at`, set as it ends, is what the Firestore TTL policy deletes it by.
+    keep_days: int = DEFAULT_RUN_RETENTION_DAYS
+    expire_at: datetime | None = None
     updated_at: datetime | None = None  # Firestore's commit time (freshet.gcp.store)
 
     _TIMES = ("scheduled_for", "interval_start", "created_at", "enqueued_at", "started_at",
@@ -469,8 +529,9 @@ class Run:
 
     @classmethod
     def from_doc(cls, data: dict) -> "Run":
-        data = _datetimes_to_utc(_known(cls, dict(data)), cls._TIMES)
+        data = _datetimes_to_utc(_known(cls, dict(data)), (*cls._TIMES, "expire_at"))
         data["attempts"] = [Attempt.from_doc(a) for a in data.get("attempts") or []]
+        data["external"] = External.from_doc(data.get("external"))
         data["watermarks"] = {k: to_utc(v) for k, v in (data.get("watermarks") or {}).items()}
         data["status"] = RunStatus(data.get("status", RunStatus.QUEUED))
         data["trigger_source"] = TriggerSource(data.get("trigger_source", TriggerSource.SCHEDULE))

@@ -2,6 +2,7 @@
 
     queued -> running -> succeeded | failed
                  \\-> retrying -> running ...     (transient failure, attempts remain)
+                 \\-> waiting -> succeeded | failed | retrying   (work on an engine)
 
 Every run that is not finished has `lease_expires_at`: the moment by which
 something must have happened to it (its task arrived, its heartbeat renewed, its
@@ -18,6 +19,7 @@ from freshet.core.models import (
     MAX_ATTEMPTS,
     Attempt,
     AttemptOutcome,
+    External,
     Job,
     Run,
     RunStatus,
@@ -46,6 +48,15 @@ def task_id(run_id: str, attempt: int, dispatch: int = 0) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
     return f"{digest}-{readable}-a{attempt}-d{dispatch}"
+
+
+def poll_task_id(run_id: str, attempt: int, poll: int) -> str:
+    """The task of poll number `poll` of a waiting run's attempt: a duplicate of one
+    poll has the same name (Cloud Tasks refuses it), the next poll a new one."""
+    key = f"{run_id}|{attempt}|poll|{poll}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    readable = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_id)[:300]
+    return f"{digest}-{readable}-a{attempt}-p{poll}"
 
 
 def scheduled_run_id(job_id: str, slot: datetime) -> str:
@@ -106,31 +117,40 @@ def new_run(job: Job, run_id: str, slot: datetime, *, source: TriggerSource, now
         queue=pool_queue(settings.queue, job.pool), interval_start=start,
         backfill_id=backfill_id, lane=lane, upstream_versions=dict(upstream_versions or {}),
         trigger_depth=trigger_depth, one_time=job.schedule.one_time,
+        keep_days=settings.run_retention_days,
     )
 
 
-def skipped_run(job: Job, slot: datetime, reason: str, *, now: datetime,
+def skipped_run(job: Job, slot: datetime, reason: str, *, now: datetime, settings: Settings,
                 source: TriggerSource = TriggerSource.SCHEDULE) -> Run:
     """The record of a slot the catch-up policy or max_lateness passed over: finished,
     never run, never leased (recovery has nothing to do with it)."""
-    return Run(
+    run = Run(
         id=scheduled_run_id(job.id, slot), job_id=job.id, kind=job.kind, scheduled_for=slot,
         trigger_source=source, status=RunStatus.SKIPPED, attempt_number=1,
         max_attempts=job.max_attempts, produces=list(job.produces), task_name=None,
-        created_at=now, finished_at=now, error=reason, interval_start=None,
+        created_at=now, error=reason, interval_start=None,
+        keep_days=settings.run_retention_days,
     )
+    return replace(run, **_end(run, now))
+
+
+def _end(run: Run, now: datetime) -> dict:
+    """Every ending's fields: when, and so when the TTL policy deletes the run."""
+    return {"finished_at": now, "lease_expires_at": None,
+            "expire_at": now + timedelta(days=run.keep_days)}
 
 
 def skipped(run: Run, now: datetime, reason: str) -> Run:
     """A queued run that will not run (too late to start): it ends skipped."""
-    return replace(run, status=RunStatus.SKIPPED, finished_at=now, lease_expires_at=None,
-                   error=shorten(reason, MAX_ERROR_CHARS))
+    return replace(run, status=RunStatus.SKIPPED, error=shorten(reason, MAX_ERROR_CHARS),
+                   **_end(run, now))
 
 
 def cancelled(run: Run, now: datetime, reason: str) -> Run:
     """A queued run of a cancelled backfill: it ends cancelled, unrun."""
-    return replace(run, status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None,
-                   error=shorten(reason, MAX_ERROR_CHARS))
+    return replace(run, status=RunStatus.CANCELLED, error=shorten(reason, MAX_ERROR_CHARS),
+                   **_end(run, now))
 
 
 def holds_job(run: Run) -> bool:
@@ -176,8 +196,8 @@ def succeeded(run: Run, now: datetime, records: dict[str, int],
     result is not allowed to grow the run document or break its write."""
     history = _close_attempt(run, now, AttemptOutcome.SUCCEEDED, None)
     kept = {k: record_count(records[k]) for k in run.produces if k in records}
-    return replace(run, status=RunStatus.SUCCEEDED, finished_at=now, lease_expires_at=None,
-                   error=None, records={k: v for k, v in kept.items() if v is not None},
+    return replace(run, status=RunStatus.SUCCEEDED, **_end(run, now), error=None,
+                   records={k: v for k, v in kept.items() if v is not None},
                    watermarks={k: v for k, v in (watermarks or {}).items()
                                if k in run.produces},
                    attempts=history)
@@ -185,7 +205,7 @@ def succeeded(run: Run, now: datetime, records: dict[str, int],
 
 def failed(run: Run, now: datetime, error: str, *, stuck: bool = False) -> Run:
     outcome = AttemptOutcome.STUCK if stuck else AttemptOutcome.FAILED
-    return replace(run, status=RunStatus.FAILED, finished_at=now, lease_expires_at=None,
+    return replace(run, status=RunStatus.FAILED, **_end(run, now),
                    error=shorten(error, MAX_ERROR_CHARS), stuck=run.stuck or stuck,
                    attempts=_close_attempt(run, now, outcome, error))
 
@@ -214,6 +234,23 @@ def redispatched(run: Run, now: datetime, wait: timedelta, *, next_attempt: bool
     return replace(run, status=RunStatus.QUEUED, enqueued_at=now, lease_expires_at=now + wait,
                    attempt_number=attempt, dispatches=run.dispatches + 1,
                    task_name=task_id(run.id, attempt, run.dispatches + 1))
+
+
+def waiting(run: Run, external: External, grace: timedelta) -> Run:
+    """The attempt's work runs on an engine: the run waits for its next poll, leased
+    until that poll is due plus `grace` (past it, recovery polls again)."""
+    return replace(run, status=RunStatus.WAITING, external=external,
+                   lease_expires_at=external.next_poll_at + grace)
+
+
+def unrecorded_attempts(run: Run) -> tuple[int, ...]:
+    """Earlier attempts whose sync may have started work on an engine without recording
+    it: abandoned by recovery (a crash between the submit and its commit), or failed
+    transiently (a submit whose answer was lost: a 503 after BigQuery took the job). An
+    engine kind adopts such work if it is running or succeeded, rather than start it
+    again; work that failed is not adopted."""
+    return tuple(a.number for a in run.attempts if a.number < run.attempt_number
+                 and a.outcome in (AttemptOutcome.STUCK, AttemptOutcome.RETRYING))
 
 
 def attempts_left(run: Run) -> bool:

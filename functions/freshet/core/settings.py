@@ -13,6 +13,9 @@ from freshet.core.errors import ValidationError
 from freshet.core.herd import MAX_DISPATCH_SHARDS
 
 AUTH_MODES = ("oidc", "local")
+# Runs are kept this long after they end (the pipeline config's retention.runs_days).
+DEFAULT_RUN_RETENTION_DAYS = 90
+MAX_RUN_RETENTION_DAYS = 3650
 LOG_FORMATS = ("text", "json")
 
 
@@ -59,8 +62,13 @@ class Settings:
     dispatch_shards: int = 1
     default_stuck_minutes: int = 30
     completed_retention_days: int = 7
+    # How long a run's document is kept after it ends: its `expire_at`, which the
+    # Firestore TTL policy deploy creates acts on (the page's history is on datasets).
+    run_retention_days: int = DEFAULT_RUN_RETENTION_DAYS
     not_ticking_after_s: int = 600
     queued_grace_s: int = 600
+    # A waiting run's engine is polled after 10 s, then doubling up to this cap.
+    poll_cap_s: int = 120
     # Where syncs keep what they fetched (http_fetch snapshots): a bucket, else a folder.
     snapshot_bucket: str | None = None
     snapshot_dir: str = ".freshet/snapshots"
@@ -105,8 +113,10 @@ _ENV = {
     "dispatch_shards": "FRESHET_DISPATCH_SHARDS",
     "default_stuck_minutes": "FRESHET_DEFAULT_STUCK_MINUTES",
     "completed_retention_days": "FRESHET_COMPLETED_RETENTION_DAYS",
+    "run_retention_days": "FRESHET_RUN_RETENTION_DAYS",
     "not_ticking_after_s": "FRESHET_NOT_TICKING_AFTER_S",
     "queued_grace_s": "FRESHET_QUEUED_GRACE_S",
+    "poll_cap_s": "FRESHET_POLL_CAP_S",
     "snapshot_bucket": "FRESHET_SNAPSHOT_BUCKET",
     "snapshot_dir": "FRESHET_SNAPSHOT_DIR",
     "site_dir": "FRESHET_SITE_DIR",
@@ -141,6 +151,11 @@ def load_settings(env: Mapping[str, str], /, **overrides) -> Settings:
     if not 15 <= settings.dispatch_deadline_s <= 1800:
         raise ValidationError("FRESHET_DISPATCH_DEADLINE_S",
                               "must be between 15 and 1800 (Cloud Tasks' limits)")
+    if not 10 <= settings.poll_cap_s <= 3600:
+        raise ValidationError("FRESHET_POLL_CAP_S", "must be between 10 and 3600 seconds")
+    if not 1 <= settings.run_retention_days <= MAX_RUN_RETENTION_DAYS:
+        raise ValidationError("FRESHET_RUN_RETENTION_DAYS",
+                              f"must be from 1 to {MAX_RUN_RETENTION_DAYS} (days)")
     if not 1 <= settings.dispatch_shards <= MAX_DISPATCH_SHARDS:
         raise ValidationError("FRESHET_DISPATCH_SHARDS",
                               f"must be from 1 to {MAX_DISPATCH_SHARDS}")

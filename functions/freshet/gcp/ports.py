@@ -28,6 +28,17 @@ from freshet.gcp.stats import Stats
 # The collections both stores keep their documents in.
 JOBS, RUNS, DATASETS = "jobs", "runs", "datasets"
 
+# Run fields no query filters or orders on: exempt from Firestore's automatic
+# single-field indexes (infra/firestore.indexes.json's fieldOverrides), whose entries
+# were most of a stored run (freshet.ops.cost.stored_bytes counts what is left).
+# tests/ops/test_deploy.py holds every query the store makes off these.
+UNINDEXED = {RUNS: (
+    "id", "kind", "trigger_source", "attempt_number", "max_attempts", "produces",
+    "task_name", "dispatches", "idempotency_key", "stuck", "interval_start", "backfill_id",
+    "lane", "upstream_versions", "trigger_depth", "enqueued_at",
+    "started_at", "heartbeat_at", "finished_at", "error", "records", "watermarks",
+    "attempts", "stuck_threshold_minutes", "one_time", "keep_days")}
+
 T = TypeVar("T")
 
 
@@ -124,6 +135,9 @@ class RunQueue(Protocol):
     def enqueue(self, run_id: str, attempt: int, *, dispatch: int = 0,
                 schedule_time: datetime | None = None, queue: str | None = None,
                 job_id: str | None = None) -> str: ...
+    def enqueue_poll(self, run_id: str, attempt: int, poll: int, *,
+                     schedule_time: datetime | None = None, queue: str | None = None,
+                     job_id: str | None = None) -> str: ...
     def enqueue_claim(self, shard: ShardTask) -> str: ...
     def run_queue(self, job_id: str | None, queue: str | None = None) -> str: ...
 

@@ -22,7 +22,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from freshet.core import herd
 from freshet.core.herd import ShardTask
-from freshet.core.runs import job_of_run, task_id
+from freshet.core.runs import job_of_run, poll_task_id, task_id
 from freshet.core.settings import Settings
 from freshet.core.specs import QueueSpec
 from freshet.gcp.errors import translates
@@ -100,6 +100,15 @@ class TaskQueue:
                                {"run_id": run_id, "attempt": attempt},
                                self.settings.dispatch_deadline_s, schedule_time)
 
+    def build_poll(self, run_id: str, attempt: int, poll: int, *,
+                   schedule_time: datetime | None = None, queue: str | None = None,
+                   job_id: str | None = None) -> tasks_v2.Task:
+        """A poll of a waiting run's engine, to run_task (its body names the poll)."""
+        return self._http_task(self.run_queue(job_id or job_of_run(run_id), queue),
+                               poll_task_id(run_id, attempt, poll), self.settings.run_task_url,
+                               {"run_id": run_id, "attempt": attempt, "poll": poll},
+                               self.settings.dispatch_deadline_s, schedule_time)
+
     def build_claim(self, shard: ShardTask) -> tasks_v2.Task:
         # A handler stops claiming after the tick's budget (within the tick's timeout).
         deadline = min(max(self.settings.tick_budget_s + 10, 15), 1800)
@@ -122,6 +131,13 @@ class TaskQueue:
         return self._create(self.build_task(run_id, attempt, dispatch=dispatch,
                                             schedule_time=schedule_time, queue=queue,
                                             job_id=job_id))
+
+    def enqueue_poll(self, run_id: str, attempt: int, poll: int, *,
+                     schedule_time: datetime | None = None, queue: str | None = None,
+                     job_id: str | None = None) -> str:
+        """A poll of a waiting run, on the queue its deliveries take."""
+        return self._create(self.build_poll(run_id, attempt, poll, schedule_time=schedule_time,
+                                            queue=queue, job_id=job_id))
 
     def enqueue_claim(self, shard: ShardTask) -> str:
         """A claim shard for the claim handler."""

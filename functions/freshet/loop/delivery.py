@@ -1,4 +1,5 @@
-"""Parsing a Cloud Tasks delivery to run_task."""
+"""Parsing a Cloud Tasks delivery to run_task: a run's attempt, or a poll of a waiting
+run (its body names the poll)."""
 
 import re
 from collections.abc import Mapping
@@ -31,3 +32,14 @@ def parse_delivery(headers: Mapping[str, str], body: dict) -> tuple[str, int]:
         raise ValidationError(RETRY_COUNT_HEADER, f"must be an integer from 0 to "
                               f"{MAX_RETRY_COUNT}, got {raw[:20]!r}")
     return run_id, base + int(raw)
+
+
+MAX_POLLS = 1_000_000  # 168 h of 2-minute polls is ~5,000
+
+
+def parse_poll(body: dict) -> tuple[str, int, int]:
+    """(run_id, attempt, poll) of a poll task. Its retries (a timeout) poll again under
+    the same number: the count does not add to the attempt."""
+    run_id, attempt = parse_delivery({}, body)
+    check_int(body.get("poll"), "poll", 1, MAX_POLLS)
+    return run_id, attempt, body["poll"]

@@ -44,6 +44,10 @@ def send_tasks(queue: TaskQueue, tasks: Iterable[Task]) -> list[str]:
     for task in tasks:
         send = task.send
         try:
+            if send.poll is not None:
+                queue.enqueue_poll(task.run_id, send.attempt, send.poll, schedule_time=send.at,
+                                   queue=send.queue, job_id=task.job_id)
+                continue
             queue.enqueue(task.run_id, send.attempt, dispatch=send.dispatch,
                           schedule_time=send.at, queue=send.queue, job_id=task.job_id)
         except Exception:

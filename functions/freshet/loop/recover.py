@@ -4,6 +4,8 @@
   is marked stuck, the datasets record the failure, and the next attempt is sent if
   attempts remain, else the run fails as stuck;
 - queued or retrying past its lease (its task never arrived): a new task is sent;
+- waiting on an engine past its lease (its poll task was lost): it is polled again,
+  under a new poll number; waiting never fails a run;
 - active jobs whose next_run_at is long past are reported: the scheduler is not ticking;
 - backfill lanes with nothing in flight get their next run (the backstop of the pacing
   that finishing runs do: a crash between commits, a kind switched back on).
@@ -45,6 +47,7 @@ class SweepResult:
     stuck_retried: list[str] = field(default_factory=list)
     stuck_failed: list[str] = field(default_factory=list)
     redispatched: list[str] = field(default_factory=list)
+    repolled: list[str] = field(default_factory=list)
     enqueue_failed: list[str] = field(default_factory=list)
     not_ticking: list[str] = field(default_factory=list)
     backfill_runs: list[str] = field(default_factory=list)  # released by the backstop
@@ -54,6 +57,7 @@ class SweepResult:
         return {
             "expired": self.expired, "stuck_retried": self.stuck_retried[:50],
             "stuck_failed": self.stuck_failed[:50], "redispatched": self.redispatched[:50],
+            "repolled": self.repolled[:50],
             "enqueue_failed": self.enqueue_failed[:50], "not_ticking": self.not_ticking[:50],
             "backfill_runs": self.backfill_runs[:50], "deferred": self.deferred,
         }
@@ -90,6 +94,8 @@ def _act(run: Run, made: Commit[RecoveryVerdict], failed: list[str],
             return
         case RecoveryVerdict.REDISPATCHED:
             result.redispatched.append(run_id)
+        case RecoveryVerdict.REPOLLED:
+            result.repolled.append(run_id)
         case RecoveryVerdict.STUCK_RETRIED:
             result.stuck_retried.append(run_id)
         case RecoveryVerdict.STUCK_FAILED:

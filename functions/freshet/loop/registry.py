@@ -18,7 +18,7 @@ only by name, through freshet.loop.plugins).
 from collections.abc import Callable
 
 from freshet.core.errors import PermanentError, ValidationError
-from freshet.loop.syncs import http_fetch, noop
+from freshet.loop.syncs import bigquery_load, bigquery_query, cloud_run_job, http_fetch, noop
 from freshet.loop.syncs.base import (
     Check,
     CheckContext,
@@ -33,7 +33,8 @@ from freshet.loop.syncs.base import (
 __all__ = ["PermanentError", "SyncContext", "SyncResult", "CheckContext", "Kind", "sync",
            "handler_for", "known_kinds", "kind_for", "check_params", "as_result"]
 
-BUILTIN: tuple[Kind, ...] = (http_fetch.KIND, noop.KIND)
+BUILTIN: tuple[Kind, ...] = (http_fetch.KIND, noop.KIND, bigquery_query.KIND,
+                             bigquery_load.KIND, cloud_run_job.KIND)
 _KINDS: dict[str, Kind] = {k.name: k for k in BUILTIN}
 
 

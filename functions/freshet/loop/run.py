@@ -19,7 +19,7 @@ from typing import assert_never
 from freshet.core import runs
 from freshet.core.commit import Commit
 from freshet.core.control import Control
-from freshet.core.errors import PermanentError
+from freshet.core.errors import PermanentError, ValidationError
 from freshet.core.lifecycle import (
     ClaimVerdict,
     FinishVerdict,
@@ -28,7 +28,7 @@ from freshet.core.lifecycle import (
     decide_finish,
     holder_to_check,
 )
-from freshet.core.models import Job, Run, RunStatus
+from freshet.core.models import External, Job, Run
 from freshet.core.secrets import redact, secret_values
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_LOGGED_CHARS, clip
@@ -36,8 +36,11 @@ from freshet.core.timeutil import utcnow
 from freshet.gcp.storage import Sink, snapshot_sink
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.engines import Engines, process_engines
 from freshet.loop.followups import end, send_tasks
-from freshet.loop.registry import SyncContext, as_result, handler_for
+from freshet.loop.poll import cancel_unrecorded
+from freshet.loop.registry import SyncContext, as_result, kind_for
+from freshet.loop.syncs.base import Started
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Outcome:
     """What run_task answers: `status` is the HTTP code (5xx asks Cloud Tasks to retry)."""
 
     status: int
-    state: str  # succeeded | failed | retrying | noop | deferred
+    state: str  # succeeded | failed | retrying | waiting | noop | deferred | skipped
     detail: str = ""
 
     def to_dict(self) -> dict:
@@ -58,9 +61,10 @@ class Outcome:
 
 def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
                now: datetime, settings: Settings, clock=utcnow,
-               snapshots: Sink | None = None) -> Outcome:
+               snapshots: Sink | None = None, engines: Engines | None = None) -> Outcome:
     """Claim, run and finish one attempt. `clock` is read after the sync returns;
-    `snapshots` is the process's snapshot sink (freshet.ops.deps; else one for this call)."""
+    `snapshots` is the process's snapshot sink (freshet.ops.deps; else one for this call);
+    `engines` the engine kinds' adapters (else this process's)."""
     control = store.control()
     claim, job = store.transact(lambda tx: _claim(tx, run_id, attempt, control, now, settings))
     send_tasks(queue, claim.tasks)
@@ -78,17 +82,21 @@ def handle_one(store: Store, queue: TaskQueue, run_id: str, attempt: int, *,
         case _:
             assert_never(claim.verdict)
     outcome = _execute(store, claim.run, job, now, settings, control,
-                       snapshots or snapshot_sink(settings))
+                       snapshots or snapshot_sink(settings), engines)
     finished_at = clock()
     finish = store.transact(lambda tx: _finish(tx, claim.run, outcome, finished_at, settings))
     send_tasks(queue, finish.tasks)
+    if outcome.started is not None and finish.verdict == FinishVerdict.TAKEN_OVER:
+        # cancelled while it submitted: nothing will poll the work, so stop it now
+        cancel_unrecorded(store, claim.run.id, outcome.started,
+                          engines or process_engines(settings))
     return _answer(finish)
 
 
 def _claim(tx: Tx, run_id: str, attempt: int, control: Control, now: datetime,
            settings: Settings) -> tuple[Commit[ClaimVerdict], Job | None]:
     run = tx.get_run(run_id)
-    unsettled = run is not None and not run.terminal and run.status != RunStatus.RUNNING
+    unsettled = run is not None and not run.terminal and not run.status.under_way
     job = tx.get_job(run.job_id) if unsettled else None
     # The job document names the run holding it: one document read, no query, so
     # claims of other jobs never lock each other out.
@@ -114,6 +122,8 @@ def _answer(finish: Commit[FinishVerdict]) -> Outcome:
     match finish.verdict:
         case FinishVerdict.SUCCEEDED:
             return Outcome(200, "succeeded", finish.detail)
+        case FinishVerdict.WAITING:  # 2xx: the engine has the work, polls follow
+            return Outcome(200, "waiting", finish.detail)
         case FinishVerdict.RETRYING:  # 5xx: Cloud Tasks retries with the queue's backoff
             return Outcome(503, "retrying", finish.detail)
         case FinishVerdict.FAILED:
@@ -128,8 +138,9 @@ def _answer(finish: Commit[FinishVerdict]) -> Outcome:
 
 
 def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings,
-             control: Control, snapshots: Sink) -> SyncOutcome:
-    handler = handler_for(run.kind)
+             control: Control, snapshots: Sink, engines: Engines | None) -> SyncOutcome:
+    kind = kind_for(run.kind)
+    handler = kind.run if kind is not None else None
     if handler is None:
         return SyncOutcome(error=f"no sync is registered for kind {run.kind!r}", permanent=True)
     lease = runs.stuck_threshold(job, settings)
@@ -141,18 +152,32 @@ def _execute(store: Store, run: Run, job: Job, now: datetime, settings: Settings
         heartbeat=_Heartbeat(store, run.id, run.attempt_number, lease),
         logger=logging.getLogger(f"freshet.sync.{run.kind}"),
         snapshot=_snapshot_writer(snapshots, job.id), egress=control.egress,
+        # only an engine kind gets (and makes) the engines' adapters
+        engines=engines or process_engines(settings) if kind.finish else None,
+        unrecorded_attempts=runs.unrecorded_attempts(run),
     )
     secrets = secret_values(job)  # errors are stored, shown and logged: never with these
     try:
-        result = as_result(handler(ctx))
+        value = handler(ctx)
+        if isinstance(value, Started):
+            return SyncOutcome(started=_external(value))
+        result = as_result(value)
         return SyncOutcome(records=result.records, watermarks={
             k: v.astimezone(UTC) for k, v in result.watermarks.items()})
-    except PermanentError as exc:
+    except (PermanentError, ValidationError) as exc:
         return SyncOutcome(error=redact(_describe(exc), secrets), permanent=True)
     except Exception as exc:  # transient by definition: retried while attempts remain
         log.warning("run %s attempt %s failed: %s", run.id, run.attempt_number,
                     clip(redact(traceback.format_exc(), secrets), MAX_LOGGED_CHARS))
         return SyncOutcome(error=redact(_describe(exc), secrets))
+
+
+def _external(started: Started) -> External:
+    """What the run records of work started on an engine (core.lifecycle adds the times)."""
+    timeout = started.timeout
+    return External(engine=started.engine, external_id=started.external_id,
+                    location=started.location, link=started.link, adopted=started.adopted,
+                    timeout_s=None if timeout is None else int(timeout.total_seconds()))
 
 
 def _snapshot_writer(snapshots: Sink, job_id: str):

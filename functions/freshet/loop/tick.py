@@ -189,7 +189,7 @@ def _claim_job(store: Store, queue: TaskQueue, job: Job, version: datetime, now:
         store.claim_slot(job.id, version, fields, None)
     if outcome == SlotClaim.LOST:
         return outcome
-    _record_skipped(store, job, plan, now, result)
+    _record_skipped(store, job, plan, now, settings, result)
     if outcome == SlotClaim.EXISTS or run is None:
         return outcome
     result.created.append(run.id)
@@ -211,7 +211,7 @@ def _claim_chain(store: Store, queue: TaskQueue, job: Job, version: datetime,
         store.claim_slot(job.id, version, fields, None)
     if outcome == SlotClaim.LOST:
         return outcome
-    _record_skipped(store, job, plan, now, result)
+    _record_skipped(store, job, plan, now, settings, result)
     if outcome == SlotClaim.CLAIMED:
         result.chains.append(chain.id)
         try:
@@ -225,10 +225,11 @@ def _claim_chain(store: Store, queue: TaskQueue, job: Job, version: datetime,
 
 
 def _record_skipped(store: Store, job: Job, plan: CatchupPlan, now: datetime,
-                    result: TickResult) -> None:
+                    settings: Settings, result: TickResult) -> None:
     """One skipped run per passed-over slot (a bounded number: core.catchup). After the
     claim's commit: a slot whose run exists already (a backfill's) keeps it."""
-    records = [skipped_run(job, s.slot, s.reason, now=now) for s in plan.skipped]
+    records = [skipped_run(job, s.slot, s.reason, now=now, settings=settings)
+               for s in plan.skipped]
     created = store.create_runs(records)
     result.skipped_slots += sum(c is Created.NEW for c in created.values())
 

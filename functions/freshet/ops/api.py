@@ -28,6 +28,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import Map, Rule
 
 from freshet.core.backfill import check_max_parallel
+from freshet.core.bookkeeping import with_running
 from freshet.core.control import parse_control
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import parse_scope
@@ -36,6 +37,8 @@ from freshet.core.models import JOB_STATUSES, check_dataset_key, check_id, new_j
 from freshet.core.timeutil import isoformat, parse_datetime
 from freshet.core.values import check_bool
 from freshet.loop import backfill as backfills
+from freshet.loop.engines import process_engines
+from freshet.loop.poll import cancel_work
 from freshet.loop.registry import CheckContext, check_params
 from freshet.ops import incidents as incident_ops
 from freshet.ops import operations
@@ -207,6 +210,10 @@ def cancel_run(call: Call):
     query(call, ())
     json_body(call.request, ())
     run = operations.cancel_run(call.store, _run_id(call), by=call.caller, now=call.now)
+    if run.external is not None and run.external.cancelled_at is None:
+        # a waiting run's work: stopped now, not at its next poll (which asks again)
+        deps = call.deps
+        cancel_work(run, getattr(deps, "engines", None) or process_engines(deps.settings))
     return 200, {"run": run_json(run, call.deps.settings.project)}
 
 
@@ -274,11 +281,14 @@ def get_dataset(call: Call):
     query(call, ())
     key = check_dataset_key(call.params["key"], "key")
     catalog = call.store.catalog()
-    dataset = call.store.get_dataset(key)
+    jobs = [j for j in call.store.list_jobs() if key in j.produces]
+    stored = call.store.get_dataset(key)
+    # as shown: running from its jobs (a first refresh under way, before any document)
+    dataset = next(iter(with_running([stored] if stored else [], jobs)), None)
     if dataset is None and key not in catalog.datasets:
         raise NotFound("dataset", key)
     control = call.store.control()
-    producers = tuple(j.id for j in call.store.list_jobs() if key in j.produces)
+    producers = tuple(j.id for j in jobs)
     return 200, {"dataset": dataset_json(key, dataset, catalog, call.now, control.maintenance,
                                          producers)}
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from freshet.core.settings import MAX_RUN_RETENTION_DAYS
 from freshet.core.text import one_line, printable, shorten
 from freshet.ops.answers import UserError
 
@@ -308,7 +309,8 @@ def cmd_runs_show(args) -> int:
                          ("started", when(run.started_at, now)),
                          ("finished", when(run.finished_at, now)),
                          ("took", None if run.duration_s is None else f"{run.duration_s:.1f} s"),
-                         ("task", run.task_name), ("error", run.error)):
+                         ("task", run.task_name), ("error", run.error),
+                         *_external_rows(run, now)):
         say(f"{label + ':':16}{'-' if value in (None, '') else value}")
     if run.attempts:
         say(table(("ATTEMPT", "STARTED", "FINISHED", "OUTCOME", "ERROR"),
@@ -316,6 +318,18 @@ def cmd_runs_show(args) -> int:
                     a.error) for a in run.attempts]))
     say(f"{'logs:':16}{logs_url(settings.project, run.id)}")
     return 0
+
+
+def _external_rows(run, now) -> tuple:
+    """A waiting run's work on its engine: what, where, how many polls, the next one."""
+    ext = run.external
+    if ext is None:
+        return ()
+    return (("engine", f"{ext.engine} {ext.external_id}" + (" (adopted)" if ext.adopted
+                                                             else "")),
+            ("polls", f"{ext.polls}, next {when(ext.next_poll_at, now)}"
+             if run.status == "waiting" else str(ext.polls)),
+            ("engine link", ext.link or None), ("cancelled", ext.cancel_reason or None))
 
 
 def cmd_datasets(args) -> int:
@@ -746,8 +760,10 @@ def cmd_cost(args) -> int:
                         "`make bench`)") from None
     except (ValueError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read {args.measured} or {args.prices}: {exc}") from None
+    days = config.runs_days if args.run_retention_days is None else args.run_retention_days
     assumptions = cost.Assumptions(retry_rate=args.retry_rate, sync_s=args.sync_seconds,
-                                   run_retention_days=args.run_retention_days)
+                                   run_retention_days=days,
+                                   engine_s=args.engine_minutes * 60)
     measured = cost.Measured.from_results(results.get("results") or {})
     estimate = cost.estimate(cost.workload_of(config, assumptions), measured, prices,
                              assumptions)
@@ -763,7 +779,9 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at,
     load, a = estimate.workload, estimate.assumptions
     say(f"Monthly estimate for {config_path}: {load.jobs:,} jobs, {load.datasets:,} "
         f"datasets, {load.runs:,.0f} runs a month ({load.datasets_per_run:.1f} datasets "
-        f"each), {load.publishes:,.0f} publishes")
+        f"each), {load.publishes:,.0f} publishes"
+        + (f", {load.polls:,.0f} polls of waiting runs (engine work of "
+           f"{a.engine_s / 60:g} min each)" if load.polls else ""))
     rows = [(line.service, line.item, f"{line.quantity:,.2f} {line.unit}",
              f"{line.free:,.2f}", f"{line.billable:,.2f}", f"${line.usd:,.2f}")
             for line in estimate.lines]
@@ -968,7 +986,9 @@ def _run_action_parsers(rsub) -> None:
     p.add_argument("--cursor", help="the cursor the previous page printed")
     p.add_argument("--limit", type=_whole(1, 500), default=20, help="runs on one page")
     p.set_defaults(fn=cmd_runs_page)
-    p = rsub.add_parser("cancel", help="cancel queued or running runs (they end cancelled)")
+    p = rsub.add_parser("cancel", help="cancel queued, running or waiting runs (they end "
+                                       "cancelled; a waiting run's engine work is cancelled "
+                                       "by its next poll)")
     p.add_argument("run_id", nargs="+", help="the runs' ids (freshet runs list)")
     p.set_defaults(fn=cmd_runs_cancel)
     p = rsub.add_parser("retry", help="run failed runs' slots again (once, however often "
@@ -1178,8 +1198,14 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                    help="share of attempts that fail transiently and are retried")
     p.add_argument("--sync-seconds", type=_real(0, 3600), default=1.0,
                    help="how long a sync itself runs inside run_task, in seconds")
-    p.add_argument("--run-retention-days", type=_whole(1, 3660), default=90,
-                   help="how long run documents are kept, for their storage")
+    p.add_argument("--engine-minutes", type=_real(0, 168 * 60), default=10.0,
+                   help="how long a BigQuery or Cloud Run job's work runs, in minutes: its "
+                        "run waits that long, polled with backoff (each poll a task, a "
+                        "call, 3 reads and a write)")
+    p.add_argument("--run-retention-days", type=_whole(1, MAX_RUN_RETENTION_DAYS),
+                   default=None,
+                   help="how long run documents are kept, for their storage and TTL "
+                        "deletes (default: the config's retention.runs_days)")
     p.add_argument("--herd", type=_whole(1, 10**7), default=10_000,
                    help="runs due at one slot, for the herd's modelled start")
     p.add_argument("--lookahead-s", type=_real(1, 3600), default=60.0,

@@ -48,6 +48,7 @@ from freshet.core.limits import (
 from freshet.core.models import Job, check_dataset_key, check_id, check_pool, new_job
 from freshet.core.observe import ObserveSpec, make_observe
 from freshet.core.schedules import make_schedule
+from freshet.core.settings import DEFAULT_RUN_RETENTION_DAYS, MAX_RUN_RETENTION_DAYS
 from freshet.core.specs import (
     DEFAULT_CONTROL_SCHEDULES,
     DEFAULT_FUNCTION_LIMITS,
@@ -65,7 +66,6 @@ from freshet.core.values import check_bool, is_int, is_number
 from freshet.core.windows import NO_MAINTENANCE, Maintenance, check_windows, make_window
 from freshet.loop.plugins import check_module_name, env_modules, import_sync_modules
 from freshet.loop.registry import CheckContext, check_params
-from freshet.loop.syncs.engine_params import check_engine_params
 from freshet.status.notify import make_route
 
 HTTP_METHODS = ("POST", "GET", "PUT")
@@ -148,6 +148,9 @@ class PipelineConfig:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Datasets seen rather than produced: {key: where and how often to look}.
     observed: tuple[tuple[str, ObserveSpec], ...] = ()
+    # retention.runs_days: how long a run is kept after it ends (its expire_at, which
+    # the TTL policy deploy creates acts on); deploy passes it to the functions.
+    runs_days: int = DEFAULT_RUN_RETENTION_DAYS
     # Each field's line in the file, for errors found later (apply's plan knows `now`).
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -377,7 +380,8 @@ _MEMBER_RE = re.compile(r"^(user|group|serviceAccount):[^@\s]+@[^@\s]+\.[^@\s]+$
 
 TOP_KEYS = ("project", "region", "firestore_location", "functions", "site", "sync_modules",
             "queues", "pools", "control_schedules", "jobs", "datasets", "consumers", "control",
-            "http_fetch", "maintenance", "routes")
+            "http_fetch", "maintenance", "routes", "retention")
+RETENTION_KEYS = ("runs_days",)
 JOB_KEYS = ("id", "kind", "schedule", "params", "secret_params", "max_retries",
             "stuck_threshold_minutes", "expected_runtime_minutes", "produces",
             "allow_overlap", "description", "catchup", "max_catchup", "max_lateness",
@@ -508,9 +512,16 @@ class _Parser:
             job_ids=frozenset(j.id for j in jobs), pools=pools, maintenance=maintenance,
             egress=policy,
             observed=tuple(observed.items()),
+            runs_days=self.retention(doc.get("retention")),
         )
         check_time_limits(config)
         return config
+
+    def retention(self, value: object) -> int:
+        """`retention: {runs_days: 90}`: how long runs are kept after they end."""
+        doc = _mapping(value or {}, "retention", RETENTION_KEYS)
+        return _number(doc.get("runs_days", DEFAULT_RUN_RETENTION_DAYS), "retention.runs_days",
+                       1, MAX_RUN_RETENTION_DAYS)
 
     def pools(self, value: object, queues: tuple[QueueSpec, ...]) -> tuple[PoolSpec, ...]:
         """`pools: {warehouse: {max_concurrent: 4}}`: each its own queue."""
@@ -856,8 +867,6 @@ class _Parser:
                 job = new_job(**doc)
             except ValidationError as exc:
                 raise ValidationError(f"{where}.{exc.field}", exc.message) from None
-            # The engine kinds' params are checked even while their runtime is not wired.
-            check_engine_params(job.kind, job.params, f"{where}.params")
             check_params(job.kind, dict(job.params), context, where)  # the kind's own
             for field_name, keys in (("produces", job.produces),
                                      ("trigger.after", job.trigger.after if job.trigger else ())):

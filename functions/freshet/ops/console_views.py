@@ -15,7 +15,8 @@ from werkzeug.exceptions import NotFound as NoSuchFile
 
 from freshet.core.timeutil import utcnow
 
-RUN_STATES = ("queued", "running", "retrying", "succeeded", "failed", "skipped", "cancelled")
+RUN_STATES = ("queued", "running", "waiting", "retrying", "succeeded", "failed", "skipped",
+              "cancelled")
 OVERVIEW_STATES = ("active", "paused", "archived", "completed", "failing", "kill_switched",
                    "maintenance")
 SAFE_BACK = re.compile(r"/[A-Za-z0-9_.%~-]+(/[A-Za-z0-9_.%~-]+)*")

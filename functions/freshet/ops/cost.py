@@ -29,10 +29,12 @@ from datetime import UTC, datetime, timedelta
 
 from freshet.core import herd
 from freshet.core.errors import ValidationError
+from freshet.core.external import polls_for
 from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
 from freshet.core.values import is_number
+from freshet.gcp.ports import UNINDEXED
 
 MONTH = timedelta(days=30)
 MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
@@ -78,6 +80,8 @@ class Measured:
     observe_tick_reads: float  # a tick with no observe pass due: the ledger
     observe_pass_reads: float  # a pass over 1,000 tables, none changed
     observe_pass_s_1k: float  # that pass's time, the engine's answers included
+    poll_reads: float  # a waiting run's poll: the run, the switches, the run again
+    poll_writes: float
 
     FIGURES = {
         "run_reads_1ds": "ops_run_reads_1ds", "run_reads_5ds": "ops_run_reads_5ds",
@@ -100,6 +104,7 @@ class Measured:
         "observe_tick_reads": "observe_reads_per_tick_idle",
         "observe_pass_reads": "observe_reads_per_pass_1k_tables",
         "observe_pass_s_1k": "observe_pass_s_1k_tables",
+        "poll_reads": "external_poll_reads", "poll_writes": "external_poll_commit_writes",
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
     # What changed in each 5 minutes of the benchmark's hour (bench_status: 84 runs, their
@@ -192,6 +197,9 @@ class Assumptions:
     # How often an observed dataset's data changes (each change: a dataset written, and
     # the runs it triggers, which are counted as runs)
     observed_changes_per_day: float = 24.0
+    # How long an engine kind's work (a BigQuery job, a Cloud Run execution) runs: its
+    # run waits that long, polled with backoff (core.external.polls_for).
+    engine_s: float = 600.0
 
     def __post_init__(self):
         if not 0 <= self.retry_rate < 1:
@@ -208,6 +216,7 @@ class Assumptions:
 class JobLoad:
     schedule: Schedule
     datasets: int
+    polls: int = 0  # an engine kind's: the polls of each run's wait
 
 
 @dataclass(frozen=True)
@@ -258,6 +267,9 @@ class Workload:
     herds: float  # ticks that fan out (more jobs due in one minute than fanout_above)
     memory: Mapping[str, FunctionLimits] = field(default_factory=dict)
     observed: ObservedLoad = ObservedLoad()
+    # Polls of waiting runs: each one task, one run_task call, and the reads and writes
+    # bench_engines measured.
+    polls: float = 0.0
 
     @property
     def datasets_per_run(self) -> float:
@@ -289,13 +301,14 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
              observed: Iterable = ()) -> Workload:
     """`control`: the control schedules as (schedule, target function); `observed`:
     the observed datasets' specs."""
-    groups = Counter((j.schedule, j.datasets) for j in jobs)
+    groups = Counter((j.schedule, j.datasets, j.polls) for j in jobs)
     per_minute: Counter = Counter()
-    runs = dataset_runs = 0.0
-    for (schedule, produced), count in groups.items():
+    runs = dataset_runs = polls = 0.0
+    for (schedule, produced, waits), count in groups.items():
         slots = slots_in_month(schedule)
         runs += len(slots) * count
         dataset_runs += len(slots) * count * produced
+        polls += len(slots) * count * waits
         for slot in slots:
             per_minute[slot.replace(second=0, microsecond=0)] += count
     calls = Counter()
@@ -306,7 +319,8 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
                     dataset_runs=dataset_runs, ticks=calls["scheduler_tick"],
                     sweeps=calls["recover_stuck_runs"], publishes=calls["publish_status"],
                     scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}),
-                    observed=observed_load(observed, calls["scheduler_tick"]))
+                    observed=observed_load(observed, calls["scheduler_tick"]),
+                    polls=polls)
 
 
 # -- the estimate -----------------------------------------------------------------------
@@ -409,11 +423,12 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
     reads = (load.runs * measured.run_reads(k) + retries * measured.retry_reads
              + load.ticks * measured.tick_idle_reads + load.sweeps * measured.sweep_idle_reads
              + load.publishes * publish_reads + shard_calls  # a handler reads the switches
-             + observe_reads)
+             + observe_reads + load.polls * measured.poll_reads)
     writes = (load.runs * measured.run_writes(k) + retries * measured.retry_writes
               + load.ticks * measured.tick_idle_writes
               + load.sweeps * measured.sweep_idle_writes
-              + load.publishes * measured.publish_writes(documents) + observe_writes)
+              + load.publishes * measured.publish_writes(documents) + observe_writes
+              + load.polls * measured.poll_writes)
     kept_runs = load.runs / days * assumptions.run_retention_days
     stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
               + kept_runs * measured.run_bytes(k)) / GIB
@@ -437,7 +452,7 @@ def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, d
 def _tasks(load, measured, prices, retries, shard_calls) -> list[Line]:
     # Each task is created once and delivered at least once; a retry is a delivery.
     operations = (load.runs * measured.run_tasks * 2 + retries * (measured.retry_tasks + 1)
-                  + shard_calls * 2)
+                  + shard_calls * 2 + load.polls * 2)
     return [_line("Cloud Tasks", "operations (create + deliveries)", operations, "ops",
                   prices.free("cloud_tasks", "operations_per_month"),
                   prices("cloud_tasks", "operations_per_million") / 1e6)]
@@ -454,7 +469,7 @@ def _functions(load, measured, prices, assumptions, retries, shard_calls
 
     attempts = load.runs + retries
     calls = {  # function -> (requests a month, seconds each)
-        "run_task": (attempts, measured.run_s),
+        "run_task": (attempts + load.polls, measured.run_s),
         "scheduler_tick": (load.ticks + shard_calls, measured.tick_idle_s),
         "recover_stuck_runs": (load.sweeps, measured.sweep_idle_s),
         "publish_status": (load.publishes, measured.publish_s_hour_median),
@@ -582,11 +597,15 @@ def _indexed(path: str, value: object):
 def stored_bytes(collection: str, doc_id: str, doc: Mapping[str, object]) -> int:
     """About what Firestore stores for a document of a root collection: the document
     (its name, its fields, 32 bytes) and its automatic single-field index entries (each
-    about the document's name, the field path, the value and 32 bytes). Composite
-    indexes, a few per collection, are left out."""
+    about the document's name, the field path, the value and 32 bytes), but for the
+    fields exempted from them (freshet.gcp.ports.UNINDEXED, deployed as the indexes'
+    fieldOverrides). Composite indexes, a few per collection, are left out."""
     name = _string_size(collection) + _string_size(doc_id) + 16
     size = name + sum(_string_size(k) + value_size(v) for k, v in doc.items()) + 32
+    exempt = UNINDEXED.get(collection, ())
     for key, value in doc.items():
+        if key in exempt:
+            continue
         for path, leaf, entries in _indexed(key, value):
             size += entries * (name + _string_size(path) + value_size(leaf) + 32)
     return size
@@ -606,7 +625,12 @@ def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
     datasets = set(config.catalog.datasets) | {k for j in active for k in j.produces}
     control = [(make_schedule(cron=s.cron, timezone=s.timezone), s.target)
                for s in config.control_schedules]
-    return workload((JobLoad(j.schedule, len(j.produces)) for j in active), control,
+    from freshet.loop.registry import kind_for
+
+    waits = polls_for(timedelta(seconds=assumptions.engine_s))
+    engine_kinds = {j.kind for j in active if (k := kind_for(j.kind)) and k.finish}
+    return workload((JobLoad(j.schedule, len(j.produces),
+                             waits if j.kind in engine_kinds else 0) for j in active), control,
                     datasets=len(datasets), fanout_above=assumptions.fanout_above,
                     memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS},
                     observed=(spec for _, spec in config.observed))

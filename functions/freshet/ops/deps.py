@@ -15,6 +15,7 @@ from freshet.gcp.certs import CertCache, certs_url
 from freshet.gcp.storage import Sink, StorageClient, sink_from_settings, snapshot_sink
 from freshet.gcp.store import Store, firestore_client
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.engines import Engines
 from freshet.loop.observe import EngineReader, Reader
 
 
@@ -31,6 +32,9 @@ class Deps:
     # What the observe pass reads through (BigQuery, Cloud Storage); unset: the engines'
     # adapters for the settings' project, their clients made on first use.
     observer: Reader | None = None
+    # The engines' adapters (BigQuery, Cloud Run) for waiting runs; unset: the process's,
+    # made on first use (freshet.loop.engines.process_engines).
+    engines: Engines | None = None
 
     def __post_init__(self) -> None:
         storage = StorageClient()

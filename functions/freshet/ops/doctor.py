@@ -277,7 +277,10 @@ def _engines(config: PipelineConfig, facts: CloudFacts) -> list[Check]:
                                 f"gcloud run jobs describe {job.name} --region={job.region} "
                                 f"--project={job.project}"))
             continue
-        missing = engine_access.missing_job_roles(runtime, policy)
+        held = {role for role, members in policy.items() if runtime in members}
+        if not _missing(facts.project_roles):
+            held |= facts.project_roles.get(runtime, set())
+        missing = engine_access.missing_job_roles(held)
         checks.append(Check(
             not missing, label,
             f"{config.functions.service_account} may run and follow it" if not missing else

@@ -30,6 +30,15 @@ RUN_JOB_ROLES = (
                                             "and timeout, and cancel it"),
     ("roles/run.viewer", "follow its executions (executions.get and .list)"),
 )
+# Broader roles that include each need (on the job or the project), so a runtime account
+# already holding one is not told to get the narrow one
+# (https://cloud.google.com/iam/docs/roles-permissions/run).
+BROADER = {
+    "roles/run.jobsExecutorWithOverrides": ("roles/run.developer", "roles/run.admin",
+                                            "roles/editor", "roles/owner"),
+    "roles/run.viewer": ("roles/run.developer", "roles/run.admin", "roles/viewer",
+                         "roles/editor", "roles/owner"),
+}
 BIGQUERY_JOB_ROLE = "roles/bigquery.jobUser"
 BIGQUERY_KINDS = frozenset({"bigquery_query", "bigquery_load"})
 
@@ -71,6 +80,8 @@ def needs_bigquery_jobs(config: PipelineConfig) -> bool:
             or any(spec.kind == ObserveKind.BIGQUERY_SQL for _, spec in config.observed))
 
 
-def missing_job_roles(member: str, policy: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """The (role, what it is for) pairs `member` lacks in a job's policy {role: members}."""
-    return [(role, why) for role, why in RUN_JOB_ROLES if member not in policy.get(role, ())]
+def missing_job_roles(held: set[str]) -> list[tuple[str, str]]:
+    """The (role, what it is for) pairs not covered by the roles `held` on a job (its
+    own policy's and the project's)."""
+    return [(role, why) for role, why in RUN_JOB_ROLES
+            if role not in held and not held & set(BROADER[role])]

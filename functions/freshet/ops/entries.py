@@ -13,9 +13,10 @@ from freshet.core.herd import ShardTask
 from freshet.core.runs import job_of_run
 from freshet.core.timeutil import isoformat
 from freshet.core.values import check_bool
-from freshet.loop.delivery import parse_delivery
+from freshet.loop.delivery import parse_delivery, parse_poll
 from freshet.loop.observe import BUDGET_S as OBSERVE_BUDGET_S
 from freshet.loop.observe import observe_once
+from freshet.loop.poll import poll_one
 from freshet.loop.recover import sweep_once
 from freshet.loop.run import handle_one
 from freshet.loop.tick import claim_shard_once, tick_once
@@ -65,13 +66,27 @@ def _claim_shard(call: Call, task: ShardTask) -> Answer:
 
 def run_task(call: Call) -> Answer:
     deps = call.deps
-    run_id, attempt = parse_delivery(call.request.headers, json_body(call.request))
+    body = json_body(call.request)
+    if "poll" in body:
+        return _poll(call, body)
+    run_id, attempt = parse_delivery(call.request.headers, body)
     # Every line logged for this delivery carries the run, its job and the attempt.
     with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
         outcome = handle_one(deps.store, deps.task_queue, run_id, attempt, now=call.now,
                              settings=deps.settings, clock=deps.clock,
-                             snapshots=deps.snapshots)
+                             snapshots=deps.snapshots, engines=deps.engines)
     return outcome.status, {"run_id": run_id, "attempt": attempt, **outcome.to_dict()}
+
+
+def _poll(call: Call, body: dict) -> Answer:
+    """A follow-up task polling a waiting run's engine."""
+    deps = call.deps
+    run_id, attempt, poll = parse_poll(body)
+    with logcontext.labels(run_id=run_id, job_id=job_of_run(run_id), attempt=attempt):
+        polled = poll_one(deps.store, deps.task_queue, run_id, attempt, poll, now=call.now,
+                          settings=deps.settings, clock=deps.clock, engines=deps.engines)
+    return polled.status, {"run_id": run_id, "attempt": attempt, "poll": poll,
+                           **polled.to_dict()}
 
 
 def recover_stuck_runs(call: Call) -> Answer:

@@ -5,11 +5,12 @@ gather what `GET /datasets` and `GET /status` show."""
 from datetime import datetime
 
 from freshet.core.backfill import Backfill, Progress, SlotPlan, progress_bar
+from freshet.core.bookkeeping import with_running
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.freshness import Requirement, State, evaluate, excuse, worst
 from freshet.core.links import logs_url
-from freshet.core.models import JOB_STATUSES, Dataset, Job, JobStatus, Run
+from freshet.core.models import JOB_STATUSES, Dataset, External, Job, JobStatus, Run
 from freshet.core.schedules import describe
 from freshet.core.secrets import SECRET_MASK
 from freshet.core.settings import Settings
@@ -72,7 +73,18 @@ def run_json(run: Run, project: str) -> dict:
                       "finished_at": isoformat(a.finished_at), "outcome": a.outcome,
                       "error": a.error} for a in run.attempts],
         "logs_url": logs_url(project, run.id),
+        "external": external_json(run.external),
     }
+
+
+def external_json(external: External | None) -> dict | None:
+    """A waiting run's work on its engine (kept after the end, for the record)."""
+    if external is None:
+        return None
+    return {"engine": external.engine, "id": external.external_id,
+            "location": external.location, "link": external.link, "polls": external.polls,
+            "adopted": external.adopted, "cancel_reason": external.cancel_reason or None,
+            **{name: isoformat(getattr(external, name)) for name in External._TIMES}}
 
 
 def backfill_json(backfill: Backfill, progress: Progress) -> dict:
@@ -173,7 +185,8 @@ def all_datasets(store: Store, now: datetime, jobs: list[Job] | None = None,
         for key in job.produces:
             producers.setdefault(key, []).append(job.id)
     halted = halted_producers(jobs)  # as the page says it: "its job X is paused"
-    found = {d.key: d for d in (store.list_datasets() if stored is None else stored)}
+    found = {d.key: d for d in with_running(
+        store.list_datasets() if stored is None else stored, jobs)}
     keys = list(catalog.datasets) + sorted(k for k in found if k not in catalog.datasets)
     index = CatalogIndex(catalog)
     docs = [dataset_json(k, found.get(k), catalog, now, control.maintenance,

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from freshet.core.bookkeeping import with_running
 from freshet.core.catalog import Catalog
 from freshet.core.control import Control
 from freshet.core.deadlines import (
@@ -119,8 +120,9 @@ def read_inputs(store: Store, *, now: datetime, settings: Settings, full: bool =
     since (or a full read); the small collections (incidents, routes) read whole."""
     loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full)
     got = loaded.inputs
-    return Inputs(
-        jobs=got.job_list(), datasets=got.dataset_list(), runs=got.run_list(),
+    jobs = got.job_list()
+    return Inputs(  # the datasets as shown: running from their jobs
+        jobs=jobs, datasets=with_running(got.dataset_list(), jobs), runs=got.run_list(),
         catalog=store.catalog(), control=store.control(),
         memory_doc=store.status_state(), heartbeats=store.heartbeats(),
         records=dict(got.deadlines), incidents=store.incidents(now - INCIDENT_HISTORY),

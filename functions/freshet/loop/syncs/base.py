@@ -8,6 +8,10 @@ A kind is one package under freshet/loop/syncs/ (docs/adding-a-kind.md):
     sync.py      run(ctx) -> SyncResult: the runtime
     __init__.py  KIND = Kind("name", run=sync.run, check=params.check)
 
+A kind whose work runs on an engine (BigQuery, Cloud Run Jobs) returns `Started`
+instead: the run waits, freshet.loop.poll follows the engine, and the kind's `finish`
+turns the engine's end into the SyncResult the run records.
+
 `check` is what `apply` (and POST /jobs) runs on a job's params before anything is
 stored, so a bad field is refused at its file:line rather than failing every run.
 """
@@ -15,7 +19,8 @@ stored, so a bad field is refused at its file:line rather than failing every run
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from freshet.core.egress import EgressPolicy
 from freshet.core.errors import PermanentError, ValidationError
@@ -27,6 +32,20 @@ class SyncResult:
     note: str = ""
     # {dataset key: the time its data is current to}; timezone-aware.
     watermarks: dict[str, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Started:
+    """Work a sync started on an engine and did not wait for: the run waits on it.
+    `engine` is "bigquery" (`external_id` the job id) or "cloud_run" (the execution's
+    name); `timeout` the job's, which Freshet keeps besides the engine's own."""
+
+    engine: str
+    external_id: str
+    location: str = ""
+    timeout: timedelta | None = None
+    link: str = ""
+    adopted: bool = False  # an earlier delivery's work was found and adopted
 
 
 @dataclass
@@ -54,6 +73,11 @@ class SyncContext:
     # Where a sync may connect (the pipeline's `http_fetch:` section, applied to the
     # control document): handed in by run_task, never read from the environment.
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # The engines' adapters (freshet.loop.engines.Engines), for kinds that start work there.
+    engines: Any = None
+    # Earlier attempts abandoned while running: work they started on an engine may
+    # exist unrecorded, and is adopted rather than started again.
+    unrecorded_attempts: tuple[int, ...] = ()
 
     @property
     def interval(self) -> tuple[datetime | None, datetime | None]:
@@ -68,7 +92,10 @@ class CheckContext:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
-Handler = Callable[[SyncContext], "SyncResult | dict | None"]
+Handler = Callable[[SyncContext], "SyncResult | Started | dict | None"]
+# An engine kind's end: (the job's params, the engine's final status, the run's
+# datasets, the engines) -> what the run records (records, watermarks).
+Finish = Callable[[dict, Any, list[str], Any], SyncResult]
 Check = Callable[[dict, CheckContext], None]
 
 
@@ -88,6 +115,7 @@ class Kind:
     name: str
     run: Handler
     check: Check = no_params
+    finish: Finish | None = None  # an engine kind's: see Started
 
 
 def as_result(value: SyncResult | dict | None) -> SyncResult:
