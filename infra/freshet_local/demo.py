@@ -1,6 +1,7 @@
 """`make demo`: Freshet running locally with a demo pipeline, until Ctrl-C.
 
-Starts the Firestore and Cloud Tasks emulators, serves every entry point with
+Starts the Firestore, Cloud Tasks and BigQuery emulators (the last holds the demo
+vendor's table, which Freshet observes: freshet_local.demo_vendor), serves every entry point with
 functions-framework, applies infra/demo/pipeline.yaml, opens an incident with a note,
 fires the same Cloud Scheduler jobs deploy would create from a local scheduler loop,
 serves the status page and a receiver for the two notification routes, and stops
@@ -21,6 +22,8 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+
+from freshet_local.demo_vendor import Vendor
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "infra" / "demo" / "pipeline.yaml"
@@ -144,12 +147,16 @@ def main(argv=None) -> int:
         _say("Starting the Cloud Tasks emulator ...")
         tasks = emulators.start_tasks(port=args.tasks_port)
         started.append(tasks)
+        _say("Starting the BigQuery emulator (bqemulator) and the demo's vendor ...")
+        bigquery = emulators.start_bigquery(project=config.project)
+        started.append(bigquery)
+        vendor = Vendor(bigquery.client()).start()
         servers = [_static_server(DEMO_DATA, args.data_port)]
         alerts = AlertReceiver(LOG_DIR / "alerts.log", secrets.token_hex(16))
         servers.append(alerts)
         ports = {t: args.functions_port + i for i, t in enumerate(ENTRY_POINTS)}
         env = {**_function_env(fs, tasks, config, ports, args.site_port),
-               **_route_env(alerts)}
+               **bigquery.env(), **_route_env(alerts)}
         _say("Serving the functions with functions-framework ...")
         functions = {}
         for target in ENTRY_POINTS:
@@ -166,7 +173,7 @@ def main(argv=None) -> int:
             scheduler.fire_now(job)
         scheduler.start()
         write_context("demo", env, {
-            "firestore": fs.address, "tasks": tasks.address,
+            "firestore": fs.address, "tasks": tasks.address, "bigquery": bigquery.address,
             **{name: served.url for name, served in functions.items()},
             "site": f"http://127.0.0.1:{args.site_port}/",
             "data": f"http://127.0.0.1:{args.data_port}/"}, config.path)
@@ -175,6 +182,7 @@ def main(argv=None) -> int:
         stop.wait(args.run_for)
         _say("\nStopping ...")
         scheduler.stop()
+        vendor.stop()
         for server in servers:
             server.shutdown()
         return 0
@@ -332,7 +340,11 @@ it (excused, muted); revenue-rollup has no schedule: each time orders and rates 
 both fresh, their success triggers it (it and ads-sync share the warehouse pool, at most
 2 at once), and the revenue dashboard has a deadline every 5 minutes (its attainment
 shows on its banner); events-sync succeeds but its data is 50 minutes behind (stale
-data), so the web analytics team misses its deadlines; marketing-sync is paused. Two
+data), so the web analytics team misses its deadlines; marketing-sync is paused.
+vendor.orders is a table another party loads into BigQuery (here the local emulator):
+Freshet observes its lastModifiedTime every minute (no job loads it); the vendor loads
+every 3 minutes but goes quiet for 9 minutes of every 15, so the vendor feed's banner
+turns stale, then heals at the next load, which also triggers vendor-rollup. Two
 notification routes deliver to a local receiver: {LOG_DIR.relative_to(ROOT)}/alerts.log.
 
 Try, in another terminal (the CLI finds this demo through {CONTEXT_FILE.relative_to(ROOT)}

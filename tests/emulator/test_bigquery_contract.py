@@ -306,16 +306,3 @@ def test_googles_errors_are_told_apart_by_code_and_reason(code, reason, transien
 
     exc = gexc.from_http_status(code, "x", errors=[{"reason": reason}] if reason else [])
     assert is_transient(exc) is transient
-
-
-def test_the_observe_pass_reads_a_tables_last_modified_time_through_the_adapter(bq, dataset):
-    from freshet.core.observe import ObserveKind, ObserveSpec
-    from freshet.loop.observe import EngineReader, observe_once
-
-    specs = {"vendor.src": ObserveSpec(ObserveKind.BIGQUERY_TABLE, f"{PROJECT}.{dataset}.src"),
-             "vendor.view": ObserveSpec(ObserveKind.BIGQUERY_TABLE,
-                                        f"{PROJECT}.{dataset}.missing")}
-    now = datetime.now(UTC) + timedelta(seconds=1)
-    changed = observe_once(specs, {}, now, EngineReader(PROJECT, bigquery=bq))
-    assert changed["vendor.src"].data_as_of == bq.table_facts(f"{dataset}.src").modified
-    assert changed["vendor.view"].failing

@@ -49,3 +49,25 @@ def test_the_newest_object_under_the_prefix_wins_and_others_are_ignored(client):
 def test_a_missing_bucket_is_not_found(client):
     with pytest.raises(NotFound):
         newest_update("no-such-bucket", "x/", client)
+
+
+def test_the_observe_pass_reads_a_prefix_through_the_shared_storage_client(client):
+    from freshet.core.catalog import Catalog, DatasetSpec
+    from freshet.core.observe import ObserveKind, ObserveSpec
+    from freshet.gcp.memory import MemoryStore
+    from freshet.gcp.storage import StorageClient
+    from freshet.loop.observe import EngineReader, observe_once
+    from freshet_local.recording_queue import RecordingQueue
+    from tests.loop.helpers import loop_settings
+
+    put(client, "drop/2026-12-07/part-1.csv")
+    store, settings = MemoryStore(), loop_settings()
+    spec = ObserveSpec(ObserveKind.GCS_PREFIX, "gs://vendor-drop/drop/")
+    store.put_catalog_doc(Catalog(datasets={
+        "vendor.files": DatasetSpec("vendor.files", observe=spec)}).to_doc())
+    reader = EngineReader("demo-freshet", storage=StorageClient(client))
+    observe_once(store, RecordingQueue(settings), now=datetime.now(UTC) + timedelta(seconds=5),
+                 settings=settings, reader=reader)
+    seen = store.get_dataset("vendor.files")
+    assert seen.data_as_of == newest_update("vendor-drop", "drop/", client)
+    assert seen.freshness_basis == "observed"

@@ -197,6 +197,16 @@ def test_a_datasets_trigger_list_grows_once_per_job_and_keeps_its_run_fields(sto
     assert store.get_dataset("x").triggers == ["report"]
 
 
+def test_the_observe_ledger_round_trips_whole_even_past_one_documents_size(store):
+    from freshet.core.observe import Ledger, Seen
+
+    # 3,000 datasets with a long error each: over one 1 MiB document (Firestore pages it)
+    seen = {f"vendor.table_{i:05d}": Seen(T0, T0 - H, "x" * 300) for i in range(3_000)}
+    ledger = Ledger(seen, T0 + H)
+    store.put_observations_doc(ledger.to_doc())
+    assert Ledger.from_doc(store.observations_doc()) == ledger
+    store.put_observations_doc(Ledger({"a": Seen(T0, None)}, None).to_doc())
+    assert Ledger.from_doc(store.observations_doc()).seen == {"a": Seen(T0, None)}
 def test_a_waiting_run_keeps_its_engine_handle_and_is_found_when_its_lease_runs_out(store):
     from freshet.core.models import External
 

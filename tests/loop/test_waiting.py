@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import pytest
 
+from freshet.core.bookkeeping import with_running
 from freshet.core.errors import TransientError
 from freshet.core.external import EngineState, EngineStatus
-from freshet.core.models import RunStatus
+from freshet.core.models import Dataset, RunStatus
 from freshet.loop import registry
 from freshet.loop.engines import Engines
 from freshet.loop.poll import poll_one
@@ -106,7 +107,11 @@ def test_run_task_answers_at_once_and_the_run_waits_holding_the_engine_handle(
     assert run.external.next_poll_at == T0 + timedelta(seconds=10)
     assert run.lease_expires_at == run.external.next_poll_at + timedelta(
         seconds=settings.queued_grace_s)
-    assert memory_store.get_dataset("ds.rollup").running_run_id == run_id  # refreshing
+    # its datasets show it refreshing, from the job's running mark (core.bookkeeping)
+    job = memory_store.get_job(run.job_id)
+    assert job.refreshing and job.refresh_run_id == run_id
+    [shown] = with_running([Dataset(key="ds.rollup")], [job])
+    assert shown.running_run_id == run_id
     first = _polls(queue)
     assert [(t.poll, t.schedule_time) for t in first] == [(1, run.external.next_poll_at)]
     # a redelivery of the start is a no-op: the run is under way

@@ -601,6 +601,21 @@ def test_a_job_naming_an_unknown_pool_is_refused(api):
                                           "max_concurrent": 2}]})
     status, body = api.call("POST", "/jobs", json={**JOB, "pool": "lake"})
     assert status == 201 and body["job"]["pool"] == "lake"
+def test_a_job_producing_an_observed_dataset_is_refused(api):
+    from freshet.core.observe import ObserveKind, ObserveSpec
+
+    spec = ObserveSpec(ObserveKind.BIGQUERY_TABLE, "vendor-proj.sales.orders")
+    api.store.put_catalog_doc(Catalog(datasets={
+        "vendor.orders": DatasetSpec("vendor.orders", observe=spec)}).to_doc())
+    status, body = api.call("POST", "/jobs", json={**JOB, "produces": ["x.y", "vendor.orders"]})
+    assert status == 400 and body["error"]["field"] == "produces[1]"
+    assert "is observed" in body["error"]["message"]
+    assert api.store.get_job(JOB["id"]) is None
+    status, body = api.call("GET", "/datasets/{key}", {"key": "vendor.orders"})
+    assert status == 200 and body["dataset"]["observe"] == {
+        "bigquery_table": "vendor-proj.sales.orders", "every": "5m"}
+
+
 # -- incidents --------------------------------------------------------------------------
 
 

@@ -292,3 +292,18 @@ def test_the_http_fetch_policy_is_planned_and_written_to_the_control_document(en
     assert plan(config, store=store, task_queue=queue, now=T0).empty
     apply(config_of(text), store=store, task_queue=queue, now=T0)  # the section removed
     assert store.control().egress == EgressPolicy()
+
+
+def test_apply_stores_what_is_observed_and_makes_the_next_tick_observe(env):
+    from freshet.core.observe import Ledger
+
+    store, queue, text, _ = env
+    store.put_observations_doc({"next_at": T0 + timedelta(hours=1), "datasets": []})
+    observed = text.replace(
+        "  - key: finance.rates\n",
+        "  - key: finance.rates\n  - key: vendor.orders\n"
+        "    observe: {bigquery_table: vendor-proj.sales.orders}\n    observe_every: 10m\n")
+    apply(config_of(observed), store=store, task_queue=queue, now=T0)
+    spec = store.catalog().observed["vendor.orders"]
+    assert (spec.target, spec.every) == ("vendor-proj.sales.orders", timedelta(minutes=10))
+    assert Ledger.from_doc(store.observations_doc()).due(T0)

@@ -59,8 +59,10 @@ def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier(
     reads = lines[("Firestore", "document reads")]
     assert m.reads_per_changed() == pytest.approx(1.5)
     publish_reads = m.publish_reads_fixed(2000) + load.changed_per_publish() * 1.5
+    # (+ 43,200 * 1: each tick reads the observe ledger; with nothing observed a pass
+    # an hour reads the catalog too, and writes the ledger: 720 * (1 - 1) more reads)
     assert reads.quantity == pytest.approx(720_000 * 10 + 43_200 * 3 + 8_640 * 2
-                                           + 8_640 * publish_reads)
+                                           + 8_640 * publish_reads + 43_200 * 1)
     assert reads.free == 1_500_000  # 50,000 a day for 30 days
     assert reads.usd == pytest.approx((reads.quantity - 1_500_000) * 0.03 / 1e5)
     tasks = lines[("Cloud Tasks", "operations")]
@@ -188,3 +190,35 @@ def test_the_committed_benchmark_figures_are_what_freshet_cost_and_the_readme_us
     figure = "cost_usd_month_1k_hourly_5k_datasets"
     assert bench_cost.derive(saved)[figure] == saved[figure]
     assert f"${saved[figure]:.2f}" in (root / "docs" / "benchmarks.md").read_text()
+
+
+def test_observations_are_counted_tables_get_free_listings_and_sql_billed():
+    from datetime import timedelta
+
+    from freshet.core.observe import ObserveKind, ObserveSpec
+
+    five = timedelta(minutes=5)
+    specs = [ObserveSpec(ObserveKind.BIGQUERY_TABLE, f"p-roj1.d.t{i}", five)
+             for i in range(1000)]
+    specs += [ObserveSpec(ObserveKind.GCS_PREFIX, "gs://bkt/drop/", five),
+              ObserveSpec(ObserveKind.BIGQUERY_SQL, "select 1", timedelta(hours=1), 2 ** 30)]
+    load = cost.workload([], CONTROL, datasets=1002, fanout_above=100, observed=specs)
+    seen = load.observed
+    assert (seen.passes, seen.tables, seen.listings, seen.queries) == (
+        8_640, 8_640_000, 8_640, 720)
+    m = measured(observe_tick_reads=1, observe_pass_reads=2, observe_pass_s_1k=7,
+                 tick_idle_reads=0, sweep_idle_reads=0, publish_reads_idle_5k=0,
+                 publish_reads_hour_median=0)
+    est = cost.estimate(load, m, PRICES, cost.Assumptions(observed_changes_per_day=24))
+    lines = {(line.service, line.item.split(" (")[0]): line for line in est.lines}
+    assert lines[("BigQuery", "tables.get")].usd == 0
+    (listed,) = [x for x in est.lines if x.item.endswith("(observed prefixes listed)")]
+    assert listed.quantity == 8_640 and listed.usd == pytest.approx(8_640 * 0.005 / 1000)
+    sql = lines[("BigQuery", "observation SQL")]
+    assert sql.quantity == pytest.approx(720 / 1024) and sql.usd == 0  # under 1 TiB free
+    changes = 1002 * 24 * 30
+    reads = lines[("Firestore", "document reads")].quantity
+    assert reads >= 43_200 * 1 + 8_640 * 1 + changes
+    bare = cost.estimate(cost.workload([], CONTROL, datasets=1002, fanout_above=100), m,
+                         PRICES, cost.Assumptions())
+    assert est.total > bare.total

@@ -41,6 +41,26 @@ def test_on_the_default_data_port_the_demo_config_is_used_as_it_is(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_the_demo_vendors_gap_outlasts_what_its_consumer_allows_so_its_banner_turns():
+    """The observed vendor table: loaded every 3 minutes, then quiet for longer than
+    the vendor feed's error_after, once every cycle (and it triggers vendor-rollup)."""
+    from datetime import UTC, datetime, timedelta
+
+    from freshet_local import demo_vendor
+
+    config = load_config(DEMO_CONFIG, env={})
+    (key, spec), = config.observed
+    assert spec.target == f"{config.project}.{demo_vendor.DATASET}.{demo_vendor.TABLE}"
+    (need,) = [r for c in config.catalog.consumers for r in c.requires if r.dataset == key]
+    start = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    minutes = [m for m in range(demo_vendor.CYCLE_MIN * 2)
+               if demo_vendor.loads_at(start + timedelta(minutes=m))]
+    longest = max(b - a for a, b in zip(minutes, minutes[1:], strict=False))
+    assert timedelta(minutes=longest) > need.error_after + spec.every
+    assert min(b - a for a, b in zip(minutes, minutes[1:], strict=False)) == 3
+    assert any(j.trigger and key in j.trigger.after for j in config.jobs)
+
+
 def free_ports(count: int, *, consecutive: int = 1) -> list[int]:
     """`count` free ports, the first starting a run of `consecutive` free ones."""
     for base in range(20_000, 40_000, 7):
@@ -101,6 +121,9 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
             assert time.monotonic() - started < 30
             with urllib.request.urlopen(f"http://127.0.0.1:{console}/", timeout=10) as page:
                 assert 'id="j-orders-sync"' in page.read().decode()  # the console's overview
+            vendor = wait_for(lambda: _observed(f"http://127.0.0.1:{site}/status.json"), 90,
+                              interval=2)  # the vendor's table, observed in BigQuery
+            assert vendor["data_as_of"] is not None
         finally:
             demo.send_signal(signal.SIGTERM)
             output, _ = demo.communicate(timeout=60)
@@ -124,6 +147,16 @@ def _post(url: str):
             return json.load(r)
     except OSError:
         return None
+
+
+def _observed(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            datasets = json.load(r)["datasets"]
+    except (OSError, ValueError):
+        return None
+    return next((d for d in datasets if d["key"] == "vendor.orders"
+                 and d["freshness_basis"] == "observed" and d["data_as_of"]), None)
 
 
 def _succeeded_run(api: str):

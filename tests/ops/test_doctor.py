@@ -274,6 +274,28 @@ def test_without_engine_kinds_no_engine_line_is_added():
     assert not any(n.startswith("Cloud Run job") or "bigquery" in n for n in names)
 
 
+def test_each_observed_table_is_checked_and_a_view_is_a_failure_saying_why():
+    from freshet.gcp.bigquery import TableFacts
+
+    text = PIPELINE.replace(
+        "  - key: finance.rates\n",
+        "  - key: finance.rates\n  - key: vendor.orders\n"
+        "    observe: {bigquery_table: vendor-proj.sales.orders}\n"
+        "  - key: vendor.returns\n    observe: {bigquery_table: vendor-proj.sales.returns_v}\n")
+    cfg = parse_config(text, "pipeline.yaml", env={})
+    observed = {"vendor.orders": TableFacts("vendor-proj.sales.orders",
+                                            NOW - timedelta(hours=2), "TABLE", 10),
+                "vendor.returns": Unknown("vendor-proj.sales.returns_v is a view: a view's "
+                                          "lastModifiedTime is when its definition changed, "
+                                          "not its data")}
+    checks = {c.name: c for c in doctor.observed_checks(cfg, observed, NOW)}
+    good = checks["observed table vendor-proj.sales.orders (vendor.orders)"]
+    assert good.ok and "last modified 2 h ago" in good.detail
+    view = checks["observed table vendor-proj.sales.returns_v (vendor.returns)"]
+    assert not view.ok and "not its data" in view.detail
+    assert "roles/bigquery.metadataViewer" in view.fix
+    healthy_cfg = config()
+    assert doctor.observed_checks(healthy_cfg, {}, NOW) == []  # nothing observed
 def with_cloud_run_job():
     text = PIPELINE.replace("""datasets:
 """, """  - id: nightly-export

@@ -425,3 +425,31 @@ def test_a_dataset_whose_jobs_are_all_paused_or_archived_says_so():
         "never synced; its job marketing-sync is paused"
     assert m.dataset("ledger").reason.endswith("; its job old-export is archived")
     assert "paused" not in m.dataset("both").reason
+
+
+# -- observed datasets (freshet.core.observe) ---------------------------------------------
+
+
+def observed(key: str, data_age: timedelta) -> Dataset:
+    from freshet.core.observe import Observation, apply_observation
+
+    return apply_observation(Dataset(key), Observation(key, NOW - data_age), NOW - data_age)
+
+
+def test_an_observed_upstream_gone_stale_puts_what_is_built_from_it_at_risk():
+    cat = catalog({"vendor.orders": (), "sales.rollup": ("vendor.orders",)},
+                  [consumer("c", "Rollup", requirement("sales.rollup", 24, 26),
+                            requirement("vendor.orders", 2, 3))])
+    m = model(datasets=[observed("vendor.orders", 4 * H), synced("sales.rollup", H)], cat=cat)
+    vendor, rollup = m.dataset("vendor.orders"), m.dataset("sales.rollup")
+    assert (vendor.state, vendor.freshness_basis) == ("stale_data", "observed")
+    assert (rollup.state, rollup.at_risk_from) == ("at_risk", ("vendor.orders",))
+    assert m.consumer("c").state == "stale_data"
+
+
+def test_a_window_on_an_observed_dataset_excuses_it():
+    cat = catalog({"vendor.orders": ()}, [consumer("c", "C", requirement("vendor.orders", 2, 3))])
+    m = model(datasets=[observed("vendor.orders", 4 * H)], cat=cat,
+              control=windows(scope={"datasets": ["vendor.orders"]}, note="vendor late"))
+    assert m.dataset("vendor.orders").state == "maintenance"
+    assert m.consumer("c").state == "maintenance"

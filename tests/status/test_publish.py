@@ -381,3 +381,39 @@ def test_a_failing_route_keeps_its_message_shows_why_and_delivers_later(db, tmp_
                            environ={**env, "OPS_SECRET": "k"})
     assert retried.notifications_sent == 2 and len(slack.received) == 1
     assert retried.routes == {"growth": "delivered", "ops": "delivered"}
+
+
+def test_an_observed_dataset_is_judged_on_its_data_time_on_the_page_json_and_feed(
+        db, tmp_path):
+    """An observed table (no job produces it) whose data stopped changing: stale_data,
+    basis observed, its consumer's banner turned, status.json valid, the feed told."""
+    import jsonschema
+
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+    from freshet.core.observe import Observation, ObserveKind, ObserveSpec, apply_observation
+
+    from .builders import requirement
+
+    store = Store(db)
+    spec = ObserveSpec(ObserveKind.BIGQUERY_TABLE, "vendor-proj.sales.orders")
+    store.put_catalog_doc(Catalog(
+        datasets={"vendor.orders": DatasetSpec("vendor.orders", "Vendor orders",
+                                               observe=spec)},
+        consumers=(Consumer("finance", "Finance", requires=(
+            requirement("vendor.orders", 2, 3),)),)).to_doc())
+    seen = apply_observation(Dataset("vendor.orders"),
+                             Observation("vendor.orders", NOW - 5 * H), NOW - 5 * H + MIN)
+    store.put_many("datasets", [("vendor.orders", seen.to_doc())])
+    for at in (NOW - 4 * H, NOW):  # fresh then (1 h old data), stale now: a change
+        publish_once(store, LocalSink(tmp_path), now=at, settings=settings(), environ={})
+    doc = json.loads((tmp_path / "status.json").read_text())
+    schema = json.loads((tmp_path / "status.schema.json").read_text())
+    jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
+    (orders,) = doc["datasets"]
+    assert (orders["state"], orders["freshness_basis"]) == ("stale_data", "observed")
+    assert "has not changed since" in orders["reason"]
+    (finance,) = doc["consumers"]
+    assert finance["state"] == "stale_data"
+    assert "observed" in (tmp_path / "index.html").read_text()
+    feed = (tmp_path / "feed.xml").read_text()
+    assert "Vendor orders" in feed and "stale" in feed.lower()

@@ -11,14 +11,18 @@ from freshet.core.models import Dataset
 from freshet.core.observe import (
     DEFAULT_OBSERVE_EVERY,
     OBSERVED,
+    Ledger,
     Observation,
     ObserveKind,
     ObserveSpec,
+    Seen,
     apply_observation,
     freshness_basis,
     make_observe,
     observation_due,
+    observed_version,
     parse_table,
+    recorded,
 )
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
@@ -118,12 +122,49 @@ def test_new_data_moves_data_as_of_and_records_a_point():
     assert later.data_points[-1] == {"at": T0 + 5 * M, "as_of": T0 + 4 * M}
 
 
-def test_the_same_data_again_only_says_when_it_was_last_seen():
+def test_the_same_data_again_changes_nothing_to_write():
     ds = apply_observation(Dataset(key="v"), Observation("v", T0 - M), T0)
-    again = apply_observation(ds, Observation("v", T0 - M), T0 + 5 * M)
-    assert again.data_as_of == T0 - M
-    assert again.last_success_at == T0 + 5 * M
-    assert again.data_points == ds.data_points
+    assert apply_observation(ds, Observation("v", T0 - M), T0 + 5 * M) == ds
+
+
+def test_the_version_follows_the_data_time():
+    ds = apply_observation(Dataset(key="v"), Observation("v", T0 - M), T0)
+    assert ds.last_success_run_id == observed_version(T0 - M)
+    later = apply_observation(ds, Observation("v", T0 + 4 * M), T0 + 5 * M)
+    assert later.last_success_run_id == observed_version(T0 + 4 * M) != observed_version(T0 - M)
+
+
+def test_the_same_permanent_error_is_recorded_once():
+    ds = apply_observation(Dataset(key="v"), Observation("v", T0 - M), T0)
+    failed = apply_observation(ds, Observation("v", error="gone"), T0 + 5 * M)
+    assert apply_observation(failed, Observation("v", error="gone"), T0 + 10 * M) == failed
+    other = apply_observation(failed, Observation("v", error="denied"), T0 + 10 * M)
+    assert other.last_error == "denied" and other.consecutive_failures == 2
+
+
+def test_an_observed_dataset_with_no_data_yet_is_unknown():
+    ds = apply_observation(Dataset(key="v"), Observation("v", None), T0)
+    judged = evaluate(ds, make_requirement("v", "1h", "2h"), T0)
+    assert (judged.state, judged.basis) == (State.UNKNOWN, "observed")
+
+
+def test_the_ledger_asks_for_a_commit_only_when_the_data_time_or_the_error_changes():
+    first, commit = recorded(None, Observation("v", T0 - M), T0)
+    assert commit and first == Seen(T0, T0 - M)
+    same, commit = recorded(first, Observation("v", T0 - M), T0 + 5 * M)
+    assert not commit and same == Seen(T0 + 5 * M, T0 - M)
+    assert recorded(same, Observation("v", error="503", transient=True), T0 + 10 * M) == (
+        same, False)
+    broken, commit = recorded(same, Observation("v", error="gone"), T0 + 10 * M)
+    assert commit and broken == Seen(T0 + 10 * M, T0 - M, "gone")
+    assert recorded(broken, Observation("v", error="gone"), T0 + 15 * M)[1] is False
+    assert recorded(broken, Observation("v", T0 - M), T0 + 20 * M)[1] is True
+
+
+def test_the_ledger_round_trips_its_document():
+    ledger = Ledger({"v": Seen(T0, T0 - M, "x"), "w": Seen(T0, None)}, T0 + 5 * M)
+    assert Ledger.from_doc(ledger.to_doc()) == ledger
+    assert Ledger.from_doc({}).due(T0)
 
 
 def test_an_older_time_is_not_trusted_and_is_shown():
@@ -186,8 +227,7 @@ def test_a_pass_plans_only_the_due_reads_grouped_by_kind():
     from freshet.core.observe import plan_observations
 
     specs = specs_of(t1="p-roj1.d.b", t2="p-roj1.d.a", g1="gs://bkt/x/", s1="select 1")
-    seen = apply_observation(Dataset(key="t1"), Observation("t1", T0 - M), T0 - M)
-    plan = plan_observations(specs, {"t1": seen}, T0)
+    plan = plan_observations(specs, {"t1": Seen(T0 - M, T0 - M)}, T0)
     assert plan.tables == (("t2", "p-roj1.d.a"),)  # t1 was read a minute ago
     assert plan.prefixes == (("g1", "gs://bkt/x/"),)
     assert [k for k, _ in plan.sql] == ["s1"]
@@ -198,7 +238,6 @@ def test_a_pass_over_its_limit_reads_the_longest_unread_first():
     from freshet.core.observe import plan_observations
 
     specs = specs_of(t1="p-roj1.d.t1", t2="p-roj1.d.t2", t3="p-roj1.d.t3")
-    old = apply_observation(Dataset(key="t2"), Observation("t2", T0 - 60 * M), T0 - 60 * M)
-    newer = apply_observation(Dataset(key="t3"), Observation("t3", T0 - 9 * M), T0 - 9 * M)
+    old, newer = Seen(T0 - 60 * M, T0 - 60 * M), Seen(T0 - 9 * M, T0 - 9 * M)
     plan = plan_observations(specs, {"t2": old, "t3": newer}, T0, limit=2)
     assert [k for k, _ in plan.tables] == ["t1", "t2"]  # never read, then the oldest

@@ -13,6 +13,7 @@ from freshet.core.alerts import RouteSpec
 from freshet.core.deadlines import Deadline
 from freshet.core.errors import ValidationError
 from freshet.core.freshness import Requirement
+from freshet.core.observe import ObserveSpec
 from freshet.core.text import safe_link
 from freshet.core.timeutil import format_duration, parse_duration
 
@@ -29,6 +30,8 @@ class DatasetSpec:
     owner: str = ""
     upstream: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()  # notification routes (ids) told of its changes
+    # Seen rather than produced (core.observe): where to look and how often.
+    observe: ObserveSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class Catalog:
     pools: tuple[Pool, ...] = ()  # the default pool first
     routes: tuple[RouteSpec, ...] = ()
 
+    @property
+    def observed(self) -> dict[str, ObserveSpec]:
+        """The observed datasets' specs, by key."""
+        return {k: d.observe for k, d in self.datasets.items() if d.observe is not None}
+
     def pool(self, name: str) -> Pool | None:
         return next((p for p in self.pools if p.name == name), None)
 
@@ -102,7 +110,8 @@ class Catalog:
         return {
             "datasets": [
                 {"key": d.key, "title": d.title, "description": d.description,
-                 "owner": d.owner, "upstream": list(d.upstream), "routes": list(d.routes)}
+                 "owner": d.owner, "upstream": list(d.upstream), "routes": list(d.routes),
+                 **({"observe": d.observe.to_dict()} if d.observe is not None else {})}
                 for d in self.datasets.values()
             ],
             "consumers": [
@@ -128,6 +137,7 @@ class Catalog:
                 key=d["key"], title=d.get("title", ""), description=d.get("description", ""),
                 owner=d.get("owner", ""), upstream=tuple(d.get("upstream") or ()),
                 routes=tuple(d.get("routes") or ()),
+                observe=ObserveSpec.from_dict(d["observe"]) if d.get("observe") else None,
             )
             for d in doc.get("datasets") or []
         }

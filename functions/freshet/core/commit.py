@@ -27,6 +27,7 @@ from freshet.core.backfill import Backfill, BackfillStatus, Lane
 from freshet.core.bookkeeping import apply_success
 from freshet.core.lifecycle import Decision, Send, V
 from freshet.core.models import Dataset, Job, Run, RunStatus, TriggerSource
+from freshet.core.observe import Observation, apply_observation
 from freshet.core.runs import cancelled, new_run
 from freshet.core.settings import Settings
 
@@ -116,12 +117,7 @@ def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: da
                      release_next=release_next)
     if need is not None:
         return Reads(runs=(need,))
-    jobs = tuple(j for j in trigger_jobs(decision, facts) if j not in facts.jobs)
-    if jobs:
-        return Reads(jobs=jobs, graph=True)
-    upstreams = tuple(k for k in trigger_upstreams(decision, facts)
-                      if k not in facts.upstreams)
-    return Reads(upstreams=upstreams) if upstreams else None
+    return _trigger_reads(*_advanced(decision, facts), facts)
 
 
 def _ended(decision: Decision) -> Run | None:
@@ -182,18 +178,35 @@ def _advanced(decision: Decision, facts: Facts) -> tuple[dict[str, str], dict[st
 
 def trigger_jobs(decision: Decision, facts: Facts) -> list[str]:
     """The downstream jobs to read: those the advanced datasets list."""
-    new, after = _advanced(decision, facts)
-    return triggers.downstream_of(after, new) if new else []
+    return _downstream(*_advanced(decision, facts))
 
 
 def trigger_upstreams(decision: Decision, facts: Facts) -> list[str]:
     """For `all` triggers: the other upstream datasets whose version must be read."""
-    _, after = _advanced(decision, facts)
+    return _upstreams(*_advanced(decision, facts), facts)
+
+
+def _downstream(new: Mapping[str, str], after: Mapping[str, Dataset]) -> list[str]:
+    return triggers.downstream_of(after, new) if new else []
+
+
+def _upstreams(new: Mapping[str, str], after: Mapping[str, Dataset],
+               facts: Facts) -> list[str]:
     wanted: list[str] = []
-    for job_id in trigger_jobs(decision, facts):
+    for job_id in _downstream(new, after):
         for key in triggers.upstreams_to_read(facts.jobs.get(job_id), [*after, *wanted]):
             wanted.append(key)
     return wanted
+
+
+def _trigger_reads(new: Mapping[str, str], after: Mapping[str, Dataset],
+                   facts: Facts) -> Reads | None:
+    """The trigger rounds of reads: the downstream jobs, then their other upstreams."""
+    jobs = tuple(j for j in _downstream(new, after) if j not in facts.jobs)
+    if jobs:
+        return Reads(jobs=jobs, graph=True)
+    upstreams = tuple(k for k in _upstreams(new, after, facts) if k not in facts.upstreams)
+    return Reads(upstreams=upstreams) if upstreams else None
 
 
 # -- the commit ------------------------------------------------------------------------
@@ -228,17 +241,28 @@ def ending(decision: Decision[V], job_id: str, job: Job | None, facts: Facts,
 def _triggered(decision: Decision, facts: Facts, now: datetime, settings: Settings
                ) -> tuple[list[Run], dict[str, dict]]:
     new, after = _advanced(decision, facts)
+    run = decision.run
+    return _fire(new, after, facts, now, settings,
+                 depth=run.trigger_depth + 1 if run is not None else 1,
+                 upstream=run.id if run is not None else None)
+
+
+def _fire(new: Mapping[str, str], after: Mapping[str, Dataset], facts: Facts,
+          now: datetime, settings: Settings, *, depth: int, upstream: str | None
+          ) -> tuple[list[Run], dict[str, dict]]:
+    """The runs the datasets that advanced (`new`: their new versions) trigger, and
+    the downstream jobs' fields; `depth`: the new runs' chain depth."""
     if not new:
         return [], {}  # nothing got newer (an old slot's backfill): nothing downstream runs
     versions: dict[str, str | None] = {k: d.last_success_run_id for k, d in after.items()}
     for key, dataset in facts.upstreams.items():
         versions.setdefault(key, None if dataset is None else dataset.last_success_run_id)
     runs, fields = [], {}
-    limit, run = triggers.depth_limit(facts.graph_jobs), decision.run
+    limit = triggers.depth_limit(facts.graph_jobs)
     for job_id in triggers.downstream_of(after, new):
         job = facts.jobs.get(job_id)
-        fire = triggers.decide_trigger(job, new, versions, now, depth=run.trigger_depth + 1,
-                                       limit=limit, upstream_run_id=run.id)
+        fire = triggers.decide_trigger(job, new, versions, now, depth=depth,
+                                       limit=limit, upstream_run_id=upstream)
         if fire is None:
             continue
         fields[job_id] = fire.job_fields
@@ -298,3 +322,39 @@ def folding(dataset: Dataset | None, key: str, slot: datetime, run_id: str) -> C
     before = dataset or Dataset(key=key)
     after = apply_success(before, run_id, slot, slot=slot, past=True)
     return Commit(verdict=None, datasets=(after,) if differs(before, after) else ())
+
+
+# -- an observed dataset's change (freshet.core.observe) ------------------------------
+
+
+def _observed(key: str, observation: Observation, facts: Facts, now: datetime
+              ) -> tuple[dict[str, str], dict[str, Dataset], Dataset]:
+    """(the version the observation advanced, the dataset after it, before it)."""
+    before = facts.datasets.get(key) or Dataset(key=key)
+    after = apply_observation(before, observation, now)
+    moved = (after.data_as_of is not None
+             and after.last_success_run_id != before.last_success_run_id)
+    return ({key: after.last_success_run_id} if moved else {}), {key: after}, before
+
+
+def observed_reads(key: str, observation: Observation, facts: Facts | None,
+                   now: datetime) -> Reads | None:
+    """What an observation's commit reads next: the dataset, then (when its data time
+    moved) the jobs it triggers and their other upstreams, as a run's ending does."""
+    if facts is None:
+        return Reads(datasets=(key,))
+    new, after, _ = _observed(key, observation, facts, now)
+    return _trigger_reads(new, after, facts)
+
+
+def observing(key: str, observation: Observation, facts: Facts, now: datetime,
+              settings: Settings) -> Commit:
+    """The whole commit of one observation: the dataset when it changes, and the runs
+    its new data time triggers (the same decision as a produced dataset's success: an
+    observation starts a chain, so its runs are at depth 1)."""
+    new, after, before = _observed(key, observation, facts, now)
+    fired, fields = _fire(new, after, facts, now, settings, depth=1, upstream=None)
+    return Commit(verdict=None, detail="observed",
+                  datasets=(after[key],) if differs(before, after[key]) else (),
+                  runs=tuple(fired), jobs=fields,
+                  tasks=tuple(new_run_task(r) for r in fired))

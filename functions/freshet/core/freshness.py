@@ -2,7 +2,10 @@
 
 The age judged is the data's when its syncs report a watermark (`Dataset.data_as_of`,
 basis `data`), else the last success's (basis `sync`): a green sync that loaded
-yesterday's file is not fresh data.
+yesterday's file is not fresh data. An observed dataset (freshet.core.observe: data
+Freshet did not load, seen through table metadata, a bucket or SQL) is judged on the
+data time the observer read (basis `observed`); it has no syncs, so it is never
+`running`, and old data that reads fine is `stale_data`.
 
 States `evaluate` decides, in the order it decides them:
   unknown     never synced;
@@ -50,6 +53,7 @@ class Basis(StrEnum):
 
     DATA = "data"  # the watermark the syncs report: when the data is current to
     SYNC = "sync"  # the last successful sync
+    OBSERVED = "observed"  # the data time an observation read (core.observe)
 
 
 # Best to worst: what a banner shows when several datasets disagree is the worst.
@@ -99,16 +103,26 @@ class Freshness:
 def evaluate(dataset: Dataset | None, requirement: Requirement, now: datetime) -> Freshness:
     if dataset is None or dataset.last_success_at is None:
         return _never_succeeded(dataset, now)
+    observed = dataset.freshness_basis == Basis.OBSERVED
+    if observed and dataset.data_as_of is None:
+        return Freshness(State.UNKNOWN, "observed, but there is no data there yet"
+                         + _failure_note(dataset), basis=Basis.OBSERVED)
     synced = max(now - dataset.last_success_at, timedelta(0))
     as_of = dataset.data_as_of
-    basis = Basis.SYNC if as_of is None else Basis.DATA
+    basis = Basis.OBSERVED if observed else Basis.SYNC if as_of is None else Basis.DATA
     age = synced if as_of is None else max(now - as_of, timedelta(0))
     needs = f"needs < {human_duration(requirement.error_after)}"
     said = (f"last success {human_duration(synced)} ago" if as_of is None else
+            f"data as of {as_of_words(as_of, now)} ({human_duration(age)} old), observed"
+            if observed else
             f"data as of {as_of_words(as_of, now)} ({human_duration(age)} old), "
             f"synced {human_duration(synced)} ago")
     if age >= requirement.error_after:
-        if as_of is not None and synced < requirement.error_after and not dataset.failing:
+        if observed and not dataset.failing:
+            state, reason = State.STALE_DATA, (f"observed: the data is as of "
+                                               f"{as_of_words(as_of, now)} and has not "
+                                               f"changed since ({needs})")
+        elif as_of is not None and synced < requirement.error_after and not dataset.failing:
             state, reason = State.STALE_DATA, (f"synced {human_duration(synced)} ago, but the "
                                                f"data is as of {as_of_words(as_of, now)} "
                                                f"({needs})")
@@ -157,7 +171,8 @@ def watermark_note(dataset: Dataset) -> str:
 
 def _never_succeeded(dataset: Dataset | None, now: datetime) -> Freshness:
     if dataset is not None and dataset.failing:
-        return Freshness(State.FAILING, f"never synced successfully{_failure_note(dataset)}")
+        verb = "read" if dataset.freshness_basis == Basis.OBSERVED else "synced"
+        return Freshness(State.FAILING, f"never {verb} successfully{_failure_note(dataset)}")
     if dataset is not None and dataset.running:
         ago = human_duration(now - dataset.last_started_at)
         return Freshness(State.RUNNING, f"first sync in progress (started {ago} ago)")
@@ -170,7 +185,8 @@ def failure_note(dataset: Dataset | None, error: str | None) -> str:
     if dataset is None or not dataset.failing:
         return ""
     count = dataset.consecutive_failures
-    syncs = "the last sync" if count <= 1 else f"the last {count} syncs"
+    what = "read" if dataset.freshness_basis == Basis.OBSERVED else "sync"
+    syncs = f"the last {what}" if count <= 1 else f"the last {count} {what}s"
     return f"; {syncs} failed" + (f": {error}" if error else "")
 
 

@@ -574,6 +574,9 @@ class Dataset:
     # dropped from it: deadlines are judged from what the data was at the deadline.
     data_points: list[dict] = field(default_factory=list)
     data_floor: dict | None = None
+    # "observed" for a dataset Freshet observes rather than loads (core.observe): its
+    # freshness is judged on the data time the observer read. None: produced by jobs.
+    freshness_basis: str | None = None
     updated_at: datetime | None = None
 
     _TIMES = ("last_started_at", "last_success_at", "last_success_slot", "last_failure_at",

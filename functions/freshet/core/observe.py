@@ -10,11 +10,18 @@ A dataset may declare where its data can be seen instead of a job that produces 
 The first two are free metadata reads; the SQL is billed by the bytes it scans, so it
 is opt-in and capped. An observation is judged like a sync's watermark (never
 backwards, never in the future: freshet.core.bookkeeping): the dataset's `data_as_of`
-is the time the data was last changed, its freshness basis is `observed`, and its
-`last_success_at` is when it was last looked at (so a table that stops changing turns
-`stale_data`, then its consumers' banners, like a produced dataset whose syncs bring old
-data). A read that fails permanently (the table is gone, it is a view) counts as a
-failure; one that may pass (429, 5xx) changes nothing and is read again next pass.
+is the time the data was last changed and its freshness basis is `observed`
+(freshet.core.freshness judges its age on that time: a table that stops changing turns
+`warn`, then `stale_data`, then its consumers' banners). A read that fails permanently
+(the table is gone, it is a view) counts as a failure; one that may pass (429, 5xx)
+changes nothing and is read again next pass.
+
+The pass keeps what it last saw of every observed dataset in one ledger (`Seen` per
+key: when it was read, the data time, the error), so deciding what is due and what
+moved costs one document, not one per dataset. A dataset document is written only
+when its data time moves or its error changes, and that commit is the one that fires
+the jobs triggered by it (freshet.core.commit.observing): the dataset's version is
+derived from its data time (`observed_version`), so a repeated commit fires nothing new.
 """
 
 import re
@@ -24,11 +31,14 @@ from enum import StrEnum
 
 from freshet.core import bookkeeping
 from freshet.core.errors import ValidationError, check_keys
+from freshet.core.freshness import Basis
 from freshet.core.models import Dataset
-from freshet.core.timeutil import format_duration, parse_duration
+from freshet.core.text import MAX_ERROR_CHARS, shorten
+from freshet.core.timeutil import format_duration, isoformat, parse_duration, to_utc
 
-OBSERVED = "observed"  # the freshness basis (status.json `freshness_basis`)
-OBSERVER = "observer"  # stands for the run id in an observed dataset's bookkeeping
+OBSERVED = str(Basis.OBSERVED)  # the freshness basis (status.json `freshness_basis`)
+OBSERVER = "observer"  # stands for the run id in an observed dataset's failures
+MAX_LEDGER_ERROR = 300  # characters of a read error the ledger keeps
 DEFAULT_OBSERVE_EVERY = timedelta(minutes=5)
 MIN_OBSERVE_EVERY = timedelta(minutes=1)
 MAX_OBSERVE_EVERY = timedelta(days=1)
@@ -194,29 +204,42 @@ def observation_due(last_observed_at: datetime | None, every: timedelta,
     return last_observed_at is None or now >= last_observed_at + every - timedelta(seconds=10)
 
 
+def observed_version(data_as_of: datetime | None) -> str:
+    """An observed dataset's version (`last_success_run_id`, what triggers compare):
+    its data time, so it changes exactly when the data does."""
+    return f"observed@{isoformat(data_as_of) if data_as_of is not None else 'none'}"
+
+
+def _same_issue(dataset: Dataset, issue: str, seen: datetime | None) -> bool:
+    return dataset.watermark_issue == issue and dataset.rejected_watermark == seen
+
+
 def apply_observation(dataset: Dataset, observation: Observation, now: datetime) -> Dataset:
-    """The dataset document after one observation at `now`.
+    """The dataset document after one observation at `now` (unchanged: nothing to write).
 
     New data (a later change time) is recorded as a success whose watermark is that
-    time (data points, daily bar, data_as_of: what deadlines and the page read). The
-    same data again only moves `last_success_at` (when it was last seen). A permanent
-    error is a failure (never touching last_success_at); a transient one changes
-    nothing."""
+    time (data points, daily bar, data_as_of: what deadlines and the page read), with
+    the version `observed_version(data_as_of)`. The same data again changes nothing. A
+    permanent error is a failure (never touching last_success_at), recorded once while
+    it stays the same; a transient one changes nothing."""
     if observation.error:
-        if observation.transient:
+        error = shorten(observation.error, MAX_ERROR_CHARS)
+        if observation.transient or (dataset.failing and dataset.last_error == error):
             return dataset
-        return bookkeeping.apply_failure(dataset, OBSERVER, now, observation.error)
+        failed = bookkeeping.apply_failure(dataset, OBSERVER, now, observation.error)
+        return replace(failed, freshness_basis=OBSERVED)
     seen = observation.data_as_of
-    new = seen is not None and (dataset.data_as_of is None or seen > dataset.data_as_of)
-    if new or dataset.last_success_at is None or dataset.failing:
-        return bookkeeping.apply_success(dataset, OBSERVER, now, watermark=seen)
-    if dataset.last_success_at >= now:
+    trusted, issue = bookkeeping.judge_watermark(dataset.data_as_of, seen, now)
+    moved = issue is None and seen is not None and trusted != dataset.data_as_of
+    if (moved or dataset.last_success_at is None or dataset.failing
+            or dataset.freshness_basis != OBSERVED):
+        done = bookkeeping.apply_success(dataset, observed_version(trusted), now,
+                                         watermark=seen)
+        return replace(done, freshness_basis=OBSERVED)
+    if issue is None or _same_issue(dataset, str(issue), seen):
         return dataset
-    issue = {}
-    if seen is not None and dataset.data_as_of is not None and seen < dataset.data_as_of:
-        issue = {"watermark_issue": str(bookkeeping.WatermarkIssue.BACKWARDS),
-                 "rejected_watermark": seen}
-    return replace(dataset, last_success_at=now, updated_at=now, **issue)
+    return replace(dataset, watermark_issue=str(issue), rejected_watermark=seen,
+                   updated_at=now)
 
 
 def freshness_basis(observed: bool, dataset: Dataset | None) -> str:
@@ -224,6 +247,85 @@ def freshness_basis(observed: bool, dataset: Dataset | None) -> str:
     if observed:
         return OBSERVED
     return "data" if dataset is not None and dataset.data_as_of is not None else "sync"
+
+
+# -- the ledger: what the observer last saw of each dataset -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One dataset's entry in the ledger (settings/observations)."""
+
+    at: datetime | None = None  # when it was last read with an answer
+    as_of: datetime | None = None  # the data time that read found
+    error: str = ""  # that read's permanent error ("" when it succeeded)
+
+    def to_doc(self, key: str) -> dict:
+        return {"key": key, "at": self.at, "as_of": self.as_of, "error": self.error}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Seen":
+        return cls(to_utc(doc.get("at")), to_utc(doc.get("as_of")), str(doc.get("error") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """What the observer saw, by dataset key, and when the next read is due (the tick
+    reads only this document to know whether a pass is due)."""
+
+    seen: dict[str, Seen]
+    next_at: datetime | None = None  # None: a pass is due now (nothing recorded yet)
+
+    def to_doc(self) -> dict:
+        return {"next_at": self.next_at,
+                "datasets": [s.to_doc(k) for k, s in sorted(self.seen.items())]}
+
+    @classmethod
+    def from_doc(cls, doc: dict | None) -> "Ledger":
+        doc = doc or {}
+        seen = {d["key"]: Seen.from_doc(d) for d in doc.get("datasets") or []
+                if isinstance(d, dict) and d.get("key")}
+        return cls(seen, to_utc(doc.get("next_at")))
+
+    def due(self, now: datetime) -> bool:
+        return self.next_at is None or now >= self.next_at
+
+
+def recorded(before: Seen | None, observation: Observation, now: datetime
+             ) -> tuple[Seen | None, bool]:
+    """(the ledger's entry after `observation`, whether the dataset must be committed):
+    only when its data time moved or its error changed, or it was never seen. A
+    transient failure keeps the entry (the read is due again next pass)."""
+    if observation.transient:
+        return before, False
+    if observation.error:
+        error = shorten(observation.error, MAX_LEDGER_ERROR)
+        last = before.as_of if before is not None else None
+        return Seen(now, last, error), before is None or before.error != error
+    seen = Seen(now, observation.data_as_of)
+    return seen, before is None or before.error != "" or before.as_of != seen.as_of
+
+
+# The longest a ledger waits before the next pass, whatever the datasets' cadence
+# (with none observed: a pass an hour reads the catalog and finds nothing). apply makes
+# a pass due at once when it writes the catalog (`due_now`), so a newly declared
+# dataset is read at the next tick; this bounds the wait should that write be lost.
+MAX_PASS_GAP = timedelta(hours=1)
+
+
+def due_now(doc: dict | None) -> dict:
+    """The ledger document with a pass due at the next tick (apply, after it writes
+    the catalog: what is observed, and how often, may have changed)."""
+    return {**(doc or {}), "next_at": None}
+
+
+def next_pass(specs: dict[str, ObserveSpec], seen: dict[str, Seen], now: datetime
+              ) -> datetime:
+    """When the next pass has something to read: the earliest entry's due time (one
+    never read: now), at most MAX_PASS_GAP away."""
+    due = [now if (s := seen.get(k)) is None or s.at is None
+           else s.at + spec.every - timedelta(seconds=10) for k, spec in specs.items()]
+    return min([*due, now + MAX_PASS_GAP])
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,19 +342,15 @@ class ObservePlan:
         return len(self.tables) + len(self.prefixes) + len(self.sql)
 
 
-def last_observed(dataset: Dataset | None) -> datetime | None:
-    """When the dataset was last read with an answer (success or permanent failure)."""
-    if dataset is None:
-        return None
-    times = [t for t in (dataset.last_success_at, dataset.last_failure_at) if t is not None]
-    return max(times, default=None)
-
-
-def plan_observations(specs: dict[str, ObserveSpec], datasets: dict[str, Dataset],
+def plan_observations(specs: dict[str, ObserveSpec], seen: dict[str, Seen],
                       now: datetime, limit: int = 10_000) -> ObservePlan:
     """The reads due at `now`, the longest-unread first, at most `limit` of them."""
-    due = [(last_observed(datasets.get(key)), key) for key, spec in specs.items()
-           if observation_due(last_observed(datasets.get(key)), spec.every, now)]
+    def last(key: str) -> datetime | None:
+        entry = seen.get(key)
+        return entry.at if entry is not None else None
+
+    due = [(last(key), key) for key, spec in specs.items()
+           if observation_due(last(key), spec.every, now)]
     due.sort(key=lambda item: (item[0] is not None, item[0] or now, item[1]))
     chosen = [key for _, key in due[:limit]]
     by_kind = {kind: tuple((k, specs[k].target) for k in chosen if specs[k].kind == kind)

@@ -251,7 +251,8 @@ class BigQuery:
         return TableFacts(str(ref), to_utc(found.modified), kind, found.num_rows)
 
     def query_time(self, sql: str, maximum_bytes_billed: int, location: str = "",
-                   parameters: tuple[Parameter, ...] = ()) -> datetime | None:
+                   parameters: tuple[Parameter, ...] = (),
+                   result_timeout_s: float = RESULT_TIMEOUT_S) -> datetime | None:
         """An observation's SQL (billed, capped): the first column of its first row as a
         UTC time (a DATE counts as its midnight UTC); None when it returns NULL or no row."""
         config = bigquery.QueryJobConfig(
@@ -261,7 +262,7 @@ class BigQuery:
         with calling("running the observation SQL"):
             rows = list(self.client.query(sql, job_config=config, location=location or None,
                                           retry=self.retry, timeout=self.timeout).result(
-                timeout=RESULT_TIMEOUT_S, max_results=1))
+                timeout=result_timeout_s, max_results=1))
         if not rows or rows[0][0] is None:
             return None
         value = rows[0][0]

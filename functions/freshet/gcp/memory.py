@@ -31,6 +31,7 @@ T = TypeVar("T")
 SETTINGS, BACKFILLS = "settings", "backfills"
 CONTROL_DOC, CATALOG_DOC, HEARTBEAT_DOC = "control", "catalog", "heartbeat"
 TRIGGER_GRAPH_DOC = "trigger_graph"  # as freshet.gcp.store
+OBSERVATIONS_DOC = "observations"  # as freshet.gcp.store
 TRIES = 5  # a transaction whose create found its document is decided again, like Firestore's
 
 
@@ -425,6 +426,12 @@ class MemoryStore(TypedReads):
 
     def put_catalog_doc(self, doc: dict) -> None:
         self._commit([("set", SETTINGS, CATALOG_DOC, doc, None)])
+
+    def observations_doc(self) -> dict:
+        return self._setting(OBSERVATIONS_DOC)
+
+    def put_observations_doc(self, doc: dict) -> None:
+        self._commit([("set", SETTINGS, OBSERVATIONS_DOC, doc, None)])
 
     def heartbeats(self) -> dict:
         return self._setting(HEARTBEAT_DOC)

@@ -66,13 +66,17 @@ class StorageClient:
         self._client = client
         self._lock = threading.Lock()
 
-    def bucket(self, name: str):
+    @property
+    def client(self):
         with self._lock:
             if self._client is None:
                 from google.cloud import storage
 
                 self._client = storage.Client()
-        return self._client.bucket(name)
+            return self._client
+
+    def bucket(self, name: str):
+        return self.client.bucket(name)
 
 
 @translates

@@ -65,12 +65,16 @@ STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
 # settings/trigger_graph: {version, jobs}: bumped by every change to the trigger graph
 # (a create compares and sets it in its transaction: ops.operations.create_job).
 TRIGGER_GRAPH_DOC = "trigger_graph"
+# settings/observations: what the observe pass last saw of each observed dataset
+# (freshet.core.observe.Ledger), and when its next pass is due.
+OBSERVATIONS_DOC = "observations"
 # Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
 # as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
 PAGED_LISTS = {
     STATUS_DOC: ("datasets", "consumers", "failed_jobs", "stuck_runs", "events", "pending"),
     CATALOG_DOC: ("datasets", "consumers"),
     APPLIED_DOC: ("job_ids",),
+    OBSERVATIONS_DOC: ("datasets",),
 }
 STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.snapshot)
 MODEL_MANIFEST = "manifest"
@@ -519,6 +523,13 @@ class Store(TypedReads):
 
     def put_catalog_doc(self, doc: dict) -> None:
         self.paged.put(CATALOG_DOC, doc)
+
+    def observations_doc(self) -> dict:
+        """settings/observations: the observe pass's ledger (core.observe.Ledger)."""
+        return self.paged.get(OBSERVATIONS_DOC)
+
+    def put_observations_doc(self, doc: dict) -> None:
+        self.paged.put(OBSERVATIONS_DOC, doc)
 
     # -- plain writes ---------------------------------------------------------
 

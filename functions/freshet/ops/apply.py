@@ -24,6 +24,7 @@ from freshet.core.control import Control
 from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
 from freshet.core.models import Catchup, Job, JobStatus
+from freshet.core.observe import due_now
 from freshet.core.schedules import first_slot
 from freshet.core.text import shorten
 from freshet.core.timeutil import format_duration, isoformat
@@ -375,6 +376,8 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
         tell(f"job {change.job_id}: {result.jobs[change.job_id]}")
     if todo.catalog_changes:
         store.put_catalog_doc(declared_catalog(config))
+        # What is observed may have changed: the next tick's observe pass reads it.
+        store.put_observations_doc(due_now(store.observations_doc()))
         result.catalog_written = True
         tell("catalog written")
     if todo.control_changes:

@@ -797,6 +797,10 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at,
     say(f"Assumed: {a.retry_rate:.0%} of attempts retried, syncs of {a.sync_s:g} s, runs "
         f"kept {a.run_retention_days} days (a TTL policy deletes them; TTL deletes and "
         f"named databases get no free tier: the free tier is the (default) database's).")
+    if load.observed.datasets:
+        say(f"Observed: {load.observed.datasets:,} datasets, their data changing "
+            f"{a.observed_changes_per_day:g} times a day each; {load.observed.passes:,.0f} "
+            "observe passes a month, run by the tick (docs/engines.md).")
     say(f"Counts measured by the benchmarks ({measured_path}, {measured_at or 'undated'}); "
         f"prices as of {estimate.prices.as_of}, {estimate.prices.doc.get('location', '')}; "
         f"this config deploys to {region} (pass --prices for its prices).")

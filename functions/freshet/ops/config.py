@@ -495,6 +495,8 @@ class _Parser:
         policy = self.http_fetch(doc.get("http_fetch"))
         catalog = self.catalog(doc, queues[0], pools, policy)
         observed = self.observed(doc.get("datasets"), project)
+        catalog = replace(catalog, datasets={
+            k: replace(d, observe=observed.get(k)) for k, d in catalog.datasets.items()})
         jobs = self.jobs(doc.get("jobs"), catalog, pools, policy)
         _check_not_produced(jobs, observed)
         control = None if doc.get("control") is None else parse_control(doc["control"],

@@ -3,7 +3,8 @@
 Three inputs, none guessed:
   - the pipeline config: each job's schedule (runs a month, counted slot by slot over
     30 days), the datasets it produces, the control schedules (ticks, sweeps,
-    publishes a month) and each function's memory;
+    publishes a month), each function's memory, and the observed datasets (each read
+    once per its observe_every, in passes the tick runs);
   - per-operation counts MEASURED by the benchmarks (bench/results.json): document
     reads and writes per run (for 1 and 5 datasets, interpolated), per retried
     attempt, per idle tick, sweep and steady-state publish; tasks per run; each
@@ -76,6 +77,9 @@ class Measured:
     bytes_run_5ds: float
     bytes_job: float
     bytes_dataset_90d: float
+    observe_tick_reads: float  # a tick with no observe pass due: the ledger
+    observe_pass_reads: float  # a pass over 1,000 tables, none changed
+    observe_pass_s_1k: float  # that pass's time, the engine's answers included
     poll_reads: float  # a waiting run's poll: the run, the switches, the run again
     poll_writes: float
 
@@ -97,6 +101,9 @@ class Measured:
         "site_bytes_5k": "page_site_bytes_5k",
         "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
         "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
+        "observe_tick_reads": "observe_reads_per_tick_idle",
+        "observe_pass_reads": "observe_reads_per_pass_1k_tables",
+        "observe_pass_s_1k": "observe_pass_s_1k_tables",
         "poll_reads": "external_poll_reads", "poll_writes": "external_poll_commit_writes",
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
@@ -187,6 +194,9 @@ class Assumptions:
     sync_s: float = 1.0  # a sync's own time inside run_task
     run_retention_days: int = 90  # how long run documents are kept
     fanout_above: int = 100  # the tick's claim_fanout_above
+    # How often an observed dataset's data changes (each change: a dataset written, and
+    # the runs it triggers, which are counted as runs)
+    observed_changes_per_day: float = 24.0
     # How long an engine kind's work (a BigQuery job, a Cloud Run execution) runs: its
     # run waits that long, polled with backoff (core.external.polls_for).
     engine_s: float = 600.0
@@ -198,6 +208,8 @@ class Assumptions:
             raise ValidationError("sync_seconds", "must not be negative")
         if self.run_retention_days < 0:
             raise ValidationError("run_retention_days", "must not be negative")
+        if self.observed_changes_per_day < 0:
+            raise ValidationError("observed_changes_per_day", "must not be negative")
 
 
 @dataclass(frozen=True)
@@ -205,6 +217,39 @@ class JobLoad:
     schedule: Schedule
     datasets: int
     polls: int = 0  # an engine kind's: the polls of each run's wait
+
+
+@dataclass(frozen=True)
+class ObservedLoad:
+    """The observed datasets' month (freshet.core.observe): the passes the tick runs
+    and the engines' reads, each dataset read once per its observe_every."""
+
+    datasets: int = 0
+    passes: float = 0.0  # observe passes (each: the catalog read, the ledger written)
+    tables: float = 0.0  # BigQuery tables.get calls (free metadata)
+    listings: float = 0.0  # Cloud Storage listings of a prefix (class A operations)
+    queries: float = 0.0  # observation SQL queries (billed by bytes)
+    query_bytes_cap: float = 0.0  # what those queries may bill at most, in bytes
+
+
+def observed_load(specs: Iterable, ticks: float) -> ObservedLoad:
+    """`specs`: the config's ObserveSpecs. A pass runs at a tick when the earliest
+    dataset is due (at least one an hour: core.observe.MAX_PASS_GAP)."""
+    from freshet.core.observe import MAX_PASS_GAP, MIN_BYTES_BILLED, ObserveKind
+
+    specs = list(specs)
+    reads = Counter()
+    capped = 0.0
+    for spec in specs:
+        count = MONTH / max(spec.every, timedelta(minutes=1))
+        reads[spec.kind] += count
+        if spec.kind == ObserveKind.BIGQUERY_SQL:
+            capped += count * max(MIN_BYTES_BILLED, spec.maximum_bytes_billed or 0)
+    gap = min([MAX_PASS_GAP, *(s.every for s in specs)])
+    return ObservedLoad(datasets=len(specs), passes=min(ticks, MONTH / gap),
+                        tables=reads[ObserveKind.BIGQUERY_TABLE],
+                        listings=reads[ObserveKind.GCS_PREFIX],
+                        queries=reads[ObserveKind.BIGQUERY_SQL], query_bytes_cap=capped)
 
 
 @dataclass(frozen=True)
@@ -221,6 +266,7 @@ class Workload:
     scheduler_jobs: int
     herds: float  # ticks that fan out (more jobs due in one minute than fanout_above)
     memory: Mapping[str, FunctionLimits] = field(default_factory=dict)
+    observed: ObservedLoad = ObservedLoad()
     # Polls of waiting runs: each one task, one run_task call, and the reads and writes
     # bench_engines measured.
     polls: float = 0.0
@@ -251,8 +297,10 @@ def slots_in_month(schedule: Schedule) -> tuple[datetime, ...]:
 
 def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
              datasets: int, fanout_above: int,
-             memory: Mapping[str, FunctionLimits] | None = None) -> Workload:
-    """`control`: the control schedules as (schedule, target function)."""
+             memory: Mapping[str, FunctionLimits] | None = None,
+             observed: Iterable = ()) -> Workload:
+    """`control`: the control schedules as (schedule, target function); `observed`:
+    the observed datasets' specs."""
     groups = Counter((j.schedule, j.datasets, j.polls) for j in jobs)
     per_minute: Counter = Counter()
     runs = dataset_runs = polls = 0.0
@@ -271,6 +319,7 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
                     dataset_runs=dataset_runs, ticks=calls["scheduler_tick"],
                     sweeps=calls["recover_stuck_runs"], publishes=calls["publish_status"],
                     scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}),
+                    observed=observed_load(observed, calls["scheduler_tick"]),
                     polls=polls)
 
 
@@ -349,21 +398,36 @@ def estimate(load: Workload, measured: Measured, prices: Prices,
         _line("Cloud Scheduler", "jobs", load.scheduler_jobs, "jobs",
               prices.free("cloud_scheduler", "jobs"), prices("cloud_scheduler", "job_month")),
         *_storage(load, measured, prices, documents),
+        *_observations(load, prices),
     ]
     return Estimate(tuple(lines), load, prices, assumptions, tuple(syncs))
+
+
+def _observe_ops(load: Workload, measured: Measured, assumptions: Assumptions
+                 ) -> tuple[float, float]:
+    """(reads, writes) a month of the observe pass: every tick reads the ledger; each
+    pass also reads the catalog and writes the ledger; each change of an observed
+    dataset's data is one transaction reading and writing its document."""
+    seen = load.observed
+    changes = seen.datasets * assumptions.observed_changes_per_day * MONTH.days
+    reads = (load.ticks * measured.observe_tick_reads
+             + seen.passes * max(0.0, measured.observe_pass_reads
+                                 - measured.observe_tick_reads) + changes)
+    return reads, seen.passes + changes
 
 
 def _firestore(load, measured, prices, assumptions, k, retries, publish_reads, documents,
                shard_calls) -> list[Line]:
     days = MONTH.days
+    observe_reads, observe_writes = _observe_ops(load, measured, assumptions)
     reads = (load.runs * measured.run_reads(k) + retries * measured.retry_reads
              + load.ticks * measured.tick_idle_reads + load.sweeps * measured.sweep_idle_reads
              + load.publishes * publish_reads + shard_calls  # a handler reads the switches
-             + load.polls * measured.poll_reads)
+             + observe_reads + load.polls * measured.poll_reads)
     writes = (load.runs * measured.run_writes(k) + retries * measured.retry_writes
               + load.ticks * measured.tick_idle_writes
               + load.sweeps * measured.sweep_idle_writes
-              + load.publishes * measured.publish_writes(documents)
+              + load.publishes * measured.publish_writes(documents) + observe_writes
               + load.polls * measured.poll_writes)
     kept_runs = load.runs / days * assumptions.run_retention_days
     stored = (load.jobs * measured.bytes_job + load.datasets * measured.bytes_dataset_90d
@@ -410,7 +474,15 @@ def _functions(load, measured, prices, assumptions, retries, shard_calls
         "recover_stuck_runs": (load.sweeps, measured.sweep_idle_s),
         "publish_status": (load.publishes, measured.publish_s_hour_median),
     }
+    # The observe pass runs inside a tick's request: its time, not another request,
+    # scaled from 1,000 tables by the observed datasets a pass reads at most.
+    observe_s = measured.observe_pass_s_1k * load.observed.datasets / 1000
+    tick = load.memory.get("scheduler_tick") or FunctionLimits()
     requests = vcpu_s = gib_s = 0.0
+    if load.observed.passes and observe_s:
+        time_s = load.observed.passes * billed(observe_s)
+        vcpu_s += time_s * vcpu_of(tick)
+        gib_s += time_s * memory_mib(tick.memory) / 1024
     for name, (count, seconds) in calls.items():
         limits = load.memory.get(name) or FunctionLimits()
         time_s = count * billed(seconds)
@@ -459,6 +531,30 @@ def _storage(load, measured, prices, documents) -> list[Line]:
               prices.free("cloud_storage", "storage_gib"),
               prices("cloud_storage", "storage_gib_month")),
     ]
+
+
+def _observations(load: Workload, prices: Prices) -> list[Line]:
+    """The engines' side of observed datasets: tables.get is free metadata, a prefix's
+    listing is a class A operation, an observation query bills its bytes (priced here
+    at its cap, maximum_bytes_billed: at most this)."""
+    seen = load.observed
+    if not seen.datasets:
+        return []
+    lines = []
+    if seen.tables:
+        lines.append(_line("BigQuery", "tables.get (observed tables: free metadata)",
+                           seen.tables, "calls", seen.tables, 0.0))
+    if seen.listings:
+        lines.append(_line("Cloud Storage", "class A operations (observed prefixes listed)",
+                           seen.listings, "ops", 0.0,
+                           prices("cloud_storage", "class_a_per_1000") / 1000))
+    if seen.queries:
+        bigquery = prices.doc.get("bigquery") or {}
+        lines.append(_line("BigQuery", "observation SQL (at its maximum_bytes_billed)",
+                           seen.query_bytes_cap / 2 ** 40, "TiB",
+                           float((bigquery.get("free") or {}).get("tib_per_month", 0)),
+                           float(bigquery.get("on_demand_tib", 0))))
+    return lines
 
 
 # -- Firestore storage, by Google's formula -------------------------------------------
@@ -536,7 +632,8 @@ def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
     return workload((JobLoad(j.schedule, len(j.produces),
                              waits if j.kind in engine_kinds else 0) for j in active), control,
                     datasets=len(datasets), fanout_above=assumptions.fanout_above,
-                    memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS})
+                    memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS},
+                    observed=(spec for _, spec in config.observed))
 
 
 # -- the herd: when N runs due at one slot have started ---------------------------------

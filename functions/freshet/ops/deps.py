@@ -16,6 +16,7 @@ from freshet.gcp.storage import Sink, StorageClient, sink_from_settings, snapsho
 from freshet.gcp.store import Store, firestore_client
 from freshet.gcp.tasks import TaskQueue
 from freshet.loop.engines import Engines
+from freshet.loop.observe import EngineReader, Reader
 
 
 @dataclass
@@ -28,6 +29,9 @@ class Deps:
     # Unset: the settings' sinks, made once with this Deps and sharing one client.
     site_sink: Sink | None = None
     snapshots: Sink | None = None
+    # What the observe pass reads through (BigQuery, Cloud Storage); unset: the engines'
+    # adapters for the settings' project, their clients made on first use.
+    observer: Reader | None = None
     # The engines' adapters (BigQuery, Cloud Run) for waiting runs; unset: the process's,
     # made on first use (freshet.loop.engines.process_engines).
     engines: Engines | None = None
@@ -38,6 +42,8 @@ class Deps:
             self.site_sink = sink_from_settings(self.settings, storage)
         if self.snapshots is None:
             self.snapshots = snapshot_sink(self.settings, storage)
+        if self.observer is None:
+            self.observer = EngineReader(self.settings.project, storage=storage)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Deps":

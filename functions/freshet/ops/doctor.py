@@ -80,6 +80,7 @@ class CloudFacts:
     storage_audit: object = None  # Data Access audit logs record Cloud Storage reads
     # The Cloud Run jobs the config's cloud_run_job jobs name: path -> {role: members}.
     engine_jobs: dict = field(default_factory=dict)
+    observed: dict = field(default_factory=dict)  # dataset key -> TableFacts (tables.get)
 
 
 def _sa(email: str) -> str:
@@ -115,7 +116,47 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
     checks.append(_heartbeat(facts.heartbeats, now))
     checks.append(_site(config, facts.site, now, page_stale_after))
     checks.append(_page_opens(config, facts.page_answer, facts.storage_audit))
+    return checks + observed_checks(config, facts.observed, now)
+
+
+# Observed tables doctor reads with tables.get (free metadata), at most: the pass reads
+# them all, every few minutes, and says which fail on the page.
+DOCTOR_OBSERVED = 50
+
+
+def _observed_tables(config: PipelineConfig) -> list[tuple[str, str]]:
+    from freshet.core.observe import ObserveKind
+
+    return [(key, spec.target) for key, spec in config.observed
+            if spec.kind == ObserveKind.BIGQUERY_TABLE][:DOCTOR_OBSERVED]
+
+
+def observed_checks(config: PipelineConfig, observed: dict, now: datetime) -> list[Check]:
+    """Each observed BigQuery table (up to DOCTOR_OBSERVED) as the caller sees it: there,
+    a table (not a view: its lastModifiedTime is not its data's), and when it changed."""
+    checks = []
+    for key, table in _observed_tables(config):
+        label, found = f"observed table {table} ({key})", observed.get(key)
+        if found is None:
+            continue
+        if isinstance(found, Unknown):
+            checks.append(Check(False, label, found.reason,
+                                f"name a table the runtime account "
+                                f"{config.functions.service_account} may read "
+                                "(roles/bigquery.metadataViewer on it)"))
+            continue
+        age = human_duration(max(now - found.modified, timedelta(0)))
+        checks.append(Check(True, label, f"a table, last modified {age} ago (read with "
+                            "your credentials: the runtime account needs "
+                            "roles/bigquery.metadataViewer on it)"))
     return checks
+
+
+def _read_observed(config: PipelineConfig) -> dict:
+    from freshet.gcp.bigquery import BigQuery
+
+    bigquery = BigQuery(config.project)
+    return {key: read(bigquery.table_facts, table) for key, table in _observed_tables(config)}
 
 
 def _deploy(config: PipelineConfig) -> str:
@@ -377,6 +418,7 @@ class LocalFacts:
     jobs: object = None  # job ids stored
     heartbeats: object = None
     page: object = None  # {"where": str, "updated": datetime | None}
+    observed: dict = field(default_factory=dict)  # as CloudFacts', from the emulator
 
 
 def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
@@ -429,7 +471,7 @@ def local_checks(config: PipelineConfig, facts: LocalFacts, now: datetime, *,
         checks.append(Check(age <= page_stale_after, "status page",
                             f"{page['where']} published {human_duration(age)} ago",
                             "freshet site build (or is the local scheduler running?)"))
-    return checks
+    return checks + observed_checks(config, facts.observed, now)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -485,6 +527,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
     for job in engine_access.cloud_run_jobs(config):
         engines = CloudRun(job.project, job.region)
         facts.engine_jobs[job.path] = read(engines.job_policy, job.path)
+    facts.observed = _read_observed(config)
     return facts
 
 
@@ -509,6 +552,8 @@ def collect_local(config: PipelineConfig, env=os.environ) -> LocalFacts:
         facts.heartbeats = read(store.heartbeats)
     settings = load_settings(env)
     facts.page = read(local_page_facts, settings)
+    if env.get("BIGQUERY_EMULATOR_HOST"):  # the demo's vendor table lives there
+        facts.observed = _read_observed(config)
     return facts
 
 

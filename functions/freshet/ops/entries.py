@@ -4,6 +4,9 @@ call one step of the loop (or publish, or the API), and say what happened as JSO
 functions/main.py wires each of these to a Cloud Function through freshet.ops.web.serve.
 """
 
+import logging
+import time
+
 from freshet.core import logcontext
 from freshet.core.errors import ValidationError
 from freshet.core.herd import ShardTask
@@ -11,6 +14,8 @@ from freshet.core.runs import job_of_run
 from freshet.core.timeutil import isoformat
 from freshet.core.values import check_bool
 from freshet.loop.delivery import parse_delivery, parse_poll
+from freshet.loop.observe import BUDGET_S as OBSERVE_BUDGET_S
+from freshet.loop.observe import observe_once
 from freshet.loop.poll import poll_one
 from freshet.loop.recover import sweep_once
 from freshet.loop.run import handle_one
@@ -19,16 +24,36 @@ from freshet.ops import api as api_routes
 from freshet.ops.web import Answer, Call, json_body
 from freshet.status.publish import publish_once
 
+log = logging.getLogger(__name__)
+
 SCHEDULER_KEYS = ("schedule", "target")  # what a Cloud Scheduler job's body says of itself
 
 
 def scheduler_tick(call: Call) -> Answer:
     """Every minute from Cloud Scheduler; and the claim handler: a body with
-    `claim_shard` is a claim shard the tick fanned out through Cloud Tasks."""
+    `claim_shard` is a claim shard the tick fanned out through Cloud Tasks. After its
+    own work the tick runs the observe pass when one is due (one document read when
+    none is: freshet.loop.observe)."""
+    started = time.monotonic()
     body = json_body(call.request)
     if "claim_shard" in body:
         return _claim_shard(call, ShardTask.from_json(body))
-    return _loop_step(call, "tick", tick_once)
+    status, answer = _loop_step(call, "tick", tick_once)
+    left = call.deps.settings.tick_budget_s - (time.monotonic() - started)
+    return status, {**answer, "observe": _observe(call, min(OBSERVE_BUDGET_S, left))}
+
+
+def _observe(call: Call, budget_s: float) -> dict:
+    """The observe pass; its failure is logged and said, never the tick's (the runs
+    the tick created stand, and the next tick observes again)."""
+    deps = call.deps
+    try:
+        return observe_once(deps.store, deps.task_queue, now=call.now,
+                            settings=deps.settings, reader=deps.observer,
+                            budget_s=max(0.0, budget_s)).to_dict()
+    except Exception as exc:
+        log.exception("the observe pass failed")
+        return {"ran": True, "error": type(exc).__name__}
 
 
 def _claim_shard(call: Call, task: ShardTask) -> Answer:

@@ -142,11 +142,20 @@ def _create(tx: Tx, job: Job, now: datetime, version: int, live: int) -> Job:
 
 def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
-    declares. (Its trigger's check commits with the create: create_job.)"""
-    if job.pool not in (None, DEFAULT_POOL) and \
-            store.catalog().pool(job.pool) is None:
+    declares, and it produces no dataset the pipeline observes (as apply refuses).
+    (Its trigger's check commits with the create: create_job.)"""
+    pooled = job.pool not in (None, DEFAULT_POOL)
+    if not pooled and not job.produces:
+        return
+    catalog = store.catalog()
+    if pooled and catalog.pool(job.pool) is None:
         raise ValidationError("pool", f"unknown pool {job.pool!r} (pools are declared in the "
                                       "pipeline config)")
+    observed = catalog.observed
+    for i, key in enumerate(job.produces):
+        if key in observed:
+            raise ValidationError(f"produces[{i}]", f"dataset {key!r} is observed "
+                                  "(observe: in the pipeline config), so no job may produce it")
 
 
 def register_triggers(store: Store, job: Job) -> None:

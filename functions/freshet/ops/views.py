@@ -145,6 +145,7 @@ def dataset_json(key: str, dataset: Dataset | None, catalog: Catalog, now: datet
         "last_run_id": d.last_run_id, "last_record_count": d.last_record_count,
         "data_as_of": isoformat(fresh.data_as_of), "freshness_basis": fresh.basis,
         "excused_by": fresh.excused_by,
+        "observe": spec.observe.to_dict() if spec and spec.observe else None,
     }
 
 
