@@ -151,12 +151,16 @@ def main(argv=None) -> int:
         bigquery = emulators.start_bigquery(project=config.project)
         started.append(bigquery)
         vendor = Vendor(bigquery.client()).start()
+        _say("Starting the Cloud Run Jobs stand-in (its executions run a local command) ...")
+        cloud_run = emulators.start_cloud_run(demo_cloud_run_jobs(config.project,
+                                                                  config.region))
+        started.append(cloud_run)
         servers = [_static_server(DEMO_DATA, args.data_port)]
         alerts = AlertReceiver(LOG_DIR / "alerts.log", secrets.token_hex(16))
         servers.append(alerts)
         ports = {t: args.functions_port + i for i, t in enumerate(ENTRY_POINTS)}
         env = {**_function_env(fs, tasks, config, ports, args.site_port),
-               **bigquery.env(), **_route_env(alerts)}
+               **bigquery.env(), **cloud_run.env(), **_route_env(alerts)}
         _say("Serving the functions with functions-framework ...")
         functions = {}
         for target in ENTRY_POINTS:
@@ -174,6 +178,7 @@ def main(argv=None) -> int:
         scheduler.start()
         write_context("demo", env, {
             "firestore": fs.address, "tasks": tasks.address, "bigquery": bigquery.address,
+            "cloud_run": cloud_run.address,
             **{name: served.url for name, served in functions.items()},
             "site": f"http://127.0.0.1:{args.site_port}/",
             "data": f"http://127.0.0.1:{args.data_port}/"}, config.path)
@@ -195,6 +200,22 @@ def main(argv=None) -> int:
         for handle in reversed(started):
             handle.stop()
         _say("Stopped everything the demo started.")
+
+
+# The Cloud Run job the demo's `nightly-export` runs (a `cloud_run_job`): each execution
+# works for EXPORT_S seconds, longer than the demo queue's dispatch deadline (20 s) and
+# run_task's timeout (30 s), which a sync inside run_task could not outlast.
+EXPORT_JOB, EXPORT_S = "nightly-export", 45
+_EXPORT = ("import os, time; time.sleep(float(os.environ.get('EXPORT_S', '45'))); "
+           "print('exported', os.environ.get('FRESHET_RUN_ID'))")
+
+
+def demo_cloud_run_jobs(project: str, region: str) -> dict[str, dict]:
+    """The Cloud Run jobs the stand-in serves for the demo (they exist before Freshet
+    runs them, as in the cloud, where Freshet never creates one)."""
+    return {f"projects/{project}/locations/{region}/jobs/{EXPORT_JOB}": {
+        "command": [sys.executable, "-c", _EXPORT], "env": {"EXPORT_S": str(EXPORT_S)},
+        "timeout": "600s"}}
 
 
 def _shown(path: str | Path) -> str:
@@ -344,7 +365,11 @@ data), so the web analytics team misses its deadlines; marketing-sync is paused.
 vendor.orders is a table another party loads into BigQuery (here the local emulator):
 Freshet observes its lastModifiedTime every minute (no job loads it); the vendor loads
 every 3 minutes but goes quiet for 9 minutes of every 15, so the vendor feed's banner
-turns stale, then heals at the next load, which also triggers vendor-rollup. Two
+turns stale, then heals at the next load, which also triggers vendor-rollup. Work that
+runs where it lives: orders-sync's success triggers orders-rollup, a BigQuery job in
+the emulator; nightly-export runs a Cloud Run job (the local stand-in) for 45 s, past the
+queue's 20 s dispatch deadline: each run waits without holding a function, polled at
+10 s, 30 s and 70 s, and succeeds once. Two
 notification routes deliver to a local receiver: {LOG_DIR.relative_to(ROOT)}/alerts.log.
 
 Try, in another terminal (the CLI finds this demo through {CONTEXT_FILE.relative_to(ROOT)}

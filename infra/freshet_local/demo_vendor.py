@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 log = logging.getLogger(__name__)
 
 DATASET, TABLE = "vendor", "orders"
+ROLLUP_DATASET, ROLLUP_TABLE = "sales", "orders_rollup"
 CYCLE_MIN = 15
 LOAD_MINUTES = (0, 3, 6)  # of each cycle: a 9 minute gap follows
 
@@ -42,6 +43,10 @@ class Vendor:
     def start(self) -> "Vendor":
         self.client.create_dataset(DATASET, exists_ok=True)
         self.load()  # the table exists (and has data) from the start
+        # Where the demo's orders-rollup (a bigquery_query job) writes.
+        self.client.create_dataset(ROLLUP_DATASET, exists_ok=True)
+        self.client.query(f"CREATE TABLE IF NOT EXISTS {ROLLUP_DATASET}.{ROLLUP_TABLE} "
+                          "(slot TIMESTAMP, batches INT64)").result()
         self._thread.start()
         return self
 

@@ -114,6 +114,8 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
             rows = len((ROOT / "infra/demo/data/orders.csv").read_text().splitlines()) - 1
             assert run["records"] == {"sales.orders": rows}  # fetched from our data port
             assert f"127.0.0.1:{firestore}" in _cli(env, "context")
+            # The Cloud Run job works 45 s: past the queue's 20 s dispatch deadline.
+            assert _post(f"{api}/jobs/nightly-export/run")
             started = time.monotonic()
             run_id = _cli(env, "jobs", "run", "rates-sync").split()[1]
             wait_for(lambda: "succeeded" in _cli(env, "runs", "show", run_id), 30,
@@ -124,6 +126,16 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
             vendor = wait_for(lambda: _observed(f"http://127.0.0.1:{site}/status.json"), 90,
                               interval=2)  # the vendor's table, observed in BigQuery
             assert vendor["data_as_of"] is not None
+            # orders-sync's success triggered the BigQuery rollup: a job in the emulator,
+            # waited on and polled.
+            rollup = wait_for(lambda: _succeeded_run(api, "orders-rollup"), 60, interval=1)
+            assert rollup["trigger_source"] == "upstream"
+            assert rollup["external"]["engine"] == "bigquery"
+            assert rollup["external"]["id"].startswith("freshet_orders-rollup")
+            export = wait_for(lambda: _succeeded_run(api, "nightly-export"), 150, interval=2)
+            assert export["external"]["engine"] == "cloud_run"
+            assert export["external"]["polls"] >= 3  # 10 s, 30 s, 70 s after it started
+            assert export["attempt_number"] == 1  # once: no retry, no second execution
         finally:
             demo.send_signal(signal.SIGTERM)
             output, _ = demo.communicate(timeout=60)
@@ -159,9 +171,9 @@ def _observed(url: str):
                  and d["freshness_basis"] == "observed" and d["data_as_of"]), None)
 
 
-def _succeeded_run(api: str):
+def _succeeded_run(api: str, job: str = "orders-sync"):
     try:
-        with urllib.request.urlopen(f"{api}/runs?job_id=orders-sync", timeout=5) as r:
+        with urllib.request.urlopen(f"{api}/runs?job_id={job}", timeout=5) as r:
             runs = json.load(r)["runs"]
     except OSError:
         return None

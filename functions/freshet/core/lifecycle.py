@@ -107,7 +107,14 @@ def _ended(event: DatasetEvent, run: Run, at: datetime, *, error: str | None = N
         return None
     return DatasetChange(event, run.id, at, error=error, records=records or {},
                          watermarks=watermarks or {}, slot=run.scheduled_for,
-                         past=run.trigger_source.past_slot, started_at=run.started_at)
+                         past=run.trigger_source.past_slot, started_at=_newest_start(run))
+
+
+def _newest_start(run: Run) -> datetime | None:
+    """The newest start of any of the run's attempts: a retry on a slower clock may
+    start "before" the attempt it retries (each function has its own clock)."""
+    starts = [a.started_at for a in run.attempts if a.started_at is not None]
+    return max([*starts, run.started_at] if run.started_at else starts, default=None)
 
 
 def start_mark(run: Run, now: datetime) -> dict:
