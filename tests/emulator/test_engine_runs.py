@@ -243,6 +243,32 @@ def test_a_cancelled_backfill_cancels_its_execution_on_the_engine(flaky, cr_engi
     assert store.get_run(run_id).status == RunStatus.CANCELLED
 
 
+def test_a_backfills_cancel_stops_its_execution_at_once_even_if_the_next_poll_is_lost(
+        flaky, cr_engines):
+    """The API's and the CLI's backfill cancel pass their engines: the work is asked to
+    stop in the cancel itself, so a lost poll task leaves nothing running."""
+    store, settings = MemoryStore(), loop_settings()
+    queue = RecordingQueue(settings)
+    _cloud_run_job(store, "slow", next_run_at=T0 + H)
+    backfill, _ = start_backfill(store, queue, "cr-slow", start=T0 - 3 * H, end=T0 - H,
+                                 max_parallel=1, now=T0, settings=settings)
+    run_id = queue.sent[0].run_id
+    assert handle_one(store, queue, run_id, 1, now=T0, settings=settings,
+                      engines=cr_engines).state == "waiting"
+    execution = store.get_run(run_id).external.external_id
+    cancel_backfill(store, backfill.id, now=T0 + MIN, who="ops@example.com",
+                    engines=cr_engines)
+    assert store.get_run(run_id).status == RunStatus.CANCELLED
+    # no poll is delivered (its task lost): the execution stops anyway
+    status = cr_engines.cloud_run.poll(execution)
+    for _ in range(50):
+        if status.finished:
+            break
+        threading.Event().wait(0.1)
+        status = cr_engines.cloud_run.poll(execution)
+    assert status.state == "cancelled"
+
+
 def test_a_killed_start_of_a_cloud_run_job_is_adopted_by_its_marker_not_run_twice(
         flaky, cr_engines):
     store, settings = KilledStore(die_after=-1), loop_settings()

@@ -28,7 +28,9 @@ from freshet.core.models import Job, Run
 from freshet.core.settings import Settings
 from freshet.gcp.store import Store, Tx
 from freshet.gcp.tasks import TaskQueue
+from freshet.loop.engines import Engines
 from freshet.loop.followups import send_tasks
+from freshet.loop.poll import cancel_work
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +121,12 @@ def release_lane(store: Store, queue: TaskQueue, backfill_id: str, index: int, *
 # -- cancelling --------------------------------------------------------------------------
 
 def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
-                    who: str | None = None) -> Backfill:
-    """Nothing more starts; queued runs end cancelled; running ones finish."""
+                    who: str | None = None, engines: Engines | None = None) -> Backfill:
+    """Nothing more starts; queued runs end cancelled; running ones finish; waiting
+    ones end cancelled and, given `engines`, their work is asked to stop at once (else,
+    and again in any case, at their next poll)."""
 
-    def body(tx: Tx) -> Backfill:
+    def body(tx: Tx) -> tuple[Backfill, list[Run]]:
         backfill = tx.get_backfill(backfill_id)
         if backfill is None:
             raise NotFound("backfill", backfill_id)
@@ -132,9 +136,13 @@ def cancel_backfill(store: Store, backfill_id: str, *, now: datetime,
                    if x is not None and x.current_run_id}
         made = commit.cancelling(backfill, lanes, current, now, who)
         tx.persist(made)
-        return made.backfills[0] if made.backfills else backfill
+        return made.backfills[0] if made.backfills else backfill, list(made.updated_runs)
 
-    done = store.transact(body)
+    done, ended = store.transact(body)
+    if engines is not None:
+        for run in ended:
+            if run.external is not None and run.external.cancelled_at is None:
+                cancel_work(run, engines)  # best effort: the next poll asks again
     fold_successes(store, done.job_id, store.lanes(backfill_id), now)  # what did succeed
     return done
 

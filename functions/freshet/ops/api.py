@@ -212,9 +212,13 @@ def cancel_run(call: Call):
     run = operations.cancel_run(call.store, _run_id(call), by=call.caller, now=call.now)
     if run.external is not None and run.external.cancelled_at is None:
         # a waiting run's work: stopped now, not at its next poll (which asks again)
-        deps = call.deps
-        cancel_work(run, getattr(deps, "engines", None) or process_engines(deps.settings))
+        cancel_work(run, _engines(call.deps))
     return 200, {"run": run_json(run, call.deps.settings.project)}
+
+
+def _engines(deps):
+    """The engines a cancel asks to stop waiting runs' work: the Deps', else the process's."""
+    return getattr(deps, "engines", None) or process_engines(deps.settings)
 
 
 def retry_run(call: Call):
@@ -354,7 +358,8 @@ def cancel_backfill(call: Call):
     query(call, ())
     json_body(call.request, ())
     ident = _backfill_id(call)
-    backfills.cancel_backfill(call.store, ident, now=call.now, who=call.caller)
+    backfills.cancel_backfill(call.store, ident, now=call.now, who=call.caller,
+                              engines=_engines(call.deps))
     view = backfills.backfill_view(call.store, ident)
     return 200, {"backfill": backfill_json(view.backfill, view.progress)}
 

@@ -605,13 +605,14 @@ def _backfill_status(args) -> int:
 
 def _backfill_cancel(args) -> int:
     from freshet.loop import backfill
+    from freshet.loop.engines import process_engines
 
     if args.ident is None:
         raise UserError("backfill cancel needs the backfill's id (freshet backfill status)")
     settings = _settings()
     store = open_store(settings.project)
-    backfill.cancel_backfill(store, args.ident, now=_now(),
-                             who=settings.login_name or "cli")
+    backfill.cancel_backfill(store, args.ident, now=_now(), who=settings.login_name or "cli",
+                             engines=process_engines(settings))
     _print_backfill(backfill.backfill_view(store, args.ident))
     return 0
 
@@ -893,12 +894,16 @@ def cmd_jobs_pause(args) -> int:
 
 
 def cmd_runs_cancel(args) -> int:
+    from freshet.loop.engines import process_engines
+    from freshet.loop.poll import cancel_work
     from freshet.ops import operations
 
     settings, now = _settings(), _now()
     store = open_store(settings.project)
     for run_id in args.run_id:
         run = operations.cancel_run(store, run_id, by=_author(), now=now)
+        if run.external is not None and run.external.cancelled_at is None:
+            cancel_work(run, process_engines(settings))  # its next poll asks again
         say(f"run {run.id}: {run.status}")
     return 0
 
