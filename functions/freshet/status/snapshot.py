@@ -189,15 +189,16 @@ def chunk_id(section: str, index: int) -> str:
     return f"{section}-{index:03d}"
 
 
+def _chunk(section: str, index: int, count: int, docs: Mapping[str, dict]) -> Chunk:
+    text = _chunk_json(docs)
+    return Chunk(section, index, count, text, zlib.compress(text, 6))
+
+
 def split(section: str, docs: Mapping[str, dict], count: int) -> list[Chunk]:
     parts: list[dict[str, dict]] = [{} for _ in range(count)]
     for key, doc in docs.items():
         parts[chunk_of(key, count)][key] = doc
-    chunks = []
-    for index, part in enumerate(parts):
-        text = _chunk_json(part)
-        chunks.append(Chunk(section, index, count, text, zlib.compress(text, 6)))
-    return chunks
+    return [_chunk(section, index, count, part) for index, part in enumerate(parts)]
 
 
 def pack(section: str, docs: Mapping[str, dict], count: int = 1) -> list[Chunk] | None:
@@ -215,6 +216,30 @@ def pack(section: str, docs: Mapping[str, dict], count: int = 1) -> list[Chunk] 
             return chunks
         count *= 2
     return None
+
+
+def repack(section: str, inputs: Inputs, stored: list[Chunk],
+           touched: Iterable[str]) -> list[Chunk] | None:
+    """What pack(section_docs(inputs, section), len(stored)) returns, when `stored` holds
+    the section as it was and only the items `touched` (changed, added) differ since:
+    only the chunks they fall in are encoded again (a publish changes a few hundred of
+    thousands of items, and encoding all of them cost most of a steady publish)."""
+    count = len(stored)
+    dirty = {chunk_of(key, count) for key in touched}
+    if count == 1 or not dirty:
+        return pack(section, section_docs(inputs, section), count) if dirty else stored
+    items = getattr(inputs, section)
+    parts: dict[int, dict[str, dict]] = {i: {} for i in dirty}
+    for key in sorted(items):
+        part = parts.get(chunk_of(key, count))
+        if part is not None:
+            part[key] = items[key].to_doc()
+    chunks = list(stored)
+    for index, part in parts.items():
+        chunks[index] = _chunk(section, index, count, part)
+    if max(len(c.data) for c in chunks) <= MAX_CHUNK_BYTES:
+        return chunks
+    return pack(section, section_docs(inputs, section), count * 2)
 
 
 def chunk_doc(chunk: Chunk, schema_id: str) -> dict:
