@@ -206,7 +206,8 @@ def test_repacking_the_touched_chunks_gives_what_packing_everything_gives(count,
     changed |= {f"new.{i}": Dataset(f"new.{i}", last_success_at=NOW) for i in range(added)}
     after = snapshot.Inputs(datasets=changed)
     keys = {f"ds.{i:02d}" for i in touched} | {f"new.{i}" for i in range(added)}
-    repacked = snapshot.repack("datasets", after, stored, keys)
+    spans = snapshot.items_and_spans(stored)[1]
+    repacked = snapshot.repack("datasets", after, stored, keys, spans)
     packed = snapshot.pack("datasets", snapshot.section_docs(after, "datasets"), count)
     assert [(c.index, c.count, c.text) for c in repacked] == \
         [(c.index, c.count, c.text) for c in packed]

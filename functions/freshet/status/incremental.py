@@ -35,6 +35,7 @@ class Loaded:
     # per section, the keys read because they changed (the stored chunks hold the others
     # as they are); a section not named here is encoded whole
     touched: dict[str, frozenset[str]] = field(default_factory=dict)
+    spans: dict[str, dict[str, str]] = field(default_factory=dict)  # snapshot.repack's
 
 
 def load(store: Store, *, now: datetime, settings: Settings, recent: int,
@@ -47,13 +48,13 @@ def load(store: Store, *, now: datetime, settings: Settings, recent: int,
         reason = "the stored model is incomplete"
     if reason:
         return _full(store, recent, schema_id, now, reason, manifest)
-    inputs = Inputs(jobs=snapshot.items_of(stored["jobs"]),
-                    datasets=snapshot.items_of(stored["datasets"]),
-                    runs=snapshot.items_of(stored["runs"]), marks=dict(manifest.marks),
-                    deadlines=snapshot.items_of(stored["deadlines"]))
+    kept = {s: snapshot.items_and_spans(stored[s]) for s in SECTIONS}
+    inputs = Inputs(jobs=kept["jobs"][0], datasets=kept["datasets"][0],
+                    runs=kept["runs"][0], marks=dict(manifest.marks),
+                    deadlines=kept["deadlines"][0])
     inputs, changed, touched = _merge_changes(store, inputs, recent)
     return Loaded(inputs, "incremental", "", changed, schema_id, manifest.rebuilt_at,
-                  manifest, stored, touched)
+                  manifest, stored, touched, {s: kept[s][1] for s in SECTIONS})
 
 
 def _rebuild_reason(manifest: Manifest | None, schema_id: str, now: datetime,
@@ -135,7 +136,8 @@ def save(store: Store, loaded: Loaded) -> int:
         before = loaded.previous.count(section) if loaded.previous else 1
         stored = loaded.stored.get(section) or []
         if stored and section in loaded.touched:
-            chunks = snapshot.repack(section, loaded.inputs, stored, loaded.touched[section])
+            chunks = snapshot.repack(section, loaded.inputs, stored, loaded.touched[section],
+                                     loaded.spans.get(section, {}))
         else:
             chunks = snapshot.pack(section, snapshot.section_docs(loaded.inputs, section),
                                    before)

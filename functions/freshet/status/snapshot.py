@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from json.decoder import scanstring
 
 from freshet.core.deadlines import DeadlineRecord
 from freshet.core.models import Dataset, Job, Run
@@ -166,6 +167,17 @@ def _chunk_json(docs: Mapping[str, dict]) -> bytes:
                       separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _item_json(doc: dict) -> str:
+    """One item's text in its chunk's JSON (_chunk_json writes the same)."""
+    return json.dumps(encode(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _joined(texts: Mapping[str, str]) -> bytes:
+    """_chunk_json of the items whose texts these are, byte for byte."""
+    return ("{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + texts[k]
+                           for k in sorted(texts)) + "}").encode()
+
+
 @dataclass(frozen=True)
 class Chunk:
     """One stored piece of a section: the items whose key hashes to `index` of `count`."""
@@ -218,25 +230,30 @@ def pack(section: str, docs: Mapping[str, dict], count: int = 1) -> list[Chunk] 
     return None
 
 
-def repack(section: str, inputs: Inputs, stored: list[Chunk],
-           touched: Iterable[str]) -> list[Chunk] | None:
+def repack(section: str, inputs: Inputs, stored: list[Chunk], touched: Iterable[str],
+           spans: Mapping[str, str]) -> list[Chunk] | None:
     """What pack(section_docs(inputs, section), len(stored)) returns, when `stored` holds
-    the section as it was and only the items `touched` (changed, added) differ since:
-    only the chunks they fall in are encoded again (a publish changes a few hundred of
-    thousands of items, and encoding all of them cost most of a steady publish)."""
-    count = len(stored)
+    the section as it was, `spans` each stored item's text in it, and only the items
+    `touched` (changed, added) differ since: only the chunks they fall in are written
+    again, and only the touched items encoded (a steady publish changes hundreds of
+    thousands of items; encoding all of them cost most of its time)."""
+    count, touched = len(stored), set(touched)
     dirty = {chunk_of(key, count) for key in touched}
-    if count == 1 or not dirty:
-        return pack(section, section_docs(inputs, section), count) if dirty else stored
+    if not dirty:
+        return stored
     items = getattr(inputs, section)
-    parts: dict[int, dict[str, dict]] = {i: {} for i in dirty}
-    for key in sorted(items):
+    parts: dict[int, dict[str, str]] = {i: {} for i in dirty}
+    for key, item in items.items():
         part = parts.get(chunk_of(key, count))
         if part is not None:
-            part[key] = items[key].to_doc()
+            span = spans.get(key) if key not in touched else None
+            part[key] = span if span is not None else _item_json(item.to_doc())
     chunks = list(stored)
     for index, part in parts.items():
-        chunks[index] = _chunk(section, index, count, part)
+        text = _joined(part)
+        chunks[index] = Chunk(section, index, count, text, zlib.compress(text, 6))
+    if count == 1 and len(chunks[0].data) > TARGET_CHUNK_BYTES:
+        return pack(section, section_docs(inputs, section), 1)  # pack's first sizing
     if max(len(c.data) for c in chunks) <= MAX_CHUNK_BYTES:
         return chunks
     return pack(section, section_docs(inputs, section), count * 2)
@@ -264,12 +281,27 @@ def read_chunk(doc: dict | None, section: str, index: int, manifest: "Manifest")
 
 def items_of(chunks: Iterable[Chunk]) -> dict:
     """The typed documents held by a section's chunks."""
-    found = {}
+    return items_and_spans(chunks)[0]
+
+
+_DECODER = json.JSONDecoder()
+
+
+def items_and_spans(chunks: Iterable[Chunk]) -> tuple[dict, dict[str, str]]:
+    """The typed documents held by a section's chunks, and each one's text in its chunk
+    (what repack keeps of the items that did not change)."""
+    found, spans = {}, {}
     for chunk in chunks:
         convert = _FROM_DOC[chunk.section]
-        for key, doc in json.loads(chunk.text).items():
-            found[key] = convert(decode(doc))
-    return found
+        text = chunk.text.decode()
+        at, end = 1, len(text) - 1  # inside the chunk's {...}: "key":value,...
+        while at < end:
+            key, at = scanstring(text, at + 1)
+            value, after = _DECODER.raw_decode(text, at + 1)
+            spans[key] = text[at + 1:after]
+            found[key] = convert(decode(value))
+            at = after + 1
+    return found, spans
 
 
 # -- the manifest -----------------------------------------------------------------
