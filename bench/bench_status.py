@@ -2,8 +2,8 @@
 
     python bench/bench_status.py        # prints and returns the figures
 
-page_build_s_5k                model + render of every file (page, json, feed, badges);
-                               target < 2 s
+page_build_s_5k                model + render of every file (page, json, feed, badges,
+                               consumers' pages), median of 5; target < 1.5 s
 page_html_bytes_5k             size of index.html; target < 2 MB
 page_build_reads_5k            Firestore document reads of a publish that reads everything
                                (what every publish cost before incremental publishing)
@@ -14,8 +14,14 @@ page_publish_reads_steady_5k   reads of a steady-state publish after 5 minutes o
 page_publish_s_steady_5k       its wall time, beside page_publish_s_5k
 page_publish_reads_idle_5k     a steady-state publish when nothing changed: the fixed
                                part (stored model, settings documents, empty queries)
-page_publish_writes_steady_5k  Firestore documents it writes (changed model chunks, the
-                               manifest, the status memory)
+page_publish_writes_idle_5k    Firestore documents it writes: none (the stored model and
+                               the status memory are written only when they change)
+page_publish_writes_steady_5k  Firestore documents the steady publish writes (changed
+                               model chunks, the manifest, the status memory)
+page_files_written_steady_5k   site files it writes: those whose bytes changed (badges,
+                               incident pages, the feed) and those that show the moment
+                               they were built, written every time (the page, status.json,
+                               each consumer's page and JSON: the build time, the ages)
 
 With what trust adds, at scale: half the datasets report watermarks and keep their 48
 data points, every consumer has a deadline (judged once per passing: the pass at 12:00
@@ -235,10 +241,10 @@ def _measure(db) -> dict:
         site_bytes = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
     assert len(judged) == CONSUMERS
 
-    # model + render alone, on what that read pass returned (best of 3)
+    # model + render alone, on what that read pass returned (median of 5)
     latest = sorted(runs, key=lambda r: r.created_at, reverse=True)[:RECENT_RUNS]
-    build_s = float("inf")
-    for _ in range(3):
+    builds = []
+    for _ in range(5):
         started = time.perf_counter()
         model = build_model(jobs=jobs, datasets=datasets, runs=latest, catalog=catalog,
                             control=control, now=NOW, settings=settings,
@@ -246,9 +252,9 @@ def _measure(db) -> dict:
                             routes=inputs.routes)
         memory = remember(model, Memory(exists=True), [])
         files = render_site(model, memory.events + detect_changes(model, memory))
-        build_s = min(build_s, time.perf_counter() - started)
+        builds.append(time.perf_counter() - started)
     figures = {
-        "page_build_s_5k": round(build_s, 3),
+        "page_build_s_5k": round(statistics.median(builds), 3),
         "page_html_bytes_5k": html_bytes,
         "page_build_reads_5k": full.reads,
         "page_publish_s_5k": round(publish_s, 3),  # reads + build + local writes + memory

@@ -38,7 +38,7 @@ def test_a_steady_publish_reads_only_what_changed(db, tmp_path):
 
     idle = publish_once(store, sink, now=NOW + 5 * MIN, settings=cfg())
     assert (idle.mode, idle.changed_documents, idle.reads) == ("incremental", 0, FIXED_READS)
-    assert idle.writes == 2  # the manifest and the status memory: no chunk changed
+    assert idle.writes == 0  # nothing changed: neither the stored model nor the memory
 
     store.put_many("datasets", [("crm.accounts", Dataset(
         "crm.accounts", last_success_at=NOW + 6 * MIN).to_doc()), ("new.table", Dataset(
@@ -191,6 +191,28 @@ def test_a_large_model_is_kept_in_chunks_under_the_document_limit(db):
     assert manifest.count("datasets") >= 4 and written == manifest.count("datasets") + 3
     again = incremental.load(store, now=NOW, settings=cfg(), recent=200)
     assert again.mode == "incremental" and again.inputs.datasets == loaded.inputs.datasets
+
+
+@settings(max_examples=60, deadline=None)
+@given(count=st.sampled_from([1, 2, 4, 8]), touched=st.sets(st.integers(0, 59), max_size=8),
+       added=st.integers(0, 3))
+def test_repacking_the_touched_chunks_gives_what_packing_everything_gives(count, touched,
+                                                                        added):
+    before = snapshot.Inputs(datasets={f"ds.{i:02d}": Dataset(
+        f"ds.{i:02d}", last_success_at=NOW - i * MIN) for i in range(60)})
+    stored = snapshot.split("datasets", snapshot.section_docs(before, "datasets"), count)
+    changed = {**before.datasets, **{f"ds.{i:02d}": Dataset(
+        f"ds.{i:02d}", last_error="boom", consecutive_failures=i) for i in touched}}
+    changed |= {f"new.{i}": Dataset(f"new.{i}", last_success_at=NOW) for i in range(added)}
+    after = snapshot.Inputs(datasets=changed)
+    keys = {f"ds.{i:02d}" for i in touched} | {f"new.{i}" for i in range(added)}
+    spans = snapshot.items_and_spans(stored)[1]
+    repacked = snapshot.repack("datasets", after, stored, keys, spans)
+    packed = snapshot.pack("datasets", snapshot.section_docs(after, "datasets"), count)
+    assert [(c.index, c.count, c.text) for c in repacked] == \
+        [(c.index, c.count, c.text) for c in packed]
+    untouched = set(range(count)) - {snapshot.chunk_of(k, count) for k in keys}
+    assert all(repacked[i] is stored[i] for i in untouched if count > 1)  # not re-encoded
 
 
 # -- the property: incremental == full, after any sequence of changes ----------------

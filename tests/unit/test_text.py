@@ -1,8 +1,20 @@
 """Text from outside: what may be printed, what may become a link, how long a log line gets."""
 
-import pytest
+import json
 
-from freshet.core.text import clip, link_scheme, one_line, printable, safe_link
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from freshet.core.text import (
+    clip,
+    link_scheme,
+    one_line,
+    printable,
+    printable_all,
+    printable_json,
+    safe_link,
+)
 
 BIDI_AND_BOM = ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u2066", "\u2067",
                 "\u2068", "\u2069", "\u200e", "\u200f", "\u061c", "\ufeff"]
@@ -62,3 +74,18 @@ def test_the_scheme_is_read_the_way_a_browser_reads_it():
     assert link_scheme("  JAVA\tSCRIPT:x") == "javascript"
     assert link_scheme("\x00\x1f https://x") == "https"
     assert link_scheme("/a:b") == ""
+
+
+_TEXT = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=12) | \
+    st.sampled_from(["\\", "\\u0001", "a\\bc", "\x7f", "\x08\x0c", "\u2028", "\ud800", "ok"])
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON)
+def test_printable_json_is_the_json_of_printable_all_whatever_the_text(value):
+    slow = json.dumps(printable_all(value), ensure_ascii=False, separators=(",", ":"))
+    assert printable_json(value) == slow

@@ -8,6 +8,7 @@ escape sequences can retitle the window or clear the screen. Bidirectional contr
 surrogate cannot be encoded at all: each becomes U+FFFD, visibly.
 """
 
+import json
 import re
 
 # C0 controls but tab, newline and carriage return; DEL; C1 controls (0x9b is a CSI);
@@ -48,6 +49,25 @@ def printable_all(value: object) -> object:
     if isinstance(value, list | tuple):
         return [printable_all(v) for v in value]
     return value
+
+
+# What `printable` changes in JSON text written with ensure_ascii=False: an unsafe
+# character or a line separator as it is (all but DEL beyond ASCII), or a control that
+# JSON escapes (\u00XX, \b, \f; the escaped tab and line breaks stay). A backslash of
+# the text itself may look like one too: that only costs the slow path.
+_RAW_UNSAFE = re.compile(_UNSAFE.pattern[:-1] + "\u2028\u2029]")
+_ESCAPED_CONTROLS = ("\\u00", "\\b", "\\f", "\x7f")
+
+
+def printable_json(value: object) -> str:
+    """json.dumps(printable_all(value)), compact, not ASCII-escaped; walking the value
+    only when its JSON text shows a character that `printable` would replace (most
+    documents have none, and walking a large one costs more than writing it)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if any(s in text for s in _ESCAPED_CONTROLS) or (
+            not text.isascii() and _RAW_UNSAFE.search(text) is not None):
+        return json.dumps(printable_all(value), ensure_ascii=False, separators=(",", ":"))
+    return text
 
 
 def one_line(text: str) -> str:

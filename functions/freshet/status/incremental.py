@@ -32,6 +32,10 @@ class Loaded:
     rebuilt_at: datetime
     previous: Manifest | None = None
     stored: dict[str, list[Chunk]] = field(default_factory=dict)  # chunks as stored now
+    # per section, the keys read because they changed (the stored chunks hold the others
+    # as they are); a section not named here is encoded whole
+    touched: dict[str, frozenset[str]] = field(default_factory=dict)
+    spans: dict[str, dict[str, str]] = field(default_factory=dict)  # snapshot.repack's
 
 
 def load(store: Store, *, now: datetime, settings: Settings, recent: int,
@@ -44,13 +48,13 @@ def load(store: Store, *, now: datetime, settings: Settings, recent: int,
         reason = "the stored model is incomplete"
     if reason:
         return _full(store, recent, schema_id, now, reason, manifest)
-    inputs = Inputs(jobs=snapshot.items_of(stored["jobs"]),
-                    datasets=snapshot.items_of(stored["datasets"]),
-                    runs=snapshot.items_of(stored["runs"]), marks=dict(manifest.marks),
-                    deadlines=snapshot.items_of(stored["deadlines"]))
-    inputs, changed = _merge_changes(store, inputs, recent)
+    kept = {s: snapshot.items_and_spans(stored[s]) for s in SECTIONS}
+    inputs = Inputs(jobs=kept["jobs"][0], datasets=kept["datasets"][0],
+                    runs=kept["runs"][0], marks=dict(manifest.marks),
+                    deadlines=kept["deadlines"][0])
+    inputs, changed, touched = _merge_changes(store, inputs, recent)
     return Loaded(inputs, "incremental", "", changed, schema_id, manifest.rebuilt_at,
-                  manifest, stored)
+                  manifest, stored, touched, {s: kept[s][1] for s in SECTIONS})
 
 
 def _rebuild_reason(manifest: Manifest | None, schema_id: str, now: datetime,
@@ -80,7 +84,8 @@ def _stored_chunks(store: Store, manifest: Manifest) -> dict[str, list[Chunk]] |
     return stored
 
 
-def _merge_changes(store: Store, inputs: Inputs, recent: int) -> tuple[Inputs, int]:
+def _merge_changes(store: Store, inputs: Inputs, recent: int
+                   ) -> tuple[Inputs, int, dict[str, frozenset[str]]]:
     jobs = store.jobs_changed_since(inputs.marks.get("jobs"))
     datasets = store.datasets_changed_since(inputs.marks.get("datasets"))
     inputs = snapshot.with_jobs(inputs, jobs.items, jobs.mark)
@@ -88,18 +93,21 @@ def _merge_changes(store: Store, inputs: Inputs, recent: int) -> tuple[Inputs, i
     records = store.deadlines_changed_since(inputs.marks.get("deadlines"))
     inputs = snapshot.with_deadlines(inputs, records.items, records.mark)
     changed = len(jobs.items) + len(datasets.items) + len(records.items)
+    touched = {"jobs": frozenset(j.id for j in jobs.items),
+               "datasets": frozenset(d.key for d in datasets.items),
+               "deadlines": frozenset(r.consumer for r in records.items)}
     since = inputs.marks.get("runs")
     runs = store.runs_changed_since(since, recent) if since is not None else None
     if runs is not None and runs.complete:
         return snapshot.with_runs(inputs, runs.items, runs.mark, recent), \
-            changed + len(runs.items)
+            changed + len(runs.items), touched
     # More runs changed than the page shows (or none were ever seen): reading the
     # newest ones is cheaper, and as complete.
     newest = store.recent_runs_marked(recent)
     marks = [m for m in (newest.mark, runs.mark if runs else None) if m is not None]
     inputs = snapshot.with_runs(replace(inputs, runs={}), newest.items,
                                 max(marks, default=None), recent)
-    return inputs, changed + len(newest.items) + (len(runs.items) if runs else 0)
+    return inputs, changed + len(newest.items) + (len(runs.items) if runs else 0), touched
 
 
 def _full(store: Store, recent: int, schema_id: str, now: datetime, reason: str,
@@ -119,20 +127,25 @@ def _full(store: Store, recent: int, schema_id: str, now: datetime, reason: str,
 
 
 def save(store: Store, loaded: Loaded) -> int:
-    """Write the chunks whose content changed, then the manifest. Returns the chunks
-    written. A section too large to keep (not expected: a chunk holds thousands of
-    documents) leaves no usable model, so the next publish reads everything."""
+    """Write the chunks whose content changed, then the manifest (when it changed).
+    Returns the chunks written. A section too large to keep (not expected: a chunk holds
+    thousands of documents) leaves no usable model, so the next publish reads everything."""
     digests: dict[str, tuple[str, ...]] = {}
     written = 0
     for section in SECTIONS:
         before = loaded.previous.count(section) if loaded.previous else 1
-        chunks = snapshot.pack(section, snapshot.section_docs(loaded.inputs, section), before)
+        stored = loaded.stored.get(section) or []
+        if stored and section in loaded.touched:
+            chunks = snapshot.repack(section, loaded.inputs, stored, loaded.touched[section],
+                                     loaded.spans.get(section, {}))
+        else:
+            chunks = snapshot.pack(section, snapshot.section_docs(loaded.inputs, section),
+                                   before)
         if chunks is None:
             log.error("status model: section %s is too large to keep; publishing in full",
                       section)
             store.put_status_model_doc(MODEL_MANIFEST, {"schema": "unusable"})
             return written
-        stored = loaded.stored.get(section) or []
         for chunk in chunks:
             old = stored[chunk.index] if chunk.index < len(stored) else None
             if old is None or old.count != chunk.count or old.text != chunk.text:
@@ -141,5 +154,6 @@ def save(store: Store, loaded: Loaded) -> int:
                 written += 1
         digests[section] = tuple(c.digest for c in chunks)
     manifest = Manifest(loaded.schema, digests, dict(loaded.inputs.marks), loaded.rebuilt_at)
-    store.put_status_model_doc(MODEL_MANIFEST, manifest.to_doc())
+    if written or manifest != loaded.previous:  # nothing changed: nothing to write
+        store.put_status_model_doc(MODEL_MANIFEST, manifest.to_doc())
     return written

@@ -8,12 +8,14 @@ records), four single documents (catalog, control, heartbeat, status memory), on
 stream of route states (one per route), two bounded queries of incidents and two count
 aggregations per pool: O(changes + routes + incidents) reads, not O(jobs + datasets).
 The model is built from the merged documents exactly as from a full read (`full` asks
-for one). Files whose content did not change are not written
-again (badges, the schema); the page, status.json and the feed say when they were
-built, so they change every time. Writes: the stored model's changed chunks, the status
-memory; a consumer's deadline record when one of its deadlines has passed (a
-transaction: each judged once); a route's document when it has something to queue or to
-record.
+for one). A file is written only when its bytes differ from the last published (their
+digests are kept in the status memory), except those that show the moment they were
+built (the page, status.json, the consumers' pages: the build time and the datasets'
+ages), which differ every time. Writes: the stored model's changed chunks and its
+manifest, the status memory, each only when it changed (a publish that finds nothing
+changed writes no document); a consumer's deadline record when one of its deadlines
+has passed (a transaction: each judged once); a route's document when it has something
+to queue or to record.
 
 Order matters: the site is written before the memory and the stored model, so a
 publish that fails to write the site changes nothing and the next one reports the
@@ -205,11 +207,12 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
         out = files[path]
         known = memory.badges if path.startswith("badges/") else memory.files
-        if not full and known.get(path) == out.digest:
+        if not full and not out.dated and known.get(path) == out.digest:
             unchanged += 1
             badges_unchanged += path.startswith("badges/")
             continue
-        (after.badges if path.startswith("badges/") else after.files)[path] = out.digest
+        if not out.dated:
+            (after.badges if path.startswith("badges/") else after.files)[path] = out.digest
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 
@@ -217,7 +220,10 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
                             inputs.routes, now=now, webhook_url=settings.webhook_url,
                             environ=environ, send=send)
     incremental.save(store, inputs.loaded)
-    store.put_status_state(after.to_doc(now))
+    for path in [p for p in after.files if p in files and files[p].dated]:
+        del after.files[path]  # kept by earlier publishes
+    if after != memory:  # else the stored memory is already this one
+        store.put_status_state(after.to_doc(now))
     loaded = inputs.loaded
     return PublishResult(
         built_at=now, state=model.state, files_written=written, bytes_written=size,

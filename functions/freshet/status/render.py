@@ -10,8 +10,8 @@ one-line entry in a collapsed list, and only the newest runs are shown.
 import base64
 import functools
 import hashlib
-import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ import markupsafe
 
 from freshet.core.deadlines import Judgement
 from freshet.core.schedules import Schedule, describe
-from freshet.core.text import printable, printable_all, safe_link
+from freshet.core.text import printable, printable_json, safe_link
 from freshet.core.timeutil import human_duration, isoformat
 from freshet.core.windows import MAX_LISTED, Occurrence, Window
 from freshet.status.changes import Event
@@ -67,6 +67,9 @@ BADGE_WORDS = {state: label.lower() for state, label in LABELS.items()}
 class Output:
     data: bytes
     content_type: str
+    # Shows the moment it was built (the build time, ages), so differs at every publish:
+    # written each time, its digest not kept.
+    dated: bool = False
 
     @property
     def digest(self) -> str:
@@ -142,14 +145,16 @@ def _csp(css: str, js: str) -> str:
 def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     """Every file of the site, by path."""
     files = {
-        "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8"),
+        "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8",
+                             dated=True),
         "status.json": Output(  # published beside the page: the same printable text
-            json.dumps(printable_all(status_json(model, events)), ensure_ascii=False,
-                       separators=(",", ":")).encode(),
-            "application/json"),
+            printable_json(status_json(model, events)).encode(), "application/json",
+            dated=True),
         "status.schema.json": Output(
             (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
-        "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml"),
+        # without entries, the feed's <updated> is the build time
+        "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml",
+                           dated=not feed_entries(model, events)),
     }
     files.update(render_badges(model))
     files.update(render_incident_pages(model))
@@ -215,10 +220,11 @@ def render_consumers(model: StatusModel) -> dict[str, Output]:
                "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
                "built_from": upstream, "datasets": [_dataset_json(d) for d in datasets],
                "incidents": [_incident_json(i) for i in about]}
-        out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8")
-        out[consumer_page(c.id, "json")] = Output(
-            json.dumps(printable_all(doc), ensure_ascii=False, separators=(",", ":")).encode(),
-            "application/json")
+        # dated: the build time, and the ages of the datasets (in words and in seconds)
+        out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8",
+                                          dated=True)
+        out[consumer_page(c.id, "json")] = Output(printable_json(doc).encode(),
+                                                  "application/json", dated=True)
     return out
 
 
@@ -288,26 +294,41 @@ def render_feed(model: StatusModel, events: list[Event]) -> str:
     )
 
 
-def render_badge(label: str, state: str, template: jinja2.Template | None = None) -> str:
+# The badge template's fields: rendered once with a marker in each, then filled in by
+# joining (thousands of badges a publish; a template call each cost most of a build).
+_BADGE_FIELDS = ("label", "message", "colour", "label_w", "message_w", "width", "label_x",
+                 "message_x")
+_MARK = re.compile("\ue000([0-9])\ue001")
+
+
+@functools.cache
+def _badge_parts(source: Path) -> tuple[str, ...]:
+    """The rendered template split at its fields: text, field index, text, ..."""
+    marks = {name: f"\ue000{i}\ue001" for i, name in enumerate(_BADGE_FIELDS)}
+    return tuple(_MARK.split(_env(source).get_template("badge.svg.j2").render(**marks)))
+
+
+def render_badge(label: str, state: str) -> str:
+    """badge.svg.j2 with these values, byte for byte as Jinja renders it (autoescaped,
+    printable; numbers as str() writes them)."""
     message = BADGE_WORDS[state]
     label = shorten(label, 40)
     label_w, message_w = _text_width(label) + 12, _text_width(message) + 12
-    template = template or _env(site_source()).get_template("badge.svg.j2")
-    return template.render(
-        label=label, message=message, colour=BADGE_COLOURS[state],
-        label_w=label_w, message_w=message_w, width=label_w + message_w,
-    )
+    values = (label, message, BADGE_COLOURS[state], label_w, message_w,
+              label_w + message_w, label_w / 2, label_w + message_w / 2)
+    shown = [str(markupsafe.escape(_printable(v))) for v in values]
+    parts = _badge_parts(site_source())
+    return "".join(p if i % 2 == 0 else shown[int(p)] for i, p in enumerate(parts))
 
 
 def render_badges(model: StatusModel) -> dict[str, Output]:
-    template = _env(site_source()).get_template("badge.svg.j2")
     out = {}
     for d in model.datasets:
         out[badge_path("dataset", d.key)] = Output(
-            render_badge(d.title, d.state, template).encode(), "image/svg+xml")
+            render_badge(d.title, d.state).encode(), "image/svg+xml")
     for c in model.consumers:
         out[badge_path("consumer", c.id)] = Output(
-            render_badge(c.title, c.state, template).encode(), "image/svg+xml")
+            render_badge(c.title, c.state).encode(), "image/svg+xml")
     return out
 
 

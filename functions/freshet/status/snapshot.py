@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from json.decoder import scanstring
 
 from freshet.core.deadlines import DeadlineRecord
 from freshet.core.models import Dataset, Job, Run
@@ -166,6 +167,17 @@ def _chunk_json(docs: Mapping[str, dict]) -> bytes:
                       separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _item_json(doc: dict) -> str:
+    """One item's text in its chunk's JSON (_chunk_json writes the same)."""
+    return json.dumps(encode(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _joined(texts: Mapping[str, str]) -> bytes:
+    """_chunk_json of the items whose texts these are, byte for byte."""
+    return ("{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + texts[k]
+                           for k in sorted(texts)) + "}").encode()
+
+
 @dataclass(frozen=True)
 class Chunk:
     """One stored piece of a section: the items whose key hashes to `index` of `count`."""
@@ -189,15 +201,16 @@ def chunk_id(section: str, index: int) -> str:
     return f"{section}-{index:03d}"
 
 
+def _chunk(section: str, index: int, count: int, docs: Mapping[str, dict]) -> Chunk:
+    text = _chunk_json(docs)
+    return Chunk(section, index, count, text, zlib.compress(text, 6))
+
+
 def split(section: str, docs: Mapping[str, dict], count: int) -> list[Chunk]:
     parts: list[dict[str, dict]] = [{} for _ in range(count)]
     for key, doc in docs.items():
         parts[chunk_of(key, count)][key] = doc
-    chunks = []
-    for index, part in enumerate(parts):
-        text = _chunk_json(part)
-        chunks.append(Chunk(section, index, count, text, zlib.compress(text, 6)))
-    return chunks
+    return [_chunk(section, index, count, part) for index, part in enumerate(parts)]
 
 
 def pack(section: str, docs: Mapping[str, dict], count: int = 1) -> list[Chunk] | None:
@@ -215,6 +228,35 @@ def pack(section: str, docs: Mapping[str, dict], count: int = 1) -> list[Chunk] 
             return chunks
         count *= 2
     return None
+
+
+def repack(section: str, inputs: Inputs, stored: list[Chunk], touched: Iterable[str],
+           spans: Mapping[str, str]) -> list[Chunk] | None:
+    """What pack(section_docs(inputs, section), len(stored)) returns, when `stored` holds
+    the section as it was, `spans` each stored item's text in it, and only the items
+    `touched` (changed, added) differ since: only the chunks they fall in are written
+    again, and only the touched items encoded (a steady publish changes hundreds of
+    thousands of items; encoding all of them cost most of its time)."""
+    count, touched = len(stored), set(touched)
+    dirty = {chunk_of(key, count) for key in touched}
+    if not dirty:
+        return stored
+    items = getattr(inputs, section)
+    parts: dict[int, dict[str, str]] = {i: {} for i in dirty}
+    for key, item in items.items():
+        part = parts.get(chunk_of(key, count))
+        if part is not None:
+            span = spans.get(key) if key not in touched else None
+            part[key] = span if span is not None else _item_json(item.to_doc())
+    chunks = list(stored)
+    for index, part in parts.items():
+        text = _joined(part)
+        chunks[index] = Chunk(section, index, count, text, zlib.compress(text, 6))
+    if count == 1 and len(chunks[0].data) > TARGET_CHUNK_BYTES:
+        return pack(section, section_docs(inputs, section), 1)  # pack's first sizing
+    if max(len(c.data) for c in chunks) <= MAX_CHUNK_BYTES:
+        return chunks
+    return pack(section, section_docs(inputs, section), count * 2)
 
 
 def chunk_doc(chunk: Chunk, schema_id: str) -> dict:
@@ -239,12 +281,27 @@ def read_chunk(doc: dict | None, section: str, index: int, manifest: "Manifest")
 
 def items_of(chunks: Iterable[Chunk]) -> dict:
     """The typed documents held by a section's chunks."""
-    found = {}
+    return items_and_spans(chunks)[0]
+
+
+_DECODER = json.JSONDecoder()
+
+
+def items_and_spans(chunks: Iterable[Chunk]) -> tuple[dict, dict[str, str]]:
+    """The typed documents held by a section's chunks, and each one's text in its chunk
+    (what repack keeps of the items that did not change)."""
+    found, spans = {}, {}
     for chunk in chunks:
         convert = _FROM_DOC[chunk.section]
-        for key, doc in json.loads(chunk.text).items():
-            found[key] = convert(decode(doc))
-    return found
+        text = chunk.text.decode()
+        at, end = 1, len(text) - 1  # inside the chunk's {...}: "key":value,...
+        while at < end:
+            key, at = scanstring(text, at + 1)
+            value, after = _DECODER.raw_decode(text, at + 1)
+            spans[key] = text[at + 1:after]
+            found[key] = convert(decode(value))
+            at = after + 1
+    return found, spans
 
 
 # -- the manifest -----------------------------------------------------------------
