@@ -447,3 +447,24 @@ def test_a_consumers_files_are_rewritten_when_their_states_change_or_hourly(db, 
     assert consumers_written(NOW + 95 * MIN) == {"sales.html", "sales.json"}
     page = html.unescape((tmp_path / "consumers" / "sales.html").read_text())
     assert 'data-heartbeat="../heartbeat.json"' in page and "connect-src 'self'" in page
+
+
+def test_a_consumers_key_moves_with_states_not_with_times_or_ages():
+    from freshet.status.render import consumer_key
+
+    doc = {"generated_at": "2026-11-28T12:00:00Z", "consumer": {
+        "state": "ok", "label": "Fresh", "message": "all fresh", "incidents": [],
+        "datasets": [{"key": "a", "state": "ok", "age_s": 60.0, "reason": "synced 1 min ago",
+                      "data_as_of": "2026-11-28T11:59:00Z"}],
+        "deadlines": [{"key": "d", "next_due": "2026-11-28T13:00:00Z",
+                       "last": {"due": "2026-11-28T12:00:00Z", "verdict": "met",
+                                "detail": "met 5 min early"}, "at_risk": False}]},
+        "datasets": [{"key": "a", "state": "ok", "last_success_at": "2026-11-28T11:59:00Z",
+                      "history": {"start": "2026-09-01", "days": "ooo"}}]}
+    later = json.loads(json.dumps(doc).replace("11:59", "12:04").replace("60.0", "360.0")
+                       .replace("1 min ago", "6 min ago").replace('"ooo"', '"oooo"'))
+    assert consumer_key(later) == consumer_key(doc)  # a sync succeeded: same states
+    for change in ('"state": "ok", "label": "Fresh"', '"verdict": "met"', '"incidents": []'):
+        moved = json.dumps(doc).replace(change, change.replace("ok", "warn").replace(
+            "met", "missed").replace("[]", '["i-1"]'), 1)
+        assert consumer_key(json.loads(moved)) != consumer_key(doc), change

@@ -153,21 +153,30 @@ def _csp(css: str, js: str, *, heartbeat: bool = False) -> str:
             f"{connect}img-src 'self' data:; base-uri 'none'; form-action 'none'")
 
 
-# A consumer's page and JSON are rebuilt when what they say changes (states, times of
-# success, incidents, deadlines: `consumer_key`), else at least this often, so that the
-# ages in their words are never older than this. Their page learns that the control
-# plane is alive from heartbeat.json, which every publish writes (a few bytes).
+# A consumer's page and JSON are rebuilt when a state they show changes (`consumer_key`),
+# else at least this often, so that their times and ages are never older than this.
+# Their page learns that the control plane is alive from heartbeat.json, which every
+# publish writes (a few bytes).
 CONSUMER_REFRESH_S = 3600
 HEARTBEAT = "heartbeat.json"
-# What a consumer's JSON says that moves with the clock alone (ages, words with ages).
-_CLOCK_FIELDS = frozenset({"generated_at", "age_s", "reason", "message", "detail", "text"})
+# What a consumer's JSON says that moves with the clock or with every sync and deadline
+# pass rather than with a state: ages and the words that carry them, the times of the
+# last start, success and failure, data as of, the day bars, record counts, the last
+# error's text, when deadlines fall due and the on-time counts. (As the issue asks of
+# per-dataset files: written when a state changes.)
+_MOVING_FIELDS = frozenset({
+    "generated_at", "age_s", "reason", "message", "detail", "text", "last_started_at",
+    "last_success_at", "last_failure_at", "data_as_of", "history", "last_record_count",
+    "consecutive_failures", "last_error", "due", "next_due", "attainment_90d",
+    "deadline_counts"})
 
 
 def consumer_key(doc: object) -> str:
-    """What a consumer's files say, the clock's part left out: equal keys, same states."""
+    """What a consumer's files say, its moving parts left out: equal keys, the same
+    states, verdicts, incidents, excuses and risks."""
     def strip(value: object) -> object:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in _CLOCK_FIELDS}
+            return {k: strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
