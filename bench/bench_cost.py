@@ -3,7 +3,8 @@
     python bench/run_all.py            # derives it after every benchmark has run
 
 cost_usd_month_1k_hourly_5k_datasets
-    1,000 hourly jobs (spread over the hour), each producing 5 of 5,000 datasets, the
+    1,000 hourly jobs (spread over the hour), each producing 5 of 5,000 datasets, 200
+    consumers (their pages rewritten when their states change and hourly), the
     default control schedules (tick every minute, sweep and publish every 5 minutes)
     and function sizes, priced by freshet/ops/prices.yaml with `freshet cost`'s model
     and default assumptions (2 % of attempts retried, 1 s syncs, runs kept 90 days).
@@ -48,9 +49,11 @@ def derive(results: dict) -> dict:
     control = [(make_schedule(cron=s.cron, timezone=s.timezone), s.target)
                for s in DEFAULT_CONTROL_SCHEDULES]
     assumptions = cost.Assumptions()
+    from bench_status import CONSUMERS  # the consumers bench_status's site has
+
     load = cost.workload(jobs, control, datasets=JOBS * DATASETS_PER_JOB,
                          fanout_above=assumptions.fanout_above,
-                         memory=DEFAULT_FUNCTION_LIMITS)
+                         memory=DEFAULT_FUNCTION_LIMITS, consumers=CONSUMERS)
     prices_file = Path(cost.__file__).with_name("prices.yaml")
     prices = cost.Prices.from_doc(yaml.safe_load(prices_file.read_text()))
     estimate = cost.estimate(load, cost.Measured.from_results(results), prices, assumptions)

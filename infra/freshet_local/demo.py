@@ -152,8 +152,9 @@ def main(argv=None) -> int:
         started.append(bigquery)
         vendor = Vendor(bigquery.client()).start()
         _say("Starting the Cloud Run Jobs stand-in (its executions run a local command) ...")
-        cloud_run = emulators.start_cloud_run(demo_cloud_run_jobs(config.project,
-                                                                  config.region))
+        cloud_run = emulators.start_cloud_run(demo_cloud_run_jobs(
+            config.project, config.region,
+            float(os.environ.get("FRESHET_DEMO_EXPORT_S") or EXPORT_S)))
         started.append(cloud_run)
         servers = [_static_server(DEMO_DATA, args.data_port)]
         alerts = AlertReceiver(LOG_DIR / "alerts.log", secrets.token_hex(16))
@@ -210,11 +211,13 @@ _EXPORT = ("import os, time; time.sleep(float(os.environ.get('EXPORT_S', '45')))
            "print('exported', os.environ.get('FRESHET_RUN_ID'))")
 
 
-def demo_cloud_run_jobs(project: str, region: str) -> dict[str, dict]:
+def demo_cloud_run_jobs(project: str, region: str, seconds: float = EXPORT_S
+                        ) -> dict[str, dict]:
     """The Cloud Run jobs the stand-in serves for the demo (they exist before Freshet
-    runs them, as in the cloud, where Freshet never creates one)."""
+    runs them, as in the cloud, where Freshet never creates one). `seconds`: how long
+    nightly-export's execution works (FRESHET_DEMO_EXPORT_S; the tests take 25)."""
     return {f"projects/{project}/locations/{region}/jobs/{EXPORT_JOB}": {
-        "command": [sys.executable, "-c", _EXPORT], "env": {"EXPORT_S": str(EXPORT_S)},
+        "command": [sys.executable, "-c", _EXPORT], "env": {"EXPORT_S": str(seconds)},
         "timeout": "600s"}}
 
 

@@ -5,6 +5,22 @@
   var root = document.documentElement;
   var built = Date.parse(root.getAttribute("data-built"));
   var staleAfterMs = Number(root.getAttribute("data-stale-after")) * 1000;
+  // A consumer's page is rebuilt when its states change (at least every data-refresh
+  // seconds): whether Freshet still publishes, it learns from the site's heartbeat.json.
+  // Until that answers, the page's own build time is judged, allowing for its refresh.
+  var heartbeat = root.getAttribute("data-heartbeat");
+  var refreshMs = Number(root.getAttribute("data-refresh") || 0) * 1000;
+  var published = null;
+
+  function beat() {
+    if (!heartbeat || !window.fetch) return;
+    fetch(heartbeat, { cache: "no-store" }).then(function (answer) {
+      return answer.ok ? answer.json() : null;
+    }).then(function (doc) {
+      var at = doc ? Date.parse(doc.generated_at) : NaN;
+      if (!isNaN(at)) { published = at; tick(); }
+    }).catch(function () {});
+  }
 
   function human(ms) {
     var s = Math.round(Math.abs(ms) / 1000);
@@ -27,10 +43,12 @@
       times[i].textContent = diff >= 0 ? human(diff) + " ago" : "in " + human(diff);
     }
     var banner = document.getElementById("page-stale");
-    var stale = now - built > staleAfterMs;
+    var last = published === null ? built : Math.max(published, built);
+    var allowed = published === null ? staleAfterMs + refreshMs : staleAfterMs;
+    var stale = now - last > allowed;
     if (banner) {
       banner.hidden = !stale;
-      document.getElementById("page-stale-age").textContent = human(now - built);
+      document.getElementById("page-stale-age").textContent = human(now - last);
     }
     root.classList.toggle("page-stale-on", stale);
   }
@@ -54,7 +72,9 @@
   }
 
   tick();
+  beat();
   setInterval(tick, 30000);
-  document.addEventListener("visibilitychange", tick);
+  setInterval(beat, 60000);
+  document.addEventListener("visibilitychange", function () { beat(); tick(); });
   document.addEventListener("mousemove", showTip);
 })();

@@ -109,6 +109,35 @@ def test_page_warns_when_it_has_not_been_rebuilt_in_time(site, browser):
     assert warning.get_attribute("role") == "alert"
 
 
+def test_a_consumers_page_judges_freshet_alive_by_its_heartbeat_not_its_own_age(
+        db, tmp_path, browser):
+    """A consumer's page is rebuilt when its states change (at least hourly): while
+    heartbeat.json says Freshet publishes, an older page is no cause for alarm; when
+    the heartbeat stops, the page says so within the page's stale window."""
+    import json
+
+    server, url = _served(db, tmp_path, seed_pipeline)
+    try:
+        page = browser.new_page()
+        page.clock.install(time=(NOW + timedelta(minutes=5)).timestamp())
+        page.goto(url + "consumers/sales.html")
+        warning = page.locator("#page-stale")
+        assert warning.is_hidden()
+        # Publishes go on for 50 minutes (the page itself is not rebuilt): no alarm.
+        beat = {"generated_at": (NOW + timedelta(minutes=55)).isoformat()}
+        (tmp_path / "heartbeat.json").write_text(json.dumps(beat))
+        page.clock.fast_forward("00:50:00")
+        page.wait_for_timeout(500)  # the heartbeat's fetch
+        assert warning.is_hidden()
+        # Then they stop: 16 minutes later (the window is 15), the page says so.
+        page.clock.fast_forward("00:16:00")
+        warning.wait_for(state="visible")
+        assert "Freshet last published 16 min ago" in warning.inner_text()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_page_is_readable_on_a_phone(site, browser):
     page = browser.new_page()
     page.set_viewport_size({"width": 390, "height": 844})

@@ -1,5 +1,6 @@
 """publish_once against the Firestore emulator: one read pass, the site, memory, webhooks."""
 
+import html
 import json
 from datetime import timedelta
 
@@ -122,9 +123,9 @@ def test_unchanged_badges_are_not_rewritten_unless_asked(db, tmp_path):
     again = publish_once(store, sink, now=NOW + MIN, settings=settings())
     assert first.badges_unchanged == 0
     assert again.badges_unchanged == 6  # 3 datasets + 3 consumers
-    assert again.files_unchanged == 7  # and status.schema.json
-    # page, json, feed, and each consumer's page and json (they say when they were built)
-    assert again.files_written == first.files_written - 7 == 3 + 2 * 3
+    assert again.files_unchanged == 13  # and status.schema.json, each consumer's 2 files
+    # page, json, feed and heartbeat: they say when they were built
+    assert again.files_written == first.files_written - 13 == 4
     full = publish_once(store, sink, now=NOW + 2 * MIN, settings=settings(), full=True)
     assert full.files_written == first.files_written
 
@@ -417,3 +418,53 @@ def test_an_observed_dataset_is_judged_on_its_data_time_on_the_page_json_and_fee
     assert "observed" in (tmp_path / "index.html").read_text()
     feed = (tmp_path / "feed.xml").read_text()
     assert "Vendor orders" in feed and "stale" in feed.lower()
+
+
+def test_a_consumers_files_are_rewritten_when_their_states_change_or_hourly(db, tmp_path):
+    """Each consumer's page and JSON show ages, but are rewritten only when what they
+    say changes (a state, a success, an incident) or an hour after they were written;
+    heartbeat.json, written at every publish, tells their page Freshet is alive."""
+    store = Store(db)
+    seed_pipeline(store)  # sales needs crm.accounts, 30 minutes old: warn at 2 hours
+    sink = LocalSink(tmp_path)
+
+    def consumers_written(at) -> set[str]:
+        before = {p: p.stat().st_mtime_ns for p in (tmp_path / "consumers").iterdir()} \
+            if (tmp_path / "consumers").is_dir() else {}
+        publish_once(store, sink, now=at, settings=settings())
+        after = {p: p.stat().st_mtime_ns for p in (tmp_path / "consumers").iterdir()}
+        beat = json.loads((tmp_path / "heartbeat.json").read_text())
+        assert beat["generated_at"] == at.isoformat().replace("+00:00", "Z")
+        return {p.name for p in after if before.get(p) != after[p]}
+
+    everyone = {f"{c}.{ext}" for c in ("ad-performance", "weekly-report", "sales")
+                for ext in ("html", "json")}
+    assert consumers_written(NOW) == everyone
+    assert consumers_written(NOW + MIN) == set()
+    assert consumers_written(NOW + 59 * MIN) == set()  # ages moved, states did not
+    assert consumers_written(NOW + 61 * MIN) == everyone  # an hour on: their words
+    # crm.accounts passes 2 hours: the sales dashboard turns warn, the others stay
+    assert consumers_written(NOW + 95 * MIN) == {"sales.html", "sales.json"}
+    page = html.unescape((tmp_path / "consumers" / "sales.html").read_text())
+    assert 'data-heartbeat="../heartbeat.json"' in page and "connect-src 'self'" in page
+
+
+def test_a_consumers_key_moves_with_states_not_with_times_or_ages():
+    from freshet.status.render import consumer_key
+
+    doc = {"generated_at": "2026-11-28T12:00:00Z", "consumer": {
+        "state": "ok", "label": "Fresh", "message": "all fresh", "incidents": [],
+        "datasets": [{"key": "a", "state": "ok", "age_s": 60.0, "reason": "synced 1 min ago",
+                      "data_as_of": "2026-11-28T11:59:00Z"}],
+        "deadlines": [{"key": "d", "next_due": "2026-11-28T13:00:00Z",
+                       "last": {"due": "2026-11-28T12:00:00Z", "verdict": "met",
+                                "detail": "met 5 min early"}, "at_risk": False}]},
+        "datasets": [{"key": "a", "state": "ok", "last_success_at": "2026-11-28T11:59:00Z",
+                      "history": {"start": "2026-09-01", "days": "ooo"}}]}
+    later = json.loads(json.dumps(doc).replace("11:59", "12:04").replace("60.0", "360.0")
+                       .replace("1 min ago", "6 min ago").replace('"ooo"', '"oooo"'))
+    assert consumer_key(later) == consumer_key(doc)  # a sync succeeded: same states
+    for change in ('"state": "ok", "label": "Fresh"', '"verdict": "met"', '"incidents": []'):
+        moved = json.dumps(doc).replace(change, change.replace("ok", "warn").replace(
+            "met", "missed").replace("[]", '["i-1"]'), 1)
+        assert consumer_key(json.loads(moved)) != consumer_key(doc), change

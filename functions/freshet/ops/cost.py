@@ -35,6 +35,7 @@ from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
 from freshet.core.values import is_number
 from freshet.gcp.ports import UNINDEXED
+from freshet.status.render import CONSUMER_REFRESH_S
 
 MONTH = timedelta(days=30)
 MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
@@ -270,6 +271,9 @@ class Workload:
     # Polls of waiting runs: each one task, one run_task call, and the reads and writes
     # bench_engines measured.
     polls: float = 0.0
+    # Consumers: each one's page and JSON are rewritten at least hourly
+    # (status.render.CONSUMER_REFRESH_S), besides when their states change.
+    consumers: int = 0
 
     @property
     def datasets_per_run(self) -> float:
@@ -298,7 +302,7 @@ def slots_in_month(schedule: Schedule) -> tuple[datetime, ...]:
 def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
              datasets: int, fanout_above: int,
              memory: Mapping[str, FunctionLimits] | None = None,
-             observed: Iterable = ()) -> Workload:
+             observed: Iterable = (), consumers: int = 0) -> Workload:
     """`control`: the control schedules as (schedule, target function); `observed`:
     the observed datasets' specs."""
     groups = Counter((j.schedule, j.datasets, j.polls) for j in jobs)
@@ -320,7 +324,7 @@ def workload(jobs: Iterable[JobLoad], control: list[tuple[Schedule, str]], *,
                     sweeps=calls["recover_stuck_runs"], publishes=calls["publish_status"],
                     scheduler_jobs=len(control), herds=herds, memory=dict(memory or {}),
                     observed=observed_load(observed, calls["scheduler_tick"]),
-                    polls=polls)
+                    polls=polls, consumers=consumers)
 
 
 # -- the estimate -----------------------------------------------------------------------
@@ -521,7 +525,11 @@ def _storage(load, measured, prices, documents) -> list[Line]:
     # A file is written when its bytes change: the page, status.json and the feed at
     # most every publish, badges as states do (the hour's median publish, measured).
     median = measured.publish_files_hour_median
-    files = load.publishes * max(min(3.0, median), median * scale)
+    # and each consumer's 2 files once an hour (their ages' words), not counted in the
+    # median publish, where they are written only when their states change
+    refreshes = MONTH / timedelta(seconds=CONSUMER_REFRESH_S)
+    files = load.publishes * max(min(3.0, median), median * scale) \
+        + load.consumers * 2 * refreshes
     site = measured.site_bytes_5k * scale / GIB
     return [
         _line("Cloud Storage", "class A operations (page files written)", files, "ops",
@@ -633,7 +641,8 @@ def workload_of(config, assumptions: Assumptions = Assumptions()) -> Workload:
                              waits if j.kind in engine_kinds else 0) for j in active), control,
                     datasets=len(datasets), fanout_above=assumptions.fanout_above,
                     memory={e: config.functions.limits_for(e) for e in ENTRY_POINTS},
-                    observed=(spec for _, spec in config.observed))
+                    observed=(spec for _, spec in config.observed),
+                    consumers=len(config.catalog.consumers))
 
 
 # -- the herd: when N runs due at one slot have started ---------------------------------

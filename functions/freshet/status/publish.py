@@ -55,7 +55,7 @@ from freshet.status.model import (
     deadline_items,
     producers_of,
 )
-from freshet.status.render import render_site
+from freshet.status.render import HEARTBEAT, Output, render_site
 from freshet.status.routing import Sender, notify_routes
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 RECENT_RUNS = 200
 INCIDENT_HISTORY = timedelta(days=90)
 # Written last, so that a reader who sees the new page also finds its json, feed, badges.
-LAST = ("status.json", "feed.xml", "index.html")
+LAST = ("status.json", "feed.xml", "index.html", HEARTBEAT)
 
 
 @dataclass(frozen=True)
@@ -187,6 +187,20 @@ def read_model(store: Store, *, now: datetime, settings: Settings, full: bool = 
         inputs.loaded
 
 
+def keyed_memory(out: Output, now: datetime) -> str:
+    """What the memory keeps of a keyed file (render.Output.key): its key, and when it
+    was written (epoch seconds)."""
+    return f"{out.key}@{int(now.timestamp())}"
+
+
+def keyed_current(seen: str | None, out: Output, now: datetime) -> bool:
+    """Whether the keyed file written earlier (`seen`: keyed_memory's) still says what
+    `out` says, and is younger than its refresh."""
+    key, _, written = (seen or "").partition("@")
+    return (key == out.key and written.isdigit()
+            and now.timestamp() - int(written) < out.refresh_s)
+
+
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
                  full: bool = False, recent: int = RECENT_RUNS,
                  environ: Mapping[str, str] = os.environ,
@@ -207,12 +221,15 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
         out = files[path]
         known = memory.badges if path.startswith("badges/") else memory.files
-        if not full and not out.dated and known.get(path) == out.digest:
+        if not full and not out.dated and (
+                known.get(path) == out.digest if out.key is None
+                else keyed_current(known.get(path), out, now)):
             unchanged += 1
             badges_unchanged += path.startswith("badges/")
             continue
         if not out.dated:
-            (after.badges if path.startswith("badges/") else after.files)[path] = out.digest
+            (after.badges if path.startswith("badges/") else after.files)[path] = (
+                out.digest if out.key is None else keyed_memory(out, now))
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 

@@ -10,6 +10,7 @@ one-line entry in a collapsed list, and only the newest runs are shown.
 import base64
 import functools
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -70,6 +71,11 @@ class Output:
     # Shows the moment it was built (the build time, ages), so differs at every publish:
     # written each time, its digest not kept.
     dated: bool = False
+    # A file that shows ages too, but is rewritten only when `key` (what it says, its
+    # ages left out) changes, or once `refresh_s` has passed since it was written: the
+    # consumers' pages and JSON (hundreds of files, not rewritten at every publish).
+    key: str | None = None
+    refresh_s: int = 0
 
     @property
     def digest(self) -> str:
@@ -77,7 +83,8 @@ class Output:
 
 
 def site_source() -> Path:
-    """site/ (templates, static, schema): FRESHET_SITE_SRC, else beside functions/ or above."""
+    """site/ (templates, static, schema): FRESHET_SITE_SRC, else the work tree's, else the
+    copy deploy puts in functions/ (the deployed source)."""
     return _site_source(os.environ.get("FRESHET_SITE_SRC") or None)
 
 
@@ -86,7 +93,9 @@ def _site_source(configured: str | None) -> Path:
     if configured:
         return Path(configured)
     here = Path(__file__).resolve()
-    for base in (here.parents[2], here.parents[3]):  # functions/site, then <repo>/site
+    # The work tree's site/ first: functions/site is deploy's copy for the upload (the
+    # deployed source has only it), which a later edit of site/ leaves behind.
+    for base in (here.parents[3], here.parents[2]):  # <repo>/site, then functions/site
         if (base / "site" / "templates").is_dir():
             return base / "site"
     raise FileNotFoundError("site/templates not found; set FRESHET_SITE_SRC")
@@ -132,14 +141,48 @@ def _static(source: Path, name: str) -> str:
     return printable((source / "static" / name).read_text(encoding="utf-8"))
 
 
-def _csp(css: str, js: str) -> str:
+def _csp(css: str, js: str, *, heartbeat: bool = False) -> str:
     """The page's Content-Security-Policy: its own inline style and script (by hash) and
-    nothing else. Should a hostile link or markup ever slip through, it cannot run."""
+    nothing else (a consumer's page may also fetch the site's heartbeat.json). Should a
+    hostile link or markup ever slip through, it cannot run."""
     def digest(text: str) -> str:
         return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
+    connect = "connect-src 'self'; " if heartbeat else ""
     return (f"default-src 'none'; style-src {digest(css)}; script-src {digest(js)}; "
-            "img-src 'self' data:; base-uri 'none'; form-action 'none'")
+            f"{connect}img-src 'self' data:; base-uri 'none'; form-action 'none'")
+
+
+# A consumer's page and JSON are rebuilt when a state they show changes (`consumer_key`),
+# else at least this often, so that their times and ages are never older than this.
+# Their page learns that the control plane is alive from heartbeat.json, which every
+# publish writes (a few bytes).
+CONSUMER_REFRESH_S = 3600
+HEARTBEAT = "heartbeat.json"
+# What a consumer's JSON says that moves with the clock or with every sync and deadline
+# pass rather than with a state: ages and the words that carry them, the times of the
+# last start, success and failure, data as of, the day bars, record counts, the last
+# error's text, when deadlines fall due and the on-time counts. (As the issue asks of
+# per-dataset files: written when a state changes.)
+_MOVING_FIELDS = frozenset({
+    "generated_at", "age_s", "reason", "message", "detail", "text", "last_started_at",
+    "last_success_at", "last_failure_at", "data_as_of", "history", "last_record_count",
+    "consecutive_failures", "last_error", "due", "next_due", "attainment_90d",
+    "deadline_counts"})
+
+
+def consumer_key(doc: object) -> str:
+    """What a consumer's files say, its moving parts left out: equal keys, the same
+    states, verdicts, incidents, excuses and risks."""
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    text = json.dumps(strip(doc), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
@@ -150,6 +193,10 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
         "status.json": Output(  # published beside the page: the same printable text
             printable_json(status_json(model, events)).encode(), "application/json",
             dated=True),
+        # what consumers' pages ask to learn the control plane is alive (they are not
+        # rebuilt at every publish): a few bytes, written at every publish
+        HEARTBEAT: Output(printable_json({"generated_at": isoformat(model.built_at)}).encode(),
+                          "application/json", dated=True),
         "status.schema.json": Output(
             (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
         # without entries, the feed's <updated> is the build time
@@ -215,16 +262,21 @@ def render_consumers(model: StatusModel) -> dict[str, Output]:
         html = template.render(
             m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
             incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
-            csp=_csp(css, js), stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
+            csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
+            refresh_s=CONSUMER_REFRESH_S,
+            refresh_words=human_duration(timedelta(seconds=CONSUMER_REFRESH_S)),
+            stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
         doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
                "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
                "built_from": upstream, "datasets": [_dataset_json(d) for d in datasets],
                "incidents": [_incident_json(i) for i in about]}
-        # dated: the build time, and the ages of the datasets (in words and in seconds)
+        # keyed: rewritten when what they say changes, or hourly (their ages in words)
+        key = consumer_key(doc)
         out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8",
-                                          dated=True)
+                                          key=key, refresh_s=CONSUMER_REFRESH_S)
         out[consumer_page(c.id, "json")] = Output(printable_json(doc).encode(),
-                                                  "application/json", dated=True)
+                                                  "application/json", key=key,
+                                                  refresh_s=CONSUMER_REFRESH_S)
     return out
 
 
