@@ -458,10 +458,12 @@ def test_a_consumers_key_moves_with_states_not_with_times_or_ages():
                       "data_as_of": "2026-11-28T11:59:00Z"}],
         "deadlines": [{"key": "d", "next_due": "2026-11-28T13:00:00Z",
                        "last": {"due": "2026-11-28T12:00:00Z", "verdict": "met",
-                                "detail": "met 5 min early"}, "at_risk": False}]},
+                                "detail": "met 5 min early"}, "at_risk": False}],
+        "attainment_90d": 0.5, "attainment_30d": 0.5, "deadline_counts_90d": {"met": 1}},
         "datasets": [{"key": "a", "state": "ok", "last_success_at": "2026-11-28T11:59:00Z",
                       "history": {"start": "2026-09-01", "days": "ooo"}}]}
     later = json.loads(json.dumps(doc).replace("11:59", "12:04").replace("60.0", "360.0")
+                       .replace("0.5", "0.6").replace('{"met": 1}', '{"met": 2}')
                        .replace("1 min ago", "6 min ago").replace('"ooo"', '"oooo"'))
     assert consumer_key(later) == consumer_key(doc)  # a sync succeeded: same states
     for change in ('"state": "ok", "label": "Fresh"', '"verdict": "met"', '"incidents": []'):

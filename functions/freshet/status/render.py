@@ -168,7 +168,7 @@ _MOVING_FIELDS = frozenset({
     "generated_at", "age_s", "reason", "message", "detail", "text", "last_started_at",
     "last_success_at", "last_failure_at", "data_as_of", "history", "last_record_count",
     "consecutive_failures", "last_error", "due", "next_due", "attainment_90d",
-    "deadline_counts"})
+    "attainment_30d", "deadline_counts_90d"})
 
 
 def consumer_key(doc: object) -> str:
