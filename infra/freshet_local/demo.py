@@ -174,8 +174,14 @@ def main(argv=None) -> int:
         servers.append(_static_server(SITE_DIR, args.site_port))
         servers.append(_console(args.console_port))
         scheduler = _scheduler(config, ports)
-        for job in scheduler.jobs:  # a first tick and page right away
-            scheduler.fire_now(job)
+        # A first tick right away (its runs, and the first observation of the vendor's
+        # table), then the other jobs, so that the first page shows them.
+        tick = [j for j in scheduler.jobs if j.http_target.uri.endswith("/scheduler_tick")]
+        for job in tick:
+            scheduler.fire_now(job, wait=True)
+        for job in scheduler.jobs:
+            if job not in tick:
+                scheduler.fire_now(job)
         scheduler.start()
         write_context("demo", env, {
             "firestore": fs.address, "tasks": tasks.address, "bigquery": bigquery.address,

@@ -73,8 +73,12 @@ class LocalScheduler(threading.Thread):
     def stop(self) -> None:
         self._stop.set()
 
-    def fire_now(self, job: scheduler_v1.Job) -> None:
-        threading.Thread(target=self._fire, args=(job,), daemon=True).start()
+    def fire_now(self, job: scheduler_v1.Job, *, wait: bool = False) -> None:
+        """Calls the job's target now, in its own thread (`wait`: and returns when done)."""
+        thread = threading.Thread(target=self._fire, args=(job,), daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
 
     def job(self, name: str) -> scheduler_v1.Job:
         return next(j for j in self.jobs if j.name.rsplit("/", 1)[-1] == name)
