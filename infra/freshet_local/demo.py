@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         _say("Starting the Cloud Run Jobs stand-in (its executions run a local command) ...")
         cloud_run = emulators.start_cloud_run(demo_cloud_run_jobs(
             config.project, config.region,
-            float(os.environ.get("FRESHET_DEMO_EXPORT_S") or EXPORT_S)))
+            export_seconds(os.environ)))
         started.append(cloud_run)
         servers = [_static_server(DEMO_DATA, args.data_port)]
         alerts = AlertReceiver(LOG_DIR / "alerts.log", secrets.token_hex(16))
@@ -215,6 +215,19 @@ def main(argv=None) -> int:
 EXPORT_JOB, EXPORT_S = "nightly-export", 45
 _EXPORT = ("import os, time; time.sleep(float(os.environ.get('EXPORT_S', '45'))); "
            "print('exported', os.environ.get('FRESHET_RUN_ID'))")
+
+
+def export_seconds(env) -> float:
+    """FRESHET_DEMO_EXPORT_S, checked: how long the demo's Cloud Run job works."""
+    text = env.get("FRESHET_DEMO_EXPORT_S") or str(EXPORT_S)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 3600:
+        raise SystemExit(f"freshet demo: FRESHET_DEMO_EXPORT_S must be a number of seconds "
+                         f"from 1 to 3600, not {text[:40]!r}")
+    return seconds
 
 
 def demo_cloud_run_jobs(project: str, region: str, seconds: float = EXPORT_S

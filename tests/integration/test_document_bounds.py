@@ -142,6 +142,9 @@ def test_the_worst_notification_state_is_paged_under_the_limit(db):
         datasets={key(i): "error" for i in range(5000)},
         consumers={("c" * 90) + f"{i:010d}": "error" for i in range(1000)},
         badges={f"badges/dataset/{key(i)}.svg": "f" * 16 for i in range(5000)},
+        # each consumer's page and JSON, keyed on its states and when they were written
+        files={f"consumers/{'c' * 90}{i:010d}-{'h' * 12}.{ext}": f"{'f' * 16}@1795780800"
+               for i in range(1000) for ext in ("html", "json")},
         failed_jobs={("j" * 90) + f"{i:010d}" for i in range(5000)},
         stuck_runs=[("r" * 130) + f"{i:012d}" for i in range(3 * MAX_STUCK_REMEMBERED)],
         events=events)

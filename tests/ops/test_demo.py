@@ -36,6 +36,15 @@ def test_the_demo_pipelines_fetches_follow_the_data_port(tmp_path):
     assert config.path.startswith(str(tmp_path))  # a file `apply` and `doctor` can reread
 
 
+@pytest.mark.parametrize("value", ["x", "0", "-5", "1e9", "nan"])
+def test_a_bad_export_duration_is_one_line_naming_the_variable(value):
+    from freshet_local.demo import export_seconds
+
+    with pytest.raises(SystemExit, match="FRESHET_DEMO_EXPORT_S must be a number"):
+        export_seconds({"FRESHET_DEMO_EXPORT_S": value})
+    assert export_seconds({}) == 45 and export_seconds({"FRESHET_DEMO_EXPORT_S": "25"}) == 25
+
+
 def test_on_the_default_data_port_the_demo_config_is_used_as_it_is(tmp_path):
     assert with_data_port(DEMO_CONFIG, 8095, into=tmp_path) == DEMO_CONFIG
     assert not list(tmp_path.iterdir())
