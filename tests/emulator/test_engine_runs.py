@@ -184,6 +184,17 @@ def _executions(job: str) -> list:
     return list(client.list_executions(parent=f"{JOBS}/{job}"))
 
 
+def _ended(engines, execution: str):
+    """The execution's status once it has ended (its local processes take a moment)."""
+    status = engines.cloud_run.poll(execution)
+    for _ in range(50):
+        if status.finished:
+            break
+        threading.Event().wait(0.1)
+        status = engines.cloud_run.poll(execution)
+    return status
+
+
 def _cloud_run_job(store, job: str, **kw):
     add_job(store, f"cr-{job}", kind="cloud_run_job", cron="0 * * * *",
             produces=(f"ds.{job}",), params={"job": job, "region": REGION}, **kw)
@@ -231,13 +242,7 @@ def test_a_cancelled_backfill_cancels_its_execution_on_the_engine(flaky, cr_engi
     polled = poll_one(store, queue, run_id, 1, task.poll, now=task.schedule_time,
                       settings=settings, engines=cr_engines)
     assert polled.state == "cancelled"
-    status = cr_engines.cloud_run.poll(execution)
-    for _ in range(50):
-        if status.finished:
-            break
-        threading.Event().wait(0.1)
-        status = cr_engines.cloud_run.poll(execution)
-    assert status.state == "cancelled"
+    assert _ended(cr_engines, execution).state == "cancelled"
     assert len(_executions("slow")) == 1
     assert [t for t in queue.sent if t.poll is None and t.run_id != run_id] == []
     assert store.get_run(run_id).status == RunStatus.CANCELLED
@@ -260,13 +265,7 @@ def test_a_backfills_cancel_stops_its_execution_at_once_even_if_the_next_poll_is
                     engines=cr_engines)
     assert store.get_run(run_id).status == RunStatus.CANCELLED
     # no poll is delivered (its task lost): the execution stops anyway
-    status = cr_engines.cloud_run.poll(execution)
-    for _ in range(50):
-        if status.finished:
-            break
-        threading.Event().wait(0.1)
-        status = cr_engines.cloud_run.poll(execution)
-    assert status.state == "cancelled"
+    assert _ended(cr_engines, execution).state == "cancelled"
 
 
 def test_a_killed_start_of_a_cloud_run_job_is_adopted_by_its_marker_not_run_twice(
