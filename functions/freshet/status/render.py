@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,25 +175,79 @@ _MOVING_FIELDS = frozenset({
 def consumer_key(doc: object) -> str:
     """What a consumer's files say, its moving parts left out: equal keys, the same
     states, verdicts, incidents, excuses and risks."""
-    def strip(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
+    return _key_of(_key_text(doc))
 
-    text = json.dumps(strip(doc), sort_keys=True, separators=(",", ":"))
+
+def _strip(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def _key_text(value: object) -> str:
+    return json.dumps(_strip(value), sort_keys=True, separators=(",", ":"))
+
+
+def _key_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _joined(doc: dict, texts: dict[str, str], dump: Callable[[object], str]) -> str:
+    """`dump(doc)` with some of its values already dumped (`texts`): the same text, as
+    a JSON object is its members joined in order (compact separators)."""
+    return "{" + ",".join(f"{dump(k)}:{texts[k] if k in texts else dump(v)}"
+                          for k, v in doc.items()) + "}"
+
+
+def _sorted_keys(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class _Parts:
+    """The JSON of the model's datasets, consumers and incidents, made once per render:
+    status.json and the consumers' files show the same ones (a dataset in up to every
+    consumer's file), as objects and as text (`printable_json`'s), and the text of
+    what their keys keep of them."""
+
+    def __init__(self, model: StatusModel):
+        self._datasets: dict[str, dict] = {}
+        self._texts: dict[str, str] = {}
+        self._key_texts: dict[str, str] = {}
+        self._by_key = {d.key: d for d in model.datasets}
+
+    def dataset(self, d: DatasetStatus) -> dict:
+        doc = self._datasets.get(d.key)
+        if doc is None:
+            doc = self._datasets[d.key] = _dataset_json(d)
+        return doc
+
+    def dataset_text(self, d: DatasetStatus) -> str:
+        text = self._texts.get(d.key)
+        if text is None:
+            text = self._texts[d.key] = printable_json(self.dataset(d))
+        return text
+
+    def dataset_key_text(self, d: DatasetStatus) -> str:
+        text = self._key_texts.get(d.key)
+        if text is None:
+            text = self._key_texts[d.key] = _key_text(self.dataset(d))
+        return text
+
+    def datasets_text(self, datasets, text) -> str:
+        return "[" + ",".join(text(d) for d in datasets) + "]"
 
 
 def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     """Every file of the site, by path."""
+    parts = _Parts(model)
+    entries = feed_entries(model, events)
     files = {
         "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8",
                              dated=True),
         "status.json": Output(  # published beside the page: the same printable text
-            printable_json(status_json(model, events)).encode(), "application/json",
-            dated=True),
+            _status_text(model, events, parts).encode(), "application/json", dated=True),
         # what consumers' pages ask to learn the control plane is alive (they are not
         # rebuilt at every publish): a few bytes, written at every publish
         HEARTBEAT: Output(printable_json({"generated_at": isoformat(model.built_at)}).encode(),
@@ -200,12 +255,12 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
         "status.schema.json": Output(
             (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
         # without entries, the feed's <updated> is the build time
-        "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml",
-                           dated=not feed_entries(model, events)),
+        "feed.xml": Output(render_feed(model, events, entries).encode(),
+                           "application/atom+xml", dated=not entries),
     }
     files.update(render_badges(model))
     files.update(render_incident_pages(model))
-    files.update(render_consumers(model))
+    files.update(render_consumers(model, parts))
     return files
 
 
@@ -245,9 +300,11 @@ def _built_from(keys: tuple[str, ...], by_key: dict[str, DatasetStatus]) -> list
     return found
 
 
-def render_consumers(model: StatusModel) -> dict[str, Output]:
+def render_consumers(model: StatusModel, parts: "_Parts | None" = None
+                     ) -> dict[str, Output]:
     """One short page per consumer, and the same as JSON: only what it depends on (the
     datasets it needs and those they are built from) and the incidents that reach it."""
+    parts = parts or _Parts(model)
     source = site_source()
     css, js = _static(source, "status.css"), _static(source, "status.js")
     template = _env(source).get_template("consumer.html.j2")
@@ -268,15 +325,19 @@ def render_consumers(model: StatusModel) -> dict[str, Output]:
             stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
         doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
                "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
-               "built_from": upstream, "datasets": [_dataset_json(d) for d in datasets],
+               "built_from": upstream, "datasets": [],  # their text is the parts'
                "incidents": [_incident_json(i) for i in about]}
-        # keyed: rewritten when what they say changes, or hourly (their ages in words)
-        key = consumer_key(doc)
+        # keyed: rewritten when what they say changes, or hourly (their ages in words):
+        # consumer_key(doc), its datasets' part from the parts' texts
+        key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
+        key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
+            "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
+        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
+                       printable_json)
         out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8",
                                           key=key, refresh_s=CONSUMER_REFRESH_S)
-        out[consumer_page(c.id, "json")] = Output(printable_json(doc).encode(),
-                                                  "application/json", key=key,
-                                                  refresh_s=CONSUMER_REFRESH_S)
+        out[consumer_page(c.id, "json")] = Output(text.encode(), "application/json",
+                                                  key=key, refresh_s=CONSUMER_REFRESH_S)
     return out
 
 
@@ -338,8 +399,9 @@ def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
     return sorted(entries, key=newest, reverse=True)[:FEED_ENTRIES]
 
 
-def render_feed(model: StatusModel, events: list[Event]) -> str:
-    entries = feed_entries(model, events)
+def render_feed(model: StatusModel, events: list[Event],
+                entries: list[FeedEntry] | None = None) -> str:
+    entries = feed_entries(model, events) if entries is None else entries
     return _env(site_source()).get_template("feed.xml.j2").render(
         m=model, entries=entries, built_iso=time_attribute(model.built_at),
         updated=entries[0].at if entries else isoformat(model.built_at),
@@ -363,13 +425,20 @@ def _badge_parts(source: Path) -> tuple[str, ...]:
 def render_badge(label: str, state: str) -> str:
     """badge.svg.j2 with these values, byte for byte as Jinja renders it (autoescaped,
     printable; numbers as str() writes them)."""
+    return _badge(site_source(), label, state)
+
+
+# A badge is a function of its label and state alone, and few of thousands change
+# between two publishes of a warm instance.
+@functools.lru_cache(maxsize=16384)
+def _badge(source: Path, label: str, state: str) -> str:
     message = BADGE_WORDS[state]
     label = shorten(label, 40)
     label_w, message_w = _text_width(label) + 12, _text_width(message) + 12
     values = (label, message, BADGE_COLOURS[state], label_w, message_w,
               label_w + message_w, label_w / 2, label_w + message_w / 2)
     shown = [str(markupsafe.escape(_printable(v))) for v in values]
-    parts = _badge_parts(site_source())
+    parts = _badge_parts(source)
     return "".join(p if i % 2 == 0 else shown[int(p)] for i, p in enumerate(parts))
 
 
@@ -474,6 +543,17 @@ def route_json(r: RouteStatus) -> dict:
 
 def status_json(model: StatusModel, events: list[Event]) -> dict:
     """The documented shape (docs/status-json.md, site/status.schema.json)."""
+    return _status_doc(model, events, [_dataset_json(d) for d in model.datasets])
+
+
+def _status_text(model: StatusModel, events: list[Event], parts: _Parts) -> str:
+    """printable_json(status_json(...)), its datasets' text from the parts'."""
+    doc = _status_doc(model, events, [])
+    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text)},
+                   printable_json)
+
+
+def _status_doc(model: StatusModel, events: list[Event], datasets: list[dict]) -> dict:
     c = model.control
     return {
         "schema_version": SCHEMA_VERSION,
@@ -490,7 +570,7 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "last_sweep_at": isoformat(model.loop.last_sweep_at),
             "overdue_jobs": list(model.loop.overdue_jobs)},
         "consumers": [_consumer_json(x) for x in model.consumers],
-        "datasets": [_dataset_json(d) for d in model.datasets],
+        "datasets": datasets,
         "jobs": [{
             "id": j.id, "kind": j.kind, "description": j.description, "status": j.status,
             "health": j.health, "schedule": j.schedule, "timezone": j.timezone,
