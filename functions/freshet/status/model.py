@@ -24,6 +24,7 @@ from `Dataset.daily` (sync outcomes kept by bookkeeping):
 """
 
 import functools
+import gc
 import hashlib
 import re
 from collections import Counter
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
-from typing import assert_never
+from typing import ParamSpec, TypeVar, assert_never
 
 from freshet.core.alerts import RouteState, route_specs
 from freshet.core.bookkeeping import HISTORY_DAYS
@@ -319,6 +320,30 @@ class PoolStatus:
     queued: int  # queued or waiting for a retry
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def collector_paused(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` with Python's cycle collector paused while it runs (unless already paused).
+    A build allocates hundreds of thousands of objects beside its inputs' million (at
+    5,000 datasets, their data points and day counts), and each of the collector's full
+    passes walks all of them, for cycles a build hardly makes: a fifth of a build's time.
+    Its garbage is freed by reference counting meanwhile, the rest by the next pass."""
+    @functools.wraps(fn)
+    def paused(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return paused
+
+
+@collector_paused
 def build_model(*, jobs: list[Job], datasets: list[Dataset], runs: list[Run], catalog: Catalog,
                 control: Control, now: datetime, settings: Settings,
                 heartbeats: dict | None = None,

@@ -51,6 +51,7 @@ from freshet.status.changes import Event, Memory, deadline_event, detect_changes
 from freshet.status.model import (
     StatusModel,
     build_model,
+    collector_paused,
     covers,
     deadline_items,
     producers_of,
@@ -201,6 +202,7 @@ def keyed_current(seen: str | None, out: Output, now: datetime) -> bool:
             and now.timestamp() - int(written) < out.refresh_s)
 
 
+@collector_paused  # reads thousands of documents and builds from them
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
                  full: bool = False, recent: int = RECENT_RUNS,
                  environ: Mapping[str, str] = os.environ,

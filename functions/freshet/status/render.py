@@ -36,6 +36,7 @@ from freshet.status.model import (
     RouteStatus,
     StatusModel,
     badge_path,
+    collector_paused,
     shorten,
 )
 
@@ -104,6 +105,8 @@ def _site_source(configured: str | None) -> Path:
 
 def _printable(value: object) -> object:
     """Every value a template prints: control characters are not allowed in XML."""
+    if value.__class__ is str:  # most of them (a hundred thousand a build): no call
+        return value if value.isascii() and value.isprintable() else printable(value)
     if isinstance(value, markupsafe.Markup):
         return markupsafe.Markup(printable(str(value)))
     return printable(value) if isinstance(value, str) else value
@@ -178,11 +181,15 @@ def consumer_key(doc: object) -> str:
     return _key_of(_key_text(doc))
 
 
+_NESTED = (dict, list)
+
+
 def _strip(value: object) -> object:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
+    if isinstance(value, dict):  # scalars kept as they are, without a call each
+        return {k: _strip(v) if isinstance(v, _NESTED) else v
+                for k, v in value.items() if k not in _MOVING_FIELDS}
     if isinstance(value, list):
-        return [_strip(v) for v in value]
+        return [_strip(v) if isinstance(v, _NESTED) else v for v in value]
     return value
 
 
@@ -239,6 +246,7 @@ class _Parts:
         return "[" + ",".join(text(d) for d in datasets) + "]"
 
 
+@collector_paused
 def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     """Every file of the site, by path."""
     parts = _Parts(model)
