@@ -343,3 +343,24 @@ def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     assert "Orders export late" not in files[unsafe].data.decode()
     index = files["index.html"].data.decode()
     assert 'href="consumers/revenue.html"' in index
+
+
+def test_a_consumer_whose_published_files_are_current_is_not_rendered_again():
+    cat = catalog({"a": (), "b": ()}, [consumer("one", "One", requirement("a")),
+                                       consumer("two", "Two", requirement("b"))])
+    m = model(datasets=[synced("a", H), synced("b", H)], cat=cat)
+    full = render_site(m, [])
+    asked = []
+
+    def current(path, out):  # what the memory says: one's JSON is current, its page too
+        asked.append(path)
+        return path.startswith("consumers/one.") and out.key == full[path].key
+
+    files = render_site(m, [], current=current)
+    assert {"consumers/one.html", "consumers/one.json", "consumers/two.html"} <= set(asked)
+    for path in ("consumers/one.html", "consumers/one.json"):
+        assert files[path].kept and files[path].data == b"" and files[path].key == full[path].key
+    for path in ("consumers/two.html", "consumers/two.json"):
+        assert not files[path].kept and files[path] == full[path]
+    assert {p: o for p, o in files.items() if not p.startswith("consumers/one.")} == {
+        p: o for p, o in full.items() if not p.startswith("consumers/one.")}

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,6 +78,9 @@ class Output:
     # consumers' pages and JSON (hundreds of files, not rewritten at every publish).
     key: str | None = None
     refresh_s: int = 0
+    # Not rendered (`data` is empty): the keyed file published earlier still says this,
+    # as the caller of render_site said (`current`).
+    kept: bool = False
 
     @property
     def digest(self) -> str:
@@ -246,9 +249,16 @@ class _Parts:
         return "[" + ",".join(text(d) for d in datasets) + "]"
 
 
+# Whether the keyed file at a path, published earlier, is still current for this
+# Output (its key, its refresh): publish_status's memory knows.
+Current = Callable[[str, Output], bool]
+
+
 @collector_paused
-def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
-    """Every file of the site, by path."""
+def render_site(model: StatusModel, events: list[Event], current: Current | None = None
+                ) -> dict[str, Output]:
+    """Every file of the site, by path; the keyed ones that `current` says are still
+    the ones published are not rendered again (Output.kept)."""
     parts = _Parts(model)
     entries = feed_entries(model, events)
     files = {
@@ -268,7 +278,7 @@ def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
     }
     files.update(render_badges(model))
     files.update(render_incident_pages(model))
-    files.update(render_consumers(model, parts))
+    files.update(render_consumers(model, parts, current))
     return files
 
 
@@ -308,10 +318,11 @@ def _built_from(keys: tuple[str, ...], by_key: dict[str, DatasetStatus]) -> list
     return found
 
 
-def render_consumers(model: StatusModel, parts: "_Parts | None" = None
-                     ) -> dict[str, Output]:
+def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
+                     current: Current | None = None) -> dict[str, Output]:
     """One short page per consumer, and the same as JSON: only what it depends on (the
-    datasets it needs and those they are built from) and the incidents that reach it."""
+    datasets it needs and those they are built from) and the incidents that reach it;
+    those `current` says are still the ones published, kept (not rendered)."""
     parts = parts or _Parts(model)
     source = site_source()
     css, js = _static(source, "status.css"), _static(source, "status.js")
@@ -324,13 +335,6 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None
         upstream = _built_from(needed, by_key)
         datasets = [by_key[k] for k in (*needed, *upstream) if k in by_key]
         about = [incidents[i] for i in c.incidents if i in incidents]
-        html = template.render(
-            m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
-            incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
-            csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
-            refresh_s=CONSUMER_REFRESH_S,
-            refresh_words=human_duration(timedelta(seconds=CONSUMER_REFRESH_S)),
-            stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
         doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
                "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
                "built_from": upstream, "datasets": [],  # their text is the parts'
@@ -340,12 +344,24 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None
         key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
         key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
             "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
+        page, data = consumer_page(c.id), consumer_page(c.id, "json")
+        kept = {path: Output(b"", kind, key=key, refresh_s=CONSUMER_REFRESH_S, kept=True)
+                for path, kind in ((page, "text/html; charset=utf-8"),
+                                   (data, "application/json"))}
+        if current is not None and all(current(path, o) for path, o in kept.items()):
+            out.update(kept)
+            continue
+        html = template.render(
+            m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
+            incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
+            csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
+            refresh_s=CONSUMER_REFRESH_S,
+            refresh_words=human_duration(timedelta(seconds=CONSUMER_REFRESH_S)),
+            stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
         text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
                        printable_json)
-        out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8",
-                                          key=key, refresh_s=CONSUMER_REFRESH_S)
-        out[consumer_page(c.id, "json")] = Output(text.encode(), "application/json",
-                                                  key=key, refresh_s=CONSUMER_REFRESH_S)
+        out[page] = replace(kept[page], data=html.encode(), kept=False)
+        out[data] = replace(kept[data], data=text.encode(), kept=False)
     return out
 
 
