@@ -61,6 +61,8 @@ def to_utc(value: datetime | None) -> datetime | None:
     """Normalise what Firestore returns (DatetimeWithNanoseconds) to a plain UTC datetime."""
     if value is None:
         return None
+    if value.__class__ is datetime and value.tzinfo is UTC and not value.fold:
+        return value  # already one (a stored model holds thousands): no new object
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
