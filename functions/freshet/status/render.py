@@ -216,16 +216,15 @@ def _sorted_keys(value: object) -> str:
 
 
 class _Parts:
-    """The JSON of the model's datasets, consumers and incidents, made once per render:
-    status.json and the consumers' files show the same ones (a dataset in up to every
-    consumer's file), as objects and as text (`printable_json`'s), and the text of
-    what their keys keep of them."""
+    """The datasets' JSON, made once per render: status.json and the consumers' files
+    show the same ones (a dataset in every file of a consumer that needs it or what it
+    is built from), as objects, as text (`printable_json`'s) and as the text of what
+    the consumers' keys keep of them."""
 
-    def __init__(self, model: StatusModel):
+    def __init__(self):
         self._datasets: dict[str, dict] = {}
         self._texts: dict[str, str] = {}
         self._key_texts: dict[str, str] = {}
-        self._by_key = {d.key: d for d in model.datasets}
 
     def dataset(self, d: DatasetStatus) -> dict:
         doc = self._datasets.get(d.key)
@@ -245,7 +244,10 @@ class _Parts:
             text = self._key_texts[d.key] = _key_text(self.dataset(d))
         return text
 
-    def datasets_text(self, datasets, text) -> str:
+    @staticmethod
+    def datasets_text(datasets: list[DatasetStatus],
+                      text: Callable[[DatasetStatus], str]) -> str:
+        """The JSON list of the datasets, each one's text from `text`."""
         return "[" + ",".join(text(d) for d in datasets) + "]"
 
 
@@ -259,7 +261,7 @@ def render_site(model: StatusModel, events: list[Event], current: Current | None
                 ) -> dict[str, Output]:
     """Every file of the site, by path; the keyed ones that `current` says are still
     the ones published are not rendered again (Output.kept)."""
-    parts = _Parts(model)
+    parts = _Parts()
     entries = feed_entries(model, events)
     files = {
         "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8",
@@ -323,7 +325,7 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
     """One short page per consumer, and the same as JSON: only what it depends on (the
     datasets it needs and those they are built from) and the incidents that reach it;
     those `current` says are still the ones published, kept (not rendered)."""
-    parts = parts or _Parts(model)
+    parts = parts or _Parts()
     source = site_source()
     css, js = _static(source, "status.css"), _static(source, "status.js")
     template = _env(source).get_template("consumer.html.j2")
