@@ -581,8 +581,8 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
     start, index = _day_index(now.date(), days)
     get = daily.get
     # One expression per day, no call: 5,000 datasets x 90 days is most of a model's time.
-    letters = ["-" if not (c := get(day)) else "p" if c.get("ok") and c.get("fail")
-               else "o" if c.get("ok") else "f" if c.get("fail") else "-" for day in index]
+    letters = ["-" if not (c := get(day)) else ("p" if c.get("fail") else "o") if c.get("ok")
+               else "f" if c.get("fail") else "-" for day in index]
     if maintained:
         first = min(daily, default=now.date().isoformat())
         for day in maintained:

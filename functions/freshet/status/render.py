@@ -216,15 +216,29 @@ def _sorted_keys(value: object) -> str:
 
 
 class _Parts:
-    """The datasets' JSON, made once per render: status.json and the consumers' files
-    show the same ones (a dataset in every file of a consumer that needs it or what it
-    is built from), as objects, as text (`printable_json`'s) and as the text of what
-    the consumers' keys keep of them."""
+    """The JSON of datasets, consumers and incidents, made once per render: status.json
+    and the consumers' files show the same ones (a dataset in every file of a consumer
+    that needs it or what it is built from); the datasets' also as text
+    (`printable_json`'s) and as the text of what the consumers' keys keep of them."""
 
     def __init__(self):
         self._datasets: dict[str, dict] = {}
         self._texts: dict[str, str] = {}
         self._key_texts: dict[str, str] = {}
+        self._consumers: dict[str, dict] = {}
+        self._incidents: dict[str, dict] = {}
+
+    def consumer(self, c: ConsumerStatus) -> dict:
+        doc = self._consumers.get(c.id)
+        if doc is None:
+            doc = self._consumers[c.id] = _consumer_json(c)
+        return doc
+
+    def incident(self, incident) -> dict:
+        doc = self._incidents.get(incident.id)
+        if doc is None:
+            doc = self._incidents[incident.id] = _incident_json(incident)
+        return doc
 
     def dataset(self, d: DatasetStatus) -> dict:
         doc = self._datasets.get(d.key)
@@ -338,9 +352,9 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
         datasets = [by_key[k] for k in (*needed, *upstream) if k in by_key]
         about = [incidents[i] for i in c.incidents if i in incidents]
         doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
-               "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
+               "stale_after_s": model.stale_after_s, "consumer": parts.consumer(c),
                "built_from": upstream, "datasets": [],  # their text is the parts'
-               "incidents": [_incident_json(i) for i in about]}
+               "incidents": [parts.incident(i) for i in about]}
         # keyed: rewritten when what they say changes, or hourly (their ages in words):
         # consumer_key(doc), its datasets' part from the parts' texts
         key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
@@ -569,17 +583,18 @@ def route_json(r: RouteStatus) -> dict:
 
 def status_json(model: StatusModel, events: list[Event]) -> dict:
     """The documented shape (docs/status-json.md, site/status.schema.json)."""
-    return _status_doc(model, events, [_dataset_json(d) for d in model.datasets])
+    return _status_doc(model, events, _Parts(), [_dataset_json(d) for d in model.datasets])
 
 
 def _status_text(model: StatusModel, events: list[Event], parts: _Parts) -> str:
     """printable_json(status_json(...)), its datasets' text from the parts'."""
-    doc = _status_doc(model, events, [])
+    doc = _status_doc(model, events, parts, [])
     return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text)},
                    printable_json)
 
 
-def _status_doc(model: StatusModel, events: list[Event], datasets: list[dict]) -> dict:
+def _status_doc(model: StatusModel, events: list[Event], parts: _Parts,
+                datasets: list[dict]) -> dict:
     c = model.control
     return {
         "schema_version": SCHEMA_VERSION,
@@ -595,7 +610,7 @@ def _status_doc(model: StatusModel, events: list[Event], datasets: list[dict]) -
             "last_tick_at": isoformat(model.loop.last_tick_at),
             "last_sweep_at": isoformat(model.loop.last_sweep_at),
             "overdue_jobs": list(model.loop.overdue_jobs)},
-        "consumers": [_consumer_json(x) for x in model.consumers],
+        "consumers": [parts.consumer(x) for x in model.consumers],
         "datasets": datasets,
         "jobs": [{
             "id": j.id, "kind": j.kind, "description": j.description, "status": j.status,
@@ -622,7 +637,7 @@ def _status_doc(model: StatusModel, events: list[Event], datasets: list[dict]) -
             "logs_url": r.logs_url,
         } for r in model.runs[:RUNS_IN_JSON]],
         "events": [e.to_doc() for e in events],
-        "incidents": [_incident_json(i) for i in model.incidents],
+        "incidents": [parts.incident(i) for i in model.incidents],
         "maintenance": [_maintenance_json(o, model.built_at) for o in model.maintenance],
         "routes": [route_json(r) for r in model.routes],
     }
