@@ -5,7 +5,7 @@ Cost per publish in the steady state (freshet.status.incremental): the stored mo
 (a manifest and a few chunks), one `updated_at` query per collection returning only
 the documents written since the previous publish (jobs, datasets, runs, deadline
 records), four single documents (catalog, control, heartbeat, status memory), one
-stream of route states (one per route), two bounded queries of incidents and two count
+stream of route states (one per route), one bounded query of incidents and two count
 aggregations per pool: O(changes + routes + incidents) reads, not O(jobs + datasets).
 The model is built from the merged documents exactly as from a full read (`full` asks
 for one). A file is written only when its bytes differ from the last published (their
