@@ -52,6 +52,10 @@ class RecordingStore(Store):
         self.queries.append(query)
         return []
 
+    def _stream_snapshots(self, query):
+        self.queries.append(query)
+        return []
+
 
 class _NoResults:
     def stream(self):
@@ -143,6 +147,10 @@ QUERY_CALLS = {
     "deadline_records": [lambda s: s.deadline_records()],
     "incidents": [lambda s: s.incidents(T)],
     "route_states": [lambda s: s.route_states()],
+    "changed_since": [lambda s: s.changed_since("jobs", T)],
+    "settings_newest": [lambda s: s.settings_newest()],
+    "settings_written_since": [lambda s: s.settings_written_since(T),
+                               lambda s: s.settings_written_since(None)],
     "recent_runs_marked": [lambda s: s.recent_runs_marked(10)],
     "jobs_changed_since": [lambda s: s.jobs_changed_since(T), lambda s: s.jobs_changed_since(None)],
     "datasets_changed_since": [lambda s: s.datasets_changed_since(T)],
@@ -164,7 +172,8 @@ def test_every_query_method_of_the_store_is_exercised_here():
     source_methods = {name for name, fn in inspect.getmembers(Store, inspect.isfunction)
                       if any(m in inspect.getsource(fn) for m in markers)}
     # _stream, _stream_versioned, _due_query and _count are the recorded building blocks
-    assert source_methods - {"_stream", "_stream_versioned", "_due_query", "_count"} <= set(
+    assert source_methods - {"_stream", "_stream_versioned", "_stream_snapshots",
+                                     "_due_query", "_count"} <= set(
         QUERY_CALLS), source_methods
     # No query inside a transaction: the emulator (and Firestore) lock what a query
     # scans, so a query in the claim made every claim wait on every other one.
