@@ -10,17 +10,25 @@ aggregations per pool: O(changes + routes + incidents) reads, not O(jobs + datas
 The model is built from the merged documents exactly as from a full read (`full` asks
 for one). A file is written only when its bytes differ from the last published (their
 digests are kept in the status memory), except those that show the moment they were
-built (the page, status.json, the consumers' pages: the build time and the datasets'
-ages), which differ every time. Writes: the stored model's changed chunks and its
-manifest, the status memory, each only when it changed (a publish that finds nothing
-changed writes no document); a consumer's deadline record when one of its deadlines
-has passed (a transaction: each judged once); a route's document when it has something
-to queue or to record.
+built (the page, status.json, heartbeat.json: the build time and the datasets' ages),
+written at every publish that builds; the consumers' pages and JSON are written when
+what they say changes (their ages are counted on by the page's script). Writes: the
+stored model's changed chunks and its manifest, the status memory, each only when it
+changed; a consumer's deadline record when one of its deadlines has passed (a
+transaction: each judged once); a route's document when it has something to queue or
+to record.
+
+An idle publish reads 5 documents and writes none (`idle`): the previous publish left
+a quiet mark in the manifest (freshet.status.quiet: until when nothing it showed turns
+by time alone), and nothing was written since in jobs, datasets, runs or settings
+(incidents stamp settings/incidents; deadline records and routes are written by
+publishes only, and one that wrote any leaves no mark). It writes heartbeat.json only.
 
 Order matters: the site is written before the memory and the stored model, so a
 publish that fails to write the site changes nothing and the next one reports the
 same changes again. Notifications are tried after the site is written and never fail
-the publish.
+the publish. The stored model (with its quiet mark) is written last, after the memory:
+the mark must be newer than the memory's own commit time.
 """
 
 import hashlib

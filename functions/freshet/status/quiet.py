@@ -34,6 +34,8 @@ from freshet.status.loop_health import SWEEP_LATE_AFTER, TICK_LATE_AFTER
 from freshet.status.model import deadline_items, producers_of, requirements_index
 
 INCIDENT_HISTORY = timedelta(days=90)  # freshet.status.publish lists resolved ones this long
+# What a strict comparison (`now > t`) turns at: the first moment after t.
+JUST_AFTER = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -64,17 +66,17 @@ class Quiet:
 def next_change(*, jobs: list[Job], datasets: list[Dataset], catalog: Catalog,
                 control: Control, heartbeats: Mapping, incidents: Iterable[Incident],
                 now: datetime, until: datetime) -> datetime:
-    """The earliest moment in [now, until) at which the page may change with no document
-    written, else `until`. A moment equal to `now` counts: some states turn just after
-    theirs (a risk once `now > expected`, a late tick once `now - tick > 3 min`)."""
+    """The earliest moment in (now, until) at which the page may change with no document
+    written, else `until`. States that turn just after a moment (a risk once `now >
+    expected`, a late tick once `now - tick > 3 min`) count from JUST_AFTER it."""
     found = [until, _next_midnight(now)]
     found += _thresholds(datasets, catalog)
     found += _windows(control, now, until)
     found += _deadlines(jobs, datasets, catalog, control, now)
     found += _loop(heartbeats)
-    found += [i.updated_at + INCIDENT_HISTORY for i in incidents
+    found += [i.updated_at + INCIDENT_HISTORY + JUST_AFTER for i in incidents
               if not i.open and i.updated_at is not None]
-    return min((t for t in found if t is not None and now <= t < until), default=until)
+    return min((t for t in found if t is not None and now < t < until), default=until)
 
 
 def _next_midnight(now: datetime) -> datetime:
@@ -104,7 +106,7 @@ def _windows(control: Control, now: datetime, until: datetime) -> list[datetime]
     an occurrence comes within the listed 7 days."""
     found = []
     for o in control.maintenance.overlapping(now, until + UPCOMING):
-        found += [o.start, o.end, o.start - UPCOMING]
+        found += [o.start, o.end, o.start - UPCOMING + JUST_AFTER]
     return found
 
 
@@ -141,11 +143,11 @@ def _job_moments(job: Job, dataset: Dataset | None, now: datetime) -> list[datet
     if dataset is not None and dataset.running:
         usual = usual_duration(job)
         if usual is not None:
-            found.append(dataset.last_started_at + usual)
+            found.append(dataset.last_started_at + usual + JUST_AFTER)
     slot = slot_at_or_before(job.schedule, now)
     following = next_after(job.schedule, now)
     lag = usual_start_lag(job)
-    found += [t + lag for t in (slot, following) if t is not None]
+    found += [t + lag + JUST_AFTER for t in (slot, following) if t is not None]
     found += [following] if following is not None else []
     return found
 
@@ -153,5 +155,5 @@ def _job_moments(job: Job, dataset: Dataset | None, now: datetime) -> list[datet
 def _loop(heartbeats: Mapping) -> list[datetime]:
     tick = to_utc((heartbeats.get("tick") or {}).get("at"))
     sweep = to_utc((heartbeats.get("recover") or {}).get("at"))
-    return [t + late for t, late in ((tick, TICK_LATE_AFTER), (sweep, SWEEP_LATE_AFTER))
-            if t is not None]
+    return [t + late + JUST_AFTER for t, late in ((tick, TICK_LATE_AFTER),
+                                                  (sweep, SWEEP_LATE_AFTER)) if t is not None]

@@ -603,16 +603,20 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
     escaped = str(markupsafe.escape(text))
     if not found:
         return markupsafe.Markup(escaped)
-    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in
-                                           sorted(found, key=len, reverse=True)) + r")\b")
 
     def timed(match: re.Match) -> str:
-        amount, kind = match.group(1).rsplit(" ", 1)
-        if kind == "ago":
-            return f'<time datetime="{found[match.group(1)]}" data-rel>{amount} ago</time>'
-        return f'<time datetime="{found[match.group(1)]}" data-age>{amount}</time> old'
+        at = found.get(match.group(0))
+        if at is None:
+            return match.group(0)
+        if match.group(2) == "ago":
+            return f'<time datetime="{at}" data-rel>{match.group(1)} ago</time>'
+        return f'<time datetime="{at}" data-age>{match.group(1)}</time> old'
 
-    return markupsafe.Markup(pattern.sub(timed, escaped))
+    return markupsafe.Markup(_AGE_WORDS.sub(timed, escaped))
+
+
+# An age in words as core.timeutil.human_duration writes it, then "ago" or "old".
+_AGE_WORDS = re.compile(r"(?<![\w-])(\d+ (?:s|min|h|d)(?: \d+ min)?) (ago|old)\b")
 
 
 def _dur(seconds: float | None) -> str:
