@@ -17,7 +17,7 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.types import StructuredQuery
 
 from freshet.gcp import store as store_module
-from freshet.gcp.ports import UNINDEXED
+from freshet.gcp.ports import COMPOSITE_INDEXES, UNINDEXED
 from freshet.gcp.store import Store, Tx
 from freshet.ops.config import load_config
 from freshet_local import deploy
@@ -193,6 +193,13 @@ def test_indexes_cover_every_query_the_store_makes():
     assert ("jobs", frozenset({"status"}), (("next_run_at", "ASCENDING"),)) in needing
     missing = [s for s in needing if not covered(s, indexes)]
     assert not missing, f"queries without a composite index: {missing}"
+
+
+def test_the_indexes_doctor_checks_are_the_ones_deploy_creates():
+    indexes = json.loads((ROOT / "infra/firestore.indexes.json").read_text())["indexes"]
+    declared = [(i["collectionGroup"], tuple((f["fieldPath"], f["order"]) for f in i["fields"]))
+                for i in indexes if i["queryScope"] == "COLLECTION"]
+    assert sorted(declared) == sorted(COMPOSITE_INDEXES) and len(declared) == len(indexes)
 
 
 def test_the_fields_exempt_from_indexes_are_the_ones_no_query_uses():
