@@ -4,7 +4,7 @@
 
 cost_usd_month_1k_hourly_5k_datasets
     1,000 hourly jobs (spread over the hour), each producing 5 of 5,000 datasets, 200
-    consumers (their pages rewritten when their states change and hourly), the
+    consumers (their pages rewritten when their states change), the
     default control schedules (tick every minute, sweep and publish every 5 minutes)
     and function sizes, priced by freshet/ops/prices.yaml with `freshet cost`'s model
     and default assumptions (2 % of attempts retried, 1 s syncs, runs kept 90 days).

@@ -12,16 +12,18 @@ page_publish_reads_steady_5k   reads of a steady-state publish after 5 minutes o
                                hourly jobs (84 runs: 84 jobs, 84 runs, 420 datasets
                                changed); target <= 100 + the changed documents
 page_publish_s_steady_5k       its wall time, beside page_publish_s_5k
-page_publish_reads_idle_5k     a steady-state publish when nothing changed: the fixed
-                               part (stored model, settings documents, empty queries)
-page_publish_writes_idle_5k    Firestore documents it writes: none (the stored model and
-                               the status memory are written only when they change)
+page_publish_reads_idle_5k     a steady-state publish when nothing changed: the stored
+                               model's manifest (its quiet mark) and one empty query
+                               each for jobs, datasets, runs and settings; target <= 5
+page_publish_writes_idle_5k    Firestore documents it writes: none (it writes the site's
+                               heartbeat.json only)
 page_publish_writes_steady_5k  Firestore documents the steady publish writes (changed
                                model chunks, the manifest, the status memory)
 page_files_written_steady_5k   site files it writes: those whose bytes changed (badges,
-                               incident pages, the feed) and those that show the moment
-                               they were built, written every time (the page, status.json,
-                               each consumer's page and JSON: the build time, the ages)
+                               incident pages, the feed), each consumer's page and JSON
+                               whose states changed, and those that show the moment they
+                               were built, written every time (the page, status.json,
+                               heartbeat.json)
 
 With what trust adds, at scale: half the datasets report watermarks and keep their 48
 data points, every consumer has a deadline (judged once per passing: the pass at 12:00

@@ -5,11 +5,10 @@
   var root = document.documentElement;
   var built = Date.parse(root.getAttribute("data-built"));
   var staleAfterMs = Number(root.getAttribute("data-stale-after")) * 1000;
-  // A consumer's page is rebuilt when its states change (at least every data-refresh
-  // seconds): whether Freshet still publishes, it learns from the site's heartbeat.json.
-  // Until that answers, the page's own build time is judged, allowing for its refresh.
+  // A consumer's page is rebuilt only when its states change: whether Freshet still
+  // publishes, it learns from the site's heartbeat.json (until that answers, it judges
+  // nothing). The main page judges its own build time.
   var heartbeat = root.getAttribute("data-heartbeat");
-  var refreshMs = Number(root.getAttribute("data-refresh") || 0) * 1000;
   var published = null;
 
   function beat() {
@@ -23,7 +22,7 @@
   }
 
   function human(ms) {
-    var s = Math.round(Math.abs(ms) / 1000);
+    var s = Math.floor(Math.abs(ms) / 1000);  // as the server words it (int seconds)
     if (s < 60) return s + " s";
     if (s < 3600) return Math.floor(s / 60) + " min";
     if (s < 72 * 3600) {
@@ -42,10 +41,15 @@
       var diff = now - at;
       times[i].textContent = diff >= 0 ? human(diff) + " ago" : "in " + human(diff);
     }
+    // ages in words ("27 h" old): the server's as of the build, kept current here
+    var ages = document.querySelectorAll("time[data-age]");
+    for (var k = 0; k < ages.length; k++) {
+      var since = Date.parse(ages[k].getAttribute("datetime"));
+      if (!isNaN(since)) ages[k].textContent = human(Math.max(0, now - since));
+    }
     var banner = document.getElementById("page-stale");
-    var last = published === null ? built : Math.max(published, built);
-    var allowed = published === null ? staleAfterMs + refreshMs : staleAfterMs;
-    var stale = now - last > allowed;
+    var last = published === null ? (heartbeat ? null : built) : Math.max(published, built);
+    var stale = last !== null && now - last > staleAfterMs;
     if (banner) {
       banner.hidden = !stale;
       document.getElementById("page-stale-age").textContent = human(now - last);

@@ -17,7 +17,7 @@ from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.types import StructuredQuery
 
 from freshet.gcp import store as store_module
-from freshet.gcp.ports import UNINDEXED
+from freshet.gcp.ports import COMPOSITE_INDEXES, UNINDEXED
 from freshet.gcp.store import Store, Tx
 from freshet.ops.config import load_config
 from freshet_local import deploy
@@ -52,6 +52,10 @@ class RecordingStore(Store):
         self.queries.append(query)
         return []
 
+    def _stream_snapshots(self, query):
+        self.queries.append(query)
+        return []
+
 
 class _NoResults:
     def stream(self):
@@ -69,18 +73,45 @@ class RecordingTransaction:
 
 def shape(query) -> tuple[str, frozenset, tuple]:
     """(collection, equality fields, ordered (field, direction) of range/order)."""
+    (one,) = shapes(query)
+    return one
+
+
+def shapes(query) -> list[tuple[str, frozenset, tuple]]:
+    """shape() of each disjunct of the query's filters (Firestore serves an OR query as
+    one query per disjunct, each needing its index)."""
     if isinstance(query, CollectionReference):
-        return query.id, frozenset(), ()
-    eq, ranged = set(), []
-    for f in query._field_filters:
-        name = f.field.field_path
-        op = StructuredQuery.FieldFilter.Operator(f.op).name
-        (eq.add(name) if op in EQUALITY else ranged.append(name))
+        return [(query.id, frozenset(), ())]
     orders = [(o.field.field_path, StructuredQuery.Direction(o.direction).name)
               for o in query._orders]
-    if ranged and not orders:
-        orders = [(ranged[0], "ASCENDING")]  # Firestore orders by the range field first
-    return query._parent.id, frozenset(eq), tuple(orders)
+    out = []
+    for filters in _disjuncts(list(query._field_filters)):
+        eq, ranged = set(), []
+        for f in filters:
+            name = f.field.field_path
+            op = StructuredQuery.FieldFilter.Operator(f.op).name
+            (eq.add(name) if op in EQUALITY else ranged.append(name))
+        # Firestore orders by the range field first
+        out.append((query._parent.id, frozenset(eq),
+                    tuple(orders or ([(ranged[0], "ASCENDING")] if ranged else []))))
+    return out
+
+
+def _disjuncts(filters: list) -> list[list]:
+    """The filters (an implicit AND) as a list of conjunctions of field filters."""
+    result: list[list] = [[]]
+    for f in filters:
+        if isinstance(f, StructuredQuery.CompositeFilter):
+            parts = [p.field_filter if "field_filter" in p else p.composite_filter
+                     for p in f.filters]
+            if f.op == StructuredQuery.CompositeFilter.Operator.OR:
+                options = [d for p in parts for d in _disjuncts([p])]
+            else:
+                options = _disjuncts(parts)
+            result = [r + o for r in result for o in options]
+        else:
+            result = [r + [f] for r in result]
+    return result
 
 
 def covered(q, indexes) -> bool:
@@ -116,6 +147,10 @@ QUERY_CALLS = {
     "deadline_records": [lambda s: s.deadline_records()],
     "incidents": [lambda s: s.incidents(T)],
     "route_states": [lambda s: s.route_states()],
+    "changed_since": [lambda s: s.changed_since("jobs", T)],
+    "settings_newest": [lambda s: s.settings_newest()],
+    "settings_written_since": [lambda s: s.settings_written_since(T),
+                               lambda s: s.settings_written_since(None)],
     "recent_runs_marked": [lambda s: s.recent_runs_marked(10)],
     "jobs_changed_since": [lambda s: s.jobs_changed_since(T), lambda s: s.jobs_changed_since(None)],
     "datasets_changed_since": [lambda s: s.datasets_changed_since(T)],
@@ -137,7 +172,8 @@ def test_every_query_method_of_the_store_is_exercised_here():
     source_methods = {name for name, fn in inspect.getmembers(Store, inspect.isfunction)
                       if any(m in inspect.getsource(fn) for m in markers)}
     # _stream, _stream_versioned, _due_query and _count are the recorded building blocks
-    assert source_methods - {"_stream", "_stream_versioned", "_due_query", "_count"} <= set(
+    assert source_methods - {"_stream", "_stream_versioned", "_stream_snapshots",
+                                     "_due_query", "_count"} <= set(
         QUERY_CALLS), source_methods
     # No query inside a transaction: the emulator (and Firestore) lock what a query
     # scans, so a query in the claim made every claim wait on every other one.
@@ -152,11 +188,18 @@ def test_indexes_cover_every_query_the_store_makes():
     for calls in QUERY_CALLS.values():
         for call in calls:
             call(store)
-    shapes = {shape(q) for q in store.queries}
-    needing = {s for s in shapes if len(s[1]) + len(s[2]) >= 2}
+    shapes_ = {s for q in store.queries for s in shapes(q)}
+    needing = {s for s in shapes_ if len(s[1]) + len(s[2]) >= 2}
     assert ("jobs", frozenset({"status"}), (("next_run_at", "ASCENDING"),)) in needing
     missing = [s for s in needing if not covered(s, indexes)]
     assert not missing, f"queries without a composite index: {missing}"
+
+
+def test_the_indexes_doctor_checks_are_the_ones_deploy_creates():
+    indexes = json.loads((ROOT / "infra/firestore.indexes.json").read_text())["indexes"]
+    declared = [(i["collectionGroup"], tuple((f["fieldPath"], f["order"]) for f in i["fields"]))
+                for i in indexes if i["queryScope"] == "COLLECTION"]
+    assert sorted(declared) == sorted(COMPOSITE_INDEXES) and len(declared) == len(indexes)
 
 
 def test_the_fields_exempt_from_indexes_are_the_ones_no_query_uses():
@@ -170,7 +213,7 @@ def test_the_fields_exempt_from_indexes_are_the_ones_no_query_uses():
     for calls in QUERY_CALLS.values():
         for call in calls:
             call(store)
-    used = {(c, f) for c, eq, orders in map(shape, store.queries)
+    used = {(c, f) for q in store.queries for c, eq, orders in shapes(q)
             for f in (*eq, *(name for name, _ in orders))}
     assert ("runs", "lease_expires_at") in used
     assert not used & {(c, f) for c, fields in UNINDEXED.items() for f in fields}

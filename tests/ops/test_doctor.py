@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from freshet.gcp.ports import COMPOSITE_INDEXES
 from freshet.ops import cli, doctor
 from freshet.ops.config import load_config, parse_config
 from freshet.ops.doctor import CloudFacts, Unknown
@@ -39,6 +40,12 @@ def healthy(cfg) -> CloudFacts:
     facts.caller_act_as = True
     facts.database = {"locationId": "europe-west1",
                       "deleteProtectionState": "DELETE_PROTECTION_ENABLED"}
+    facts.indexes = [  # as the Admin API lists them: __name__ last
+        {"name": f"projects/{PROJECT}/databases/(default)/collectionGroups/{c}/indexes/i{n}",
+         "queryScope": "COLLECTION", "state": "READY",
+         "fields": [{"fieldPath": f, "order": o} for f, o in fields]
+         + [{"fieldPath": "__name__", "order": fields[-1][1]}]}
+        for n, (c, fields) in enumerate(COMPOSITE_INDEXES)]
     facts.queues = {q.name: {"state": "RUNNING",  # the run queue and each pool's
                              "enqueuers": {f"serviceAccount:{fn.service_account}"}}
                     for q in cfg.all_queues}
@@ -93,6 +100,10 @@ def test_an_all_users_invoker_is_a_failure_with_the_command_that_removes_it():
      "you may act as the invoker (freshet apply)", "--role=roles/iam.serviceAccountUser"),
     (lambda f, c: f.database.update(locationId="nam5"), "Firestore database (default)",
      "in nam5, the config says europe-west1 (a location is permanent)"),
+    (lambda f, c: f.indexes.pop(), "Firestore composite indexes",
+     "1 of 10 missing: incidents (status, updated_at desc) — fix: make deploy"),
+    (lambda f, c: f.indexes[0].update(state="CREATING"), "Firestore composite indexes",
+     "1 of 10 not ready: jobs (status, next_run_at) CREATING — fix: wait"),
     (lambda f, c: f.queues.update({"freshet-runs": None}), "queue freshet-runs", "missing"),
     (lambda f, c: f.queues.update({"freshet-runs-warehouse": None}),
      "queue freshet-runs-warehouse", "missing"),

@@ -111,9 +111,9 @@ def test_page_warns_when_it_has_not_been_rebuilt_in_time(site, browser):
 
 def test_a_consumers_page_judges_freshet_alive_by_its_heartbeat_not_its_own_age(
         db, tmp_path, browser):
-    """A consumer's page is rebuilt when its states change (at least hourly): while
-    heartbeat.json says Freshet publishes, an older page is no cause for alarm; when
-    the heartbeat stops, the page says so within the page's stale window."""
+    """A consumer's page is rebuilt when its states change: while heartbeat.json says
+    Freshet publishes, an older page is no cause for alarm; when the heartbeat stops,
+    the page says so within the page's stale window."""
     import json
 
     server, url = _served(db, tmp_path, seed_pipeline)
@@ -239,3 +239,30 @@ def test_page_shows_maintenance_incident_and_kill_switch_banners_and_attainment(
     assert dialogs == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status-page-trust.png"), full_page=True)
+
+
+def test_ages_in_words_are_kept_current_by_the_browser_on_a_page_not_rebuilt(
+        db, tmp_path, browser):
+    """Pages are not rebuilt while their states hold (an idle publish writes only
+    heartbeat.json): the ages they show in words move with the reader's clock."""
+    server, url = _served(db, tmp_path, seed_pipeline)  # crm.accounts: 30 min old at NOW
+    try:
+        page = browser.new_page()
+        page.clock.install(time=(NOW + timedelta(minutes=5)).timestamp())
+        page.goto(url + "consumers/sales.html")
+        row = page.locator("#datasets tbody tr").filter(has_text="crm.accounts")
+        # the server wrote "30 min ago"; the reader's clock says 5 minutes later
+        assert re.search(r"last success 3[45] min ago", row.inner_text())
+        page.clock.fast_forward("02:00:00")
+        page.wait_for_function(
+            "/last success 2 h 3[45] min ago/.test("
+            "document.querySelector('#datasets tbody').innerText)")
+        assert "Fresh" in row.inner_text()  # the state is the last publish's
+        main = browser.new_page()
+        main.clock.install(time=(NOW + timedelta(minutes=10)).timestamp())
+        main.goto(url)
+        cell = main.locator("#d-crm\\.accounts")
+        assert re.search(r"last success (39|40) min ago", cell.inner_text())
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -19,10 +19,13 @@ from freshet.status.render import render_site
 from .builders import MIN, NOW, H, job, requirement, run
 from .seed import seed_pipeline
 
-# A steady-state publish: manifest + one chunk per section (jobs, datasets, runs,
-# deadline records) + one query per collection (1 read when it finds nothing) +
-# catalog, control, status memory, heartbeat + open and recent incidents and routes.
-FIXED_READS = 1 + 4 + 4 + 4 + 3
+# A steady-state publish that rebuilds: manifest + one chunk per section (jobs,
+# datasets, runs, deadline records) + one query per collection (1 read when it finds
+# nothing) + catalog, control, status memory, heartbeat + incidents and routes + the
+# settings' newest commit time before it reads them and after it wrote its memory.
+FIXED_READS = 1 + 4 + 4 + 4 + 2 + 2
+# An idle one: the manifest, and one read each for jobs, datasets, runs and settings.
+IDLE_READS = 5
 
 
 def cfg(**kw) -> Settings:
@@ -37,8 +40,15 @@ def test_a_steady_publish_reads_only_what_changed(db, tmp_path):
     assert first.mode == "full"
 
     idle = publish_once(store, sink, now=NOW + 5 * MIN, settings=cfg())
-    assert (idle.mode, idle.changed_documents, idle.reads) == ("incremental", 0, FIXED_READS)
+    assert (idle.mode, idle.changed_documents, idle.reads) == ("idle", 0, IDLE_READS)
     assert idle.writes == 0  # nothing changed: neither the stored model nor the memory
+
+    store.set_control({})  # a setting written: the publish rebuilds, and finds the same
+    steady = publish_once(store, sink, now=NOW + 6 * MIN, settings=cfg())
+    # the idle check's manifest is reused; its four queries found only the write
+    assert (steady.mode, steady.changed_documents) == ("incremental", 0)
+    assert steady.reads == FIXED_READS + 4
+    assert steady.writes == 1  # its quiet mark moved: the manifest
 
     store.put_many("datasets", [("crm.accounts", Dataset(
         "crm.accounts", last_success_at=NOW + 6 * MIN).to_doc()), ("new.table", Dataset(
@@ -48,7 +58,8 @@ def test_a_steady_publish_reads_only_what_changed(db, tmp_path):
     changed = publish_once(store, sink, now=NOW + 10 * MIN, settings=cfg())
     assert changed.mode == "incremental"
     assert changed.changed_documents == 4
-    assert changed.reads == FIXED_READS - 3 + 4  # no query came back empty: 4 documents
+    # no query came back empty: 4 documents; the idle check stopped at the datasets (+1)
+    assert changed.reads == FIXED_READS - 3 + 4 + 1
     assert changed.writes == 2 + 3  # each section's one chunk changed
 
     inc, _, _ = read_model(store, now=NOW + 10 * MIN, settings=cfg())

@@ -40,10 +40,10 @@ def test_publish_writes_the_site_from_one_read_pass(db, tmp_path):
     # The first publish reads in full: the stored model's manifest (missing), 4 jobs,
     # 3 datasets, 4 runs, catalog + control + status memory + loop heartbeat
     assert (result.mode, result.rebuild_reason) == ("full", "no stored model")
-    # (+1: the runs' newest updated_at, which marks what the next publish asks for), and
-    # four empty queries (one read each): deadline records, open incidents, recent
-    # incidents, route states
-    assert result.reads == store.stats.reads == 1 + 4 + 3 + 1 + 4 + 4 + 4
+    # (+1: the runs' newest updated_at, which marks what the next publish asks for),
+    # three empty queries (one read each): deadline records, incidents, route states;
+    # and the settings' newest commit time before and after (its own status memory)
+    assert result.reads == store.stats.reads == 1 + 4 + 3 + 1 + 4 + 4 + 3 + 2
     assert result.state == "error"
     for name in ("index.html", "status.json", "feed.xml", "status.schema.json",
                  "badges/dataset/meta.ads.svg", "badges/consumer/ad-performance.svg"):
@@ -68,8 +68,9 @@ def test_reads_grow_with_jobs_and_datasets_not_with_requirements(db, tmp_path):
                             for i in range(RECENT_RUNS + 20)])
     store.stats.reset()
     result = publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())
-    # in full (no stored model yet), and the four trust queries
-    assert result.reads == 1 + 4 + 3 + 1 + RECENT_RUNS + 4 + 4
+    # in full (no stored model yet), the three trust queries, the settings' newest
+    # commit time before and after
+    assert result.reads == 1 + 4 + 3 + 1 + RECENT_RUNS + 4 + 3 + 2
 
 
 def test_notifications_are_sent_once_per_change_not_once_per_publish(db, tmp_path, receiver):
@@ -120,7 +121,9 @@ def test_unchanged_badges_are_not_rewritten_unless_asked(db, tmp_path):
     seed_pipeline(store)
     sink = LocalSink(tmp_path)
     first = publish_once(store, sink, now=NOW, settings=settings())
+    store.set_control({})  # a setting written (the same): the next publish rebuilds
     again = publish_once(store, sink, now=NOW + MIN, settings=settings())
+    assert again.mode == "incremental"
     assert first.badges_unchanged == 0
     assert again.badges_unchanged == 6  # 3 datasets + 3 consumers
     assert again.files_unchanged == 13  # and status.schema.json, each consumer's 2 files
@@ -420,10 +423,11 @@ def test_an_observed_dataset_is_judged_on_its_data_time_on_the_page_json_and_fee
     assert "Vendor orders" in feed and "stale" in feed.lower()
 
 
-def test_a_consumers_files_are_rewritten_when_their_states_change_or_hourly(db, tmp_path):
+def test_a_consumers_files_are_rewritten_when_their_states_change_only(db, tmp_path):
     """Each consumer's page and JSON show ages, but are rewritten only when what they
-    say changes (a state, a success, an incident) or an hour after they were written;
-    heartbeat.json, written at every publish, tells their page Freshet is alive."""
+    say changes (a state, a success, an incident; the page's script keeps its ages
+    current); heartbeat.json, written at every publish, tells their page Freshet is
+    alive."""
     store = Store(db)
     seed_pipeline(store)  # sales needs crm.accounts, 30 minutes old: warn at 2 hours
     sink = LocalSink(tmp_path)
@@ -442,7 +446,7 @@ def test_a_consumers_files_are_rewritten_when_their_states_change_or_hourly(db, 
     assert consumers_written(NOW) == everyone
     assert consumers_written(NOW + MIN) == set()
     assert consumers_written(NOW + 59 * MIN) == set()  # ages moved, states did not
-    assert consumers_written(NOW + 61 * MIN) == everyone  # an hour on: their words
+    assert consumers_written(NOW + 61 * MIN) == set()  # an hour on: no refresh
     # crm.accounts passes 2 hours: the sales dashboard turns warn, the others stay
     assert consumers_written(NOW + 95 * MIN) == {"sales.html", "sales.json"}
     page = html.unescape((tmp_path / "consumers" / "sales.html").read_text())

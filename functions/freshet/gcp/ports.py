@@ -28,6 +28,23 @@ from freshet.gcp.stats import Stats
 # The collections both stores keep their documents in.
 JOBS, RUNS, DATASETS = "jobs", "runs", "datasets"
 
+# The composite indexes the store's queries need, as (collection, ((field, order), ...)):
+# infra/firestore.indexes.json declares the same (tests/ops/test_deploy.py checks), deploy
+# creates them and `freshet doctor` checks that each is READY.
+_ASC, _DESC = "ASCENDING", "DESCENDING"
+COMPOSITE_INDEXES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (JOBS, (("status", _ASC), ("next_run_at", _ASC))),
+    (JOBS, (("status", _ASC), ("claim_shard", _ASC), ("next_run_at", _ASC))),
+    (JOBS, (("status", _ASC), ("completed_at", _ASC))),
+    (RUNS, (("job_id", _ASC), ("created_at", _DESC))),
+    (RUNS, (("queue", _ASC), ("status", _ASC))),
+    ("backfills", (("job_id", _ASC), ("created_at", _DESC))),
+    (JOBS, (("status", _ASC), ("paused_until", _ASC))),
+    (RUNS, (("status", _ASC), ("created_at", _DESC))),
+    (RUNS, (("job_id", _ASC), ("status", _ASC), ("created_at", _DESC))),
+    ("incidents", (("status", _ASC), ("updated_at", _DESC))),
+)
+
 # Run fields no query filters or orders on: exempt from Firestore's automatic
 # single-field indexes (infra/firestore.indexes.json's fieldOverrides), whose entries
 # were most of a stored run (freshet.ops.cost.stored_bytes counts what is left).

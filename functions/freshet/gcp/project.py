@@ -146,6 +146,18 @@ class ProjectReader:
         return self._call("GET", f"https://firestore.googleapis.com/v1/projects/{self.project}"
                                  f"/databases/{quote(name)}")
 
+    def composite_indexes(self, name: str = "(default)") -> list[dict]:
+        """The database's composite indexes (Firestore Admin API), every page."""
+        url = (f"https://firestore.googleapis.com/v1/projects/{self.project}/databases/"
+               f"{quote(name)}/collectionGroups/-/indexes")
+        found, token = [], ""
+        while True:
+            answer = self._call("GET", url + (f"?pageToken={quote(token)}" if token else ""))
+            found += answer.get("indexes", [])
+            token = answer.get("nextPageToken") or ""
+            if not token:
+                return found
+
 
 def _members(policy: dict, role: str) -> set[str]:
     return {m for b in policy.get("bindings", []) if b.get("role") == role

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.base_query import And, FieldFilter, Or
 
 from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
@@ -62,6 +62,9 @@ CATALOG_DOC = "catalog"  # settings/catalog: declared datasets and consumers
 HEARTBEAT_DOC = "heartbeat"  # settings/heartbeat: last tick / sweep / publish
 APPLIED_DOC = "applied"  # settings/applied: the job ids the last apply declared
 STATUS_DOC = "status_state"  # settings/status_state: what the last publish saw
+# settings/incidents: written (its commit time) with every incident written, so that
+# one query of the settings collection tells a publish whether anything changed
+INCIDENTS_STAMP_DOC = "incidents"
 # settings/trigger_graph: {version, jobs}: bumped by every change to the trigger graph
 # (a create compares and sets it in its transaction: ops.operations.create_job).
 TRIGGER_GRAPH_DOC = "trigger_graph"
@@ -201,6 +204,7 @@ class Tx(CommitWriter):
 
     def set_incident(self, incident: Incident) -> None:
         self._write("set", self._store._ref(INCIDENTS, incident.id), incident.to_doc())
+        self._write("set", self._store._ref(SETTINGS, INCIDENTS_STAMP_DOC), {})
 
     def get_route_state(self, route_id: str) -> RouteState | None:
         doc = self._get(ROUTES, route_id)
@@ -599,7 +603,10 @@ class Store(TypedReads):
 
     def create_incident(self, incident: Incident) -> Created:
         """EXISTS if an incident with its id does (the same open, repeated)."""
-        return self._create(INCIDENTS, incident.id, incident.to_doc())
+        batch = self._batch()
+        batch.create(self._ref(INCIDENTS, incident.id), incident.to_doc())
+        batch.set(self._ref(SETTINGS, INCIDENTS_STAMP_DOC), {})
+        return _created(batch)
 
     def get_incident(self, incident_id: str) -> Incident | None:
         doc = self._get(INCIDENTS, incident_id)
@@ -619,19 +626,20 @@ class Store(TypedReads):
         return self.transact(body)
 
     def incidents(self, since: datetime, limit: int = INCIDENTS_LISTED) -> list[Incident]:
-        """Every open incident (up to `limit`), and those updated since `since`, newest
-        first: two single-field queries, no composite index."""
-        found: dict[str, Incident] = {}
-        open_ones = (self.db.collection(INCIDENTS)
-                     .where(filter=FieldFilter("status", "==", "open")).limit(limit))
-        recent = (self.db.collection(INCIDENTS)
-                  .where(filter=FieldFilter("updated_at", ">=", since))
-                  .order_by("updated_at", direction=firestore.Query.DESCENDING).limit(limit))
-        for query in (open_ones, recent):
-            for doc in self._stream(query):
-                found.setdefault(doc["id"], Incident.from_doc(doc))
-        return sorted(found.values(), key=lambda i: (not i.open, -i.updated_at.timestamp(),
-                                                     i.id))
+        """Every open incident (up to `limit`), and up to `limit` resolved ones updated
+        since `since`, newest first: one query (open, or resolved and recent: the two
+        never overlap, so each incident is read once), served by the composite index
+        (status, updated_at DESC)."""
+        query = (self.db.collection(INCIDENTS)
+                 .where(filter=Or([FieldFilter("status", "==", "open"),
+                                   And([FieldFilter("status", "==", "resolved"),
+                                        FieldFilter("updated_at", ">=", since)])]))
+                 .order_by("updated_at", direction=firestore.Query.DESCENDING)
+                 .limit(2 * limit))
+        found = [Incident.from_doc(d) for d in self._stream(query)]
+        listed = ([i for i in found if i.open][:limit]
+                  + [i for i in found if not i.open][:limit])
+        return sorted(listed, key=lambda i: (not i.open, -i.updated_at.timestamp(), i.id))
 
     # -- notification routes
 
@@ -714,6 +722,37 @@ class Store(TypedReads):
         newest = _newest(list(self._stream(query)), None)
         docs = list(self._stream(self._recent_query(None, limit)))
         return Changes([Run.from_doc(d) for d in docs], _newest(docs, newest))
+
+    def changed_since(self, collection: str, since: datetime | None) -> bool:
+        """Whether any document of `collection` was written after `since` (one read:
+        at most one document is asked for); True when there is no `since`."""
+        if since is None:
+            return True
+        query = (self.db.collection(collection)
+                 .where(filter=FieldFilter("updated_at", ">", since)).limit(1))
+        return bool(list(self._stream(query)))
+
+    def settings_newest(self) -> datetime | None:
+        """The newest commit time in the settings collection (one read)."""
+        query = (self.db.collection(SETTINGS)
+                 .order_by("updated_at", direction=firestore.Query.DESCENDING).limit(1))
+        return _newest(list(self._stream(query)), None)
+
+    def settings_written_since(self, since: datetime | None, limit: int = 50
+                               ) -> list[tuple[str, datetime]]:
+        """(id, commit time) of the settings documents written after `since`, oldest
+        first, at most `limit` (every one when `since` is None)."""
+        query = self.db.collection(SETTINGS)
+        if since is not None:
+            query = query.where(filter=FieldFilter("updated_at", ">", since))
+        query = query.order_by("updated_at").limit(limit)
+        found = self._stream_snapshots(query)
+        return [(snap.id, snap.get("updated_at")) for snap in found]
+
+    def _stream_snapshots(self, query) -> list:
+        found = list(query.stream())
+        self.stats.read(len(found))  # an empty query is billed as one read
+        return found
 
     def status_model_docs(self, doc_ids: list[str]) -> dict[str, dict]:
         """Documents of the status_model collection by id, in one batched read."""

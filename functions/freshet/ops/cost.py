@@ -35,7 +35,6 @@ from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
 from freshet.core.values import is_number
 from freshet.gcp.ports import UNINDEXED
-from freshet.status.render import CONSUMER_REFRESH_S
 
 MONTH = timedelta(days=30)
 MONTH_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday; any 30 days would do
@@ -44,7 +43,14 @@ GIB = 2 ** 30
 # (https://cloud.google.com/functions/docs/configuring/memory).
 VCPU_FOR_MIB = ((128, 0.083), (256, 0.167), (512, 0.333), (1024, 0.583), (2048, 1.0),
                 (4096, 2.0), (8192, 2.0), (16384, 4.0), (32768, 8.0))
-PUBLISH_FIXED_READS = 8  # manifest, 3 change queries, catalog, control, memory, heartbeat
+# What a publish that rebuilds reads besides the stored model's chunks and the changed
+# documents: the manifest, the idle check's first query (it stops at the first change),
+# 4 change queries, catalog, control, status memory, heartbeat, and the settings' newest
+# commit time before and after (freshet.status.publish). An idle one reads 5.
+PUBLISH_FIXED_READS = 12
+# The stored model's chunks a publish reads at the benchmark's size (bench_status: 5,000
+# datasets, 1,000 jobs, 200 runs, 200 deadline records in 12 chunks), scaled with size.
+MODEL_CHUNKS_5K = 12
 
 
 # -- what the benchmarks measured -----------------------------------------------------
@@ -140,15 +146,16 @@ class Measured:
         return self._per_dataset(self.bytes_run_1ds, self.bytes_run_5ds, datasets)
 
     def publish_reads_fixed(self, documents: int) -> float:
-        """The idle publish's reads, its model chunks scaled with the pipeline's size."""
-        chunks = self.publish_reads_idle_5k - PUBLISH_FIXED_READS
+        """A rebuilding publish's reads besides the changed documents, its model chunks
+        scaled with the pipeline's size."""
         scale = documents / (self.SCALE_DATASETS * 1.2)  # the bench: 5k datasets + 1k jobs
-        return PUBLISH_FIXED_READS + max(3.0, math.ceil(chunks * scale))
+        return PUBLISH_FIXED_READS + max(3.0, math.ceil(MODEL_CHUNKS_5K * scale))
 
     def reads_per_changed(self) -> float:
-        """Reads a changed document costs a publish, as the hour's median measured it."""
-        return max(0.0, self.publish_reads_hour_median - self.publish_reads_idle_5k) \
-            / self.SCALE_CHANGED
+        """Reads a changed document costs a publish, as the hour's median measured it
+        (the incidents and routes it read are counted with them, as the bench had them)."""
+        fixed = self.publish_reads_fixed(int(self.SCALE_DATASETS * 1.2))
+        return max(0.0, self.publish_reads_hour_median - fixed) / self.SCALE_CHANGED
 
     def publish_writes(self, documents: int) -> float:
         """The median publish's writes (changed model chunks, manifest, memory), scaled
@@ -271,8 +278,8 @@ class Workload:
     # Polls of waiting runs: each one task, one run_task call, and the reads and writes
     # bench_engines measured.
     polls: float = 0.0
-    # Consumers: each one's page and JSON are rewritten at least hourly
-    # (status.render.CONSUMER_REFRESH_S), besides when their states change.
+    # Consumers: each one's page and JSON are rewritten when their states change (in the
+    # median publish's files); their ages are kept current by the reader's browser.
     consumers: int = 0
 
     @property
@@ -524,12 +531,9 @@ def _storage(load, measured, prices, documents) -> list[Line]:
     scale = documents / (Measured.SCALE_DATASETS * 1.2)
     # A file is written when its bytes change: the page, status.json and the feed at
     # most every publish, badges as states do (the hour's median publish, measured).
+    # Consumers' pages and JSON are among them, written only when their states change.
     median = measured.publish_files_hour_median
-    # and each consumer's 2 files once an hour (their ages' words), not counted in the
-    # median publish, where they are written only when their states change
-    refreshes = MONTH / timedelta(seconds=CONSUMER_REFRESH_S)
-    files = load.publishes * max(min(3.0, median), median * scale) \
-        + load.consumers * 2 * refreshes
+    files = load.publishes * max(min(3.0, median), median * scale)
     site = measured.site_bytes_5k * scale / GIB
     return [
         _line("Cloud Storage", "class A operations (page files written)", files, "ops",

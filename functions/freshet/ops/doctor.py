@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from freshet.core.specs import ENTRY_POINTS
 from freshet.core.text import one_line
 from freshet.core.timeutil import human_duration, to_utc
+from freshet.gcp.ports import COMPOSITE_INDEXES
 from freshet.ops import engine_access
 from freshet.ops.config import PipelineConfig
 from freshet.status.loop_health import loop_health
@@ -72,6 +73,7 @@ class CloudFacts:
     act_as: object = None  # members with serviceAccountUser on the invoker account
     caller_act_as: object = None  # bool: may the caller act as the invoker (apply)?
     database: object = None  # Firestore database resource
+    indexes: object = None  # its composite indexes (Firestore Admin API resources)
     queues: dict = field(default_factory=dict)  # name -> {"enqueuers": set} or None
     jobs: dict = field(default_factory=dict)  # scheduler job name -> dict or None
     heartbeats: object = None  # settings/heartbeat
@@ -109,6 +111,7 @@ def cloud_checks(config: PipelineConfig, facts: CloudFacts, now: datetime, *,
     checks += _accounts(config, facts)
     checks += _engines(config, facts)
     checks.append(_database(config, facts.database))
+    checks.append(_indexes(config, facts.indexes))
     for queue in config.all_queues:  # the declared ones and one per pool
         checks.append(_queue(config, queue.name, facts.queues.get(queue.name)))
     for schedule in config.control_schedules:
@@ -320,6 +323,37 @@ def _database(config: PipelineConfig, db: object) -> Check:
                  f"--delete-protection --project={config.project}")
 
 
+def _indexes(config: PipelineConfig, listed: object) -> Check:
+    """Every composite index the store's queries need, READY (a query without its index
+    fails in Firestore, never in the emulator)."""
+    label = "Firestore composite indexes"
+    if _missing(listed):
+        return Check(False, label, f"cannot tell ({_why(listed)})", _deploy(config))
+    states = {}
+    for index in listed:
+        collection = index.get("name", "").partition("/collectionGroups/")[2].split("/")[0]
+        fields = tuple((f.get("fieldPath"), f.get("order")) for f in index.get("fields", ())
+                       if f.get("fieldPath") != "__name__")
+        states[(collection, fields)] = index.get("state")
+    wanted = len(COMPOSITE_INDEXES)
+    missing = [i for i in COMPOSITE_INDEXES if i not in states]
+    if missing:
+        return Check(False, label, f"{len(missing)} of {wanted} missing: "
+                                   + "; ".join(map(_index_words, missing)), _deploy(config))
+    building = [i for i in COMPOSITE_INDEXES if states[i] != "READY"]
+    if building:
+        return Check(False, label, f"{len(building)} of {wanted} not ready: " + "; ".join(
+            f"{_index_words(i)} {states[i]}" for i in building),
+                     "wait: an index takes minutes to build (more with data), then run "
+                     "freshet doctor again")
+    return Check(True, label, f"all {wanted} ready")
+
+
+def _index_words(index: tuple[str, tuple[tuple[str, str], ...]]) -> str:
+    collection, fields = index
+    return f"{collection} ({', '.join(f if o == 'ASCENDING' else f'{f} desc' for f, o in fields)})"
+
+
 def _queue(config: PipelineConfig, name: str, queue: object) -> Check:
     label = f"queue {name}"
     if _missing(queue):
@@ -506,6 +540,7 @@ def collect_cloud(config: PipelineConfig) -> CloudFacts:
                         "roles/iam.serviceAccountUser")
     facts.caller_act_as = read(reader.can_act_as, fn.invoker_email)
     facts.database = read(reader.database)
+    facts.indexes = read(reader.composite_indexes)
     settings = load_settings(os.environ, project=config.project, region=config.region,
                              queue=config.queue)
     queue = TaskQueue(settings)

@@ -38,11 +38,20 @@ class Loaded:
     spans: dict[str, dict[str, str]] = field(default_factory=dict)  # snapshot.repack's
 
 
+def read_manifest(store: Store) -> Manifest | None:
+    return Manifest.from_doc(store.status_model_docs([MODEL_MANIFEST]).get(MODEL_MANIFEST))
+
+
+UNREAD = object()
+
+
 def load(store: Store, *, now: datetime, settings: Settings, recent: int,
-         full: bool = False) -> Loaded:
+         full: bool = False, manifest: Manifest | None | object = UNREAD) -> Loaded:
+    """`manifest`: the stored one, when the caller has read it already."""
     schema_id = snapshot.schema(recent)
-    manifest = Manifest.from_doc(store.status_model_docs([MODEL_MANIFEST]).get(MODEL_MANIFEST))
-    reason = _rebuild_reason(manifest, schema_id, now, settings, full)
+    if manifest is UNREAD:
+        manifest = read_manifest(store)
+    reason = rebuild_reason(manifest, schema_id, now, settings, full)
     stored = None if reason else _stored_chunks(store, manifest)
     if not reason and stored is None:
         reason = "the stored model is incomplete"
@@ -57,8 +66,8 @@ def load(store: Store, *, now: datetime, settings: Settings, recent: int,
                   manifest, stored, touched, {s: kept[s][1] for s in SECTIONS})
 
 
-def _rebuild_reason(manifest: Manifest | None, schema_id: str, now: datetime,
-                    settings: Settings, full: bool) -> str:
+def rebuild_reason(manifest: Manifest | None, schema_id: str, now: datetime,
+                   settings: Settings, full: bool) -> str:
     if full:
         return "asked for"
     if manifest is None:
@@ -126,8 +135,9 @@ def _full(store: Store, recent: int, schema_id: str, now: datetime, reason: str,
     return Loaded(inputs, "full", reason, inputs.size, schema_id, now, manifest)
 
 
-def save(store: Store, loaded: Loaded) -> int:
-    """Write the chunks whose content changed, then the manifest (when it changed).
+def save(store: Store, loaded: Loaded, quiet: dict | None = None) -> int:
+    """Write the chunks whose content changed, then the manifest (when it changed) with
+    `quiet` (freshet.status.quiet.Quiet's document, or None).
     Returns the chunks written. A section too large to keep (not expected: a chunk holds
     thousands of documents) leaves no usable model, so the next publish reads everything."""
     digests: dict[str, tuple[str, ...]] = {}
@@ -153,7 +163,8 @@ def save(store: Store, loaded: Loaded) -> int:
                                            snapshot.chunk_doc(chunk, loaded.schema))
                 written += 1
         digests[section] = tuple(c.digest for c in chunks)
-    manifest = Manifest(loaded.schema, digests, dict(loaded.inputs.marks), loaded.rebuilt_at)
+    manifest = Manifest(loaded.schema, digests, dict(loaded.inputs.marks), loaded.rebuilt_at,
+                        quiet)
     if written or manifest != loaded.previous:  # nothing changed: nothing to write
         store.put_status_model_doc(MODEL_MANIFEST, manifest.to_doc())
     return written

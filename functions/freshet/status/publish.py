@@ -5,24 +5,33 @@ Cost per publish in the steady state (freshet.status.incremental): the stored mo
 (a manifest and a few chunks), one `updated_at` query per collection returning only
 the documents written since the previous publish (jobs, datasets, runs, deadline
 records), four single documents (catalog, control, heartbeat, status memory), one
-stream of route states (one per route), two bounded queries of incidents and two count
+stream of route states (one per route), one bounded query of incidents and two count
 aggregations per pool: O(changes + routes + incidents) reads, not O(jobs + datasets).
 The model is built from the merged documents exactly as from a full read (`full` asks
 for one). A file is written only when its bytes differ from the last published (their
 digests are kept in the status memory), except those that show the moment they were
-built (the page, status.json, the consumers' pages: the build time and the datasets'
-ages), which differ every time. Writes: the stored model's changed chunks and its
-manifest, the status memory, each only when it changed (a publish that finds nothing
-changed writes no document); a consumer's deadline record when one of its deadlines
-has passed (a transaction: each judged once); a route's document when it has something
-to queue or to record.
+built (the page, status.json, heartbeat.json: the build time and the datasets' ages),
+written at every publish that builds; the consumers' pages and JSON are written when
+what they say changes (their ages are counted on by the page's script). Writes: the
+stored model's changed chunks and its manifest, the status memory, each only when it
+changed; a consumer's deadline record when one of its deadlines has passed (a
+transaction: each judged once); a route's document when it has something to queue or
+to record.
+
+An idle publish reads 5 documents and writes none (`idle`): the previous publish left
+a quiet mark in the manifest (freshet.status.quiet: until when nothing it showed turns
+by time alone), and nothing was written since in jobs, datasets, runs or settings
+(incidents stamp settings/incidents; deadline records and routes are written by
+publishes only, and one that wrote any leaves no mark). It writes heartbeat.json only.
 
 Order matters: the site is written before the memory and the stored model, so a
 publish that fails to write the site changes nothing and the next one reports the
 same changes again. Notifications are tried after the site is written and never fail
-the publish.
+the publish. The stored model (with its quiet mark) is written last, after the memory:
+the mark must be newer than the memory's own commit time.
 """
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -44,10 +53,12 @@ from freshet.core.incidents import Incident
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.settings import Settings
 from freshet.core.timeutil import isoformat
+from freshet.gcp.ports import DATASETS, JOBS, RUNS
 from freshet.gcp.storage import Sink
-from freshet.gcp.store import Store
-from freshet.status import incremental
+from freshet.gcp.store import SETTINGS, STATUS_DOC, Store
+from freshet.status import incremental, snapshot
 from freshet.status.changes import Event, Memory, deadline_event, detect_changes, remember
+from freshet.status.incremental import UNREAD
 from freshet.status.model import (
     StatusModel,
     build_model,
@@ -56,8 +67,10 @@ from freshet.status.model import (
     deadline_items,
     producers_of,
 )
-from freshet.status.render import HEARTBEAT, Output, render_site
+from freshet.status.quiet import Quiet, next_change
+from freshet.status.render import HEARTBEAT, Output, heartbeat_file, render_site, site_digest
 from freshet.status.routing import Sender, notify_routes
+from freshet.status.snapshot import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +131,13 @@ class Inputs:
 
 
 def read_inputs(store: Store, *, now: datetime, settings: Settings, full: bool = False,
-                recent: int = RECENT_RUNS) -> Inputs:
+                recent: int = RECENT_RUNS, manifest: Manifest | None | object = UNREAD
+                ) -> Inputs:
     """Jobs, datasets, runs and deadline records from the stored model and what changed
-    since (or a full read); the small collections (incidents, routes) read whole."""
-    loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full)
+    since (or a full read); the small collections (incidents, routes) read whole.
+    `manifest`: the stored model's, when the caller has read it already."""
+    loaded = incremental.load(store, now=now, settings=settings, recent=recent, full=full,
+                              manifest=manifest)
     got = loaded.inputs
     jobs = got.job_list()
     return Inputs(  # the datasets as shown: running from their jobs
@@ -194,12 +210,10 @@ def keyed_memory(out: Output, now: datetime) -> str:
     return f"{out.key}@{int(now.timestamp())}"
 
 
-def keyed_current(seen: str | None, out: Output, now: datetime) -> bool:
+def keyed_current(seen: str | None, out: Output) -> bool:
     """Whether the keyed file written earlier (`seen`: keyed_memory's) still says what
-    `out` says, and is younger than its refresh."""
-    key, _, written = (seen or "").partition("@")
-    return (key == out.key and written.isdigit()
-            and now.timestamp() - int(written) < out.refresh_s)
+    `out` says."""
+    return (seen or "").partition("@")[0] == out.key
 
 
 @collector_paused  # reads thousands of documents and builds from them
@@ -211,14 +225,28 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
     `recent` is how many of the newest runs the page shows. `environ` resolves the
     routes' URL and secret references; `send` replaces the HTTP sender (tests)."""
     reads_before, writes_before = store.stats.reads, store.stats.writes
-    inputs = read_inputs(store, now=now, settings=settings, full=full, recent=recent)
+    manifest = incremental.read_manifest(store)
+    if not full and idle(store, manifest, now=now, settings=settings, recent=recent):
+        beat = heartbeat_file(now)
+        sink.write(HEARTBEAT, beat.data, beat.content_type)
+        quiet = Quiet.from_doc(manifest.quiet)
+        return PublishResult(
+            built_at=now, state=quiet.state, files_written=1, bytes_written=len(beat.data),
+            badges_unchanged=0, changes=0, notifications_sent=0, notifications_pending=0,
+            reads=store.stats.reads - reads_before, mode="idle",
+            writes=store.stats.writes - writes_before)
+    seen = store.settings_newest()  # what the quiet mark is taken after (quiet_after)
+    inputs = read_inputs(store, now=now, settings=settings, full=full, recent=recent,
+                         manifest=manifest)
+    judged_before = store.stats.commits
     judged = judge_deadlines(store, inputs, now)
+    records_written = store.stats.commits - judged_before
     model = model_of(store, inputs, now=now, settings=settings)
     memory = Memory.from_doc(inputs.memory_doc)
     events = detect_changes(model, memory) + _deadline_events(judged, model, now)
     after = remember(model, memory, events)
     files = render_site(model, after.events, current=None if full else (
-        lambda path, out: keyed_current(memory.files.get(path), out, now)))
+        lambda path, out: keyed_current(memory.files.get(path), out)))
 
     written = size = badges_unchanged = unchanged = 0
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
@@ -226,7 +254,7 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         known = memory.badges if path.startswith("badges/") else memory.files
         if out.kept or not full and not out.dated and (
                 known.get(path) == out.digest if out.key is None
-                else keyed_current(known.get(path), out, now)):
+                else keyed_current(known.get(path), out)):
             unchanged += 1
             badges_unchanged += path.startswith("badges/")
             continue
@@ -236,14 +264,19 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         sink.write(path, out.data, out.content_type)
         written, size = written + 1, size + len(out.data)
 
+    routes_before = store.stats.writes
     routing = notify_routes(store, model, inputs.catalog, inputs.records, events,
                             inputs.routes, now=now, webhook_url=settings.webhook_url,
                             environ=environ, send=send)
-    incremental.save(store, inputs.loaded)
+    routes_written = store.stats.writes - routes_before
     for path in [p for p in after.files if p in files and files[p].dated]:
         del after.files[path]  # kept by earlier publishes
     if after != memory:  # else the stored memory is already this one
         store.put_status_state(after.to_doc(now))
+    settled = not (records_written or routes_written or routing.waiting)
+    quiet = quiet_after(store, inputs, model, seen, now=now, settings=settings,
+                        recent=recent) if settled else None
+    incremental.save(store, inputs.loaded, quiet.to_doc() if quiet else None)
     loaded = inputs.loaded
     return PublishResult(
         built_at=now, state=model.state, files_written=written, bytes_written=size,
@@ -254,6 +287,70 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
         changed_documents=loaded.changed, writes=store.stats.writes - writes_before,
         files_unchanged=unchanged,
     )
+
+
+# -- the idle publish --------------------------------------------------------------
+
+
+def build_id(settings: Settings, recent: int) -> str:
+    """What the page is made of besides the documents: the settings it shows, how many
+    runs, the stored model's schema, the site's templates and assets. A publish after a
+    change of any of them rebuilds (a code change elsewhere waits at most for the quiet
+    period's cap, QUIET_SHARE of the page's staleness limit)."""
+    shown = (settings.page_stale_after_s, settings.site_url, settings.project,
+             bool(settings.webhook_url), recent, snapshot.schema(recent), site_digest())
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]
+
+
+def idle(store: Store, manifest: Manifest | None, *, now: datetime, settings: Settings,
+         recent: int) -> bool:
+    """Whether nothing the last publish showed can have changed: it left a quiet mark
+    that has not run out, the page is made of the same, and no job, dataset, run, setting
+    (catalog, kill switches, windows, heartbeat) or incident was written since. At most
+    4 reads after the manifest, one document each; deadline records and routes are
+    written by publishes only, and a publish that wrote any leaves no quiet mark."""
+    quiet = Quiet.from_doc(manifest.quiet) if manifest else None
+    if (quiet is None or now >= quiet.until or quiet.build != build_id(settings, recent)
+            or incremental.rebuild_reason(manifest, snapshot.schema(recent), now, settings,
+                                          False)):
+        return False
+    marks = manifest.marks
+    return not (store.changed_since(DATASETS, marks.get("datasets"))
+                or store.changed_since(RUNS, marks.get("runs"))
+                or store.changed_since(JOBS, marks.get("jobs"))
+                or store.changed_since(SETTINGS, quiet.settings))
+
+
+# The longest a page may stand unrebuilt when nothing changes, as a share of the page's
+# staleness limit: its build time and status.json's `generated_at` stay well within that
+# limit while Freshet publishes (every 5 minutes), so no reader takes a quiet page for a
+# stopped one, and an age in words on it is at most that old.
+QUIET_SHARE = 0.5
+
+
+def quiet_after(store: Store, inputs: Inputs, model: StatusModel, seen: datetime | None, *,
+                now: datetime, settings: Settings, recent: int) -> Quiet | None:
+    """The quiet mark this publish leaves: until when nothing it showed changes by time
+    alone, and the settings collection's newest commit time, its own status memory
+    included. None when a setting was written since `seen` (the newest commit time
+    before it read them) by someone else: it may not have seen that write."""
+    written = store.settings_written_since(seen)
+    if len(written) >= SETTINGS_LISTED or any(not _own(doc_id) for doc_id, _ in written):
+        return None
+    mark = max([t for _, t in written] + ([seen] if seen else []), default=None)
+    cap = now + timedelta(seconds=settings.page_stale_after_s * QUIET_SHARE)
+    until = next_change(jobs=inputs.jobs, datasets=inputs.datasets, catalog=inputs.catalog,
+                        control=inputs.control, heartbeats=inputs.heartbeats,
+                        incidents=inputs.incidents, now=now, until=cap)
+    return Quiet(until, mark, build_id(settings, recent), model.state)
+
+
+SETTINGS_LISTED = 50
+
+
+def _own(doc_id: str) -> bool:
+    """The status memory and its pages: written by the publish itself."""
+    return doc_id == STATUS_DOC or doc_id.startswith(STATUS_DOC + ".")
 
 
 def _deadline_events(judged: list[tuple[str, Judgement]], model: StatusModel,

@@ -74,10 +74,9 @@ class Output:
     # written each time, its digest not kept.
     dated: bool = False
     # A file that shows ages too, but is rewritten only when `key` (what it says, its
-    # ages left out) changes, or once `refresh_s` has passed since it was written: the
-    # consumers' pages and JSON (hundreds of files, not rewritten at every publish).
+    # ages and times left out) changes: the consumers' pages and JSON (hundreds of
+    # files, not rewritten at every publish; the page's script keeps its ages current).
     key: str | None = None
-    refresh_s: int = 0
     # Not rendered (`data` is empty): the keyed file published earlier still says this,
     # as the caller of render_site said (`current`).
     kept: bool = False
@@ -136,7 +135,8 @@ def _env(source: Path) -> jinja2.Environment:
         finalize=_printable,
     )
     env.filters.update(when=_when, age=_age, dur=_dur, iso=time_attribute, short=shorten,
-                       num=lambda n: f"{n:,}", link=safe_link, pct=percent)
+                       num=lambda n: f"{n:,}", link=safe_link, pct=percent, live=live,
+                       age_of=age_of)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
                        consumer_page=consumer_page,
                        window_words=_window_words, listed_limit=MAX_LISTED)
@@ -160,11 +160,9 @@ def _csp(css: str, js: str, *, heartbeat: bool = False) -> str:
             f"{connect}img-src 'self' data:; base-uri 'none'; form-action 'none'")
 
 
-# A consumer's page and JSON are rebuilt when a state they show changes (`consumer_key`),
-# else at least this often, so that their times and ages are never older than this.
-# Their page learns that the control plane is alive from heartbeat.json, which every
-# publish writes (a few bytes).
-CONSUMER_REFRESH_S = 3600
+# A consumer's page and JSON are rebuilt when a state they show changes (`consumer_key`);
+# their ages in words are kept current by the page's script, and their page learns that
+# the control plane is alive from heartbeat.json, which every publish writes (a few bytes).
 HEARTBEAT = "heartbeat.json"
 # What a consumer's JSON says that moves with the clock or with every sync and deadline
 # pass rather than with a state: ages and the words that carry them, the times of the
@@ -284,8 +282,7 @@ def render_site(model: StatusModel, events: list[Event], current: Current | None
             _status_text(model, events, parts).encode(), "application/json", dated=True),
         # what consumers' pages ask to learn the control plane is alive (they are not
         # rebuilt at every publish): a few bytes, written at every publish
-        HEARTBEAT: Output(printable_json({"generated_at": isoformat(model.built_at)}).encode(),
-                          "application/json", dated=True),
+        HEARTBEAT: heartbeat_file(model.built_at),
         "status.schema.json": Output(
             (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
         # without entries, the feed's <updated> is the build time
@@ -296,6 +293,27 @@ def render_site(model: StatusModel, events: list[Event], current: Current | None
     files.update(render_incident_pages(model))
     files.update(render_consumers(model, parts, current))
     return files
+
+
+def heartbeat_file(now: datetime) -> Output:
+    """heartbeat.json: when Freshet last published (every publish writes it, an idle
+    one only it)."""
+    return Output(printable_json({"generated_at": isoformat(now)}).encode(),
+                  "application/json", dated=True)
+
+
+def site_digest() -> str:
+    """The site's templates, assets and schema (an idle publish rebuilds nothing only
+    when they are the ones the page was built with)."""
+    return _site_digest(site_source())
+
+
+@functools.cache
+def _site_digest(source: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def incident_page(incident_id: str) -> str:
@@ -355,13 +373,13 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
                "stale_after_s": model.stale_after_s, "consumer": parts.consumer(c),
                "built_from": upstream, "datasets": [],  # their text is the parts'
                "incidents": [parts.incident(i) for i in about]}
-        # keyed: rewritten when what they say changes, or hourly (their ages in words):
+        # keyed: rewritten when what they say changes (their ages: the browser's):
         # consumer_key(doc), its datasets' part from the parts' texts
         key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
         key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
             "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
         page, data = consumer_page(c.id), consumer_page(c.id, "json")
-        kept = {path: Output(b"", kind, key=key, refresh_s=CONSUMER_REFRESH_S, kept=True)
+        kept = {path: Output(b"", kind, key=key, kept=True)
                 for path, kind in ((page, "text/html; charset=utf-8"),
                                    (data, "application/json"))}
         if current is not None and all(current(path, o) for path, o in kept.items()):
@@ -371,8 +389,6 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
             m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
             incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
             csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
-            refresh_s=CONSUMER_REFRESH_S,
-            refresh_words=human_duration(timedelta(seconds=CONSUMER_REFRESH_S)),
             stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
         text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
                        printable_json)
@@ -678,6 +694,52 @@ def _when(value: datetime | None) -> str:
 
 def _age(value: timedelta | None) -> str:
     return "—" if value is None else human_duration(value)
+
+
+def _since(d: object) -> datetime | None:
+    """What a dataset's age is measured from (its data time, else its last success)."""
+    return getattr(d, "data_as_of", None) or getattr(d, "last_success_at", None)
+
+
+def age_of(d: DatasetStatus) -> markupsafe.Markup:
+    """A dataset's age in words, in a <time> the page's script keeps current."""
+    since = _since(d)
+    words = markupsafe.escape(_age(d.age))
+    if since is None or d.age is None:
+        return words
+    return markupsafe.Markup(f'<time datetime="{time_attribute(since)}" data-age>{words}</time>')
+
+
+def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
+    """`text` (a reason, a banner) escaped, its ages in words ("synced 2 h ago", "27 h
+    old") put in <time> elements the page's script keeps current: a page that is not
+    rebuilt while nothing changes still says how old the data is. `datasets`: the
+    dataset (or datasets) whose times the words were computed from, at `now`."""
+    found: dict[str, str] = {}
+    for d in datasets if isinstance(datasets, list | tuple) else (datasets,):
+        for at, kind in ((getattr(d, "last_success_at", None), "ago"),
+                         (getattr(d, "last_started_at", None), "ago"),
+                         (_since(d), "old"), (getattr(d, "last_success_at", None), "old")):
+            if at is not None and at <= now:
+                words = f"{human_duration(now - at)} {kind}"
+                found.setdefault(words, time_attribute(at))
+    escaped = str(markupsafe.escape(text))
+    if not found:
+        return markupsafe.Markup(escaped)
+
+    def timed(match: re.Match) -> str:
+        at = found.get(match.group(0))
+        if at is None:
+            return match.group(0)
+        if match.group(2) == "ago":
+            return f'<time datetime="{at}" data-rel>{match.group(1)} ago</time>'
+        return f'<time datetime="{at}" data-age>{match.group(1)}</time> old'
+
+    return markupsafe.Markup(_AGE_WORDS.sub(timed, escaped))
+
+
+# An age in words as core.timeutil.human_duration writes it, then "ago" or "old".
+_AGE_WORDS = re.compile(r"(?<![\w-])(\d+ (?:s|min|h|d)(?: \d+ min)?) (ago|old)\b")
 
 
 def _dur(seconds: float | None) -> str:

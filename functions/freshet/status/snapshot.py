@@ -351,13 +351,17 @@ class Manifest:
     digests: Mapping[str, tuple[str, ...]]  # per section, one digest per chunk
     marks: Mapping[str, datetime | None]
     rebuilt_at: datetime  # the last full read (a rebuild is forced after a while)
+    # What the publish that wrote it leaves for the next: until when nothing it showed
+    # changes by time alone (freshet.status.quiet: an idle publish rebuilds nothing)
+    quiet: dict | None = None
 
     def count(self, section: str) -> int:
         return len(self.digests.get(section, ()))
 
     def to_doc(self) -> dict:
         return {"schema": self.schema, "digests": {s: list(d) for s, d in self.digests.items()},
-                "marks": dict(self.marks), "rebuilt_at": self.rebuilt_at}
+                "marks": dict(self.marks), "rebuilt_at": self.rebuilt_at,
+                "quiet": self.quiet}
 
     @classmethod
     def from_doc(cls, doc: dict | None) -> "Manifest | None":
@@ -371,4 +375,5 @@ class Manifest:
             return None
         return cls(schema=str(doc.get("schema")),
                    digests={s: tuple(digests[s]) for s in SECTIONS},
-                   marks={s: marks.get(s) for s in SECTIONS}, rebuilt_at=doc["rebuilt_at"])
+                   marks={s: marks.get(s) for s in SECTIONS}, rebuilt_at=doc["rebuilt_at"],
+                   quiet=doc.get("quiet") if isinstance(doc.get("quiet"), dict) else None)
