@@ -273,6 +273,7 @@ def render_site(model: StatusModel, events: list[Event], current: Current | None
                 ) -> dict[str, Output]:
     """Every file of the site, by path; the keyed ones that `current` says are still
     the ones published are not rendered again (Output.kept)."""
+    _ages_in_words.cache_clear()
     parts = _Parts()
     entries = feed_entries(model, events)
     files = {
@@ -717,12 +718,9 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
     dataset (or datasets) whose times the words were computed from, at `now`."""
     found: dict[str, str] = {}
     for d in datasets if isinstance(datasets, list | tuple) else (datasets,):
-        for at, kind in ((getattr(d, "last_success_at", None), "ago"),
-                         (getattr(d, "last_started_at", None), "ago"),
-                         (_since(d), "old"), (getattr(d, "last_success_at", None), "old")):
-            if at is not None and at <= now:
-                words = f"{human_duration(now - at)} {kind}"
-                found.setdefault(words, time_attribute(at))
+        for words, at in _ages_in_words(getattr(d, "last_success_at", None),
+                                        getattr(d, "last_started_at", None), _since(d), now):
+            found.setdefault(words, at)
     escaped = str(markupsafe.escape(text))
     if not found:
         return markupsafe.Markup(escaped)
@@ -736,6 +734,18 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
         return f'<time datetime="{at}" data-age>{match.group(1)}</time> old'
 
     return markupsafe.Markup(_AGE_WORDS.sub(timed, escaped))
+
+
+@functools.lru_cache(maxsize=32768)
+def _ages_in_words(success: datetime | None, started: datetime | None,
+                   since: datetime | None, now: datetime) -> tuple[tuple[str, str], ...]:
+    """A dataset's ages in words at `now` and the times they count from (live's).
+    A page shows each dataset's up to three times (the main page, a consumer's banner
+    and its row): render_site empties this cache, so it serves one build only."""
+    return tuple((f"{human_duration(now - at)} {kind}", time_attribute(at))
+                 for at, kind in ((success, "ago"), (started, "ago"), (since, "old"),
+                                  (success, "old"))
+                 if at is not None and at <= now)
 
 
 # An age in words as core.timeutil.human_duration writes it, then "ago" or "old".
