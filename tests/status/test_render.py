@@ -320,7 +320,7 @@ def test_an_incident_page_is_the_same_at_the_next_publish_until_the_incident_cha
 def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     from freshet.core.incidents import open_incident
     from freshet.core.windows import Scope
-    from freshet.status.render import consumer_page
+    from freshet.status.render import consumer_key, consumer_page
 
     on_orders = open_incident(title="Orders export late", scope=Scope(jobs=("orders-sync",)),
                               now=NOW)
@@ -336,6 +336,7 @@ def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     assert "sales.orders" in page and "(upstream)" in page and "crm" not in page
     doc = json.loads(files["consumers/revenue.json"].data)
     assert doc["consumer"]["id"] == "revenue" and doc["built_from"] == ["sales.orders"]
+    assert files["consumers/revenue.json"].key == consumer_key(doc)  # made from parts
     assert [d["key"] for d in doc["datasets"]] == ["sales.revenue", "sales.orders"]
     assert [i["id"] for i in doc["incidents"]] == [on_orders.id]
     unsafe = consumer_page("crm team/é")

@@ -253,7 +253,10 @@ class _Parts:
     def dataset_key_text(self, d: DatasetStatus) -> str:
         text = self._key_texts.get(d.key)
         if text is None:
-            text = self._key_texts[d.key] = _key_text(self.dataset(d))
+            # Its fields' values are scalars and lists of names (_dataset_json's): only
+            # the moving fields themselves to leave out, no nested ones (_strip's walk).
+            kept = {k: v for k, v in self.dataset(d).items() if k not in _MOVING_FIELDS}
+            text = self._key_texts[d.key] = _sorted_keys(kept)
         return text
 
     @staticmethod
