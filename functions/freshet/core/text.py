@@ -63,12 +63,17 @@ def printable_json(value: object) -> str:
     """json.dumps(printable_all(value)), compact, not ASCII-escaped; walking the value
     only when its JSON text shows a character that `printable` would replace (most
     documents have none, and walking a large one costs more than writing it)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = _COMPACT.encode(value)
     # The escapes all start with a backslash, which most texts lack: one scan, not three.
     if ("\\" in text and any(s in text for s in _ESCAPED_CONTROLS)) or "\x7f" in text or (
             not text.isascii() and _RAW_UNSAFE.search(text) is not None):
-        return json.dumps(printable_all(value), ensure_ascii=False, separators=(",", ":"))
+        return _COMPACT.encode(printable_all(value))
     return text
+
+
+# json.dumps(ensure_ascii=False, separators=(",", ":"))'s encoder, made once (a page
+# build writes thousands of documents: json.dumps makes one per call).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def one_line(text: str) -> str:

@@ -195,7 +195,7 @@ def _strip(value: object) -> object:
 
 
 def _key_text(value: object) -> str:
-    return json.dumps(_strip(value), sort_keys=True, separators=(",", ":"))
+    return _sorted_keys(_strip(value))
 
 
 def _key_of(text: str) -> str:
@@ -210,7 +210,11 @@ def _joined(doc: dict, texts: dict[str, str], dump: Callable[[object], str]) -> 
 
 
 def _sorted_keys(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """json.dumps(value, sort_keys=True, separators=(",", ":")), its encoder made once."""
+    return _SORTED.encode(value)
+
+
+_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class _Parts:
