@@ -131,8 +131,12 @@ def _create(tx: Tx, job: Job, now: datetime, version: int, live: int) -> Job:
         raise Conflict(f"job {job.id!r} already exists")
     if job.trigger is not None and int(graph.get("version") or 0) != version:
         raise _GraphMoved()
+    if job.trigger is not None:
+        tx.get_datasets(list(job.trigger.after))  # where each is: read before any write
+    tx.read_layout(job.id, job.produces)
     created = _fresh(job, now)
     tx.set_job(created)
+    tx.lay_out(job.id, job.produces)  # its datasets' groups, as apply lays them out
     if job.trigger is not None:
         tx.set_trigger_graph(version + 1, live)
         for key in job.trigger.after:
