@@ -39,7 +39,11 @@ UNINDEXED = {RUNS: (
     "task_name", "dispatches", "idempotency_key", "stuck", "interval_start", "backfill_id",
     "lane", "upstream_versions", "trigger_depth", "enqueued_at",
     "started_at", "heartbeat_at", "finished_at", "error", "records", "watermarks",
-    "attempts", "stuck_threshold_minutes", "one_time", "keep_days")}
+    "attempts", "stuck_threshold_minutes", "one_time", "keep_days"),
+    # A dataset group's fields (freshet.gcp.grouped): its map of datasets' states would
+    # otherwise index every field of every entry; `updated_at` stays, for the publish.
+    DATASETS: ("group", "job_id", "keys", "datasets"),
+    KEYS: ("key", "group")}
 
 T = TypeVar("T")
 
