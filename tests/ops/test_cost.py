@@ -52,7 +52,7 @@ def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier(
                          fanout_above=10_000)
     m = measured(run_reads_1ds=10, run_writes_1ds=6, run_tasks=1, tick_idle_reads=3,
                  tick_idle_writes=1, sweep_idle_reads=2, sweep_idle_writes=1,
-                 publish_reads_idle_5k=20, publish_reads_hour_median=20 + 588 * 1.5,
+                 publish_reads_idle_5k=20, publish_reads_hour_median=20 + 252 * 1.5,
                  publish_writes_hour_median=8)
     est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
     lines = {(line.service, line.item.split(" (")[0]): line for line in est.lines}

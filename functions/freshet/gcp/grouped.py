@@ -306,3 +306,19 @@ class GroupedReads:
             tx.regroup(gid, list(keys))
 
         self.transact(body)
+
+
+def seeded(jobs: Iterable[tuple[str, Sequence[str]]], datasets: Iterable[Dataset]
+           ) -> list[tuple[str, str, dict]]:
+    """(collection, id, document) of `datasets` stored as the loop stores them: a group
+    for those the jobs produce (each group whole: pass all of a job's datasets), their
+    pointers, a document of its own for the rest. For bulk loads (benchmarks, seeds)."""
+    by_key = {d.key: d for d in datasets}
+    found = []
+    for job_id, produces in jobs:
+        for gid, keys in chunks(job_id, produces).items():
+            doc = {**_new_group(gid), "keys": list(keys),
+                   "datasets": {k: _entry(by_key.pop(k)) for k in keys if k in by_key}}
+            found.append((GROUPS, gid, doc))
+            found += [(KEYS, k, {"key": k, "group": gid}) for k in keys]
+    return found + [(DATASETS, k, d.to_doc()) for k, d in by_key.items()]
