@@ -169,6 +169,9 @@ def test_reads_commits_and_writes_are_counted_alike(store):
     store.stats.reset()
     datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"]))  # no owner named:
     assert datasets == {"a": None, "b": None} and store.stats.reads == 4  # pointer, own doc
+    store.stats.reset()
+    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"], observed=True))
+    assert datasets == {"a": None, "b": None} and store.stats.reads == 2  # their own docs
     store.regroup("j~0", ["a", "b"])  # as apply lays out job j's datasets
     store.stats.reset()
     datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"], ("j", ("a", "b"))))

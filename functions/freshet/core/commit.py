@@ -108,6 +108,7 @@ class Reads:
     # (job id, produces) of the run whose datasets these are: the store finds their
     # group (core.groups) without reading where each one is.
     owner: tuple[str, tuple[str, ...]] | None = None
+    observed: bool = False  # the datasets are observed: each in a document of its own
 
 
 def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: datetime,
@@ -347,7 +348,7 @@ def observed_reads(key: str, observation: Observation, facts: Facts | None,
     """What an observation's commit reads next: the dataset, then (when its data time
     moved) the jobs it triggers and their other upstreams, as a run's ending does."""
     if facts is None:
-        return Reads(datasets=(key,))
+        return Reads(datasets=(key,), observed=True)
     new, after, _ = _observed(key, observation, facts, now)
     return _trigger_reads(new, after, facts)
 

@@ -120,11 +120,16 @@ class GroupedTx:
     def get_dataset(self, key: str) -> Dataset | None:
         return self.get_datasets([key])[key]
 
-    def get_datasets(self, keys: list[str], owner: tuple[str, tuple[str, ...]] | None = None
-                     ) -> dict[str, Dataset | None]:
+    def get_datasets(self, keys: list[str], owner: tuple[str, tuple[str, ...]] | None = None,
+                     *, observed: bool = False) -> dict[str, Dataset | None]:
         """The datasets as they are (None: no state). `owner`: (job id, produces) of the
-        run they belong to, whose groups hold them unless laid out otherwise."""
+        run they belong to, whose groups hold them unless laid out otherwise; `observed`:
+        observed datasets, each in a document of its own (no job produces one)."""
         loc, keys = self._loc, list(dict.fromkeys(keys))
+        if observed:
+            for k, doc in self._get_all(DATASETS, [k for k in keys if k not in loc.where]
+                                        ).items():
+                loc.plain[k], loc.where[k] = doc, None
         want = {k: group_of(owner[0], owner[1], k) for k in keys} if owner else {}
         self._read_groups({g for g in want.values() if g is not None})
         for k in keys:
