@@ -324,6 +324,17 @@ def test_a_dataset_moved_to_another_group_during_a_run_is_written_where_it_is(st
     assert store.get_dataset("x").last_success_run_id == run_id
 
 
+def test_a_dataset_its_job_no_longer_produces_keeps_its_state_in_a_document_of_its_own(
+        store):
+    run_id, _ = five_run(store)
+    store.regroup("five~0", FIVE[:3])  # apply, once the job produces only three
+    assert store.dataset_layout() == ({k: "five~0" for k in FIVE[:3]},
+                                      {"five~0": FIVE[:3]}, FIVE[3:])
+    assert {d.key: d.last_success_run_id for d in store.list_datasets()} == {
+        k: run_id for k in FIVE}
+    assert store.get_dataset(FIVE[4]).last_success_run_id == run_id
+
+
 def test_a_produced_datasets_triggers_live_in_its_group_beside_its_state(store):
     five_run(store)
     store.add_dataset_trigger(FIVE[1], "rollup")

@@ -229,10 +229,10 @@ class GroupedTx:
                 loc.point[k] = gid
         doc = self._group(gid)
         for k in [k for k in doc["keys"] if k not in keys]:
-            state = self._state(k)
+            held = (doc.get("datasets") or {}).get(k)
             self._leave(k, gid)
-            if state is not None:
-                self._put(DATASETS, k, state.to_doc())
+            if held is not None:
+                self._put(DATASETS, k, {**held, "key": k})
             loc.point[k] = None
         doc["keys"] = list(keys)
 
