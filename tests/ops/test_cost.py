@@ -47,6 +47,18 @@ def test_the_workload_counts_runs_datasets_control_calls_and_herds():
     assert herd.herds == 720  # 101 due at the top of every hour: one fan-out each
 
 
+def test_a_publish_reads_a_runs_job_the_run_and_its_datasets_group():
+    """A run changes its job, itself and the group its datasets are kept in (one for up
+    to 16 datasets, core.groups), not each dataset."""
+    five = cost.workload([cost.JobLoad(HOURLY, 5)] * 120, CONTROL, datasets=600,
+                         fanout_above=10_000)
+    assert five.groups_per_run == 1
+    assert five.changed_per_publish() == 10 + 10 + 10  # 120 runs an hour, 12 publishes
+    many = cost.workload([cost.JobLoad(HOURLY, 40)] * 120, CONTROL, datasets=4800,
+                         fanout_above=10_000)
+    assert many.groups_per_run == 3 and many.changed_per_publish() == 10 + 10 + 30
+
+
 def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier():
     load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
                          fanout_above=10_000)
