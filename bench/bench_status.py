@@ -195,11 +195,7 @@ def _five_minutes_of_runs(jobs, datasets, at: datetime):
 
 def _put_datasets(store, jobs, datasets):
     """As the loop stores them: each job's datasets in its group (core.groups)."""
-    from freshet.gcp.grouped import seeded
-
-    docs = seeded([(j.id, j.produces) for j in jobs], datasets)
-    for collection in dict.fromkeys(c for c, _, _ in docs):
-        store.put_many(collection, ((i, d) for c, i, d in docs if c == collection))
+    common.put_datasets(store, [(j.id, j.produces) for j in jobs], datasets)
 
 
 def _publish(store, folder, now, settings, send):
