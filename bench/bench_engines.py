@@ -54,6 +54,7 @@ def _job(store, job_id: str, kind: str, params: dict) -> None:
                   produces=[f"ds.{job_id}"], params=params)
     job.next_run_at = NOW
     store.put_job(job)
+    store.lay_out(job.id, job.produces)  # as apply does
 
 
 def duplicates() -> int:

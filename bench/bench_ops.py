@@ -17,7 +17,11 @@ ops_sweep_idle_*       a recovery sweep with nothing expired, and its heartbeat
 ops_bytes_run_{1,5}ds / ops_bytes_job / ops_bytes_dataset_90d
     Firestore storage of a finished run, a job and a dataset with 90 days of history,
     documents and their automatic single-field index entries, by Google's formula
-    (freshet.ops.cost.stored_bytes) applied to the documents as stored
+    (freshet.ops.cost.stored_bytes) applied to the documents as stored; a dataset's is
+    its share of its 5-dataset group (core.groups) and its pointer
+
+The jobs are laid out as apply lays them out (their datasets' groups and pointers)
+before anything is counted.
 """
 
 import json
@@ -50,6 +54,8 @@ def _jobs(store, now, prefix: str, datasets: int, kind: str) -> None:
         job.next_run_at = now
         docs.append((job.id, job.to_doc()))
     store.put_many("jobs", docs)
+    for job_id, doc in docs:
+        store.lay_out(job_id, doc["produces"])  # as apply does
 
 
 def _runs(store, queue, now, settings, attempts: int) -> tuple[int, int, float]:
@@ -148,9 +154,13 @@ def _measure(db) -> dict:
     job = db.collection("jobs").document("ok5-000")
     figures["ops_bytes_job"] = stored_bytes("jobs", job.id, job.get().to_dict())
     days = [(now.date() - timedelta(days=d)).isoformat() for d in range(90)]
-    dataset = db.collection("datasets").document("ok5.d000.0")
-    doc = {**dataset.get().to_dict(), "daily": {d: {"ok": 3, "fail": 1} for d in days}}
-    figures["ops_bytes_dataset_90d"] = stored_bytes("datasets", dataset.id, doc)
+    group = db.collection("datasets").document("ok5-000~0").get().to_dict()
+    daily = {d: {"ok": 3, "fail": 1} for d in days}
+    group["datasets"] = {k: {**e, "daily": daily} for k, e in group["datasets"].items()}
+    pointer = db.collection("dataset_keys").document("ok5.d000.0").get().to_dict()
+    figures["ops_bytes_dataset_90d"] = round(
+        stored_bytes("datasets", "ok5-000~0", group) / len(group["keys"])
+        + stored_bytes("dataset_keys", "ok5.d000.0", pointer))
     print(json.dumps(figures, indent=2))
     return figures
 

@@ -77,6 +77,7 @@ def run() -> dict:
 def _measure(db) -> dict:
     store = Store(db)
     store.put_many("jobs", _jobs())
+    common.put_datasets(store, ((f"job-{i:04d}", [f"bench.ds{i:04d}"]) for i in range(JOBS)))
     store.put_many("runs", _runs())
     settings = load_settings({}, auth_mode="local")
     queue = CountingQueue(settings)

@@ -61,6 +61,7 @@ def _one_backfill(store, settings, job_id: str, parallel: int) -> tuple[float, i
                   produces=[f"bench.{job_id}"])
     job.next_run_at = last + H
     store.put_job(job)
+    store.lay_out(job.id, job.produces)  # as apply does
 
     def deliver(run_id, attempt):
         return handle_one(store, dispatcher, run_id, attempt, now=utcnow(),
@@ -95,9 +96,11 @@ def _trigger_cost(store, settings) -> dict:
                       produces=[key])
         job.next_run_at = later
         store.put_job(job)
+        store.lay_out(job.id, job.produces)  # as apply does
     rollup = new_job(id="rollup", kind="bench_busy", produces=["b.revenue"],
                      trigger={"after": ["b.orders", "b.rates"]})
     store.put_job(rollup)
+    store.lay_out(rollup.id, rollup.produces)
     register_triggers(store, rollup)
     queue = RecordingQueue(settings)
 

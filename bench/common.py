@@ -55,3 +55,15 @@ def percentile(values, fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index]
+
+
+def put_datasets(store, jobs, datasets=()) -> None:
+    """The jobs' datasets stored as the loop stores them, in bulk: each job's group
+    (core.groups) with `datasets`' state (all of a job's, or none), and their pointers,
+    as apply lays a job out; a dataset no job produces in a document of its own.
+    `jobs`: (job id, produces)."""
+    from freshet.gcp.grouped import seeded
+
+    docs = seeded(list(jobs), datasets)
+    for collection in dict.fromkeys(c for c, _, _ in docs):
+        store.put_many(collection, ((i, d) for c, i, d in docs if c == collection))

@@ -6,6 +6,7 @@ loop uses, then written to Google's emulator, which refuses a document over 1 Mi
 production does; its size is also computed by Firestore's published rules.
 """
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from freshet.core import bookkeeping, runs
 from freshet.core.catalog import Catalog, Consumer, DatasetSpec
 from freshet.core.docsize import MAX_DOC_BYTES, PAGE_BYTES, doc_size
 from freshet.core.freshness import Requirement
+from freshet.core.groups import PER_GROUP, chunks
 from freshet.core.models import (
     MAX_MAX_RETRIES,
     MAX_PARAMS_BYTES,
@@ -25,6 +27,7 @@ from freshet.core.models import (
 )
 from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS
+from freshet.core.triggers import MAX_DOWNSTREAM
 from freshet.gcp.storage import LocalSink
 from freshet.gcp.store import SETTINGS, Store
 from freshet.status.changes import MAX_EVENTS, MAX_STUCK_REMEMBERED, Event, Memory
@@ -108,6 +111,40 @@ def test_a_dataset_failing_every_day_for_years_and_from_the_future_stays_bounded
     store = Store(db)
     store.transact(lambda tx: tx.set_dataset(dataset))
     assert stored_size(db, "datasets", dataset.key) < 64 * 1024
+
+
+def worst_dataset(k: str) -> Dataset:
+    """Every day for years a success with a watermark and a failure with a huge error,
+    and as many downstream jobs as a dataset may trigger, each id at its limit."""
+    dataset = Dataset(key=k, triggers=[f"{i:03d}" + "t" * 97 for i in range(MAX_DOWNSTREAM)])
+    for day in range(-400, 400):
+        at = NOW + timedelta(days=day)
+        dataset = bookkeeping.apply_success(dataset, "r" * 142, at, records=2**62,
+                                            watermark=at - timedelta(minutes=day % 50))
+        dataset = bookkeeping.apply_failure(dataset, "r" * 142, at + timedelta(hours=1),
+                                            TEN_MB)
+    return dataset
+
+
+def test_a_group_of_the_largest_datasets_the_largest_job_produces_stays_bounded(db):
+    """A group holds PER_GROUP datasets of a job at MAX_PRODUCES: each at its worst, the
+    group stays under half of Firestore's limit (core.groups)."""
+    job_id, keys = "j" * 100, [key(i) for i in range(MAX_PRODUCES)]
+    groups = chunks(job_id, keys)
+    assert max(len(k) for k in groups.values()) == PER_GROUP
+    gid, first = next(iter(groups.items()))
+    worst = worst_dataset(first[0])
+    store = Store(db)
+    store.lay_out(job_id, keys)
+
+    def body(tx):
+        tx.get_datasets(list(first), (job_id, tuple(keys)))
+        for k in first:
+            tx.set_dataset(replace(worst, key=k))
+
+    store.transact(body)
+    assert stored_size(db, "datasets", gid) < MAX_DOC_BYTES / 2
+    assert store.get_dataset(first[-1]).last_error == worst.last_error
 
 
 # -- jobs: params, descriptions, errors -------------------------------------------------

@@ -167,8 +167,15 @@ def test_reads_commits_and_writes_are_counted_alike(store):
     store.stats.reset()
     assert store.expired_runs(T0) == [] and store.stats.reads == 1  # empty: billed as one
     store.stats.reset()
-    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"]))
-    assert datasets == {"a": None, "b": None} and store.stats.reads == 2
+    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"]))  # no owner named:
+    assert datasets == {"a": None, "b": None} and store.stats.reads == 4  # pointer, own doc
+    store.stats.reset()
+    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"], observed=True))
+    assert datasets == {"a": None, "b": None} and store.stats.reads == 2  # their own docs
+    store.regroup("j~0", ["a", "b"])  # as apply lays out job j's datasets
+    store.stats.reset()
+    datasets = store.transact(lambda tx: tx.get_datasets(["a", "b"], ("j", ("a", "b"))))
+    assert datasets == {"a": None, "b": None} and store.stats.reads == 1  # their group
 
 
 def test_both_task_queues_keep_the_queue_protocol():
@@ -222,3 +229,124 @@ def test_a_waiting_run_keeps_its_engine_handle_and_is_found_when_its_lease_runs_
     assert back.external.deadline.tzinfo is not None
     late = T0 + timedelta(minutes=11)
     assert [r.id for r in store.expired_runs(late)] == [waiting.id]
+
+
+# -- produced datasets, stored in their job's group (core.groups) ------------------------
+
+FIVE = [f"sales.d{i}" for i in range(5)]
+
+
+def five_run(store, job_id="five", produces=FIVE, slot=T0, lay_out=True):
+    """A job of `produces`, laid out as apply does, and one scheduled run of it
+    delivered and succeeded: (the run id, the store's counts over tick, claim, finish)."""
+    from freshet.loop.run import handle_one
+    from freshet.loop.tick import tick_once
+    from freshet_local.recording_queue import RecordingQueue
+
+    store.put_job(replace(job(job_id, next_run_at=slot), produces=list(produces)))
+    if lay_out:
+        store.lay_out(job_id, list(produces))
+    queue = RecordingQueue(SETTINGS)
+    store.stats.reset()
+    (run_id,) = tick_once(store, queue, now=slot, settings=SETTINGS).created
+    outcome = handle_one(store, queue, run_id, 1, now=slot, settings=SETTINGS)
+    assert outcome.state == "succeeded", outcome
+    return run_id, replace(store.stats)
+
+
+def test_a_five_dataset_run_writes_seven_documents_its_datasets_one(store):
+    """The tick: the run and the job's schedule; the claim: the run and the job's hold;
+    the finish: the run, the job's last run and the five datasets' group."""
+    run_id, counted = five_run(store)
+    assert counted.writes == 7 and counted.commits == 3
+    for key in FIVE:
+        found = store.get_dataset(key)
+        assert found.last_success_run_id == run_id and found.last_success_at is not None
+    assert [d.key for d in store.list_datasets()] == sorted(FIVE)
+
+
+def test_a_finish_reads_its_group_not_each_dataset(store):
+    _, first = five_run(store)
+    store.stats.reset()
+    found = store.transact(lambda tx: tx.get_datasets(FIVE, ("five", tuple(FIVE))))
+    assert all(d is not None for d in found.values()) and store.stats.reads == 1
+
+
+def test_a_job_no_apply_laid_out_gets_its_group_and_pointers_at_its_first_finish(store):
+    run_id, counted = five_run(store, lay_out=False)
+    assert counted.writes == 7 + 5  # and a pointer per dataset, once
+    assert store.get_dataset(FIVE[3]).last_success_run_id == run_id
+    _, again = five_run(store, slot=T0 + H, lay_out=False)
+    assert again.writes == 7
+
+
+def test_state_stored_before_groups_moves_into_its_group_and_nothing_is_lost(store):
+    """An existing deployment: datasets/{key} documents; apply lays the job out (moving
+    each one's state, triggers too) and a second lay-out writes nothing."""
+    old = [Dataset(k, last_success_run_id="old", triggers=["rollup"] if k == FIVE[0] else [])
+           for k in FIVE]
+    store.put_many("datasets", [(d.key, d.to_doc()) for d in old])
+    store.put_job(replace(job("five"), produces=FIVE))
+    pointers, groups, own = store.dataset_layout()
+    assert (pointers, groups, sorted(own)) == ({}, {}, sorted(FIVE))
+    store.lay_out("five", FIVE)
+    assert store.dataset_layout() == ({k: "five~0" for k in FIVE}, {"five~0": FIVE}, [])
+    assert [(d.key, d.last_success_run_id, d.triggers) for d in store.list_datasets()] == [
+        (d.key, "old", d.triggers) for d in old]
+    store.stats.reset()
+    store.lay_out("five", FIVE)
+    assert store.stats.writes == 0
+
+
+def test_a_finish_before_apply_takes_the_old_state_with_it(store):
+    store.put_many("datasets", [(k, Dataset(k, last_success_run_id="old",
+                                            consecutive_failures=0).to_doc()) for k in FIVE])
+    run_id, _ = five_run(store, lay_out=False)
+    assert store.dataset_layout()[2] == []  # no document of their own left
+    assert {d.last_success_run_id for d in store.list_datasets()} == {run_id}
+
+
+def test_a_dataset_moved_to_another_group_during_a_run_is_written_where_it_is(store):
+    """Apply gave the dataset another producer while a run of the old one was under way:
+    the finish finds it through its pointer, and no group holds it twice."""
+    from freshet.loop.run import handle_one
+    from freshet.loop.tick import tick_once
+    from freshet_local.recording_queue import RecordingQueue
+
+    store.put_job(replace(job("old"), produces=["x"]))
+    store.lay_out("old", ["x"])
+    queue = RecordingQueue(SETTINGS)
+    (run_id,) = tick_once(store, queue, now=T0, settings=SETTINGS).created
+    store.regroup("new~0", ["x"])
+    store.regroup("old~0", [])
+    assert handle_one(store, queue, run_id, 1, now=T0, settings=SETTINGS).state == "succeeded"
+    assert store.dataset_layout()[:2] == ({"x": "new~0"}, {"new~0": ["x"], "old~0": []})
+    assert store.get_dataset("x").last_success_run_id == run_id
+
+
+def test_a_dataset_its_job_no_longer_produces_keeps_its_state_in_a_document_of_its_own(
+        store):
+    run_id, _ = five_run(store)
+    store.regroup("five~0", FIVE[:3])  # apply, once the job produces only three
+    assert store.dataset_layout() == ({k: "five~0" for k in FIVE[:3]},
+                                      {"five~0": FIVE[:3]}, FIVE[3:])
+    assert {d.key: d.last_success_run_id for d in store.list_datasets()} == {
+        k: run_id for k in FIVE}
+    assert store.get_dataset(FIVE[4]).last_success_run_id == run_id
+
+
+def test_a_produced_datasets_triggers_live_in_its_group_beside_its_state(store):
+    five_run(store)
+    store.add_dataset_trigger(FIVE[1], "rollup")
+    store.set_dataset_triggers(FIVE[2], ["report", "rollup"])
+    assert store.dataset_layout()[2] == []  # in the group, not a document of their own
+    found = store.transact(lambda tx: tx.get_datasets(FIVE, ("five", tuple(FIVE))))
+    assert found[FIVE[1]].triggers == ["rollup"] and found[FIVE[1]].last_success_at
+    assert found[FIVE[2]].triggers == ["report", "rollup"]
+
+
+def test_a_group_holds_its_chunk_of_a_jobs_datasets():
+    from freshet.core.groups import PER_GROUP, chunks
+
+    keys = [f"k{i}" for i in range(PER_GROUP + 1)]
+    assert chunks("big", keys) == {"big~0": tuple(keys[:PER_GROUP]), "big~1": (keys[-1],)}

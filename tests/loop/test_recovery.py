@@ -24,6 +24,7 @@ def start_and_abandon(store, settings, job_id="a", **kw):
     from freshet.loop import run as runner
 
     add_job(store, job_id, kind="test_ok", produces=("ds.a",), next_run_at=T0, **kw)
+    store.lay_out(job_id, ["ds.a"])  # as apply does: its ending reads its group, no more
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
     from freshet.core.control import Control

@@ -43,13 +43,14 @@ def queued_run(store, settings, job_id="a", **kw):
     return run_id, queue
 
 
-def test_a_run_marks_its_job_running_and_writes_each_dataset_once_when_it_ends(
+def test_a_run_marks_its_job_running_and_writes_its_datasets_once_when_it_ends(
         memory_store, calls):
     """The start writes the run and the job, however many datasets: the page, the API
     and the console show the datasets running from the job (with_running)."""
     store, settings = memory_store, loop_settings()
     keys = [f"ds.{i}" for i in range(5)]
     add_job(store, "five", kind="test_counted", produces=keys, next_run_at=T0)
+    store.lay_out("five", keys)  # as apply does
     queue = RecordingQueue(settings)
     run_id = tick_once(store, queue, now=T0, settings=settings).created[0]
     seen = {}
@@ -70,7 +71,8 @@ def test_a_run_marks_its_job_running_and_writes_each_dataset_once_when_it_ends(
         (k, run_id, T0 + MIN) for k in keys}
     assert {d["key"]: d["last_started_at"] for d in seen["api"]} == {
         k: "2026-11-28T12:01:00Z" for k in keys}
-    assert store.stats.writes == 2 + 2 + 5  # claim: run, job; finish: run, job, datasets
+    assert store.stats.writes == 2 + 2 + 1  # claim: run, job; finish: run, job, datasets
+    # (the five in one document: their group, core.groups)
     after = store.get_dataset("ds.0")
     assert after.last_started_at == T0 + MIN and after.last_started_run_id == run_id
     assert not after.running and not store.job("five").refreshing

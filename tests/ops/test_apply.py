@@ -307,3 +307,35 @@ def test_apply_stores_what_is_observed_and_makes_the_next_tick_observe(env):
     spec = store.catalog().observed["vendor.orders"]
     assert (spec.target, spec.every) == ("vendor-proj.sales.orders", timedelta(minutes=10))
     assert Ledger.from_doc(store.observations_doc()).due(T0)
+
+
+def test_apply_moves_an_existing_deployments_datasets_into_groups_once(env, db):
+    """State stored before groups (datasets/{key}) moves into its job's group, history
+    kept; what the API shows is unchanged; a second apply moves nothing."""
+    from freshet.core.models import Dataset
+    from freshet.ops.views import all_datasets
+
+    store, queue, text, _ = env
+    config = config_of(text)
+    apply(config, store=store, task_queue=queue, now=T0)
+    for ref in db.collection("datasets").list_documents():  # as an older Freshet left it
+        ref.delete()
+    for ref in db.collection("dataset_keys").list_documents():
+        ref.delete()
+    old = [Dataset("sales.orders", last_success_run_id="r1", last_success_at=T0,
+                   daily={"2026-11-27": {"ok": 3, "fail": 1}}),
+           Dataset("finance.rates", last_failure_at=T0, consecutive_failures=2,
+                   last_error="boom")]
+    store.put_many("datasets", [(d.key, d.to_doc()) for d in old])
+    shown = all_datasets(store, T0)
+    todo = plan(config, store=store, task_queue=queue, now=T0)
+    assert todo.groups == {"orders~0": ("sales.orders",), "rates~0": ("finance.rates",)}
+    assert "  ~ dataset group orders~0: 1 dataset(s)" in todo.lines()
+    apply(todo, store=store, task_queue=queue, now=T0)
+    assert sorted(d.id for d in db.collection("datasets").stream()) == ["orders~0", "rates~0"]
+    assert all_datasets(store, T0) == shown
+    assert store.get_dataset("sales.orders").daily == {"2026-11-27": {"ok": 3, "fail": 1}}
+    assert plan(config, store=store, task_queue=queue, now=T0).empty
+    store.stats.reset()
+    apply(config, store=store, task_queue=queue, now=T0)
+    assert store.stats.writes == 0

@@ -97,6 +97,16 @@ def test_duplicate_job_ids_are_refused(tmp_path):
     assert err.line == second
 
 
+def test_a_dataset_two_jobs_produce_is_refused_naming_both(tmp_path):
+    """One producer per dataset (its state is kept with that job's other datasets), as
+    Dagster refuses two definitions of one asset key."""
+    text = PIPELINE.replace("produces: [finance.rates]", "produces: [finance.rates, sales.orders]")
+    err = error_for(tmp_path, text)
+    assert err.field == "jobs[1].produces[1]", str(err)
+    assert "'orders'" in err.message and "'rates'" in err.message
+    assert err.line == line_of(text, "produces: [finance.rates, sales.orders]")
+
+
 def test_duplicate_yaml_keys_are_refused(tmp_path):
     text = PIPELINE.replace("region: europe-west1", "region: europe-west1\nregion: us-east1")
     err = error_for(tmp_path, text)

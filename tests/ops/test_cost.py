@@ -47,6 +47,18 @@ def test_the_workload_counts_runs_datasets_control_calls_and_herds():
     assert herd.herds == 720  # 101 due at the top of every hour: one fan-out each
 
 
+def test_a_publish_reads_a_runs_job_the_run_and_its_datasets_group():
+    """A run changes its job, itself and the group its datasets are kept in (one for up
+    to 16 datasets, core.groups), not each dataset."""
+    five = cost.workload([cost.JobLoad(HOURLY, 5)] * 120, CONTROL, datasets=600,
+                         fanout_above=10_000)
+    assert five.groups_per_run == 1
+    assert five.changed_per_publish() == 10 + 10 + 10  # 120 runs an hour, 12 publishes
+    many = cost.workload([cost.JobLoad(HOURLY, 40)] * 120, CONTROL, datasets=4800,
+                         fanout_above=10_000)
+    assert many.groups_per_run == 3 and many.changed_per_publish() == 10 + 10 + 30
+
+
 def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier():
     load = cost.workload([cost.JobLoad(HOURLY, 1)] * 1000, CONTROL, datasets=1000,
                          fanout_above=10_000)
@@ -54,7 +66,7 @@ def test_an_estimate_is_the_measured_counts_times_the_prices_past_the_free_tier(
                  tick_idle_writes=1, sweep_idle_reads=2, sweep_idle_writes=1,
                  publish_reads_idle_5k=5,
                  publish_reads_hour_median=cost.PUBLISH_FIXED_READS + cost.MODEL_CHUNKS_5K
-                 + 588 * 1.5, publish_writes_hour_median=8)
+                 + 252 * 1.5, publish_writes_hour_median=8)
     est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
     lines = {(line.service, line.item.split(" (")[0]): line for line in est.lines}
     reads = lines[("Firestore", "document reads")]

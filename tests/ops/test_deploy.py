@@ -131,6 +131,7 @@ def covered(q, indexes) -> bool:
 QUERY_CALLS = {
     "list_jobs": [lambda s: s.list_jobs(), lambda s: s.list_jobs("active")],
     "list_datasets": [lambda s: s.list_datasets()],
+    "dataset_layout": [lambda s: s.dataset_layout()],
     "due_jobs": [lambda s: s.due_jobs(T, 10)],
     "due_jobs_versioned": [lambda s: s.due_jobs_versioned(T, 10)],
     "due_jobs_in_shard_versioned": [lambda s: s.due_jobs_in_shard_versioned(3, T, 10)],
@@ -157,6 +158,7 @@ QUERY_CALLS = {
     "deadlines_changed_since": [lambda s: s.deadlines_changed_since(T)],
     "runs_changed_since": [lambda s: s.runs_changed_since(T, 10)],
     "_changes": [],  # the building block of the three above
+    "_since": [],  # _changes's, and datasets_changed_since's
     "_recent_query": [],  # recent_runs's and recent_runs_marked's
     "paused_until_due": [lambda s: s.paused_until_due(T)],
     "runs_page": [lambda s: s.runs_page(), lambda s: s.runs_page(job_id="j"),

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import requests
 
 from freshet.core.settings import Settings
+from freshet.gcp.grouped import KEYS
 from freshet.gcp.store import DATASETS, JOBS, RUNS, SETTINGS, Store
 from freshet.loop.delivery import RETRY_COUNT_HEADER
 from freshet.loop.recover import sweep_once
@@ -90,7 +91,7 @@ def settle(store: Store, queue: CloudTasks, settings: Settings, deliver: Deliver
 
 # -- Firestore state, for 'durable storage' after an in-memory emulator restarts -----
 
-COLLECTIONS = (JOBS, RUNS, DATASETS, SETTINGS)
+COLLECTIONS = (JOBS, RUNS, DATASETS, KEYS, SETTINGS)
 
 
 def dump(db) -> dict[str, list[tuple[str, dict]]]:

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from freshet.core.bookkeeping import with_running
 from freshet.core.models import Dataset, Job, Run
+from freshet.gcp.grouped import listed
 from freshet.gcp.store import DATASETS, JOBS, RUNS
 
 
@@ -44,7 +45,7 @@ def load(db) -> World:
     return World(
         jobs={d["id"]: Job.from_doc(d) for d in stream(JOBS)},
         runs={d["id"]: Run.from_doc(d) for d in stream(RUNS)},
-        datasets={d["key"]: Dataset.from_doc(d) for d in stream(DATASETS)},
+        datasets={d.key: d for d in listed(stream(DATASETS))},
     )
 
 

@@ -261,7 +261,8 @@ jobs_op = st.tuples(st.just("job"), st.integers(0, 4),
                     st.sampled_from(["active", "paused", "archived"]),
                     st.sampled_from(["put", "update", "tx"]), st.booleans())
 dataset_op = st.tuples(st.just("dataset"), st.sampled_from(KEYS), st.sampled_from(TIMES),
-                       st.sampled_from(TIMES), st.booleans(), st.sampled_from(["batch", "tx"]))
+                       st.sampled_from(TIMES), st.booleans(),
+                       st.sampled_from(["batch", "tx", "group"]))
 run_op = st.tuples(st.just("run"), st.integers(0, 3), st.sampled_from(TIMES[:3] + [None]),
                    st.sampled_from(["queued", "running", "succeeded", "failed"]),
                    st.booleans(), st.sampled_from(["create", "update", "tx"]))
@@ -304,10 +305,19 @@ def _apply(store: Store, op: tuple, bursts: list[int]) -> None:
                        running_run_id="r" if running else None,
                        daily={(NOW.date() - timedelta(days=d)).isoformat(): {"ok": d, "fail": 1}
                               for d in range(3)})
-        if how == "tx":
-            store.transact(lambda tx: tx.set_dataset(made))
-        else:
+        # group: as a run's finish writes it, in its job's group (core.groups: job-i
+        # produces ds.i and ds.i+1); tx: read first, then written where it is (a group
+        # once one holds it); batch: a document of its own, while no group holds it
+        owner = min(KEYS.index(key), 4)
+        produces = (f"job-{owner}", (KEYS[owner], KEYS[owner + 1]))
+        if how == "batch" and key not in store.dataset_layout()[0]:
             store.put_many("datasets", [(key, made.to_doc())])
+        else:
+            def body(tx):
+                tx.get_datasets([key], produces if how == "group" else None)
+                tx.set_dataset(made)
+
+            store.transact(body)
     elif kind == "run":
         _, i, created, status, stuck, how = op
         made = Run(id=f"run-{i}", job_id=f"job-{i % 5}", kind="noop",

@@ -333,7 +333,8 @@ def test_an_ending_reads_in_rounds_until_it_knows_enough():
     run = running(source=TriggerSource.SCHEDULE)
     decision = finish(run)
     first = commit.next_reads(decision, JOB, None, T0, SETTINGS)
-    assert first == commit.Reads(datasets=("sales.orders",))
+    assert first == commit.Reads(datasets=("sales.orders",),  # in the run's job's group
+                                 owner=(run.job_id, ("sales.orders",)))
     facts = Facts(datasets={"sales.orders": dataset(version="o0", triggers=["rollup"])})
     assert commit.next_reads(decision, JOB, facts, T0, SETTINGS) == commit.Reads(
         jobs=("rollup",), graph=True)  # and the trigger graph's number of jobs (the bound)

@@ -105,6 +105,10 @@ class Reads:
     jobs: tuple[str, ...] = ()  # downstream jobs
     upstreams: tuple[str, ...] = ()  # for `all` triggers: their other upstream datasets
     graph: bool = False  # the trigger graph's number of jobs (with the downstream jobs)
+    # (job id, produces) of the run whose datasets these are: the store finds their
+    # group (core.groups) without reading where each one is.
+    owner: tuple[str, tuple[str, ...]] | None = None
+    observed: bool = False  # the datasets are observed: each in a document of its own
 
 
 def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: datetime,
@@ -112,7 +116,9 @@ def next_reads(decision: Decision, job: Job | None, facts: Facts | None, now: da
     """What to read next, given what was read (`facts`; None before the first round),
     or None: enough is known for `ending`."""
     if facts is None:
-        return Reads(datasets=tuple(dataset_keys(decision)), lane=lane_key(decision))
+        keys, run = tuple(dataset_keys(decision)), decision.run
+        owner = (run.job_id, tuple(run.produces)) if keys and run is not None else None
+        return Reads(datasets=keys, lane=lane_key(decision), owner=owner)
     need = lane_need(decision, facts.lane, job, facts.runs, now, settings,
                      release_next=release_next)
     if need is not None:
@@ -342,7 +348,7 @@ def observed_reads(key: str, observation: Observation, facts: Facts | None,
     """What an observation's commit reads next: the dataset, then (when its data time
     moved) the jobs it triggers and their other upstreams, as a run's ending does."""
     if facts is None:
-        return Reads(datasets=(key,))
+        return Reads(datasets=(key,), observed=True)
     new, after, _ = _observed(key, observation, facts, now)
     return _trigger_reads(new, after, facts)
 

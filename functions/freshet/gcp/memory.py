@@ -23,7 +23,8 @@ from freshet.core.created import Created
 from freshet.core.errors import NotFound
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
-from freshet.gcp.ports import DATASETS, JOBS, RUNS, CommitWriter, TypedReads
+from freshet.gcp.grouped import Located, layout_of, listed
+from freshet.gcp.ports import DATASETS, JOBS, KEYS, RUNS, CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 T = TypeVar("T")
@@ -57,6 +58,7 @@ class MemoryTx(CommitWriter):
     def __init__(self, store: "MemoryStore"):
         self._store = store
         self._ops: list[tuple] = []
+        self._loc = Located()
         self.writes = 0
 
     # -- reads
@@ -64,8 +66,8 @@ class MemoryTx(CommitWriter):
         self._store.stats.read()
         return self._store._doc(collection, doc_id)
 
-    def get_datasets(self, keys: list[str]) -> dict[str, Dataset | None]:
-        return {k: self.get_dataset(k) for k in dict.fromkeys(keys)}
+    def _get_all(self, collection: str, ids: list[str]) -> dict[str, dict | None]:
+        return {i: self._get(collection, i) for i in dict.fromkeys(ids)}
 
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job | None]:
         return {k: self.get_job(k) for k in dict.fromkeys(job_ids)}
@@ -99,8 +101,11 @@ class MemoryTx(CommitWriter):
     def set_run_if_unchanged(self, run: Run, version: datetime) -> None:
         self._write("update", RUNS, run.id, run.to_doc(), version)
 
-    def set_dataset(self, dataset: Dataset) -> None:
-        self._write("set", DATASETS, dataset.key, dataset.to_doc())
+    def _put(self, collection: str, doc_id: str, doc: dict) -> None:
+        self._write("set", collection, doc_id, doc)
+
+    def _remove(self, collection: str, doc_id: str) -> None:
+        self._write("delete", collection, doc_id, {})
 
     def set_lane(self, lane: Lane) -> None:
         self._write("set", _lanes(lane.backfill_id), _lane_id(lane.index), lane.to_doc())
@@ -114,11 +119,6 @@ class MemoryTx(CommitWriter):
 
     def set_trigger_graph(self, version: int, jobs: int) -> None:
         self._write("set", SETTINGS, TRIGGER_GRAPH_DOC, {"version": version, "jobs": jobs})
-
-    def add_dataset_trigger(self, key: str, job_id: str) -> None:
-        listed = (self._store._doc(DATASETS, key) or {}).get("triggers") or []
-        self._write("merge", DATASETS, key, {"key": key, "triggers": [
-            *listed, *([] if job_id in listed else [job_id])]})
 
 
 class MemoryStore(TypedReads):
@@ -157,6 +157,9 @@ class MemoryStore(TypedReads):
                 raise _Stale(f"{collection}/{doc_id}")
         at = self._tick()
         for op, collection, doc_id, doc, _ in ops:
+            if op == "delete":
+                docs.get(collection, {}).pop(doc_id, None)
+                continue
             current = docs.get(collection, {}).get(doc_id)
             base = dict(current[0]) if op == "update" and current is not None else {}
             if op == "merge" and current is not None:
@@ -193,6 +196,7 @@ class MemoryStore(TypedReads):
             with self._lock:
                 tx = MemoryTx(self)
                 result = fn(tx)
+                tx.flush()  # the datasets' groups: one write each
                 try:
                     self._apply(tx._ops)
                 except _Exists:
@@ -237,16 +241,16 @@ class MemoryStore(TypedReads):
                 found[run.id] = run
         return found
 
-    def get_dataset(self, key: str) -> Dataset | None:
-        doc = self._get(DATASETS, key)
-        return None if doc is None else Dataset.from_doc(doc)
-
     def list_jobs(self, status: str | None = None) -> list[Job]:
         return [Job.from_doc(d) for d, _ in self._query(
             JOBS, lambda d: status is None or d.get("status") == status)]
 
     def list_datasets(self) -> list[Dataset]:
-        return [Dataset.from_doc(d) for d, _ in self._query(DATASETS, lambda d: True)]
+        return listed(d for d, _ in self._query(DATASETS, lambda d: True))
+
+    def dataset_layout(self) -> tuple[dict[str, str], dict[str, list[str]], list[str]]:
+        pointers = {d["key"]: d["group"] for d, _ in self._query(KEYS, lambda d: True)}
+        return pointers, *layout_of(d for d, _ in self._query(DATASETS, lambda d: True))
 
     def _due(self, until: datetime, limit: int, shard: int | None = None
              ) -> list[tuple[dict, datetime]]:
@@ -390,15 +394,6 @@ class MemoryStore(TypedReads):
         for start in range(0, len(ops), 500):
             self._commit(ops[start:start + 500])
         return len(ops)
-
-    def add_dataset_trigger(self, key: str, job_id: str) -> None:
-        with self._lock:
-            listed = (self._doc(DATASETS, key) or {}).get("triggers") or []
-            self._commit([("merge", DATASETS, key, {"key": key, "triggers": [
-                *listed, *([] if job_id in listed else [job_id])]}, None)])
-
-    def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
-        self._commit([("merge", DATASETS, key, {"key": key, "triggers": list(job_ids)}, None)])
 
     def trigger_graph(self) -> dict:
         return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}

@@ -23,10 +23,12 @@ from freshet.core.errors import NotFound
 from freshet.core.herd import ShardTask
 from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
+from freshet.gcp.grouped import DATASETS, GROUPS, KEYS, GroupedReads, GroupedTx
 from freshet.gcp.stats import Stats
 
-# The collections both stores keep their documents in.
-JOBS, RUNS, DATASETS = "jobs", "runs", "datasets"
+# The collections both stores keep their documents in (datasets: freshet.gcp.grouped).
+JOBS, RUNS = "jobs", "runs"
+__all__ = ["DATASETS", "GROUPS", "JOBS", "KEYS", "RUNS", "CommitWriter", "TypedReads"]
 
 # The composite indexes the store's queries need, as (collection, ((field, order), ...)):
 # infra/firestore.indexes.json declares the same (tests/ops/test_deploy.py checks), deploy
@@ -54,7 +56,11 @@ UNINDEXED = {RUNS: (
     "task_name", "dispatches", "idempotency_key", "stuck", "interval_start", "backfill_id",
     "lane", "upstream_versions", "trigger_depth", "enqueued_at",
     "started_at", "heartbeat_at", "finished_at", "error", "records", "watermarks",
-    "attempts", "stuck_threshold_minutes", "one_time", "keep_days")}
+    "attempts", "stuck_threshold_minutes", "one_time", "keep_days"),
+    # A dataset group's fields (freshet.gcp.grouped): its map of datasets' states would
+    # otherwise index every field of every entry; `updated_at` stays, for the publish.
+    DATASETS: ("group", "job_id", "keys", "datasets"),
+    KEYS: ("key", "group")}
 
 T = TypeVar("T")
 
@@ -68,7 +74,8 @@ class Transaction(Protocol):
     def get_job(self, job_id: str) -> Job | None: ...
     def get_run(self, run_id: str) -> Run | None: ...
     def get_dataset(self, key: str) -> Dataset | None: ...
-    def get_datasets(self, keys: list[str]) -> dict[str, Dataset | None]: ...
+    def get_datasets(self, keys: list[str], owner: tuple[str, tuple[str, ...]] | None = None,
+                     *, observed: bool = False) -> dict[str, Dataset | None]: ...
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job | None]: ...
     def get_lane(self, backfill_id: str, index: int) -> Lane | None: ...
     def get_backfill(self, backfill_id: str) -> Backfill | None: ...
@@ -81,8 +88,10 @@ class Transaction(Protocol):
     def set_lane(self, lane: Lane) -> None: ...
     def set_backfill(self, backfill: Backfill) -> None: ...
     def trigger_graph(self) -> dict: ...
+    def add_dataset_trigger(self, key: str, job_id: str) -> None: ...
     def read(self, reads: Reads, facts: Facts) -> Facts: ...
     def persist(self, commit: Commit) -> None: ...
+    def flush(self) -> None: ...
 
 
 @runtime_checkable
@@ -133,6 +142,9 @@ class RunStore(Protocol):
     def put_many(self, collection: str, docs: Any) -> int: ...
     def add_dataset_trigger(self, key: str, job_id: str) -> None: ...
     def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None: ...
+    def regroup(self, gid: str, keys: list[str]) -> None: ...
+    def lay_out(self, job_id: str, produces: list[str]) -> None: ...
+    def dataset_layout(self) -> tuple[dict[str, str], dict[str, list[str]], list[str]]: ...
     def control(self) -> Control: ...
     def control_doc(self) -> dict: ...
     def set_control(self, fields: dict[str, Any]) -> None: ...
@@ -159,10 +171,10 @@ class RunQueue(Protocol):
     def run_queue(self, job_id: str | None, queue: str | None = None) -> str: ...
 
 
-class CommitWriter:
+class CommitWriter(GroupedTx):
     """What both stores' transactions share, built on their own reads and writes: one
-    round of reads into Facts, the typed reads on their own `_get`, and a Commit
-    persisted as it is."""
+    round of reads into Facts, the typed reads on their own `_get`, the datasets in
+    their groups (freshet.gcp.grouped), and a Commit persisted as it is."""
 
     def _get(self, collection: str, doc_id: str) -> dict | None:
         raise NotImplementedError
@@ -175,15 +187,12 @@ class CommitWriter:
         doc = self._get(RUNS, run_id)
         return None if doc is None else Run.from_doc(doc)
 
-    def get_dataset(self, key: str) -> Dataset | None:
-        doc = self._get(DATASETS, key)
-        return None if doc is None else Dataset.from_doc(doc)
-
     def read(self, reads: Reads, facts: Facts) -> Facts:
         """One round of core.commit.next_reads, added to what was read before."""
         lane = self.get_lane(*reads.lane) if reads.lane is not None else facts.lane
         return replace(
-            facts, datasets={**facts.datasets, **self.get_datasets(list(reads.datasets))},
+            facts, datasets={**facts.datasets, **self.get_datasets(
+                list(reads.datasets), reads.owner, observed=reads.observed)},
             lane=lane, runs={**facts.runs, **{i: self.get_run(i) for i in reads.runs}},
             jobs={**facts.jobs, **self.get_jobs(list(reads.jobs))},
             upstreams={**facts.upstreams, **self.get_datasets(list(reads.upstreams))},
@@ -214,8 +223,9 @@ class CommitWriter:
             self.set_backfill(backfill)
 
 
-class TypedReads:
-    """Reads both stores build on their get_* and *_doc methods."""
+class TypedReads(GroupedReads):
+    """Reads both stores build on their get_* and *_doc methods (and their datasets'
+    reads and trigger writes: freshet.gcp.grouped)."""
 
     def job(self, job_id: str) -> Job:
         return _found(self.get_job(job_id), "job", job_id)

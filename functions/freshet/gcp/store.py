@@ -41,8 +41,9 @@ from freshet.core.models import Dataset, Job, Run
 from freshet.core.runs import SlotClaim
 from freshet.gcp.batch import Batch, stamped
 from freshet.gcp.errors import translated, translates
+from freshet.gcp.grouped import Located, layout_of, listed
 from freshet.gcp.paging import PagedSettings
-from freshet.gcp.ports import DATASETS, JOBS, RUNS, CommitWriter, TypedReads
+from freshet.gcp.ports import DATASETS, JOBS, KEYS, RUNS, CommitWriter, TypedReads
 from freshet.gcp.stats import Stats
 
 __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
@@ -123,6 +124,7 @@ class Tx(CommitWriter):
     def __init__(self, store: "Store", transaction: firestore.Transaction):
         self._store = store
         self._t = transaction
+        self._loc = Located()
         self.writes = 0  # added to the store's stats when the transaction commits
 
     def _get(self, collection: str, doc_id: str) -> dict | None:
@@ -140,10 +142,6 @@ class Tx(CommitWriter):
             self._store.stats.read()
             found[snap.id] = snap.to_dict() if snap.exists else None
         return found
-
-    def get_datasets(self, keys: list[str]) -> dict[str, Dataset | None]:
-        return {k: None if d is None else Dataset.from_doc(d)
-                for k, d in self._get_all(DATASETS, keys).items()}
 
     def get_jobs(self, job_ids: list[str]) -> dict[str, Job | None]:
         return {k: None if d is None else Job.from_doc(d)
@@ -173,8 +171,12 @@ class Tx(CommitWriter):
     def merge_control(self, fields: dict[str, Any]) -> None:
         self._write("set", self._store._ref(SETTINGS, CONTROL_DOC), fields, merge=True)
 
-    def set_dataset(self, dataset: Dataset) -> None:
-        self._write("set", self._store._ref(DATASETS, dataset.key), dataset.to_doc())
+    def _put(self, collection: str, doc_id: str, doc: dict) -> None:
+        self._write("set", self._store._ref(collection, doc_id), doc)
+
+    def _remove(self, collection: str, doc_id: str) -> None:
+        self._t.delete(self._store._ref(collection, doc_id))
+        self.writes += 1
 
     def get_lane(self, backfill_id: str, index: int) -> Lane | None:
         snap = self._store._lane_ref(backfill_id, index).get(transaction=self._t)
@@ -228,10 +230,6 @@ class Tx(CommitWriter):
         self._write("set", self._store._ref(SETTINGS, TRIGGER_GRAPH_DOC),
                     {"version": version, "jobs": jobs})
 
-    def add_dataset_trigger(self, key: str, job_id: str) -> None:
-        self._write("set", self._store._ref(DATASETS, key),
-                    {"key": key, "triggers": firestore.ArrayUnion([job_id])}, merge=True)
-
 
 @translates
 class Store(TypedReads):
@@ -265,7 +263,9 @@ class Store(TypedReads):
 
             def body(t: firestore.Transaction, last=last) -> T:
                 last.append(Tx(self, t))
-                return fn(last[-1])
+                result = fn(last[-1])
+                last[-1].flush()  # the datasets' groups: one write each
+                return result
 
             try:
                 result = firestore.transactional(body)(transaction)
@@ -328,10 +328,6 @@ class Store(TypedReads):
         doc = self._get(RUNS, run_id)
         return None if doc is None else Run.from_doc(doc)
 
-    def get_dataset(self, key: str) -> Dataset | None:
-        doc = self._get(DATASETS, key)
-        return None if doc is None else Dataset.from_doc(doc)
-
     def list_jobs(self, status: str | None = None) -> list[Job]:
         query = self.db.collection(JOBS)
         if status is not None:
@@ -339,7 +335,14 @@ class Store(TypedReads):
         return [Job.from_doc(d) for d in self._stream(query)]
 
     def list_datasets(self) -> list[Dataset]:
-        return [Dataset.from_doc(d) for d in self._stream(self.db.collection(DATASETS))]
+        """Every dataset with state: its group's entry, or its own document."""
+        return listed(self._stream(self.db.collection(DATASETS)))
+
+    def dataset_layout(self) -> tuple[dict[str, str], dict[str, list[str]], list[str]]:
+        """(each pointer's group, each group's keys, the produced-looking datasets with a
+        document of their own): what apply compares its layout with."""
+        pointers = {d["key"]: d["group"] for d in self._stream(self.db.collection(KEYS))}
+        return pointers, *layout_of(self._stream(self.db.collection(DATASETS)))
 
     def _due_query(self, until: datetime, limit: int):
         return (self.db.collection(JOBS)
@@ -479,10 +482,6 @@ class Store(TypedReads):
 
     # -- trigger lists (apply) ----------------------------------------------------
 
-    def add_dataset_trigger(self, key: str, job_id: str) -> None:
-        self._set(DATASETS, key, {"key": key, "triggers": firestore.ArrayUnion([job_id])},
-                  merge=True)
-
     def trigger_graph(self) -> dict:
         return self._get(SETTINGS, TRIGGER_GRAPH_DOC) or {}
 
@@ -491,10 +490,6 @@ class Store(TypedReads):
         (the run-time depth bound, core.triggers.depth_limit)."""
         self._set(SETTINGS, TRIGGER_GRAPH_DOC, {"version": firestore.Increment(1),
                                                 "jobs": jobs}, merge=True)
-
-    def set_dataset_triggers(self, key: str, job_ids: list[str]) -> None:
-        """Only the `triggers` field: the run-time fields belong to bookkeeping."""
-        self._set(DATASETS, key, {"key": key, "triggers": job_ids}, merge=True)
 
     def completed_jobs_before(self, cutoff: datetime, limit: int = 100) -> list[Job]:
         query = (self.db.collection(JOBS)
@@ -682,11 +677,15 @@ class Store(TypedReads):
     def put_status_state(self, doc: dict) -> None:
         self.paged.put(STATUS_DOC, doc)
 
+    @staticmethod
+    def _since(query, since: datetime | None):
+        if since is None:
+            return query
+        return query.where(filter=FieldFilter("updated_at", ">", since)).order_by("updated_at")
+
     def _changes(self, query, since: datetime | None, convert: Callable[[dict], M],
                  limit: int | None = None) -> Changes[M]:
-        if since is not None:
-            query = query.where(filter=FieldFilter("updated_at", ">", since)).order_by(
-                "updated_at")
+        query = self._since(query, since)
         if limit is not None:
             query = query.limit(limit + 1)
         docs = list(self._stream(query))
@@ -703,7 +702,10 @@ class Store(TypedReads):
         return self._changes(self.db.collection(DEADLINES), since, DeadlineRecord.from_doc)
 
     def datasets_changed_since(self, since: datetime | None) -> Changes[Dataset]:
-        return self._changes(self.db.collection(DATASETS), since, Dataset.from_doc)
+        """Datasets written after `since`: every entry of each group written (a group is
+        one document of the collection), and the documents of their own."""
+        docs = list(self._stream(self._since(self.db.collection(DATASETS), since)))
+        return Changes(listed(docs), _newest(docs, since))
 
     def runs_changed_since(self, since: datetime, limit: int) -> Changes[Run]:
         """Runs written after `since`, oldest change first, at most `limit`. A run without

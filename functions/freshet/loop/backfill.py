@@ -205,7 +205,8 @@ def fold_successes(store: Store, job_id: str, lanes: list[Lane], now: datetime) 
     changed = []
     for key in job.produces:
         def body(tx: Tx, key=key) -> bool:
-            made = commit.folding(tx.get_dataset(key), key, slot, run_id)
+            found = tx.get_datasets([key], (job.id, tuple(job.produces)))[key]
+            made = commit.folding(found, key, slot, run_id)
             tx.persist(made)
             return bool(made.datasets)
 

@@ -23,6 +23,7 @@ from freshet.core.catalog import APPLIED_FROM, AppliedFrom
 from freshet.core.control import Control
 from freshet.core.egress import EgressPolicy
 from freshet.core.errors import ValidationError
+from freshet.core.groups import relayout
 from freshet.core.models import Catchup, Job, JobStatus
 from freshet.core.observe import due_now
 from freshet.core.schedules import first_slot
@@ -65,6 +66,8 @@ class Plan:
     queues: list[QueueChange] = field(default_factory=list)
     # dataset -> (the jobs it triggers now, after apply)
     triggers: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    # group -> the datasets it will hold (core.groups.relayout): laid out again
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     scheduler: SchedulerDiff | None = None  # None: Cloud Scheduler not managed here
     applied_ids: frozenset[str] = frozenset()
     live_jobs: int = 0  # jobs not archived once applied: the trigger depth bound
@@ -75,6 +78,7 @@ class Plan:
     def empty(self) -> bool:
         return not (self.jobs or self.catalog_changes or self.control_changes or self.queues
                     or self.triggers or self.maintenance_changes or self.egress_changes
+                    or self.groups
                     or (self.scheduler is not None and not self.scheduler.empty))
 
     def count(self) -> int:
@@ -82,7 +86,7 @@ class Plan:
         sched = self.scheduler
         return (len(self.jobs) + len(self.catalog_changes) + len(self.control_changes)
                 + len(self.maintenance_changes) + len(self.egress_changes)
-                + len(self.queues) + len(self.triggers)
+                + len(self.queues) + len(self.triggers) + len(self.groups)
                 + (0 if sched is None
                    else len(sched.create) + len(sched.update) + len(sched.delete)))
 
@@ -91,7 +95,7 @@ class Plan:
         sched = self.scheduler
         return (len(self.jobs) + bool(self.catalog_changes) + bool(self.control_changes)
                 + bool(self.maintenance_changes) + bool(self.egress_changes)
-                + len(self.queues) + len(self.triggers)
+                + len(self.queues) + len(self.triggers) + len(self.groups)
                 + (sched is not None and not sched.empty))
 
     def lines(self) -> list[str]:
@@ -122,6 +126,8 @@ class Plan:
                                 f"{q.spec.max_concurrent_dispatches} at once")
             extra_text = f" ({', '.join(extra)})" if extra else ""
             out.append(f"  {marks[q.action]} queue {q.spec.name}: {q.action}{extra_text}")
+        for gid, keys in self.groups.items():
+            out.append(f"  ~ dataset group {gid}: {len(keys)} dataset(s)")
         for key, (old, new) in self.triggers.items():
             out.append(f"  ~ dataset {key}: triggers {_short(old)} -> {_short(new)}")
         if self.scheduler is not None:
@@ -315,6 +321,8 @@ def plan(config: PipelineConfig, *, store: Store, task_queue: TaskQueue,
     check_first_slots(config, result.jobs, now)
     listed = {d.key: list(d.triggers) for d in store.list_datasets() if d.triggers}
     after = jobs_after(config.jobs, current, result.jobs)
+    result.groups = relayout([(j.id, j.produces) for j in after if j.status != JobStatus.ARCHIVED],
+                             *store.dataset_layout())
     result.triggers = plan_triggers(after, listed)
     result.live_jobs = sum(1 for j in after if j.status != JobStatus.ARCHIVED)
     result.catalog_changes = plan_catalog(declared_catalog(config), store.catalog_doc())
@@ -395,6 +403,9 @@ def apply(plan_or_config: Plan | PipelineConfig, *, store: Store, task_queue: Ta
     for q in todo.queues:
         result.queues[q.spec.name] = _ensure_queue(task_queue, q)
         tell(f"queue {q.spec.name}: {result.queues[q.spec.name]}")
+    for gid, keys in todo.groups.items():  # before the triggers: they go where the state is
+        store.regroup(gid, list(keys))
+        tell(f"dataset group {gid}: {len(keys)} dataset(s)")
     for key, (_, jobs) in todo.triggers.items():
         store.set_dataset_triggers(key, jobs)
         tell(f"dataset {key}: triggers {', '.join(jobs) or 'nothing'}")

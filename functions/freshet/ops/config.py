@@ -879,6 +879,7 @@ class _Parser:
                                                        "under pools)")
             jobs.append(job)
         _unique([j.id for j in jobs], "id", "jobs")
+        _one_producer(jobs)
         cycle = trigger_cycle(jobs)
         if cycle:
             first = [j.id for j in jobs].index(cycle[0])
@@ -886,6 +887,19 @@ class _Parser:
                                   f"trigger cycle: {describe_cycle(cycle)}")
         check_triggers(jobs, "jobs")  # and no dataset triggers too many jobs
         return tuple(jobs)
+
+
+def _one_producer(jobs: list[Job]) -> None:
+    """A dataset has one producing job: its state is stored with that job's other datasets
+    (core.groups), as Dagster refuses two definitions of one asset key."""
+    producer: dict[str, str] = {}
+    for i, job in enumerate(jobs):
+        for j, key in enumerate(job.produces):
+            first = producer.setdefault(key, job.id)
+            if first != job.id:
+                raise ValidationError(f"jobs[{i}].produces[{j}]", f"dataset {key!r} is "
+                                      f"produced by job {first!r} already; job {job.id!r} "
+                                      "may not produce it too (one producer per dataset)")
 
 
 def _check_not_produced(jobs: tuple[Job, ...], observed: dict[str, ObserveSpec]) -> None:

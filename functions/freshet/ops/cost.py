@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from freshet.core import herd
 from freshet.core.errors import ValidationError
 from freshet.core.external import polls_for
+from freshet.core.groups import PER_GROUP
 from freshet.core.limits import FunctionLimits, memory_mib
 from freshet.core.schedules import Schedule, slots_between
 from freshet.core.specs import QueueSpec
@@ -115,9 +116,10 @@ class Measured:
     }
     SCALE_DATASETS = 5000  # the size the publish figures were measured at
     # What changed in each 5 minutes of the benchmark's hour (bench_status: 84 runs, their
-    # 84 jobs and 420 datasets): the median publish's reads are the idle publish's plus
-    # these, at the reads per changed document it measured.
-    SCALE_CHANGED = 84 + 84 + 420
+    # 84 jobs and their 420 datasets, kept in 84 groups: core.groups): the median
+    # publish's reads are the idle publish's plus these, at the reads per changed
+    # document it measured.
+    SCALE_CHANGED = 84 + 84 + 84
 
     @classmethod
     def from_results(cls, results: Mapping[str, object]) -> "Measured":
@@ -286,14 +288,20 @@ class Workload:
     def datasets_per_run(self) -> float:
         return self.dataset_runs / self.runs if self.runs else 0.0
 
+    @property
+    def groups_per_run(self) -> float:
+        """The documents a run's datasets are kept in (core.groups: a job's datasets,
+        PER_GROUP to a document)."""
+        return math.ceil(self.datasets_per_run / PER_GROUP) if self.datasets_per_run else 0.0
+
     def changed_per_publish(self) -> float:
         """Documents a steady-state publish reads: each run in its window changes its
-        job, itself and its datasets (once each, however often written)."""
+        job, itself and its datasets' group(s) (once each, however often written)."""
         if not self.publishes:
             return 0.0
         window = self.runs / self.publishes
         return (min(self.jobs, window) + window
-                + min(self.datasets, window * self.datasets_per_run))
+                + min(self.datasets, window * self.groups_per_run))
 
 
 @functools.lru_cache(maxsize=256)

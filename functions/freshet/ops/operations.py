@@ -131,8 +131,12 @@ def _create(tx: Tx, job: Job, now: datetime, version: int, live: int) -> Job:
         raise Conflict(f"job {job.id!r} already exists")
     if job.trigger is not None and int(graph.get("version") or 0) != version:
         raise _GraphMoved()
+    if job.trigger is not None:
+        tx.get_datasets(list(job.trigger.after))  # where each is: read before any write
+    tx.read_layout(job.id, job.produces)
     created = _fresh(job, now)
     tx.set_job(created)
+    tx.lay_out(job.id, job.produces)  # its datasets' groups, as apply lays them out
     if job.trigger is not None:
         tx.set_trigger_graph(version + 1, live)
         for key in job.trigger.after:
@@ -142,7 +146,8 @@ def _create(tx: Tx, job: Job, now: datetime, version: int, live: int) -> Job:
 
 def check_new_job(store: Store, job: Job) -> None:
     """What a job made through the api must agree with: its pool is one the pipeline
-    declares, and it produces no dataset the pipeline observes (as apply refuses).
+    declares, and it produces no dataset the pipeline observes or another job produces
+    (as apply refuses).
     (Its trigger's check commits with the create: create_job.)"""
     pooled = job.pool not in (None, DEFAULT_POOL)
     if not pooled and not job.produces:
@@ -156,6 +161,20 @@ def check_new_job(store: Store, job: Job) -> None:
         if key in observed:
             raise ValidationError(f"produces[{i}]", f"dataset {key!r} is observed "
                                   "(observe: in the pipeline config), so no job may produce it")
+    _one_producer(store, job)
+
+
+def _one_producer(store: Store, job: Job) -> None:
+    """A dataset has one producing job, as the config says (ops.config): its state is
+    kept with that job's other datasets (core.groups)."""
+    if not job.produces:
+        return
+    producer = {k: j.id for j in store.list_jobs() if j.status != JobStatus.ARCHIVED
+                and j.id != job.id for k in j.produces}
+    for i, key in enumerate(job.produces):
+        if key in producer:
+            raise ValidationError(f"produces[{i}]", f"dataset {key!r} is produced by job "
+                                  f"{producer[key]!r} already (one producer per dataset)")
 
 
 def register_triggers(store: Store, job: Job) -> None:
