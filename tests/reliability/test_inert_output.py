@@ -34,6 +34,10 @@ KEY = "meta.ads"
 
 
 def site(text: str) -> dict:
+    return render_site(*hostile_model(text))
+
+
+def hostile_model(text: str):
     evil = job(job_id="evil", description=text, last_run_status="failed", last_error=text,
                last_run_id="r1", params={"q": text, "token": "tok_secret"})
     ds = synced(KEY, 30 * H, last_failure_at=NOW - MIN, last_error=text, consecutive_failures=2)
@@ -43,7 +47,7 @@ def site(text: str) -> dict:
     after = model(jobs=[evil], datasets=[ds], runs=runs, cat=cat)
     memory = remember(before, Memory(exists=True), [])
     events = detect_changes(after, memory)
-    return render_site(after, remember(after, memory, events).events)
+    return after, remember(after, memory, events).events
 
 
 class Elements(HTMLParser):
@@ -85,6 +89,25 @@ def test_hostile_text_keeps_the_feed_badges_and_json_well_formed(text):
             svg = ET.fromstring(out.data)
             assert not [e for e in svg.iter() if e.tag.endswith("script")]
     json.loads(files["status.json"].data)
+
+
+@FUZZ
+@given(text=HOSTILE)
+def test_the_json_files_are_their_documents_made_printable_whatever_the_text(text):
+    """status.json and each consumer's JSON are assembled from parts shared between
+    them: the text is the one their whole document would print, and a consumer's key
+    the one its whole document gives."""
+    from freshet.core.text import printable_json
+    from freshet.status.render import consumer_key, status_json
+
+    after, events = hostile_model(text)
+    files = render_site(after, events)
+    assert files["status.json"].data == printable_json(status_json(after, events)).encode()
+    (path,) = [p for p in files if p.startswith("consumers/") and p.endswith(".json")]
+    doc = json.loads(files[path].data)
+    assert printable_json(doc).encode() == files[path].data  # compact, printable
+    if printable_json(text) == json.dumps(text, ensure_ascii=False):  # nothing replaced
+        assert files[path].key == consumer_key(doc)
 
 
 def test_control_characters_in_an_error_keep_the_feed_well_formed():

@@ -226,6 +226,30 @@ def test_repacking_the_touched_chunks_gives_what_packing_everything_gives(count,
     assert all(repacked[i] is stored[i] for i in untouched if count > 1)  # not re-encoded
 
 
+TAGGY = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+              st.sampled_from(["dt", "map", "bytes", "$", "2026-11-28T12:00:00+00:00"]),
+              st.just(NOW), st.binary(max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["$", "v", "a", "map"]), inner, max_size=3)),
+    max_leaves=8)
+
+
+@settings(max_examples=100, deadline=None)
+@given(params=st.dictionaries(st.sampled_from(["$", "v", "q"]), TAGGY, max_size=3),
+       error=st.sampled_from([None, '{"$":"map","v":1}', "plain"]))
+def test_a_stored_chunk_gives_back_the_documents_it_was_made_of(params, error):
+    """Whatever a job's params hold (maps keyed "$", values that look like the chunk's
+    own tags), and whether or not a chunk holds a wrapped map (it is decoded faster
+    without one), the stored model reads back what was stored."""
+    jobs = {"a": job("a", last_error=error), "b": job("b", last_run_at=NOW)}
+    jobs["a"].params = params  # as a stored document may hold them (datetimes, bytes)
+    docs = snapshot.section_docs(snapshot.Inputs(jobs=jobs), "jobs")
+    items = snapshot.items_of(snapshot.pack("jobs", docs))
+    assert {k: v.to_doc() for k, v in items.items()} == docs
+
+
 # -- the property: incremental == full, after any sequence of changes ----------------
 
 RECENT = 4  # small, so runs fall off the page and bursts overflow the changed query

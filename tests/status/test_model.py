@@ -453,3 +453,29 @@ def test_a_window_on_an_observed_dataset_excuses_it():
               control=windows(scope={"datasets": ["vendor.orders"]}, note="vendor late"))
     assert m.dataset("vendor.orders").state == "maintenance"
     assert m.consumer("c").state == "maintenance"
+
+
+def test_the_cycle_collector_is_paused_while_a_build_runs_and_restored_after():
+    import gc
+
+    from freshet.status.model import collector_paused
+
+    seen = []
+
+    @collector_paused
+    def body(fail: bool = False):
+        seen.append(gc.isenabled())
+        if fail:
+            raise ValueError("the build failed")
+
+    assert gc.isenabled()
+    body()
+    with pytest.raises(ValueError):
+        body(fail=True)
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()  # paused by a caller: left paused
+    try:
+        body()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -320,7 +320,7 @@ def test_an_incident_page_is_the_same_at_the_next_publish_until_the_incident_cha
 def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     from freshet.core.incidents import open_incident
     from freshet.core.windows import Scope
-    from freshet.status.render import consumer_page
+    from freshet.status.render import consumer_key, consumer_page
 
     on_orders = open_incident(title="Orders export late", scope=Scope(jobs=("orders-sync",)),
                               now=NOW)
@@ -336,6 +336,7 @@ def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     assert "sales.orders" in page and "(upstream)" in page and "crm" not in page
     doc = json.loads(files["consumers/revenue.json"].data)
     assert doc["consumer"]["id"] == "revenue" and doc["built_from"] == ["sales.orders"]
+    assert files["consumers/revenue.json"].key == consumer_key(doc)  # made from parts
     assert [d["key"] for d in doc["datasets"]] == ["sales.revenue", "sales.orders"]
     assert [i["id"] for i in doc["incidents"]] == [on_orders.id]
     unsafe = consumer_page("crm team/é")
@@ -343,3 +344,24 @@ def test_each_consumer_has_a_page_with_only_what_it_depends_on():
     assert "Orders export late" not in files[unsafe].data.decode()
     index = files["index.html"].data.decode()
     assert 'href="consumers/revenue.html"' in index
+
+
+def test_a_consumer_whose_published_files_are_current_is_not_rendered_again():
+    cat = catalog({"a": (), "b": ()}, [consumer("one", "One", requirement("a")),
+                                       consumer("two", "Two", requirement("b"))])
+    m = model(datasets=[synced("a", H), synced("b", H)], cat=cat)
+    full = render_site(m, [])
+    asked = []
+
+    def current(path, out):  # what the memory says: one's JSON is current, its page too
+        asked.append(path)
+        return path.startswith("consumers/one.") and out.key == full[path].key
+
+    files = render_site(m, [], current=current)
+    assert {"consumers/one.html", "consumers/one.json", "consumers/two.html"} <= set(asked)
+    for path in ("consumers/one.html", "consumers/one.json"):
+        assert files[path].kept and files[path].data == b"" and files[path].key == full[path].key
+    for path in ("consumers/two.html", "consumers/two.json"):
+        assert not files[path].kept and files[path] == full[path]
+    assert {p: o for p, o in files.items() if not p.startswith("consumers/one.")} == {
+        p: o for p, o in full.items() if not p.startswith("consumers/one.")}

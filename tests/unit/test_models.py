@@ -1,9 +1,10 @@
+from dataclasses import asdict
 from datetime import UTC, datetime
 
 import pytest
 
 from freshet.core.errors import ValidationError
-from freshet.core.models import Job, Run, new_job
+from freshet.core.models import Dataset, Job, Run, new_job
 from freshet.core.runs import manual_run_id, scheduled_run_id
 from freshet.core.settings import load_settings
 from freshet.gcp.tasks import task_id
@@ -180,3 +181,17 @@ def test_kill_switches_name_at_most_two_hundred_real_kinds():
         with pytest.raises(ValidationError) as caught:
             parse_control({"disabled_kinds": kinds})
         assert caught.value.field == "disabled_kinds"
+
+
+def test_a_datasets_document_is_asdicts_and_shares_no_container_with_it():
+    at = datetime(2026, 11, 28, 12, tzinfo=UTC)
+    ds = Dataset("a", last_success_at=at, daily={"2026-11-28": {"ok": 2, "fail": 1}},
+                 triggers=["j"], data_points=[{"at": at, "as_of": None}],
+                 data_floor={"at": at, "as_of": at})
+    doc = ds.to_doc()
+    assert doc == asdict(ds) and list(doc) == list(asdict(ds))
+    doc["daily"]["2026-11-28"]["ok"] = 9
+    doc["data_points"][0]["as_of"] = at
+    doc["triggers"].append("k")
+    assert ds.daily == {"2026-11-28": {"ok": 2, "fail": 1}} and ds.triggers == ["j"]
+    assert ds.data_points == [{"at": at, "as_of": None}]

@@ -56,18 +56,24 @@ def printable_all(value: object) -> object:
 # JSON escapes (\u00XX, \b, \f; the escaped tab and line breaks stay). A backslash of
 # the text itself may look like one too: that only costs the slow path.
 _RAW_UNSAFE = re.compile(_UNSAFE.pattern[:-1] + "\u2028\u2029]")
-_ESCAPED_CONTROLS = ("\\u00", "\\b", "\\f", "\x7f")
+_ESCAPED_CONTROLS = ("\\u00", "\\b", "\\f")
 
 
 def printable_json(value: object) -> str:
     """json.dumps(printable_all(value)), compact, not ASCII-escaped; walking the value
     only when its JSON text shows a character that `printable` would replace (most
     documents have none, and walking a large one costs more than writing it)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if any(s in text for s in _ESCAPED_CONTROLS) or (
+    text = _COMPACT.encode(value)
+    # The escapes all start with a backslash, which most texts lack: one scan, not three.
+    if ("\\" in text and any(s in text for s in _ESCAPED_CONTROLS)) or "\x7f" in text or (
             not text.isascii() and _RAW_UNSAFE.search(text) is not None):
-        return json.dumps(printable_all(value), ensure_ascii=False, separators=(",", ":"))
+        return _COMPACT.encode(printable_all(value))
     return text
+
+
+# json.dumps(ensure_ascii=False, separators=(",", ":"))'s encoder, made once (a page
+# build writes thousands of documents: json.dumps makes one per call).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def one_line(text: str) -> str:

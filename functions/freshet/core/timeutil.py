@@ -61,6 +61,8 @@ def to_utc(value: datetime | None) -> datetime | None:
     """Normalise what Firestore returns (DatetimeWithNanoseconds) to a plain UTC datetime."""
     if value is None:
         return None
+    if value.__class__ is datetime and value.tzinfo is UTC and not value.fold:
+        return value  # already one (a stored model holds thousands): no new object
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
@@ -68,7 +70,11 @@ def to_utc(value: datetime | None) -> datetime | None:
 
 
 def isoformat(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:  # most are UTC already: no new object
+        value = value.astimezone(UTC)
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def human_duration(delta: timedelta) -> str:

@@ -62,6 +62,7 @@ from freshet.status.incremental import UNREAD
 from freshet.status.model import (
     StatusModel,
     build_model,
+    collector_paused,
     covers,
     deadline_items,
     producers_of,
@@ -215,6 +216,7 @@ def keyed_current(seen: str | None, out: Output) -> bool:
     return (seen or "").partition("@")[0] == out.key
 
 
+@collector_paused  # reads thousands of documents and builds from them
 def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
                  full: bool = False, recent: int = RECENT_RUNS,
                  environ: Mapping[str, str] = os.environ,
@@ -243,13 +245,14 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
     memory = Memory.from_doc(inputs.memory_doc)
     events = detect_changes(model, memory) + _deadline_events(judged, model, now)
     after = remember(model, memory, events)
-    files = render_site(model, after.events)
+    files = render_site(model, after.events, current=None if full else (
+        lambda path, out: keyed_current(memory.files.get(path), out)))
 
     written = size = badges_unchanged = unchanged = 0
     for path in sorted(files, key=lambda p: (p in LAST, LAST.index(p) if p in LAST else 0, p)):
         out = files[path]
         known = memory.badges if path.startswith("badges/") else memory.files
-        if not full and not out.dated and (
+        if out.kept or not full and not out.dated and (
                 known.get(path) == out.digest if out.key is None
                 else keyed_current(known.get(path), out)):
             unchanged += 1

@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from freshet.status.model import (
     RouteStatus,
     StatusModel,
     badge_path,
+    collector_paused,
     shorten,
 )
 
@@ -75,6 +77,9 @@ class Output:
     # ages and times left out) changes: the consumers' pages and JSON (hundreds of
     # files, not rewritten at every publish; the page's script keeps its ages current).
     key: str | None = None
+    # Not rendered (`data` is empty): the keyed file published earlier still says this,
+    # as the caller of render_site said (`current`).
+    kept: bool = False
 
     @property
     def digest(self) -> str:
@@ -102,6 +107,8 @@ def _site_source(configured: str | None) -> Path:
 
 def _printable(value: object) -> object:
     """Every value a template prints: control characters are not allowed in XML."""
+    if value.__class__ is str:  # most of them (a hundred thousand a build): no call
+        return value if value.isascii() and value.isprintable() else printable(value)
     if isinstance(value, markupsafe.Markup):
         return markupsafe.Markup(printable(str(value)))
     return printable(value) if isinstance(value, str) else value
@@ -172,37 +179,127 @@ _MOVING_FIELDS = frozenset({
 def consumer_key(doc: object) -> str:
     """What a consumer's files say, its moving parts left out: equal keys, the same
     states, verdicts, incidents, excuses and risks."""
-    def strip(value: object) -> object:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in _MOVING_FIELDS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
+    return _key_of(_key_text(doc))
 
-    text = json.dumps(strip(doc), sort_keys=True, separators=(",", ":"))
+
+_NESTED = (dict, list)
+
+
+def _strip(value: object) -> object:
+    if isinstance(value, dict):  # scalars kept as they are, without a call each
+        return {k: _strip(v) if isinstance(v, _NESTED) else v
+                for k, v in value.items() if k not in _MOVING_FIELDS}
+    if isinstance(value, list):
+        return [_strip(v) if isinstance(v, _NESTED) else v for v in value]
+    return value
+
+
+def _key_text(value: object) -> str:
+    return _sorted_keys(_strip(value))
+
+
+def _key_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def render_site(model: StatusModel, events: list[Event]) -> dict[str, Output]:
-    """Every file of the site, by path."""
+def _joined(doc: dict, texts: dict[str, str], dump: Callable[[object], str]) -> str:
+    """`dump(doc)` with some of its values already dumped (`texts`): the same text, as
+    a JSON object is its members joined in order (compact separators)."""
+    return "{" + ",".join(f"{dump(k)}:{texts[k] if k in texts else dump(v)}"
+                          for k, v in doc.items()) + "}"
+
+
+def _sorted_keys(value: object) -> str:
+    """json.dumps(value, sort_keys=True, separators=(",", ":")), its encoder made once."""
+    return _SORTED.encode(value)
+
+
+_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
+class _Parts:
+    """The JSON of datasets, consumers and incidents, made once per render: status.json
+    and the consumers' files show the same ones (a dataset in every file of a consumer
+    that needs it or what it is built from); the datasets' also as text
+    (`printable_json`'s) and as the text of what the consumers' keys keep of them."""
+
+    def __init__(self):
+        self._datasets: dict[str, dict] = {}
+        self._texts: dict[str, str] = {}
+        self._key_texts: dict[str, str] = {}
+        self._consumers: dict[str, dict] = {}
+        self._incidents: dict[str, dict] = {}
+
+    def consumer(self, c: ConsumerStatus) -> dict:
+        doc = self._consumers.get(c.id)
+        if doc is None:
+            doc = self._consumers[c.id] = _consumer_json(c)
+        return doc
+
+    def incident(self, incident) -> dict:
+        doc = self._incidents.get(incident.id)
+        if doc is None:
+            doc = self._incidents[incident.id] = _incident_json(incident)
+        return doc
+
+    def dataset(self, d: DatasetStatus) -> dict:
+        doc = self._datasets.get(d.key)
+        if doc is None:
+            doc = self._datasets[d.key] = _dataset_json(d)
+        return doc
+
+    def dataset_text(self, d: DatasetStatus) -> str:
+        text = self._texts.get(d.key)
+        if text is None:
+            text = self._texts[d.key] = printable_json(self.dataset(d))
+        return text
+
+    def dataset_key_text(self, d: DatasetStatus) -> str:
+        text = self._key_texts.get(d.key)
+        if text is None:
+            # Its fields' values are scalars and lists of names (_dataset_json's): only
+            # the moving fields themselves to leave out, no nested ones (_strip's walk).
+            kept = {k: v for k, v in self.dataset(d).items() if k not in _MOVING_FIELDS}
+            text = self._key_texts[d.key] = _sorted_keys(kept)
+        return text
+
+    @staticmethod
+    def datasets_text(datasets: list[DatasetStatus],
+                      text: Callable[[DatasetStatus], str]) -> str:
+        """The JSON list of the datasets, each one's text from `text`."""
+        return "[" + ",".join(text(d) for d in datasets) + "]"
+
+
+# Whether the keyed file at a path, published earlier, is still current for this
+# Output (its key, its refresh): publish_status's memory knows.
+Current = Callable[[str, Output], bool]
+
+
+@collector_paused
+def render_site(model: StatusModel, events: list[Event], current: Current | None = None
+                ) -> dict[str, Output]:
+    """Every file of the site, by path; the keyed ones that `current` says are still
+    the ones published are not rendered again (Output.kept)."""
+    _ages_in_words.cache_clear()
+    parts = _Parts()
+    entries = feed_entries(model, events)
     files = {
         "index.html": Output(render_index(model, events).encode(), "text/html; charset=utf-8",
                              dated=True),
         "status.json": Output(  # published beside the page: the same printable text
-            printable_json(status_json(model, events)).encode(), "application/json",
-            dated=True),
+            _status_text(model, events, parts).encode(), "application/json", dated=True),
         # what consumers' pages ask to learn the control plane is alive (they are not
         # rebuilt at every publish): a few bytes, written at every publish
         HEARTBEAT: heartbeat_file(model.built_at),
         "status.schema.json": Output(
             (site_source() / "status.schema.json").read_bytes(), "application/schema+json"),
         # without entries, the feed's <updated> is the build time
-        "feed.xml": Output(render_feed(model, events).encode(), "application/atom+xml",
-                           dated=not feed_entries(model, events)),
+        "feed.xml": Output(render_feed(model, events, entries).encode(),
+                           "application/atom+xml", dated=not entries),
     }
     files.update(render_badges(model))
     files.update(render_incident_pages(model))
-    files.update(render_consumers(model))
+    files.update(render_consumers(model, parts, current))
     return files
 
 
@@ -263,9 +360,12 @@ def _built_from(keys: tuple[str, ...], by_key: dict[str, DatasetStatus]) -> list
     return found
 
 
-def render_consumers(model: StatusModel) -> dict[str, Output]:
+def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
+                     current: Current | None = None) -> dict[str, Output]:
     """One short page per consumer, and the same as JSON: only what it depends on (the
-    datasets it needs and those they are built from) and the incidents that reach it."""
+    datasets it needs and those they are built from) and the incidents that reach it;
+    those `current` says are still the ones published, kept (not rendered)."""
+    parts = parts or _Parts()
     source = site_source()
     css, js = _static(source, "status.css"), _static(source, "status.js")
     template = _env(source).get_template("consumer.html.j2")
@@ -277,20 +377,31 @@ def render_consumers(model: StatusModel) -> dict[str, Output]:
         upstream = _built_from(needed, by_key)
         datasets = [by_key[k] for k in (*needed, *upstream) if k in by_key]
         about = [incidents[i] for i in c.incidents if i in incidents]
+        doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
+               "stale_after_s": model.stale_after_s, "consumer": parts.consumer(c),
+               "built_from": upstream, "datasets": [],  # their text is the parts'
+               "incidents": [parts.incident(i) for i in about]}
+        # keyed: rewritten when what they say changes (their ages: the browser's):
+        # consumer_key(doc), its datasets' part from the parts' texts
+        key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
+        key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
+            "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
+        page, data = consumer_page(c.id), consumer_page(c.id, "json")
+        kept = {path: Output(b"", kind, key=key, kept=True)
+                for path, kind in ((page, "text/html; charset=utf-8"),
+                                   (data, "application/json"))}
+        if current is not None and all(current(path, o) for path, o in kept.items()):
+            out.update(kept)
+            continue
         html = template.render(
             m=model, c=c, level=LEVELS[c.state], datasets=datasets, built_from=set(upstream),
             incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
             csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
             stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
-        doc = {"schema_version": SCHEMA_VERSION, "generated_at": isoformat(model.built_at),
-               "stale_after_s": model.stale_after_s, "consumer": _consumer_json(c),
-               "built_from": upstream, "datasets": [_dataset_json(d) for d in datasets],
-               "incidents": [_incident_json(i) for i in about]}
-        # keyed: rewritten when what they say changes (their ages: the browser's)
-        key = consumer_key(doc)
-        out[consumer_page(c.id)] = Output(html.encode(), "text/html; charset=utf-8", key=key)
-        out[consumer_page(c.id, "json")] = Output(printable_json(doc).encode(),
-                                                  "application/json", key=key)
+        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
+                       printable_json)
+        out[page] = replace(kept[page], data=html.encode(), kept=False)
+        out[data] = replace(kept[data], data=text.encode(), kept=False)
     return out
 
 
@@ -352,8 +463,9 @@ def feed_entries(model: StatusModel, events: list[Event]) -> list[FeedEntry]:
     return sorted(entries, key=newest, reverse=True)[:FEED_ENTRIES]
 
 
-def render_feed(model: StatusModel, events: list[Event]) -> str:
-    entries = feed_entries(model, events)
+def render_feed(model: StatusModel, events: list[Event],
+                entries: list[FeedEntry] | None = None) -> str:
+    entries = feed_entries(model, events) if entries is None else entries
     return _env(site_source()).get_template("feed.xml.j2").render(
         m=model, entries=entries, built_iso=time_attribute(model.built_at),
         updated=entries[0].at if entries else isoformat(model.built_at),
@@ -377,13 +489,20 @@ def _badge_parts(source: Path) -> tuple[str, ...]:
 def render_badge(label: str, state: str) -> str:
     """badge.svg.j2 with these values, byte for byte as Jinja renders it (autoescaped,
     printable; numbers as str() writes them)."""
+    return _badge(site_source(), label, state)
+
+
+# A badge is a function of its label and state alone, and few of thousands change
+# between two publishes of a warm instance.
+@functools.lru_cache(maxsize=16384)
+def _badge(source: Path, label: str, state: str) -> str:
     message = BADGE_WORDS[state]
     label = shorten(label, 40)
     label_w, message_w = _text_width(label) + 12, _text_width(message) + 12
     values = (label, message, BADGE_COLOURS[state], label_w, message_w,
               label_w + message_w, label_w / 2, label_w + message_w / 2)
     shown = [str(markupsafe.escape(_printable(v))) for v in values]
-    parts = _badge_parts(site_source())
+    parts = _badge_parts(source)
     return "".join(p if i % 2 == 0 else shown[int(p)] for i, p in enumerate(parts))
 
 
@@ -488,6 +607,18 @@ def route_json(r: RouteStatus) -> dict:
 
 def status_json(model: StatusModel, events: list[Event]) -> dict:
     """The documented shape (docs/status-json.md, site/status.schema.json)."""
+    return _status_doc(model, events, _Parts(), [_dataset_json(d) for d in model.datasets])
+
+
+def _status_text(model: StatusModel, events: list[Event], parts: _Parts) -> str:
+    """printable_json(status_json(...)), its datasets' text from the parts'."""
+    doc = _status_doc(model, events, parts, [])
+    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text)},
+                   printable_json)
+
+
+def _status_doc(model: StatusModel, events: list[Event], parts: _Parts,
+                datasets: list[dict]) -> dict:
     c = model.control
     return {
         "schema_version": SCHEMA_VERSION,
@@ -503,8 +634,8 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "last_tick_at": isoformat(model.loop.last_tick_at),
             "last_sweep_at": isoformat(model.loop.last_sweep_at),
             "overdue_jobs": list(model.loop.overdue_jobs)},
-        "consumers": [_consumer_json(x) for x in model.consumers],
-        "datasets": [_dataset_json(d) for d in model.datasets],
+        "consumers": [parts.consumer(x) for x in model.consumers],
+        "datasets": datasets,
         "jobs": [{
             "id": j.id, "kind": j.kind, "description": j.description, "status": j.status,
             "health": j.health, "schedule": j.schedule, "timezone": j.timezone,
@@ -530,7 +661,7 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
             "logs_url": r.logs_url,
         } for r in model.runs[:RUNS_IN_JSON]],
         "events": [e.to_doc() for e in events],
-        "incidents": [_incident_json(i) for i in model.incidents],
+        "incidents": [parts.incident(i) for i in model.incidents],
         "maintenance": [_maintenance_json(o, model.built_at) for o in model.maintenance],
         "routes": [route_json(r) for r in model.routes],
     }
@@ -594,12 +725,9 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
     dataset (or datasets) whose times the words were computed from, at `now`."""
     found: dict[str, str] = {}
     for d in datasets if isinstance(datasets, list | tuple) else (datasets,):
-        for at, kind in ((getattr(d, "last_success_at", None), "ago"),
-                         (getattr(d, "last_started_at", None), "ago"),
-                         (_since(d), "old"), (getattr(d, "last_success_at", None), "old")):
-            if at is not None and at <= now:
-                words = f"{human_duration(now - at)} {kind}"
-                found.setdefault(words, time_attribute(at))
+        for words, at in _ages_in_words(getattr(d, "last_success_at", None),
+                                        getattr(d, "last_started_at", None), _since(d), now):
+            found.setdefault(words, at)
     escaped = str(markupsafe.escape(text))
     if not found:
         return markupsafe.Markup(escaped)
@@ -613,6 +741,18 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
         return f'<time datetime="{at}" data-age>{match.group(1)}</time> old'
 
     return markupsafe.Markup(_AGE_WORDS.sub(timed, escaped))
+
+
+@functools.lru_cache(maxsize=32768)
+def _ages_in_words(success: datetime | None, started: datetime | None,
+                   since: datetime | None, now: datetime) -> tuple[tuple[str, str], ...]:
+    """A dataset's ages in words at `now` and the times they count from (live's).
+    A page shows each dataset's up to three times (the main page, a consumer's banner
+    and its row): render_site empties this cache, so it serves one build only."""
+    return tuple((f"{human_duration(now - at)} {kind}", time_attribute(at))
+                 for at, kind in ((success, "ago"), (started, "ago"), (since, "old"),
+                                  (success, "old"))
+                 if at is not None and at <= now)
 
 
 # An age in words as core.timeutil.human_duration writes it, then "ago" or "old".

@@ -126,26 +126,37 @@ def encode(value: object) -> object:
         return {"$": "dt", "v": value.astimezone(UTC).isoformat()}
     if isinstance(value, bytes):
         return {"$": "bytes", "v": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        items = {k: encode(v) for k, v in value.items()}
+    if isinstance(value, dict):  # other scalars are kept without a call each
+        items = {k: encode(v) if isinstance(v, _ENCODED) else v for k, v in value.items()}
         return {"$": "map", "v": items} if "$" in value else items
     if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
+        return [encode(v) if isinstance(v, _ENCODED) else v for v in value]
     return value
 
 
+_ENCODED = (datetime, bytes, dict, list, tuple)
+# How a wrapped map starts in a chunk's text (its keys sorted, compact): a text without
+# it holds no map with a "$" key of its own, so every {"$": ...} in it is a tag.
+_WRAPPED = '{"$":"map",'
+
+
+
+_NESTED = (dict, list)
+
+
 def decode(value: object) -> object:
+    # Scalars are kept without a call each: a publish decodes every stored document
+    # (at 5,000 datasets, millions of values).
     if isinstance(value, dict):
         tag = value.get("$")
         if tag == "dt":
             return datetime.fromisoformat(value["v"])
         if tag == "bytes":
             return base64.b64decode(value["v"])
-        if tag == "map":
-            return {k: decode(v) for k, v in value["v"].items()}
-        return {k: decode(v) for k, v in value.items()}
+        items = value["v"] if tag == "map" else value
+        return {k: decode(v) if isinstance(v, _NESTED) else v for k, v in items.items()}
     if isinstance(value, list):
-        return [decode(v) for v in value]
+        return [decode(v) if isinstance(v, _NESTED) else v for v in value]
     return value
 
 
@@ -287,6 +298,25 @@ def items_of(chunks: Iterable[Chunk]) -> dict:
 _DECODER = json.JSONDecoder()
 
 
+def _untagged(value: dict) -> object:
+    """decode() of a map whose values are decoded already, when no map is wrapped."""
+    tag = value.get("$")
+    if tag == "dt":
+        return datetime.fromisoformat(value["v"])
+    if tag == "bytes":
+        return base64.b64decode(value["v"])
+    return value
+
+
+# Decodes as it parses (one call per map, none per value): a publish reads every
+# stored document.
+_UNTAGGING = json.JSONDecoder(object_hook=_untagged)
+
+
+def _as_is(value: object) -> object:
+    return value
+
+
 def items_and_spans(chunks: Iterable[Chunk]) -> tuple[dict, dict[str, str]]:
     """The typed documents held by a section's chunks, and each one's text in its chunk
     (what repack keeps of the items that did not change)."""
@@ -294,12 +324,13 @@ def items_and_spans(chunks: Iterable[Chunk]) -> tuple[dict, dict[str, str]]:
     for chunk in chunks:
         convert = _FROM_DOC[chunk.section]
         text = chunk.text.decode()
+        decoder, untag = ((_DECODER, decode) if _WRAPPED in text else (_UNTAGGING, _as_is))
         at, end = 1, len(text) - 1  # inside the chunk's {...}: "key":value,...
         while at < end:
             key, at = scanstring(text, at + 1)
-            value, after = _DECODER.raw_decode(text, at + 1)
+            value, after = decoder.raw_decode(text, at + 1)
             spans[key] = text[at + 1:after]
-            found[key] = convert(decode(value))
+            found[key] = convert(untag(value))
             at = after + 1
     return found, spans
 
