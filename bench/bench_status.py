@@ -46,6 +46,18 @@ page_publish_writes_hour_median  Firestore documents it writes
 page_files_written_hour_median   site files it writes (a file is written only when its
                                  bytes differ)
 page_publish_s_hour_median       its wall time
+
+What turning states costs (`freshet cost` prices the files from these and the share of
+runs it assumes fail for good, each failure turning its datasets twice: to failing, and
+back at the next success):
+
+page_files_written_no_turns      files of a publish after 84 runs that turned no state
+                                 (the hour's first jobs again, their datasets fresh)
+page_datasets_turned_hour        datasets the hour's runs turned from failing to fresh
+                                 (the 5 % the data starts failing, as their jobs run)
+page_files_per_turned_dataset    the files those publishes wrote beyond the fixed ones,
+                                 per dataset turned: its badge and what it turns
+                                 downstream and in its consumers
 """
 
 import json
@@ -175,10 +187,12 @@ STEADY_RUNS = 84  # 1,000 hourly jobs: the runs of 5 minutes (1,000 / 12)
 
 def _five_minutes_of_runs(jobs, datasets, at: datetime):
     """What 84 successful runs write: their jobs, the run documents, 5 datasets each
-    (`jobs`: the ones that ran in those 5 minutes)."""
+    (`jobs`: the ones that ran in those 5 minutes), and how many datasets they turned
+    from failing to fresh."""
     by_key = {d.key: d for d in datasets}
     day = at.date().isoformat()
     changed_jobs, new_runs, changed_sets = [], [], []
+    turned = 0  # datasets a success turns from failing to fresh
     for job in jobs[:STEADY_RUNS]:
         job.last_run_at, job.last_run_status, job.last_error = at, "succeeded", None
         run_ = Run(id=f"{job.id}__steady", job_id=job.id, kind="noop", scheduled_for=at,
@@ -188,11 +202,13 @@ def _five_minutes_of_runs(jobs, datasets, at: datetime):
         new_runs.append(run_)
         for key in job.produces:
             d = by_key[key]
+            turned += d.last_failure_at is not None and (
+                d.last_success_at is None or d.last_failure_at > d.last_success_at)
             d.last_started_at, d.last_success_at, d.last_run_id = at, at, run_.id
             d.daily = {**d.daily, day: {"ok": d.daily.get(day, {}).get("ok", 0) + 1,
                                         "fail": d.daily.get(day, {}).get("fail", 0)}}
             changed_sets.append(d)
-    return changed_jobs, new_runs, changed_sets
+    return changed_jobs, new_runs, changed_sets, turned
 
 
 def _put_datasets(store, jobs, datasets):
@@ -234,16 +250,20 @@ def _measure(db) -> dict:
         judged = judge_deadlines(store, inputs, NOW)
         judge_s = time.perf_counter() - started
         judge_commits = store.stats.commits - commits
-        changed_jobs, new_runs, changed_sets = _five_minutes_of_runs(jobs, datasets,
-                                                                     NOW - 2 * MIN)
+        changed_jobs, new_runs, changed_sets, _ = _five_minutes_of_runs(jobs, datasets,
+                                                                        NOW - 2 * MIN)
         store.put_many("jobs", ((j.id, j.to_doc()) for j in changed_jobs))
         store.put_many("runs", ((r.id, r.to_doc()) for r in new_runs))
         _put_datasets(store, changed_jobs, changed_sets)
         steady, steady_s = _publish(store, folder, NOW, settings, send)
         assert steady.mode == "incremental", steady
-        hour = [(steady, steady_s)] + [
-            _an_interval_later(store, folder, jobs, datasets, k, settings, send)
-            for k in range(1, 12)]
+        later = [_an_interval_later(store, folder, jobs, datasets, k, settings, send)
+                 for k in range(1, 12)]
+        hour = [(steady, steady_s)] + [(r, s) for r, s, _ in later]
+        # The hour's first jobs again: their datasets are fresh already, so nothing turns.
+        calm, _, calm_turned = _an_interval_later(store, folder, jobs, datasets, 12,
+                                                  settings, send, ran=jobs[:STEADY_RUNS])
+        assert calm_turned == 0, calm_turned
         html_bytes = (Path(folder) / "index.html").stat().st_size
         json_bytes = (Path(folder) / "status.json").stat().st_size
         site_bytes = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
@@ -278,6 +298,7 @@ def _measure(db) -> dict:
         "page_files_written_steady_5k": steady.files_written,
         "page_bytes_written_steady_5k": steady.bytes_written,
         **_medians(hour),
+        **_turns(later, calm),
         "deadline_judge_s_200": round(judge_s, 3),
         "deadline_judge_commits_200": judge_commits,
     }
@@ -285,17 +306,32 @@ def _measure(db) -> dict:
     return figures
 
 
-def _an_interval_later(store, folder, jobs, datasets, k: int, settings, send):
-    """The k-th 5 minutes of the hour: the next 84 jobs run, then a publish."""
+def _an_interval_later(store, folder, jobs, datasets, k: int, settings, send, ran=None):
+    """The k-th 5 minutes of the hour: the next 84 jobs (or `ran`) run, then a publish.
+    Returns the publish, its seconds and the datasets the runs turned."""
     at = NOW + k * 5 * MIN
-    ran = jobs[k * STEADY_RUNS:(k + 1) * STEADY_RUNS]
-    changed_jobs, new_runs, changed_sets = _five_minutes_of_runs(ran, datasets, at - 2 * MIN)
+    ran = jobs[k * STEADY_RUNS:(k + 1) * STEADY_RUNS] if ran is None else ran
+    changed_jobs, new_runs, changed_sets, turned = _five_minutes_of_runs(ran, datasets,
+                                                                         at - 2 * MIN)
     store.put_many("jobs", ((j.id, j.to_doc()) for j in changed_jobs))
     store.put_many("runs", ((r.id, r.to_doc()) for r in new_runs))
     _put_datasets(store, changed_jobs, changed_sets)
     result, seconds = _publish(store, folder, at, settings, send)
     assert result.mode == "incremental", result
-    return result, seconds
+    return result, seconds, turned
+
+
+def _turns(later, calm) -> dict:
+    """What turning states costs in files: a publish whose runs turned nothing writes
+    the files that show the moment (the page, status.json, heartbeat.json); each dataset
+    turned adds its badge and what it turns downstream and in its consumers (their
+    badges, pages and JSON), over the hour's publishes after the one judging deadlines."""
+    fixed = calm.files_written
+    turned = sum(t for _, _, t in later)
+    extra = sum(r.files_written - fixed for r, _, _ in later)
+    return {"page_files_written_no_turns": fixed,
+            "page_datasets_turned_hour": turned,
+            "page_files_per_turned_dataset": round(extra / turned, 2) if turned else 0.0}
 
 
 def _medians(hour) -> dict:

@@ -57,11 +57,6 @@ def percentile(values, fraction: float) -> float:
     return ordered[index]
 
 
-# A commit is one gRPC message of at most 4 MiB: 500 groups of 5 datasets with their
-# full history are 15 MB, so a few dozen at a time.
-GROUPS_PER_COMMIT = 50
-
-
 def put_datasets(store, jobs, datasets=()) -> None:
     """The jobs' datasets stored as the loop stores them, in bulk: each job's group
     (core.groups) with `datasets`' state (all of a job's, or none), and their pointers,
@@ -71,6 +66,4 @@ def put_datasets(store, jobs, datasets=()) -> None:
 
     docs = seeded(list(jobs), datasets)
     for collection in dict.fromkeys(c for c, _, _ in docs):
-        held = [(i, d) for c, i, d in docs if c == collection]
-        for start in range(0, len(held), GROUPS_PER_COMMIT):
-            store.put_many(collection, held[start:start + GROUPS_PER_COMMIT])
+        store.put_many(collection, ((i, d) for c, i, d in docs if c == collection))

@@ -96,3 +96,15 @@ def test_a_dataset_keeps_a_bounded_history_of_data_points(db):
     store = Store(db)
     store.put_many("datasets", [("d", ds.to_doc())])
     assert not differs(store.get_dataset("d"), ds)  # read back whole (updated_at: commit time)
+
+
+def test_a_bulk_load_larger_than_one_emulator_message_is_split_and_lands_whole(db):
+    """500 dataset groups are ~15 MB: one batch of them exceeded the emulator's 4 MiB
+    gRPC message (and a request's 10 MiB). put_many splits by bytes as well as count."""
+    from freshet.gcp.store import BULK_BYTES
+
+    store = Store(db)
+    doc = {"blob": "x" * 200_000}
+    count = BULK_BYTES // 200_000 * 3  # three batches' worth, each under the limit
+    assert store.put_many("bulk", ((f"d{i}", doc) for i in range(count))) == count
+    assert len(list(db.collection("bulk").list_documents())) == count

@@ -178,6 +178,7 @@ def test_backfill_dry_run_start_status_with_a_bar_and_cancel(capsys, db, monkeyp
     (("incident", "open", "x", "--eta", "1\u00b2h"), "eta: "),
     (("runs", "list", "--limit", "99999999999"), "argument --limit: must be a whole number"),
     (("cost", "--retry-rate", "nan"), "argument --retry-rate: must be a number"),
+    (("cost", "--failure-rate", "2"), "argument --failure-rate: must be"),
 ])
 def test_backfill_user_errors_are_one_line(capsys, db, argv, message):
     code, _, err = run(capsys, *argv)

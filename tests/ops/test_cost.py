@@ -133,16 +133,32 @@ def test_the_ttl_deletes_one_run_per_run_created_and_has_no_free_tier():
     assert deletes.usd == pytest.approx(720_000 * 0.01 / 1e5)
 
 
-def test_the_median_publish_of_the_benchmarks_hour_is_what_a_month_of_publishes_costs():
+def test_the_sites_files_are_every_publishs_fixed_files_and_each_turned_datasets():
     spread = [cost.JobLoad(make_schedule(cron=f"{i % 60} * * * *"), 5) for i in range(1000)]
     load = cost.workload(spread, CONTROL, datasets=5000, fanout_above=100)
     m = measured(publish_reads_idle_5k=65, publish_reads_hour_median=700,
-                 publish_writes_hour_median=6, publish_files_hour_median=5)
-    est = cost.estimate(load, m, PRICES, cost.Assumptions(retry_rate=0))
-    files = next(x for x in est.lines if x.item.startswith("class A"))
-    assert files.quantity == pytest.approx(8_640 * 5)  # the bench's own size: no scaling
+                 publish_writes_hour_median=6, publish_files_fixed=3, files_per_turn=4.5)
+
+    def files(assumed: cost.Assumptions) -> float:
+        est = cost.estimate(load, m, PRICES, assumed)
+        return next(x for x in est.lines if x.item.startswith("class A")).quantity
+
+    # 720,000 runs of 5 datasets; 1 % fail for good, each turning its 5 datasets twice
+    assert cost.turns(load, cost.Assumptions()) == pytest.approx(720_000 * 5 * 0.01 * 2)
+    assert files(cost.Assumptions()) == pytest.approx(8_640 * 3 + 72_000 * 4.5)
+    # nothing failing: only what shows the moment; twice the failures: twice the turns
+    assert files(cost.Assumptions(failure_rate=0)) == pytest.approx(8_640 * 3)
+    assert files(cost.Assumptions(failure_rate=0.02)) == pytest.approx(8_640 * 3
+                                                                       + 144_000 * 4.5)
     # The benchmark's workload changes what it measured: 84 jobs, runs and 420 datasets.
     assert load.changed_per_publish() == pytest.approx(cost.Measured.SCALE_CHANGED, rel=0.01)
+
+
+@pytest.mark.parametrize("rate", [-0.01, 1.01])
+def test_a_failure_rate_outside_0_to_1_is_refused_by_name(rate):
+    with pytest.raises(ValidationError) as caught:
+        cost.Assumptions(failure_rate=rate)
+    assert caught.value.field == "failure_rate"
 
 
 def test_a_missing_figure_is_named():

@@ -35,6 +35,7 @@ from freshet.core.alerts import RouteState
 from freshet.core.backfill import Backfill, Lane
 from freshet.core.created import Created
 from freshet.core.deadlines import DeadlineRecord, Judgement
+from freshet.core.docsize import value_size
 from freshet.core.errors import NotFound, ValidationError
 from freshet.core.incidents import Incident
 from freshet.core.models import Dataset, Job, Run
@@ -48,6 +49,7 @@ from freshet.gcp.stats import Stats
 
 __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
 
+BULK_BYTES = 3_000_000  # a bulk load's batch, under the emulator's 4 MiB message
 T = TypeVar("T")
 M = TypeVar("M")
 
@@ -582,14 +584,18 @@ class Store(TypedReads):
         self._set(SETTINGS, CONTROL_DOC, fields, merge=True)
 
     def put_many(self, collection: str, docs: Iterable[tuple[str, dict]]) -> int:
-        """Bulk load (benchmarks, demo seeding): batches of 500, the Firestore maximum."""
-        count, batch = 0, self._batch()
+        """Bulk load (benchmarks, demo seeding): batches of at most 500 documents (the
+        Firestore maximum) and BULK_BYTES (a request is at most 10 MiB, and the
+        emulator's gRPC messages 4 MiB: 500 dataset groups are 15 MB)."""
+        count, batch, size = 0, self._batch(), 0
         for doc_id, doc in docs:
+            grows = value_size(doc)
+            if batch.size and (batch.size == 500 or size + grows > BULK_BYTES):
+                batch.commit()
+                batch, size = self._batch(), 0
             batch.set(self._ref(collection, doc_id), doc)
             count += 1
-            if batch.size == 500:
-                batch.commit()
-                batch = self._batch()
+            size += grows
         if batch.size:
             batch.commit()
         return count

@@ -762,7 +762,8 @@ def cmd_cost(args) -> int:
     except (ValueError, yaml.YAMLError) as exc:
         raise UserError(f"cannot read {args.measured} or {args.prices}: {exc}") from None
     days = config.runs_days if args.run_retention_days is None else args.run_retention_days
-    assumptions = cost.Assumptions(retry_rate=args.retry_rate, sync_s=args.sync_seconds,
+    assumptions = cost.Assumptions(retry_rate=args.retry_rate,
+                                   failure_rate=args.failure_rate, sync_s=args.sync_seconds,
                                    run_retention_days=days,
                                    engine_s=args.engine_minutes * 60)
     measured = cost.Measured.from_results(results.get("results") or {})
@@ -795,7 +796,9 @@ def _print_estimate(estimate, config_path: str, measured_path: str, measured_at,
     low, high = estimate.composer()
     say(f"The smallest Cloud Composer environment: about ${low:,.0f}-{high:,.0f} a month "
         f"(always on), {low / max(estimate.total, 0.01):,.0f}x or more.")
-    say(f"Assumed: {a.retry_rate:.0%} of attempts retried, syncs of {a.sync_s:g} s, runs "
+    say(f"Assumed: {a.retry_rate:.0%} of attempts retried, {a.failure_rate:.1%} of runs "
+        f"failing for good (each turning its datasets' states twice), syncs of "
+        f"{a.sync_s:g} s, runs "
         f"kept {a.run_retention_days} days (a TTL policy deletes them; TTL deletes and "
         f"named databases get no free tier: the free tier is the (default) database's).")
     if load.observed.datasets:
@@ -1201,6 +1204,10 @@ def build_parser(plugins: dict | None = None) -> argparse.ArgumentParser:
                         "location)")
     p.add_argument("--retry-rate", type=_real(0, 1), default=0.02,
                    help="share of attempts that fail transiently and are retried")
+    p.add_argument("--failure-rate", type=_real(0, 1), default=0.01,
+                   help="share of runs that fail for good, their retries spent: each "
+                        "turns its datasets' states (to failing, and back at the next "
+                        "success), which rewrites their badges and consumers' files")
     p.add_argument("--sync-seconds", type=_real(0, 3600), default=1.0,
                    help="how long a sync itself runs inside run_task, in seconds")
     p.add_argument("--engine-minutes", type=_real(0, 168 * 60), default=10.0,

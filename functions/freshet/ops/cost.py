@@ -79,7 +79,8 @@ class Measured:
     publish_reads_hour_median: float
     publish_writes_hour_median: float
     publish_s_hour_median: float
-    publish_files_hour_median: float
+    publish_files_fixed: float  # a publish whose runs turned no state: the page, ...
+    files_per_turn: float  # each dataset turned: its badge, its downstream, its consumers
     site_bytes_5k: float
     bytes_run_1ds: float
     bytes_run_5ds: float
@@ -105,7 +106,8 @@ class Measured:
         "publish_reads_hour_median": "page_publish_reads_hour_median",
         "publish_writes_hour_median": "page_publish_writes_hour_median",
         "publish_s_hour_median": "page_publish_s_hour_median",
-        "publish_files_hour_median": "page_files_written_hour_median",
+        "publish_files_fixed": "page_files_written_no_turns",
+        "files_per_turn": "page_files_per_turned_dataset",
         "site_bytes_5k": "page_site_bytes_5k",
         "bytes_run_1ds": "ops_bytes_run_1ds", "bytes_run_5ds": "ops_bytes_run_5ds",
         "bytes_job": "ops_bytes_job", "bytes_dataset_90d": "ops_bytes_dataset_90d",
@@ -201,6 +203,9 @@ class Prices:
 @dataclass(frozen=True)
 class Assumptions:
     retry_rate: float = 0.02  # share of attempts that fail transiently and are retried
+    # share of runs that fail for good (their retries spent): each turns its datasets'
+    # states twice, which the status site pays for in files written
+    failure_rate: float = 0.01
     sync_s: float = 1.0  # a sync's own time inside run_task
     run_retention_days: int = 90  # how long run documents are kept
     fanout_above: int = 100  # the tick's claim_fanout_above
@@ -214,6 +219,8 @@ class Assumptions:
     def __post_init__(self):
         if not 0 <= self.retry_rate < 1:
             raise ValidationError("retry_rate", "must be from 0 to below 1")
+        if not 0 <= self.failure_rate <= 1:
+            raise ValidationError("failure_rate", "must be from 0 to 1")
         if self.sync_s < 0:
             raise ValidationError("sync_seconds", "must not be negative")
         if self.run_retention_days < 0:
@@ -416,7 +423,7 @@ def estimate(load: Workload, measured: Measured, prices: Prices,
         *functions,
         _line("Cloud Scheduler", "jobs", load.scheduler_jobs, "jobs",
               prices.free("cloud_scheduler", "jobs"), prices("cloud_scheduler", "job_month")),
-        *_storage(load, measured, prices, documents),
+        *_storage(load, measured, prices, assumptions, documents),
         *_observations(load, prices),
     ]
     return Estimate(tuple(lines), load, prices, assumptions, tuple(syncs))
@@ -535,13 +542,21 @@ def _functions(load, measured, prices, assumptions, retries, shard_calls
     return ours, syncs
 
 
-def _storage(load, measured, prices, documents) -> list[Line]:
+def turns(load: Workload, assumptions: Assumptions) -> float:
+    """Datasets whose state turns in a month: each run that fails for good turns its
+    datasets to failing, and the next success turns them back (transient failures, which
+    a retry mends within the run, turn nothing)."""
+    return load.dataset_runs * assumptions.failure_rate * 2
+
+
+def _storage(load, measured, prices, assumptions, documents) -> list[Line]:
     scale = documents / (Measured.SCALE_DATASETS * 1.2)
-    # A file is written when its bytes change: the page, status.json and the feed at
-    # most every publish, badges as states do (the hour's median publish, measured).
-    # Consumers' pages and JSON are among them, written only when their states change.
-    median = measured.publish_files_hour_median
-    files = load.publishes * max(min(3.0, median), median * scale)
+    # A file is written when its bytes change (bench_status measured both parts): what
+    # shows the moment (the page, status.json, heartbeat.json) at every publish that has
+    # changes, and for each dataset whose state turns its badge and what it turns
+    # downstream and in its consumers (their badges, pages and JSON).
+    files = (load.publishes * measured.publish_files_fixed
+             + turns(load, assumptions) * measured.files_per_turn)
     site = measured.site_bytes_5k * scale / GIB
     return [
         _line("Cloud Storage", "class A operations (page files written)", files, "ops",
