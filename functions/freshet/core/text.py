@@ -35,8 +35,8 @@ MAX_LOGGED_CHARS = 16 * 1024
 def printable(text: str) -> str:
     """Unsafe characters (controls, bidi overrides, BOM, surrogates) become U+FFFD;
     tab and line breaks stay."""
-    if text.isascii() and text.isprintable():  # most text: nothing to replace, no regex
-        return text
+    if text.isascii() and (text.isprintable() or _UNSAFE.search(text) is None):
+        return text  # most text, and ASCII with line breaks (a page's CSS): unchanged
     return _SEPARATORS.sub("\n", _UNSAFE.sub("\ufffd", text))
 
 

@@ -71,12 +71,22 @@ class Scope:
         return not (self.jobs or self.datasets or self.consumers)
 
     def covers_job(self, job_id: str, produces: Iterable[str]) -> bool:
-        return (self.everything or job_id in self.jobs
-                or any(key in self.datasets for key in produces))
+        return (self.everything or job_id in self._jobs
+                or any(key in self._datasets for key in produces))
 
     def covers_dataset(self, key: str, producers: Iterable[str]) -> bool:
-        return (self.everything or key in self.datasets
-                or any(job_id in self.jobs for job_id in producers))
+        return (self.everything or key in self._datasets
+                or any(job_id in self._jobs for job_id in producers))
+
+    # Sets for the questions above: a publish asks them of every dataset (5,000), and a
+    # window may name hundreds of jobs.
+    @functools.cached_property
+    def _jobs(self) -> frozenset[str]:
+        return frozenset(self.jobs)
+
+    @functools.cached_property
+    def _datasets(self) -> frozenset[str]:
+        return frozenset(self.datasets)
 
     def covers_consumer(self, consumer_id: str) -> bool:
         return self.everything or consumer_id in self.consumers
