@@ -9,7 +9,8 @@ with max_concurrent_dispatches honoured; a no-op sync that takes 50 ms).
                                   kill-switch document (measured with one lane)
     backfill_commits_per_run      commits per backfill run (a scheduled run: 3)
     trigger_finish_extra_reads    reads a finish adds for one downstream job (`all`, two
-                                  upstreams: the job and the other upstream's dataset)
+                                  upstreams: the job, and the other upstream dataset's
+                                  pointer and its job's group)
     tick_catchup_3d_hourly_s      a tick meeting a 3-day outage of an hourly job
                                   with `catchup: all` (a chain, 49 skipped records)
 """
