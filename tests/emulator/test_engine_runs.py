@@ -226,16 +226,23 @@ def test_a_503_while_polling_an_execution_is_polled_again_and_the_run_succeeds(
                        for v in c.env)]) == 1
 
 
-def test_a_cancelled_backfill_cancels_its_execution_on_the_engine(flaky, cr_engines):
-    store, settings = MemoryStore(), loop_settings()
-    queue = RecordingQueue(settings)
+def _backfill_waiting_on_an_execution(store, queue, settings, engines):
+    """A one-lane backfill of cr-slow whose first run started its execution and waits
+    on it: (the backfill, the run's id, the execution's id)."""
     _cloud_run_job(store, "slow", next_run_at=T0 + H)
     backfill, _ = start_backfill(store, queue, "cr-slow", start=T0 - 3 * H, end=T0 - H,
                                  max_parallel=1, now=T0, settings=settings)
     run_id = queue.sent[0].run_id
     assert handle_one(store, queue, run_id, 1, now=T0, settings=settings,
-                      engines=cr_engines).state == "waiting"
-    execution = store.get_run(run_id).external.external_id
+                      engines=engines).state == "waiting"
+    return backfill, run_id, store.get_run(run_id).external.external_id
+
+
+def test_a_cancelled_backfill_cancels_its_execution_on_the_engine(flaky, cr_engines):
+    store, settings = MemoryStore(), loop_settings()
+    queue = RecordingQueue(settings)
+    backfill, run_id, execution = _backfill_waiting_on_an_execution(store, queue,
+                                                                    settings, cr_engines)
     cancel_backfill(store, backfill.id, now=T0 + MIN, who="ops@example.com")
     assert store.get_run(run_id).status == RunStatus.CANCELLED
     task = [t for t in queue.sent if t.poll is not None][-1]
@@ -254,13 +261,8 @@ def test_a_backfills_cancel_stops_its_execution_at_once_even_if_the_next_poll_is
     stop in the cancel itself, so a lost poll task leaves nothing running."""
     store, settings = MemoryStore(), loop_settings()
     queue = RecordingQueue(settings)
-    _cloud_run_job(store, "slow", next_run_at=T0 + H)
-    backfill, _ = start_backfill(store, queue, "cr-slow", start=T0 - 3 * H, end=T0 - H,
-                                 max_parallel=1, now=T0, settings=settings)
-    run_id = queue.sent[0].run_id
-    assert handle_one(store, queue, run_id, 1, now=T0, settings=settings,
-                      engines=cr_engines).state == "waiting"
-    execution = store.get_run(run_id).external.external_id
+    backfill, run_id, execution = _backfill_waiting_on_an_execution(store, queue,
+                                                                    settings, cr_engines)
     cancel_backfill(store, backfill.id, now=T0 + MIN, who="ops@example.com",
                     engines=cr_engines)
     assert store.get_run(run_id).status == RunStatus.CANCELLED
