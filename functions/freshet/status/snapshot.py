@@ -24,15 +24,15 @@ document limit whatever the number of documents.
 """
 
 import base64
-import functools
 import hashlib
 import json
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from json.decoder import scanstring
 
+from freshet.core.compact import days_from_text, days_text, points_from_text, points_text
 from freshet.core.deadlines import DeadlineRecord
 from freshet.core.models import Dataset, Job, Run
 
@@ -198,93 +198,6 @@ def _encoded(section: str, doc: dict) -> object:
     if points is not None:
         compact["data_points"] = {"$": "points", "v": points}
     return {**encode({k: v for k, v in doc.items() if k not in compact}), **compact}
-
-
-MAX_DAYS_SPAN = 400  # a dataset's days kept compact span at most this many (90 in use)
-
-
-def days_text(daily: object) -> str | None:
-    """A dataset's `daily` ({"2026-11-28": {"fail": 0, "ok": 3}, ...}) as its first day
-    and one "ok.fail" (or "_": no entry) per day from it: "2026-11-27|3.0 _ 1.1".
-    None when it is not of that shape (it is then kept as it is)."""
-    if not isinstance(daily, dict) or not daily:
-        return None
-    try:
-        keys = sorted(daily)  # ISO dates sort as the days they name
-        first, last = date.fromisoformat(keys[0]), date.fromisoformat(keys[-1])
-    except (TypeError, ValueError):
-        return None
-    span = (last - first).days + 1
-    if not 0 < span <= MAX_DAYS_SPAN:
-        return None
-    tokens, found = [], 0
-    for day in _days(first.isoformat(), span):
-        counts = daily.get(day)
-        if counts is None:
-            tokens.append("_")
-            continue
-        if (not isinstance(counts, dict) or counts.keys() != {"ok", "fail"}
-                or type(counts["ok"]) is not int or type(counts["fail"]) is not int
-                or counts["ok"] < 0 or counts["fail"] < 0):
-            return None
-        tokens.append(f"{counts['ok']}.{counts['fail']}")
-        found += 1
-    if found != len(daily):
-        return None  # a key that is not one of those days as date.isoformat writes it
-    return f"{first.isoformat()}|{' '.join(tokens)}"
-
-
-def days_from_text(text: str) -> dict[str, dict[str, int]]:
-    start, _, rest = text.partition("|")
-    tokens = rest.split(" ")
-    counts = [_COUNTS.get(t) or _counted(t) for t in tokens]
-    return {day: {"fail": c[1], "ok": c[0]}
-            for day, c in zip(_days(start, len(tokens)), counts, strict=True) if c is not _NONE}
-
-
-_NONE = (-1, -1)  # "_": no entry that day
-_COUNTS: dict[str, tuple[int, int]] = {"_": _NONE}  # "ok.fail" -> (ok, fail), as read
-
-
-def _counted(token: str) -> tuple[int, int]:
-    ok, _, fail = token.partition(".")
-    counts = (int(ok), int(fail))
-    if len(_COUNTS) < 4096:  # a few dozen in practice: counts per day are small
-        _COUNTS[token] = counts
-    return counts
-
-
-@functools.lru_cache(maxsize=64)
-def _days(start: str, count: int) -> tuple[str, ...]:
-    first = date.fromisoformat(start)
-    return tuple((first + timedelta(days=i)).isoformat() for i in range(count))
-
-
-def points_text(points: object) -> str | None:
-    """A dataset's `data_points` ([{"at": t, "as_of": t or None}, ...]) as "at/as_of"
-    ISO times ("-": None) separated by spaces; None when not of that shape."""
-    if not isinstance(points, list) or not points:
-        return None
-    tokens = []
-    for p in points:
-        if not isinstance(p, dict) or p.keys() != {"at", "as_of"}:
-            return None
-        at, as_of = p["at"], p["as_of"]
-        if not _aware(at) or not (as_of is None or _aware(as_of)):
-            return None
-        tokens.append(f"{at.astimezone(UTC).isoformat()}/"
-                      f"{'-' if as_of is None else as_of.astimezone(UTC).isoformat()}")
-    return " ".join(tokens)
-
-
-def _aware(value: object) -> bool:
-    return isinstance(value, datetime) and value.utcoffset() is not None
-
-
-def points_from_text(text: str) -> list[dict]:
-    parse = datetime.fromisoformat
-    return [{"as_of": None if as_of == "-" else parse(as_of), "at": parse(at)}
-            for at, _, as_of in (t.partition("/") for t in text.split(" "))]
 
 
 # What a tagged value ({"$": tag, "v": text}) stands for ("map": a map of its own)
