@@ -210,14 +210,22 @@ def test_the_worst_notification_state_is_paged_under_the_limit(db):
     assert Memory.from_doc(Store(db).status_state()).datasets == {"d": "fresh"}
 
 
+def written_before(db, doc_id: str, doc: dict) -> None:
+    """As the version before packing wrote a settings document: its lists paged."""
+    from freshet.gcp.paging import PagedSettings
+    from freshet.gcp.stats import Stats
+    from freshet.gcp.store import PAGED_LISTS
+
+    PagedSettings(db, Stats(), PAGED_LISTS).put(doc_id, doc)
+
+
 def test_a_memory_written_before_it_was_packed_is_read_and_then_replaced(db):
     """A publish after an upgrade reads the memory the previous version wrote (its
     lists paged as they were) and writes it packed, leaving none of the old pages."""
     doc = Memory(exists=True, datasets={key(i): "fresh" for i in range(5000)},
                  failed_jobs={f"job-{i}" for i in range(3)},
                  events=[worst_event(i) for i in range(MAX_EVENTS)]).to_doc(NOW)
-    store = Store(db)
-    store.paged.put(STATUS_DOC, doc)  # as the version before wrote it
+    written_before(db, STATUS_DOC, doc)
     assert len(settings_sizes(db)) > 1
     before = Memory.from_doc(Store(db).status_state())
     assert before.to_doc(NOW) == doc
@@ -269,6 +277,25 @@ def test_a_catalog_larger_than_a_document_is_paged_and_read_back_whole(db):
     store.put_catalog_doc(doc)
     assert max(settings_sizes(db).values()) < MAX_DOC_BYTES
     assert Store(db).catalog_doc() == doc
+
+
+def test_the_catalog_is_written_packed_and_one_written_before_is_read_as_it_was(db):
+    from freshet.gcp.store import CATALOG_DOC
+
+    doc = Catalog(datasets={key(i): DatasetSpec(key(i), title=f"T{i}") for i in range(6000)},
+                  consumers=(Consumer("c", "C", requires=(Requirement(
+                      key(1), timedelta(hours=1), timedelta(hours=2)),)),)).to_doc()
+    written_before(db, CATALOG_DOC, doc)
+    assert len(settings_sizes(db)) > 1  # a head and pages of lists
+    assert Store(db).catalog_doc() == doc
+    Store(db).put_catalog_doc(doc)
+    assert list(settings_sizes(db)) == ["catalog"]  # packed: one document, pages deleted
+    raw = db.collection(SETTINGS).document("catalog").get().to_dict()
+    assert set(raw) == {"packed", "pages", "version", "updated_at"}
+    assert Store(db).catalog_doc() == doc
+    timed = {**doc, "note": NOW}  # a value JSON has no form for: kept as it is
+    Store(db).put_catalog_doc(timed)
+    assert Store(db).catalog_doc() == timed
 
 
 def test_a_smaller_rewrite_leaves_no_stale_pages_behind(db):

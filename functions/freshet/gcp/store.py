@@ -20,10 +20,8 @@ the dedup); an update of a missing document raises freshet's NotFound; getters r
 Freshet's types. Paged settings documents are freshet.gcp.paging's.
 """
 
-import json
 import random
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,7 +50,6 @@ from freshet.gcp.stats import Stats
 __all__ = ["Changes", "Created", "Stats", "Store", "Tx", "firestore_client", "stamped"]
 
 BULK_BYTES = 3_000_000  # a bulk load's batch, under the emulator's 4 MiB message
-PACKED_PART = 256_000  # bytes of a packed document's part (a page holds 900 KB of them)
 T = TypeVar("T")
 M = TypeVar("M")
 
@@ -80,13 +77,15 @@ OBSERVATIONS_DOC = "observations"
 # Settings documents whose lists grow with the pipeline: past PAGE_BYTES they are written
 # as a head plus pages settings/<id>.<version>.p1, .p2, ... (freshet.core.docsize).
 PAGED_LISTS = {
-    # "packed": the memory as written now (status_state); the others: as it was before
-    STATUS_DOC: ("packed", "datasets", "consumers", "failed_jobs", "stuck_runs", "events",
-                 "pending"),
+    STATUS_DOC: ("datasets", "consumers", "failed_jobs", "stuck_runs", "events", "pending"),
     CATALOG_DOC: ("datasets", "consumers"),
     APPLIED_DOC: ("job_ids",),
     OBSERVATIONS_DOC: ("datasets",),
 }
+# Written packed (gcp.paging.packed): read by every publish (the status memory, the
+# catalog), each holds thousands of small entries; the lists above are how they were
+# written before, and are still read.
+PACKED_SETTINGS = (STATUS_DOC, CATALOG_DOC)
 STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.snapshot)
 MODEL_MANIFEST = "manifest"
 
@@ -249,7 +248,7 @@ class Store(TypedReads):
     def __init__(self, db: firestore.Client):
         self.db = db
         self.stats = Stats()
-        self.paged = PagedSettings(db, self.stats, PAGED_LISTS)
+        self.paged = PagedSettings(db, self.stats, PAGED_LISTS, PACKED_SETTINGS)
 
     def _batch(self) -> Batch:
         return Batch(self.db, self.stats)
@@ -699,24 +698,11 @@ class Store(TypedReads):
 
     def status_state(self) -> dict:
         """settings/status_state: what the previous publish saw (freshet.status.changes),
-        as put_status_state was given it (without `updated_at`); a memory written before
-        it was packed is read as it was written."""
-        head = self.paged.get(STATUS_DOC)
-        packed = head.pop("packed", None)
-        if not packed:
-            return head
-        return json.loads(zlib.decompress(b"".join(packed)))
+        as put_status_state was given it (without `updated_at`)."""
+        return self.paged.get(STATUS_DOC)
 
     def put_status_state(self, doc: dict) -> None:
-        """The memory as compressed JSON, in parts of PACKED_PART bytes (paged past a
-        document's limit): its thousands of small entries (a state and a digest per
-        dataset and badge) cost a publish 0.6 s to write and read as Firestore maps, and
-        each write of a version of its pages. `doc`'s values are JSON's, but `updated_at`
-        (the commit time stands for it)."""
-        data = zlib.compress(json.dumps({k: v for k, v in doc.items() if k != "updated_at"},
-                                        separators=(",", ":")).encode(), 6)
-        self.paged.put(STATUS_DOC, {"packed": [data[i:i + PACKED_PART]
-                                               for i in range(0, len(data), PACKED_PART)]})
+        self.paged.put(STATUS_DOC, doc)  # packed (PACKED_SETTINGS)
 
     @staticmethod
     def _since(query, since: datetime | None):
