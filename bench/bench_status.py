@@ -33,8 +33,8 @@ of 2,000 characters each: the page shows 3 per incident, status.json 5), and fiv
 routes following 40 consumers each. A steady publish reads those whole (one deadline
 record per consumer, one document per route, the incidents).
 
-deadline_judge_s_200           judging 200 passed deadlines (200 transactions)
-deadline_judge_commits_200     commits those judgements cost (one per consumer)
+deadline_judge_s_200           judging 200 passed deadlines (50 consumers to a transaction)
+deadline_judge_commits_200     commits those judgements cost (4: gcp.store.JUDGED_PER_COMMIT)
 
 The steady publish above is the unusual one of its hour: it also judges the hour's 200
 deadlines, which turns consumers' badges. `freshet cost` multiplies a typical one, so the

@@ -81,7 +81,7 @@ def test_a_consumers_deadline_record_stays_small(db):
         recent=[Judgement(f"{i:012x}", T0, Verdict.MISSED, WIDE[:300])
                 for i in range(RECENT_VERDICTS)], updated_at=T0)
     store = Store(db)
-    store.judge_deadlines(record.consumer, lambda _: (record, []))
+    store.judge_deadlines([record.consumer], lambda _c, _r: (record, []))
     stored = store.deadline_records()[record.consumer]
     assert replace(stored, updated_at=T0) == record  # updated_at: the commit time
     assert size(record.to_doc()) < 64 * 1024

@@ -6,6 +6,7 @@ loop uses, then written to Google's emulator, which refuses a document over 1 Mi
 production does; its size is also computed by Firestore's published rules.
 """
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ from freshet.core.settings import Settings
 from freshet.core.text import MAX_ERROR_CHARS
 from freshet.core.triggers import MAX_DOWNSTREAM
 from freshet.gcp.storage import LocalSink
-from freshet.gcp.store import SETTINGS, Store
+from freshet.gcp.store import SETTINGS, STATUS_DOC, Store
 from freshet.status.changes import MAX_EVENTS, MAX_STUCK_REMEMBERED, Event, Memory
 from freshet.status.notify import DeliveryError
 from freshet.status.publish import publish_once
@@ -170,22 +171,33 @@ def worst_event(i: int) -> Event:
                  previous="error")
 
 
+def noise(i: int, length: int) -> str:
+    """`length` hex characters no compressor shortens much (the memory is stored packed)."""
+    text = ""
+    while len(text) < length:
+        text += hashlib.sha256(f"{i}/{len(text)}".encode()).hexdigest()
+    return text[:length]
+
+
+def worst_memory() -> Memory:
+    return Memory(
+        exists=True,
+        datasets={noise(i, 200): "error" for i in range(5000)},
+        consumers={noise(-i, 100): "error" for i in range(1000)},
+        badges={f"badges/dataset/{noise(i, 200)}.svg": noise(i, 16) for i in range(5000)},
+        # each consumer's page and JSON, keyed on its states and when they were written
+        files={f"consumers/{noise(-i, 100)}-{'h' * 12}.{ext}": f"{noise(i, 16)}@1795780800"
+               for i in range(1000) for ext in ("html", "json")},
+        failed_jobs={noise(i + 10_000, 100) for i in range(5000)},
+        stuck_runs=[noise(i + 20_000, 142) for i in range(3 * MAX_STUCK_REMEMBERED)],
+        events=[worst_event(i) for i in range(5000)])
+
+
 def test_the_worst_notification_state_is_paged_under_the_limit(db):
     """The page's memory of states and recent events (what a webhook down for hours
-    waits with is in its route's own bounded document: tests/integration/test_bounds)."""
-    events = [worst_event(i) for i in range(5000)]
-    memory = Memory(
-        exists=True,
-        datasets={key(i): "error" for i in range(5000)},
-        consumers={("c" * 90) + f"{i:010d}": "error" for i in range(1000)},
-        badges={f"badges/dataset/{key(i)}.svg": "f" * 16 for i in range(5000)},
-        # each consumer's page and JSON, keyed on its states and when they were written
-        files={f"consumers/{'c' * 90}{i:010d}-{'h' * 12}.{ext}": f"{'f' * 16}@1795780800"
-               for i in range(1000) for ext in ("html", "json")},
-        failed_jobs={("j" * 90) + f"{i:010d}" for i in range(5000)},
-        stuck_runs=[("r" * 130) + f"{i:012d}" for i in range(3 * MAX_STUCK_REMEMBERED)],
-        events=events)
-    doc = memory.to_doc(NOW)
+    waits with is in its route's own bounded document: tests/integration/test_bounds),
+    packed, and over a page even so."""
+    doc = worst_memory().to_doc(NOW)
     assert len(doc["events"]) == MAX_EVENTS
     store = Store(db)
     store.put_status_state(doc)
@@ -193,6 +205,34 @@ def test_the_worst_notification_state_is_paged_under_the_limit(db):
     assert len(sizes) > 2, sizes  # written as a head and pages
     assert max(sizes.values()) < MAX_DOC_BYTES, sizes
     assert Memory.from_doc(Store(db).status_state()).to_doc(NOW) == doc
+    store.put_status_state(Memory(exists=True, datasets={"d": "fresh"}).to_doc(NOW))
+    assert list(settings_sizes(db)) == ["status_state"]  # the old version's pages deleted
+    assert Memory.from_doc(Store(db).status_state()).datasets == {"d": "fresh"}
+
+
+def written_before(db, doc_id: str, doc: dict) -> None:
+    """As the version before packing wrote a settings document: its lists paged."""
+    from freshet.gcp.paging import PagedSettings
+    from freshet.gcp.stats import Stats
+    from freshet.gcp.store import PAGED_LISTS
+
+    PagedSettings(db, Stats(), PAGED_LISTS).put(doc_id, doc)
+
+
+def test_a_memory_written_before_it_was_packed_is_read_and_then_replaced(db):
+    """A publish after an upgrade reads the memory the previous version wrote (its
+    lists paged as they were) and writes it packed, leaving none of the old pages."""
+    doc = Memory(exists=True, datasets={key(i): "fresh" for i in range(5000)},
+                 failed_jobs={f"job-{i}" for i in range(3)},
+                 events=[worst_event(i) for i in range(MAX_EVENTS)]).to_doc(NOW)
+    written_before(db, STATUS_DOC, doc)
+    assert len(settings_sizes(db)) > 1
+    before = Memory.from_doc(Store(db).status_state())
+    assert before.to_doc(NOW) == doc
+    store = Store(db)
+    store.put_status_state(before.to_doc(NOW))
+    assert list(settings_sizes(db)) == ["status_state"]
+    assert Memory.from_doc(Store(db).status_state()) == before
 
 
 @pytest.mark.slow
@@ -237,6 +277,25 @@ def test_a_catalog_larger_than_a_document_is_paged_and_read_back_whole(db):
     store.put_catalog_doc(doc)
     assert max(settings_sizes(db).values()) < MAX_DOC_BYTES
     assert Store(db).catalog_doc() == doc
+
+
+def test_the_catalog_is_written_packed_and_one_written_before_is_read_as_it_was(db):
+    from freshet.gcp.store import CATALOG_DOC
+
+    doc = Catalog(datasets={key(i): DatasetSpec(key(i), title=f"T{i}") for i in range(6000)},
+                  consumers=(Consumer("c", "C", requires=(Requirement(
+                      key(1), timedelta(hours=1), timedelta(hours=2)),)),)).to_doc()
+    written_before(db, CATALOG_DOC, doc)
+    assert len(settings_sizes(db)) > 1  # a head and pages of lists
+    assert Store(db).catalog_doc() == doc
+    Store(db).put_catalog_doc(doc)
+    assert list(settings_sizes(db)) == ["catalog"]  # packed: one document, pages deleted
+    raw = db.collection(SETTINGS).document("catalog").get().to_dict()
+    assert set(raw) == {"packed", "pages", "version", "updated_at"}
+    assert Store(db).catalog_doc() == doc
+    timed = {**doc, "note": NOW}  # a value JSON has no form for: kept as it is
+    Store(db).put_catalog_doc(timed)
+    assert Store(db).catalog_doc() == timed
 
 
 def test_a_smaller_rewrite_leaves_no_stale_pages_behind(db):

@@ -345,6 +345,40 @@ def test_a_produced_datasets_triggers_live_in_its_group_beside_its_state(store):
     assert found[FIVE[2]].triggers == ["report", "rollup"]
 
 
+def stored_group(store, gid: str) -> dict:
+    if isinstance(store, MemoryStore):
+        return store._doc("datasets", gid)
+    return store.db.collection("datasets").document(gid).get().to_dict()
+
+
+def test_a_groups_entries_keep_days_and_data_points_as_texts_and_old_maps_still_read(
+        store):
+    """core.compact: a run's finish writes its datasets' days and data points as one
+    text each; an entry written before, as maps, reads as it did until rewritten."""
+    from freshet.core.bookkeeping import apply_success
+
+    old = apply_success(Dataset(FIVE[0], daily={"2026-11-27": {"ok": 2, "fail": 1}}),
+                        "old", T0 - H, watermark=T0 - 2 * H)
+    store.put_job(replace(job("five"), produces=FIVE))
+    store.lay_out("five", FIVE)
+    entry = old.to_doc()
+    del entry["updated_at"]
+    store.put_many("datasets", [("five~0", {**stored_group(store, "five~0"),
+                                            "datasets": {FIVE[0]: entry}})])
+    assert "daily" in stored_group(store, "five~0")["datasets"][FIVE[0]]  # as maps
+    found = store.get_dataset(FIVE[0])
+    assert (found.daily, found.data_points) == (old.daily, old.data_points)
+    assert [d.daily for d in store.list_datasets()] == [old.daily]
+    five_run(store, lay_out=False)  # its finish rewrites the group
+    held = stored_group(store, "five~0")["datasets"][FIVE[0]]
+    assert "daily" not in held and "data_points" not in held
+    assert held["daily_text"].startswith("2026-11-27|2.1 1.0 ")  # then the finish's day
+    assert held["data_points_text"].count("/") == 2  # two points: at/as_of each
+    found = store.get_dataset(FIVE[0])
+    assert found.daily["2026-11-27"] == {"ok": 2, "fail": 1} and len(found.daily) >= 2
+    assert found.data_points[0] == old.data_points[0] and len(found.data_points) == 2
+
+
 def test_a_group_holds_its_chunk_of_a_jobs_datasets():
     from freshet.core.groups import PER_GROUP, chunks
 

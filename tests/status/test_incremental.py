@@ -1,7 +1,8 @@
 """Incremental publishing against the emulator: a steady-state publish reads what changed
 (plus a fixed few documents), and what it builds is what a full read builds."""
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -248,6 +249,47 @@ def test_a_stored_chunk_gives_back_the_documents_it_was_made_of(params, error):
     docs = snapshot.section_docs(snapshot.Inputs(jobs=jobs), "jobs")
     items = snapshot.items_of(snapshot.pack("jobs", docs))
     assert {k: v.to_doc() for k, v in items.items()} == docs
+
+
+AWARE = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))]))
+DAY_KEYS = st.one_of(
+    st.dates(min_value=date(2026, 1, 1), max_value=date(2027, 6, 1)).map(date.isoformat),
+    st.sampled_from(["20261128", "2026-11-28T00:00", "x", ""]))
+COUNTS = st.one_of(
+    st.fixed_dictionaries({"ok": st.integers(0, 5), "fail": st.integers(0, 5)}),
+    st.fixed_dictionaries({"ok": st.integers(-2, 2), "fail": st.booleans()}),
+    st.fixed_dictionaries({"ok": st.integers(0, 2)}), st.integers(0, 3))
+POINTS = st.lists(st.fixed_dictionaries({"at": AWARE, "as_of": st.none() | AWARE}),
+                  max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(days=st.lists(st.dictionaries(DAY_KEYS, COUNTS, max_size=5), min_size=1, max_size=3),
+       points=st.lists(POINTS, min_size=1, max_size=3))
+def test_datasets_days_and_data_points_read_back_whatever_their_shape(days, points):
+    """A dataset's days and data points are stored compact when they have their usual
+    shape (ISO days within MAX_DAYS_SPAN, non-negative counts; aware times), and as they
+    are otherwise: either way, what is read back is what was stored."""
+    datasets = {f"ds.{i}": Dataset(f"ds.{i}", daily=d, data_points=p)
+                for i, (d, p) in enumerate(zip(days, points, strict=False))}
+    chunks = snapshot.pack("datasets", snapshot.section_docs(
+        snapshot.Inputs(datasets=datasets), "datasets"))
+    assert snapshot.items_of(chunks) == datasets
+
+
+def test_usual_days_and_data_points_are_stored_as_one_text_each():
+    daily = {(NOW.date() - timedelta(days=d)).isoformat(): {"ok": d % 3, "fail": d % 2}
+             for d in range(90) if d != 5}
+    points = [{"at": NOW - i * MIN, "as_of": None if i % 2 else NOW - H} for i in range(48)]
+    dataset = Dataset("d", daily=daily, data_points=points)
+    [chunk] = snapshot.pack("datasets", {"d": dataset.to_doc()})
+    text = chunk.text.decode()
+    assert text.count('"$":"days"') == 1 and text.count('"$":"points"') == 1
+    assert '"ok"' not in text and "+00:00/-" in text and " _ " in text  # day 5: none
+    assert snapshot.items_of([chunk]) == {"d": dataset}
+    as_maps = json.dumps(snapshot.encode(dataset.to_doc()), separators=(",", ":"))
+    assert len(as_maps) > 2.5 * len(text)
 
 
 # -- the property: incremental == full, after any sequence of changes ----------------

@@ -2,6 +2,7 @@
 
 import html
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import flask
@@ -269,6 +270,39 @@ def test_each_deadline_is_judged_once_even_by_publishes_at_the_same_time(db, tmp
     assert store.deadline_records()["c"].recent[0].verdict == "missed"
     feed = (tmp_path / "feed.xml").read_text()
     assert "C missed its deadline of 2026-11-28 12:20 UTC" in feed
+
+
+def test_deadlines_are_judged_many_consumers_to_a_commit(db, tmp_path, monkeypatch):
+    from freshet.core.catalog import Catalog, Consumer, DatasetSpec
+    from freshet.core.deadlines import Deadline
+    from freshet.gcp import store as store_module
+
+    from .builders import requirement
+
+    monkeypatch.setattr(store_module, "JUDGED_PER_COMMIT", 2)
+    store = Store(db)
+    every_ten = Deadline(by="*/10 * * * *", as_of="10m")
+    store.put_catalog_doc(Catalog(
+        datasets={"d": DatasetSpec("d")},
+        consumers=tuple(Consumer(f"c{i}", f"C{i}", requires=(requirement("d", 1, 2),),
+                                 deadlines=(every_ten,)) for i in range(3))).to_doc())
+    store.put_many("datasets", [("d", Dataset("d", last_success_at=NOW + 3 * MIN).to_doc())])
+    publish_once(store, LocalSink(tmp_path), now=NOW, settings=settings())  # cursors: now
+    assert sorted(store.deadline_records()) == ["c0", "c1", "c2"]
+    judged = publish_once(store, LocalSink(tmp_path), now=NOW + 11 * MIN, settings=settings())
+    assert judged.deadlines_judged == 3
+    assert {c: r.recent[0].verdict for c, r in store.deadline_records().items()} == {
+        "c0": "met", "c1": "met", "c2": "met"}
+    # three consumers, two to a commit; a record that the decision leaves as it is (a
+    # publish that lost the race finds the cursors moved) is not written again
+    records = store.deadline_records()
+    commits, writes = store.stats.commits, store.stats.writes
+    done = store.judge_deadlines(["c0", "c1", "c2"], lambda c, current: (
+        current if c != "c1" else replace(current, cursors={}), []))
+    assert store.stats.commits - commits == 2 and store.stats.writes - writes == 1
+    assert done["c0"] == (records["c0"], []) and done["c1"][0].cursors == {}
+    assert store.deadline_records()["c1"].cursors == {}
+    assert store.deadline_records()["c2"] == records["c2"]
 
 
 @pytest.fixture

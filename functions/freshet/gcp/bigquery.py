@@ -22,17 +22,27 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.cloud import bigquery
-from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 from freshet.core.errors import PermanentError
 from freshet.core.external import EngineStatus, judge_bigquery
 from freshet.core.observe import TableRef, parse_table
 from freshet.core.timeutil import to_utc
 from freshet.gcp import calls
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+
+def _bigquery():
+    """google.cloud.bigquery, imported on first use: it imports pyarrow and numpy (0.4 s),
+    which every CLI command, deploy step and cold start that never asks BigQuery
+    anything would pay (the config's sync kinds import this module)."""
+    from google.cloud import bigquery
+
+    return bigquery
 
 EMULATOR_ENV = "BIGQUERY_EMULATOR_HOST"
 WRITE_DISPOSITIONS = ("WRITE_TRUNCATE", "WRITE_APPEND", "WRITE_EMPTY")
@@ -145,7 +155,7 @@ def _param(p: Parameter):
     value = p.value
     if isinstance(value, datetime):
         value = to_utc(value)
-    return bigquery.ScalarQueryParameter(p.name, p.type, value)
+    return _bigquery().ScalarQueryParameter(p.name, p.type, value)
 
 
 def _timeout_ms(timeout: timedelta | None) -> int | None:
@@ -155,16 +165,18 @@ def _timeout_ms(timeout: timedelta | None) -> int | None:
 class BigQuery:
     """BigQuery for one project, through one client made on first use."""
 
-    def __init__(self, project: str, client: bigquery.Client | None = None,
+    def __init__(self, project: str, client: "bigquery.Client | None" = None,
                  deadline_s: float = CALL_DEADLINE_S):
         self.project = project
         self._client = client
         self._lock = threading.Lock()
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
         self.retry = DEFAULT_RETRY.with_timeout(deadline_s)
         self.timeout = deadline_s
 
     @property
-    def client(self) -> bigquery.Client:
+    def client(self) -> "bigquery.Client":
         with self._lock:
             if self._client is None:
                 self._client = make_client(self.project)
@@ -173,7 +185,7 @@ class BigQuery:
     # -- jobs ---------------------------------------------------------------------------
 
     def submit_query(self, job_id: str, job: QueryJob) -> JobHandle:
-        config = bigquery.QueryJobConfig(
+        config = _bigquery().QueryJobConfig(
             query_parameters=[_param(p) for p in job.parameters],
             maximum_bytes_billed=job.maximum_bytes_billed,
             labels=dict(job.labels),
@@ -190,13 +202,13 @@ class BigQuery:
             job_retry=None, retry=self.retry, timeout=self.timeout))
 
     def submit_load(self, job_id: str, job: LoadJob) -> JobHandle:
-        config = bigquery.LoadJobConfig(
+        config = _bigquery().LoadJobConfig(
             source_format=LOAD_FORMATS[job.format],
             write_disposition=job.write_disposition,
             labels=dict(job.labels),
         )
         if job.schema:
-            config.schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in job.schema]
+            config.schema = [_bigquery().SchemaField(n, t, mode=m) for n, t, m in job.schema]
         else:
             config.autodetect = True
         if job.timeout is not None:
@@ -255,7 +267,7 @@ class BigQuery:
                    result_timeout_s: float = RESULT_TIMEOUT_S) -> datetime | None:
         """An observation's SQL (billed, capped): the first column of its first row as a
         UTC time (a DATE counts as its midnight UTC); None when it returns NULL or no row."""
-        config = bigquery.QueryJobConfig(
+        config = _bigquery().QueryJobConfig(
             maximum_bytes_billed=maximum_bytes_billed, use_legacy_sql=False,
             query_parameters=[_param(p) for p in parameters],
             labels={"freshet-use": "observe"})
@@ -277,9 +289,10 @@ class BigQuery:
                              f"{type(value).__name__} {value!r}")
 
 
-def make_client(project: str) -> bigquery.Client:
+def make_client(project: str) -> "bigquery.Client":
     """The client for `project`; with BIGQUERY_EMULATOR_HOST set, the local emulator's,
     anonymously (as the Firestore and Storage clients do with their emulator variables)."""
+    bigquery = _bigquery()
     address = os.environ.get(EMULATOR_ENV)
     if not address:
         return bigquery.Client(project=project)

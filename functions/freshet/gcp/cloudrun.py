@@ -21,14 +21,24 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_transient_error
-from google.cloud import run_v2
-from google.protobuf import duration_pb2
 
 from freshet.core.external import EngineStatus, is_marked, judge_cloud_run, run_marker
 from freshet.gcp import calls
+
+if TYPE_CHECKING:
+    from google.cloud import run_v2
+
+
+def _run_v2():
+    """google.cloud.run_v2, imported on first use (0.3 s of imports that every CLI
+    command, deploy step and cold start that never runs a Cloud Run job would pay)."""
+    from google.cloud import run_v2
+
+    return run_v2
 
 EMULATOR_ENV = "FRESHET_CLOUD_RUN_EMULATOR_HOST"
 CALL_DEADLINE_S = 30.0
@@ -48,11 +58,11 @@ class ExecutionHandle:
 
 
 def job_path(project: str, region: str, job: str) -> str:
-    return job if job.startswith("projects/") else run_v2.JobsClient.job_path(project, region,
+    return job if job.startswith("projects/") else _run_v2().JobsClient.job_path(project, region,
                                                                               job)
 
 
-def status_of(execution: run_v2.Execution) -> EngineStatus:
+def status_of(execution: "run_v2.Execution") -> EngineStatus:
     """An Execution as Freshet's EngineStatus (freshet.core.external.judge_cloud_run)."""
     message = next((c.message for c in execution.conditions
                     if c.type_ == "Completed" and c.message), "")
@@ -64,7 +74,7 @@ def status_of(execution: run_v2.Execution) -> EngineStatus:
                            error=message, link=execution.log_uri)
 
 
-def execution_env(execution: run_v2.Execution) -> dict[str, str]:
+def execution_env(execution: "run_v2.Execution") -> dict[str, str]:
     containers = execution.template.containers if execution.template else ()
     return {e.name: e.value for c in containers for e in c.env}
 
@@ -85,9 +95,9 @@ class CloudRun:
     def _clients(self):
         with self._lock:
             if self._jobs is None:
-                self._jobs = make_client(run_v2.JobsClient)
+                self._jobs = make_client(_run_v2().JobsClient)
             if self._executions is None:
-                self._executions = make_client(run_v2.ExecutionsClient)
+                self._executions = make_client(_run_v2().ExecutionsClient)
             return self._jobs, self._executions
 
     def _calling(self, what: str):
@@ -102,6 +112,7 @@ class CloudRun:
         found = self.find(name, run_id, attempt)
         if found is not None:
             return ExecutionHandle(found.name, True, status_of(found))
+        run_v2 = _run_v2()
         override = run_v2.RunJobRequest.Overrides.ContainerOverride(
             env=[run_v2.EnvVar(name=k, value=v)
                  for k, v in {**(env or {}), **run_marker(run_id, attempt)}.items()])
@@ -112,6 +123,8 @@ class CloudRun:
         if task_count is not None:
             overrides.task_count = task_count
         if timeout is not None:
+            from google.protobuf import duration_pb2
+
             overrides.timeout = duration_pb2.Duration(seconds=int(timeout.total_seconds()))
         jobs, _ = self._clients()
         with self._calling(f"running Cloud Run job {name}"):
@@ -120,13 +133,13 @@ class CloudRun:
             execution = operation.metadata
         return ExecutionHandle(execution.name, False, status_of(execution))
 
-    def find(self, job: str, run_id: str, attempt: int) -> run_v2.Execution | None:
+    def find(self, job: str, run_id: str, attempt: int) -> "run_v2.Execution | None":
         """The job's execution marked as run + attempt's, among its newest."""
         _, executions = self._clients()
         name = job_path(self.project, self.region, job)
         with self._calling(f"listing the executions of {name}"):
             pager = executions.list_executions(
-                request=run_v2.ListExecutionsRequest(parent=name, page_size=50),
+                request=_run_v2().ListExecutionsRequest(parent=name, page_size=50),
                 retry=self.retry, timeout=self.timeout)
             for seen, execution in enumerate(pager):
                 if seen >= LOOKUP_EXECUTIONS:

@@ -2,7 +2,8 @@
 
 Documents:
 - `datasets/{group id}`: {job_id, keys: [its datasets, in order], datasets: {key: the
-  dataset's document}}; a key listed without an entry has no state yet. A group id
+  dataset's document, its days and data points as texts (core.compact)}}; a key listed
+  without an entry has no state yet. A group id
   holds `~` (core.groups), which no dataset key may: groups share the `datasets`
   collection with the documents of their own (below), so the publish's one query on
   `updated_at`, and one listing, read both.
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from freshet.core.compact import compacted, expanded
 from freshet.core.groups import SEP, chunks, group_of
 from freshet.core.models import Dataset
 
@@ -37,7 +39,7 @@ def entries(doc: dict | None) -> dict[str, Dataset]:
     if not doc:
         return {}
     held, stamp = doc.get("datasets") or {}, doc.get("updated_at")
-    return {k: Dataset.from_doc({**held[k], "key": k, "updated_at": stamp})
+    return {k: Dataset.from_doc({**expanded(held[k]), "key": k, "updated_at": stamp})
             for k in doc.get("keys") or () if k in held}
 
 
@@ -72,9 +74,11 @@ def _gid(doc: dict) -> str:
 
 
 def _entry(dataset: Dataset) -> dict:
+    """Its document, its days and data points one text each (core.compact): a group is
+    read by every publish that finds it changed, and at a run's finish."""
     doc = dataset.to_doc()
     doc.pop("updated_at", None)  # the group's commit time stands for it
-    return doc
+    return compacted(doc)
 
 
 def _new_group(gid: str) -> dict:
@@ -164,7 +168,8 @@ class GroupedTx:
         gid = self._loc.where.get(key)
         if gid is not None and self._listed_in(key, gid):
             held = (self._loc.groups[gid] or {}).get("datasets") or {}
-            return Dataset.from_doc({**held[key], "key": key}) if key in held else None
+            return Dataset.from_doc({**expanded(held[key]), "key": key}) if key in held \
+                else None
         doc = self._loc.plain.get(key)
         return None if doc is None else Dataset.from_doc(doc)
 
@@ -232,7 +237,7 @@ class GroupedTx:
             held = (doc.get("datasets") or {}).get(k)
             self._leave(k, gid)
             if held is not None:
-                self._put(DATASETS, k, {**held, "key": k})
+                self._put(DATASETS, k, {**expanded(held), "key": k})
             loc.point[k] = None
         doc["keys"] = list(keys)
 

@@ -82,6 +82,10 @@ PAGED_LISTS = {
     APPLIED_DOC: ("job_ids",),
     OBSERVATIONS_DOC: ("datasets",),
 }
+# Written packed (gcp.paging.packed): read by every publish (the status memory, the
+# catalog), each holds thousands of small entries; the lists above are how they were
+# written before, and are still read.
+PACKED_SETTINGS = (STATUS_DOC, CATALOG_DOC)
 STATUS_MODEL = "status_model"  # the previous publish's inputs (freshet.status.snapshot)
 MODEL_MANIFEST = "manifest"
 
@@ -94,6 +98,10 @@ def firestore_client(project: str | None) -> firestore.Client:
 
 
 CONTENDED_TRIES = 5  # fresh transactions for a step whose transaction keeps losing
+# Consumers whose deadlines one transaction judges: their records (each under 64 KiB,
+# tests/integration/test_bounds.py) stay under 3.2 MB, far from a commit's 10 MiB; and
+# 200 passed deadlines cost 4 commits (12 round trips), not 200 (600).
+JUDGED_PER_COMMIT = 50
 
 
 def _contended(exc: BaseException) -> bool:
@@ -195,9 +203,11 @@ class Tx(CommitWriter):
     def set_backfill(self, backfill: Backfill) -> None:
         self._write("set", self._store._ref(BACKFILLS, backfill.id), backfill.to_doc())
 
-    def get_deadline_record(self, consumer_id: str) -> DeadlineRecord | None:
-        doc = self._get(DEADLINES, consumer_id)
-        return None if doc is None else DeadlineRecord.from_doc(doc)
+    def get_deadline_records(self, consumer_ids: list[str]
+                             ) -> dict[str, DeadlineRecord | None]:
+        """Records by consumer id, in one batched read (None: none yet)."""
+        return {c: None if d is None else DeadlineRecord.from_doc(d)
+                for c, d in self._get_all(DEADLINES, consumer_ids).items()}
 
     def set_deadline_record(self, record: DeadlineRecord) -> None:
         self._write("set", self._store._ref(DEADLINES, record.consumer), record.to_doc())
@@ -238,7 +248,7 @@ class Store(TypedReads):
     def __init__(self, db: firestore.Client):
         self.db = db
         self.stats = Stats()
-        self.paged = PagedSettings(db, self.stats, PAGED_LISTS)
+        self.paged = PagedSettings(db, self.stats, PAGED_LISTS, PACKED_SETTINGS)
 
     def _batch(self) -> Batch:
         return Batch(self.db, self.stats)
@@ -664,24 +674,35 @@ class Store(TypedReads):
         return {d["consumer"]: DeadlineRecord.from_doc(d)
                 for d in self._stream(self.db.collection(DEADLINES))}
 
-    def judge_deadlines(self, consumer_id: str, decide: Callable[
-            [DeadlineRecord | None], tuple[DeadlineRecord, list[Judgement]]]
-                        ) -> tuple[DeadlineRecord, list[Judgement]]:
-        """Read the consumer's record, decide, write: in one transaction, so that two
-        publishes at once judge each deadline once (the second finds the cursor moved)."""
-        def body(tx: Tx) -> tuple[DeadlineRecord, list[Judgement]]:
-            record, judged = decide(tx.get_deadline_record(consumer_id))
-            tx.set_deadline_record(record)
-            return record, judged
+    def judge_deadlines(self, consumer_ids: Iterable[str], decide: Callable[
+            [str, DeadlineRecord | None], tuple[DeadlineRecord, list[Judgement]]]
+                        ) -> dict[str, tuple[DeadlineRecord, list[Judgement]]]:
+        """Read the consumers' records, decide each (`decide(consumer id, record)`), write
+        those that changed: JUDGED_PER_COMMIT consumers to a transaction, so that two
+        publishes at once judge each deadline once (the second finds the cursors moved)."""
+        ids = list(dict.fromkeys(consumer_ids))
+        done: dict[str, tuple[DeadlineRecord, list[Judgement]]] = {}
+        for start in range(0, len(ids), JUDGED_PER_COMMIT):
+            part = ids[start:start + JUDGED_PER_COMMIT]
 
-        return self.transact(body)
+            def body(tx: Tx, part=part) -> dict[str, tuple[DeadlineRecord, list[Judgement]]]:
+                current = tx.get_deadline_records(part)
+                decided = {c: decide(c, current[c]) for c in part}
+                for c, (record, _) in decided.items():
+                    if record != current[c]:
+                        tx.set_deadline_record(record)
+                return decided
+
+            done.update(self.transact(body))
+        return done
 
     def status_state(self) -> dict:
-        """settings/status_state: what the previous publish saw (freshet.status.changes)."""
+        """settings/status_state: what the previous publish saw (freshet.status.changes),
+        as put_status_state was given it (without `updated_at`)."""
         return self.paged.get(STATUS_DOC)
 
     def put_status_state(self, doc: dict) -> None:
-        self.paged.put(STATUS_DOC, doc)
+        self.paged.put(STATUS_DOC, doc)  # packed (PACKED_SETTINGS)
 
     @staticmethod
     def _since(query, since: datetime | None):

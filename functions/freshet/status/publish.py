@@ -156,24 +156,24 @@ def judge_deadlines(store: Store, inputs: Inputs, now: datetime
     docs = {d.key: d for d in inputs.datasets}
     producers = producers_of(inputs.jobs)
     windows = inputs.control.maintenance
-    judged_now: list[tuple[str, Judgement]] = []
-    for consumer in inputs.catalog.consumers:
-        record = inputs.records.get(consumer.id)
-        if not consumer.deadlines and record is None:
-            continue
-        if not needs_judging(record, consumer.deadlines, now):
-            continue
+    due = {c.id: c for c in inputs.catalog.consumers
+           if (c.deadlines or c.id in inputs.records)
+           and needs_judging(inputs.records.get(c.id), c.deadlines, now)}
 
-        def judge_one(deadline, due, consumer=consumer):
+    def decide(consumer_id: str, current: DeadlineRecord | None
+               ) -> tuple[DeadlineRecord, list[Judgement]]:
+        consumer = due[consumer_id]
+
+        def judge_one(deadline, at):
             items = deadline_items(consumer, deadline, docs, inputs.catalog, producers)
-            return judge(deadline, due, items, windows, covers(consumer))
+            return judge(deadline, at, items, windows, covers(consumer))
 
-        def decide(current, consumer=consumer, judge_one=judge_one):
-            return decide_deadlines(current, consumer.id, consumer.deadlines, now, judge_one)
+        return decide_deadlines(current, consumer_id, consumer.deadlines, now, judge_one)
 
-        record, judged = store.judge_deadlines(consumer.id, decide)
-        inputs.records[consumer.id] = record
-        judged_now += [(consumer.id, j) for j in judged]
+    judged_now: list[tuple[str, Judgement]] = []
+    for consumer_id, (record, judged) in store.judge_deadlines(due, decide).items():
+        inputs.records[consumer_id] = record
+        judged_now += [(consumer_id, j) for j in judged]
     return judged_now
 
 
@@ -238,9 +238,9 @@ def publish_once(store: Store, sink: Sink, *, now: datetime, settings: Settings,
     seen = store.settings_newest()  # what the quiet mark is taken after (quiet_after)
     inputs = read_inputs(store, now=now, settings=settings, full=full, recent=recent,
                          manifest=manifest)
-    judged_before = store.stats.commits
+    judged_before = store.stats.writes
     judged = judge_deadlines(store, inputs, now)
-    records_written = store.stats.commits - judged_before
+    records_written = store.stats.writes - judged_before
     model = model_of(store, inputs, now=now, settings=settings)
     memory = Memory.from_doc(inputs.memory_doc)
     events = detect_changes(model, memory) + _deadline_events(judged, model, now)
