@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +124,9 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
             run = wait_for(lambda: _succeeded_run(api), 90, interval=1)
             rows = len((ROOT / "infra/demo/data/orders.csv").read_text().splitlines()) - 1
             assert run["records"] == {"sales.orders": rows}  # fetched from our data port
+            # the demo writes its context once everything it starts is up (the API
+            # answers before): the run above may succeed first
+            wait_for(lambda: Path(env["FRESHET_CONTEXT"]).exists(), 90, interval=0.5)
             assert f"127.0.0.1:{firestore}" in _cli(env, "context")
             # The Cloud Run job works 25 s here: past the queue's 20 s dispatch deadline.
             assert _post(f"{api}/jobs/nightly-export/run")
