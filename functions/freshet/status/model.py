@@ -152,8 +152,12 @@ class DatasetStatus:
 
     @property
     def sla(self) -> str:
-        warn, error = self.requirement.warn_after, self.requirement.error_after
-        return f"needs < {human_duration(error)} (warn at {human_duration(warn)})"
+        return _sla_words(self.requirement.warn_after, self.requirement.error_after)
+
+
+@functools.lru_cache(maxsize=256)  # datasets share a few requirements
+def _sla_words(warn: timedelta, error: timedelta) -> str:
+    return f"needs < {human_duration(error)} (warn at {human_duration(warn)})"
 
 
 @dataclass(frozen=True)
@@ -578,11 +582,11 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
     """(first day, one DAY_CODES letter per UTC day up to today). A day in `maintained`
     (ISO dates a window in scope touched) that was not all ok shows as maintenance, from
     the dataset's first recorded day on (a window declared today says nothing of before)."""
-    start, index = _day_index(now.date(), days)
-    get = daily.get
-    # One expression per day, no call: 5,000 datasets x 90 days is most of a model's time.
-    letters = ["-" if not (c := get(day)) else ("p" if c.get("fail") else "o") if c.get("ok")
-               else "f" if c.get("fail") else "-" for day in index]
+    start, index, order = _day_index(now.date(), days)
+    try:  # each day's counts as bookkeeping writes them ({"ok": n, "fail": n})
+        letters = _letters(daily, order)
+    except KeyError:  # a day stored without one of them: none
+        letters = _letters_lenient(daily, order)
     if maintained:
         first = min(daily, default=now.date().isoformat())
         for day in maintained:
@@ -619,12 +623,27 @@ def _days_for(maintained: list[tuple[Window, frozenset[str]]], key: str,
     return frozenset(days)
 
 
+def _letters(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
+    """One letter per day of `order`: one expression per day, no call but the map's
+    (5,000 datasets x 90 days were a tenth of a build); KeyError for a day whose counts
+    lack "ok" or "fail"."""
+    return ["-" if not c else ("p" if c["fail"] else "o") if c["ok"] else
+            "f" if c["fail"] else "-" for c in map(daily.get, order)]
+
+
+def _letters_lenient(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
+    """_letters, a missing count read as none."""
+    return ["-" if not c else ("p" if c.get("fail") else "o") if c.get("ok") else
+            "f" if c.get("fail") else "-" for c in map(daily.get, order)]
+
+
 @functools.lru_cache(maxsize=8)
-def _day_index(today: date, days: int) -> tuple[str, dict[str, int]]:
-    """The bar's days (one question per publish, not per dataset: 5,000 datasets asked
-    for the same 90 dates)."""
+def _day_index(today: date, days: int) -> tuple[str, dict[str, int], tuple[str, ...]]:
+    """The bar's days, by date and in order (one question per publish, not per dataset:
+    5,000 datasets asked for the same 90 dates)."""
     first = today - timedelta(days=days - 1)
-    return first.isoformat(), {(first + timedelta(days=i)).isoformat(): i for i in range(days)}
+    order = tuple((first + timedelta(days=i)).isoformat() for i in range(days))
+    return first.isoformat(), {day: i for i, day in enumerate(order)}, order
 
 
 # -- consumers ------------------------------------------------------------------

@@ -10,7 +10,6 @@ one-line entry in a collapsed list, and only the newest runs are shown.
 import base64
 import functools
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import markupsafe
 
 from freshet.core.deadlines import Judgement
 from freshet.core.schedules import Schedule, describe
-from freshet.core.text import printable, printable_json, safe_link
+from freshet.core.text import json_encoder, printable, printable_json, safe_link
 from freshet.core.timeutil import human_duration, isoformat
 from freshet.core.windows import MAX_LISTED, Occurrence, Window
 from freshet.status.changes import Event
@@ -33,6 +32,7 @@ from freshet.status.model import (
     LEVELS,
     ConsumerStatus,
     DatasetStatus,
+    JobSummary,
     RouteStatus,
     StatusModel,
     badge_path,
@@ -138,7 +138,9 @@ def _env(source: Path) -> jinja2.Environment:
                        num=lambda n: f"{n:,}", link=safe_link, pct=percent, live=live,
                        age_of=age_of)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
-                       consumer_page=consumer_page,
+                       consumer_page=consumer_page, worst_needs=_worst_needs,
+                       dataset_rows=_dataset_rows, compact_datasets=_compact_datasets,
+                       compact_jobs=_compact_jobs,
                        window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
@@ -176,10 +178,22 @@ _MOVING_FIELDS = frozenset({
     "attainment_30d", "deadline_counts_90d"})
 
 
-def consumer_key(doc: object) -> str:
+def consumer_key(doc: dict) -> str:
     """What a consumer's files say, its moving parts left out: equal keys, the same
-    states, verdicts, incidents, excuses and risks."""
-    return _key_of(_key_text(doc))
+    states, verdicts, incidents, excuses and risks. Its datasets each count as the list
+    of their kept values (`_dataset_key_text`), the rest as its JSON with sorted keys."""
+    rest = _strip({k: v for k, v in doc.items() if k != "datasets"})
+    if "datasets" not in doc:
+        return _key_of(_sorted_keys(rest))
+    return _key_from(rest, "[" + ",".join(_dataset_key_text(_strip(d))
+                                          for d in doc["datasets"]) + "]")
+
+
+def _key_from(rest: dict, datasets_text: str) -> str:
+    """The key of a document stripped of its moving fields (`rest`), its datasets'
+    key texts joined (`datasets_text`)."""
+    return _key_of(_joined(dict(sorted({**rest, "datasets": None}.items())),
+                           {"datasets": datasets_text}, _sorted_keys))
 
 
 _NESTED = (dict, list)
@@ -194,8 +208,14 @@ def _strip(value: object) -> object:
     return value
 
 
-def _key_text(value: object) -> str:
-    return _sorted_keys(_strip(value))
+def _dataset_key_text(doc: dict) -> str:
+    """What a consumer's key keeps of a dataset's document (its moving fields left out):
+    the list of the other values, in the document's order. A dataset's fields are always
+    the same ones (_dataset_json's), so their names need not be written: a text a third
+    the size of the whole document's, encoded without sorting (5,000 a build).
+    The key is stored in the status memory: a change of this text changes every
+    consumer's key, so after an upgrade every consumer's files are rewritten once."""
+    return _sorted_keys([v for k, v in doc.items() if k not in _MOVING_FIELDS])
 
 
 def _key_of(text: str) -> str:
@@ -211,10 +231,10 @@ def _joined(doc: dict, texts: dict[str, str], dump: Callable[[object], str]) -> 
 
 def _sorted_keys(value: object) -> str:
     """json.dumps(value, sort_keys=True, separators=(",", ":")), its encoder made once."""
-    return _SORTED.encode(value)
+    return _sorted(value)
 
 
-_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_sorted = json_encoder(sort_keys=True, separators=(",", ":"))
 
 
 class _Parts:
@@ -259,8 +279,7 @@ class _Parts:
         if text is None:
             # Its fields' values are scalars and lists of names (_dataset_json's): only
             # the moving fields themselves to leave out, no nested ones (_strip's walk).
-            kept = {k: v for k, v in self.dataset(d).items() if k not in _MOVING_FIELDS}
-            text = self._key_texts[d.key] = _sorted_keys(kept)
+            text = self._key_texts[d.key] = _dataset_key_text(self.dataset(d))
         return text
 
     @staticmethod
@@ -383,9 +402,8 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
                "incidents": [parts.incident(i) for i in about]}
         # keyed: rewritten when what they say changes (their ages: the browser's):
         # consumer_key(doc), its datasets' part from the parts' texts
-        key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
-        key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
-            "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
+        key = _key_from(_strip({k: v for k, v in doc.items() if k != "datasets"}),
+                        parts.datasets_text(datasets, parts.dataset_key_text))
         page, data = consumer_page(c.id), consumer_page(c.id, "json")
         kept = {path: Output(b"", kind, key=key, kept=True)
                 for path, kind in ((page, "text/html; charset=utf-8"),
@@ -685,6 +703,76 @@ def _counts(states) -> dict[str, int]:
     return found
 
 
+# A dataset's row on its consumers' pages (consumer.html.j2's table), as Jinja would
+# print it: each value printable and HTML-escaped (`_html`), the reason with its ages in
+# <time> (`live`). Written here, not in the template: 5,000 rows a build, whose values
+# each cost Jinja an attribute lookup, a finalize and an escape call.
+CONSUMER_ROW = """\
+      <tr>
+        <th scope="row">{title}{upstream}<br><span class="muted small">{key}</span></th>
+        <td><span class="mini st-{state}">{label}</span></td>
+        <td>{reason}</td>
+        <td>{success}</td>
+        <td>{sla}</td>
+      </tr>"""
+
+
+def _dataset_rows(datasets: list[DatasetStatus], built_from: set[str], now: datetime
+                  ) -> markupsafe.Markup:
+    rows = []
+    for d in datasets:
+        success = d.last_success_at
+        rows.append(CONSUMER_ROW.format(
+            title=_html(d.title or d.key),
+            upstream=' <span class="muted">(upstream)</span>' if d.key in built_from else "",
+            key=_html(d.key), state=_html(d.state), label=_html(d.label),
+            reason=printable(live(shorten(d.reason, 300), d, now)),
+            success=(f'<time datetime="{_html(time_attribute(success))}">'
+                     f'{_html(_when(success))}</time>') if success else "never",
+            sla=_html(d.sla)))
+    return markupsafe.Markup("\n".join(rows))
+
+
+# The main page's collapsed lists (index.html.j2): the datasets and jobs past the
+# detailed ones, thousands of entries, each as the template would print it.
+COMPACT_DATASET = ('<li id="d-{key}"><b class="mini st-{state}">{label}</b> {key} '
+                   '<small>{age}</small></li>')
+COMPACT_JOB = ('<li id="j-{id}"><b class="mini jh-{health}">{health}</b> {id} '
+               '<small>{schedule}</small></li>')
+
+
+def _compact_datasets(datasets: tuple[DatasetStatus, ...]) -> markupsafe.Markup:
+    return markupsafe.Markup("".join([COMPACT_DATASET.format(
+        key=_html(d.key), state=_html(d.state), label=_html(d.label), age=_html(_age(d.age)))
+        for d in datasets]))
+
+
+def _compact_jobs(jobs: tuple[JobSummary, ...]) -> markupsafe.Markup:
+    return markupsafe.Markup("".join([COMPACT_JOB.format(
+        id=_html(j.id), health=_html(j.health), schedule=_html(j.schedule)) for j in jobs]))
+
+
+def _html(value: str) -> str:
+    """A text as a template prints it: printable (the environment's finalize), then
+    escaped as markupsafe does (its five characters)."""
+    if not (value.isascii() and value.isprintable()):
+        value = printable(value)
+    if _HTML_SPECIAL.search(value) is None:
+        return value
+    return (value.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
+_HTML_SPECIAL = re.compile("[&<>'\"]")
+
+
+def _worst_needs(items: tuple, limit: int) -> list:
+    """A consumer's banner's datasets: those not fresh first, in their order, at most
+    `limit` (Jinja's select and reject filters cost a call per test: 5,000 a build)."""
+    return ([i for i in items if i.state != "fresh"]
+            + [i for i in items if i.state == "fresh"])[:limit]
+
+
 def _window_words(window: Window) -> str:
     """'every 10 minutes (UTC)': when a recurring window starts, in words."""
     words = describe(Schedule(cron=window.cron, timezone=window.timezone))
@@ -697,7 +785,11 @@ def percent(value: float) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+    if value is None:
+        return "—"
+    if value.__class__ is datetime and value.year >= 1000:  # isoformat's 4 digits
+        return value.isoformat(" ", "minutes")[:16] + " UTC"  # strftime's cost a third
+    return f"{value:%Y-%m-%d %H:%M} UTC"
 
 
 def _age(value: timedelta | None) -> str:
