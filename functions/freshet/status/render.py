@@ -105,10 +105,20 @@ def _site_source(configured: str | None) -> Path:
     raise FileNotFoundError("site/templates not found; set FRESHET_SITE_SRC")
 
 
+class _Printed(markupsafe.Markup):
+    """Markup made of printable text only (the page's CSS and script, rows written
+    here from printable values): printed as it is, not searched again (a consumer's
+    page printed 40 KB of it, 200 pages a build)."""
+
+    __slots__ = ()
+
+
 def _printable(value: object) -> object:
     """Every value a template prints: control characters are not allowed in XML."""
     if value.__class__ is str:  # most of them (a hundred thousand a build): no call
         return value if value.isascii() and value.isprintable() else printable(value)
+    if value.__class__ is _Printed:
+        return value
     if isinstance(value, markupsafe.Markup):
         return markupsafe.Markup(printable(str(value)))
     return printable(value) if isinstance(value, str) else value
@@ -134,9 +144,9 @@ def _env(source: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_printable,
     )
-    env.filters.update(when=_when, age=_age, dur=_dur, iso=time_attribute, short=shorten,
-                       num=lambda n: f"{n:,}", link=safe_link, pct=percent, live=live,
-                       age_of=age_of)
+    env.filters.update(safe=_safe, when=_when, age=_age, dur=_dur, iso=time_attribute,
+                       short=shorten, num=lambda n: f"{n:,}", link=safe_link, pct=percent,
+                       live=live, age_of=age_of)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
                        consumer_page=consumer_page, worst_needs=_worst_needs,
                        dataset_rows=_dataset_rows, compact_datasets=_compact_datasets,
@@ -145,11 +155,17 @@ def _env(source: Path) -> jinja2.Environment:
     return env
 
 
+def _safe(value: object) -> markupsafe.Markup:
+    """Jinja's `safe`, keeping Markup as it is (_Printed stays _Printed)."""
+    return value if isinstance(value, markupsafe.Markup) else markupsafe.Markup(value)
+
+
 @functools.cache
-def _static(source: Path, name: str) -> str:
-    return printable((source / "static" / name).read_text(encoding="utf-8"))
+def _static(source: Path, name: str) -> _Printed:
+    return _Printed(printable((source / "static" / name).read_text(encoding="utf-8")))
 
 
+@functools.lru_cache(maxsize=8)  # the same for every page of a kind (200 consumers)
 def _csp(css: str, js: str, *, heartbeat: bool = False) -> str:
     """The page's Content-Security-Policy: its own inline style and script (by hash) and
     nothing else (a consumer's page may also fetch the site's heartbeat.json). Should a
@@ -248,6 +264,7 @@ class _Parts:
         self._texts: dict[str, str] = {}
         self._key_texts: dict[str, str] = {}
         self._consumers: dict[str, dict] = {}
+        self._consumer_texts: dict[str, str] = {}
         self._incidents: dict[str, dict] = {}
 
     def consumer(self, c: ConsumerStatus) -> dict:
@@ -255,6 +272,13 @@ class _Parts:
         if doc is None:
             doc = self._consumers[c.id] = _consumer_json(c)
         return doc
+
+    def consumer_text(self, c: ConsumerStatus) -> str:
+        """printable_json of the consumer's JSON (in status.json and its own file)."""
+        text = self._consumer_texts.get(c.id)
+        if text is None:
+            text = self._consumer_texts[c.id] = printable_json(self.consumer(c))
+        return text
 
     def incident(self, incident) -> dict:
         doc = self._incidents.get(incident.id)
@@ -416,8 +440,8 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
             incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
             csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
             stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
-        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
-                       printable_json)
+        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text),
+                             "consumer": parts.consumer_text(c)}, printable_json)
         out[page] = replace(kept[page], data=html.encode(), kept=False)
         out[data] = replace(kept[data], data=text.encode(), kept=False)
     return out
@@ -629,9 +653,11 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
 
 
 def _status_text(model: StatusModel, events: list[Event], parts: _Parts) -> str:
-    """printable_json(status_json(...)), its datasets' text from the parts'."""
+    """printable_json(status_json(...)), its datasets' and consumers' text the parts'."""
     doc = _status_doc(model, events, parts, [])
-    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text)},
+    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text),
+                         "consumers": "[" + ",".join(parts.consumer_text(x)
+                                                     for x in model.consumers) + "]"},
                    printable_json)
 
 
@@ -730,7 +756,7 @@ def _dataset_rows(datasets: list[DatasetStatus], built_from: set[str], now: date
             success=(f'<time datetime="{_html(time_attribute(success))}">'
                      f'{_html(_when(success))}</time>') if success else "never",
             sla=_html(d.sla)))
-    return markupsafe.Markup("\n".join(rows))
+    return _Printed("\n".join(rows))
 
 
 # The main page's collapsed lists (index.html.j2): the datasets and jobs past the
@@ -742,13 +768,13 @@ COMPACT_JOB = ('<li id="j-{id}"><b class="mini jh-{health}">{health}</b> {id} '
 
 
 def _compact_datasets(datasets: tuple[DatasetStatus, ...]) -> markupsafe.Markup:
-    return markupsafe.Markup("".join([COMPACT_DATASET.format(
+    return _Printed("".join([COMPACT_DATASET.format(
         key=_html(d.key), state=_html(d.state), label=_html(d.label), age=_html(_age(d.age)))
         for d in datasets]))
 
 
 def _compact_jobs(jobs: tuple[JobSummary, ...]) -> markupsafe.Markup:
-    return markupsafe.Markup("".join([COMPACT_JOB.format(
+    return _Printed("".join([COMPACT_JOB.format(
         id=_html(j.id), health=_html(j.health), schedule=_html(j.schedule)) for j in jobs]))
 
 
