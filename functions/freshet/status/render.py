@@ -571,13 +571,17 @@ def _secs(delta: timedelta | None) -> float | None:
     return None if delta is None else round(delta.total_seconds(), 3)
 
 
+# A requirement's limits: the same few for thousands of datasets.
+_limit_secs = functools.lru_cache(maxsize=256)(_secs)
+
+
 def _dataset_json(d: DatasetStatus) -> dict:
     return {
         "key": d.key, "title": d.title, "owner": d.owner, "description": d.description,
         "declared": d.declared, "state": d.state, "label": d.label, "own_state": d.own_state,
         "reason": d.reason, "age_s": _secs(d.age),
-        "warn_after_s": _secs(d.requirement.warn_after),
-        "error_after_s": _secs(d.requirement.error_after),
+        "warn_after_s": _limit_secs(d.requirement.warn_after),
+        "error_after_s": _limit_secs(d.requirement.error_after),
         "last_started_at": isoformat(d.last_started_at),
         "last_success_at": isoformat(d.last_success_at),
         "last_failure_at": isoformat(d.last_failure_at),
@@ -611,8 +615,8 @@ def _consumer_json(x: ConsumerStatus) -> dict:
         "incidents": list(x.incidents),
         "datasets": [{
             "key": i.key, "state": i.state, "reason": i.reason, "age_s": _secs(i.age),
-            "warn_after_s": _secs(i.requirement.warn_after),
-            "error_after_s": _secs(i.requirement.error_after),
+            "warn_after_s": _limit_secs(i.requirement.warn_after),
+            "error_after_s": _limit_secs(i.requirement.error_after),
             "data_as_of": isoformat(i.freshness.data_as_of) if i.freshness else None,
             "freshness_basis": i.freshness.basis if i.freshness else "sync",
         } for i in x.datasets],
