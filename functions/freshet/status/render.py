@@ -150,7 +150,7 @@ def _env(source: Path) -> jinja2.Environment:
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
                        consumer_page=consumer_page, worst_needs=_worst_needs,
                        dataset_rows=_dataset_rows, compact_datasets=_compact_datasets,
-                       compact_jobs=_compact_jobs,
+                       compact_jobs=_compact_jobs, incident_notes=_incident_notes,
                        window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
@@ -780,6 +780,20 @@ def _compact_datasets(datasets: tuple[DatasetStatus, ...]) -> markupsafe.Markup:
 def _compact_jobs(jobs: tuple[JobSummary, ...]) -> markupsafe.Markup:
     return _Printed("".join([COMPACT_JOB.format(
         id=_html(j.id), health=_html(j.health), schedule=_html(j.schedule)) for j in jobs]))
+
+
+# A note on its incident's page (incident.html.j2): up to MAX_NOTES + 1 of them each,
+# of up to 2,000 characters.
+INCIDENT_NOTE = '<li><time datetime="{at}">{when}</time> {text}{eta}{author}</li>\n'
+
+
+def _incident_notes(notes: tuple) -> markupsafe.Markup:
+    return _Printed("".join([INCIDENT_NOTE.format(
+        at=_html(str(time_attribute(n.at))), when=_html(_when(n.at)),
+        text=_html(shorten(n.text, 2000)),
+        eta=f" (ETA {_html(_when(n.eta))})" if n.eta else "",
+        author=f' <span class="muted">— {_html(n.author)}</span>' if n.author else "")
+        for n in reversed(notes)]))
 
 
 def _html(value: str) -> str:
