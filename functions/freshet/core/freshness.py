@@ -152,9 +152,12 @@ def excuse(freshness: Freshness, why: str, window: str | None = None) -> Freshne
 
 def as_of_words(when: datetime, now: datetime) -> str:
     """'today 09:00 UTC', 'yesterday 23:00 UTC', '2026-11-25 23:00 UTC' (UTC days)."""
-    days = (now.astimezone(UTC).date() - when.astimezone(UTC).date()).days
-    day = {0: "today", 1: "yesterday"}.get(days, f"{when.astimezone(UTC):%Y-%m-%d}")
-    return f"{day} {when.astimezone(UTC):%H:%M} UTC"
+    when = when.astimezone(UTC)
+    days = (now.astimezone(UTC).date() - when.date()).days
+    # the fields themselves, not strftime (thousands of reasons a page build)
+    day = ("today" if days == 0 else "yesterday" if days == 1
+           else when.date().isoformat() if when.year >= 1000 else f"{when:%Y-%m-%d}")
+    return f"{day} {when.hour:02d}:{when.minute:02d} UTC"
 
 
 def watermark_note(dataset: Dataset) -> str:

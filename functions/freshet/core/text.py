@@ -10,6 +10,7 @@ surrogate cannot be encoded at all: each becomes U+FFFD, visibly.
 
 import json
 import re
+from collections.abc import Callable
 
 # C0 controls but tab, newline and carriage return; DEL; C1 controls (0x9b is a CSI);
 # bidi marks, embeddings, overrides and isolates; the BOM / zero-width no-break space;
@@ -63,17 +64,33 @@ def printable_json(value: object) -> str:
     """json.dumps(printable_all(value)), compact, not ASCII-escaped; walking the value
     only when its JSON text shows a character that `printable` would replace (most
     documents have none, and walking a large one costs more than writing it)."""
-    text = _COMPACT.encode(value)
+    text = _compact(value)
     # The escapes all start with a backslash, which most texts lack: one scan, not three.
     if ("\\" in text and any(s in text for s in _ESCAPED_CONTROLS)) or "\x7f" in text or (
             not text.isascii() and _RAW_UNSAFE.search(text) is not None):
-        return _COMPACT.encode(printable_all(value))
+        return _compact(printable_all(value))
     return text
 
 
-# json.dumps(ensure_ascii=False, separators=(",", ":"))'s encoder, made once (a page
-# build writes thousands of documents: json.dumps makes one per call).
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+def json_encoder(**options: object) -> Callable[[object], str]:
+    """`json.JSONEncoder(**options).encode` without its circular check (Freshet's
+    documents are trees: a cycle is a RecursionError instead), its C encoder made once.
+    JSONEncoder.encode makes one per call (and a closure), which costs as much as
+    encoding a small document: a page build encodes ~11,000 of them."""
+    encoder = json.JSONEncoder(check_circular=False, **options)  # type: ignore[arg-type]
+    make = json.encoder.c_make_encoder  # None where the C accelerator is missing
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    encode = make(None, encoder.default,
+                  json.encoder.encode_basestring_ascii if encoder.ensure_ascii
+                  else json.encoder.encode_basestring, None, encoder.key_separator,
+                  encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
+                  encoder.allow_nan)
+    return lambda value: "".join(encode(value, 0))
+
+
+# json.dumps(ensure_ascii=False, separators=(",", ":")), its encoder made once.
+_compact = json_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def one_line(text: str) -> str:

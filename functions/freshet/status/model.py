@@ -23,6 +23,7 @@ from `Dataset.daily` (sync outcomes kept by bookkeeping):
   `-` none         no sync finished that day.
 """
 
+import bisect
 import functools
 import gc
 import hashlib
@@ -152,8 +153,12 @@ class DatasetStatus:
 
     @property
     def sla(self) -> str:
-        warn, error = self.requirement.warn_after, self.requirement.error_after
-        return f"needs < {human_duration(error)} (warn at {human_duration(warn)})"
+        return _sla_words(self.requirement.warn_after, self.requirement.error_after)
+
+
+@functools.lru_cache(maxsize=256)  # datasets share a few requirements
+def _sla_words(warn: timedelta, error: timedelta) -> str:
+    return f"needs < {human_duration(error)} (warn at {human_duration(warn)})"
 
 
 @dataclass(frozen=True)
@@ -578,18 +583,41 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
     """(first day, one DAY_CODES letter per UTC day up to today). A day in `maintained`
     (ISO dates a window in scope touched) that was not all ok shows as maintenance, from
     the dataset's first recorded day on (a window declared today says nothing of before)."""
-    start, index = _day_index(now.date(), days)
-    get = daily.get
-    # One expression per day, no call: 5,000 datasets x 90 days is most of a model's time.
-    letters = ["-" if not (c := get(day)) else ("p" if c.get("fail") else "o") if c.get("ok")
-               else "f" if c.get("fail") else "-" for day in index]
-    if maintained:
-        first = min(daily, default=now.date().isoformat())
-        for day in maintained:
-            i = index.get(day)
-            if i is not None and letters[i] != "o" and day >= first:
-                letters[i] = "m"
-    return start, "".join(letters)
+    start, order = _day_index(now.date(), days)
+    try:  # each day's counts as bookkeeping writes them ({"ok": n, "fail": n})
+        letters = _letters(daily, order)
+    except KeyError:  # a day stored without one of them: none
+        letters = _letters_lenient(daily, order)
+    bar = "".join(letters)
+    if not maintained:
+        return start, bar
+    # From the first recorded day on (the days are ISO dates, in order), each stretch
+    # of maintained days with its letters but "o" made "m": one translate a stretch,
+    # not a question a day (a daily window touches every day of the bar).
+    since = bisect.bisect_left(order, min(daily, default=now.date().isoformat()))
+    parts, done = [], 0
+    for a, b in _stretches(maintained, order):
+        a = max(a, since)
+        if a < b:
+            parts += (bar[done:a], bar[a:b].translate(_MAINTAINED))
+            done = b
+    return start, "".join(parts) + bar[done:]
+
+
+_MAINTAINED = str.maketrans("pf-", "mmm")
+
+
+@functools.lru_cache(maxsize=64)  # datasets share their windows' days
+def _stretches(maintained: frozenset[str], order: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """The [start, end) positions in `order` of its runs of days in `maintained`."""
+    found: list[tuple[int, int]] = []
+    for i, day in enumerate(order):
+        if day in maintained:
+            if found and found[-1][1] == i:
+                found[-1] = (found[-1][0], i + 1)
+            else:
+                found.append((i, i + 1))
+    return tuple(found)
 
 
 def _maintenance_days(maintenance: Maintenance, now: datetime,
@@ -619,12 +647,27 @@ def _days_for(maintained: list[tuple[Window, frozenset[str]]], key: str,
     return frozenset(days)
 
 
+def _letters(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
+    """One letter per day of `order`: one expression per day, no call but the map's
+    (5,000 datasets x 90 days were a tenth of a build); KeyError for a day whose counts
+    lack "ok" or "fail"."""
+    return ["-" if not c else ("p" if c["fail"] else "o") if c["ok"] else
+            "f" if c["fail"] else "-" for c in map(daily.get, order)]
+
+
+def _letters_lenient(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
+    """_letters, a missing count read as none."""
+    return ["-" if not c else ("p" if c.get("fail") else "o") if c.get("ok") else
+            "f" if c.get("fail") else "-" for c in map(daily.get, order)]
+
+
 @functools.lru_cache(maxsize=8)
-def _day_index(today: date, days: int) -> tuple[str, dict[str, int]]:
-    """The bar's days (one question per publish, not per dataset: 5,000 datasets asked
-    for the same 90 dates)."""
+def _day_index(today: date, days: int) -> tuple[str, tuple[str, ...]]:
+    """The bar's first day and its days in order (one question per publish, not per
+    dataset: 5,000 datasets asked for the same 90 dates)."""
     first = today - timedelta(days=days - 1)
-    return first.isoformat(), {(first + timedelta(days=i)).isoformat(): i for i in range(days)}
+    return first.isoformat(), tuple((first + timedelta(days=i)).isoformat()
+                                    for i in range(days))
 
 
 # -- consumers ------------------------------------------------------------------
@@ -666,8 +709,8 @@ def _consumer_status(consumer: Consumer, ctx: _ConsumerContext) -> ConsumerStatu
                            on_consumer or on_dataset)
         ups = () if own.state == State.MAINTENANCE else ctx.stale_up.get(req.dataset, ())
         secrets = ctx.dataset_secrets.get(req.dataset, ())
-        if secrets:
-            own = replace(own, reason=redact(own.reason, secrets))
+        if secrets and (reason := redact(own.reason, secrets)) != own.reason:
+            own = replace(own, reason=reason)
         items.append(ConsumerDataset(
             key=req.dataset, state=_with_risk(own.state, ups), reason=own.reason,
             age=own.age, requirement=req, freshness=own,

@@ -10,7 +10,6 @@ one-line entry in a collapsed list, and only the newest runs are shown.
 import base64
 import functools
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import markupsafe
 
 from freshet.core.deadlines import Judgement
 from freshet.core.schedules import Schedule, describe
-from freshet.core.text import printable, printable_json, safe_link
+from freshet.core.text import json_encoder, printable, printable_json, safe_link
 from freshet.core.timeutil import human_duration, isoformat
 from freshet.core.windows import MAX_LISTED, Occurrence, Window
 from freshet.status.changes import Event
@@ -33,6 +32,7 @@ from freshet.status.model import (
     LEVELS,
     ConsumerStatus,
     DatasetStatus,
+    JobSummary,
     RouteStatus,
     StatusModel,
     badge_path,
@@ -105,10 +105,20 @@ def _site_source(configured: str | None) -> Path:
     raise FileNotFoundError("site/templates not found; set FRESHET_SITE_SRC")
 
 
+class _Printed(markupsafe.Markup):
+    """Markup made of printable text only (the page's CSS and script, rows written
+    here from printable values): printed as it is, not searched again (a consumer's
+    page printed 40 KB of it, 200 pages a build)."""
+
+    __slots__ = ()
+
+
 def _printable(value: object) -> object:
     """Every value a template prints: control characters are not allowed in XML."""
     if value.__class__ is str:  # most of them (a hundred thousand a build): no call
         return value if value.isascii() and value.isprintable() else printable(value)
+    if value.__class__ is _Printed:
+        return value
     if isinstance(value, markupsafe.Markup):
         return markupsafe.Markup(printable(str(value)))
     return printable(value) if isinstance(value, str) else value
@@ -134,20 +144,28 @@ def _env(source: Path) -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_printable,
     )
-    env.filters.update(when=_when, age=_age, dur=_dur, iso=time_attribute, short=shorten,
-                       num=lambda n: f"{n:,}", link=safe_link, pct=percent, live=live,
-                       age_of=age_of)
+    env.filters.update(safe=_safe, when=_when, age=_age, dur=_dur, iso=time_attribute,
+                       short=shorten, num=lambda n: f"{n:,}", link=safe_link, pct=percent,
+                       live=live, age_of=age_of)
     env.globals.update(labels=LABELS, badge_path=badge_path, bar=_bar, day_codes=DAY_CODES,
-                       consumer_page=consumer_page,
+                       consumer_page=consumer_page, worst_needs=_worst_needs,
+                       dataset_rows=_dataset_rows, compact_datasets=_compact_datasets,
+                       compact_jobs=_compact_jobs, incident_notes=_incident_notes,
                        window_words=_window_words, listed_limit=MAX_LISTED)
     return env
 
 
+def _safe(value: object) -> markupsafe.Markup:
+    """Jinja's `safe`, keeping Markup as it is (_Printed stays _Printed)."""
+    return value if isinstance(value, markupsafe.Markup) else markupsafe.Markup(value)
+
+
 @functools.cache
-def _static(source: Path, name: str) -> str:
-    return printable((source / "static" / name).read_text(encoding="utf-8"))
+def _static(source: Path, name: str) -> _Printed:
+    return _Printed(printable((source / "static" / name).read_text(encoding="utf-8")))
 
 
+@functools.lru_cache(maxsize=8)  # the same for every page of a kind (200 consumers)
 def _csp(css: str, js: str, *, heartbeat: bool = False) -> str:
     """The page's Content-Security-Policy: its own inline style and script (by hash) and
     nothing else (a consumer's page may also fetch the site's heartbeat.json). Should a
@@ -176,10 +194,22 @@ _MOVING_FIELDS = frozenset({
     "attainment_30d", "deadline_counts_90d"})
 
 
-def consumer_key(doc: object) -> str:
+def consumer_key(doc: dict) -> str:
     """What a consumer's files say, its moving parts left out: equal keys, the same
-    states, verdicts, incidents, excuses and risks."""
-    return _key_of(_key_text(doc))
+    states, verdicts, incidents, excuses and risks. Its datasets each count as the list
+    of their kept values (`_dataset_key_text`), the rest as its JSON with sorted keys."""
+    rest = _strip({k: v for k, v in doc.items() if k != "datasets"})
+    if "datasets" not in doc:
+        return _key_of(_sorted_keys(rest))
+    return _key_from(rest, "[" + ",".join(_dataset_key_text(_strip(d))
+                                          for d in doc["datasets"]) + "]")
+
+
+def _key_from(rest: dict, datasets_text: str) -> str:
+    """The key of a document stripped of its moving fields (`rest`), its datasets'
+    key texts joined (`datasets_text`)."""
+    return _key_of(_joined(dict(sorted({**rest, "datasets": None}.items())),
+                           {"datasets": datasets_text}, _sorted_keys))
 
 
 _NESTED = (dict, list)
@@ -194,8 +224,14 @@ def _strip(value: object) -> object:
     return value
 
 
-def _key_text(value: object) -> str:
-    return _sorted_keys(_strip(value))
+def _dataset_key_text(doc: dict) -> str:
+    """What a consumer's key keeps of a dataset's document (its moving fields left out):
+    the list of the other values, in the document's order. A dataset's fields are always
+    the same ones (_dataset_json's), so their names need not be written: a text a third
+    the size of the whole document's, encoded without sorting (5,000 a build).
+    The key is stored in the status memory: a change of this text changes every
+    consumer's key, so after an upgrade every consumer's files are rewritten once."""
+    return _sorted_keys([v for k, v in doc.items() if k not in _MOVING_FIELDS])
 
 
 def _key_of(text: str) -> str:
@@ -211,10 +247,10 @@ def _joined(doc: dict, texts: dict[str, str], dump: Callable[[object], str]) -> 
 
 def _sorted_keys(value: object) -> str:
     """json.dumps(value, sort_keys=True, separators=(",", ":")), its encoder made once."""
-    return _SORTED.encode(value)
+    return _sorted(value)
 
 
-_SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_sorted = json_encoder(sort_keys=True, separators=(",", ":"))
 
 
 class _Parts:
@@ -228,6 +264,7 @@ class _Parts:
         self._texts: dict[str, str] = {}
         self._key_texts: dict[str, str] = {}
         self._consumers: dict[str, dict] = {}
+        self._consumer_texts: dict[str, str] = {}
         self._incidents: dict[str, dict] = {}
 
     def consumer(self, c: ConsumerStatus) -> dict:
@@ -235,6 +272,13 @@ class _Parts:
         if doc is None:
             doc = self._consumers[c.id] = _consumer_json(c)
         return doc
+
+    def consumer_text(self, c: ConsumerStatus) -> str:
+        """printable_json of the consumer's JSON (in status.json and its own file)."""
+        text = self._consumer_texts.get(c.id)
+        if text is None:
+            text = self._consumer_texts[c.id] = printable_json(self.consumer(c))
+        return text
 
     def incident(self, incident) -> dict:
         doc = self._incidents.get(incident.id)
@@ -259,8 +303,7 @@ class _Parts:
         if text is None:
             # Its fields' values are scalars and lists of names (_dataset_json's): only
             # the moving fields themselves to leave out, no nested ones (_strip's walk).
-            kept = {k: v for k, v in self.dataset(d).items() if k not in _MOVING_FIELDS}
-            text = self._key_texts[d.key] = _sorted_keys(kept)
+            text = self._key_texts[d.key] = _dataset_key_text(self.dataset(d))
         return text
 
     @staticmethod
@@ -383,9 +426,8 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
                "incidents": [parts.incident(i) for i in about]}
         # keyed: rewritten when what they say changes (their ages: the browser's):
         # consumer_key(doc), its datasets' part from the parts' texts
-        key_doc = _strip({k: v for k, v in doc.items() if k != "datasets"})
-        key = _key_of(_joined(dict(sorted({**key_doc, "datasets": None}.items())), {
-            "datasets": parts.datasets_text(datasets, parts.dataset_key_text)}, _sorted_keys))
+        key = _key_from(_strip({k: v for k, v in doc.items() if k != "datasets"}),
+                        parts.datasets_text(datasets, parts.dataset_key_text))
         page, data = consumer_page(c.id), consumer_page(c.id, "json")
         kept = {path: Output(b"", kind, key=key, kept=True)
                 for path, kind in ((page, "text/html; charset=utf-8"),
@@ -398,8 +440,8 @@ def render_consumers(model: StatusModel, parts: "_Parts | None" = None,
             incidents=about, built_iso=time_attribute(model.built_at), css=css, js=js,
             csp=_csp(css, js, heartbeat=True), heartbeat=f"../{HEARTBEAT}",
             stale_words=human_duration(timedelta(seconds=model.stale_after_s)))
-        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text)},
-                       printable_json)
+        text = _joined(doc, {"datasets": parts.datasets_text(datasets, parts.dataset_text),
+                             "consumer": parts.consumer_text(c)}, printable_json)
         out[page] = replace(kept[page], data=html.encode(), kept=False)
         out[data] = replace(kept[data], data=text.encode(), kept=False)
     return out
@@ -529,13 +571,17 @@ def _secs(delta: timedelta | None) -> float | None:
     return None if delta is None else round(delta.total_seconds(), 3)
 
 
+# A requirement's limits: the same few for thousands of datasets.
+_limit_secs = functools.lru_cache(maxsize=256)(_secs)
+
+
 def _dataset_json(d: DatasetStatus) -> dict:
     return {
         "key": d.key, "title": d.title, "owner": d.owner, "description": d.description,
         "declared": d.declared, "state": d.state, "label": d.label, "own_state": d.own_state,
         "reason": d.reason, "age_s": _secs(d.age),
-        "warn_after_s": _secs(d.requirement.warn_after),
-        "error_after_s": _secs(d.requirement.error_after),
+        "warn_after_s": _limit_secs(d.requirement.warn_after),
+        "error_after_s": _limit_secs(d.requirement.error_after),
         "last_started_at": isoformat(d.last_started_at),
         "last_success_at": isoformat(d.last_success_at),
         "last_failure_at": isoformat(d.last_failure_at),
@@ -569,8 +615,8 @@ def _consumer_json(x: ConsumerStatus) -> dict:
         "incidents": list(x.incidents),
         "datasets": [{
             "key": i.key, "state": i.state, "reason": i.reason, "age_s": _secs(i.age),
-            "warn_after_s": _secs(i.requirement.warn_after),
-            "error_after_s": _secs(i.requirement.error_after),
+            "warn_after_s": _limit_secs(i.requirement.warn_after),
+            "error_after_s": _limit_secs(i.requirement.error_after),
             "data_as_of": isoformat(i.freshness.data_as_of) if i.freshness else None,
             "freshness_basis": i.freshness.basis if i.freshness else "sync",
         } for i in x.datasets],
@@ -611,9 +657,11 @@ def status_json(model: StatusModel, events: list[Event]) -> dict:
 
 
 def _status_text(model: StatusModel, events: list[Event], parts: _Parts) -> str:
-    """printable_json(status_json(...)), its datasets' text from the parts'."""
+    """printable_json(status_json(...)), its datasets' and consumers' text the parts'."""
     doc = _status_doc(model, events, parts, [])
-    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text)},
+    return _joined(doc, {"datasets": parts.datasets_text(model.datasets, parts.dataset_text),
+                         "consumers": "[" + ",".join(parts.consumer_text(x)
+                                                     for x in model.consumers) + "]"},
                    printable_json)
 
 
@@ -685,6 +733,88 @@ def _counts(states) -> dict[str, int]:
     return found
 
 
+# A dataset's row on its consumers' pages (consumer.html.j2's table), as Jinja would
+# print it: each value printable and HTML-escaped (`_html`), the reason with its ages in
+# <time> (`live`). Written here, not in the template: 5,000 rows a build, whose values
+# each cost Jinja an attribute lookup, a finalize and an escape call.
+CONSUMER_ROW = """\
+      <tr>
+        <th scope="row">{title}{upstream}<br><span class="muted small">{key}</span></th>
+        <td><span class="mini st-{state}">{label}</span></td>
+        <td>{reason}</td>
+        <td>{success}</td>
+        <td>{sla}</td>
+      </tr>"""
+
+
+def _dataset_rows(datasets: list[DatasetStatus], built_from: set[str], now: datetime
+                  ) -> markupsafe.Markup:
+    rows = []
+    for d in datasets:
+        success = d.last_success_at
+        rows.append(CONSUMER_ROW.format(
+            title=_html(d.title or d.key),
+            upstream=' <span class="muted">(upstream)</span>' if d.key in built_from else "",
+            key=_html(d.key), state=_html(d.state), label=_html(d.label),
+            reason=printable(live(shorten(d.reason, 300), d, now)),
+            success=(f'<time datetime="{_html(time_attribute(success))}">'
+                     f'{_html(_when(success))}</time>') if success else "never",
+            sla=_html(d.sla)))
+    return _Printed("\n".join(rows))
+
+
+# The main page's collapsed lists (index.html.j2): the datasets and jobs past the
+# detailed ones, thousands of entries, each as the template would print it.
+COMPACT_DATASET = ('<li id="d-{key}"><b class="mini st-{state}">{label}</b> {key} '
+                   '<small>{age}</small></li>')
+COMPACT_JOB = ('<li id="j-{id}"><b class="mini jh-{health}">{health}</b> {id} '
+               '<small>{schedule}</small></li>')
+
+
+def _compact_datasets(datasets: tuple[DatasetStatus, ...]) -> markupsafe.Markup:
+    return _Printed("".join([COMPACT_DATASET.format(
+        key=_html(d.key), state=_html(d.state), label=_html(d.label), age=_html(_age(d.age)))
+        for d in datasets]))
+
+
+def _compact_jobs(jobs: tuple[JobSummary, ...]) -> markupsafe.Markup:
+    return _Printed("".join([COMPACT_JOB.format(
+        id=_html(j.id), health=_html(j.health), schedule=_html(j.schedule)) for j in jobs]))
+
+
+# A note on its incident's page (incident.html.j2): up to MAX_NOTES + 1 of them each,
+# of up to 2,000 characters.
+INCIDENT_NOTE = '<li><time datetime="{at}">{when}</time> {text}{eta}{author}</li>\n'
+
+
+def _incident_notes(notes: tuple) -> markupsafe.Markup:
+    return _Printed("".join([INCIDENT_NOTE.format(
+        at=_html(str(time_attribute(n.at))), when=_html(_when(n.at)),
+        text=_html(shorten(n.text, 2000)),
+        eta=f" (ETA {_html(_when(n.eta))})" if n.eta else "",
+        author=f' <span class="muted">— {_html(n.author)}</span>' if n.author else "")
+        for n in reversed(notes)]))
+
+
+def _html(value: str) -> str:
+    """A text as a template prints it: printable (the environment's finalize), then
+    escaped as markupsafe does (its five characters)."""
+    if not (value.isascii() and value.isprintable()):
+        value = printable(value)
+    # five searches (memchr) cost less than one of a character class (sre's)
+    if "&" in value or "<" in value or ">" in value or "'" in value or '"' in value:
+        return (value.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+                .replace("'", "&#39;").replace('"', "&#34;"))
+    return value
+
+
+def _worst_needs(items: tuple, limit: int) -> list:
+    """A consumer's banner's datasets: those not fresh first, in their order, at most
+    `limit` (Jinja's select and reject filters cost a call per test: 5,000 a build)."""
+    return ([i for i in items if i.state != "fresh"]
+            + [i for i in items if i.state == "fresh"])[:limit]
+
+
 def _window_words(window: Window) -> str:
     """'every 10 minutes (UTC)': when a recurring window starts, in words."""
     words = describe(Schedule(cron=window.cron, timezone=window.timezone))
@@ -697,7 +827,11 @@ def percent(value: float) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+    if value is None:
+        return "—"
+    if value.__class__ is datetime and value.year >= 1000:  # isoformat's 4 digits
+        return value.isoformat(" ", "minutes")[:16] + " UTC"  # strftime's cost a third
+    return f"{value:%Y-%m-%d %H:%M} UTC"
 
 
 def _age(value: timedelta | None) -> str:
