@@ -72,14 +72,18 @@ def test_an_incident_with_every_note_it_may_keep_fits_and_refuses_one_more(db):
     assert size(incident.to_doc()) < LIMIT * 0.5
 
 
-def test_a_consumers_deadline_record_stays_small(db):
-    record = DeadlineRecord(
-        "c" * 100, cursors={f"{i:012x}": T0 for i in range(50)},
+def worst_record(consumer: str = "c" * 100) -> DeadlineRecord:
+    return DeadlineRecord(
+        consumer, cursors={f"{i:012x}": T0 for i in range(50)},
         days={(T0.date() - timedelta(days=i)).isoformat(): {"met": 1440, "missed": 1440,
                                                             "excused": 1440}
               for i in range(ATTAINMENT_DAYS)},
         recent=[Judgement(f"{i:012x}", T0, Verdict.MISSED, WIDE[:300])
                 for i in range(RECENT_VERDICTS)], updated_at=T0)
+
+
+def test_a_consumers_deadline_record_stays_small(db):
+    record = worst_record()
     store = Store(db)
     store.judge_deadlines([record.consumer], lambda _c, _r: (record, []))
     stored = store.deadline_records()[record.consumer]
@@ -108,3 +112,16 @@ def test_a_bulk_load_larger_than_one_emulator_message_is_split_and_lands_whole(d
     count = BULK_BYTES // 200_000 * 3  # three batches' worth, each under the limit
     assert store.put_many("bulk", ((f"d{i}", doc) for i in range(count))) == count
     assert len(list(db.collection("bulk").list_documents())) == count
+
+
+def test_a_transactions_worth_of_the_largest_deadline_records_commits(db):
+    """gcp.store.JUDGED_PER_COMMIT consumers judged in one transaction, each record at its
+    worst: one commit, under Firestore's 10 MiB and the emulator's 4 MiB message."""
+    from freshet.gcp.store import JUDGED_PER_COMMIT
+
+    ids = [f"{i:03d}" + "c" * 97 for i in range(JUDGED_PER_COMMIT)]
+    store = Store(db)
+    commits = store.stats.commits
+    store.judge_deadlines(ids, lambda c, _current: (worst_record(c), []))
+    assert store.stats.commits - commits == 1
+    assert sorted(store.deadline_records()) == ids
