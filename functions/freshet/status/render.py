@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import jinja2
 import markupsafe
@@ -253,6 +254,9 @@ def _sorted_keys(value: object) -> str:
 _sorted = json_encoder(sort_keys=True, separators=(",", ":"))
 
 
+T = TypeVar("T")
+
+
 class _Parts:
     """The JSON of datasets, consumers and incidents, made once per render: status.json
     and the consumers' files show the same ones (a dataset in every file of a consumer
@@ -267,44 +271,35 @@ class _Parts:
         self._consumer_texts: dict[str, str] = {}
         self._incidents: dict[str, dict] = {}
 
+    @staticmethod
+    def _kept(made: dict, key: str, make: Callable[[], T]) -> T:
+        found = made.get(key)
+        if found is None:
+            found = made[key] = make()
+        return found
+
     def consumer(self, c: ConsumerStatus) -> dict:
-        doc = self._consumers.get(c.id)
-        if doc is None:
-            doc = self._consumers[c.id] = _consumer_json(c)
-        return doc
+        return self._kept(self._consumers, c.id, lambda: _consumer_json(c))
 
     def consumer_text(self, c: ConsumerStatus) -> str:
         """printable_json of the consumer's JSON (in status.json and its own file)."""
-        text = self._consumer_texts.get(c.id)
-        if text is None:
-            text = self._consumer_texts[c.id] = printable_json(self.consumer(c))
-        return text
+        return self._kept(self._consumer_texts, c.id,
+                          lambda: printable_json(self.consumer(c)))
 
     def incident(self, incident) -> dict:
-        doc = self._incidents.get(incident.id)
-        if doc is None:
-            doc = self._incidents[incident.id] = _incident_json(incident)
-        return doc
+        return self._kept(self._incidents, incident.id, lambda: _incident_json(incident))
 
     def dataset(self, d: DatasetStatus) -> dict:
-        doc = self._datasets.get(d.key)
-        if doc is None:
-            doc = self._datasets[d.key] = _dataset_json(d)
-        return doc
+        return self._kept(self._datasets, d.key, lambda: _dataset_json(d))
 
     def dataset_text(self, d: DatasetStatus) -> str:
-        text = self._texts.get(d.key)
-        if text is None:
-            text = self._texts[d.key] = printable_json(self.dataset(d))
-        return text
+        return self._kept(self._texts, d.key, lambda: printable_json(self.dataset(d)))
 
     def dataset_key_text(self, d: DatasetStatus) -> str:
-        text = self._key_texts.get(d.key)
-        if text is None:
-            # Its fields' values are scalars and lists of names (_dataset_json's): only
-            # the moving fields themselves to leave out, no nested ones (_strip's walk).
-            text = self._key_texts[d.key] = _dataset_key_text(self.dataset(d))
-        return text
+        # Its fields' values are scalars and lists of names (_dataset_json's): only the
+        # moving fields themselves to leave out, no nested ones (_strip's walk).
+        return self._kept(self._key_texts, d.key,
+                          lambda: _dataset_key_text(self.dataset(d)))
 
     @staticmethod
     def datasets_text(datasets: list[DatasetStatus],
