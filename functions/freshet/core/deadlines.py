@@ -38,6 +38,7 @@ from enum import StrEnum
 from freshet.core import timing
 from freshet.core.errors import ValidationError, check_keys
 from freshet.core.freshness import Requirement
+from freshet.core.frozen import quick_init
 from freshet.core.models import Dataset, Job, JobStatus
 from freshet.core.schedules import (
     Schedule,
@@ -226,6 +227,7 @@ def data_time_now(dataset: Dataset | None) -> datetime | None:
 
 # -- judging ------------------------------------------------------------------------------
 
+@quick_init  # made thousands of times a build
 @dataclass(frozen=True)
 class Item:
     """One dataset a deadline covers: its document, the requirement and who produces it."""

@@ -22,6 +22,7 @@ import jinja2
 import markupsafe
 
 from freshet.core.deadlines import Judgement
+from freshet.core.frozen import quick_init
 from freshet.core.schedules import Schedule, describe
 from freshet.core.text import json_encoder, printable, printable_json, safe_link
 from freshet.core.timeutil import human_duration, isoformat
@@ -67,6 +68,7 @@ BADGE_COLOURS = {
 BADGE_WORDS = {state: label.lower() for state, label in LABELS.items()}
 
 
+@quick_init  # made thousands of times a build
 @dataclass(frozen=True)
 class Output:
     data: bytes
@@ -372,11 +374,27 @@ def render_incident_pages(model: StatusModel) -> dict[str, Output]:
     Nothing on it depends on the publish's time: a publish rewrites it only when the
     incident changed (the files are written by digest)."""
     source = site_source()
+    return {incident_page(i.id): Output(_incident_html(source, i), "text/html; charset=utf-8")
+            for i in model.incidents}
+
+
+def _incident_html(source: Path, incident) -> bytes:
+    try:
+        return _incident_html_kept(source, incident)
+    except TypeError:  # an incident that cannot be hashed (not one Freshet makes)
+        return _render_incident(source, incident)
+
+
+def _render_incident(source: Path, incident) -> bytes:
     css = _static(source, "status.css")
     template = _env(source).get_template("incident.html.j2")
-    return {incident_page(i.id): Output(template.render(i=i, css=css, csp=_csp(css, ""))
-                                        .encode(), "text/html; charset=utf-8")
-            for i in model.incidents}
+    return template.render(i=incident, css=css, csp=_csp(css, "")).encode()
+
+
+# An incident's page is a function of the incident alone, and a warm instance's next
+# publish usually shows the same ones: up to MAX_NOTES + 1 notes of 2,000 characters
+# each to escape again, where comparing the incident costs a hash and its notes' texts.
+_incident_html_kept = functools.lru_cache(maxsize=64)(_render_incident)
 
 
 def consumer_page(consumer_id: str, ext: str = "html") -> str:
@@ -464,6 +482,7 @@ def render_index(model: StatusModel, events: list[Event]) -> str:
     )
 
 
+@quick_init  # made thousands of times a build
 @dataclass(frozen=True)
 class FeedEntry:
     id: str
