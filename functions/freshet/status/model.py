@@ -534,7 +534,9 @@ def requirements_index(catalog: Catalog, keys: Iterable[str]) -> dict[str, Requi
     index = {}
     for key in keys:
         found = by_key.get(key)
-        if found:
+        if found and len(found) == 1:  # most are needed by one consumer: its own
+            index[key] = found[0]
+        elif found:
             index[key] = Requirement(key, min(r.warn_after for r in found),
                                      min(r.error_after for r in found))
         else:
