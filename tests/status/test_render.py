@@ -365,3 +365,31 @@ def test_a_consumer_whose_published_files_are_current_is_not_rendered_again():
         assert not files[path].kept and files[path] == full[path]
     assert {p: o for p, o in files.items() if not p.startswith("consumers/one.")} == {
         p: o for p, o in full.items() if not p.startswith("consumers/one.")}
+
+
+def test_a_reason_is_timed_the_same_from_its_build_cache_and_a_text_apart_from_markup():
+    from datetime import timedelta
+
+    import markupsafe
+
+    from freshet.status.render import live
+
+    d = synced("a.b", 2 * H)
+    words = "a<b synced 2 h ago"
+    first, again = live(words, d, NOW), live(words, d, NOW)
+    assert first == again == (f'a&lt;b synced <time datetime="{(NOW - 2 * H):%Y-%m-%dT%H:%M:%SZ}"'
+                              ' data-rel>2 h ago</time>')
+    assert live(markupsafe.Markup(words), d, NOW).startswith("a<b synced <time")
+    assert live(words, d, NOW + timedelta(hours=1)) == "a&lt;b synced 2 h ago"  # 3 h now
+    assert live(words, [d], NOW) == first  # a list: the same words, made apart
+
+
+def test_equal_moments_in_other_zones_are_written_in_utc_by_the_build_cache():
+    from datetime import timedelta, timezone
+
+    from freshet.status.render import _iso, _moment_html
+
+    paris = timezone(timedelta(hours=1))
+    assert _iso(NOW) == _iso(NOW.astimezone(paris)) == f"{NOW:%Y-%m-%dT%H:%M:%SZ}"
+    assert _moment_html(NOW.astimezone(paris)) == _moment_html(NOW)
+    assert _iso(None) is None

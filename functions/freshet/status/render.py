@@ -339,7 +339,7 @@ def render_site(model: StatusModel, events: list[Event], current: Current | None
                 ) -> dict[str, Output]:
     """Every file of the site, by path; the keyed ones that `current` says are still
     the ones published are not rendered again (Output.kept)."""
-    for made in (_ages_in_words, _iso, _time_attribute, _when_text):
+    for made in (_ages_in_words, _live_one, _iso, _time_attribute, _moment_html):
         made.cache_clear()
     parts = _Parts()
     entries = feed_entries(model, events)
@@ -792,8 +792,7 @@ def _dataset_rows(datasets: list[DatasetStatus], built_from: set[str], now: date
             upstream=' <span class="muted">(upstream)</span>' if d.key in built_from else "",
             key=_html(d.key), state=_html(d.state), label=_html(d.label),
             reason=printable(live(shorten(d.reason, 300), d, now)),
-            success=(f'<time datetime="{_html(_time_attribute(success))}">'
-                     f'{_html(_when_text(success))}</time>') if success else "never",
+            success=_moment_html(success) if success else "never",
             sla=_html(d.sla)))
     return _Printed("\n".join(rows))
 
@@ -864,12 +863,17 @@ def percent(value: float) -> str:
 def _when(value: datetime | None) -> str:
     if value is None:
         return "—"
+    if getattr(value, "tzinfo", None) not in (None, UTC):  # said in UTC
+        value = value.astimezone(UTC)
     if value.__class__ is datetime and value.year >= 1000:  # isoformat's 4 digits
         return value.isoformat(" ", "minutes")[:16] + " UTC"  # strftime's cost a third
     return f"{value:%Y-%m-%d %H:%M} UTC"
 
 
-_when_text = _per_build(_when)
+@_per_build
+def _moment_html(value: datetime) -> str:
+    """A moment as the page shows it: its time in words in a <time> element."""
+    return f'<time datetime="{_html(time_attribute(value))}">{_html(_when(value))}</time>'
 
 
 def _age(value: timedelta | None) -> str:
@@ -895,11 +899,31 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
     old") put in <time> elements the page's script keeps current: a page that is not
     rebuilt while nothing changes still says how old the data is. `datasets`: the
     dataset (or datasets) whose times the words were computed from, at `now`."""
+    if not isinstance(datasets, list | tuple):
+        return _live_one(text, getattr(datasets, "last_success_at", None),
+                         getattr(datasets, "last_started_at", None), _since(datasets), now)
     found: dict[str, str] = {}
-    for d in datasets if isinstance(datasets, list | tuple) else (datasets,):
+    for d in datasets:
         for words, at in _ages_in_words(getattr(d, "last_success_at", None),
                                         getattr(d, "last_started_at", None), _since(d), now):
             found.setdefault(words, at)
+    return _timed(text, found)
+
+
+# One dataset's reason: the datasets of a run share their times, and most of them their
+# reason's words too (typed: a text and Markup of the same characters escape apart).
+# render_site empties it.
+@functools.lru_cache(maxsize=32768, typed=True)
+def _live_one(text: str, success: datetime | None, started: datetime | None,
+              since: datetime | None, now: datetime) -> markupsafe.Markup:
+    found: dict[str, str] = {}
+    for words, at in _ages_in_words(success, started, since, now):
+        found.setdefault(words, at)
+    return _timed(text, found)
+
+
+def _timed(text: str, found: dict[str, str]) -> markupsafe.Markup:
+    """live's: `text` escaped, each age in `found` ({words: ISO time}) in a <time>."""
     escaped = str(markupsafe.escape(text))
     if not found:
         return markupsafe.Markup(escaped)
