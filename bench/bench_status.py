@@ -3,7 +3,8 @@
     python bench/bench_status.py        # prints and returns the figures
 
 page_build_s_5k                model + render of every file (page, json, feed, badges,
-                               consumers' pages), median of 5; target < 1.5 s
+                               consumers' pages), median of 7, timed once the emulator
+                               has stopped; target < 1.5 s
 page_html_bytes_5k             size of index.html; target < 2 MB
 page_build_reads_5k            Firestore document reads of a publish that reads everything
                                (what every publish cost before incremental publishing)
@@ -67,6 +68,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -177,9 +179,19 @@ def _trust(store: Store) -> Control:
     return Control(maintenance=windows)
 
 
+BUILDS = 7
+
+
 def run() -> dict:
     with common.firestore() as (_emu, db):
-        return _measure(db)
+        figures, build = _measure(db)
+    # Model + render alone, timed once the emulator has stopped: its JVM, compiling and
+    # collecting after the publishes, shared the machine's two cores with these builds.
+    builds = [build() for _ in range(BUILDS)]
+    figures = {"page_build_s_5k": round(statistics.median(s for s, _ in builds), 3),
+               **figures, "page_files_5k": builds[0][1]}
+    print(json.dumps(figures, indent=2))
+    return figures
 
 
 STEADY_RUNS = 84  # 1,000 hourly jobs: the runs of 5 minutes (1,000 / 12)
@@ -223,7 +235,7 @@ def _publish(store, folder, now, settings, send):
     return result, time.perf_counter() - started
 
 
-def _measure(db) -> dict:
+def _measure(db) -> tuple[dict, Callable[[], tuple[float, int]]]:
     store = Store(db)
     catalog, datasets, jobs, runs = _data(random.Random(5))
     store.put_catalog_doc(catalog.to_doc())
@@ -269,10 +281,11 @@ def _measure(db) -> dict:
         site_bytes = sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
     assert len(judged) == CONSUMERS
 
-    # model + render alone, on what that read pass returned (median of 5)
     latest = sorted(runs, key=lambda r: r.created_at, reverse=True)[:RECENT_RUNS]
-    builds = []
-    for _ in range(5):
+
+    def build() -> tuple[float, int]:
+        """Model + render of every file, on the bench's data and what the read pass
+        returned: (seconds, files)."""
         started = time.perf_counter()
         model = build_model(jobs=jobs, datasets=datasets, runs=latest, catalog=catalog,
                             control=control, now=NOW, settings=settings,
@@ -280,9 +293,9 @@ def _measure(db) -> dict:
                             routes=inputs.routes)
         memory = remember(model, Memory(exists=True), [])
         files = render_site(model, memory.events + detect_changes(model, memory))
-        builds.append(time.perf_counter() - started)
+        return time.perf_counter() - started, len(files)
+
     figures = {
-        "page_build_s_5k": round(statistics.median(builds), 3),
         "page_html_bytes_5k": html_bytes,
         "page_build_reads_5k": full.reads,
         "page_publish_s_5k": round(publish_s, 3),  # reads + build + local writes + memory
@@ -294,7 +307,6 @@ def _measure(db) -> dict:
         "page_publish_writes_idle_5k": idle.writes,
         "page_json_bytes_5k": json_bytes,
         "page_site_bytes_5k": site_bytes,
-        "page_files_5k": len(files),
         "page_files_written_steady_5k": steady.files_written,
         "page_bytes_written_steady_5k": steady.bytes_written,
         **_medians(hour),
@@ -302,8 +314,7 @@ def _measure(db) -> dict:
         "deadline_judge_s_200": round(judge_s, 3),
         "deadline_judge_commits_200": judge_commits,
     }
-    print(json.dumps(figures, indent=2))
-    return figures
+    return figures, build
 
 
 def _an_interval_later(store, folder, jobs, datasets, k: int, settings, send, ran=None):

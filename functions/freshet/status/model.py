@@ -603,7 +603,8 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
     # From the first recorded day on (the days are ISO dates, in order), each stretch
     # of maintained days with its letters but "o" made "m": one translate a stretch,
     # not a question a day (a daily window touches every day of the bar).
-    since = bisect.bisect_left(order, min(daily, default=now.date().isoformat()))
+    since = 0 if order[0] in daily else bisect.bisect_left(
+        order, min(daily, default=now.date().isoformat()))
     parts, done = [], 0
     for a, b in _stretches(maintained, order):
         a = max(a, since)
@@ -649,11 +650,11 @@ def _maintenance_days(maintenance: Maintenance, now: datetime,
 
 def _days_for(maintained: list[tuple[Window, frozenset[str]]], key: str,
               producers: tuple[str, ...]) -> frozenset[str]:
-    days: set[str] = set()
-    for window, touched in maintained:
-        if window.scope.covers_dataset(key, producers):
-            days |= touched
-    return frozenset(days)
+    found = [touched for window, touched in maintained
+             if window.scope.covers_dataset(key, producers)]
+    # One window (most often): its own set, whose hash is made once a build, not once a
+    # dataset (day_history's _stretches are looked up by it).
+    return found[0] if len(found) == 1 else frozenset().union(*found)
 
 
 def _letters(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
