@@ -584,14 +584,16 @@ def _badge(source: Path, label: str, state: str) -> str:
 
 
 def render_badges(model: StatusModel) -> dict[str, Output]:
-    out = {}
-    for d in model.datasets:
-        out[badge_path("dataset", d.key)] = Output(
-            render_badge(d.title, d.state).encode(), "image/svg+xml")
-    for c in model.consumers:
-        out[badge_path("consumer", c.id)] = Output(
-            render_badge(c.title, c.state).encode(), "image/svg+xml")
-    return out
+    source = site_source()
+    return {**{badge_path("dataset", d.key): Output(_badge_bytes(source, d.title, d.state),
+                                                    "image/svg+xml") for d in model.datasets},
+            **{badge_path("consumer", c.id): Output(_badge_bytes(source, c.title, c.state),
+                                                    "image/svg+xml") for c in model.consumers}}
+
+
+@functools.lru_cache(maxsize=16384)  # as _badge, encoded
+def _badge_bytes(source: Path, label: str, state: str) -> bytes:
+    return _badge(source, label, state).encode()
 
 
 def _text_width(text: str) -> int:
