@@ -184,6 +184,12 @@ def test_day_history_has_one_letter_per_day_with_documented_meaning():
     assert set(days[:-3]) == {"-"}  # 2026-08-01 is older than 90 days
 
 
+def test_a_day_stored_without_one_of_its_counts_reads_the_missing_one_as_none():
+    daily = {"2026-11-25": {}, "2026-11-26": {"fail": 2}, "2026-11-27": {"ok": 1},
+             "2026-11-28": {"ok": 1, "fail": 1}}
+    assert day_history(daily, NOW)[1].endswith("-fop")
+
+
 def test_jobs_show_schedule_in_words_attempts_and_stuck_recoveries():
     j = job(last_run_id="r1", last_run_status="failed", last_error="boom",
             next_run_at=NOW + H, last_run_at=NOW - H)

@@ -596,7 +596,8 @@ def day_history(daily: dict[str, dict[str, int]], now: datetime,
     try:  # each day's counts as bookkeeping writes them ({"ok": n, "fail": n})
         letters = _letters(daily, order)
     except KeyError:  # a day stored without one of them: none
-        letters = _letters_lenient(daily, order)
+        letters = _letters({day: {"ok": c.get("ok"), "fail": c.get("fail")} if c else c
+                            for day, c in daily.items()}, order)
     bar = "".join(letters)
     if not maintained:
         return start, bar
@@ -663,12 +664,6 @@ def _letters(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[s
     lack "ok" or "fail"."""
     return ["-" if not c else ("p" if c["fail"] else "o") if c["ok"] else
             "f" if c["fail"] else "-" for c in map(daily.get, order)]
-
-
-def _letters_lenient(daily: dict[str, dict[str, int]], order: tuple[str, ...]) -> list[str]:
-    """_letters, a missing count read as none."""
-    return ["-" if not c else ("p" if c.get("fail") else "o") if c.get("ok") else
-            "f" if c.get("fail") else "-" for c in map(daily.get, order)]
 
 
 @functools.lru_cache(maxsize=8)

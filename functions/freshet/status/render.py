@@ -12,7 +12,7 @@ import functools
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -398,23 +398,15 @@ def render_incident_pages(model: StatusModel) -> dict[str, Output]:
             for i in model.incidents}
 
 
+# An incident's page is a function of the incident alone (a frozen tree of strings,
+# times and tuples), and a warm instance's next publish usually shows the same ones: up to
+# MAX_NOTES + 1 notes of 2,000 characters each to escape again, where comparing the
+# incident costs a hash and its notes' texts.
+@functools.lru_cache(maxsize=64)
 def _incident_html(source: Path, incident) -> bytes:
-    try:
-        return _incident_html_kept(source, incident)
-    except TypeError:  # an incident that cannot be hashed (not one Freshet makes)
-        return _render_incident(source, incident)
-
-
-def _render_incident(source: Path, incident) -> bytes:
     css = _static(source, "status.css")
     template = _env(source).get_template("incident.html.j2")
     return template.render(i=incident, css=css, csp=_csp(css, "")).encode()
-
-
-# An incident's page is a function of the incident alone, and a warm instance's next
-# publish usually shows the same ones: up to MAX_NOTES + 1 notes of 2,000 characters
-# each to escape again, where comparing the incident costs a hash and its notes' texts.
-_incident_html_kept = functools.lru_cache(maxsize=64)(_render_incident)
 
 
 def consumer_page(consumer_id: str, ext: str = "html") -> str:
@@ -822,12 +814,12 @@ def _compact_jobs(jobs: tuple[JobSummary, ...]) -> markupsafe.Markup:
 
 # A note on its incident's page (incident.html.j2): up to MAX_NOTES + 1 of them each,
 # of up to 2,000 characters.
-INCIDENT_NOTE = '<li><time datetime="{at}">{when}</time> {text}{eta}{author}</li>\n'
+INCIDENT_NOTE = '<li>{at} {text}{eta}{author}</li>\n'
 
 
 def _incident_notes(notes: tuple) -> markupsafe.Markup:
     return _Printed("".join([INCIDENT_NOTE.format(
-        at=_html(str(time_attribute(n.at))), when=_html(_when(n.at)),
+        at=_moment_html(n.at),
         text=_html(shorten(n.text, 2000)),
         eta=f" (ETA {_html(_when(n.eta))})" if n.eta else "",
         author=f' <span class="muted">— {_html(n.author)}</span>' if n.author else "")
@@ -910,12 +902,10 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
     if not isinstance(datasets, list | tuple):
         return _live_one(text, getattr(datasets, "last_success_at", None),
                          getattr(datasets, "last_started_at", None), _since(datasets), now)
-    found: dict[str, str] = {}
-    for d in datasets:
-        for words, at in _ages_in_words(getattr(d, "last_success_at", None),
-                                        getattr(d, "last_started_at", None), _since(d), now):
-            found.setdefault(words, at)
-    return _timed(text, found)
+    return _timed(text, _first_times(
+        _ages_in_words(getattr(d, "last_success_at", None),
+                       getattr(d, "last_started_at", None), _since(d), now)
+        for d in datasets))
 
 
 # One dataset's reason: the datasets of a run share their times, and most of them their
@@ -924,10 +914,17 @@ def live(text: str, datasets: object, now: datetime) -> markupsafe.Markup:
 @functools.lru_cache(maxsize=32768, typed=True)
 def _live_one(text: str, success: datetime | None, started: datetime | None,
               since: datetime | None, now: datetime) -> markupsafe.Markup:
+    return _timed(text, _first_times([_ages_in_words(success, started, since, now)]))
+
+
+def _first_times(ages: Iterable[tuple[tuple[str, str], ...]]) -> dict[str, str]:
+    """{words: ISO time} of datasets' ages in words (_ages_in_words'), the first time
+    each words were said of kept."""
     found: dict[str, str] = {}
-    for words, at in _ages_in_words(success, started, since, now):
-        found.setdefault(words, at)
-    return _timed(text, found)
+    for pairs in ages:
+        for words, at in pairs:
+            found.setdefault(words, at)
+    return found
 
 
 def _timed(text: str, found: dict[str, str]) -> markupsafe.Markup:
