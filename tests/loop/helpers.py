@@ -30,15 +30,16 @@ def add_job(store: Store, job_id: str, *, cron="*/5 * * * *", next_run_at=T0, ki
     return job
 
 
-def wait_for(predicate, timeout=30.0, interval=0.2):
-    """The first truthy value of `predicate()` within `timeout` seconds."""
+def wait_for(predicate, timeout=30.0, interval=0.2, why=None):
+    """The first truthy value of `predicate()` within `timeout` seconds; a timeout says
+    `why()` too, when given (what was seen instead)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s")
+    raise AssertionError(f"timed out after {timeout} s" + (f": {why()}" if why else ""))
 
 
 class Probe:

@@ -141,8 +141,11 @@ def test_a_demo_runs_beside_another_holding_the_default_ports(tmp_path):
                               interval=2)  # the vendor's table, observed in BigQuery
             assert vendor["data_as_of"] is not None
             # orders-sync's success triggered the BigQuery rollup: a job in the emulator,
-            # waited on and polled.
-            rollup = wait_for(lambda: _succeeded_run(api, "orders-rollup"), 60, interval=1)
+            # waited on and polled 10, 30, 70 and 150 s after it was submitted (as the
+            # export is, below): on a loaded machine its job outlived the 30 s poll, and
+            # a timeout says what its runs were.
+            rollup = wait_for(lambda: _succeeded_run(api, "orders-rollup"), 150, interval=2,
+                              why=lambda: _runs(api, "orders-rollup"))
             assert rollup["trigger_source"] == "upstream"
             assert rollup["external"]["engine"] == "bigquery"
             assert rollup["external"]["id"].startswith("freshet_orders-rollup")
@@ -183,6 +186,15 @@ def _observed(url: str):
         return None
     return next((d for d in datasets if d["key"] == "vendor.orders"
                  and d["freshness_basis"] == "observed" and d["data_as_of"]), None)
+
+
+def _runs(api: str, job: str) -> str:
+    """A job's runs as the API lists them (what a timeout waiting on them reports)."""
+    try:
+        with urllib.request.urlopen(f"{api}/runs?job_id={job}", timeout=5) as r:
+            return json.dumps(json.load(r)["runs"])[:4000]
+    except OSError as e:
+        return f"the API did not answer: {e}"
 
 
 def _succeeded_run(api: str, job: str = "orders-sync"):
